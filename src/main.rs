@@ -1,0 +1,379 @@
+//! AgentHub: one small binary between desktop AI clients and the MCP servers and local models
+//! they use. This file owns the command line, logging, signals and the start/stop sequence;
+//! everything else lives in the library (`lib.rs`) and is reached through `http::App`.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agenthub::config::{self, Settings, SETTINGS};
+use agenthub::error::{Error, Result};
+use agenthub::{enhance, http, resilience, servers, VERSION};
+
+/// How long in-flight requests may run on after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+
+enum Command {
+    Serve,
+    CheckConfig,
+    Help,
+    Version,
+}
+
+struct Cli {
+    command: Command,
+    /// Flag values keyed by the environment variable each overrides.
+    flags: HashMap<&'static str, String>,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cli = match parse_args(&args) {
+        Ok(cli) => cli,
+        Err(msg) => {
+            eprintln!("agenthub: {msg}\n\n{}", usage());
+            return ExitCode::from(2);
+        }
+    };
+    let env = |k: &str| std::env::var(k).ok();
+    match cli.command {
+        Command::Help => {
+            print!("{}", help());
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("agenthub {VERSION}");
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig => check_config(&cli.flags, &env),
+        Command::Serve => {
+            let settings = match Settings::resolve(&cli.flags, &env) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("agenthub: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(settings.log_level);
+            match serve(settings, &env) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    log::error!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn parse_args(args: &[String]) -> std::result::Result<Cli, String> {
+    let mut command = None;
+    let mut flags = HashMap::new();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i].as_str();
+        i += 1;
+        match arg {
+            "-h" | "--help" => {
+                return Ok(Cli {
+                    command: Command::Help,
+                    flags,
+                })
+            }
+            "-V" | "--version" => {
+                return Ok(Cli {
+                    command: Command::Version,
+                    flags,
+                })
+            }
+            "serve" if command.is_none() => command = Some(Command::Serve),
+            "check-config" if command.is_none() => command = Some(Command::CheckConfig),
+            _ if arg.starts_with("--") => {
+                let (name, inline) = match arg.split_once('=') {
+                    Some((n, v)) => (n, Some(v.to_string())),
+                    None => (arg, None),
+                };
+                let spec = SETTINGS
+                    .iter()
+                    .find(|s| s.flag == Some(name))
+                    .ok_or_else(|| format!("unknown flag '{name}'"))?;
+                let value = match inline {
+                    Some(v) => v,
+                    None => {
+                        let v = args.get(i).ok_or_else(|| format!("{name} needs a value"))?;
+                        i += 1;
+                        v.clone()
+                    }
+                };
+                flags.insert(spec.env, value);
+            }
+            _ => return Err(format!("unexpected argument '{arg}'")),
+        }
+    }
+    Ok(Cli {
+        command: command.unwrap_or(Command::Serve),
+        flags,
+    })
+}
+
+fn usage() -> String {
+    "usage: agenthub [serve] [--host H] [--port P] [--config-dir D] [--servers-file F] \
+     [--data-dir D] [--log-level L] [--workers N]\n       agenthub check-config [--config-dir D] \
+     [--servers-file F]\n       agenthub --help | --version"
+        .to_string()
+}
+
+fn help() -> String {
+    let mut out = format!(
+        "agenthub {VERSION}: a local hub for MCP servers and Ollama models\n\n{}\n\n\
+         commands:\n  serve          run the hub (the default)\n  \
+         check-config   validate the configuration, print what was loaded; exit 0 if valid, 1 if not\n\n\
+         settings (flag, then environment variable, default):\n",
+        usage()
+    );
+    for s in SETTINGS {
+        let flag = s.flag.map(|f| format!("{f} VALUE")).unwrap_or_default();
+        out.push_str(&format!(
+            "  {flag:<22} {:<28} {}\n  {:<51} default: {}\n",
+            s.env, s.help, "", s.default
+        ));
+    }
+    out.push_str(
+        "\nfiles in the config dir: mcp-servers.json ({\"servers\": {...}}; Claude Desktop's and \
+         Cursor's {\"mcpServers\": ...} and VS Code's {\"servers\": ...} are read as they are),\n\
+         enhancement-rules.json ({\"default\": rule, \"clients\": {name: rule}}).\n",
+    );
+    out
+}
+
+fn check_config(
+    flags: &HashMap<&'static str, String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> ExitCode {
+    let settings = match Settings::resolve(flags, env) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("agenthub: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let loaded = match config::load(&settings, env) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("invalid: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for s in &loaded.sources {
+        println!("{s}");
+    }
+    for w in &loaded.warnings {
+        println!("warning: {w}");
+    }
+    println!("{} server(s):", loaded.servers.len());
+    let mut problems = 0;
+    for s in &loaded.servers {
+        let target = match s.config.transport {
+            config::Transport::Stdio => {
+                let cmd = s
+                    .config
+                    .command
+                    .clone()
+                    .or_else(|| s.config.package.as_ref().map(|p| format!("npx -y {p}")));
+                let mut line = cmd.unwrap_or_default();
+                for a in &s.config.args {
+                    line.push(' ');
+                    line.push_str(a);
+                }
+                line
+            }
+            config::Transport::Http => s.config.url.clone().unwrap_or_default(),
+        };
+        let flags = [
+            (s.config.auto_start, " auto_start"),
+            (!s.config.enabled, " disabled"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, f)| *f)
+        .collect::<String>();
+        println!(
+            "  {:<24} {:<5} {target}{flags}",
+            s.name,
+            s.config.transport.as_str()
+        );
+        if let Some(p) = &s.problem {
+            problems += 1;
+            println!("    error: {p}");
+        }
+    }
+    let rules = &loaded.rules;
+    println!(
+        "enhancement: default model {}; client rules: {}",
+        rules.default.model,
+        if rules.clients.is_empty() {
+            "(none)".to_string()
+        } else {
+            rules.clients.keys().cloned().collect::<Vec<_>>().join(", ")
+        }
+    );
+    if problems > 0 {
+        eprintln!("invalid: {problems} server(s) cannot start as configured");
+        return ExitCode::FAILURE;
+    }
+    println!("valid");
+    ExitCode::SUCCESS
+}
+
+fn init_logging(level: log::LevelFilter) {
+    use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
+    let config = ConfigBuilder::new()
+        .add_filter_ignore_str("ureq")
+        .add_filter_ignore_str("rustls")
+        .set_thread_level(log::LevelFilter::Off)
+        .set_target_level(log::LevelFilter::Off)
+        .set_time_format_rfc3339()
+        .build();
+    let _ = TermLogger::init(level, config, TerminalMode::Stderr, ColorChoice::Auto);
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        log::error!("panic in thread '{}': {info}", thread.name().unwrap_or("?"));
+    }));
+}
+
+/// Builds the hub, serves until SIGINT/SIGTERM (or a fatal listener error), then stops it.
+fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()> {
+    raise_fd_limit();
+    let loaded = config::load(&settings, env)?;
+    for s in &loaded.sources {
+        log::info!("config {s}");
+    }
+    for w in &loaded.warnings {
+        log::warn!("{w}");
+    }
+    for s in loaded.servers.iter().filter(|s| s.problem.is_some()) {
+        log::error!(
+            "server {} cannot start: {}",
+            s.name,
+            s.problem.as_deref().unwrap_or("")
+        );
+    }
+    let breaker_config = resilience::BreakerConfig {
+        failure_threshold: settings.breaker_threshold,
+        recovery_timeout: settings.breaker_recovery,
+    };
+    let app = Arc::new(http::App {
+        policy: http::guard::Policy {
+            allowed: settings.allowed_origins.clone(),
+            token: settings.token.clone(),
+        },
+        enhancer: enhance::Service::new(loaded.rules, &settings.ollama_url, settings.cache_size),
+        servers: servers::Registry::new(loaded.servers),
+        breakers: resilience::Breakers::new(breaker_config),
+        started: Instant::now(),
+        settings,
+    });
+
+    let (fatal_tx, fatal_rx) = crossbeam_channel::bounded::<String>(4);
+    let (sig_tx, sig_rx) = crossbeam_channel::bounded::<i32>(4);
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| Error::io("installing signal handlers", e))?;
+    let signals_handle = signals.handle();
+    let signal_thread = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                let _ = sig_tx.send(sig);
+            }
+        })
+        .map_err(|e| Error::io("spawning the signal thread", e))?;
+
+    let front = http::Http::start(app.clone(), http::routes::dispatch, fatal_tx)?;
+    log::info!(
+        "agenthub {VERSION}: {} server(s) configured",
+        app.servers.len()
+    );
+    log::info!("listening on http://{}", front.addr());
+
+    let outcome = crossbeam_channel::select! {
+        recv(sig_rx) -> sig => {
+            log::info!("signal {} received; shutting down", sig.unwrap_or(0));
+            Ok(())
+        }
+        recv(fatal_rx) -> msg => Err(Error::Internal(msg.unwrap_or_else(|_| "the HTTP front stopped".into()))),
+    };
+    front.shutdown(SHUTDOWN_GRACE);
+    app.enhancer.stop();
+    signals_handle.close();
+    let _ = signal_thread.join();
+    log::info!("stopped");
+    outcome
+}
+
+/// tiny_http's accept thread ends at its first error, "too many open files" included: take the
+/// hard limit up front.
+fn raise_fd_limit() {
+    // SAFETY: plain libc calls on a local struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max.min(1 << 20);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                log::warn!(
+                    "cannot raise the open-file limit: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn flags_parse_in_both_forms() {
+        let cli = parse_args(&args(&["serve", "--port", "0", "--host=localhost"])).unwrap();
+        assert!(matches!(cli.command, Command::Serve));
+        assert_eq!(cli.flags["AGENTHUB_PORT"], "0");
+        assert_eq!(cli.flags["AGENTHUB_HOST"], "localhost");
+        let cli = parse_args(&args(&["check-config", "--config-dir", "/x"])).unwrap();
+        assert!(matches!(cli.command, Command::CheckConfig));
+        assert!(matches!(parse_args(&[]).unwrap().command, Command::Serve));
+    }
+
+    #[test]
+    fn bad_arguments_are_refused() {
+        fn check(a: &[&str], needle: &str) {
+            let e = parse_args(&args(a)).err().unwrap_or_default();
+            assert!(e.contains(needle), "{a:?}: {e:?}");
+        }
+        check(&["--bogus"], "unknown flag '--bogus'");
+        check(&["--port"], "--port needs a value");
+        check(&["frobnicate"], "unexpected argument 'frobnicate'");
+        check(&["serve", "serve"], "unexpected argument 'serve'");
+    }
+
+    #[test]
+    fn help_lists_every_setting() {
+        let h = help();
+        for s in SETTINGS {
+            assert!(h.contains(s.env), "{}", s.env);
+            if let Some(f) = s.flag {
+                assert!(h.contains(f), "{f}");
+            }
+        }
+    }
+}

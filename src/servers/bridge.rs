@@ -1,0 +1,319 @@
+//! The stdio bridge to one child: three named threads per child. `stdin` owns the child's stdin
+//! and writes the lines handed to it over a channel; `stdout` reads one JSON-RPC message per line
+//! and routes each response to the caller waiting on its id; `stderr` drains into a ring buffer
+//! and the log. Ids sent to the child are the hub's own (unique per child), so concurrent
+//! callers never see each other's answers whatever ids they use themselves.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{ChildStderr, ChildStdin, ChildStdout};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+use crate::jsonrpc::{self, Kind, RpcError};
+
+/// Lines of stderr kept per server.
+pub const STDERR_LINES: usize = 500;
+
+/// The last lines a child wrote to stderr (kept across restarts).
+#[derive(Default)]
+pub struct StderrRing {
+    lines: VecDeque<String>,
+}
+
+impl StderrRing {
+    pub fn push(&mut self, line: String) {
+        if self.lines.len() == STDERR_LINES {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(line);
+    }
+
+    pub fn tail(&self, n: usize) -> Vec<String> {
+        self.lines.iter().skip(self.lines.len().saturating_sub(n)).cloned().collect()
+    }
+}
+
+/// What the hub does with messages the child starts: its requests (`ping`, `roots/list`, ...)
+/// and notifications.
+pub trait Peer: Send + Sync {
+    /// The answer to a child's request: a result or an error.
+    fn request(&self, server: &str, msg: &Value) -> Result<Value, RpcError>;
+    fn notification(&self, server: &str, msg: &Value);
+}
+
+enum Line {
+    Send(String),
+    Close,
+}
+
+struct Shared {
+    name: String,
+    /// Callers waiting for a response, by the hub id sent to the child. `None` once the child's
+    /// stdout has closed: nobody may start waiting after that.
+    pending: Mutex<Option<HashMap<u64, Sender<Value>>>>,
+    next_id: AtomicU64,
+}
+
+/// A request sent and not yet answered.
+pub struct Pending {
+    id: u64,
+    rx: Receiver<Value>,
+}
+
+pub struct Bridge {
+    shared: Arc<Shared>,
+    tx: Sender<Line>,
+    closed: Arc<AtomicBool>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Bridge {
+    pub fn start(
+        name: &str,
+        stdin: ChildStdin,
+        stdout: ChildStdout,
+        stderr: ChildStderr,
+        ring: Arc<Mutex<StderrRing>>,
+        peer: Arc<dyn Peer>,
+    ) -> std::io::Result<Bridge> {
+        let shared = Arc::new(Shared {
+            name: name.to_string(),
+            pending: Mutex::new(Some(HashMap::new())),
+            next_id: AtomicU64::new(1),
+        });
+        let (tx, rx) = crossbeam_channel::unbounded::<Line>();
+        let closed = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::with_capacity(3);
+        let n = short(name);
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("stdin-{n}"))
+                .spawn(move || write_loop(stdin, &rx))?,
+        );
+        let (s, t, c) = (shared.clone(), tx.clone(), closed.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("stdout-{n}"))
+                .spawn(move || read_loop(stdout, &s, &t, &c, peer.as_ref()))?,
+        );
+        let server = name.to_string();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("stderr-{n}"))
+                .spawn(move || drain_stderr(stderr, &server, &ring))?,
+        );
+        Ok(Bridge { shared, tx, closed, threads: Mutex::new(threads) })
+    }
+
+    /// Whether the child's stdout has closed (it exited, or is exiting).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Sends a request with a fresh hub id; `wait` collects the answer.
+    pub fn begin(&self, method: &str, params: Option<Value>) -> Result<Pending, RpcError> {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        match self.shared.pending.lock().as_mut() {
+            Some(p) => p.insert(id, tx),
+            None => return Err(self.gone()),
+        };
+        let line = jsonrpc::request(id, method, params).to_string();
+        if self.tx.send(Line::Send(line)).is_err() {
+            self.forget(id);
+            return Err(self.gone());
+        }
+        Ok(Pending { id, rx })
+    }
+
+    /// The full response message, or an error: -32001 after `timeout` (the child is told with
+    /// `notifications/cancelled`), -32000 at once when the child exits.
+    pub fn wait(&self, pending: Pending, timeout: Duration) -> Result<Value, RpcError> {
+        match pending.rx.recv_timeout(timeout) {
+            Ok(msg) => Ok(msg),
+            Err(RecvTimeoutError::Disconnected) => Err(self.gone()),
+            Err(RecvTimeoutError::Timeout) => {
+                self.forget(pending.id);
+                let reason = format!("timed out after {}s", timeout.as_secs_f64());
+                self.notify(
+                    "notifications/cancelled",
+                    Some(json!({"requestId": pending.id, "reason": reason})),
+                );
+                Err(RpcError::new(
+                    jsonrpc::REQUEST_TIMEOUT,
+                    format!("request to {} {reason}", self.shared.name),
+                ))
+            }
+        }
+    }
+
+    /// A response if one has arrived (for the supervisor's pings, which must not block).
+    pub fn poll(&self, pending: &Pending) -> Option<Result<Value, RpcError>> {
+        match pending.rx.try_recv() {
+            Ok(msg) => Some(Ok(msg)),
+            Err(crossbeam_channel::TryRecvError::Empty) => None,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => Some(Err(self.gone())),
+        }
+    }
+
+    pub fn cancel(&self, pending: Pending) {
+        self.forget(pending.id);
+    }
+
+    /// A request's result (the response's `result`, or its error).
+    pub fn call(&self, method: &str, params: Option<Value>, timeout: Duration) -> Result<Value, RpcError> {
+        let pending = self.begin(method, params)?;
+        jsonrpc::outcome(&self.wait(pending, timeout)?)
+    }
+
+    pub fn notify(&self, method: &str, params: Option<Value>) {
+        let _ = self.tx.send(Line::Send(jsonrpc::notification(method, params).to_string()));
+    }
+
+    /// Closes the child's stdin: the polite way to ask an MCP server to exit.
+    pub fn close_stdin(&self) {
+        let _ = self.tx.send(Line::Close);
+    }
+
+    /// Joins the threads once the child is gone; threads still blocked after `grace` (a
+    /// grandchild holding a pipe open) are left to end with it.
+    pub fn join(&self, grace: Duration) {
+        self.close_stdin();
+        let deadline = Instant::now() + grace;
+        for t in self.threads.lock().drain(..) {
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    fn forget(&self, id: u64) {
+        if let Some(p) = self.shared.pending.lock().as_mut() {
+            p.remove(&id);
+        }
+    }
+
+    fn gone(&self) -> RpcError {
+        RpcError::new(
+            jsonrpc::SERVER_UNAVAILABLE,
+            format!("server {} exited while the request was in flight", self.shared.name),
+        )
+    }
+}
+
+/// Thread names are capped at 15 bytes by Linux; keep the server name's start.
+fn short(name: &str) -> &str {
+    let end = name.char_indices().nth(8).map_or(name.len(), |(i, _)| i);
+    &name[..end]
+}
+
+fn write_loop(mut stdin: ChildStdin, rx: &Receiver<Line>) {
+    for line in rx {
+        let Line::Send(text) = line else { break };
+        let ok = stdin
+            .write_all(text.as_bytes())
+            .and_then(|()| stdin.write_all(b"\n"))
+            .and_then(|()| stdin.flush());
+        if ok.is_err() {
+            break;
+        }
+    }
+    // Dropping stdin closes the pipe: the child sees EOF.
+}
+
+fn read_loop(stdout: ChildStdout, shared: &Shared, tx: &Sender<Line>, closed: &AtomicBool, peer: &dyn Peer) {
+    let mut reader = BufReader::new(stdout);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let msg: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                log::warn!("{}: skipping a stdout line that is not JSON ({e}): {:.200}", shared.name, text);
+                continue;
+            }
+        };
+        match jsonrpc::kind(&msg) {
+            Kind::Response => {
+                let waiter = msg
+                    .get("id")
+                    .and_then(Value::as_u64)
+                    .and_then(|id| shared.pending.lock().as_mut().and_then(|p| p.remove(&id)));
+                match waiter {
+                    Some(w) => {
+                        let _ = w.send(msg);
+                    }
+                    None => log::debug!("{}: answer to no pending request (late or cancelled): {:.200}", shared.name, text),
+                }
+            }
+            Kind::Request => {
+                let id = msg.get("id").cloned().unwrap_or(Value::Null);
+                let answer = match peer.request(&shared.name, &msg) {
+                    Ok(result) => jsonrpc::result(id, result),
+                    Err(e) => json!({"jsonrpc": "2.0", "id": id, "error": e.to_value()}),
+                };
+                let _ = tx.send(Line::Send(answer.to_string()));
+            }
+            Kind::Notification => peer.notification(&shared.name, &msg),
+            Kind::Invalid => log::warn!("{}: skipping an invalid JSON-RPC message: {:.200}", shared.name, text),
+        }
+    }
+    closed.store(true, Ordering::SeqCst);
+    // Dropping every waiter's sender wakes them all at once with "exited".
+    shared.pending.lock().take();
+}
+
+fn drain_stderr(stderr: ChildStderr, server: &str, ring: &Mutex<StderrRing>) {
+    let mut reader = BufReader::new(stderr);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+        log::debug!("[{server}] {line}");
+        ring.lock().push(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_keeps_the_last_lines() {
+        let mut r = StderrRing::default();
+        for i in 0..(STDERR_LINES + 10) {
+            r.push(i.to_string());
+        }
+        assert_eq!(r.tail(2), ["508", "509"]);
+        assert_eq!(r.tail(10_000).len(), STDERR_LINES);
+        assert_eq!(r.tail(10_000)[0], "10");
+    }
+
+    #[test]
+    fn thread_names_fit() {
+        assert_eq!(short("sequential-thinking"), "sequenti");
+        assert_eq!(short("mem"), "mem");
+    }
+}

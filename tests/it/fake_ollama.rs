@@ -1,0 +1,137 @@
+//! A fake Ollama on 127.0.0.1:0 speaking the real API shapes (`GET /`, `/api/version`,
+//! `/api/tags`, `POST /api/generate` with and without streaming, 404 `model 'X' not found`), and
+//! recording every request it received. Stops when dropped.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub body: Value,
+}
+
+pub struct FakeOllama {
+    pub url: String,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    /// Delay before answering a generation.
+    pub delay: Arc<Mutex<Duration>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeOllama {
+    pub fn start(models: &[&str]) -> FakeOllama {
+        let server = tiny_http::Server::http("127.0.0.1:0").expect("bind the fake ollama");
+        let url = format!(
+            "http://{}",
+            server.server_addr().to_ip().expect("ip address")
+        );
+        let models: Vec<String> = models.iter().map(|m| m.to_string()).collect();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let delay = Arc::new(Mutex::new(Duration::ZERO));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (rec, dl, st) = (received.clone(), delay.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !st.load(Ordering::SeqCst) {
+                let Ok(Some(rq)) = server.recv_timeout(Duration::from_millis(20)) else {
+                    continue;
+                };
+                let rec = rec.clone();
+                let models = models.clone();
+                let delay = *dl.lock().unwrap();
+                std::thread::spawn(move || answer(rq, &models, &rec, delay));
+            }
+        });
+        FakeOllama {
+            url,
+            received,
+            delay,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn received(&self, path: &str) -> Vec<Received> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for FakeOllama {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn answer(
+    mut rq: tiny_http::Request,
+    models: &[String],
+    rec: &Mutex<Vec<Received>>,
+    delay: Duration,
+) {
+    let mut body = String::new();
+    let _ = rq.as_reader().read_to_string(&mut body);
+    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let path = rq.url().to_string();
+    rec.lock().unwrap().push(Received {
+        method: rq.method().to_string(),
+        path: path.clone(),
+        body: body.clone(),
+    });
+    let json_resp = |status: u16, v: Value| {
+        tiny_http::Response::from_string(v.to_string())
+            .with_status_code(status)
+            .with_header(tiny_http::Header::from_bytes("Content-Type", "application/json").unwrap())
+    };
+    let resp = match (rq.method().as_str(), path.as_str()) {
+        ("GET", "/") => tiny_http::Response::from_string("Ollama is running"),
+        ("GET", "/api/version") => json_resp(200, json!({"version": "0.12.0"})),
+        ("GET", "/api/tags") => json_resp(
+            200,
+            json!({"models": models.iter().map(|m| json!({"name": m, "model": m, "size": 2_019_393_189u64,
+                "digest": "a80c4f17acd5", "details": {"format": "gguf", "family": "llama"}})).collect::<Vec<_>>()}),
+        ),
+        ("POST", "/api/generate") => {
+            std::thread::sleep(delay);
+            let model = body["model"].as_str().unwrap_or("").to_string();
+            if !models.contains(&model) {
+                json_resp(404, json!({"error": format!("model '{model}' not found")}))
+            } else {
+                let text = format!("[{model}] {}", body["prompt"].as_str().unwrap_or(""));
+                if body["stream"] == json!(false) {
+                    json_resp(
+                        200,
+                        json!({"model": model, "created_at": "2026-11-25T00:00:00Z", "response": text,
+                        "done": true, "done_reason": "stop", "total_duration": 1_000_000u64, "eval_count": 3}),
+                    )
+                } else {
+                    let lines = format!(
+                        "{}\n{}\n",
+                        json!({"model": model, "response": text, "done": false}),
+                        json!({"model": model, "response": "", "done": true, "done_reason": "stop"})
+                    );
+                    tiny_http::Response::from_string(lines).with_header(
+                        tiny_http::Header::from_bytes("Content-Type", "application/x-ndjson")
+                            .unwrap(),
+                    )
+                }
+            }
+        }
+        _ => tiny_http::Response::from_string("404 page not found").with_status_code(404),
+    };
+    let _ = rq.respond(resp);
+}

@@ -1,0 +1,8 @@
+//! The one integration test binary: every test starts the real `agenthub` binary.
+
+mod core;
+// Shared test support: not every helper is used by every test module.
+#[allow(dead_code)]
+mod fake_ollama;
+#[allow(dead_code)]
+mod harness;
