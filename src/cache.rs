@@ -88,12 +88,7 @@ impl<V: Clone> LruCache<V> {
             self.slab[i].value = value;
             i
         } else {
-            self.slab.push(Entry {
-                key: key.clone(),
-                value,
-                prev: NIL,
-                next: NIL,
-            });
+            self.slab.push(Entry { key: key.clone(), value, prev: NIL, next: NIL });
             self.slab.len() - 1
         };
         self.index.insert(key, i);
@@ -196,10 +191,7 @@ mod tests {
         }
         let mut keys: Vec<&str> = expected_keys.to_vec();
         keys.sort_unstable();
-        let mut present: Vec<&str> = ["a", "b", "c", "d"]
-            .into_iter()
-            .filter(|k| c.contains(k))
-            .collect();
+        let mut present: Vec<&str> = ["a", "b", "c", "d"].into_iter().filter(|k| c.contains(k)).collect();
         present.sort_unstable();
         assert_eq!(present, keys, "{ops:?}");
         assert_eq!(c.stats().evictions, evictions);
@@ -208,37 +200,12 @@ mod tests {
     #[test]
     fn evicts_least_recently_used() {
         // The seed's case: max 2, set a, b, c => a evicted, b kept.
-        check(
-            2,
-            &[("a", Some(1)), ("b", Some(2)), ("c", Some(3))],
-            &["b", "c"],
-            1,
-        );
+        check(2, &[("a", Some(1)), ("b", Some(2)), ("c", Some(3))], &["b", "c"], 1);
         // A get refreshes recency.
-        check(
-            2,
-            &[("a", Some(1)), ("b", Some(2)), ("a", None), ("c", Some(3))],
-            &["a", "c"],
-            1,
-        );
+        check(2, &[("a", Some(1)), ("b", Some(2)), ("a", None), ("c", Some(3))], &["a", "c"], 1);
         // Replacing a key neither grows nor evicts.
-        check(
-            2,
-            &[("a", Some(1)), ("b", Some(2)), ("a", Some(9))],
-            &["a", "b"],
-            0,
-        );
-        check(
-            1,
-            &[
-                ("a", Some(1)),
-                ("b", Some(2)),
-                ("c", Some(3)),
-                ("d", Some(4)),
-            ],
-            &["d"],
-            3,
-        );
+        check(2, &[("a", Some(1)), ("b", Some(2)), ("a", Some(9))], &["a", "b"], 0);
+        check(1, &[("a", Some(1)), ("b", Some(2)), ("c", Some(3)), ("d", Some(4))], &["d"], 3);
         check(0, &[("a", Some(1))], &[], 0);
     }
 
@@ -253,16 +220,7 @@ mod tests {
         c.clear();
         assert!(c.is_empty());
         assert_eq!(c.get("a"), None);
-        assert_eq!(
-            c.stats(),
-            CacheStats {
-                size: 0,
-                max_size: 4,
-                hits: 2,
-                misses: 2,
-                evictions: 0
-            }
-        );
+        assert_eq!(c.stats(), CacheStats { size: 0, max_size: 4, hits: 2, misses: 2, evictions: 0 });
         c.set("b".into(), 3);
         assert_eq!(c.len(), 1);
     }
@@ -306,10 +264,7 @@ mod tests {
 
     #[test]
     fn hashes() {
-        assert_eq!(
-            hash_prompt("hello"),
-            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
-        );
+        assert_eq!(hash_prompt("hello"), "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
         assert_ne!(hash_parts(&["ab", "c"]), hash_parts(&["a", "bc"]));
         assert_eq!(hash_parts(&["x"]).len(), 64);
     }

@@ -172,25 +172,18 @@ impl Source<'_> {
     /// The value and the name to blame for it: the flag when given, else the variable.
     fn get(&self, env: &'static str) -> Option<(String, String)> {
         if let Some(v) = self.flags.get(env) {
-            let flag = SETTINGS
-                .iter()
-                .find(|s| s.env == env)
-                .and_then(|s| s.flag)
-                .unwrap_or(env);
+            let flag = SETTINGS.iter().find(|s| s.env == env).and_then(|s| s.flag).unwrap_or(env);
             return Some((v.clone(), flag.to_string()));
         }
-        (self.env)(env)
-            .filter(|v| !v.is_empty())
-            .map(|v| (v, env.to_string()))
+        (self.env)(env).filter(|v| !v.is_empty()).map(|v| (v, env.to_string()))
     }
 
     fn parse<T: std::str::FromStr>(&self, env: &'static str, default: T, what: &str) -> Result<T> {
         match self.get(env) {
             None => Ok(default),
-            Some((v, name)) => v
-                .trim()
-                .parse()
-                .map_err(|_| Error::Config(format!("{name}: expected {what}, got '{v}'"))),
+            Some((v, name)) => {
+                v.trim().parse().map_err(|_| Error::Config(format!("{name}: expected {what}, got '{v}'")))
+            }
         }
     }
 
@@ -198,9 +191,7 @@ impl Source<'_> {
         let s: f64 = self.parse(env, default, "a number of seconds")?;
         if !(s > 0.0 && s.is_finite()) {
             let name = self.get(env).map(|(_, n)| n).unwrap_or_else(|| env.into());
-            return Err(Error::Config(format!(
-                "{name}: expected a positive number of seconds, got {s}"
-            )));
+            return Err(Error::Config(format!("{name}: expected a positive number of seconds, got {s}")));
         }
         Ok(Duration::from_secs_f64(s))
     }
@@ -213,42 +204,29 @@ impl Settings {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Settings> {
         let src = Source { flags, env };
-        let host = src
-            .get("AGENTHUB_HOST")
-            .map(|(v, _)| v.trim().to_string())
-            .unwrap_or_else(|| "127.0.0.1".into());
+        let host =
+            src.get("AGENTHUB_HOST").map(|(v, _)| v.trim().to_string()).unwrap_or_else(|| "127.0.0.1".into());
         let port = src.parse("AGENTHUB_PORT", 9090u16, "a port number (0-65535)")?;
         let log_level = match src.get("AGENTHUB_LOG_LEVEL") {
             None => log::LevelFilter::Info,
             Some((v, name)) => v.trim().parse().map_err(|_| {
-                Error::Config(format!(
-                    "{name}: expected off, error, warn, info, debug or trace, got '{v}'"
-                ))
+                Error::Config(format!("{name}: expected off, error, warn, info, debug or trace, got '{v}'"))
             })?,
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let workers = src.parse(
-            "AGENTHUB_WORKERS",
-            (2 * cores).max(4),
-            "a number of threads",
-        )?;
+        let workers = src.parse("AGENTHUB_WORKERS", (2 * cores).max(4), "a number of threads")?;
         if !(1..=1024).contains(&workers) {
             return Err(Error::Config(format!(
                 "AGENTHUB_WORKERS: expected 1 to 1024 threads, got {workers}"
             )));
         }
-        let max_body_bytes =
-            src.parse("AGENTHUB_MAX_BODY_BYTES", 4usize << 20, "a number of bytes")?;
+        let max_body_bytes = src.parse("AGENTHUB_MAX_BODY_BYTES", 4usize << 20, "a number of bytes")?;
         if max_body_bytes == 0 {
-            return Err(Error::Config(
-                "AGENTHUB_MAX_BODY_BYTES: must be at least 1".into(),
-            ));
+            return Err(Error::Config("AGENTHUB_MAX_BODY_BYTES: must be at least 1".into()));
         }
         let breaker_threshold = src.parse("AGENTHUB_BREAKER_THRESHOLD", 3u32, "a whole number")?;
         if breaker_threshold == 0 {
-            return Err(Error::Config(
-                "AGENTHUB_BREAKER_THRESHOLD: must be at least 1".into(),
-            ));
+            return Err(Error::Config("AGENTHUB_BREAKER_THRESHOLD: must be at least 1".into()));
         }
         let token = src.get("AGENTHUB_TOKEN").map(|(v, _)| v);
         let allowed_origins = src
@@ -262,12 +240,8 @@ impl Settings {
             .unwrap_or_default();
         let settings = Settings {
             port,
-            config_dir: src
-                .get("AGENTHUB_CONFIG_DIR")
-                .map(|(v, _)| PathBuf::from(v)),
-            servers_file: src
-                .get("AGENTHUB_SERVERS_FILE")
-                .map(|(v, _)| PathBuf::from(v)),
+            config_dir: src.get("AGENTHUB_CONFIG_DIR").map(|(v, _)| PathBuf::from(v)),
+            servers_file: src.get("AGENTHUB_SERVERS_FILE").map(|(v, _)| PathBuf::from(v)),
             data_dir: src
                 .get("AGENTHUB_DATA_DIR")
                 .map(|(v, _)| PathBuf::from(v))
@@ -299,9 +273,7 @@ impl Settings {
 
     /// The directory saves go to: the named one, else the user's config dir.
     pub fn own_config_dir(&self, env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
-        self.config_dir
-            .clone()
-            .unwrap_or_else(|| user_dir(env, "XDG_CONFIG_HOME", ".config"))
+        self.config_dir.clone().unwrap_or_else(|| user_dir(env, "XDG_CONFIG_HOME", ".config"))
     }
 }
 
@@ -319,9 +291,7 @@ fn user_dir(env: &dyn Fn(&str) -> Option<String>, xdg: &str, fallback: &str) -> 
 /// Whether a bind address or Host name stays on this machine.
 pub fn is_loopback_host(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
-    h.eq_ignore_ascii_case("localhost")
-        || h.parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    h.eq_ignore_ascii_case("localhost") || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Ollama's own address forms: `OLLAMA_URL`, else `OLLAMA_HOST` as `host`, `host:port` or a URL,
@@ -330,9 +300,7 @@ fn ollama_url(src: &Source) -> Result<String> {
     if let Some((url, name)) = src.get("OLLAMA_URL") {
         let url = url.trim().trim_end_matches('/').to_string();
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(Error::Config(format!(
-                "{name}: expected an http:// URL, got '{url}'"
-            )));
+            return Err(Error::Config(format!("{name}: expected an http:// URL, got '{url}'")));
         }
         return Ok(url);
     }
@@ -343,11 +311,7 @@ fn ollama_url(src: &Source) -> Result<String> {
     let raw = raw.trim().trim_end_matches('/');
     let (scheme, rest) = match raw.split_once("://") {
         Some((s @ ("http" | "https"), rest)) => (s, rest),
-        Some((s, _)) => {
-            return Err(Error::Config(format!(
-                "{name}: unsupported scheme '{s}' in '{raw}'"
-            )))
-        }
+        Some((s, _)) => return Err(Error::Config(format!("{name}: unsupported scheme '{s}' in '{raw}'"))),
         None => ("http", raw),
     };
     let (authority, path) = match rest.find('/') {
@@ -365,9 +329,7 @@ fn ollama_url(src: &Source) -> Result<String> {
     } else {
         format!("{authority}:{port}")
     };
-    let authority = authority
-        .replacen("0.0.0.0", "127.0.0.1", 1)
-        .replacen("[::]", "[::1]", 1);
+    let authority = authority.replacen("0.0.0.0", "127.0.0.1", 1).replacen("[::]", "[::1]", 1);
     if let Some(p) = authority.rsplit(':').next() {
         if p.parse::<u16>().is_err() {
             return Err(Error::Config(format!("{name}: bad port in '{raw}'")));
@@ -472,15 +434,14 @@ impl ServerConfig {
             }
             Some("stdio") => Transport::Stdio,
             Some("http" | "streamable-http" | "streamableHttp") => Transport::Http,
-            Some("sse") => return Err(f.err(
-                "type",
-                "the legacy HTTP+SSE transport is not supported; use \"http\" (Streamable HTTP)",
-            )),
-            Some(other) => {
+            Some("sse") => {
                 return Err(f.err(
-                    "transport",
-                    &format!("expected \"stdio\" or \"http\", got \"{other}\""),
+                    "type",
+                    "the legacy HTTP+SSE transport is not supported; use \"http\" (Streamable HTTP)",
                 ))
+            }
+            Some(other) => {
+                return Err(f.err("transport", &format!("expected \"stdio\" or \"http\", got \"{other}\"")))
             }
         };
         let cfg = ServerConfig {
@@ -493,18 +454,12 @@ impl ServerConfig {
             url: f.str("url")?,
             headers: f.str_map("headers")?.unwrap_or_default(),
             auto_start: f.bool("auto_start")?.unwrap_or(d.auto_start),
-            restart_on_failure: f
-                .bool("restart_on_failure")?
-                .unwrap_or(d.restart_on_failure),
+            restart_on_failure: f.bool("restart_on_failure")?.unwrap_or(d.restart_on_failure),
             max_restarts: f.u32("max_restarts")?.unwrap_or(d.max_restarts),
             restart_backoff: f.secs("restart_backoff")?.unwrap_or(d.restart_backoff),
-            restart_backoff_max: f
-                .secs("restart_backoff_max")?
-                .unwrap_or(d.restart_backoff_max),
+            restart_backoff_max: f.secs("restart_backoff_max")?.unwrap_or(d.restart_backoff_max),
             handshake_timeout: f.secs("handshake_timeout")?.unwrap_or(d.handshake_timeout),
-            health_check_interval: f
-                .secs("health_check_interval")?
-                .unwrap_or(d.health_check_interval),
+            health_check_interval: f.secs("health_check_interval")?.unwrap_or(d.health_check_interval),
             request_timeout: f.secs("request_timeout")?,
             roots: f.str_list("roots")?.unwrap_or_default(),
             description: f.str("description")?,
@@ -512,23 +467,16 @@ impl ServerConfig {
         };
         match cfg.transport {
             Transport::Stdio => {
-                if cfg.command.as_deref().is_none_or(|c| c.trim().is_empty())
-                    && cfg.package.is_none()
-                {
+                if cfg.command.as_deref().is_none_or(|c| c.trim().is_empty()) && cfg.package.is_none() {
                     return Err(f.err("command", "a stdio server needs \"command\" or \"package\""));
                 }
             }
             Transport::Http => match cfg.url.as_deref() {
                 None => return Err(f.err("url", "an http server needs \"url\"")),
                 Some(u)
-                    if !(u.starts_with("http://")
-                        || u.starts_with("https://")
-                        || u.starts_with("${")) =>
+                    if !(u.starts_with("http://") || u.starts_with("https://") || u.starts_with("${")) =>
                 {
-                    return Err(f.err(
-                        "url",
-                        &format!("expected an http:// or https:// URL, got \"{u}\""),
-                    ))
+                    return Err(f.err("url", &format!("expected an http:// or https:// URL, got \"{u}\"")))
                 }
                 Some(_) => {}
             },
@@ -540,10 +488,7 @@ impl ServerConfig {
         }
         for (key, dur) in [
             ("handshake_timeout", cfg.handshake_timeout),
-            (
-                "request_timeout",
-                cfg.request_timeout.unwrap_or(Duration::from_secs(1)),
-            ),
+            ("request_timeout", cfg.request_timeout.unwrap_or(Duration::from_secs(1))),
         ] {
             if dur.is_zero() {
                 return Err(f.err(key, "must be more than 0 seconds"));
@@ -592,10 +537,7 @@ impl ServerConfig {
         m.insert("restart_backoff".into(), secs(self.restart_backoff));
         m.insert("restart_backoff_max".into(), secs(self.restart_backoff_max));
         m.insert("handshake_timeout".into(), secs(self.handshake_timeout));
-        m.insert(
-            "health_check_interval".into(),
-            secs(self.health_check_interval),
-        );
+        m.insert("health_check_interval".into(), secs(self.health_check_interval));
         if let Some(t) = self.request_timeout {
             m.insert("request_timeout".into(), secs(t));
         }
@@ -643,11 +585,7 @@ impl ServerConfig {
         out.env = self.env.iter().map(|(k, v)| (k.clone(), x(v))).collect();
         out.cwd = self.cwd.as_deref().map(&mut x);
         out.url = self.url.as_deref().map(&mut x);
-        out.headers = self
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), x(v)))
-            .collect();
+        out.headers = self.headers.iter().map(|(k, v)| (k.clone(), x(v))).collect();
         match missing {
             Some(name) => Err(name),
             None => Ok(out),
@@ -712,13 +650,8 @@ pub fn validate_server_name(name: &str) -> std::result::Result<(), String> {
     if name.is_empty() || name.len() > 64 {
         return Err(format!("server name \"{name}\" must be 1 to 64 characters"));
     }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        return Err(format!(
-            "server name \"{name}\" may hold only letters, digits, '_' and '-'"
-        ));
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return Err(format!("server name \"{name}\" may hold only letters, digits, '_' and '-'"));
     }
     if name.contains("__") {
         return Err(format!("server name \"{name}\" must not contain \"__\""));
@@ -733,9 +666,7 @@ pub fn validate_server_name(name: &str) -> std::result::Result<(), String> {
 pub fn parse_servers(text: &str, file: &str) -> Result<Vec<(String, ServerConfig)>> {
     let root = parse_json(text, file)?;
     let Value::Object(obj) = &root else {
-        return Err(Error::Config(format!(
-            "{file}: expected a JSON object at the top"
-        )));
+        return Err(Error::Config(format!("{file}: expected a JSON object at the top")));
     };
     let (key, servers) = match (obj.get("servers"), obj.get("mcpServers")) {
         (Some(s), None) => ("servers", s),
@@ -752,9 +683,7 @@ pub fn parse_servers(text: &str, file: &str) -> Result<Vec<(String, ServerConfig
         }
     };
     let Value::Object(servers) = servers else {
-        return Err(Error::Config(format!(
-            "{file}: {key}: expected an object of servers by name"
-        )));
+        return Err(Error::Config(format!("{file}: {key}: expected an object of servers by name")));
     };
     let mut out = Vec::with_capacity(servers.len());
     for (name, value) in servers {
@@ -767,9 +696,7 @@ pub fn parse_servers(text: &str, file: &str) -> Result<Vec<(String, ServerConfig
 
 /// The hub's own file shape, as saved.
 pub fn servers_to_json<'a>(servers: impl Iterator<Item = (&'a str, &'a ServerConfig)>) -> Value {
-    let map: Map<String, Value> = servers
-        .map(|(n, c)| (n.to_string(), c.to_json(false)))
-        .collect();
+    let map: Map<String, Value> = servers.map(|(n, c)| (n.to_string(), c.to_json(false))).collect();
     serde_json::json!({ "servers": map })
 }
 
@@ -780,11 +707,7 @@ fn parse_json(text: &str, file: &str) -> Result<Value> {
             Some(i) => msg[..i].to_string(),
             None => msg,
         };
-        Error::Config(format!(
-            "{file}:{}:{}: invalid JSON: {msg}",
-            e.line(),
-            e.column()
-        ))
+        Error::Config(format!("{file}:{}:{}: invalid JSON: {msg}", e.line(), e.column()))
     })
 }
 
@@ -920,12 +843,8 @@ pub fn parse_rules(text: &str, file: &str) -> Result<Rules> {
             "{file}: default: missing (the rule used for every client without one)"
         )));
     };
-    let base = Rule {
-        model: String::new(),
-        system_prompt: String::new(),
-        enabled: true,
-        options: Map::new(),
-    };
+    let base =
+        Rule { model: String::new(), system_prompt: String::new(), enabled: true, options: Map::new() };
     let default = parse_rule(default, &base, file, "default")?;
     if default.model.trim().is_empty() {
         return Err(Error::Config(format!("{file}: default.model: missing")));
@@ -953,9 +872,7 @@ fn parse_rule(value: &Value, base: &Rule, file: &str, at: &str) -> Result<Rule> 
     };
     Ok(Rule {
         model: f.str("model")?.unwrap_or_else(|| base.model.clone()),
-        system_prompt: f
-            .str("system_prompt")?
-            .unwrap_or_else(|| base.system_prompt.clone()),
+        system_prompt: f.str("system_prompt")?.unwrap_or_else(|| base.system_prompt.clone()),
         enabled: f.bool("enabled")?.unwrap_or(base.enabled),
         options,
     })
@@ -995,12 +912,7 @@ pub fn load(settings: &Settings, env: &dyn Fn(&str) -> Option<String>) -> Result
     sources.push(format!("servers: {label}"));
     let mut servers: Vec<ServerEntry> = parse_servers(&text, &label)?
         .into_iter()
-        .map(|(name, config)| ServerEntry {
-            name,
-            config,
-            origin: label.clone(),
-            problem: None,
-        })
+        .map(|(name, config)| ServerEntry { name, config, origin: label.clone(), problem: None })
         .collect();
 
     if let Some(import) = &settings.servers_file {
@@ -1016,34 +928,20 @@ pub fn load(settings: &Settings, env: &dyn Fn(&str) -> Option<String>) -> Result
                 ));
                 continue;
             }
-            servers.push(ServerEntry {
-                name,
-                config,
-                origin: label.clone(),
-                problem: None,
-            });
+            servers.push(ServerEntry { name, config, origin: label.clone(), problem: None });
         }
     }
     for s in &mut servers {
         let missing = s.config.missing_vars(env);
         if !missing.is_empty() {
-            s.problem = Some(format!(
-                "missing environment variable {}",
-                missing.join(", ")
-            ));
+            s.problem = Some(format!("missing environment variable {}", missing.join(", ")));
         }
     }
 
     let (text, label) = read_or_default(&dir.join(RULES_FILE_NAME), DEFAULT_RULES_JSON)?;
     sources.push(format!("rules: {label}"));
     let rules = parse_rules(&text, &label)?;
-    Ok(Loaded {
-        servers,
-        rules,
-        servers_path,
-        sources,
-        warnings,
-    })
+    Ok(Loaded { servers, rules, servers_path, sources, warnings })
 }
 
 /// A file's text and its label, or the embedded text when the file does not exist.
@@ -1053,10 +951,7 @@ fn read_or_default(path: &Path, default: &str) -> Result<(String, String)> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             Ok((default.to_string(), "embedded defaults".to_string()))
         }
-        Err(e) => Err(Error::Config(format!(
-            "{}: cannot read: {e}",
-            path.display()
-        ))),
+        Err(e) => Err(Error::Config(format!("{}: cannot read: {e}", path.display()))),
     }
 }
 
@@ -1065,12 +960,7 @@ mod tests {
     use super::*;
 
     fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        }
+        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
     }
 
     fn settings(pairs: &'static [(&'static str, &'static str)]) -> Result<Settings> {
@@ -1096,9 +986,7 @@ mod tests {
         let s = Settings::resolve(&flags, &env_of(&[("AGENTHUB_PORT", "8000")])).unwrap();
         assert_eq!(s.port, 7000);
         let flags = HashMap::from([("AGENTHUB_PORT", "x".to_string())]);
-        let e = Settings::resolve(&flags, &env_of(&[]))
-            .unwrap_err()
-            .to_string();
+        let e = Settings::resolve(&flags, &env_of(&[])).unwrap_err().to_string();
         assert!(e.starts_with("--port:"), "{e}");
     }
 
@@ -1111,14 +999,8 @@ mod tests {
         check(&[("AGENTHUB_PORT", "99999")], "AGENTHUB_PORT");
         check(&[("AGENTHUB_LOG_LEVEL", "loud")], "AGENTHUB_LOG_LEVEL");
         check(&[("AGENTHUB_WORKERS", "0")], "AGENTHUB_WORKERS");
-        check(
-            &[("AGENTHUB_REQUEST_TIMEOUT_S", "-1")],
-            "AGENTHUB_REQUEST_TIMEOUT_S",
-        );
-        check(
-            &[("AGENTHUB_BREAKER_THRESHOLD", "0")],
-            "AGENTHUB_BREAKER_THRESHOLD",
-        );
+        check(&[("AGENTHUB_REQUEST_TIMEOUT_S", "-1")], "AGENTHUB_REQUEST_TIMEOUT_S");
+        check(&[("AGENTHUB_BREAKER_THRESHOLD", "0")], "AGENTHUB_BREAKER_THRESHOLD");
         check(&[("OLLAMA_URL", "ftp://x")], "OLLAMA_URL");
         check(&[("AGENTHUB_HOST", "0.0.0.0")], "AGENTHUB_TOKEN");
     }
@@ -1138,19 +1020,10 @@ mod tests {
         check(&[("OLLAMA_HOST", "gpu-box")], "http://gpu-box:11434");
         check(&[("OLLAMA_HOST", "gpu-box:8000")], "http://gpu-box:8000");
         check(&[("OLLAMA_HOST", "0.0.0.0")], "http://127.0.0.1:11434");
-        check(
-            &[("OLLAMA_HOST", "https://o.example/")],
-            "https://o.example:11434",
-        );
-        check(
-            &[("OLLAMA_HOST", "localhost"), ("OLLAMA_PORT", "1234")],
-            "http://localhost:1234",
-        );
+        check(&[("OLLAMA_HOST", "https://o.example/")], "https://o.example:11434");
+        check(&[("OLLAMA_HOST", "localhost"), ("OLLAMA_PORT", "1234")], "http://localhost:1234");
         check(&[("OLLAMA_HOST", "[::1]:5000")], "http://[::1]:5000");
-        check(
-            &[("OLLAMA_URL", "http://x:1/"), ("OLLAMA_HOST", "y")],
-            "http://x:1",
-        );
+        check(&[("OLLAMA_URL", "http://x:1/"), ("OLLAMA_HOST", "y")], "http://x:1");
     }
 
     #[test]
@@ -1180,9 +1053,7 @@ mod tests {
         let vscode = r#"{"inputs": [{"id": "key", "type": "promptString"}], "servers": {"gh": {"type": "http", "url": "https://api/mcp"}, "local": {"type": "stdio", "command": "node", "args": ["s.js"]}}}"#;
         let s = parse_servers(vscode, "v.json").unwrap();
         assert_eq!(
-            s.iter()
-                .map(|(n, c)| (n.as_str(), c.transport))
-                .collect::<Vec<_>>(),
+            s.iter().map(|(n, c)| (n.as_str(), c.transport)).collect::<Vec<_>>(),
             [("gh", Transport::Http), ("local", Transport::Stdio)]
         );
         let own = r#"{"servers": {"e": {"transport": "stdio", "command": "x", "auto_start": true, "max_restarts": 2, "restart_backoff": 0.5, "request_timeout": 5}}}"#;
@@ -1204,12 +1075,13 @@ mod tests {
 
     #[test]
     fn secrets_are_masked() {
-        let (_, c) = &parse_servers(r#"{"servers": {"e": {"command": "x", "env": {"API_KEY": "sekrit"}, "headers": {"X": "h"}}}}"#, "f").unwrap()[0];
+        let (_, c) = &parse_servers(
+            r#"{"servers": {"e": {"command": "x", "env": {"API_KEY": "sekrit"}, "headers": {"X": "h"}}}}"#,
+            "f",
+        )
+        .unwrap()[0];
         let shown = c.to_json(true).to_string();
-        assert!(
-            shown.contains("API_KEY") && shown.contains("***") && !shown.contains("sekrit"),
-            "{shown}"
-        );
+        assert!(shown.contains("API_KEY") && shown.contains("***") && !shown.contains("sekrit"), "{shown}");
     }
 
     #[test]
@@ -1218,44 +1090,20 @@ mod tests {
             let e = parse_servers(text, "f.json").unwrap_err().to_string();
             assert!(e.contains(needle), "{e:?} lacks {needle:?}");
         }
-        check(
-            "{\n  \"servers\": {\n    \"a\": {,}\n  }\n}",
-            "f.json:3:11: invalid JSON",
-        );
-        check(
-            r#"{"servers": {"a": {"command": 5}}}"#,
-            "f.json: servers.a.command: expected a string",
-        );
+        check("{\n  \"servers\": {\n    \"a\": {,}\n  }\n}", "f.json:3:11: invalid JSON");
+        check(r#"{"servers": {"a": {"command": 5}}}"#, "f.json: servers.a.command: expected a string");
         check(
             r#"{"servers": {"a": {"command": "x", "args": ["ok", 3]}}}"#,
             "servers.a.args[1]: expected a string",
         );
-        check(
-            r#"{"servers": {"a": {"command": "x", "env": {"K": 1}}}}"#,
-            "servers.a.env.K",
-        );
-        check(
-            r#"{"servers": {"a": {"transport": "pigeon", "command": "x"}}}"#,
-            "servers.a.transport",
-        );
-        check(
-            r#"{"servers": {"a": {"transport": "http"}}}"#,
-            "servers.a.url",
-        );
+        check(r#"{"servers": {"a": {"command": "x", "env": {"K": 1}}}}"#, "servers.a.env.K");
+        check(r#"{"servers": {"a": {"transport": "pigeon", "command": "x"}}}"#, "servers.a.transport");
+        check(r#"{"servers": {"a": {"transport": "http"}}}"#, "servers.a.url");
         check(r#"{"servers": {"a": {"args": []}}}"#, "servers.a.command");
-        check(
-            r#"{"servers": {"a__b": {"command": "x"}}}"#,
-            "servers.a__b: server name",
-        );
+        check(r#"{"servers": {"a__b": {"command": "x"}}}"#, "servers.a__b: server name");
         check(r#"{"servers": {"agenthub": {"command": "x"}}}"#, "reserved");
-        check(
-            r#"{"mcpServers": {"a": {"command": "x", "max_restarts": -1}}}"#,
-            "mcpServers.a.max_restarts",
-        );
-        check(
-            r#"{"servers": {"a": {"command": "x", "roots": ["/tmp"]}}}"#,
-            "servers.a.roots[0]",
-        );
+        check(r#"{"mcpServers": {"a": {"command": "x", "max_restarts": -1}}}"#, "mcpServers.a.max_restarts");
+        check(r#"{"servers": {"a": {"command": "x", "roots": ["/tmp"]}}}"#, "servers.a.roots[0]");
         check(r#"{"tools": {}}"#, "\"mcpServers\"");
         check(r#"[]"#, "top");
     }
@@ -1272,27 +1120,19 @@ mod tests {
         assert_eq!(x.args, ["--key=k1"]);
         assert_eq!(x.env["X"], "pre-k1-post");
         assert_eq!(ok.expanded(&env_of(&[])).unwrap_err(), "BIN");
-        assert_eq!(
-            expand("a ${unclosed", &mut |_| Some("z".into())),
-            "a ${unclosed"
-        );
+        assert_eq!(expand("a ${unclosed", &mut |_| Some("z".into())), "a ${unclosed");
     }
 
     #[test]
     fn rules_inherit_from_default_and_match_case_insensitively() {
         let r = parse_rules(r#"{"default": {"model": "m1", "system_prompt": "s", "options": {"temperature": 0.2}}, "clients": {"VSCode": {"system_prompt": "code"}, "off": {"enabled": false}}}"#, "r.json").unwrap();
         let (name, rule) = r.for_client(Some("vscode"));
-        assert_eq!(
-            (name, rule.model.as_str(), rule.system_prompt.as_str()),
-            ("vscode", "m1", "code")
-        );
+        assert_eq!((name, rule.model.as_str(), rule.system_prompt.as_str()), ("vscode", "m1", "code"));
         assert_eq!(rule.options["temperature"], 0.2);
         assert!(!r.for_client(Some("OFF")).1.enabled);
         assert_eq!(r.for_client(Some("unknown")).0, "default");
         assert_eq!(r.for_client(None).0, "default");
-        let e = parse_rules(r#"{"clients": {}}"#, "r.json")
-            .unwrap_err()
-            .to_string();
+        let e = parse_rules(r#"{"clients": {}}"#, "r.json").unwrap_err().to_string();
         assert!(e.contains("r.json: default"), "{e}");
         let e = parse_rules(r#"{"default": {"model": "m", "enabled": "yes"}}"#, "r.json")
             .unwrap_err()
@@ -1302,9 +1142,7 @@ mod tests {
 
     #[test]
     fn embedded_defaults_are_valid() {
-        assert!(!parse_servers(DEFAULT_SERVERS_JSON, "embedded")
-            .unwrap()
-            .is_empty());
+        assert!(!parse_servers(DEFAULT_SERVERS_JSON, "embedded").unwrap().is_empty());
         let rules = parse_rules(DEFAULT_RULES_JSON, "embedded").unwrap();
         for client in ["vscode", "claude-desktop", "cursor", "raycast"] {
             assert_eq!(rules.for_client(Some(client)).0, client);

@@ -27,9 +27,7 @@ pub fn kind(msg: &Value) -> Kind {
     let Some(obj) = msg.as_object() else {
         return Kind::Invalid;
     };
-    let has_id = obj
-        .get("id")
-        .is_some_and(|id| id.is_string() || id.is_i64() || id.is_u64());
+    let has_id = obj.get("id").is_some_and(|id| id.is_string() || id.is_i64() || id.is_u64());
     match (obj.get("method").and_then(Value::as_str), has_id) {
         (Some(_), true) => Kind::Request,
         (Some(_), false) if !obj.contains_key("id") => Kind::Notification,
@@ -80,19 +78,12 @@ pub struct RpcError {
 
 impl RpcError {
     pub fn new(code: i64, message: impl Into<String>) -> RpcError {
-        RpcError {
-            code,
-            message: message.into(),
-            data: None,
-        }
+        RpcError { code, message: message.into(), data: None }
     }
 
     pub fn from_value(v: &Value) -> RpcError {
         RpcError {
-            code: v
-                .get("code")
-                .and_then(Value::as_i64)
-                .unwrap_or(INTERNAL_ERROR),
+            code: v.get("code").and_then(Value::as_i64).unwrap_or(INTERNAL_ERROR),
             message: v
                 .get("message")
                 .and_then(Value::as_str)
@@ -130,23 +121,11 @@ mod tests {
             assert_eq!(kind(&v), expected, "{text}");
         }
         check(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, Kind::Request);
-        check(
-            r#"{"jsonrpc":"2.0","id":"a","method":"tools/list","params":{}}"#,
-            Kind::Request,
-        );
-        check(
-            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-            Kind::Notification,
-        );
+        check(r#"{"jsonrpc":"2.0","id":"a","method":"tools/list","params":{}}"#, Kind::Request);
+        check(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, Kind::Notification);
         check(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#, Kind::Response);
-        check(
-            r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"x"}}"#,
-            Kind::Response,
-        );
-        check(
-            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}"#,
-            Kind::Response,
-        );
+        check(r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"x"}}"#, Kind::Response);
+        check(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}"#, Kind::Response);
         check(r#"{"jsonrpc":"2.0","id":null,"method":"x"}"#, Kind::Invalid);
         check(r#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#, Kind::Invalid);
         check(r#"{"jsonrpc":"2.0","id":1}"#, Kind::Invalid);
@@ -156,16 +135,10 @@ mod tests {
 
     #[test]
     fn outcomes_and_errors() {
-        assert_eq!(
-            outcome(&result(json!(1), json!({"a": 1}))),
-            Ok(json!({"a": 1}))
-        );
+        assert_eq!(outcome(&result(json!(1), json!({"a": 1}))), Ok(json!({"a": 1})));
         let e = outcome(&error(json!(1), METHOD_NOT_FOUND, "nope")).unwrap_err();
         assert_eq!((e.code, e.message.as_str()), (METHOD_NOT_FOUND, "nope"));
         assert_eq!(e.to_value(), json!({"code": -32601, "message": "nope"}));
-        assert_eq!(
-            request(7, "ping", None),
-            json!({"jsonrpc": "2.0", "id": 7, "method": "ping"})
-        );
+        assert_eq!(request(7, "ping", None), json!({"jsonrpc": "2.0", "id": 7, "method": "ping"}));
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod dashboard;
 pub mod enhance;
 pub mod error;
 pub mod http;

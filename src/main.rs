@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use agenthub::config::{self, Settings, SETTINGS};
 use agenthub::error::{Error, Result};
-use agenthub::{enhance, http, resilience, servers, VERSION};
+use agenthub::{dashboard, enhance, http, resilience, servers, VERSION};
 
 /// How long in-flight requests may run on after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
@@ -75,18 +75,8 @@ fn parse_args(args: &[String]) -> std::result::Result<Cli, String> {
         let arg = args[i].as_str();
         i += 1;
         match arg {
-            "-h" | "--help" => {
-                return Ok(Cli {
-                    command: Command::Help,
-                    flags,
-                })
-            }
-            "-V" | "--version" => {
-                return Ok(Cli {
-                    command: Command::Version,
-                    flags,
-                })
-            }
+            "-h" | "--help" => return Ok(Cli { command: Command::Help, flags }),
+            "-V" | "--version" => return Ok(Cli { command: Command::Version, flags }),
             "serve" if command.is_none() => command = Some(Command::Serve),
             "check-config" if command.is_none() => command = Some(Command::CheckConfig),
             _ if arg.starts_with("--") => {
@@ -111,10 +101,7 @@ fn parse_args(args: &[String]) -> std::result::Result<Cli, String> {
             _ => return Err(format!("unexpected argument '{arg}'")),
         }
     }
-    Ok(Cli {
-        command: command.unwrap_or(Command::Serve),
-        flags,
-    })
+    Ok(Cli { command: command.unwrap_or(Command::Serve), flags })
 }
 
 fn usage() -> String {
@@ -147,10 +134,7 @@ fn help() -> String {
     out
 }
 
-fn check_config(
-    flags: &HashMap<&'static str, String>,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> ExitCode {
+fn check_config(flags: &HashMap<&'static str, String>, env: &dyn Fn(&str) -> Option<String>) -> ExitCode {
     let settings = match Settings::resolve(flags, env) {
         Ok(s) => s,
         Err(e) => {
@@ -190,19 +174,12 @@ fn check_config(
             }
             config::Transport::Http => s.config.url.clone().unwrap_or_default(),
         };
-        let flags = [
-            (s.config.auto_start, " auto_start"),
-            (!s.config.enabled, " disabled"),
-        ]
-        .iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, f)| *f)
-        .collect::<String>();
-        println!(
-            "  {:<24} {:<5} {target}{flags}",
-            s.name,
-            s.config.transport.as_str()
-        );
+        let flags = [(s.config.auto_start, " auto_start"), (!s.config.enabled, " disabled")]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, f)| *f)
+            .collect::<String>();
+        println!("  {:<24} {:<5} {target}{flags}", s.name, s.config.transport.as_str());
         if let Some(p) = &s.problem {
             problems += 1;
             println!("    error: {p}");
@@ -253,35 +230,45 @@ fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()>
         log::warn!("{w}");
     }
     for s in loaded.servers.iter().filter(|s| s.problem.is_some()) {
-        log::error!(
-            "server {} cannot start: {}",
-            s.name,
-            s.problem.as_deref().unwrap_or("")
-        );
+        log::error!("server {} cannot start: {}", s.name, s.problem.as_deref().unwrap_or(""));
     }
-    let breaker_config = resilience::BreakerConfig {
+    let breakers = Arc::new(resilience::Breakers::new(resilience::BreakerConfig {
         failure_threshold: settings.breaker_threshold,
         recovery_timeout: settings.breaker_recovery,
-    };
+    }));
+    let activity = Arc::new(dashboard::Activity::default());
+    let npm_prefix = settings.data_dir.join("npm");
+    let import_origin = settings.servers_file.as_ref().map(|p| p.display().to_string());
+    let servers = servers::Servers::new(
+        loaded.servers,
+        loaded.servers_path,
+        import_origin,
+        servers::Context {
+            npm_prefix: npm_prefix.clone(),
+            default_timeout: settings.request_timeout,
+            breakers: breakers.clone(),
+            activity: activity.clone(),
+        },
+    );
     let app = Arc::new(http::App {
         policy: http::guard::Policy {
             allowed: settings.allowed_origins.clone(),
             token: settings.token.clone(),
         },
         enhancer: enhance::Service::new(loaded.rules, &settings.ollama_url, settings.cache_size),
-        servers: servers::Registry::new(loaded.servers),
-        breakers: resilience::Breakers::new(breaker_config),
+        servers,
+        installer: servers::installer::Installer::new(npm_prefix),
+        breakers,
+        activity,
         started: Instant::now(),
         settings,
     });
 
     let (fatal_tx, fatal_rx) = crossbeam_channel::bounded::<String>(4);
     let (sig_tx, sig_rx) = crossbeam_channel::bounded::<i32>(4);
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .map_err(|e| Error::io("installing signal handlers", e))?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+            .map_err(|e| Error::io("installing signal handlers", e))?;
     let signals_handle = signals.handle();
     let signal_thread = std::thread::Builder::new()
         .name("signals".into())
@@ -293,11 +280,9 @@ fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()>
         .map_err(|e| Error::io("spawning the signal thread", e))?;
 
     let front = http::Http::start(app.clone(), http::routes::dispatch, fatal_tx)?;
-    log::info!(
-        "agenthub {VERSION}: {} server(s) configured",
-        app.servers.len()
-    );
+    log::info!("agenthub {VERSION}: {} server(s) configured", app.servers.len());
     log::info!("listening on http://{}", front.addr());
+    app.servers.start_background();
 
     let outcome = crossbeam_channel::select! {
         recv(sig_rx) -> sig => {
@@ -307,6 +292,7 @@ fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()>
         recv(fatal_rx) -> msg => Err(Error::Internal(msg.unwrap_or_else(|_| "the HTTP front stopped".into()))),
     };
     front.shutdown(SHUTDOWN_GRACE);
+    app.servers.shutdown();
     app.enhancer.stop();
     signals_handle.close();
     let _ = signal_thread.join();
@@ -319,17 +305,11 @@ fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()>
 fn raise_fd_limit() {
     // SAFETY: plain libc calls on a local struct.
     unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
             lim.rlim_cur = lim.rlim_max.min(1 << 20);
             if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                log::warn!(
-                    "cannot raise the open-file limit: {}",
-                    std::io::Error::last_os_error()
-                );
+                log::warn!("cannot raise the open-file limit: {}", std::io::Error::last_os_error());
             }
         }
     }

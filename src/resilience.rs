@@ -40,10 +40,7 @@ pub struct BreakerConfig {
 
 impl Default for BreakerConfig {
     fn default() -> Self {
-        BreakerConfig {
-            failure_threshold: 3,
-            recovery_timeout: Duration::from_secs(30),
-        }
+        BreakerConfig { failure_threshold: 3, recovery_timeout: Duration::from_secs(30) }
     }
 }
 
@@ -84,10 +81,7 @@ impl CircuitBreaker {
     pub fn state(&self, now: Instant) -> CircuitState {
         match self.opened_at {
             None => CircuitState::Closed,
-            Some(at)
-                if self.trial
-                    || now.saturating_duration_since(at) >= self.config.recovery_timeout =>
-            {
+            Some(at) if self.trial || now.saturating_duration_since(at) >= self.config.recovery_timeout => {
                 CircuitState::HalfOpen
             }
             Some(_) => CircuitState::Open,
@@ -136,11 +130,8 @@ impl CircuitBreaker {
             total_successes: self.total_successes,
             retry_after_s: match (state, self.opened_at) {
                 (CircuitState::Open, Some(at)) => Some(
-                    (self
-                        .config
-                        .recovery_timeout
-                        .saturating_sub(now.saturating_duration_since(at)))
-                    .as_secs_f64(),
+                    (self.config.recovery_timeout.saturating_sub(now.saturating_duration_since(at)))
+                        .as_secs_f64(),
                 ),
                 _ => None,
             },
@@ -156,10 +147,7 @@ pub struct Breakers {
 
 impl Breakers {
     pub fn new(config: BreakerConfig) -> Self {
-        Breakers {
-            config,
-            map: Mutex::new(HashMap::new()),
-        }
+        Breakers { config, map: Mutex::new(HashMap::new()) }
     }
 
     fn with<T>(&self, name: &str, f: impl FnOnce(&mut CircuitBreaker) -> T) -> T {
@@ -183,17 +171,14 @@ impl Breakers {
     }
 
     pub fn state(&self, name: &str, now: Instant) -> CircuitState {
-        self.map
-            .lock()
-            .get(name)
-            .map_or(CircuitState::Closed, |b| b.state(now))
+        self.map.lock().get(name).map_or(CircuitState::Closed, |b| b.state(now))
     }
 
     pub fn snapshot(&self, name: &str, now: Instant) -> BreakerSnapshot {
-        self.map.lock().get(name).map_or_else(
-            || CircuitBreaker::new(self.config).snapshot(now),
-            |b| b.snapshot(now),
-        )
+        self.map
+            .lock()
+            .get(name)
+            .map_or_else(|| CircuitBreaker::new(self.config).snapshot(now), |b| b.snapshot(now))
     }
 
     pub fn remove(&self, name: &str) {
@@ -211,11 +196,7 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(initial: Duration, max: Duration) -> Self {
-        Backoff {
-            initial,
-            max,
-            attempt: 0,
-        }
+        Backoff { initial, max, attempt: 0 }
     }
 
     pub fn next_delay(&mut self) -> Duration {
@@ -241,10 +222,7 @@ mod tests {
 
     fn breaker() -> (CircuitBreaker, Instant) {
         (
-            CircuitBreaker::new(BreakerConfig {
-                failure_threshold: 3,
-                recovery_timeout: 30 * S,
-            }),
+            CircuitBreaker::new(BreakerConfig { failure_threshold: 3, recovery_timeout: 30 * S }),
             Instant::now(),
         )
     }
@@ -259,11 +237,7 @@ mod tests {
         b.record_success(t);
         b.record_failure(t);
         b.record_failure(t);
-        assert_eq!(
-            b.state(t),
-            CircuitState::Closed,
-            "a success resets the count"
-        );
+        assert_eq!(b.state(t), CircuitState::Closed, "a success resets the count");
         b.record_failure(t);
         assert_eq!(b.state(t), CircuitState::Open);
         assert!(!b.allow(t + 29 * S));
@@ -289,11 +263,7 @@ mod tests {
         let trial = later + 30 * S;
         assert!(b.allow(trial));
         b.record_failure(trial);
-        assert_eq!(
-            b.state(trial),
-            CircuitState::Open,
-            "a failed trial re-opens"
-        );
+        assert_eq!(b.state(trial), CircuitState::Open, "a failed trial re-opens");
         assert!(!b.allow(trial + 29 * S), "with a fresh recovery period");
         assert!(b.allow(trial + 30 * S));
     }
@@ -307,27 +277,16 @@ mod tests {
         }
         let s = b.snapshot(t + 10 * S);
         assert_eq!(
-            (
-                s.state,
-                s.consecutive_failures,
-                s.total_failures,
-                s.total_successes
-            ),
+            (s.state, s.consecutive_failures, s.total_failures, s.total_successes),
             (CircuitState::Open, 3, 3, 1)
         );
         assert_eq!(s.retry_after_s, Some(20.0));
-        assert_eq!(
-            serde_json::to_value(CircuitState::HalfOpen).unwrap(),
-            "half_open"
-        );
+        assert_eq!(serde_json::to_value(CircuitState::HalfOpen).unwrap(), "half_open");
     }
 
     #[test]
     fn registry_keeps_breakers_apart() {
-        let r = Breakers::new(BreakerConfig {
-            failure_threshold: 1,
-            recovery_timeout: S,
-        });
+        let r = Breakers::new(BreakerConfig { failure_threshold: 1, recovery_timeout: S });
         let t = Instant::now();
         assert_eq!(r.state("never-used", t), CircuitState::Closed);
         r.record_failure("a", t);

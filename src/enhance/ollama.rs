@@ -56,31 +56,27 @@ impl Client {
 
     /// `GET /`: Ollama answers 200 "Ollama is running".
     pub fn health(&self) -> Result<()> {
-        let resp =
-            self.quick.get(&self.base).call().map_err(|e| {
-                Error::Upstream(format!("ollama at {} unreachable: {e}", self.base))
-            })?;
+        let resp = self
+            .quick
+            .get(&self.base)
+            .call()
+            .map_err(|e| Error::Upstream(format!("ollama at {} unreachable: {e}", self.base)))?;
         match resp.status().as_u16() {
             200 => Ok(()),
-            s => Err(Error::Upstream(format!(
-                "ollama at {} answered {s}",
-                self.base
-            ))),
+            s => Err(Error::Upstream(format!("ollama at {} answered {s}", self.base))),
         }
     }
 
     /// `GET /api/tags`: the names of the models pulled locally.
     pub fn models(&self) -> Result<Vec<String>> {
         let url = format!("{}/api/tags", self.base);
-        let mut resp =
-            self.quick.get(&url).call().map_err(|e| {
-                Error::Upstream(format!("ollama at {} unreachable: {e}", self.base))
-            })?;
+        let mut resp = self
+            .quick
+            .get(&url)
+            .call()
+            .map_err(|e| Error::Upstream(format!("ollama at {} unreachable: {e}", self.base)))?;
         if resp.status().as_u16() != 200 {
-            return Err(Error::Upstream(format!(
-                "{url} answered {}",
-                resp.status().as_u16()
-            )));
+            return Err(Error::Upstream(format!("{url} answered {}", resp.status().as_u16())));
         }
         let tags: Tags = resp
             .body_mut()
@@ -119,11 +115,7 @@ impl Probe {
             .name("ollama-probe".into())
             .spawn(move || probe_loop(&client, &shared, &rx))
             .expect("spawn the ollama-probe thread");
-        let probe = Probe {
-            last,
-            tx,
-            thread: Mutex::new(Some(thread)),
-        };
+        let probe = Probe { last, tx, thread: Mutex::new(Some(thread)) };
         probe.refresh();
         probe
     }
@@ -131,10 +123,7 @@ impl Probe {
     /// The last result; asks for a new one when it is older than the TTL.
     pub fn current(&self, now: Instant) -> Reachability {
         let last = self.last.lock().clone();
-        if last
-            .checked_at
-            .is_none_or(|t| now.saturating_duration_since(t) > PROBE_TTL)
-        {
+        if last.checked_at.is_none_or(|t| now.saturating_duration_since(t) > PROBE_TTL) {
             self.refresh();
         }
         last
@@ -165,27 +154,15 @@ impl Probe {
 fn probe_loop(client: &Client, last: &Mutex<Reachability>, rx: &Receiver<Msg>) {
     while let Ok(Msg::Probe) = rx.recv() {
         let up = client.health().is_ok();
-        let models = if up {
-            client.models().unwrap_or_default()
-        } else {
-            Vec::new()
-        };
+        let models = if up { client.models().unwrap_or_default() } else { Vec::new() };
         let was_up = {
             let mut l = last.lock();
             let was = l.up && l.checked_at.is_some();
-            *l = Reachability {
-                up,
-                models,
-                checked_at: Some(Instant::now()),
-            };
+            *l = Reachability { up, models, checked_at: Some(Instant::now()) };
             was
         };
         if was_up != up {
-            log::info!(
-                "ollama at {} is {}",
-                client.base_url(),
-                if up { "up" } else { "down" }
-            );
+            log::info!("ollama at {} is {}", client.base_url(), if up { "up" } else { "down" });
         }
     }
 }

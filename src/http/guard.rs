@@ -37,9 +37,10 @@ impl Policy {
         };
         let h = host_of(authority);
         is_local_name(&h)
-            || self.allowed.iter().any(|a| {
-                *a == authority.trim().to_ascii_lowercase() || host_of(strip_scheme(a)) == h
-            })
+            || self
+                .allowed
+                .iter()
+                .any(|a| *a == authority.trim().to_ascii_lowercase() || host_of(strip_scheme(a)) == h)
     }
 
     /// An `Origin` header is acceptable when absent (not a browser), local, or allowed.
@@ -52,8 +53,7 @@ impl Policy {
         if scheme != "http" && scheme != "https" {
             return false;
         }
-        is_local_name(&host_of(authority))
-            || self.allowed.iter().any(|a| *a == o || *a == authority)
+        is_local_name(&host_of(authority)) || self.allowed.iter().any(|a| *a == o || *a == authority)
     }
 
     /// Whether the `Authorization` header carries the token (always true without one).
@@ -94,10 +94,7 @@ mod tests {
     use super::*;
 
     fn policy(allowed: &[&str], token: Option<&str>) -> Policy {
-        Policy {
-            allowed: allowed.iter().map(|s| s.to_string()).collect(),
-            token: token.map(Into::into),
-        }
+        Policy { allowed: allowed.iter().map(|s| s.to_string()).collect(), token: token.map(Into::into) }
     }
 
     #[test]

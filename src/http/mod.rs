@@ -17,10 +17,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use crate::config::Settings;
+use crate::dashboard::Activity;
 use crate::enhance;
 use crate::error::{Error, Result};
 use crate::resilience::Breakers;
-use crate::servers::Registry;
+use crate::servers::installer::Installer;
+use crate::servers::Servers;
 use guard::Policy;
 pub use response::{Reply, Req};
 
@@ -34,8 +36,10 @@ const MAX_DRAINS: usize = 16;
 pub struct App {
     pub settings: Settings,
     pub started: Instant,
-    pub servers: Registry,
-    pub breakers: Breakers,
+    pub servers: Arc<Servers>,
+    pub installer: Installer,
+    pub breakers: Arc<Breakers>,
+    pub activity: Arc<Activity>,
     pub enhancer: enhance::Service,
     pub policy: Policy,
 }
@@ -69,39 +73,23 @@ impl Http {
     pub fn start(app: Arc<App>, router: Router, fatal: Fatal) -> Result<Http> {
         let s = &app.settings;
         let listener = bind(&s.host, s.port)?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::io("reading the bound address", e))?;
+        let addr = listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?;
         let server = tiny_http::Server::from_listener(listener, None)
             .map_err(|e| Error::Internal(format!("cannot start the HTTP server: {e}")))?;
         let server = Arc::new(server);
         let stop = Arc::new(AtomicBool::new(false));
-        let front = Arc::new(Front {
-            router,
-            drains: Arc::new(AtomicUsize::new(0)),
-            port: addr.port(),
-        });
+        let front = Arc::new(Front { router, drains: Arc::new(AtomicUsize::new(0)), port: addr.port() });
         let mut workers = Vec::with_capacity(s.workers);
         for i in 0..s.workers {
-            let (app, server, stop, fatal, front) = (
-                app.clone(),
-                server.clone(),
-                stop.clone(),
-                fatal.clone(),
-                front.clone(),
-            );
+            let (app, server, stop, fatal, front) =
+                (app.clone(), server.clone(), stop.clone(), fatal.clone(), front.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("http-{i}"))
                 .spawn(move || worker(&app, &server, &front, &stop, &fatal))
                 .map_err(|e| Error::io("spawning an HTTP worker", e))?;
             workers.push(handle);
         }
-        Ok(Http {
-            addr,
-            stop,
-            workers,
-            server,
-        })
+        Ok(Http { addr, stop, workers, server })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -133,8 +121,8 @@ fn bind(host: &str, port: u16) -> Result<TcpListener> {
         .to_socket_addrs()
         .map_err(|e| Error::Config(format!("AGENTHUB_HOST: cannot resolve '{host}': {e}")))?
         .collect();
-    let listener = TcpListener::bind(&addrs[..])
-        .map_err(|e| Error::io(format!("cannot listen on {host}:{port}"), e))?;
+    let listener =
+        TcpListener::bind(&addrs[..]).map_err(|e| Error::io(format!("cannot listen on {host}:{port}"), e))?;
     set_nodelay(&listener);
     Ok(listener)
 }
@@ -154,10 +142,7 @@ fn set_nodelay(listener: &TcpListener) {
         )
     };
     if rc != 0 {
-        log::warn!(
-            "cannot set TCP_NODELAY: {}",
-            std::io::Error::last_os_error()
-        );
+        log::warn!("cannot set TCP_NODELAY: {}", std::io::Error::last_os_error());
     }
 }
 
@@ -193,12 +178,7 @@ fn handle(app: &App, mut rq: tiny_http::Request, front: &Front) {
         headers: rq
             .headers()
             .iter()
-            .map(|h| {
-                (
-                    h.field.as_str().as_str().to_ascii_lowercase(),
-                    h.value.as_str().to_string(),
-                )
-            })
+            .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_string()))
             .collect(),
         body: Vec::new(),
     };
@@ -206,17 +186,9 @@ fn handle(app: &App, mut rq: tiny_http::Request, front: &Front) {
     let cors_ok = origin.is_some() && app.policy.origin_ok(origin.as_deref());
 
     let reply = if !app.policy.host_ok(req.header("host")) {
-        Reply::error(
-            403,
-            "forbidden_origin",
-            "Host header does not name this machine",
-        )
+        Reply::error(403, "forbidden_origin", "Host header does not name this machine")
     } else if !app.policy.origin_ok(origin.as_deref()) {
-        Reply::error(
-            403,
-            "forbidden_origin",
-            "requests from this Origin are not allowed",
-        )
+        Reply::error(403, "forbidden_origin", "requests from this Origin are not allowed")
     } else if req.method == "OPTIONS" {
         Reply::empty(204)
             .with_header("Access-Control-Allow-Methods", guard::CORS_METHODS)
@@ -225,10 +197,7 @@ fn handle(app: &App, mut rq: tiny_http::Request, front: &Front) {
     } else if !app.policy.authorized(req.header("authorization")) {
         Reply::error(401, "unauthorized", "missing or wrong bearer token")
             .with_header("WWW-Authenticate", "Bearer")
-    } else if rq
-        .body_length()
-        .is_some_and(|n| n > app.settings.max_body_bytes)
-    {
+    } else if rq.body_length().is_some_and(|n| n > app.settings.max_body_bytes) {
         let declared = rq.body_length().unwrap_or(0);
         let reply = too_large(app.settings.max_body_bytes);
         log_request(&req, reply.status, started);
@@ -248,18 +217,11 @@ fn handle(app: &App, mut rq: tiny_http::Request, front: &Front) {
         }
     };
     log_request(&req, reply.status, started);
-    let _ = rq.respond(to_response(
-        reply,
-        cors_ok.then_some(origin.as_deref()).flatten(),
-    ));
+    let _ = rq.respond(to_response(reply, cors_ok.then_some(origin.as_deref()).flatten()));
 }
 
 fn too_large(cap: usize) -> Reply {
-    Reply::error(
-        413,
-        "payload_too_large",
-        &format!("request body exceeds {cap} bytes"),
-    )
+    Reply::error(413, "payload_too_large", &format!("request body exceeds {cap} bytes"))
 }
 
 /// Reads at most `cap` bytes; a longer body (chunked, so undeclared) is a 413.
@@ -268,11 +230,7 @@ fn read_body(rq: &mut tiny_http::Request, cap: usize) -> std::result::Result<Vec
     match rq.as_reader().take(cap as u64 + 1).read_to_end(&mut body) {
         Ok(n) if n > cap => Err(too_large(cap)),
         Ok(_) => Ok(body),
-        Err(e) => Err(Reply::error(
-            400,
-            "bad_request",
-            &format!("cannot read the request body: {e}"),
-        )),
+        Err(e) => Err(Reply::error(400, "bad_request", &format!("cannot read the request body: {e}"))),
     }
 }
 
@@ -293,12 +251,10 @@ fn refuse_declared_body(
     if declared <= DRAIN_LIMIT && drains.fetch_add(1, Ordering::SeqCst) < MAX_DRAINS {
         let response = to_response(reply, origin);
         let drains = drains.clone();
-        let spawned = std::thread::Builder::new()
-            .name("http-drain".into())
-            .spawn(move || {
-                let _ = rq.respond(response);
-                drains.fetch_sub(1, Ordering::SeqCst);
-            });
+        let spawned = std::thread::Builder::new().name("http-drain".into()).spawn(move || {
+            let _ = rq.respond(response);
+            drains.fetch_sub(1, Ordering::SeqCst);
+        });
         if spawned.is_err() {
             log::warn!("cannot spawn a drain thread; connection dropped");
         }
@@ -312,13 +268,7 @@ fn refuse_declared_body(
     // `upgrade` hands over the raw stream without touching the body reader. It writes the head
     // without a length, so the body runs to the end of the connection, which is shut down here.
     let body = reply.body.clone();
-    let head = to_response(
-        Reply {
-            body: Vec::new(),
-            ..reply
-        },
-        origin,
-    );
+    let head = to_response(Reply { body: Vec::new(), ..reply }, origin);
     let mut stream = rq.upgrade("none", head);
     let _ = stream.write_all(&body);
     let _ = stream.flush();
@@ -339,10 +289,7 @@ fn log_request(req: &Req, status: u16, started: Instant) {
     );
 }
 
-fn to_response(
-    reply: Reply,
-    cors_origin: Option<&str>,
-) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+fn to_response(reply: Reply, cors_origin: Option<&str>) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
     let mut resp = tiny_http::Response::from_data(reply.body).with_status_code(reply.status);
     let mut add = |name: &str, value: &str| {
         if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
@@ -371,20 +318,12 @@ mod socket {
 
     /// Shuts down (without closing) this process's socket connected to `peer` on `local_port`.
     pub fn shutdown_peer(peer: SocketAddr, local_port: u16) {
-        let dir = if std::path::Path::new("/proc/self/fd").is_dir() {
-            "/proc/self/fd"
-        } else {
-            "/dev/fd"
-        };
+        let dir = if std::path::Path::new("/proc/self/fd").is_dir() { "/proc/self/fd" } else { "/dev/fd" };
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
         for entry in entries.flatten() {
-            let Some(fd) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<i32>().ok())
-            else {
+            let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
                 continue;
             };
             if address(fd, libc::getpeername) == Some(peer)
@@ -396,40 +335,26 @@ mod socket {
         }
     }
 
-    type NameFn =
-        unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
+    type NameFn = unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
 
     fn address(fd: i32, name: NameFn) -> Option<SocketAddr> {
         // SAFETY: the storage is large enough for any address and `len` says so.
         unsafe {
             let mut ss: libc::sockaddr_storage = std::mem::zeroed();
             let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            if name(
-                fd,
-                (&mut ss as *mut libc::sockaddr_storage).cast(),
-                &mut len,
-            ) != 0
-            {
+            if name(fd, (&mut ss as *mut libc::sockaddr_storage).cast(), &mut len) != 0 {
                 return None;
             }
             match i32::from(ss.ss_family) {
                 libc::AF_INET => {
                     let a = &*(&ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>();
                     let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
-                    Some(SocketAddr::V4(SocketAddrV4::new(
-                        ip,
-                        u16::from_be(a.sin_port),
-                    )))
+                    Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(a.sin_port))))
                 }
                 libc::AF_INET6 => {
                     let a = &*(&ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
                     let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
-                    Some(SocketAddr::V6(SocketAddrV6::new(
-                        ip,
-                        u16::from_be(a.sin6_port),
-                        0,
-                        a.sin6_scope_id,
-                    )))
+                    Some(SocketAddr::V6(SocketAddrV6::new(ip, u16::from_be(a.sin6_port), 0, a.sin6_scope_id)))
                 }
                 _ => None,
             }
@@ -454,19 +379,29 @@ mod tests {
         flags.insert("AGENTHUB_WORKERS", "1".to_string());
         flags.insert("OLLAMA_URL", "http://127.0.0.1:9".to_string());
         let settings = Settings::resolve(&flags, &|_| None).expect("settings");
+        let breakers = Arc::new(Breakers::new(crate::resilience::BreakerConfig::default()));
+        let activity = Arc::new(Activity::default());
         Arc::new(App {
-            policy: Policy {
-                allowed: Vec::new(),
-                token: None,
-            },
+            policy: Policy { allowed: Vec::new(), token: None },
             enhancer: enhance::Service::new(
-                crate::config::parse_rules(crate::config::DEFAULT_RULES_JSON, "embedded")
-                    .expect("rules"),
+                crate::config::parse_rules(crate::config::DEFAULT_RULES_JSON, "embedded").expect("rules"),
                 &settings.ollama_url,
                 10,
             ),
-            servers: Registry::new(Vec::new()),
-            breakers: Breakers::new(crate::resilience::BreakerConfig::default()),
+            servers: Servers::new(
+                Vec::new(),
+                std::env::temp_dir().join("agenthub-unit-never-saved.json"),
+                None,
+                crate::servers::Context {
+                    npm_prefix: std::env::temp_dir(),
+                    default_timeout: Duration::from_secs(5),
+                    breakers: breakers.clone(),
+                    activity: activity.clone(),
+                },
+            ),
+            installer: Installer::new(std::env::temp_dir()),
+            breakers,
+            activity,
             started: Instant::now(),
             settings,
         })
@@ -481,19 +416,10 @@ mod tests {
 
     fn get(addr: SocketAddr, path: &str) -> u16 {
         let mut s = std::net::TcpStream::connect(addr).expect("connect");
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        )
-        .expect("send");
+        write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").expect("send");
         let mut line = String::new();
-        std::io::BufReader::new(s)
-            .read_line(&mut line)
-            .expect("status line");
-        line.split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0)
+        std::io::BufReader::new(s).read_line(&mut line).expect("status line");
+        line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
     }
 
     #[test]

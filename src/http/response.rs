@@ -20,17 +20,12 @@ pub struct Req {
 
 impl Req {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The client name for rules and logs: `X-Client-Name`, if any.
     pub fn client_name(&self) -> Option<&str> {
-        self.header("x-client-name")
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
+        self.header("x-client-name").map(str::trim).filter(|s| !s.is_empty())
     }
 
     /// The body as JSON; an empty body is `null`. Errors say where the JSON broke.
@@ -55,12 +50,7 @@ pub struct Reply {
 impl Reply {
     pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Reply {
         match serde_json::to_vec(value) {
-            Ok(body) => Reply {
-                status,
-                content_type: "application/json",
-                headers: Vec::new(),
-                body,
-            },
+            Ok(body) => Reply { status, content_type: "application/json", headers: Vec::new(), body },
             Err(e) => Reply::error(500, "internal", &format!("cannot encode the answer: {e}")),
         }
     }
@@ -79,20 +69,12 @@ impl Reply {
     }
 
     pub fn empty(status: u16) -> Reply {
-        Reply {
-            status,
-            content_type: "",
-            headers: Vec::new(),
-            body: Vec::new(),
-        }
+        Reply { status, content_type: "", headers: Vec::new(), body: Vec::new() }
     }
 
     /// `{"error":{"code","message"}}`.
     pub fn error(status: u16, code: &str, message: &str) -> Reply {
-        Reply::json(
-            status,
-            &json!({"error": {"code": code, "message": message}}),
-        )
+        Reply::json(status, &json!({"error": {"code": code, "message": message}}))
     }
 
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Reply {

@@ -7,18 +7,17 @@ use serde_json::{json, Map, Value};
 
 use super::response::{Reply, Req};
 use super::App;
+use crate::config::ServerConfig;
 use crate::error::{Error, Result};
-use crate::servers::{Snapshot, Status};
+use crate::jsonrpc::{self, RpcError};
+use crate::servers::{installer, CallError, Snapshot, Status};
 
 /// Path segments captured by `{name}` (and `{*rest}`, the remaining path).
 pub struct Params(Vec<(&'static str, String)>);
 
 impl Params {
     pub fn get(&self, name: &str) -> &str {
-        self.0
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map_or("", |(_, v)| v.as_str())
+        self.0.iter().find(|(n, _)| *n == name).map_or("", |(_, v)| v.as_str())
     }
 }
 
@@ -30,27 +29,25 @@ struct Route {
     handler: Handler,
 }
 
+const fn route(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
+    Route { method, pattern, handler }
+}
+
 const ROUTES: &[Route] = &[
-    Route {
-        method: "GET",
-        pattern: "/health",
-        handler: health,
-    },
-    Route {
-        method: "GET",
-        pattern: "/health/{name}",
-        handler: server_health,
-    },
-    Route {
-        method: "GET",
-        pattern: "/servers",
-        handler: list_servers,
-    },
-    Route {
-        method: "GET",
-        pattern: "/servers/{name}",
-        handler: get_server,
-    },
+    route("GET", "/health", health),
+    route("GET", "/health/{name}", server_health),
+    route("GET", "/servers", list_servers),
+    route("POST", "/servers", add_server),
+    route("POST", "/servers/install", install_server),
+    route("GET", "/servers/{name}", get_server),
+    route("PUT", "/servers/{name}", replace_server),
+    route("DELETE", "/servers/{name}", remove_server),
+    route("POST", "/servers/{name}/start", start_server),
+    route("POST", "/servers/{name}/stop", stop_server),
+    route("POST", "/servers/{name}/restart", restart_server),
+    route("GET", "/servers/{name}/logs", server_logs),
+    route("POST", "/mcp/{server}/{*method}", rest_call),
+    route("GET", "/activity", activity),
 ];
 
 /// Routes a request: the handler's reply, 404 for an unknown path, 405 (with `Allow`) for a
@@ -75,12 +72,7 @@ pub fn dispatch(app: &App, req: &Req) -> Reply {
     Reply::error(
         405,
         "method_not_allowed",
-        &format!(
-            "{} is not allowed on {}; use {}",
-            req.method,
-            req.path,
-            allowed.join(", ")
-        ),
+        &format!("{} is not allowed on {}; use {}", req.method, req.path, allowed.join(", ")),
     )
     .with_header("Allow", allowed.join(", "))
 }
@@ -140,11 +132,7 @@ fn server_health(app: &App, _: &Req, p: &Params) -> Result<Reply> {
     let mut body = server_health_json(app, &s, Instant::now());
     body["name"] = s.name.clone().into();
     body["last_error"] = s.info.last_error.clone().into();
-    let status = if s.info.status == Status::Running {
-        200
-    } else {
-        503
-    };
+    let status = if s.info.status == Status::Running { 200 } else { 503 };
     Ok(Reply::json(status, &body))
 }
 
@@ -164,26 +152,155 @@ fn server_health_json(app: &App, s: &Snapshot, now: Instant) -> Value {
 
 fn list_servers(app: &App, _: &Req, _: &Params) -> Result<Reply> {
     let now = Instant::now();
-    let list: Vec<Value> = app
-        .servers
-        .list()
-        .iter()
-        .map(|s| server_json(s, now))
-        .collect();
+    let list: Vec<Value> = app.servers.list().iter().map(|s| server_json(s, now)).collect();
     Ok(Reply::ok(&json!({ "servers": list })))
 }
 
 fn get_server(app: &App, _: &Req, p: &Params) -> Result<Reply> {
-    Ok(Reply::ok(&server_json(
-        &find(app, p.get("name"))?,
-        Instant::now(),
-    )))
+    Ok(Reply::ok(&server_json(&find(app, p.get("name"))?, Instant::now())))
+}
+
+/// `POST /servers {name, ...config}`.
+fn add_server(app: &App, req: &Req, _: &Params) -> Result<Reply> {
+    let body = req.json()?;
+    let Some(obj) = body.as_object() else {
+        return Err(Error::BadRequest("expected a JSON object {\"name\", ...server config}".into()));
+    };
+    let name = obj
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::BadRequest("\"name\" (a string) is required".into()))?
+        .to_string();
+    let mut config = obj.clone();
+    config.remove("name");
+    let config = ServerConfig::from_json(&Value::Object(config), "request body", "$")?;
+    let snap = app.servers.add(&name, config)?;
+    Ok(Reply::json(201, &server_json(&snap, Instant::now())))
+}
+
+fn replace_server(app: &App, req: &Req, p: &Params) -> Result<Reply> {
+    let mut body = req.json()?;
+    if let Some(obj) = body.as_object_mut() {
+        if let Some(n) = obj.remove("name") {
+            if n.as_str() != Some(p.get("name")) {
+                return Err(Error::BadRequest(format!(
+                    "body names server {n}, path names \"{}\"",
+                    p.get("name")
+                )));
+            }
+        }
+    }
+    let config = ServerConfig::from_json(&body, "request body", "$")?;
+    let snap = app.servers.replace(p.get("name"), config)?;
+    Ok(Reply::ok(&server_json(&snap, Instant::now())))
+}
+
+fn remove_server(app: &App, _: &Req, p: &Params) -> Result<Reply> {
+    app.servers.remove(p.get("name"))?;
+    Ok(Reply::ok(&json!({"removed": p.get("name")})))
+}
+
+fn start_server(app: &App, _: &Req, p: &Params) -> Result<Reply> {
+    let snap = app.servers.start(p.get("name"))?;
+    Ok(Reply::ok(&server_json(&snap, Instant::now())))
+}
+
+fn stop_server(app: &App, _: &Req, p: &Params) -> Result<Reply> {
+    let snap = app.servers.stop(p.get("name"))?;
+    Ok(Reply::ok(&server_json(&snap, Instant::now())))
+}
+
+fn restart_server(app: &App, _: &Req, p: &Params) -> Result<Reply> {
+    let snap = app.servers.restart(p.get("name"))?;
+    Ok(Reply::ok(&server_json(&snap, Instant::now())))
+}
+
+fn server_logs(app: &App, req: &Req, p: &Params) -> Result<Reply> {
+    let lines = query_param(&req.query, "lines").and_then(|v| v.parse().ok()).unwrap_or(100usize);
+    let tail = app.servers.logs(p.get("name"), lines)?;
+    Ok(Reply::ok(&json!({"name": p.get("name"), "lines": tail})))
+}
+
+/// `POST /servers/install {package, name?, args?, env?, auto_start?, start?, ignore_scripts?}`.
+fn install_server(app: &App, req: &Req, _: &Params) -> Result<Reply> {
+    let body = req.json()?;
+    let package = body
+        .get("package")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::BadRequest("\"package\" (an npm package name) is required".into()))?;
+    installer::validate_package(package).map_err(Error::BadRequest)?;
+    let name = match body.get("name") {
+        None | Some(Value::Null) => installer::default_name(package),
+        Some(Value::String(n)) => n.clone(),
+        Some(_) => return Err(Error::BadRequest("\"name\" must be a string".into())),
+    };
+    crate::config::validate_server_name(&name).map_err(Error::BadRequest)?;
+    let mut config_json = json!({"transport": "stdio", "package": package});
+    for key in ["args", "env", "auto_start", "description"] {
+        if let Some(v) = body.get(key) {
+            config_json[key] = v.clone();
+        }
+    }
+    let config = ServerConfig::from_json(&config_json, "request body", "$")?;
+    if app.servers.get(&name).is_some() {
+        return Err(Error::Conflict(format!("a server named \"{name}\" already exists")));
+    }
+    let ignore_scripts = body.get("ignore_scripts").and_then(Value::as_bool).unwrap_or(false);
+    let bin = app.installer.install(package, ignore_scripts)?;
+    app.activity.record("install", Some(&name), format!("installed {package}"));
+    let mut snap = app.servers.add(&name, config)?;
+    if body.get("start").and_then(Value::as_bool).unwrap_or(false) {
+        snap = app.servers.start(&name)?;
+    }
+    let mut out = server_json(&snap, Instant::now());
+    out["installed"] = json!({"package": package, "bin": bin.display().to_string()});
+    Ok(Reply::json(201, &out))
+}
+
+/// `POST /mcp/{server}/{method...}`: body = params, answer = result. JSON-RPC errors map to
+/// 400 (invalid request, method, params), 504 (timeout) or 502, with the error under `rpc`.
+fn rest_call(app: &App, req: &Req, p: &Params) -> Result<Reply> {
+    let params = match req.json()? {
+        Value::Null => None,
+        v @ Value::Object(_) => Some(v),
+        _ => {
+            return Err(Error::BadRequest(
+                "the body must be a JSON object (the request's params) or empty".into(),
+            ))
+        }
+    };
+    match app.servers.call(p.get("server"), p.get("method"), params) {
+        Ok(result) => Ok(Reply::ok(&result)),
+        Err(CallError::Hub(e)) => Err(e),
+        Err(CallError::Rpc(e)) => Ok(rpc_error_reply(&e)),
+    }
+}
+
+fn rpc_error_reply(e: &RpcError) -> Reply {
+    let (status, code) = match e.code {
+        jsonrpc::INVALID_REQUEST | jsonrpc::METHOD_NOT_FOUND | jsonrpc::INVALID_PARAMS => {
+            (400, "bad_request")
+        }
+        jsonrpc::REQUEST_TIMEOUT => (504, "timeout"),
+        _ => (502, "upstream_error"),
+    };
+    Reply::json(status, &json!({"error": {"code": code, "message": e.message, "rpc": e.to_value()}}))
+}
+
+fn activity(app: &App, req: &Req, _: &Params) -> Result<Reply> {
+    let since = query_param(&req.query, "since").and_then(|v| v.parse().ok()).unwrap_or(0);
+    Ok(Reply::ok(&json!({"events": app.activity.since(since, 200)})))
+}
+
+fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == key).then_some(v)
+    })
 }
 
 fn find(app: &App, name: &str) -> Result<Snapshot> {
-    app.servers
-        .get(name)
-        .ok_or_else(|| Error::NotFound(format!("no server named \"{name}\"")))
+    app.servers.get(name).ok_or_else(|| Error::NotFound(format!("no server named \"{name}\"")))
 }
 
 /// The API's view of a server: secrets in `env` and `headers` masked.
@@ -219,12 +336,7 @@ pub fn rfc3339(t: SystemTime) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 #[cfg(test)]
@@ -235,16 +347,10 @@ mod tests {
     #[test]
     fn path_matching() {
         fn check(pattern: &'static str, path: &str, expected: Option<&[(&str, &str)]>) {
-            let got = match_path(pattern, path).map(|p| {
-                p.0.iter()
-                    .map(|(n, v)| (n.to_string(), v.clone()))
-                    .collect::<Vec<_>>()
-            });
-            let want = expected.map(|e| {
-                e.iter()
-                    .map(|(n, v)| (n.to_string(), v.to_string()))
-                    .collect::<Vec<_>>()
-            });
+            let got = match_path(pattern, path)
+                .map(|p| p.0.iter().map(|(n, v)| (n.to_string(), v.clone())).collect::<Vec<_>>());
+            let want =
+                expected.map(|e| e.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect::<Vec<_>>());
             assert_eq!(got, want, "{pattern} vs {path}");
         }
         check("/health", "/health", Some(&[]));

@@ -93,9 +93,7 @@ impl Bridge {
         let mut threads = Vec::with_capacity(3);
         let n = short(name);
         threads.push(
-            std::thread::Builder::new()
-                .name(format!("stdin-{n}"))
-                .spawn(move || write_loop(stdin, &rx))?,
+            std::thread::Builder::new().name(format!("stdin-{n}")).spawn(move || write_loop(stdin, &rx))?,
         );
         let (s, t, c) = (shared.clone(), tx.clone(), closed.clone());
         threads.push(
@@ -261,7 +259,11 @@ fn read_loop(stdout: ChildStdout, shared: &Shared, tx: &Sender<Line>, closed: &A
                     Some(w) => {
                         let _ = w.send(msg);
                     }
-                    None => log::debug!("{}: answer to no pending request (late or cancelled): {:.200}", shared.name, text),
+                    None => log::debug!(
+                        "{}: answer to no pending request (late or cancelled): {:.200}",
+                        shared.name,
+                        text
+                    ),
                 }
             }
             Kind::Request => {
@@ -273,7 +275,9 @@ fn read_loop(stdout: ChildStdout, shared: &Shared, tx: &Sender<Line>, closed: &A
                 let _ = tx.send(Line::Send(answer.to_string()));
             }
             Kind::Notification => peer.notification(&shared.name, &msg),
-            Kind::Invalid => log::warn!("{}: skipping an invalid JSON-RPC message: {:.200}", shared.name, text),
+            Kind::Invalid => {
+                log::warn!("{}: skipping an invalid JSON-RPC message: {:.200}", shared.name, text)
+            }
         }
     }
     closed.store(true, Ordering::SeqCst);

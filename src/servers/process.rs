@@ -59,7 +59,8 @@ pub fn package_name(spec: &str) -> &str {
 pub fn installed_bin(prefix: &Path, package: &str) -> Option<PathBuf> {
     let name = package_name(package);
     let dir = prefix.join("node_modules").join(name);
-    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("package.json")).ok()?).ok()?;
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("package.json")).ok()?).ok()?;
     let rel = match manifest.get("bin")? {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Object(bins) => {
@@ -233,7 +234,8 @@ mod tests {
 
     #[test]
     fn command_lines() {
-        let mut cfg = ServerConfig { command: Some("node".into()), args: vec!["s.js".into()], ..Default::default() };
+        let mut cfg =
+            ServerConfig { command: Some("node".into()), args: vec!["s.js".into()], ..Default::default() };
         let none = Path::new("/nonexistent");
         assert_eq!(command_line(&cfg, none).unwrap(), ("node".to_string(), vec!["s.js".to_string()]));
         cfg.command = None;

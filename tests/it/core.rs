@@ -26,10 +26,7 @@ fn health_reports_version_cache_ollama_and_servers() {
     assert_eq!(h["ollama"]["status"], "down");
     assert_eq!(h["ollama"]["circuit"], "closed");
     assert_eq!(h["ollama"]["url"], "http://127.0.0.1:9");
-    assert_eq!(
-        h["cache"],
-        json!({"size": 0, "max_size": 1000, "hits": 0, "misses": 0, "evictions": 0})
-    );
+    assert_eq!(h["cache"], json!({"size": 0, "max_size": 1000, "hits": 0, "misses": 0, "evictions": 0}));
     assert_eq!(
         h["servers"]["alpha"],
         json!({"status": "STOPPED", "transport": "stdio", "circuit": "closed", "pid": null, "restart_count": 0, "uptime_s": null})
@@ -40,10 +37,7 @@ fn health_reports_version_cache_ollama_and_servers() {
 #[test]
 fn health_sees_ollama_and_its_models() {
     let ollama = FakeOllama::start(&["llama3.2:3b", "qwen2.5:7b"]);
-    let hub = Hub::builder()
-        .servers(r#"{"servers": {}}"#)
-        .env("OLLAMA_URL", &ollama.url)
-        .start();
+    let hub = Hub::builder().servers(r#"{"servers": {}}"#).env("OLLAMA_URL", &ollama.url).start();
     let h = wait_for("/health to show ollama up", Duration::from_secs(10), || {
         let h = hub.get("/health").json();
         (h["ollama"]["status"] == "up").then_some(h)
@@ -69,22 +63,13 @@ fn servers_api_masks_secrets() {
     let r = hub.get("/servers");
     assert_eq!(r.status, 200);
     let text = r.text();
-    assert!(
-        !text.contains("sekrit-value") && !text.contains("hdr-secret"),
-        "{text}"
-    );
+    assert!(!text.contains("sekrit-value") && !text.contains("hdr-secret"), "{text}");
     let list = r.json()["servers"].as_array().unwrap().clone();
     assert_eq!(list.len(), 2);
     assert_eq!(list[0]["config"]["env"], json!({"API_KEY": "***"}));
-    assert_eq!(
-        list[1]["config"]["headers"],
-        json!({"Authorization": "***"})
-    );
+    assert_eq!(list[1]["config"]["headers"], json!({"Authorization": "***"}));
     let one = hub.get("/servers/alpha").json();
-    assert_eq!(
-        (one["name"].as_str(), one["status"].as_str()),
-        (Some("alpha"), Some("STOPPED"))
-    );
+    assert_eq!((one["name"].as_str(), one["status"].as_str()), (Some("alpha"), Some("STOPPED")));
     hub.get("/servers/ghost").expect_error(404, "not_found");
     assert!(!hub.log().contains("sekrit-value"), "secret in the log");
 }
@@ -101,13 +86,9 @@ fn unknown_paths_and_wrong_methods() {
 
 #[test]
 fn bodies_over_the_cap_get_413() {
-    let hub = Hub::builder()
-        .servers(r#"{"servers": {}}"#)
-        .env("AGENTHUB_MAX_BODY_BYTES", "1024")
-        .start();
+    let hub = Hub::builder().servers(r#"{"servers": {}}"#).env("AGENTHUB_MAX_BODY_BYTES", "1024").start();
     // Declared length over the cap: refused without reading.
-    hub.request("POST", "/health", &[], &[b'x'; 2000])
-        .expect_error(413, "payload_too_large");
+    hub.request("POST", "/health", &[], &[b'x'; 2000]).expect_error(413, "payload_too_large");
     // Chunked, so undeclared: refused once the cap is passed.
     let mut chunked = Vec::new();
     for _ in 0..3 {
@@ -116,18 +97,10 @@ fn bodies_over_the_cap_get_413() {
         chunked.extend_from_slice(b"\r\n");
     }
     chunked.extend_from_slice(b"0\r\n\r\n");
-    hub.request(
-        "POST",
-        "/health",
-        &[("Transfer-Encoding", "chunked")],
-        &chunked,
-    )
-    .expect_error(413, "payload_too_large");
+    hub.request("POST", "/health", &[("Transfer-Encoding", "chunked")], &chunked)
+        .expect_error(413, "payload_too_large");
     // Within the cap the route answers (405 here: /health takes GET).
-    assert_eq!(
-        hub.request("POST", "/health", &[], &[b'z'; 1000]).status,
-        405
-    );
+    assert_eq!(hub.request("POST", "/health", &[], &[b'z'; 1000]).status, 405);
     assert_eq!(hub.get("/health").status, 200);
 }
 
@@ -139,8 +112,7 @@ fn a_forged_huge_content_length_does_not_kill_the_hub() {
         r.expect_error(413, "payload_too_large");
     }
     // A modest oversized body that is actually sent is discarded and the hub goes on.
-    hub.request("POST", "/health", &[], &vec![b'a'; 5 << 20])
-        .expect_error(413, "payload_too_large");
+    hub.request("POST", "/health", &[], &vec![b'a'; 5 << 20]).expect_error(413, "payload_too_large");
     assert_eq!(hub.get("/health").status, 200, "hub died:\n{}", hub.log());
 }
 
@@ -150,40 +122,17 @@ fn cors_preflight_and_headers_for_local_origins() {
     let r = hub.request(
         "OPTIONS",
         "/health",
-        &[
-            ("Origin", "http://localhost:3000"),
-            ("Access-Control-Request-Method", "GET"),
-        ],
+        &[("Origin", "http://localhost:3000"), ("Access-Control-Request-Method", "GET")],
         b"",
     );
     assert_eq!(r.status, 204);
-    assert_eq!(
-        r.header("access-control-allow-origin"),
-        Some("http://localhost:3000")
-    );
-    assert!(r
-        .header("access-control-allow-methods")
-        .unwrap_or("")
-        .contains("POST"));
-    assert!(r
-        .header("access-control-allow-headers")
-        .unwrap_or("")
-        .contains("Mcp-Session-Id"));
-    let r = hub.request(
-        "GET",
-        "/health",
-        &[("Origin", "http://127.0.0.1:5173")],
-        b"",
-    );
+    assert_eq!(r.header("access-control-allow-origin"), Some("http://localhost:3000"));
+    assert!(r.header("access-control-allow-methods").unwrap_or("").contains("POST"));
+    assert!(r.header("access-control-allow-headers").unwrap_or("").contains("Mcp-Session-Id"));
+    let r = hub.request("GET", "/health", &[("Origin", "http://127.0.0.1:5173")], b"");
     assert_eq!(r.status, 200);
-    assert_eq!(
-        r.header("access-control-allow-origin"),
-        Some("http://127.0.0.1:5173")
-    );
-    assert!(hub
-        .get("/health")
-        .header("access-control-allow-origin")
-        .is_none());
+    assert_eq!(r.header("access-control-allow-origin"), Some("http://127.0.0.1:5173"));
+    assert!(hub.get("/health").header("access-control-allow-origin").is_none());
 }
 
 #[test]
@@ -193,52 +142,25 @@ fn foreign_origin_or_host_is_forbidden_everywhere() {
         let r = hub.request("GET", path, &[("Origin", "http://evil.example")], b"");
         r.expect_error(403, "forbidden_origin");
         assert!(r.header("access-control-allow-origin").is_none());
-        hub.request("GET", path, &[("Host", "evil.example:9090")], b"")
-            .expect_error(403, "forbidden_origin");
+        hub.request("GET", path, &[("Host", "evil.example:9090")], b"").expect_error(403, "forbidden_origin");
     }
-    hub.request(
-        "OPTIONS",
-        "/health",
-        &[("Origin", "http://evil.example")],
-        b"",
-    )
-    .expect_error(403, "forbidden_origin");
-    hub.request("GET", "/health", &[("Origin", "null")], b"")
+    hub.request("OPTIONS", "/health", &[("Origin", "http://evil.example")], b"")
         .expect_error(403, "forbidden_origin");
-    assert_eq!(
-        hub.request("GET", "/health", &[("Host", "localhost:1")], b"")
-            .status,
-        200
-    );
+    hub.request("GET", "/health", &[("Origin", "null")], b"").expect_error(403, "forbidden_origin");
+    assert_eq!(hub.request("GET", "/health", &[("Host", "localhost:1")], b"").status, 200);
 }
 
 #[test]
 fn bearer_token_is_required_when_set() {
-    let hub = Hub::builder()
-        .servers(r#"{"servers": {}}"#)
-        .env("AGENTHUB_TOKEN", "tok-123")
-        .start();
+    let hub = Hub::builder().servers(r#"{"servers": {}}"#).env("AGENTHUB_TOKEN", "tok-123").start();
     let r = hub.get("/health");
     r.expect_error(401, "unauthorized");
     assert_eq!(r.header("www-authenticate"), Some("Bearer"));
     hub.request("GET", "/health", &[("Authorization", "Bearer wrong")], b"")
         .expect_error(401, "unauthorized");
-    assert_eq!(
-        hub.request(
-            "GET",
-            "/health",
-            &[("Authorization", "Bearer tok-123")],
-            b""
-        )
-        .status,
-        200
-    );
+    assert_eq!(hub.request("GET", "/health", &[("Authorization", "Bearer tok-123")], b"").status, 200);
     // Preflight carries no credentials and still passes.
-    assert_eq!(
-        hub.request("OPTIONS", "/health", &[("Origin", "http://localhost")], b"")
-            .status,
-        204
-    );
+    assert_eq!(hub.request("OPTIONS", "/health", &[("Origin", "http://localhost")], b"").status, 204);
     assert!(!hub.log().contains("tok-123"), "token in the log");
 }
 
@@ -252,10 +174,7 @@ fn non_loopback_bind_without_token_is_refused() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("AGENTHUB_TOKEN") && err.contains("0.0.0.0"),
-        "{err}"
-    );
+    assert!(err.contains("AGENTHUB_TOKEN") && err.contains("0.0.0.0"), "{err}");
 }
 
 #[test]
@@ -266,11 +185,7 @@ fn sigterm_and_sigint_exit_zero_promptly() {
         let t = Instant::now();
         hub.signal(sig);
         let status = hub.wait_exit(Duration::from_secs(2));
-        assert!(
-            status.success(),
-            "exit {status} after signal {sig}\n{}",
-            hub.log()
-        );
+        assert!(status.success(), "exit {status} after signal {sig}\n{}", hub.log());
         assert!(t.elapsed() < Duration::from_secs(2));
         assert!(hub.log().contains("stopped"), "{}", hub.log());
     }
@@ -308,11 +223,7 @@ fn runs_on_embedded_defaults_with_nothing_named() {
 }
 
 fn run(args: &[&str], dir: &TempDir) -> (i32, String, String) {
-    let out = hub_command(dir.path())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = hub_command(dir.path()).args(args).stdin(Stdio::null()).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -325,30 +236,14 @@ fn help_version_and_bad_flags() {
     let dir = TempDir::new("cli");
     let (code, out, _) = run(&["--help"], &dir);
     assert_eq!(code, 0);
-    for needle in [
-        "check-config",
-        "--port",
-        "AGENTHUB_PORT",
-        "AGENTHUB_TOKEN",
-        "OLLAMA_HOST",
-        "9090",
-    ] {
+    for needle in ["check-config", "--port", "AGENTHUB_PORT", "AGENTHUB_TOKEN", "OLLAMA_HOST", "9090"] {
         assert!(out.contains(needle), "help lacks {needle}:\n{out}");
     }
     let (code, out, _) = run(&["--version"], &dir);
-    assert_eq!(
-        (code, out.trim()),
-        (
-            0,
-            format!("agenthub {}", env!("CARGO_PKG_VERSION")).as_str()
-        )
-    );
+    assert_eq!((code, out.trim()), (0, format!("agenthub {}", env!("CARGO_PKG_VERSION")).as_str()));
     let (code, _, err) = run(&["--frobnicate"], &dir);
     assert_eq!(code, 2);
-    assert!(
-        err.contains("unknown flag '--frobnicate'") && err.contains("usage:"),
-        "{err}"
-    );
+    assert!(err.contains("unknown flag '--frobnicate'") && err.contains("usage:"), "{err}");
     let (code, _, err) = run(&["--port", "http"], &dir);
     assert_eq!(code, 2);
     assert!(err.contains("--port"), "{err}");
@@ -358,7 +253,10 @@ fn help_version_and_bad_flags() {
 fn check_config_summarizes_a_valid_config() {
     let dir = TempDir::new("check");
     dir.write("mcp-servers.json", TWO_SERVERS);
-    let import = dir.write("claude.json", r#"{"mcpServers": {"gamma": {"command": "node", "args": ["g.js"]}, "alpha": {"command": "other"}}}"#);
+    let import = dir.write(
+        "claude.json",
+        r#"{"mcpServers": {"gamma": {"command": "node", "args": ["g.js"]}, "alpha": {"command": "other"}}}"#,
+    );
     let (code, out, err) = run(
         &[
             "check-config",
@@ -383,10 +281,7 @@ fn check_config_summarizes_a_valid_config() {
     ] {
         assert!(out.contains(needle), "summary lacks {needle}:\n{out}");
     }
-    assert!(
-        out.contains("warning: server \"alpha\""),
-        "clash not reported:\n{out}"
-    );
+    assert!(out.contains("warning: server \"alpha\""), "clash not reported:\n{out}");
     assert!(!out.contains("sekrit"), "{out}");
 }
 
@@ -395,15 +290,9 @@ fn bad_config_files_name_file_path_and_line() {
     fn check(file: &str, text: &str, needles: &[&str]) {
         let dir = TempDir::new("bad");
         let path = dir.write(file, text);
-        let (code, _, err) = run(
-            &["check-config", "--config-dir", dir.path().to_str().unwrap()],
-            &dir,
-        );
+        let (code, _, err) = run(&["check-config", "--config-dir", dir.path().to_str().unwrap()], &dir);
         assert_eq!(code, 1, "{err}");
-        assert!(
-            err.contains(&path.display().to_string()),
-            "{err} lacks the file name"
-        );
+        assert!(err.contains(&path.display().to_string()), "{err} lacks the file name");
         for n in needles {
             assert!(err.contains(n), "{err:?} lacks {n:?}");
         }
@@ -428,33 +317,18 @@ fn bad_config_files_name_file_path_and_line() {
         r#"{"servers": {"a": {"command": "x", "args": ["ok", 7]}}}"#,
         &["servers.a.args[1]", "expected a string"],
     );
-    check(
-        "mcp-servers.json",
-        r#"{"servers": {"bad name": {"command": "x"}}}"#,
-        &["servers.bad name"],
-    );
-    check(
-        "enhancement-rules.json",
-        r#"{"default": {"model": "m", "options": 3}}"#,
-        &["default.options"],
-    );
+    check("mcp-servers.json", r#"{"servers": {"bad name": {"command": "x"}}}"#, &["servers.bad name"]);
+    check("enhancement-rules.json", r#"{"default": {"model": "m", "options": 3}}"#, &["default.options"]);
 }
 
 #[test]
 fn missing_config_dir_or_import_is_fatal_and_named() {
     let dir = TempDir::new("missing");
     let ghost = dir.path().join("no-such-dir");
-    let (code, _, err) = run(
-        &["check-config", "--config-dir", ghost.to_str().unwrap()],
-        &dir,
-    );
+    let (code, _, err) = run(&["check-config", "--config-dir", ghost.to_str().unwrap()], &dir);
     assert_eq!(code, 1);
     assert!(err.contains(ghost.to_str().unwrap()), "{err}");
-    let out = hub_command(dir.path())
-        .args(["--port", "0", "--config-dir"])
-        .arg(&ghost)
-        .output()
-        .unwrap();
+    let out = hub_command(dir.path()).args(["--port", "0", "--config-dir"]).arg(&ghost).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-dir"));
     let ghost_file = dir.path().join("nope.json");
@@ -475,34 +349,19 @@ fn missing_variable_fails_only_that_server() {
     }}"#;
     let dir = TempDir::new("vars");
     dir.write("mcp-servers.json", cfg);
-    let (code, out, err) = run(
-        &["check-config", "--config-dir", dir.path().to_str().unwrap()],
-        &dir,
-    );
+    let (code, out, err) = run(&["check-config", "--config-dir", dir.path().to_str().unwrap()], &dir);
     assert_eq!(code, 1, "{out}{err}");
-    assert!(
-        out.contains("missing environment variable AGENTHUB_IT_UNSET_VAR"),
-        "{out}"
-    );
+    assert!(out.contains("missing environment variable AGENTHUB_IT_UNSET_VAR"), "{out}");
     let hub = Hub::builder().servers(cfg).start();
     let h = hub.get("/health").json();
     assert_eq!(h["status"], "degraded");
     assert_eq!(h["servers"]["needs-key"]["status"], "FAILED");
     assert_eq!(h["servers"]["fine"]["status"], "STOPPED");
     let s = hub.get("/servers/needs-key").json();
-    assert!(
-        s["last_error"]
-            .as_str()
-            .unwrap()
-            .contains("AGENTHUB_IT_UNSET_VAR"),
-        "{s}"
-    );
+    assert!(s["last_error"].as_str().unwrap().contains("AGENTHUB_IT_UNSET_VAR"), "{s}");
     // The saved form stays unexpanded.
     assert_eq!(s["config"]["env"]["KEY"], "***");
-    assert_eq!(
-        hub.get("/servers/fine").json()["config"]["args"][0],
-        "${HOME}"
-    );
+    assert_eq!(hub.get("/servers/fine").json()["config"]["args"][0], "${HOME}");
 }
 
 #[test]

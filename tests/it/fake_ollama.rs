@@ -28,10 +28,7 @@ pub struct FakeOllama {
 impl FakeOllama {
     pub fn start(models: &[&str]) -> FakeOllama {
         let server = tiny_http::Server::http("127.0.0.1:0").expect("bind the fake ollama");
-        let url = format!(
-            "http://{}",
-            server.server_addr().to_ip().expect("ip address")
-        );
+        let url = format!("http://{}", server.server_addr().to_ip().expect("ip address"));
         let models: Vec<String> = models.iter().map(|m| m.to_string()).collect();
         let received = Arc::new(Mutex::new(Vec::new()));
         let delay = Arc::new(Mutex::new(Duration::ZERO));
@@ -48,23 +45,11 @@ impl FakeOllama {
                 std::thread::spawn(move || answer(rq, &models, &rec, delay));
             }
         });
-        FakeOllama {
-            url,
-            received,
-            delay,
-            stop,
-            thread: Some(thread),
-        }
+        FakeOllama { url, received, delay, stop, thread: Some(thread) }
     }
 
     pub fn received(&self, path: &str) -> Vec<Received> {
-        self.received
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.path == path)
-            .cloned()
-            .collect()
+        self.received.lock().unwrap().iter().filter(|r| r.path == path).cloned().collect()
     }
 }
 
@@ -77,12 +62,7 @@ impl Drop for FakeOllama {
     }
 }
 
-fn answer(
-    mut rq: tiny_http::Request,
-    models: &[String],
-    rec: &Mutex<Vec<Received>>,
-    delay: Duration,
-) {
+fn answer(mut rq: tiny_http::Request, models: &[String], rec: &Mutex<Vec<Received>>, delay: Duration) {
     let mut body = String::new();
     let _ = rq.as_reader().read_to_string(&mut body);
     let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
@@ -125,8 +105,7 @@ fn answer(
                         json!({"model": model, "response": "", "done": true, "done_reason": "stop"})
                     );
                     tiny_http::Response::from_string(lines).with_header(
-                        tiny_http::Header::from_bytes("Content-Type", "application/x-ndjson")
-                            .unwrap(),
+                        tiny_http::Header::from_bytes("Content-Type", "application/x-ndjson").unwrap(),
                     )
                 }
             }

@@ -54,10 +54,7 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -131,28 +128,16 @@ impl HubBuilder {
                 l.push('\n');
             }
         });
-        let mut hub = Hub {
-            child,
-            addr: String::new(),
-            log,
-            dir: self.dir,
-        };
-        let addr = wait_for(
-            "the hub to print its address",
-            Duration::from_secs(15),
-            || {
-                if let Ok(Some(status)) = hub.child.try_wait() {
-                    panic!(
-                        "agenthub exited with {status} before listening:\n{}",
-                        hub.log()
-                    );
-                }
-                let log = hub.log();
-                let at = log.find("listening on http://")?;
-                let rest = &log[at + "listening on http://".len()..];
-                Some(rest.split_whitespace().next()?.to_string())
-            },
-        );
+        let mut hub = Hub { child, addr: String::new(), log, dir: self.dir };
+        let addr = wait_for("the hub to print its address", Duration::from_secs(15), || {
+            if let Ok(Some(status)) = hub.child.try_wait() {
+                panic!("agenthub exited with {status} before listening:\n{}", hub.log());
+            }
+            let log = hub.log();
+            let at = log.find("listening on http://")?;
+            let rest = &log[at + "listening on http://".len()..];
+            Some(rest.split_whitespace().next()?.to_string())
+        });
         hub.addr = addr;
         hub
     }
@@ -168,11 +153,7 @@ pub struct Hub {
 
 impl Hub {
     pub fn builder() -> HubBuilder {
-        HubBuilder {
-            dir: TempDir::new("hub"),
-            args: Vec::new(),
-            env: Vec::new(),
-        }
+        HubBuilder { dir: TempDir::new("hub"), args: Vec::new(), env: Vec::new() }
     }
 
     /// A hub with no servers configured.
@@ -193,12 +174,7 @@ impl Hub {
     }
 
     pub fn post_json(&self, path: &str, body: &Value) -> Resp {
-        self.request(
-            "POST",
-            path,
-            &[("Content-Type", "application/json")],
-            body.to_string().as_bytes(),
-        )
+        self.request("POST", path, &[("Content-Type", "application/json")], body.to_string().as_bytes())
     }
 
     /// One request on a fresh connection. `Host` defaults to the hub's address.
@@ -215,9 +191,7 @@ impl Hub {
 
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let child = &mut self.child;
-        wait_for("the hub to exit", timeout, || {
-            child.try_wait().ok().flatten()
-        })
+        wait_for("the hub to exit", timeout, || child.try_wait().ok().flatten())
     }
 }
 
@@ -239,10 +213,7 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -259,25 +230,14 @@ impl Resp {
         assert_eq!(self.status, status, "{}", self.text());
         let v = self.json();
         assert_eq!(v["error"]["code"], code, "{v}");
-        v["error"]["message"]
-            .as_str()
-            .expect("error.message is a string")
-            .to_string()
+        v["error"]["message"].as_str().expect("error.message is a string").to_string()
     }
 }
 
 /// Sends one HTTP/1.1 request with `Connection: close` and reads the whole answer.
-pub fn raw_request(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Resp {
+pub fn raw_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
     let mut stream = TcpStream::connect(addr).expect("connect to the hub");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\n");
     if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
         head.push_str(&format!("Host: {addr}\r\n"));
@@ -285,9 +245,10 @@ pub fn raw_request(
     for (n, v) in headers {
         head.push_str(&format!("{n}: {v}\r\n"));
     }
-    if !headers.iter().any(|(n, _)| {
-        n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("transfer-encoding")
-    }) {
+    if !headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("transfer-encoding"))
+    {
         head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     head.push_str("Connection: close\r\n\r\n");
@@ -300,9 +261,7 @@ pub fn raw_request(
 pub fn read_response(stream: &mut impl Read) -> Resp {
     let mut reader = BufReader::new(stream);
     let mut status_line = String::new();
-    reader
-        .read_line(&mut status_line)
-        .expect("read the status line");
+    reader.read_line(&mut status_line).expect("read the status line");
     let status: u16 = status_line
         .split_whitespace()
         .nth(1)
@@ -321,10 +280,7 @@ pub fn read_response(stream: &mut impl Read) -> Resp {
         }
     }
     let find = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _): &&(String, String)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
+        headers.iter().find(|(n, _): &&(String, String)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
     };
     let mut body = Vec::new();
     if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
@@ -345,9 +301,77 @@ pub fn read_response(stream: &mut impl Read) -> Resp {
     } else {
         let _ = reader.read_to_end(&mut body);
     }
-    Resp {
-        status,
-        headers,
-        body,
+    Resp { status, headers, body }
+}
+
+pub const FIXTURE: &str = env!("CARGO_BIN_EXE_mcp-fixture");
+
+/// A servers file with one fixture server per (name, extra config) pair.
+pub fn fixture_servers(servers: &[(&str, Value)]) -> String {
+    let mut map = serde_json::Map::new();
+    for (name, extra) in servers {
+        let mut cfg =
+            serde_json::json!({"command": FIXTURE, "restart_backoff": 0.1, "restart_backoff_max": 0.5});
+        for (k, v) in extra.as_object().expect("extra config is an object") {
+            cfg[k] = v.clone();
+        }
+        map.insert(name.to_string(), cfg);
     }
+    serde_json::json!({ "servers": map }).to_string()
+}
+
+impl Hub {
+    pub fn post(&self, path: &str) -> Resp {
+        self.request("POST", path, &[], b"")
+    }
+
+    /// `POST /mcp/{server}/{method}` with `params` as the body.
+    pub fn call(&self, server: &str, method: &str, params: &Value) -> Resp {
+        self.post_json(&format!("/mcp/{server}/{method}"), params)
+    }
+
+    /// `tools/call` of the fixture's `tool` with `args`.
+    pub fn tool(&self, server: &str, tool: &str, args: Value) -> Resp {
+        self.call(server, "tools/call", &serde_json::json!({"name": tool, "arguments": args}))
+    }
+
+    pub fn server(&self, name: &str) -> Value {
+        self.get(&format!("/servers/{name}")).json()
+    }
+
+    /// Waits until the server is RUNNING again after `count` restarts.
+    pub fn wait_restarted(&self, name: &str, count: u64) -> Value {
+        wait_for(&format!("{name} to run after {count} restart(s)"), Duration::from_secs(10), || {
+            let s = self.server(name);
+            (s["status"] == "RUNNING" && s["restart_count"] == count).then_some(s)
+        })
+    }
+
+    /// How many `sleep` tool calls the fixture server has begun (from its stderr).
+    pub fn in_flight(&self, name: &str) -> usize {
+        let logs = self.get(&format!("/servers/{name}/logs?lines=500")).json();
+        logs["lines"].as_array().map_or(0, |l| {
+            l.iter().filter(|x| x.as_str().is_some_and(|s| s.contains("fixture: sleep start"))).count()
+        })
+    }
+
+    pub fn wait_status(&self, name: &str, status: &str, timeout: Duration) -> Value {
+        wait_for(&format!("{name} to be {status}"), timeout, || {
+            let s = self.server(name);
+            (s["status"] == status).then_some(s)
+        })
+    }
+}
+
+/// The text of a tool result's first content item.
+pub fn tool_text(r: &Resp) -> String {
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["content"][0]["text"].as_str().expect("a text content item").to_string()
+}
+
+/// Whether a pid is a live process (zombies count as dead).
+pub fn alive(pid: i64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next().map(str::to_string));
+    state.is_some_and(|s| s != "Z")
 }

@@ -1,6 +1,7 @@
 //! The one integration test binary: every test starts the real `agenthub` binary.
 
 mod core;
+mod servers;
 // Shared test support: not every helper is used by every test module.
 #[allow(dead_code)]
 mod fake_ollama;
