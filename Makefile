@@ -13,8 +13,18 @@ run:
 test: test-deps
 	$(CARGO) test --locked
 
-test-deps:
-	@true
+# Third-party parts the tests run against, pinned by tests/npm/package-lock.json.
+test-deps: .deps/npm/node_modules/.installed
+
+.deps/npm/node_modules/.installed: tests/npm/package.json tests/npm/package-lock.json
+	mkdir -p .deps/npm
+	cp tests/npm/package.json tests/npm/package-lock.json .deps/npm/
+	cd .deps/npm && npm ci --no-audit --no-fund --ignore-scripts --cache ../npm-cache
+	# Warm the cache with full metadata too, so the installer and npx tests run offline.
+	mkdir -p .deps/npm-warm
+	cd .deps/npm-warm && npm install --no-audit --no-fund --ignore-scripts --no-save --cache ../npm-cache \
+		@modelcontextprotocol/server-memory@2026.8.31
+	touch $@
 
 bench: release
 	AGENTHUB_STATIC_BIN=$(STATIC_BIN) $(CARGO) bench --locked --bench hub

@@ -1,6 +1,8 @@
 //! The one integration test binary: every test starts the real `agenthub` binary.
 
+mod config_api;
 mod core;
+mod npm_servers;
 mod servers;
 // Shared test support: not every helper is used by every test module.
 #[allow(dead_code)]

@@ -1,0 +1,178 @@
+//! Configuration changes through the API: add, replace, remove, the saved file, imports,
+//! a failed save, and a storm of concurrent changes.
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+fn saved(hub: &Hub) -> Value {
+    let text = std::fs::read_to_string(hub.dir.path().join("mcp-servers.json")).expect("the saved file");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("saved file is not JSON ({e}):\n{text}"))
+}
+
+#[test]
+fn add_replace_remove_are_saved() {
+    let hub = Hub::empty();
+    let r = hub.post_json(
+        "/servers",
+        &json!({"name": "fx", "command": FIXTURE, "env": {"TOKEN": "${AGENTHUB_IT_TOKEN}"}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["status"], "STOPPED");
+    assert_eq!(r.json()["config"]["env"]["TOKEN"], "***");
+    assert_eq!(saved(&hub)["servers"]["fx"]["env"]["TOKEN"], "${AGENTHUB_IT_TOKEN}", "saved unexpanded");
+    hub.post_json("/servers", &json!({"name": "fx", "command": "x"})).expect_error(409, "conflict");
+    let msg = hub
+        .post_json("/servers", &json!({"name": "bad name", "command": "x"}))
+        .expect_error(400, "bad_request");
+    assert!(msg.contains("bad name"), "{msg}");
+    let msg = hub.post_json("/servers", &json!({"name": "y", "command": 5})).expect_error(400, "bad_request");
+    assert!(msg.contains("$.command"), "{msg}");
+    hub.post_json("/servers", &json!({"command": "x"})).expect_error(400, "bad_request");
+    let msg = hub.request("POST", "/servers", &[], b"{\"name\": \"z\",").expect_error(400, "invalid_json");
+    assert!(msg.contains("line 1"), "{msg}");
+
+    // Replacing a running server restarts it with the new configuration.
+    let hub2 = Hub::builder().servers(&fixture_servers(&[("fx", json!({}))])).start();
+    let pid = hub2.post("/servers/fx/start").json()["pid"].as_i64().unwrap();
+    let r = hub2.request(
+        "PUT",
+        "/servers/fx",
+        &[],
+        json!({"command": FIXTURE, "args": ["--garbage"], "description": "v2"}).to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["status"], "RUNNING");
+    assert_ne!(r.json()["pid"].as_i64().unwrap(), pid);
+    assert!(!alive(pid));
+    assert_eq!(saved(&hub2)["servers"]["fx"]["args"], json!(["--garbage"]));
+    assert_eq!(hub2.server("fx")["config"]["description"], "v2");
+    hub2.request("PUT", "/servers/ghost", &[], br#"{"command": "x"}"#).expect_error(404, "not_found");
+
+    let pid = hub2.server("fx")["pid"].as_i64().unwrap();
+    assert_eq!(hub2.request("DELETE", "/servers/fx", &[], b"").status, 200);
+    assert!(!alive(pid), "removed server's process survived");
+    hub2.get("/servers/fx").expect_error(404, "not_found");
+    assert!(saved(&hub2)["servers"].get("fx").is_none());
+    hub2.request("DELETE", "/servers/fx", &[], b"").expect_error(404, "not_found");
+}
+
+#[test]
+fn a_failed_save_changes_nothing() {
+    let hub = Hub::builder().servers(&fixture_servers(&[("keep", json!({}))])).start();
+    let file = hub.dir.path().join("mcp-servers.json");
+    let before = std::fs::read_to_string(&file).unwrap();
+    // A directory where the file was: the rename cannot replace it.
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    std::fs::write(file.join("blocker"), "x").unwrap();
+    let msg =
+        hub.post_json("/servers", &json!({"name": "new", "command": "x"})).expect_error(500, "internal");
+    assert!(msg.contains("mcp-servers.json"), "{msg}");
+    hub.get("/servers/new").expect_error(404, "not_found");
+    hub.request("DELETE", "/servers/keep", &[], b"").expect_error(500, "internal");
+    assert_eq!(hub.server("keep")["name"], "keep", "rolled back");
+    std::fs::remove_dir_all(&file).unwrap();
+    std::fs::write(&file, &before).unwrap();
+    assert_eq!(hub.post_json("/servers", &json!({"name": "new", "command": "x"})).status, 201);
+    let names: BTreeSet<String> = saved(&hub)["servers"].as_object().unwrap().keys().cloned().collect();
+    assert_eq!(names, BTreeSet::from(["keep".to_string(), "new".to_string()]));
+    assert!(std::fs::read_dir(hub.dir.path())
+        .unwrap()
+        .flatten()
+        .all(|e| !e.file_name().to_string_lossy().contains(".tmp")));
+}
+
+#[test]
+fn a_storm_of_concurrent_changes_leaves_a_file_matching_memory() {
+    let hub = Hub::builder().servers(r#"{"servers": {}}"#).env("AGENTHUB_WORKERS", "16").start();
+    let threads: Vec<_> = (0..200)
+        .map(|i| {
+            let addr = hub.addr.clone();
+            std::thread::spawn(move || {
+                let name = format!("s{}", i % 50);
+                if i % 3 == 2 {
+                    raw_request(&addr, "DELETE", &format!("/servers/{name}"), &[], b"").status
+                } else {
+                    let body = json!({"name": name, "command": "x", "args": [i.to_string()]}).to_string();
+                    raw_request(&addr, "POST", "/servers", &[], body.as_bytes()).status
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        let status = t.join().unwrap();
+        assert!([200, 201, 404, 409].contains(&status), "unexpected status {status}");
+    }
+    let in_memory: BTreeSet<String> = hub.get("/servers").json()["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    let on_disk = saved(&hub);
+    let on_disk_names: BTreeSet<String> = on_disk["servers"].as_object().unwrap().keys().cloned().collect();
+    assert_eq!(in_memory, on_disk_names);
+    assert!(!in_memory.is_empty());
+    for name in &in_memory {
+        assert_eq!(hub.server(name)["config"]["args"], on_disk["servers"][name]["args"]);
+    }
+}
+
+#[test]
+fn imported_files_are_read_only_and_lose_name_clashes() {
+    let b = Hub::builder().servers(r#"{"servers": {"shared": {"command": "own-version"}}}"#).file(
+        "claude.json",
+        r#"{"mcpServers": {"shared": {"command": "imported-version"}, "desk": {"command": "desk-server"}}}"#,
+    );
+    let import = b.dir().join("claude.json");
+    let hub = b.env("AGENTHUB_SERVERS_FILE", import.to_str().unwrap()).start();
+    assert_eq!(hub.server("shared")["config"]["command"], "own-version");
+    assert_eq!(hub.server("desk")["config"]["command"], "desk-server");
+    assert!(hub.log().contains("server \"shared\" is defined in"), "clash not logged");
+    let import = std::fs::read_to_string(hub.dir.path().join("claude.json")).unwrap();
+    assert_eq!(hub.post_json("/servers", &json!({"name": "added", "command": "x"})).status, 201);
+    assert_eq!(
+        std::fs::read_to_string(hub.dir.path().join("claude.json")).unwrap(),
+        import,
+        "import rewritten"
+    );
+    let own = saved(&hub);
+    assert!(own["servers"].get("desk").is_none(), "imported server copied into the hub's file");
+    assert!(own["servers"].get("added").is_some() && own["servers"].get("shared").is_some());
+    // Changing an imported server through the API saves it in the hub's own file.
+    let r = hub.request("PUT", "/servers/desk", &[], br#"{"command": "desk-server", "args": ["--v2"]}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(saved(&hub)["servers"]["desk"]["args"], json!(["--v2"]));
+}
+
+#[test]
+fn first_save_on_embedded_defaults_writes_the_user_config_dir() {
+    let dir = TempDir::new("first-save");
+    let mut child = hub_command(dir.path())
+        .args(["--port", "0"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let addr = wait_for("listening line", Duration::from_secs(10), || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stderr, &mut line).ok()?;
+        let at = line.find("listening on http://")?;
+        Some(line[at + 20..].trim().to_string())
+    });
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let body = json!({"name": "mine", "command": "x"}).to_string();
+    assert_eq!(raw_request(&addr, "POST", "/servers", &[], body.as_bytes()).status, 201);
+    let file = dir.path().join("xdg-config/agenthub/mcp-servers.json");
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert!(saved["servers"].get("mine").is_some());
+    assert!(saved["servers"].get("everything").is_some(), "embedded defaults copied on first save");
+    let _ = child.kill();
+    let _ = child.wait();
+}

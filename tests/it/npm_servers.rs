@@ -1,0 +1,215 @@
+//! Real MCP servers from npm (installed by `make test-deps` into .deps/npm, pinned by
+//! tests/npm/package-lock.json) run under the hub, and the npm installer, offline from the
+//! npm cache that the same step fills.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn deps() -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".deps");
+    assert!(d.join("npm/node_modules/.installed").exists(), "run `make test-deps` (make test does) first");
+    d
+}
+
+fn bin(name: &str) -> String {
+    deps().join("npm/node_modules/.bin").join(name).display().to_string()
+}
+
+/// npm and npx reading only the cache `make test-deps` filled: no download at test time.
+fn offline(b: HubBuilder) -> HubBuilder {
+    b.env("npm_config_cache", deps().join("npm-cache").to_str().unwrap())
+        .env("npm_config_offline", "true")
+        .env("npm_config_update_notifier", "false")
+}
+
+fn tool_names(hub: &Hub, server: &str) -> Vec<String> {
+    let r = hub.call(server, "tools/list", &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn reference_servers_start_answer_restart_and_stop() {
+    let data = TempDir::new("npm-data");
+    let servers = json!({"servers": {
+        "everything": {"command": bin("mcp-server-everything")},
+        "memory": {"command": bin("mcp-server-memory"), "env": {"MEMORY_FILE_PATH": data.path().join("memory.jsonl").to_str().unwrap()}},
+        "thinking": {"command": bin("mcp-server-sequential-thinking")},
+        "files": {"command": bin("mcp-server-filesystem"), "args": [data.path().to_str().unwrap()]},
+    }});
+    let hub = Hub::builder().servers(&servers.to_string()).start();
+    for name in ["everything", "memory", "thinking", "files"] {
+        let r = hub.post(&format!("/servers/{name}/start"));
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        assert_eq!(r.json()["status"], "RUNNING");
+    }
+
+    assert!(tool_names(&hub, "everything").contains(&"echo".to_string()));
+    let r = hub.tool("everything", "echo", json!({"message": "hello hub"}));
+    assert!(tool_text(&r).contains("hello hub"), "{}", r.text());
+
+    let r = hub.tool("memory", "create_entities", json!({"entities": [{"name": "AgentHub", "entityType": "project", "observations": ["written in Rust"]}]}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let graph = tool_text(&hub.tool("memory", "read_graph", json!({})));
+    assert!(graph.contains("written in Rust"), "{graph}");
+
+    assert!(tool_names(&hub, "thinking").contains(&"sequentialthinking".to_string()));
+    let r = hub.tool(
+        "thinking",
+        "sequentialthinking",
+        json!({"thought": "first", "thoughtNumber": 1, "totalThoughts": 2, "nextThoughtNeeded": true}),
+    );
+    assert!(tool_text(&r).contains("thoughtNumber"), "{}", r.text());
+
+    let file = data.path().join("note.txt");
+    let r =
+        hub.tool("files", "write_file", json!({"path": file.to_str().unwrap(), "content": "from the hub"}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "from the hub");
+    let outside = hub.tool("files", "read_text_file", json!({"path": "/etc/hostname"}));
+    assert!(outside.status != 200 || outside.json()["isError"] == true, "{}", outside.text());
+
+    let pid = hub.server("memory")["pid"].as_i64().unwrap();
+    let r = hub.post("/servers/memory/restart");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!alive(pid));
+    let graph = tool_text(&hub.tool("memory", "read_graph", json!({})));
+    assert!(graph.contains("written in Rust"), "memory kept its file across the restart: {graph}");
+
+    for name in ["everything", "memory", "thinking", "files"] {
+        let pid = hub.server(name)["pid"].as_i64().unwrap();
+        assert_eq!(hub.post(&format!("/servers/{name}/stop")).json()["status"], "STOPPED");
+        assert!(!alive(pid), "{name} survived its stop");
+    }
+}
+
+#[test]
+fn npx_servers_leave_nothing_behind_on_hub_sigterm() {
+    let servers = json!({"servers": {
+        "mem": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-memory@2026.8.31"], "auto_start": true, "handshake_timeout": 60},
+    }});
+    let dir = TempDir::new("npx-home");
+    let mut hub = offline(Hub::builder().servers(&servers.to_string()))
+        .env("MEMORY_FILE_PATH", dir.path().join("m.jsonl").to_str().unwrap())
+        .start();
+    let s = hub.wait_status("mem", "RUNNING", 90 * SEC);
+    let pgid = s["pid"].as_i64().unwrap();
+    let group = || -> Vec<i64> { processes_in_group(pgid) };
+    assert!(group().len() >= 2, "npx should have a node grandchild: {:?}", group());
+    assert!(tool_names(&hub, "mem").contains(&"read_graph".to_string()));
+    hub.signal(libc::SIGTERM);
+    assert!(hub.wait_exit(15 * SEC).success(), "{}", hub.log());
+    assert!(group().is_empty(), "left behind: {:?}", group());
+}
+
+/// Live (non-zombie) processes whose group is `pgid`.
+fn processes_in_group(pgid: i64) -> Vec<i64> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i64>().ok()))
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let Some(i) = stat.rfind(')') else { return false };
+            let f: Vec<&str> = stat[i + 1..].split_whitespace().collect();
+            f.len() > 2 && f[2] == pgid.to_string() && f[0] != "Z"
+        })
+        .collect()
+}
+
+#[test]
+fn install_from_npm_then_start_and_call() {
+    let hub = offline(Hub::builder().servers(r#"{"servers": {}}"#)).start();
+    let r = hub.post_json(
+        "/servers/install",
+        &json!({"package": "@modelcontextprotocol/server-memory@2026.8.31", "ignore_scripts": true,
+                "env": {"MEMORY_FILE_PATH": hub.dir.path().join("mem.jsonl").to_str().unwrap()}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let s = r.json();
+    assert_eq!(s["name"], "server-memory");
+    assert_eq!(s["config"]["package"], "@modelcontextprotocol/server-memory@2026.8.31");
+    assert_eq!(s["config"]["env"]["MEMORY_FILE_PATH"], "***");
+    let installed_bin = s["installed"]["bin"].as_str().unwrap();
+    assert!(
+        installed_bin.starts_with(hub.dir.path().join("xdg-data/agenthub/npm").to_str().unwrap()),
+        "{installed_bin}"
+    );
+    // Saved in the hub's own file.
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(hub.dir.path().join("mcp-servers.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved["servers"]["server-memory"]["package"], "@modelcontextprotocol/server-memory@2026.8.31");
+
+    let r = hub.post("/servers/server-memory/start");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(tool_names(&hub, "server-memory").contains(&"create_entities".to_string()));
+    // It runs the installed bin, not npx.
+    let pid = r.json()["pid"].as_i64().unwrap();
+    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(!cmdline.contains("npx"), "{cmdline}");
+
+    let msg = hub
+        .post_json("/servers/install", &json!({"package": "@modelcontextprotocol/server-memory@2026.8.31"}))
+        .expect_error(409, "conflict");
+    assert!(msg.contains("server-memory"), "{msg}");
+}
+
+#[test]
+fn a_package_the_registry_does_not_have_is_404() {
+    // A registry on loopback that has nothing, answering as the npm registry does.
+    let registry = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", registry.server_addr().to_ip().unwrap());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let t = std::thread::spawn(move || {
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Ok(Some(rq)) = registry.recv_timeout(Duration::from_millis(20)) {
+                let _ = rq.respond(
+                    tiny_http::Response::from_string(r#"{"error":"Not found"}"#).with_status_code(404),
+                );
+            }
+        }
+    });
+    let dir = TempDir::new("npm-cache-empty");
+    let hub = Hub::builder()
+        .servers(r#"{"servers": {}}"#)
+        .env("npm_config_registry", &url)
+        .env("npm_config_cache", dir.path().to_str().unwrap())
+        .env("npm_config_fetch_retries", "0")
+        .start();
+    let msg = hub
+        .post_json(
+            "/servers/install",
+            &json!({"package": "@modelcontextprotocol/no-such-server-agenthub-test"}),
+        )
+        .expect_error(404, "not_found");
+    assert!(msg.contains("no-such-server-agenthub-test"), "{msg}");
+    assert!(hub.get("/servers/no-such-server-agenthub-test").status == 404, "nothing added");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    t.join().unwrap();
+}
+
+#[test]
+fn invalid_package_names_spawn_nothing() {
+    let hub = Hub::builder().servers(r#"{"servers": {}}"#).env("PATH", "/nonexistent").start();
+    for package in ["; rm -rf /", "../../etc", "git+https://example.com/x.git", "-g", "Caps", "a b"] {
+        let msg =
+            hub.post_json("/servers/install", &json!({"package": package})).expect_error(400, "bad_request");
+        assert!(msg.contains("invalid npm package"), "{msg}");
+    }
+    hub.post_json("/servers/install", &json!({})).expect_error(400, "bad_request");
+    hub.request("POST", "/servers/install", &[], b"{").expect_error(400, "invalid_json");
+    assert!(!hub.dir.path().join("xdg-data/agenthub/npm").exists(), "npm prefix created: something ran");
+    // With no npm at all, a valid name reaches npm and gets 503.
+    let msg = hub
+        .post_json("/servers/install", &json!({"package": "left-pad"}))
+        .expect_error(503, "server_unavailable");
+    assert!(msg.contains("npm"), "{msg}");
+}
