@@ -1,1 +1,578 @@
-fn main() {}
+//! `make bench`: measures the hub against its targets and against the same work done without it,
+//! side by side in one run, and prints a table. It starts the release binary on port 0 with a
+//! temporary config dir, talks raw HTTP/1.1 over keep-alive loopback connections (TCP_NODELAY
+//! set), and drives MCP servers directly over pipes for the baselines. Targets are reported, not
+//! asserted: a missed target shows in the table.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const HUB: &str = env!("CARGO_BIN_EXE_agenthub");
+const FIXTURE: &str = env!("CARGO_BIN_EXE_mcp-fixture");
+
+struct Row {
+    metric: String,
+    measured: String,
+    target: String,
+    /// None: informational, no target.
+    pass: Option<bool>,
+}
+
+fn main() {
+    let mut rows = Vec::new();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = TempDir::new();
+
+    startup(&dir, &mut rows);
+    health_latency_and_rss(&dir, &mut rows);
+    large_reply(&dir, &mut rows);
+    binary_size(&mut rows);
+    echo_latency(&dir, &mut rows);
+    let everything = root.join(".deps/npm/node_modules/.bin/mcp-server-everything");
+    if everything.exists() {
+        throughput(&dir, &everything, &mut rows);
+    } else {
+        rows.push(Row {
+            metric: "RPS, 16 callers, server-everything".into(),
+            measured: "not measured: run make test-deps".into(),
+            target: "≥ 0.8× direct".into(),
+            pass: Some(false),
+        });
+    }
+    rss_with_children(&dir, &mut rows);
+
+    println!("\n{:<58} {:>26} {:>22}  {}", "metric", "measured", "target", "");
+    println!("{}", "-".repeat(116));
+    for r in &rows {
+        let mark = match r.pass {
+            Some(true) => "ok",
+            Some(false) => "MISSED",
+            None => "",
+        };
+        println!("{:<58} {:>26} {:>22}  {mark}", r.metric, r.measured, r.target);
+    }
+    let with_target: Vec<&Row> = rows.iter().filter(|r| r.pass.is_some()).collect();
+    let met = with_target.iter().filter(|r| r.pass == Some(true)).count();
+    println!("\nbench: {met} of {} targets met", with_target.len());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurements
+
+fn startup(dir: &TempDir, rows: &mut Vec<Row>) {
+    let cfg = dir.config("startup", r#"{"servers": {}}"#);
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let hub = Hub::start(&cfg, &[]);
+        let mut c = Conn::new(&hub.addr);
+        let (status, _) = c.get("/health");
+        assert_eq!(status, 200);
+        times.push(t.elapsed());
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    rows.push(Row {
+        metric: "start to first /health answer (median of 20)".into(),
+        measured: format!(
+            "{:.1} ms (min {:.1}, max {:.1})",
+            ms(median),
+            ms(times[0]),
+            ms(times[times.len() - 1])
+        ),
+        target: "≤ 20 ms".into(),
+        pass: Some(median <= Duration::from_millis(20)),
+    });
+}
+
+fn health_latency_and_rss(dir: &TempDir, rows: &mut Vec<Row>) {
+    let cfg = dir.config("health", r#"{"servers": {}}"#);
+    let hub = Hub::start(&cfg, &[]);
+    let mut c = Conn::new(&hub.addr);
+    for _ in 0..200 {
+        c.get("/health");
+    }
+    let lat = sample(5000, || {
+        c.get("/health");
+    });
+    rows.push(Row {
+        metric: "/health over keep-alive loopback, p50 (p99)".into(),
+        measured: format!("{:.0} µs ({:.0} µs)", us(pct(&lat, 50)), us(pct(&lat, 99))),
+        target: "≤ 200 µs".into(),
+        pass: Some(pct(&lat, 50) <= Duration::from_micros(200)),
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (rss, hwm) = rss_kib(hub.pid());
+    rows.push(Row {
+        metric: "idle RSS (peak)".into(),
+        measured: format!("{:.1} MiB ({:.1} MiB)", rss as f64 / 1024.0, hwm as f64 / 1024.0),
+        target: "≤ 8 MiB".into(),
+        pass: Some(rss <= 8 * 1024),
+    });
+}
+
+/// A ~60 KB JSON reply (the server list) at one keep-alive client: with Nagle and delayed ACKs
+/// this would cost ~40 ms a request; TCP_NODELAY on the listener keeps it at wire speed.
+fn large_reply(dir: &TempDir, rows: &mut Vec<Row>) {
+    let mut servers = serde_json::Map::new();
+    for i in 0..160 {
+        servers.insert(
+            format!("server-{i:03}"),
+            json!({"command": "/usr/bin/true", "args": ["--flag", "value"], "description": "x".repeat(200)}),
+        );
+    }
+    let cfg = dir.config("large", &json!({"servers": servers}).to_string());
+    let hub = Hub::start(&cfg, &[]);
+    let mut c = Conn::new(&hub.addr);
+    let (_, body) = c.get("/servers");
+    let lat = sample(300, || {
+        c.get("/servers");
+    });
+    rows.push(Row {
+        metric: format!("{} KB reply (GET /servers), keep-alive p50", body.len() / 1000),
+        measured: format!("{:.0} µs", us(pct(&lat, 50))),
+        target: "≪ 40 ms (no Nagle stall)".into(),
+        pass: Some(pct(&lat, 50) < Duration::from_millis(5)),
+    });
+}
+
+fn binary_size(rows: &mut Vec<Row>) {
+    let path = std::env::var("AGENTHUB_STATIC_BIN").map(PathBuf::from).ok().filter(|p| p.exists());
+    rows.push(match path {
+        Some(p) => {
+            let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            Row {
+                metric: "stripped static binary".into(),
+                measured: format!("{:.2} MB", size as f64 / 1e6),
+                target: "≤ 5 MB".into(),
+                pass: Some(size <= 5_000_000),
+            }
+        }
+        None => Row {
+            metric: "stripped static binary".into(),
+            measured: "not built (make release)".into(),
+            target: "≤ 5 MB".into(),
+            pass: Some(false),
+        },
+    });
+}
+
+/// `tools/call` echo through `POST /mcp/fx/tools/call` against the same calls straight over the
+/// fixture's pipes.
+fn echo_latency(dir: &TempDir, rows: &mut Vec<Row>) {
+    let mut direct = Pipe::spawn(FIXTURE, &[]);
+    let call = |i: u64| json!({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "hello"}}});
+    for i in 0..200 {
+        direct.send(&call(1000 + i));
+        direct.recv();
+    }
+    let mut n = 0;
+    let base = sample(3000, || {
+        n += 1;
+        direct.send(&call(n));
+        direct.recv();
+    });
+
+    let cfg =
+        dir.config("echo", &json!({"servers": {"fx": {"command": FIXTURE, "auto_start": true}}}).to_string());
+    let hub = Hub::start(&cfg, &[]);
+    hub.wait_running("fx");
+    let mut c = Conn::new(&hub.addr);
+    let body = json!({"name": "echo", "arguments": {"text": "hello"}}).to_string();
+    for _ in 0..200 {
+        c.post("/mcp/fx/tools/call", &body);
+    }
+    let via = sample(3000, || {
+        let (status, _) = c.post("/mcp/fx/tools/call", &body);
+        assert_eq!(status, 200);
+    });
+    let added = pct(&via, 50).saturating_sub(pct(&base, 50));
+    rows.push(Row {
+        metric: "tools/call echo, direct pipes p50 / p99".into(),
+        measured: format!("{:.0} / {:.0} µs", us(pct(&base, 50)), us(pct(&base, 99))),
+        target: "baseline".into(),
+        pass: None,
+    });
+    rows.push(Row {
+        metric: "tools/call echo via POST /mcp/fx/tools/call p50 / p99".into(),
+        measured: format!("{:.0} / {:.0} µs", us(pct(&via, 50)), us(pct(&via, 99))),
+        target: "".into(),
+        pass: None,
+    });
+    rows.push(Row {
+        metric: "  added by the hub at p50".into(),
+        measured: format!("{:.0} µs", us(added)),
+        target: "≤ 100 µs".into(),
+        pass: Some(added <= Duration::from_micros(100)),
+    });
+}
+
+/// Requests per second at 16 concurrent callers on one server-everything child, through the
+/// hub and over the child's pipes with 16 requests kept in flight.
+fn throughput(dir: &TempDir, everything: &Path, rows: &mut Vec<Row>) {
+    const CALLERS: usize = 16;
+    const RUN: Duration = Duration::from_secs(3);
+    let bin = everything.display().to_string();
+    let mut direct = Pipe::spawn(&bin, &[]);
+    let call = |i: u64| json!({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "hello"}}});
+    // Pipelined: the writer keeps CALLERS requests outstanding, the reader counts answers.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut stdin = direct.stdin.take().expect("stdin");
+    let inflight = Arc::new(AtomicU64::new(0));
+    let (s, f) = (stop.clone(), inflight.clone());
+    let writer = std::thread::spawn(move || {
+        let mut i = 0;
+        while !s.load(Ordering::SeqCst) {
+            if f.load(Ordering::SeqCst) < CALLERS as u64 {
+                i += 1;
+                f.fetch_add(1, Ordering::SeqCst);
+                let _ = writeln!(stdin, "{}", call(i));
+                let _ = stdin.flush();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        stdin
+    });
+    let t = Instant::now();
+    let mut answered = 0u64;
+    while t.elapsed() < RUN {
+        direct.recv();
+        inflight.fetch_sub(1, Ordering::SeqCst);
+        answered += 1;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let direct_rps = answered as f64 / t.elapsed().as_secs_f64();
+    direct.stdin = Some(writer.join().expect("writer"));
+    drop(direct);
+
+    let cfg = dir
+        .config("rps", &json!({"servers": {"everything": {"command": bin, "auto_start": true}}}).to_string());
+    let hub = Hub::start(&cfg, &[("AGENTHUB_WORKERS", "32")]);
+    hub.wait_running("everything");
+    let body = json!({"name": "echo", "arguments": {"message": "hello"}}).to_string();
+    let count = Arc::new(AtomicU64::new(0));
+    let t = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..CALLERS {
+            let (addr, body, count) = (hub.addr.clone(), body.clone(), count.clone());
+            scope.spawn(move || {
+                let mut c = Conn::new(&addr);
+                while t.elapsed() < RUN {
+                    let (status, _) = c.post("/mcp/everything/tools/call", &body);
+                    assert_eq!(status, 200);
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let hub_rps = count.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64();
+    rows.push(Row {
+        metric: "RPS, 16 callers, server-everything: direct pipelined".into(),
+        measured: format!("{direct_rps:.0} req/s"),
+        target: "baseline".into(),
+        pass: None,
+    });
+    rows.push(Row {
+        metric: "RPS, 16 callers, server-everything: through the hub".into(),
+        measured: format!("{hub_rps:.0} req/s ({:.2}×)", hub_rps / direct_rps),
+        target: "≥ 0.8× direct".into(),
+        pass: Some(hub_rps >= 0.8 * direct_rps),
+    });
+}
+
+fn rss_with_children(dir: &TempDir, rows: &mut Vec<Row>) {
+    let mut servers = serde_json::Map::new();
+    for i in 0..10 {
+        servers.insert(format!("fx{i}"), json!({"command": FIXTURE, "auto_start": true}));
+    }
+    let cfg = dir.config("ten", &json!({"servers": servers}).to_string());
+    let hub = Hub::start(&cfg, &[]);
+    for i in 0..10 {
+        hub.wait_running(&format!("fx{i}"));
+    }
+    let mut c = Conn::new(&hub.addr);
+    for _ in 0..100 {
+        for i in 0..10 {
+            c.post(&format!("/mcp/fx{i}/tools/call"), r#"{"name":"echo","arguments":{"text":"x"}}"#);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (rss, _) = rss_kib(hub.pid());
+    rows.push(Row {
+        metric: "hub RSS with 10 running children (children excluded)".into(),
+        measured: format!("{:.1} MiB", rss as f64 / 1024.0),
+        target: "≤ 15 MiB".into(),
+        pass: Some(rss <= 15 * 1024),
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn sample(n: usize, mut f: impl FnMut()) -> Vec<Duration> {
+    let mut v: Vec<Duration> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn pct(sorted: &[Duration], p: usize) -> Duration {
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+}
+
+/// VmRSS and VmHWM in KiB.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let d = std::env::temp_dir().join(format!("agenthub-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("create the bench dir");
+        TempDir(d)
+    }
+
+    /// A config dir holding `servers` as mcp-servers.json.
+    fn config(&self, name: &str, servers: &str) -> PathBuf {
+        let d = self.0.join(name);
+        std::fs::create_dir_all(&d).expect("create a config dir");
+        std::fs::write(d.join("mcp-servers.json"), servers).expect("write the servers file");
+        d
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A hub process, killed (with its children: SIGTERM first) on drop.
+struct Hub {
+    child: Child,
+    addr: String,
+}
+
+impl Hub {
+    fn start(config_dir: &Path, env: &[(&str, &str)]) -> Hub {
+        let mut child = Command::new(HUB)
+            .args(["serve", "--port", "0", "--config-dir"])
+            .arg(config_dir)
+            .env("OLLAMA_URL", "http://127.0.0.1:9")
+            .env("AGENTHUB_LOG_LEVEL", "info")
+            .env("HOME", config_dir)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start agenthub");
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        let addr = loop {
+            line.clear();
+            if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+                panic!("agenthub exited before listening");
+            }
+            if let Some(i) = line.find("listening on http://") {
+                break line[i + 20..].trim().to_string();
+            }
+        };
+        // Keep draining so the hub never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        Hub { child, addr }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn wait_running(&self, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut c = Conn::new(&self.addr);
+        loop {
+            let (_, body) = c.get(&format!("/servers/{name}"));
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            if v["status"] == "RUNNING" {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{name} did not start: {v}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        // SAFETY: signalling the hub this bench started.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection.
+struct Conn {
+    stream: BufReader<TcpStream>,
+    host: String,
+}
+
+impl Conn {
+    fn new(addr: &str) -> Conn {
+        let s = TcpStream::connect(addr).expect("connect to the hub");
+        s.set_nodelay(true).expect("TCP_NODELAY");
+        Conn { stream: BufReader::new(s), host: addr.to_string() }
+    }
+
+    fn get(&mut self, path: &str) -> (u16, Vec<u8>) {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.host);
+        self.exchange(req.as_bytes())
+    }
+
+    fn post(&mut self, path: &str, body: &str) -> (u16, Vec<u8>) {
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.host,
+            body.len()
+        );
+        self.exchange(req.as_bytes())
+    }
+
+    fn exchange(&mut self, req: &[u8]) -> (u16, Vec<u8>) {
+        self.stream.get_mut().write_all(req).expect("send");
+        let mut line = String::new();
+        self.stream.read_line(&mut line).expect("status line");
+        let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let mut length = None;
+        let mut chunked = false;
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line).expect("header");
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            let lower = l.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                length = v.trim().parse::<usize>().ok();
+            }
+            if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+                chunked = true;
+            }
+        }
+        let mut body = Vec::new();
+        if chunked {
+            loop {
+                line.clear();
+                self.stream.read_line(&mut line).expect("chunk size");
+                let n = usize::from_str_radix(line.trim(), 16).unwrap_or(0);
+                let mut chunk = vec![0; n + 2];
+                self.stream.read_exact(&mut chunk).expect("chunk");
+                if n == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+        } else if let Some(n) = length {
+            body.resize(n, 0);
+            self.stream.read_exact(&mut body).expect("body");
+        }
+        (status, body)
+    }
+}
+
+/// An MCP server driven straight over its pipes, initialized.
+struct Pipe {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Pipe {
+    fn spawn(program: &str, args: &[&str]) -> Pipe {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn an MCP server");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut p = Pipe { child, stdin, stdout };
+        p.send(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}}));
+        p.recv();
+        p.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        p
+    }
+
+    fn send(&mut self, v: &Value) {
+        let stdin = self.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{v}").expect("write to the server");
+        stdin.flush().expect("flush");
+    }
+
+    /// The next response line (notifications are skipped).
+    fn recv(&mut self) -> Value {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if self.stdout.read_line(&mut line).unwrap_or(0) == 0 {
+                panic!("the server closed its stdout");
+            }
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                if v.get("id").is_some() {
+                    return v;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
