@@ -48,7 +48,7 @@ fn main() {
     }
     rss_with_children(&dir, &mut rows);
 
-    println!("\n{:<58} {:>26} {:>22}  {}", "metric", "measured", "target", "");
+    println!("\n{:<58} {:>26} {:>22}", "metric", "measured", "target");
     println!("{}", "-".repeat(116));
     for r in &rows {
         let mark = match r.pass {
