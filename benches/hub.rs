@@ -30,23 +30,40 @@ fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dir = TempDir::new();
 
-    startup(&dir, &mut rows);
-    health_latency_and_rss(&dir, &mut rows);
-    large_reply(&dir, &mut rows);
-    binary_size(&mut rows);
-    echo_latency(&dir, &mut rows);
-    let everything = root.join(".deps/npm/node_modules/.bin/mcp-server-everything");
-    if everything.exists() {
-        throughput(&dir, &everything, &mut rows);
-    } else {
-        rows.push(Row {
-            metric: "RPS, 16 callers, server-everything".into(),
-            measured: "not measured: run make test-deps".into(),
-            target: "≥ 0.8× direct".into(),
-            pass: Some(false),
-        });
+    // AGENTHUB_BENCH_ONLY=name,name runs a subset (while working on one number).
+    let only = std::env::var("AGENTHUB_BENCH_ONLY").ok();
+    let wanted = |name: &str| only.as_deref().is_none_or(|o| o.split(',').any(|n| n == name));
+    if wanted("startup") {
+        startup(&dir, &mut rows);
     }
-    rss_with_children(&dir, &mut rows);
+    if wanted("health") {
+        health_latency_and_rss(&dir, &mut rows);
+    }
+    if wanted("large") {
+        large_reply(&dir, &mut rows);
+    }
+    if wanted("size") {
+        binary_size(&mut rows);
+    }
+    if wanted("echo") {
+        echo_latency(&dir, &mut rows);
+    }
+    if wanted("rps") {
+        let everything = root.join(".deps/npm/node_modules/.bin/mcp-server-everything");
+        if everything.exists() {
+            throughput(&dir, &everything, &mut rows);
+        } else {
+            rows.push(Row {
+                metric: "RPS, 16 callers, server-everything".into(),
+                measured: "not measured: run make test-deps".into(),
+                target: "≥ 0.8× direct".into(),
+                pass: Some(false),
+            });
+        }
+    }
+    if wanted("children") {
+        rss_with_children(&dir, &mut rows);
+    }
 
     println!("\n{:<58} {:>26} {:>22}", "metric", "measured", "target");
     println!("{}", "-".repeat(116));

@@ -1,8 +1,13 @@
 //! The stdio bridge to one child: three named threads per child. `stdin` owns the child's stdin
-//! and writes the lines handed to it over a channel; `stdout` reads one JSON-RPC message per line
-//! and routes each response to the caller waiting on its id; `stderr` drains into a ring buffer
-//! and the log. Ids sent to the child are the hub's own (unique per child), so concurrent
-//! callers never see each other's answers whatever ids they use themselves.
+//! and writes the lines handed to it through `Outbox` (a queue it drains whole, one write per
+//! batch); `stdout` reads one JSON-RPC message per line and routes each response to the caller
+//! waiting on its id (`Slot`, a one-shot); `stderr` drains into a ring buffer and the log. Ids
+//! sent to the child are the hub's own (unique per child), so concurrent callers never see each
+//! other's answers whatever ids they use themselves.
+//!
+//! The queue and the slots are a mutex and a condvar each rather than channels: under load a
+//! channel's receiver spins and yields before it sleeps, which on a small machine takes the CPU
+//! the child needs.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
@@ -12,8 +17,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use serde_json::{json, Value};
 
 use crate::jsonrpc::{self, Kind, RpcError};
@@ -48,28 +52,76 @@ pub trait Peer: Send + Sync {
     fn notification(&self, server: &str, msg: &Value);
 }
 
-enum Line {
-    Send(String),
-    Close,
+/// Lines for the child's stdin; the writer takes them all at once.
+#[derive(Default)]
+struct Outbox {
+    queue: Mutex<(Vec<String>, bool)>,
+    ready: Condvar,
+}
+
+impl Outbox {
+    /// False once closed.
+    fn push(&self, line: String) -> bool {
+        let mut q = self.queue.lock();
+        if q.1 {
+            return false;
+        }
+        q.0.push(line);
+        self.ready.notify_one();
+        true
+    }
+
+    fn close(&self) {
+        self.queue.lock().1 = true;
+        self.ready.notify_one();
+    }
+
+    /// Everything queued, or None once closed and empty.
+    fn take(&self) -> Option<Vec<String>> {
+        let mut q = self.queue.lock();
+        loop {
+            if !q.0.is_empty() {
+                return Some(std::mem::take(&mut q.0));
+            }
+            if q.1 {
+                return None;
+            }
+            self.ready.wait(&mut q);
+        }
+    }
+}
+
+/// Where one response lands: the message, or `Err` when the child went away first.
+#[derive(Default)]
+struct Slot {
+    value: Mutex<Option<Result<Value, ()>>>,
+    filled: Condvar,
+}
+
+impl Slot {
+    fn fill(&self, v: Result<Value, ()>) {
+        *self.value.lock() = Some(v);
+        self.filled.notify_one();
+    }
 }
 
 struct Shared {
     name: String,
     /// Callers waiting for a response, by the hub id sent to the child. `None` once the child's
     /// stdout has closed: nobody may start waiting after that.
-    pending: Mutex<Option<HashMap<u64, Sender<Value>>>>,
+    pending: Mutex<Option<HashMap<u64, Arc<Slot>>>>,
     next_id: AtomicU64,
 }
 
 /// A request sent and not yet answered.
 pub struct Pending {
     id: u64,
-    rx: Receiver<Value>,
+    slot: Arc<Slot>,
 }
 
 pub struct Bridge {
     shared: Arc<Shared>,
-    tx: Sender<Line>,
+    outbox: Arc<Outbox>,
     closed: Arc<AtomicBool>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -88,14 +140,15 @@ impl Bridge {
             pending: Mutex::new(Some(HashMap::new())),
             next_id: AtomicU64::new(1),
         });
-        let (tx, rx) = crossbeam_channel::unbounded::<Line>();
+        let outbox = Arc::new(Outbox::default());
         let closed = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(3);
         let n = short(name);
-        threads.push(
-            std::thread::Builder::new().name(format!("stdin-{n}")).spawn(move || write_loop(stdin, &rx))?,
-        );
-        let (s, t, c) = (shared.clone(), tx.clone(), closed.clone());
+        threads.push(std::thread::Builder::new().name(format!("stdin-{n}")).spawn({
+            let outbox = outbox.clone();
+            move || write_loop(stdin, &outbox)
+        })?);
+        let (s, t, c) = (shared.clone(), outbox.clone(), closed.clone());
         threads.push(
             std::thread::Builder::new()
                 .name(format!("stdout-{n}"))
@@ -107,7 +160,7 @@ impl Bridge {
                 .name(format!("stderr-{n}"))
                 .spawn(move || drain_stderr(stderr, &server, &ring))?,
         );
-        Ok(Bridge { shared, tx, closed, threads: Mutex::new(threads) })
+        Ok(Bridge { shared, outbox, closed, threads: Mutex::new(threads) })
     }
 
     /// Whether the child's stdout has closed (it exited, or is exiting).
@@ -118,26 +171,32 @@ impl Bridge {
     /// Sends a request with a fresh hub id; `wait` collects the answer.
     pub fn begin(&self, method: &str, params: Option<Value>) -> Result<Pending, RpcError> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = crossbeam_channel::bounded(1);
+        let slot = Arc::new(Slot::default());
         match self.shared.pending.lock().as_mut() {
-            Some(p) => p.insert(id, tx),
+            Some(p) => p.insert(id, slot.clone()),
             None => return Err(self.gone()),
         };
         let line = jsonrpc::request(id, method, params).to_string();
-        if self.tx.send(Line::Send(line)).is_err() {
+        if !self.outbox.push(line) {
             self.forget(id);
             return Err(self.gone());
         }
-        Ok(Pending { id, rx })
+        Ok(Pending { id, slot })
     }
 
     /// The full response message, or an error: -32001 after `timeout` (the child is told with
     /// `notifications/cancelled`), -32000 at once when the child exits.
     pub fn wait(&self, pending: Pending, timeout: Duration) -> Result<Value, RpcError> {
-        match pending.rx.recv_timeout(timeout) {
-            Ok(msg) => Ok(msg),
-            Err(RecvTimeoutError::Disconnected) => Err(self.gone()),
-            Err(RecvTimeoutError::Timeout) => {
+        let deadline = Instant::now() + timeout;
+        let outcome = {
+            let mut v = pending.slot.value.lock();
+            while v.is_none() && !pending.slot.filled.wait_until(&mut v, deadline).timed_out() {}
+            v.take()
+        };
+        match outcome {
+            Some(Ok(msg)) => Ok(msg),
+            Some(Err(())) => Err(self.gone()),
+            None => {
                 self.forget(pending.id);
                 let reason = format!("timed out after {}s", timeout.as_secs_f64());
                 self.notify(
@@ -154,10 +213,9 @@ impl Bridge {
 
     /// A response if one has arrived (for the supervisor's pings, which must not block).
     pub fn poll(&self, pending: &Pending) -> Option<Result<Value, RpcError>> {
-        match pending.rx.try_recv() {
+        match pending.slot.value.lock().take()? {
             Ok(msg) => Some(Ok(msg)),
-            Err(crossbeam_channel::TryRecvError::Empty) => None,
-            Err(crossbeam_channel::TryRecvError::Disconnected) => Some(Err(self.gone())),
+            Err(()) => Some(Err(self.gone())),
         }
     }
 
@@ -172,12 +230,12 @@ impl Bridge {
     }
 
     pub fn notify(&self, method: &str, params: Option<Value>) {
-        let _ = self.tx.send(Line::Send(jsonrpc::notification(method, params).to_string()));
+        self.outbox.push(jsonrpc::notification(method, params).to_string());
     }
 
     /// Closes the child's stdin: the polite way to ask an MCP server to exit.
     pub fn close_stdin(&self) {
-        let _ = self.tx.send(Line::Close);
+        self.outbox.close();
     }
 
     /// Joins the threads once the child is gone; threads still blocked after `grace` (a
@@ -215,21 +273,22 @@ fn short(name: &str) -> &str {
     &name[..end]
 }
 
-fn write_loop(mut stdin: ChildStdin, rx: &Receiver<Line>) {
-    for line in rx {
-        let Line::Send(text) = line else { break };
-        let ok = stdin
-            .write_all(text.as_bytes())
-            .and_then(|()| stdin.write_all(b"\n"))
-            .and_then(|()| stdin.flush());
-        if ok.is_err() {
+fn write_loop(mut stdin: ChildStdin, outbox: &Outbox) {
+    let mut buf = Vec::new();
+    while let Some(lines) = outbox.take() {
+        buf.clear();
+        for line in lines {
+            buf.extend_from_slice(line.as_bytes());
+            buf.push(b'\n');
+        }
+        if stdin.write_all(&buf).and_then(|()| stdin.flush()).is_err() {
             break;
         }
     }
     // Dropping stdin closes the pipe: the child sees EOF.
 }
 
-fn read_loop(stdout: ChildStdout, shared: &Shared, tx: &Sender<Line>, closed: &AtomicBool, peer: &dyn Peer) {
+fn read_loop(stdout: ChildStdout, shared: &Shared, outbox: &Outbox, closed: &AtomicBool, peer: &dyn Peer) {
     let mut reader = BufReader::new(stdout);
     let mut line = String::new();
     loop {
@@ -256,9 +315,7 @@ fn read_loop(stdout: ChildStdout, shared: &Shared, tx: &Sender<Line>, closed: &A
                     .and_then(Value::as_u64)
                     .and_then(|id| shared.pending.lock().as_mut().and_then(|p| p.remove(&id)));
                 match waiter {
-                    Some(w) => {
-                        let _ = w.send(msg);
-                    }
+                    Some(slot) => slot.fill(Ok(msg)),
                     None => log::debug!(
                         "{}: answer to no pending request (late or cancelled): {:.200}",
                         shared.name,
@@ -272,7 +329,7 @@ fn read_loop(stdout: ChildStdout, shared: &Shared, tx: &Sender<Line>, closed: &A
                     Ok(result) => jsonrpc::result(id, result),
                     Err(e) => json!({"jsonrpc": "2.0", "id": id, "error": e.to_value()}),
                 };
-                let _ = tx.send(Line::Send(answer.to_string()));
+                outbox.push(answer.to_string());
             }
             Kind::Notification => peer.notification(&shared.name, &msg),
             Kind::Invalid => {
@@ -281,8 +338,11 @@ fn read_loop(stdout: ChildStdout, shared: &Shared, tx: &Sender<Line>, closed: &A
         }
     }
     closed.store(true, Ordering::SeqCst);
-    // Dropping every waiter's sender wakes them all at once with "exited".
-    shared.pending.lock().take();
+    // Every waiter wakes at once with "exited".
+    let waiting = shared.pending.lock().take();
+    for slot in waiting.into_iter().flat_map(HashMap::into_values) {
+        slot.fill(Err(()));
+    }
 }
 
 fn drain_stderr(stderr: ChildStderr, server: &str, ring: &Mutex<StderrRing>) {
