@@ -229,6 +229,16 @@ impl Bridge {
         jsonrpc::outcome(&self.wait(pending, timeout)?)
     }
 
+    /// Relays a client's request whole: its id is swapped for a hub id on the way in and put
+    /// back on the way out, so clients that reuse ids never get each other's answers.
+    pub fn relay(&self, request: &Value, timeout: Duration) -> Result<Value, RpcError> {
+        let client_id = request.get("id").cloned().unwrap_or(Value::Null);
+        let pending = self.begin(jsonrpc::method(request), request.get("params").cloned())?;
+        let mut response = self.wait(pending, timeout)?;
+        response["id"] = client_id;
+        Ok(response)
+    }
+
     pub fn notify(&self, method: &str, params: Option<Value>) {
         self.outbox.push(jsonrpc::notification(method, params).to_string());
     }

@@ -1,5 +1,6 @@
 //! The one integration test binary: every test starts the real `agenthub` binary.
 
+mod bridge;
 mod config_api;
 mod core;
 mod npm_servers;
