@@ -8,6 +8,7 @@ pub mod enhance;
 pub mod error;
 pub mod http;
 pub mod jsonrpc;
+pub mod mcp;
 pub mod resilience;
 pub mod servers;
 

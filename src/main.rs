@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use agenthub::config::{self, Settings, SETTINGS};
 use agenthub::error::{Error, Result};
-use agenthub::{dashboard, enhance, http, resilience, servers, VERSION};
+use agenthub::{dashboard, enhance, http, mcp, resilience, servers, VERSION};
 
 /// How long in-flight requests may run on after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
@@ -250,7 +250,9 @@ fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()>
             activity: activity.clone(),
         },
     );
+    let gateway = mcp::Gateway::new(servers.clone());
     let app = Arc::new(http::App {
+        gateway,
         policy: http::guard::Policy {
             allowed: settings.allowed_origins.clone(),
             token: settings.token.clone(),
@@ -291,6 +293,7 @@ fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()>
         }
         recv(fatal_rx) -> msg => Err(Error::Internal(msg.unwrap_or_else(|_| "the HTTP front stopped".into()))),
     };
+    app.gateway.shutdown();
     front.shutdown(SHUTDOWN_GRACE);
     app.servers.shutdown();
     app.enhancer.stop();

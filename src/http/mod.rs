@@ -40,6 +40,7 @@ pub struct App {
     pub installer: Installer,
     pub breakers: Arc<Breakers>,
     pub activity: Arc<Activity>,
+    pub gateway: Arc<crate::mcp::Gateway>,
     pub enhancer: enhance::Service,
     pub policy: Policy,
 }
@@ -217,7 +218,68 @@ fn handle(app: &App, mut rq: tiny_http::Request, front: &Front) {
         }
     };
     log_request(&req, reply.status, started);
-    let _ = rq.respond(to_response(reply, cors_ok.then_some(origin.as_deref()).flatten()));
+    let origin = cors_ok.then_some(origin.as_deref()).flatten();
+    if reply.stream.is_some() {
+        stream_reply(rq, reply, origin);
+        return;
+    }
+    let _ = rq.respond(to_response(reply, origin));
+}
+
+/// Sends a streamed reply from a thread of its own, so a long stream never holds a worker:
+/// the head by hand (tiny_http buffers `Response` bodies), then the body as HTTP chunks, each
+/// flushed as it is written.
+fn stream_reply(rq: tiny_http::Request, mut reply: Reply, origin: Option<&str>) {
+    let Some(body) = reply.stream.take() else { return };
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n",
+        reply.status,
+        tiny_http::StatusCode(reply.status).default_reason_phrase(),
+        reply.content_type
+    );
+    for (name, value) in &reply.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(o) = origin {
+        head.push_str(&format!(
+            "Access-Control-Allow-Origin: {o}\r\nAccess-Control-Expose-Headers: {}\r\nVary: Origin\r\n",
+            guard::CORS_EXPOSE
+        ));
+    }
+    head.push_str("\r\n");
+    let spawned = std::thread::Builder::new().name("http-stream".into()).spawn(move || {
+        let mut w = rq.into_writer();
+        if w.write_all(head.as_bytes()).and_then(|()| w.flush()).is_err() {
+            return;
+        }
+        let mut chunked = Chunked(w);
+        body(&mut chunked);
+        let _ = chunked.0.write_all(b"0\r\n\r\n").and_then(|()| chunked.0.flush());
+    });
+    if let Err(e) = spawned {
+        log::error!("cannot spawn a stream thread: {e}");
+    }
+}
+
+/// HTTP/1.1 chunked framing: every write is one chunk.
+struct Chunked<W: Write>(W);
+
+impl<W: Write> Write for Chunked<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let mut framed = Vec::with_capacity(buf.len() + 12);
+        framed.extend_from_slice(format!("{:x}\r\n", buf.len()).as_bytes());
+        framed.extend_from_slice(buf);
+        framed.extend_from_slice(b"\r\n");
+        self.0.write_all(&framed)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 fn too_large(cap: usize) -> Reply {
@@ -381,23 +443,25 @@ mod tests {
         let settings = Settings::resolve(&flags, &|_| None).expect("settings");
         let breakers = Arc::new(Breakers::new(crate::resilience::BreakerConfig::default()));
         let activity = Arc::new(Activity::default());
+        let servers = Servers::new(
+            Vec::new(),
+            std::env::temp_dir().join("agenthub-unit-never-saved.json"),
+            None,
+            crate::servers::Context {
+                npm_prefix: std::env::temp_dir(),
+                default_timeout: Duration::from_secs(5),
+                breakers: breakers.clone(),
+                activity: activity.clone(),
+            },
+        );
         Arc::new(App {
+            gateway: crate::mcp::Gateway::new(servers.clone()),
+            servers,
             policy: Policy { allowed: Vec::new(), token: None },
             enhancer: enhance::Service::new(
                 crate::config::parse_rules(crate::config::DEFAULT_RULES_JSON, "embedded").expect("rules"),
                 &settings.ollama_url,
                 10,
-            ),
-            servers: Servers::new(
-                Vec::new(),
-                std::env::temp_dir().join("agenthub-unit-never-saved.json"),
-                None,
-                crate::servers::Context {
-                    npm_prefix: std::env::temp_dir(),
-                    default_timeout: Duration::from_secs(5),
-                    breakers: breakers.clone(),
-                    activity: activity.clone(),
-                },
             ),
             installer: Installer::new(std::env::temp_dir()),
             breakers,

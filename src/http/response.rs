@@ -38,19 +38,34 @@ impl Req {
     }
 }
 
-/// A complete answer.
-#[derive(Debug)]
+/// Writes a streamed body (an SSE stream) on a thread of its own; each write is sent as a chunk
+/// and a flush pushes it out at once.
+pub type StreamBody = crate::mcp::StreamBody;
+
+/// An answer: a complete body, or a stream.
 pub struct Reply {
     pub status: u16,
     pub content_type: &'static str,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
+    pub stream: Option<StreamBody>,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("status", &self.status)
+            .field("streamed", &self.stream.is_some())
+            .finish()
+    }
 }
 
 impl Reply {
     pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Reply {
         match serde_json::to_vec(value) {
-            Ok(body) => Reply { status, content_type: "application/json", headers: Vec::new(), body },
+            Ok(body) => {
+                Reply { status, content_type: "application/json", headers: Vec::new(), body, stream: None }
+            }
             Err(e) => Reply::error(500, "internal", &format!("cannot encode the answer: {e}")),
         }
     }
@@ -65,11 +80,23 @@ impl Reply {
             content_type: "text/html; charset=utf-8",
             headers: Vec::new(),
             body: body.as_bytes().to_vec(),
+            stream: None,
         }
     }
 
     pub fn empty(status: u16) -> Reply {
-        Reply { status, content_type: "", headers: Vec::new(), body: Vec::new() }
+        Reply { status, content_type: "", headers: Vec::new(), body: Vec::new(), stream: None }
+    }
+
+    /// A `text/event-stream` answer written by `f`.
+    pub fn event_stream(f: StreamBody) -> Reply {
+        Reply {
+            status: 200,
+            content_type: "text/event-stream",
+            headers: Vec::new(),
+            body: Vec::new(),
+            stream: Some(f),
+        }
     }
 
     /// `{"error":{"code","message"}}`.

@@ -10,6 +10,7 @@ use super::App;
 use crate::config::ServerConfig;
 use crate::error::{Error, Result};
 use crate::jsonrpc::{self, RpcError};
+use crate::mcp::{self, Answer, Target};
 use crate::servers::{installer, CallError, Snapshot, Status};
 
 /// Path segments captured by `{name}` (and `{*rest}`, the remaining path).
@@ -46,6 +47,12 @@ const ROUTES: &[Route] = &[
     route("POST", "/servers/{name}/stop", stop_server),
     route("POST", "/servers/{name}/restart", restart_server),
     route("GET", "/servers/{name}/logs", server_logs),
+    route("POST", "/mcp", mcp_post),
+    route("GET", "/mcp", mcp_get),
+    route("DELETE", "/mcp", mcp_delete),
+    route("POST", "/mcp/{server}", mcp_post),
+    route("GET", "/mcp/{server}", mcp_get),
+    route("DELETE", "/mcp/{server}", mcp_delete),
     route("POST", "/mcp/{server}/{*method}", rest_call),
     route("GET", "/activity", activity),
 ];
@@ -273,6 +280,60 @@ fn rest_call(app: &App, req: &Req, p: &Params) -> Result<Reply> {
         Ok(result) => Ok(Reply::ok(&result)),
         Err(CallError::Hub(e)) => Err(e),
         Err(CallError::Rpc(e)) => Ok(rpc_error_reply(&e)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// MCP Streamable HTTP
+
+fn mcp_target(app: &App, p: &Params) -> Result<Target> {
+    match p.get("server") {
+        "" => Ok(Target::Aggregate),
+        name if app.servers.get(name).is_some() => Ok(Target::Server(name.to_string())),
+        name => Err(Error::NotFound(format!("no server named \"{name}\""))),
+    }
+}
+
+fn mcp_request(req: &Req) -> mcp::Request<'_> {
+    mcp::Request {
+        body: &req.body,
+        session: req.header("mcp-session-id"),
+        protocol_version: req.header("mcp-protocol-version"),
+        accept: req.header("accept"),
+    }
+}
+
+fn mcp_post(app: &App, req: &Req, p: &Params) -> Result<Reply> {
+    let target = mcp_target(app, p)?;
+    Ok(mcp_reply(app.gateway.post(&target, &mcp_request(req))))
+}
+
+fn mcp_get(app: &App, req: &Req, p: &Params) -> Result<Reply> {
+    let target = mcp_target(app, p)?;
+    Ok(mcp_reply(app.gateway.get(&target, &mcp_request(req))))
+}
+
+fn mcp_delete(app: &App, req: &Req, p: &Params) -> Result<Reply> {
+    let target = mcp_target(app, p)?;
+    Ok(mcp_reply(app.gateway.delete(&target, &mcp_request(req))))
+}
+
+fn mcp_reply(answer: Answer) -> Reply {
+    match answer {
+        Answer::Json { body, session } => {
+            let r = Reply::json(200, &body);
+            match session {
+                Some(id) => r.with_header("Mcp-Session-Id", id),
+                None => r,
+            }
+        }
+        Answer::Accepted => Reply::empty(202),
+        Answer::Fault { status, code, message } => Reply::json(
+            status,
+            &json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}}),
+        ),
+        Answer::Stream(f) => Reply::event_stream(f),
+        Answer::Ended => Reply::empty(200),
     }
 }
 

@@ -91,17 +91,49 @@ impl Outbox {
     }
 }
 
-/// Where one response lands: the message, or `Err` when the child went away first.
-#[derive(Default)]
+/// What reaches a caller before (and as) its answer.
+#[derive(Debug)]
+pub enum Event {
+    /// A message from the child for this caller: progress on its request (the caller's token
+    /// restored), or a request the child sends its client (sampling, elicitation) under a hub
+    /// id `s:<server>:<n>`; its answer goes back through `Bridge::answer_child`.
+    Message(Value),
+    /// The final answer, id still the hub's.
+    Response(Value),
+}
+
+/// What `next` found.
+#[derive(Debug)]
+pub enum Next {
+    Event(Event),
+    /// The child went away before answering.
+    Gone,
+    TimedOut,
+}
+
+/// Where one request's events land.
 struct Slot {
-    value: Mutex<Option<Result<Value, ()>>>,
-    filled: Condvar,
+    events: Mutex<(VecDeque<Event>, bool)>,
+    ready: Condvar,
+    /// A client's request relayed whole: it may receive progress and the child's requests.
+    relay: bool,
+    /// The caller's own progress token, put back on progress notifications.
+    client_token: Option<Value>,
 }
 
 impl Slot {
-    fn fill(&self, v: Result<Value, ()>) {
-        *self.value.lock() = Some(v);
-        self.filled.notify_one();
+    fn new(relay: bool, client_token: Option<Value>) -> Slot {
+        Slot { events: Mutex::new((VecDeque::new(), false)), ready: Condvar::new(), relay, client_token }
+    }
+
+    fn push(&self, e: Event) {
+        self.events.lock().0.push_back(e);
+        self.ready.notify_one();
+    }
+
+    fn gone(&self) {
+        self.events.lock().1 = true;
+        self.ready.notify_one();
     }
 }
 
@@ -111,12 +143,21 @@ struct Shared {
     /// stdout has closed: nobody may start waiting after that.
     pending: Mutex<Option<HashMap<u64, Arc<Slot>>>>,
     next_id: AtomicU64,
+    /// Requests of the child relayed to a client, by the hub id the client sees: the child's id.
+    child_requests: Mutex<HashMap<String, Value>>,
 }
 
 /// A request sent and not yet answered.
 pub struct Pending {
     id: u64,
     slot: Arc<Slot>,
+}
+
+impl Pending {
+    /// The hub id the child sees (also the progress token it sees).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
 }
 
 pub struct Bridge {
@@ -139,6 +180,7 @@ impl Bridge {
             name: name.to_string(),
             pending: Mutex::new(Some(HashMap::new())),
             next_id: AtomicU64::new(1),
+            child_requests: Mutex::new(HashMap::new()),
         });
         let outbox = Arc::new(Outbox::default());
         let closed = Arc::new(AtomicBool::new(false));
@@ -170,8 +212,30 @@ impl Bridge {
 
     /// Sends a request with a fresh hub id; `wait` collects the answer.
     pub fn begin(&self, method: &str, params: Option<Value>) -> Result<Pending, RpcError> {
+        self.send(method, params, Slot::new(false, None))
+    }
+
+    /// Sends a client's request: a fresh hub id, and its progress token (if any) swapped for
+    /// that id, so progress finds its way back to this caller alone.
+    pub fn begin_relay(&self, request: &Value) -> Result<Pending, RpcError> {
+        let mut params = request.get("params").cloned();
+        let client_token = params.as_ref().and_then(|p| p.pointer("/_meta/progressToken")).cloned();
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let slot = Arc::new(Slot::default());
+        if client_token.is_some() {
+            if let Some(meta) = params.as_mut().and_then(|p| p.get_mut("_meta")) {
+                meta["progressToken"] = json!(id);
+            }
+        }
+        self.send_as(id, jsonrpc::method(request), params, Slot::new(true, client_token))
+    }
+
+    fn send(&self, method: &str, params: Option<Value>, slot: Slot) -> Result<Pending, RpcError> {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        self.send_as(id, method, params, slot)
+    }
+
+    fn send_as(&self, id: u64, method: &str, params: Option<Value>, slot: Slot) -> Result<Pending, RpcError> {
+        let slot = Arc::new(slot);
         match self.shared.pending.lock().as_mut() {
             Some(p) => p.insert(id, slot.clone()),
             None => return Err(self.gone()),
@@ -184,43 +248,59 @@ impl Bridge {
         Ok(Pending { id, slot })
     }
 
-    /// The full response message, or an error: -32001 after `timeout` (the child is told with
-    /// `notifications/cancelled`), -32000 at once when the child exits.
-    pub fn wait(&self, pending: Pending, timeout: Duration) -> Result<Value, RpcError> {
-        let deadline = Instant::now() + timeout;
-        let outcome = {
-            let mut v = pending.slot.value.lock();
-            while v.is_none() && !pending.slot.filled.wait_until(&mut v, deadline).timed_out() {}
-            v.take()
-        };
-        match outcome {
-            Some(Ok(msg)) => Ok(msg),
-            Some(Err(())) => Err(self.gone()),
-            None => {
-                self.forget(pending.id);
-                let reason = format!("timed out after {}s", timeout.as_secs_f64());
-                self.notify(
-                    "notifications/cancelled",
-                    Some(json!({"requestId": pending.id, "reason": reason})),
-                );
-                Err(RpcError::new(
-                    jsonrpc::REQUEST_TIMEOUT,
-                    format!("request to {} {reason}", self.shared.name),
-                ))
+    /// The next event for a request, waiting until `deadline`.
+    pub fn next(&self, pending: &Pending, deadline: Instant) -> Next {
+        let mut ev = pending.slot.events.lock();
+        loop {
+            if let Some(e) = ev.0.pop_front() {
+                return Next::Event(e);
+            }
+            if ev.1 {
+                return Next::Gone;
+            }
+            if pending.slot.ready.wait_until(&mut ev, deadline).timed_out() && ev.0.is_empty() && !ev.1 {
+                return Next::TimedOut;
             }
         }
     }
 
-    /// A response if one has arrived (for the supervisor's pings, which must not block).
-    pub fn poll(&self, pending: &Pending) -> Option<Result<Value, RpcError>> {
-        match pending.slot.value.lock().take()? {
-            Ok(msg) => Some(Ok(msg)),
-            Err(()) => Some(Err(self.gone())),
+    /// The full response message, or an error: -32001 after `timeout` (the child is told with
+    /// `notifications/cancelled`), -32000 at once when the child exits. Other events are
+    /// dropped (callers that want them use `next`).
+    pub fn wait(&self, pending: Pending, timeout: Duration) -> Result<Value, RpcError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.next(&pending, deadline) {
+                Next::Event(Event::Response(msg)) => return Ok(msg),
+                Next::Event(Event::Message(m)) => self.refuse_relay(&m),
+                Next::Gone => return Err(self.gone()),
+                Next::TimedOut => return Err(self.timed_out(pending, timeout)),
+            }
         }
     }
 
-    pub fn cancel(&self, pending: Pending) {
+    /// Gives up on a request: the child is told with `notifications/cancelled`; -32001.
+    pub fn timed_out(&self, pending: Pending, timeout: Duration) -> RpcError {
+        let reason = format!("timed out after {}s", timeout.as_secs_f64());
+        self.cancel(pending, &reason);
+        RpcError::new(jsonrpc::REQUEST_TIMEOUT, format!("request to {} {reason}", self.shared.name))
+    }
+
+    /// Forgets a request and tells the child to stop working on it.
+    pub fn cancel(&self, pending: Pending, reason: &str) {
         self.forget(pending.id);
+        self.notify("notifications/cancelled", Some(json!({"requestId": pending.id, "reason": reason})));
+    }
+
+    /// A response if one has arrived (for the supervisor's pings, which must not block).
+    pub fn poll(&self, pending: &Pending) -> Option<Result<Value, RpcError>> {
+        let mut ev = pending.slot.events.lock();
+        while let Some(e) = ev.0.pop_front() {
+            if let Event::Response(msg) = e {
+                return Some(Ok(msg));
+            }
+        }
+        ev.1.then(|| Err(self.gone()))
     }
 
     /// A request's result (the response's `result`, or its error).
@@ -233,10 +313,35 @@ impl Bridge {
     /// back on the way out, so clients that reuse ids never get each other's answers.
     pub fn relay(&self, request: &Value, timeout: Duration) -> Result<Value, RpcError> {
         let client_id = request.get("id").cloned().unwrap_or(Value::Null);
-        let pending = self.begin(jsonrpc::method(request), request.get("params").cloned())?;
+        let pending = self.begin_relay(request)?;
         let mut response = self.wait(pending, timeout)?;
         response["id"] = client_id;
         Ok(response)
+    }
+
+    /// Hands a client's answer to a relayed child request back to the child.
+    pub fn answer_child(&self, relay_id: &str, answer: &Value) -> bool {
+        let Some(child_id) = self.shared.child_requests.lock().remove(relay_id) else { return false };
+        let mut msg = json!({"jsonrpc": "2.0", "id": child_id});
+        match (answer.get("result"), answer.get("error")) {
+            (Some(r), _) => msg["result"] = r.clone(),
+            (None, Some(e)) => msg["error"] = e.clone(),
+            (None, None) => {
+                msg["error"] = json!({"code": jsonrpc::INTERNAL_ERROR, "message": "empty answer"})
+            }
+        }
+        self.outbox.push(msg.to_string())
+    }
+
+    /// Answers a relayed child request with an error: its client cannot take it.
+    pub fn refuse_relay(&self, msg: &Value) {
+        if jsonrpc::kind(msg) == Kind::Request {
+            if let Some(id) = msg.get("id").and_then(Value::as_str) {
+                let err = json!({"error": {"code": jsonrpc::METHOD_NOT_FOUND,
+                    "message": format!("{} cannot be relayed: the client's request is not streaming", jsonrpc::method(msg))}});
+                self.answer_child(id, &err);
+            }
+        }
     }
 
     pub fn notify(&self, method: &str, params: Option<Value>) {
@@ -325,7 +430,7 @@ fn read_loop(stdout: ChildStdout, shared: &Shared, outbox: &Outbox, closed: &Ato
                     .and_then(Value::as_u64)
                     .and_then(|id| shared.pending.lock().as_mut().and_then(|p| p.remove(&id)));
                 match waiter {
-                    Some(slot) => slot.fill(Ok(msg)),
+                    Some(slot) => slot.push(Event::Response(msg)),
                     None => log::debug!(
                         "{}: answer to no pending request (late or cancelled): {:.200}",
                         shared.name,
@@ -335,11 +440,36 @@ fn read_loop(stdout: ChildStdout, shared: &Shared, outbox: &Outbox, closed: &Ato
             }
             Kind::Request => {
                 let id = msg.get("id").cloned().unwrap_or(Value::Null);
+                if matches!(jsonrpc::method(&msg), "sampling/createMessage" | "elicitation/create") {
+                    if let Some(slot) = lone_relay(shared) {
+                        let n = shared.next_id.fetch_add(1, Ordering::Relaxed);
+                        let relay_id = format!("s:{}:{n}", shared.name);
+                        shared.child_requests.lock().insert(relay_id.clone(), id);
+                        let mut forward = msg;
+                        forward["id"] = json!(relay_id);
+                        slot.push(Event::Message(forward));
+                        continue;
+                    }
+                }
                 let answer = match peer.request(&shared.name, &msg) {
                     Ok(result) => jsonrpc::result(id, result),
                     Err(e) => json!({"jsonrpc": "2.0", "id": id, "error": e.to_value()}),
                 };
                 outbox.push(answer.to_string());
+            }
+            Kind::Notification if jsonrpc::method(&msg) == "notifications/progress" => {
+                let slot = msg
+                    .pointer("/params/progressToken")
+                    .and_then(Value::as_u64)
+                    .and_then(|t| shared.pending.lock().as_ref().and_then(|p| p.get(&t).cloned()));
+                match slot {
+                    Some(slot) if slot.relay => {
+                        let mut m = msg;
+                        m["params"]["progressToken"] = slot.client_token.clone().unwrap_or(Value::Null);
+                        slot.push(Event::Message(m));
+                    }
+                    _ => log::debug!("{}: progress for no pending request", shared.name),
+                }
             }
             Kind::Notification => peer.notification(&shared.name, &msg),
             Kind::Invalid => {
@@ -351,8 +481,18 @@ fn read_loop(stdout: ChildStdout, shared: &Shared, outbox: &Outbox, closed: &Ato
     // Every waiter wakes at once with "exited".
     let waiting = shared.pending.lock().take();
     for slot in waiting.into_iter().flat_map(HashMap::into_values) {
-        slot.fill(Err(()));
+        slot.gone();
     }
+    shared.child_requests.lock().clear();
+}
+
+/// The one relayed client request in flight, when there is exactly one: only then is it clear
+/// whose client should answer the child's request.
+fn lone_relay(shared: &Shared) -> Option<Arc<Slot>> {
+    let pending = shared.pending.lock();
+    let mut relays = pending.as_ref()?.values().filter(|s| s.relay);
+    let first = relays.next()?.clone();
+    relays.next().is_none().then_some(first)
 }
 
 fn drain_stderr(stderr: ChildStderr, server: &str, ring: &Mutex<StderrRing>) {

@@ -111,6 +111,22 @@ impl From<Error> for CallError {
     }
 }
 
+/// One request's hold on a running server.
+pub struct Lease {
+    pub bridge: Arc<Bridge>,
+    pub deadline: Instant,
+    pub timeout: Duration,
+}
+
+impl Lease {
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+/// Called with (server, message) for every notification a child sends.
+pub type Listener = Arc<dyn Fn(&str, &Value) + Send + Sync>;
+
 /// What the server table needs from the rest of the hub.
 pub struct Context {
     /// npm installs go here (`<data dir>/npm`).
@@ -211,6 +227,7 @@ pub struct Servers {
     import_origin: Option<String>,
     stop: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    listener: std::sync::OnceLock<Listener>,
 }
 
 impl Servers {
@@ -229,6 +246,7 @@ impl Servers {
             import_origin,
             stop: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
+            listener: std::sync::OnceLock::new(),
         })
     }
 
@@ -432,7 +450,11 @@ impl Servers {
         let (mut process, pipes) =
             Process::spawn(&srv.name, &cfg, &self.ctx.npm_prefix).map_err(|e| (e.to_string(), false))?;
         srv.state.lock().launch_pgid = Some(process.pid() as i32);
-        let peer = Arc::new(ChildPeer { roots: cfg.roots.clone(), activity: self.ctx.activity.clone() });
+        let peer = Arc::new(ChildPeer {
+            roots: cfg.roots.clone(),
+            activity: self.ctx.activity.clone(),
+            listener: self.listener.get().cloned(),
+        });
         let bridge =
             Bridge::start(&srv.name, pipes.stdin, pipes.stdout, pipes.stderr, srv.stderr.clone(), peer)
                 .map_err(|e| (format!("cannot start the bridge threads: {e}"), true))?;
@@ -585,9 +607,18 @@ impl Servers {
         method: &str,
         params: Option<Value>,
     ) -> std::result::Result<Value, CallError> {
+        let lease = self.acquire(name)?;
+        let result = lease.bridge.call(method, params, lease.remaining());
+        self.record(name, result.as_ref().err());
+        result.map_err(CallError::Rpc)
+    }
+
+    /// The bridge to a running server for one request, with its deadline: waits while the
+    /// server is STARTING, refuses when it is not running or its breaker is open.
+    pub fn acquire(&self, name: &str) -> Result<Lease> {
         let srv = self.must_find(name)?;
         let started = Instant::now();
-        let (bridge, timeout) = {
+        let lease = {
             let mut st = srv.state.lock();
             let timeout = st.config.request_timeout.unwrap_or(self.ctx.default_timeout);
             let deadline = started + timeout;
@@ -595,15 +626,13 @@ impl Servers {
                 srv.changed.wait_until(&mut st, deadline);
             }
             match (st.info.status, &st.run) {
-                (Status::Running, Some(run)) => (run.bridge.clone(), timeout),
+                (Status::Running, Some(run)) => Lease { bridge: run.bridge.clone(), deadline, timeout },
                 (Status::Starting, _) => {
-                    return Err(Error::Timeout(format!("server {name} is still starting")).into())
+                    return Err(Error::Timeout(format!("server {name} is still starting")))
                 }
                 (status, _) => {
                     let why = st.info.last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
-                    return Err(
-                        Error::Unavailable(format!("server {name} is {}{why}", status.as_str())).into()
-                    );
+                    return Err(Error::Unavailable(format!("server {name} is {}{why}", status.as_str())));
                 }
             }
         };
@@ -614,25 +643,33 @@ impl Servers {
                 "circuit breaker for {name} is {}; retry in {:.0}s",
                 snap.state.as_str(),
                 snap.retry_after_s.unwrap_or(0.0).ceil()
-            ))
-            .into());
+            )));
         }
-        let remaining = timeout.saturating_sub(started.elapsed());
-        match bridge.call(method, params, remaining) {
-            Ok(v) => {
-                breakers.record_success(name, Instant::now());
-                Ok(v)
+        Ok(lease)
+    }
+
+    /// Records how a request through `acquire` ended, for the server's breaker. The server
+    /// answering with an error is healthy; silence and death are not.
+    pub fn record(&self, name: &str, error: Option<&RpcError>) {
+        let now = Instant::now();
+        match error {
+            Some(e) if e.code == jsonrpc::REQUEST_TIMEOUT || e.code == jsonrpc::SERVER_UNAVAILABLE => {
+                self.ctx.breakers.record_failure(name, now)
             }
-            Err(e) => {
-                // The server answering with an error is healthy; silence and death are not.
-                if e.code == jsonrpc::REQUEST_TIMEOUT || e.code == jsonrpc::SERVER_UNAVAILABLE {
-                    breakers.record_failure(name, Instant::now());
-                } else {
-                    breakers.record_success(name, Instant::now());
-                }
-                Err(CallError::Rpc(e))
-            }
+            _ => self.ctx.breakers.record_success(name, now),
         }
+    }
+
+    /// The bridge of a running server, if it is running (no waiting, no breaker).
+    pub fn bridge(&self, name: &str) -> Option<Arc<Bridge>> {
+        let srv = self.find(name)?;
+        let st = srv.state.lock();
+        st.run.as_ref().map(|r| r.bridge.clone())
+    }
+
+    /// Receives every notification a child sends (after the hub's own handling).
+    pub fn set_listener(&self, listener: Listener) {
+        let _ = self.listener.set(listener);
     }
 
     // -----------------------------------------------------------------------------------------
@@ -891,6 +928,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 struct ChildPeer {
     roots: Vec<String>,
     activity: Arc<Activity>,
+    listener: Option<Listener>,
 }
 
 impl Peer for ChildPeer {
@@ -930,6 +968,9 @@ impl Peer for ChildPeer {
             }
             "notifications/progress" | "notifications/cancelled" => log::debug!("[{server}] {method}"),
             _ => self.activity.record("notification", Some(server), method.to_string()),
+        }
+        if let Some(l) = &self.listener {
+            l(server, msg);
         }
     }
 }

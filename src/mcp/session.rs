@@ -1,0 +1,264 @@
+//! MCP sessions of the Streamable HTTP endpoints: unguessable ids, idle expiry, a cap with the
+//! least recently used evicted, the requests each has in flight, and its open GET streams.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Read;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use serde_json::Value;
+
+/// Sessions idle this long are forgotten.
+pub const IDLE_EXPIRY: Duration = Duration::from_secs(3600);
+/// Most sessions kept; the least recently used goes first.
+pub const MAX_SESSIONS: usize = 1000;
+
+/// What a session talks to: one server, or the aggregated endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Server(String),
+    Aggregate,
+}
+
+/// What a stream's writer gets next.
+pub enum Delivery {
+    Message(Value),
+    /// Nothing came within the wait: time for a heartbeat.
+    Idle,
+    Closed,
+}
+
+/// A server→client stream (one open GET): messages queue here until its thread writes them.
+#[derive(Default)]
+pub struct Stream {
+    queue: Mutex<(VecDeque<Value>, bool)>,
+    ready: Condvar,
+}
+
+impl Stream {
+    pub fn push(&self, msg: Value) -> bool {
+        let mut q = self.queue.lock();
+        if q.1 {
+            return false;
+        }
+        q.0.push_back(msg);
+        self.ready.notify_one();
+        true
+    }
+
+    pub fn close(&self) {
+        self.queue.lock().1 = true;
+        self.ready.notify_one();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.queue.lock().1
+    }
+
+    /// The next message, waiting at most `wait`.
+    pub fn next(&self, wait: Duration) -> Delivery {
+        let mut q = self.queue.lock();
+        if q.0.is_empty() && !q.1 {
+            self.ready.wait_for(&mut q, wait);
+        }
+        match q.0.pop_front() {
+            Some(m) => Delivery::Message(m),
+            None if q.1 => Delivery::Closed,
+            None => Delivery::Idle,
+        }
+    }
+}
+
+pub struct Session {
+    pub id: String,
+    pub target: Target,
+    /// The protocol version agreed at initialize.
+    pub version: String,
+    last_used: Mutex<Instant>,
+    streams: Mutex<Vec<Arc<Stream>>>,
+    /// Requests in flight: the client's id (as JSON text) → (server, hub id).
+    inflight: Mutex<HashMap<String, (String, u64)>>,
+}
+
+impl Session {
+    pub fn touch(&self) {
+        *self.last_used.lock() = Instant::now();
+    }
+
+    pub fn open_stream(&self) -> Arc<Stream> {
+        let s = Arc::new(Stream::default());
+        let mut streams = self.streams.lock();
+        streams.retain(|s| !s.is_closed());
+        streams.push(s.clone());
+        s
+    }
+
+    /// Sends a message on one open stream (each message goes on only one). False if none is open.
+    pub fn deliver(&self, msg: Value) -> bool {
+        let mut streams = self.streams.lock();
+        streams.retain(|s| !s.is_closed());
+        streams.first().is_some_and(|s| s.push(msg))
+    }
+
+    fn close(&self) {
+        for s in self.streams.lock().drain(..) {
+            s.close();
+        }
+    }
+
+    pub fn track(&self, client_id: &Value, server: &str, hub_id: u64) {
+        self.inflight.lock().insert(client_id.to_string(), (server.to_string(), hub_id));
+    }
+
+    pub fn untrack(&self, client_id: &Value) {
+        self.inflight.lock().remove(&client_id.to_string());
+    }
+
+    /// The server and hub id of one of this session's requests in flight.
+    pub fn find(&self, client_id: &Value) -> Option<(String, u64)> {
+        self.inflight.lock().get(&client_id.to_string()).cloned()
+    }
+}
+
+#[derive(Default)]
+pub struct Sessions {
+    map: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+impl Sessions {
+    pub fn create(&self, target: Target, version: &str, now: Instant) -> Arc<Session> {
+        let s = Arc::new(Session {
+            id: new_id(),
+            target,
+            version: version.to_string(),
+            last_used: Mutex::new(now),
+            streams: Mutex::new(Vec::new()),
+            inflight: Mutex::new(HashMap::new()),
+        });
+        let evicted = {
+            let mut map = self.map.lock();
+            let mut gone: Vec<Arc<Session>> = Vec::new();
+            let expired: Vec<String> = map
+                .iter()
+                .filter(|(_, s)| now.saturating_duration_since(*s.last_used.lock()) >= IDLE_EXPIRY)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in expired {
+                gone.extend(map.remove(&k));
+            }
+            if map.len() >= MAX_SESSIONS {
+                let oldest = map.iter().min_by_key(|(_, s)| *s.last_used.lock()).map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    gone.extend(map.remove(&k));
+                }
+            }
+            map.insert(s.id.clone(), s.clone());
+            gone
+        };
+        for e in evicted {
+            e.close();
+        }
+        s
+    }
+
+    /// A live session (touched), or None when unknown or expired.
+    pub fn get(&self, id: &str, now: Instant) -> Option<Arc<Session>> {
+        let s = self.map.lock().get(id).cloned()?;
+        if now.saturating_duration_since(*s.last_used.lock()) >= IDLE_EXPIRY {
+            self.remove(id);
+            return None;
+        }
+        s.touch();
+        Some(s)
+    }
+
+    pub fn remove(&self, id: &str) -> bool {
+        let s = self.map.lock().remove(id);
+        match s {
+            Some(s) => {
+                s.close();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Every session talking to `target`.
+    pub fn of(&self, target: &Target) -> Vec<Arc<Session>> {
+        self.map.lock().values().filter(|s| s.target == *target).cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.lock().is_empty()
+    }
+
+    /// Ends every session (hub shutdown): their streams finish.
+    pub fn close_all(&self) {
+        let all: Vec<Arc<Session>> = self.map.lock().drain().map(|(_, s)| s).collect();
+        for s in all {
+            s.close();
+        }
+    }
+}
+
+/// 128 random bits from the kernel, hex.
+fn new_id() -> String {
+    let mut bytes = [0u8; 16];
+    let filled = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if filled.is_err() {
+        // No /dev/urandom: fall back to hashing what differs between calls.
+        let seed = format!("{:?}{:?}{}", Instant::now(), std::thread::current().id(), std::process::id());
+        let h = crate::cache::hash_prompt(&seed);
+        return h[..32].to_string();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_128_bit_hex_and_distinct() {
+        let a = new_id();
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(a, new_id());
+    }
+
+    #[test]
+    fn expiry_and_eviction() {
+        let sessions = Sessions::default();
+        let t = Instant::now();
+        let s = sessions.create(Target::Aggregate, "2025-06-18", t);
+        assert!(sessions.get(&s.id, t + Duration::from_secs(10)).is_some());
+        assert!(sessions.get(&s.id, t + Duration::from_secs(10) + IDLE_EXPIRY).is_none(), "idle expiry");
+        let first = sessions.create(Target::Aggregate, "v", t);
+        for _ in 0..MAX_SESSIONS - 1 {
+            sessions.create(Target::Aggregate, "v", t + Duration::from_secs(1));
+        }
+        assert_eq!(sessions.len(), MAX_SESSIONS);
+        sessions.create(Target::Aggregate, "v", t + Duration::from_secs(2));
+        assert_eq!(sessions.len(), MAX_SESSIONS);
+        assert!(sessions.get(&first.id, t + Duration::from_secs(2)).is_none(), "the oldest idle went");
+    }
+
+    #[test]
+    fn a_message_goes_on_one_stream() {
+        let sessions = Sessions::default();
+        let s = sessions.create(Target::Server("x".into()), "v", Instant::now());
+        assert!(!s.deliver(serde_json::json!(1)), "no stream open");
+        let a = s.open_stream();
+        let b = s.open_stream();
+        assert!(s.deliver(serde_json::json!(2)));
+        let got = |s: &Stream| matches!(s.next(Duration::from_millis(1)), Delivery::Message(_)) as u8;
+        assert_eq!(got(&a) + got(&b), 1);
+        sessions.remove(&s.id);
+        assert!(matches!(a.next(Duration::from_millis(1)), Delivery::Closed), "closed with the session");
+    }
+}
