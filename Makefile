@@ -13,8 +13,23 @@ run:
 test: test-deps
 	$(CARGO) test --locked
 
-# Third-party parts the tests run against, pinned by tests/npm/package-lock.json.
-test-deps: .deps/npm/node_modules/.installed
+PYTHON ?= python3
+
+# Third-party parts the tests run against, pinned: MCP servers from npm (tests/npm), the
+# official Python SDK (tests/python/requirements.txt), the MCP conformance suite and the
+# Node 22 it needs (tests/conformance).
+test-deps: .deps/npm/node_modules/.installed .deps/venv/.installed .deps/conformance/node_modules/.installed
+
+.deps/venv/.installed: tests/python/requirements.txt
+	$(PYTHON) -m venv .deps/venv
+	.deps/venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+	touch $@
+
+.deps/conformance/node_modules/.installed: tests/conformance/package.json tests/conformance/package-lock.json
+	mkdir -p .deps/conformance
+	cp tests/conformance/package.json tests/conformance/package-lock.json .deps/conformance/
+	cd .deps/conformance && npm ci --no-audit --no-fund --ignore-scripts --cache ../npm-cache
+	touch $@
 
 .deps/npm/node_modules/.installed: tests/npm/package.json tests/npm/package-lock.json
 	mkdir -p .deps/npm

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::jsonrpc::{self, Kind, RpcError};
 use crate::servers::bridge::{Event, Next, Pending};
-use crate::servers::{Lease, Servers, Status, SUPPORTED_VERSIONS};
+use crate::servers::{Lease, Servers, Status, STATUS_NOTIFICATION, SUPPORTED_VERSIONS};
 pub use session::{Delivery, Session, Sessions, Target};
 
 /// The aggregated endpoint joins server and tool names with this.
@@ -315,6 +315,16 @@ impl Gateway {
     /// A child's notification: to the sessions of its server and the aggregated sessions.
     fn on_notification(&self, server: &str, msg: &Value) {
         let method = jsonrpc::method(msg);
+        if method == STATUS_NOTIFICATION {
+            // A server came or went: the aggregated lists changed.
+            *self.catalog.lock() = Catalog::default();
+            for s in self.sessions.of(&Target::Aggregate) {
+                for m in ["tools", "prompts", "resources"] {
+                    s.deliver(jsonrpc::notification(&format!("notifications/{m}/list_changed"), None));
+                }
+            }
+            return;
+        }
         if method.ends_with("/list_changed") {
             let mut c = self.catalog.lock();
             match method {

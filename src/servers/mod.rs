@@ -124,7 +124,11 @@ impl Lease {
     }
 }
 
-/// Called with (server, message) for every notification a child sends.
+/// The hub's own notification to listeners when a server starts or stops running.
+pub const STATUS_NOTIFICATION: &str = "agenthub/server_status";
+
+/// Called with (server, message) for every notification a child sends, and with
+/// `STATUS_NOTIFICATION` when a server starts or stops running.
 pub type Listener = Arc<dyn Fn(&str, &Value) + Send + Sync>;
 
 /// What the server table needs from the rest of the hub.
@@ -317,6 +321,15 @@ impl Servers {
     }
 
     fn set_status(&self, srv: &Server, st: &mut State, status: Status, why: &str) {
+        if (st.info.status == Status::Running) != (status == Status::Running) {
+            // What the server offers appears or goes: listeners (the aggregated view) hear of it.
+            if let Some(l) = self.listener.get() {
+                l(
+                    &srv.name,
+                    &json!({"jsonrpc": "2.0", "method": STATUS_NOTIFICATION, "params": {"status": status}}),
+                );
+            }
+        }
         if st.info.status != status {
             log::info!(
                 "server {}: {} -> {}{}",

@@ -3,6 +3,7 @@
 mod bridge;
 mod config_api;
 mod core;
+mod gateway;
 mod npm_servers;
 mod servers;
 // Shared test support: not every helper is used by every test module.
