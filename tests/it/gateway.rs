@@ -293,9 +293,11 @@ fn aggregated_endpoint_merges_and_routes_and_skips_stopped_servers() {
     assert_eq!(hub.post("/servers/one/stop").status, 200);
     let r = c.call(json!(6), "tools/call", json!({"name": "two__echo", "arguments": {"text": "still"}}));
     assert_eq!(r["result"]["content"][0]["text"], "still");
+    // The stopped server's tools are gone from the merged view.
     let r = c.call(json!(7), "tools/call", json!({"name": "one__echo", "arguments": {"text": "x"}}));
-    assert_eq!(r["error"]["code"], -32000, "{r}");
-    assert!(r["error"]["message"].as_str().unwrap().contains("STOPPED"), "{r}");
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    let tools = c.call(json!(8), "tools/list", json!({}));
+    assert!(tools["result"]["tools"].as_array().unwrap().iter().all(|t| !t["name"].as_str().unwrap().starts_with("one__")));
 }
 
 #[test]
