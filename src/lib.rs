@@ -11,6 +11,7 @@ pub mod jsonrpc;
 pub mod mcp;
 pub mod resilience;
 pub mod servers;
+pub mod shim;
 
 /// The version every surface reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

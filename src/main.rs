@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use agenthub::config::{self, Settings, SETTINGS};
 use agenthub::error::{Error, Result};
-use agenthub::{dashboard, enhance, http, mcp, resilience, servers, VERSION};
+use agenthub::{dashboard, enhance, http, mcp, resilience, servers, shim, VERSION};
 
 /// How long in-flight requests may run on after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
@@ -17,6 +17,11 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 enum Command {
     Serve,
     CheckConfig,
+    /// The stdio shim, for one server or all.
+    Stdio {
+        server: Option<String>,
+        url: Option<String>,
+    },
     Help,
     Version,
 }
@@ -47,6 +52,22 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::CheckConfig => check_config(&cli.flags, &env),
+        Command::Stdio { server, url } => {
+            init_logging(log::LevelFilter::Warn);
+            let base = url.or_else(|| env("AGENTHUB_URL")).unwrap_or_else(|| {
+                let port = cli.flags.get("AGENTHUB_PORT").cloned().or_else(|| env("AGENTHUB_PORT"));
+                format!("http://127.0.0.1:{}", port.as_deref().unwrap_or("9090"))
+            });
+            let shim =
+                Arc::new(shim::Shim::new(shim::endpoint(&base, server.as_deref()), env("AGENTHUB_TOKEN")));
+            match shim.run() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    log::error!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve => {
             let settings = match Settings::resolve(&cli.flags, &env) {
                 Ok(s) => s,
@@ -79,6 +100,19 @@ fn parse_args(args: &[String]) -> std::result::Result<Cli, String> {
             "-V" | "--version" => return Ok(Cli { command: Command::Version, flags }),
             "serve" if command.is_none() => command = Some(Command::Serve),
             "check-config" if command.is_none() => command = Some(Command::CheckConfig),
+            "stdio" if command.is_none() => command = Some(Command::Stdio { server: None, url: None }),
+            "--url" if matches!(command, Some(Command::Stdio { .. })) => {
+                let v = args.get(i).ok_or("--url needs a value")?.clone();
+                i += 1;
+                if let Some(Command::Stdio { url, .. }) = &mut command {
+                    *url = Some(v);
+                }
+            }
+            _ if !arg.starts_with('-') && matches!(command, Some(Command::Stdio { server: None, .. })) => {
+                if let Some(Command::Stdio { server, .. }) = &mut command {
+                    *server = Some(arg.to_string());
+                }
+            }
             _ if arg.starts_with("--") => {
                 let (name, inline) = match arg.split_once('=') {
                     Some((n, v)) => (n, Some(v.to_string())),
@@ -107,7 +141,8 @@ fn parse_args(args: &[String]) -> std::result::Result<Cli, String> {
 fn usage() -> String {
     "usage: agenthub [serve] [--host H] [--port P] [--config-dir D] [--servers-file F] \
      [--data-dir D] [--log-level L] [--workers N]\n       agenthub check-config [--config-dir D] \
-     [--servers-file F]\n       agenthub --help | --version"
+     [--servers-file F]\n       agenthub stdio [SERVER] [--url http://127.0.0.1:9090]\n       \
+     agenthub --help | --version"
         .to_string()
 }
 
@@ -115,7 +150,9 @@ fn help() -> String {
     let mut out = format!(
         "agenthub {VERSION}: a local hub for MCP servers and Ollama models\n\n{}\n\n\
          commands:\n  serve          run the hub (the default)\n  \
-         check-config   validate the configuration, print what was loaded; exit 0 if valid, 1 if not\n\n\
+         check-config   validate the configuration, print what was loaded; exit 0 if valid, 1 if not\n  \
+         stdio          a stdio MCP server forwarding to a running hub (AGENTHUB_URL, AGENTHUB_TOKEN):\n                 \
+         all servers, or SERVER alone; for clients that only launch stdio servers\n\n\
          settings (flag, then environment variable, default):\n",
         usage()
     );

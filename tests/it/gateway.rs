@@ -297,7 +297,11 @@ fn aggregated_endpoint_merges_and_routes_and_skips_stopped_servers() {
     let r = c.call(json!(7), "tools/call", json!({"name": "one__echo", "arguments": {"text": "x"}}));
     assert_eq!(r["error"]["code"], -32602, "{r}");
     let tools = c.call(json!(8), "tools/list", json!({}));
-    assert!(tools["result"]["tools"].as_array().unwrap().iter().all(|t| !t["name"].as_str().unwrap().starts_with("one__")));
+    assert!(tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| !t["name"].as_str().unwrap().starts_with("one__")));
 }
 
 #[test]
@@ -341,6 +345,16 @@ fn the_python_sdk_uses_both_endpoints() {
     assert!(out.contains("ok progress [1.0, 2.0, 3.0]"), "{out}");
     let out = python_sdk(&["http", &format!("http://{}/mcp", hub.addr), "aggregate"]);
     assert!(out.contains("ok initialize agenthub"), "{out}");
+}
+
+#[test]
+fn the_python_sdk_uses_the_stdio_shim() {
+    let hub = everything_hub();
+    let url = format!("http://{}", hub.addr);
+    let out = python_sdk(&["stdio", BIN, "stdio", "everything", "--url", &url, "-"]);
+    assert!(out.contains("ok initialize mcp-servers/everything"), "{out}");
+    let out = python_sdk(&["stdio", BIN, "stdio", "--url", &url, "everything__"]);
+    assert!(out.contains("ok initialize agenthub") && out.contains("ok progress"), "{out}");
 }
 
 #[test]
