@@ -16,8 +16,8 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use crate::jsonrpc::{self, Kind, RpcError};
-use crate::servers::bridge::{Event, Next, Pending};
-use crate::servers::{Lease, Servers, Status, STATUS_NOTIFICATION, SUPPORTED_VERSIONS};
+use crate::servers::bridge::{Bridge, Event, Next, Pending};
+use crate::servers::{Channel, Servers, Status, STATUS_NOTIFICATION, SUPPORTED_VERSIONS};
 pub use session::{Delivery, Session, Sessions, Target};
 
 /// The aggregated endpoint joins server and tool names with this.
@@ -262,7 +262,27 @@ impl Gateway {
                 return reply(rpc_error(id, &RpcError::new(jsonrpc::SERVER_UNAVAILABLE, e.to_string())));
             }
         };
-        let pending = match lease.bridge.begin_relay(&msg) {
+        let bridge = match &lease.channel {
+            Channel::Stdio(b) => b.clone(),
+            Channel::Http(upstream) => {
+                let result = upstream.relay(&msg, lease.remaining());
+                self.servers.record(server, result.as_ref().err());
+                return match result {
+                    Err(e) => reply(rpc_error(id, &e)),
+                    Ok(msgs) if msgs.len() > 1 && sse => {
+                        Answer::Stream(Box::new(move |w: &mut dyn Write| {
+                            for m in &msgs {
+                                if write_event(w, m).is_err() {
+                                    return;
+                                }
+                            }
+                        }))
+                    }
+                    Ok(mut msgs) => reply(msgs.pop().unwrap_or(Value::Null)),
+                };
+            }
+        };
+        let pending = match bridge.begin_relay(&msg) {
             Ok(p) => p,
             Err(e) => {
                 self.servers.record(server, Some(&e));
@@ -275,7 +295,9 @@ impl Gateway {
             server: server.to_string(),
             session: session.clone(),
             id,
-            lease,
+            bridge,
+            deadline: lease.deadline,
+            timeout: lease.timeout,
             pending,
         };
         call.answer(sse)
@@ -615,7 +637,9 @@ struct Call {
     session: Arc<Session>,
     /// The client's own id, put back on the answer.
     id: Value,
-    lease: Lease,
+    bridge: Arc<Bridge>,
+    deadline: Instant,
+    timeout: Duration,
     pending: Pending,
 }
 
@@ -624,10 +648,10 @@ impl Call {
     /// else for this request (progress, a request for the client) and the client takes SSE.
     fn answer(self, sse: bool) -> Answer {
         loop {
-            match self.lease.bridge.next(&self.pending, self.lease.deadline) {
+            match self.bridge.next(&self.pending, self.deadline) {
                 Next::Event(Event::Response(r)) => return reply(self.finish(r)),
                 Next::Event(Event::Message(m)) if sse => return self.stream(m),
-                Next::Event(Event::Message(m)) => self.lease.bridge.refuse_relay(&m),
+                Next::Event(Event::Message(m)) => self.bridge.refuse_relay(&m),
                 Next::Gone => return reply(self.fail_gone()),
                 Next::TimedOut => return reply(self.fail_timeout()),
             }
@@ -640,7 +664,7 @@ impl Call {
                 return self.abandon();
             }
             loop {
-                let out = match self.lease.bridge.next(&self.pending, self.lease.deadline) {
+                let out = match self.bridge.next(&self.pending, self.deadline) {
                     Next::Event(Event::Message(m)) => {
                         if write_event(w, &m).is_err() {
                             return self.abandon();
@@ -675,7 +699,7 @@ impl Call {
     }
 
     fn fail_timeout(self) -> Value {
-        let e = self.lease.bridge.timed_out(self.pending, self.lease.timeout);
+        let e = self.bridge.timed_out(self.pending, self.timeout);
         self.servers.record(&self.server, Some(&e));
         self.session.untrack(&self.id);
         rpc_error(self.id, &e)
@@ -684,7 +708,7 @@ impl Call {
     /// The client went away mid-stream: the child is told to stop.
     fn abandon(self) {
         self.session.untrack(&self.id);
-        self.lease.bridge.cancel(self.pending, "the client disconnected");
+        self.bridge.cancel(self.pending, "the client disconnected");
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod bridge;
 pub mod installer;
 pub mod process;
+pub mod upstream;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +28,7 @@ use crate::jsonrpc::{self, RpcError};
 use crate::resilience::{Backoff, Breakers};
 use bridge::{Bridge, Peer, Pending, StderrRing};
 use process::Process;
+use upstream::Upstream;
 
 /// Protocol version the hub asks children for, and the ones it accepts back.
 pub const PROTOCOL_VERSION: &str = "2025-11-25";
@@ -113,7 +115,7 @@ impl From<Error> for CallError {
 
 /// One request's hold on a running server.
 pub struct Lease {
-    pub bridge: Arc<Bridge>,
+    pub channel: Channel,
     pub deadline: Instant,
     pub timeout: Duration,
 }
@@ -141,10 +143,91 @@ pub struct Context {
     pub activity: Arc<Activity>,
 }
 
+/// A live server: a child over stdio, or a remote one over HTTP.
 struct Run {
-    process: Process,
-    bridge: Arc<Bridge>,
+    link: Link,
     initialize: Value,
+}
+
+enum Link {
+    Stdio { process: Process, bridge: Arc<Bridge> },
+    Http(Arc<Upstream>),
+}
+
+/// How a request reaches a server.
+#[derive(Clone)]
+pub enum Channel {
+    Stdio(Arc<Bridge>),
+    Http(Arc<Upstream>),
+}
+
+impl Channel {
+    /// A request's result, within `timeout`.
+    pub fn call(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        timeout: Duration,
+    ) -> std::result::Result<Value, RpcError> {
+        match self {
+            Channel::Stdio(b) => b.call(method, params, timeout),
+            Channel::Http(u) => u.call(method, params, timeout),
+        }
+    }
+}
+
+impl Run {
+    fn pid(&self) -> Option<u32> {
+        match &self.link {
+            Link::Stdio { process, .. } => Some(process.pid()),
+            Link::Http(_) => None,
+        }
+    }
+
+    fn channel(&self) -> Channel {
+        match &self.link {
+            Link::Stdio { bridge, .. } => Channel::Stdio(bridge.clone()),
+            Link::Http(u) => Channel::Http(u.clone()),
+        }
+    }
+
+    fn bridge(&self) -> Option<&Arc<Bridge>> {
+        match &self.link {
+            Link::Stdio { bridge, .. } => Some(bridge),
+            Link::Http(_) => None,
+        }
+    }
+
+    /// The leader's exit status once it has exited (never for a remote server).
+    fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        match &mut self.link {
+            Link::Stdio { process, .. } => process.try_wait(),
+            Link::Http(_) => None,
+        }
+    }
+
+    /// Politely: stdin closed, then TERM and KILL to the group; a remote session is ended.
+    fn stop(&mut self) {
+        match &mut self.link {
+            Link::Stdio { process, bridge } => {
+                bridge.close_stdin();
+                process.stop(process::TERM_GRACE);
+                bridge.join(Duration::from_millis(500));
+            }
+            Link::Http(u) => u.close(),
+        }
+    }
+
+    /// At once: the group killed (a crashed or hung child), the callers released.
+    fn kill(&mut self, grace: Duration) {
+        match &mut self.link {
+            Link::Stdio { process, bridge } => {
+                process.kill();
+                bridge.join(grace);
+            }
+            Link::Http(u) => u.close(),
+        }
+    }
 }
 
 struct State {
@@ -414,7 +497,7 @@ impl Servers {
         let stale = st.generation != gen || st.removed;
         match outcome {
             Ok(run) if !stale => {
-                st.info.pid = Some(run.process.pid());
+                st.info.pid = run.pid();
                 st.info.started_at = Some((SystemTime::now(), Instant::now()));
                 st.info.last_error = None;
                 st.last_attempt = Some(Ok(()));
@@ -427,8 +510,7 @@ impl Servers {
             }
             Ok(mut run) => {
                 drop(st);
-                run.process.kill();
-                run.bridge.join(Duration::from_millis(500));
+                run.kill(Duration::from_millis(500));
                 srv.changed.notify_all();
             }
             Err((e, retry)) => {
@@ -452,14 +534,14 @@ impl Servers {
         srv: &Server,
         cfg: &ServerConfig,
     ) -> std::result::Result<Run, (String, bool)> {
-        if cfg.transport == Transport::Http {
-            return Err((
-                "remote (http) servers are reached through the MCP gateway, not started".into(),
-                false,
-            ));
-        }
         let env = |k: &str| std::env::var(k).ok();
         let cfg = cfg.expanded(&env).map_err(|var| (format!("missing environment variable {var}"), false))?;
+        if cfg.transport == Transport::Http {
+            let url = cfg.url.clone().unwrap_or_default();
+            let upstream = Arc::new(Upstream::new(&srv.name, &url, cfg.headers.clone()));
+            let init = upstream.initialize(cfg.handshake_timeout).map_err(|e| (e.message, true))?;
+            return Ok(Run { link: Link::Http(upstream), initialize: init });
+        }
         let (mut process, pipes) =
             Process::spawn(&srv.name, &cfg, &self.ctx.npm_prefix).map_err(|e| (e.to_string(), false))?;
         srv.state.lock().launch_pgid = Some(process.pid() as i32);
@@ -510,7 +592,7 @@ impl Servers {
             return Err(fail(&mut process, &bridge, why));
         }
         bridge.notify("notifications/initialized", None);
-        Ok(Run { process, bridge: Arc::new(bridge), initialize: init })
+        Ok(Run { link: Link::Stdio { process, bridge: Arc::new(bridge) }, initialize: init })
     }
 
     /// After a crash, a hung child or a failed launch: schedule a restart within policy, else
@@ -564,9 +646,7 @@ impl Servers {
             unsafe { libc::kill(-pgid, libc::SIGKILL) };
         }
         if let Some(mut run) = run {
-            run.bridge.close_stdin();
-            run.process.stop(process::TERM_GRACE);
-            run.bridge.join(Duration::from_millis(500));
+            run.stop();
         }
         let mut st = srv.state.lock();
         // Let a discarded launch finish before reporting STOPPED.
@@ -621,7 +701,7 @@ impl Servers {
         params: Option<Value>,
     ) -> std::result::Result<Value, CallError> {
         let lease = self.acquire(name)?;
-        let result = lease.bridge.call(method, params, lease.remaining());
+        let result = lease.channel.call(method, params, lease.remaining());
         self.record(name, result.as_ref().err());
         result.map_err(CallError::Rpc)
     }
@@ -639,7 +719,7 @@ impl Servers {
                 srv.changed.wait_until(&mut st, deadline);
             }
             match (st.info.status, &st.run) {
-                (Status::Running, Some(run)) => Lease { bridge: run.bridge.clone(), deadline, timeout },
+                (Status::Running, Some(run)) => Lease { channel: run.channel(), deadline, timeout },
                 (Status::Starting, _) => {
                     return Err(Error::Timeout(format!("server {name} is still starting")))
                 }
@@ -677,7 +757,7 @@ impl Servers {
     pub fn bridge(&self, name: &str) -> Option<Arc<Bridge>> {
         let srv = self.find(name)?;
         let st = srv.state.lock();
-        st.run.as_ref().map(|r| r.bridge.clone())
+        st.run.as_ref().and_then(|r| r.bridge().cloned())
     }
 
     /// Receives every notification a child sends (after the hub's own handling).
@@ -822,7 +902,7 @@ impl Servers {
             let mut st = srv.state.lock();
             match st.info.status {
                 Status::Running => {
-                    let exited = st.run.as_mut().and_then(|r| r.process.try_wait());
+                    let exited = st.run.as_mut().and_then(|r| r.try_wait());
                     if let Some(status) = exited {
                         let run = st.run.take();
                         let tail = srv.stderr.lock().tail(5).join(" | ");
@@ -853,8 +933,7 @@ impl Servers {
         }
         if let Some(mut run) = reap {
             // The leader is gone (or hung): take its group down and release the callers.
-            run.process.kill();
-            run.bridge.join(Duration::from_millis(200));
+            run.kill(Duration::from_millis(200));
         }
         if relaunch {
             let (me, srv) = (self.clone(), srv.clone());
@@ -868,9 +947,9 @@ impl Servers {
         if interval.is_zero() {
             return None;
         }
-        let run = st.run.as_ref()?;
+        let bridge = st.run.as_ref()?.bridge()?.clone();
         if let Some((pending, deadline)) = &st.ping {
-            match run.bridge.poll(pending) {
+            match bridge.poll(pending) {
                 Some(_) => {
                     st.ping = None;
                     st.last_ping = now;
@@ -887,7 +966,7 @@ impl Servers {
             return None;
         }
         if now.duration_since(st.last_ping) >= interval {
-            if let Ok(p) = run.bridge.begin("ping", None) {
+            if let Ok(p) = bridge.begin("ping", None) {
                 st.ping = Some((p, now + PING_DEADLINE.min(interval)));
             }
         }

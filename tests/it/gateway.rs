@@ -418,3 +418,74 @@ fn aggregated_sessions_hear_when_the_tool_list_changes() {
     let after = c.call(json!(2), "tools/list", json!({}))["result"]["tools"].as_array().unwrap().len();
     assert_eq!(after, 2 * before, "the new server's tools are listed");
 }
+
+/// server-everything in its Streamable HTTP mode on a port of its own.
+struct RemoteEverything {
+    child: std::process::Child,
+}
+
+impl RemoteEverything {
+    fn start(port: u16) -> RemoteEverything {
+        let bin = deps().join("npm/node_modules/.bin/mcp-server-everything");
+        let child = Command::new(bin)
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for("the remote server to listen", 20 * SEC, || TcpStream::connect(("127.0.0.1", port)).ok());
+        RemoteEverything { child }
+    }
+}
+
+impl Drop for RemoteEverything {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn http_upstreams_are_relayed_behind_a_breaker() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let remote = RemoteEverything::start(port);
+    let servers = json!({"servers": {"remote": {"transport": "http", "url": format!("http://127.0.0.1:{port}/mcp"),
+        "headers": {"Authorization": "Bearer upstream-secret"}, "request_timeout": 5}}});
+    let hub = Hub::builder()
+        .servers(&servers.to_string())
+        .env("AGENTHUB_BREAKER_THRESHOLD", "2")
+        .env("AGENTHUB_BREAKER_RECOVERY_S", "1")
+        .start();
+    let s = hub.post("/servers/remote/start");
+    assert_eq!(s.status, 200, "{}", s.text());
+    assert_eq!(s.json()["pid"], Value::Null);
+    assert_eq!(s.json()["config"]["headers"]["Authorization"], "***");
+    let echo = json!({"name": "echo", "arguments": {"message": "over http"}});
+    assert!(tool_text(&hub.call("remote", "tools/call", &echo)).contains("over http"));
+    let c = Client::connect(&hub, "/mcp/remote");
+    let r = c.call(json!(1), "tools/call", echo.clone());
+    assert!(r["result"]["content"][0]["text"].as_str().unwrap().contains("over http"), "{r}");
+
+    drop(remote);
+    for _ in 0..2 {
+        hub.call("remote", "tools/call", &echo).expect_error(502, "upstream_error");
+    }
+    let t = std::time::Instant::now();
+    let msg = hub.call("remote", "tools/call", &echo).expect_error(503, "circuit_open");
+    assert!(t.elapsed() < Duration::from_millis(100), "an open breaker fails fast");
+    assert!(msg.contains("open"), "{msg}");
+    assert_eq!(hub.get("/health").json()["servers"]["remote"]["circuit"], "open");
+    let r = c.call(json!(2), "tools/call", echo.clone());
+    assert_eq!(r["error"]["code"], -32000);
+    assert!(r["error"]["message"].as_str().unwrap().contains("open"), "{r}");
+
+    let _back = RemoteEverything::start(port);
+    let text = wait_for("the breaker to close again", 15 * SEC, || {
+        let r = hub.call("remote", "tools/call", &echo);
+        (r.status == 200).then(|| tool_text(&r))
+    });
+    assert!(text.contains("over http"));
+    assert_eq!(hub.get("/health").json()["servers"]["remote"]["circuit"], "closed");
+}

@@ -1,0 +1,179 @@
+//! Remote MCP servers (`transport: "http"`): the hub as a Streamable HTTP client through ureq.
+//! One upstream session shared by every caller, like a stdio child: the hub initializes it,
+//! rewrites ids, reads JSON or SSE answers, and initializes again when the upstream forgets
+//! the session (404).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+use crate::jsonrpc::{self, RpcError};
+
+pub struct Upstream {
+    name: String,
+    url: String,
+    headers: BTreeMap<String, String>,
+    agent: ureq::Agent,
+    session: Mutex<Option<String>>,
+    version: Mutex<String>,
+    next_id: AtomicU64,
+}
+
+/// How one exchange failed.
+fn unreachable(name: &str, e: impl std::fmt::Display) -> RpcError {
+    RpcError::new(jsonrpc::SERVER_UNAVAILABLE, format!("server {name} is unreachable: {e}"))
+}
+
+impl Upstream {
+    pub fn new(name: &str, url: &str, headers: BTreeMap<String, String>) -> Upstream {
+        let agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .http_status_as_error(false)
+            .proxy(None)
+            .build()
+            .into();
+        Upstream {
+            name: name.to_string(),
+            url: url.to_string(),
+            headers,
+            agent,
+            session: Mutex::new(None),
+            version: Mutex::new(super::PROTOCOL_VERSION.to_string()),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// The handshake: `initialize`, then `notifications/initialized`. Returns the result.
+    pub fn initialize(&self, timeout: Duration) -> Result<Value, RpcError> {
+        *self.session.lock() = None;
+        let params = json!({
+            "protocolVersion": super::PROTOCOL_VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": "agenthub", "version": crate::VERSION},
+        });
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let msgs = self.exchange(&jsonrpc::request(id, "initialize", Some(params)), timeout, false)?;
+        let response =
+            msgs.into_iter().last().ok_or_else(|| unreachable(&self.name, "no answer to initialize"))?;
+        let result = jsonrpc::outcome(&response)?;
+        if let Some(v) = result.get("protocolVersion").and_then(Value::as_str) {
+            *self.version.lock() = v.to_string();
+        }
+        self.exchange(&jsonrpc::notification("notifications/initialized", None), timeout, false)?;
+        Ok(result)
+    }
+
+    /// Relays a client's request; returns every message the upstream sent for it, the final
+    /// response last (with the client's id).
+    pub fn relay(&self, request: &Value, timeout: Duration) -> Result<Vec<Value>, RpcError> {
+        let client_id = request.get("id").cloned().unwrap_or(Value::Null);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut msg = request.clone();
+        msg["id"] = json!(id);
+        let mut msgs = match self.exchange(&msg, timeout, true) {
+            Err(e) if e.code == NOT_FOUND_SESSION => {
+                // The upstream forgot the session (it restarted): start a new one, once.
+                log::info!("server {}: upstream session expired; initializing again", self.name);
+                self.initialize(timeout)?;
+                self.exchange(&msg, timeout, false)?
+            }
+            other => other?,
+        };
+        match msgs.last_mut() {
+            Some(last) if last.get("id") == Some(&json!(id)) => last["id"] = client_id,
+            _ => return Err(unreachable(&self.name, "the answer ended without a response")),
+        }
+        Ok(msgs)
+    }
+
+    /// A request's result.
+    pub fn call(&self, method: &str, params: Option<Value>, timeout: Duration) -> Result<Value, RpcError> {
+        let msgs = self.relay(&jsonrpc::request(0, method, params), timeout)?;
+        jsonrpc::outcome(msgs.last().unwrap_or(&Value::Null))
+    }
+
+    /// Ends the upstream session (DELETE), if there is one.
+    pub fn close(&self) {
+        if let Some(s) = self.session.lock().take() {
+            let mut req = self.agent.delete(&self.url).header("Mcp-Session-Id", &s);
+            for (k, v) in &self.headers {
+                req = req.header(k, v);
+            }
+            let _ = req.config().timeout_global(Some(Duration::from_secs(2))).build().call();
+        }
+    }
+
+    /// One POST: the messages that came back (none for a notification).
+    fn exchange(&self, msg: &Value, timeout: Duration, with_session: bool) -> Result<Vec<Value>, RpcError> {
+        let mut req = self
+            .agent
+            .post(&self.url)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .header("Accept", "application/json, text/event-stream")
+            .header("Content-Type", "application/json");
+        let session = self.session.lock().clone();
+        if let Some(s) = &session {
+            req =
+                req.header("Mcp-Session-Id", s).header("MCP-Protocol-Version", self.version.lock().as_str());
+        }
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        let mut resp = req.send(msg.to_string()).map_err(|e| match e {
+            ureq::Error::Timeout(_) => RpcError::new(
+                jsonrpc::REQUEST_TIMEOUT,
+                format!("request to {} timed out after {}s", self.name, timeout.as_secs_f64()),
+            ),
+            e => unreachable(&self.name, e),
+        })?;
+        if let Some(s) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
+            *self.session.lock() = Some(s.to_string());
+        }
+        let status = resp.status().as_u16();
+        // The spec says 404 for a session the server no longer knows; some servers say 400.
+        if (status == 404 || status == 400) && with_session && session.is_some() {
+            return Err(RpcError::new(NOT_FOUND_SESSION, "upstream session not found"));
+        }
+        if status == 202 {
+            return Ok(Vec::new());
+        }
+        let sse = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("text/event-stream"));
+        if sse {
+            let mut out = Vec::new();
+            let reader = BufReader::new(resp.into_body().into_reader());
+            for line in reader.lines() {
+                let line = line.map_err(|e| unreachable(&self.name, e))?;
+                let Some(data) = line.strip_prefix("data:") else { continue };
+                let Ok(v) = serde_json::from_str::<Value>(data.trim()) else { continue };
+                let done = v.get("id") == msg.get("id") && jsonrpc::kind(&v) == jsonrpc::Kind::Response;
+                out.push(v);
+                if done {
+                    break;
+                }
+            }
+            return Ok(out);
+        }
+        let body = resp.body_mut().read_to_string().map_err(|e| unreachable(&self.name, e))?;
+        match serde_json::from_str::<Value>(&body) {
+            Ok(v) if v.get("jsonrpc").is_some() => Ok(vec![v]),
+            _ if status >= 400 => Err(unreachable(
+                &self.name,
+                format!("HTTP {status}: {}", body.chars().take(200).collect::<String>()),
+            )),
+            _ => Err(unreachable(&self.name, format!("unexpected answer (HTTP {status})"))),
+        }
+    }
+}
+
+/// Internal: the upstream answered 404 for our session.
+const NOT_FOUND_SESSION: i64 = -32099;
