@@ -5,7 +5,7 @@ CARGO ?= cargo
 TARGET := x86_64-unknown-linux-gnu
 STATIC_BIN := target/$(TARGET)/release/agenthub
 
-.PHONY: run test test-deps bench lint release clean
+.PHONY: run test test-deps bench bench-deps lint release clean
 
 run:
 	$(CARGO) run --release --
@@ -41,8 +41,22 @@ test-deps: .deps/npm/node_modules/.installed .deps/venv/.installed .deps/conform
 		@modelcontextprotocol/server-memory@2026.8.31
 	touch $@
 
-bench: release
+bench: release test-deps bench-deps
 	AGENTHUB_STATIC_BIN=$(STATIC_BIN) $(CARGO) bench --locked --bench hub
+
+# The peers the benchmark measures the hub against, pinned (tests/bench).
+bench-deps: .deps/bench/npm/node_modules/.installed .deps/bench/venv/.installed
+
+.deps/bench/npm/node_modules/.installed: tests/bench/package.json tests/bench/package-lock.json
+	mkdir -p .deps/bench/npm
+	cp tests/bench/package.json tests/bench/package-lock.json .deps/bench/npm/
+	cd .deps/bench/npm && npm ci --no-audit --no-fund --ignore-scripts --cache ../../npm-cache
+	touch $@
+
+.deps/bench/venv/.installed: tests/bench/requirements.txt
+	$(PYTHON) -m venv .deps/bench/venv
+	.deps/bench/venv/bin/pip install --quiet --disable-pip-version-check -r tests/bench/requirements.txt
+	touch $@
 
 lint:
 	$(CARGO) fmt --check

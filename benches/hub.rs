@@ -64,6 +64,9 @@ fn main() {
     if wanted("children") {
         rss_with_children(&dir, &mut rows);
     }
+    if wanted("peers") {
+        peers(&dir, &root, &mut rows);
+    }
 
     println!("\n{:<58} {:>26} {:>22}", "metric", "measured", "target");
     println!("{}", "-".repeat(116));
@@ -331,6 +334,151 @@ fn rss_with_children(dir: &TempDir, rows: &mut Vec<Row>) {
     });
 }
 
+/// `tools/call` echo on server-everything through `/mcp/everything`, beside supergateway
+/// (`--stateful`, Streamable HTTP) and the PyPI `mcp-proxy` in front of the same server, at 1 and
+/// 16 concurrent clients (each its own MCP session on its own keep-alive connection).
+fn peers(dir: &TempDir, root: &Path, rows: &mut Vec<Row>) {
+    let everything = root.join(".deps/npm/node_modules/.bin/mcp-server-everything");
+    let supergateway = root.join(".deps/bench/npm/node_modules/.bin/supergateway");
+    let mcp_proxy = root.join(".deps/bench/venv/bin/mcp-proxy");
+    if !(everything.exists() && supergateway.exists() && mcp_proxy.exists()) {
+        rows.push(Row {
+            metric: "MCP endpoint vs supergateway and mcp-proxy".into(),
+            measured: "not measured: run make bench-deps".into(),
+            target: "≥ 2× RPS at 16, lower p50 at 1".into(),
+            pass: Some(false),
+        });
+        return;
+    }
+    let ev = everything.display().to_string();
+    let cfg = dir.config(
+        "peers",
+        &json!({"servers": {"everything": {"command": ev, "auto_start": true}}}).to_string(),
+    );
+    let mut results: Vec<(&str, [(f64, Duration); 2])> = Vec::new();
+    {
+        let hub = Hub::start(&cfg, &[("AGENTHUB_WORKERS", "32")]);
+        hub.wait_running("everything");
+        results.push(("agenthub /mcp/everything", load_mcp(&hub.addr, "/mcp/everything")));
+    }
+    {
+        let port = free_port();
+        let _sg = Peer::start(
+            Command::new(&supergateway).args([
+                "--stdio",
+                &ev,
+                "--outputTransport",
+                "streamableHttp",
+                "--stateful",
+                "--port",
+                &port.to_string(),
+            ]),
+            port,
+        );
+        results.push(("supergateway --stateful", load_mcp(&format!("127.0.0.1:{port}"), "/mcp")));
+    }
+    {
+        let port = free_port();
+        let _mp = Peer::start(
+            Command::new(&mcp_proxy).args(["--host", "127.0.0.1", "--port", &port.to_string(), &ev]),
+            port,
+        );
+        results.push(("mcp-proxy (PyPI)", load_mcp(&format!("127.0.0.1:{port}"), "/mcp")));
+    }
+    for (name, r) in &results {
+        rows.push(Row {
+            metric: format!("MCP tools/call echo: {name}"),
+            measured: format!("1: {:.0} µs p50; 16: {:.0} req/s", us(r[0].1), r[1].0),
+            target: "".into(),
+            pass: None,
+        });
+    }
+    let best_peer_rps = results[1..].iter().map(|(_, r)| r[1].0).fold(0.0, f64::max);
+    let best_peer_p50 = results[1..].iter().map(|(_, r)| r[0].1).min().unwrap_or(Duration::ZERO);
+    let hub = results[0].1;
+    rows.push(Row {
+        metric: "  hub RPS at 16 clients vs the better peer".into(),
+        measured: format!("{:.2}×", hub[1].0 / best_peer_rps),
+        target: "≥ 2×".into(),
+        pass: Some(hub[1].0 >= 2.0 * best_peer_rps),
+    });
+    rows.push(Row {
+        metric: "  hub p50 at 1 client vs the better peer".into(),
+        measured: format!("{:.0} vs {:.0} µs", us(hub[0].1), us(best_peer_p50)),
+        target: "lower than both".into(),
+        pass: Some(hub[0].1 < best_peer_p50),
+    });
+}
+
+/// (requests/s, p50) at 1 and at 16 clients, 3 s each.
+fn load_mcp(addr: &str, path: &str) -> [(f64, Duration); 2] {
+    let mut out = [(0.0, Duration::ZERO); 2];
+    for (slot, clients) in [(0, 1usize), (1, 16)] {
+        let run = Duration::from_secs(3);
+        let lat = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let t = Instant::now();
+        std::thread::scope(|scope| {
+            for _ in 0..clients {
+                let lat = lat.clone();
+                scope.spawn(move || {
+                    let mut c = Conn::new(addr);
+                    let session = c.mcp_initialize(path);
+                    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "hello"}}}).to_string();
+                    let mut mine = Vec::new();
+                    while t.elapsed() < run {
+                        let s = Instant::now();
+                        let (status, resp) = c.mcp_post(path, &session, &body);
+                        assert!(status == 200 && String::from_utf8_lossy(&resp).contains("hello"), "{status}");
+                        mine.push(s.elapsed());
+                    }
+                    lat.lock().extend(mine);
+                });
+            }
+        });
+        let mut all = std::mem::take(&mut *lat.lock());
+        all.sort();
+        out[slot] = (all.len() as f64 / t.elapsed().as_secs_f64(), pct(&all, 50));
+    }
+    out
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A peer gateway, its whole process group killed on drop.
+struct Peer(Child);
+
+impl Peer {
+    fn start(cmd: &mut Command, port: u16) -> Peer {
+        use std::os::unix::process::CommandExt;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start a peer");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "peer did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Peer(child)
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        // SAFETY: killing the group this bench created.
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
@@ -495,19 +643,62 @@ impl Conn {
         self.exchange(req.as_bytes())
     }
 
+    /// An MCP session on this connection: initialize, then initialized. Returns its id.
+    fn mcp_initialize(&mut self, path: &str) -> String {
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}}).to_string();
+        let (status, _, headers) = self.exchange_with_headers(&self.mcp_request(path, None, &init));
+        assert_eq!(status, 200, "initialize on {path}");
+        let session = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("mcp-session-id"))
+            .map(|(_, v)| v.clone())
+            .expect("a session id");
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string();
+        self.exchange_with_headers(&self.mcp_request(path, Some(&session), &note));
+        session
+    }
+
+    fn mcp_post(&mut self, path: &str, session: &str, body: &str) -> (u16, Vec<u8>) {
+        let (status, body, _) = self.exchange_with_headers(&self.mcp_request(path, Some(session), body));
+        (status, body)
+    }
+
+    fn mcp_request(&self, path: &str, session: Option<&str>, body: &str) -> Vec<u8> {
+        let mut head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n",
+            self.host,
+            body.len()
+        );
+        if let Some(s) = session {
+            head.push_str(&format!("Mcp-Session-Id: {s}\r\nMCP-Protocol-Version: 2025-06-18\r\n"));
+        }
+        head.push_str("\r\n");
+        head.push_str(body);
+        head.into_bytes()
+    }
+
     fn exchange(&mut self, req: &[u8]) -> (u16, Vec<u8>) {
+        let (status, body, _) = self.exchange_with_headers(req);
+        (status, body)
+    }
+
+    fn exchange_with_headers(&mut self, req: &[u8]) -> (u16, Vec<u8>, Vec<(String, String)>) {
         self.stream.get_mut().write_all(req).expect("send");
         let mut line = String::new();
         self.stream.read_line(&mut line).expect("status line");
         let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
         let mut length = None;
         let mut chunked = false;
+        let mut headers = Vec::new();
         loop {
             line.clear();
             self.stream.read_line(&mut line).expect("header");
             let l = line.trim_end();
             if l.is_empty() {
                 break;
+            }
+            if let Some((n, v)) = l.split_once(':') {
+                headers.push((n.trim().to_string(), v.trim().to_string()));
             }
             let lower = l.to_ascii_lowercase();
             if let Some(v) = lower.strip_prefix("content-length:") {
@@ -534,7 +725,7 @@ impl Conn {
             body.resize(n, 0);
             self.stream.read_exact(&mut body).expect("body");
         }
-        (status, body)
+        (status, body, headers)
     }
 }
 
