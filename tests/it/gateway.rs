@@ -489,3 +489,54 @@ fn http_upstreams_are_relayed_behind_a_breaker() {
     assert!(text.contains("over http"));
     assert_eq!(hub.get("/health").json()["servers"]["remote"]["circuit"], "closed");
 }
+
+#[test]
+fn a_clients_cancellation_reaches_the_child() {
+    let hub = Hub::builder().servers(&fixture_servers(&[("fx", json!({"request_timeout": 10}))])).start();
+    let c = Client::connect(&hub, "/mcp/fx");
+    std::thread::scope(|s| {
+        s.spawn(|| c.send(&json!({"jsonrpc": "2.0", "id": "slow", "method": "tools/call", "params": {"name": "hang", "arguments": {}}})));
+        // Cancel once the hub has the request in flight (the child logs each call's arrival).
+        let cancelled = |hub: &Hub| {
+            hub.get("/servers/fx/logs").json()["lines"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l.as_str().unwrap().contains("notifications/cancelled"))
+        };
+        wait_for("the call to reach the child", 5 * SEC, || {
+            let logs = hub.get("/servers/fx/logs").json();
+            logs["lines"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l.as_str().unwrap().contains("fixture: call hang"))
+                .then_some(())
+        });
+        let t = std::time::Instant::now();
+        let r = c.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "slow", "reason": "user"}}));
+        assert_eq!(r.status, 202);
+        wait_for("the child to hear of the cancellation", 5 * SEC, || cancelled(&hub).then_some(()));
+        assert!(t.elapsed() < 5 * SEC);
+        // Stop the hanging call so the scope can end.
+        assert_eq!(hub.post("/servers/fx/stop").status, 200);
+    });
+}
+
+#[test]
+fn mcp_endpoints_require_the_token_when_set() {
+    let hub =
+        Hub::builder().servers(&fixture_servers(&[("fx", json!({}))])).env("AGENTHUB_TOKEN", "t0k").start();
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "it", "version": "1"}}}).to_string();
+    hub.request("POST", "/mcp/fx", &[ACCEPT], init.as_bytes()).expect_error(401, "unauthorized");
+    hub.request("POST", "/mcp", &[ACCEPT], init.as_bytes()).expect_error(401, "unauthorized");
+    let r = hub.request("POST", "/mcp/fx", &[ACCEPT, ("Authorization", "Bearer t0k")], init.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = hub.request(
+        "POST",
+        "/mcp/fx",
+        &[ACCEPT, ("Origin", "http://evil.example"), ("Authorization", "Bearer t0k")],
+        init.as_bytes(),
+    );
+    assert_eq!(r.status, 403);
+}
