@@ -287,14 +287,21 @@ fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()>
             activity: activity.clone(),
         },
     );
-    let gateway = mcp::Gateway::new(servers.clone());
+    let enhancer = Arc::new(enhance::Service::new(
+        loaded.rules,
+        &settings.ollama_url,
+        settings.ollama_timeout,
+        settings.cache_size,
+        breakers.clone(),
+    ));
+    let gateway = mcp::Gateway::new(servers.clone(), Some(enhancer.clone()));
     let app = Arc::new(http::App {
         gateway,
         policy: http::guard::Policy {
             allowed: settings.allowed_origins.clone(),
             token: settings.token.clone(),
         },
-        enhancer: enhance::Service::new(loaded.rules, &settings.ollama_url, settings.cache_size),
+        enhancer,
         servers,
         installer: servers::installer::Installer::new(npm_prefix),
         breakers,

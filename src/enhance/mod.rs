@@ -1,41 +1,180 @@
-//! Prompt enhancement through a local Ollama model: rules per client, the prompt cache and
-//! Ollama's reachability.
+//! Prompt enhancement through a local Ollama model: the client's rule (by `X-Client-Name`),
+//! the prompt cache, Ollama's circuit breaker, and per-model statistics. When the model is away
+//! the original prompt comes back with the reason: enhancement never fails a caller.
 
 pub mod ollama;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use serde::Serialize;
 
-use crate::cache::LruCache;
+use crate::cache::{hash_parts, CacheStats, LruCache};
 use crate::config::Rules;
+use crate::error::{Error, Result};
+use crate::resilience::Breakers;
+
+/// The name of Ollama's breaker in the registry.
+pub const BREAKER: &str = "ollama";
+/// Longest prompt accepted, in bytes.
+pub const MAX_PROMPT_BYTES: usize = 32 * 1024;
 
 /// One enhanced prompt as cached.
 #[derive(Debug, Clone)]
-pub struct Enhanced {
+struct Cached {
+    prompt: String,
+    model: String,
+}
+
+/// What to enhance.
+pub struct Request<'a> {
+    pub prompt: &'a str,
+    /// From `X-Client-Name`, else the body's `client`.
+    pub client: Option<&'a str>,
+    /// Overrides the rule's model.
+    pub model: Option<&'a str>,
+}
+
+/// The answer: `prompt` is the text to use.
+#[derive(Debug, Clone, Serialize)]
+pub struct Enhancement {
     pub prompt: String,
+    pub original: String,
+    pub enhanced: bool,
     pub model: String,
+    pub cached: bool,
+    /// The rule applied: the client's name, or `default`.
+    pub client: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+/// Calls, errors and latency of one model.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ModelStats {
+    pub calls: u64,
+    pub errors: u64,
+    pub total_ms: f64,
+    pub last_ms: f64,
 }
 
 pub struct Service {
     pub rules: Rules,
     pub client: Arc<ollama::Client>,
     pub probe: ollama::Probe,
-    pub cache: Mutex<LruCache<Enhanced>>,
+    cache: Mutex<LruCache<Cached>>,
+    breakers: Arc<Breakers>,
+    stats: Mutex<BTreeMap<String, ModelStats>>,
 }
 
 impl Service {
-    pub fn new(rules: Rules, ollama_url: &str, cache_size: usize) -> Service {
-        let client = Arc::new(ollama::Client::new(ollama_url));
+    pub fn new(
+        rules: Rules,
+        ollama_url: &str,
+        timeout: Duration,
+        cache_size: usize,
+        breakers: Arc<Breakers>,
+    ) -> Service {
+        let client = Arc::new(ollama::Client::new(ollama_url, timeout));
         Service {
             rules,
             probe: ollama::Probe::start(client.clone()),
             client,
             cache: Mutex::new(LruCache::new(cache_size)),
+            breakers,
+            stats: Mutex::new(BTreeMap::new()),
         }
     }
 
     pub fn stop(&self) {
         self.probe.stop();
+    }
+
+    /// Enhances a prompt by the client's rule; errors only for bad input (empty, too large).
+    pub fn enhance(&self, req: &Request) -> Result<Enhancement> {
+        if req.prompt.trim().is_empty() {
+            return Err(Error::BadRequest("\"prompt\" must not be empty".into()));
+        }
+        if req.prompt.len() > MAX_PROMPT_BYTES {
+            return Err(Error::PayloadTooLarge(format!("prompt exceeds {MAX_PROMPT_BYTES} bytes")));
+        }
+        let (client, rule) = self.rules.for_client(req.client);
+        let model = req.model.filter(|m| !m.trim().is_empty()).unwrap_or(&rule.model).to_string();
+        let answer =
+            |prompt: String, enhanced: bool, cached: bool, reason: Option<&'static str>| Enhancement {
+                prompt,
+                original: req.prompt.to_string(),
+                enhanced,
+                model: model.clone(),
+                cached,
+                client: client.to_string(),
+                reason,
+            };
+        if !rule.enabled {
+            return Ok(answer(req.prompt.to_string(), false, false, Some("disabled")));
+        }
+        let options = serde_json::Value::Object(rule.options.clone()).to_string();
+        let key = hash_parts(&[&rule.system_prompt, &options, &model, req.prompt]);
+        if let Some(hit) = self.cache.lock().get(&key) {
+            let mut a = answer(hit.prompt, true, true, None);
+            a.model = hit.model;
+            return Ok(a);
+        }
+        if !self.breakers.allow(BREAKER, Instant::now()) {
+            return Ok(answer(req.prompt.to_string(), false, false, Some("breaker_open")));
+        }
+        let started = Instant::now();
+        let result = self.client.generate(&model, req.prompt, &rule.system_prompt, &rule.options);
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        {
+            let mut stats = self.stats.lock();
+            let s = stats.entry(model.clone()).or_default();
+            s.calls += 1;
+            s.total_ms += ms;
+            s.last_ms = ms;
+            if result.is_err() {
+                s.errors += 1;
+            }
+        }
+        match result {
+            Ok(g) => {
+                self.breakers.record_success(BREAKER, Instant::now());
+                self.probe.record(true, Instant::now());
+                let text = g.response.trim().to_string();
+                if text.is_empty() {
+                    return Ok(answer(req.prompt.to_string(), false, false, Some("ollama_error")));
+                }
+                self.cache.lock().set(key, Cached { prompt: text.clone(), model: g.model.clone() });
+                let mut a = answer(text, true, false, None);
+                a.model = g.model;
+                Ok(a)
+            }
+            Err(f) => {
+                if f.is_outage() {
+                    self.breakers.record_failure(BREAKER, Instant::now());
+                    if matches!(f, ollama::Failure::Unreachable(_)) {
+                        self.probe.record(false, Instant::now());
+                    }
+                } else {
+                    self.breakers.record_success(BREAKER, Instant::now());
+                }
+                log::warn!("enhancement with {model} fell back to the original prompt: {f}");
+                Ok(answer(req.prompt.to_string(), false, false, Some(f.reason())))
+            }
+        }
+    }
+
+    pub fn stats(&self) -> BTreeMap<String, ModelStats> {
+        self.stats.lock().clone()
+    }
+
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.lock().stats()
+    }
+
+    pub fn clear_cache(&self) {
+        self.cache.lock().clear();
     }
 }

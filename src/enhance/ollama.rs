@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
 use serde::Deserialize;
+use serde_json::{json, Map, Value};
 
 use crate::error::{Error, Result};
 
@@ -17,6 +18,64 @@ pub struct Client {
     base: String,
     /// Short deadlines: reachability and model listing must not hold `/health`.
     quick: ureq::Agent,
+    /// Generations: the configured deadline (`OLLAMA_TIMEOUT_S`).
+    slow: ureq::Agent,
+    timeout: Duration,
+}
+
+/// How a call to Ollama failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// Nothing answers at the address (refused, no route, name unknown).
+    Unreachable(String),
+    /// No answer within the deadline.
+    Timeout,
+    /// Ollama does not have the model (404 `model 'X' not found`).
+    ModelNotFound(String),
+    /// Any other status, with Ollama's `error` text.
+    Status(u16, String),
+    /// An answer that is not what the API documents.
+    BadAnswer(String),
+}
+
+impl Failure {
+    /// The `reason` the enhancement API reports.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Failure::Unreachable(_) => "ollama_unreachable",
+            Failure::Timeout => "timeout",
+            Failure::ModelNotFound(_) => "model_not_found",
+            Failure::Status(..) | Failure::BadAnswer(_) => "ollama_error",
+        }
+    }
+
+    /// Whether it says Ollama itself is unwell (for the breaker); a missing model does not.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            Failure::Unreachable(_) | Failure::Timeout => true,
+            Failure::Status(s, _) => *s >= 500,
+            Failure::ModelNotFound(_) | Failure::BadAnswer(_) => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Unreachable(e) => write!(f, "ollama is unreachable: {e}"),
+            Failure::Timeout => f.write_str("ollama did not answer in time"),
+            Failure::ModelNotFound(m) => write!(f, "{m}"),
+            Failure::Status(s, e) => write!(f, "ollama answered {s}: {e}"),
+            Failure::BadAnswer(e) => write!(f, "unexpected answer from ollama: {e}"),
+        }
+    }
+}
+
+/// One generation.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    pub response: String,
+    pub model: String,
 }
 
 #[derive(Deserialize)]
@@ -42,16 +101,30 @@ pub fn agent(connect: Duration, global: Duration) -> ureq::Agent {
         .into()
 }
 
+fn failure(e: ureq::Error) -> Failure {
+    match e {
+        ureq::Error::Timeout(_) => Failure::Timeout,
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => Failure::Timeout,
+        e => Failure::Unreachable(e.to_string()),
+    }
+}
+
 impl Client {
-    pub fn new(base_url: &str) -> Client {
+    pub fn new(base_url: &str, timeout: Duration) -> Client {
         Client {
             base: base_url.trim_end_matches('/').to_string(),
             quick: agent(Duration::from_millis(500), Duration::from_secs(2)),
+            slow: agent(Duration::from_secs(2), timeout),
+            timeout,
         }
     }
 
     pub fn base_url(&self) -> &str {
         &self.base
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// `GET /`: Ollama answers 200 "Ollama is running".
@@ -69,21 +142,100 @@ impl Client {
 
     /// `GET /api/tags`: the names of the models pulled locally.
     pub fn models(&self) -> Result<Vec<String>> {
-        let url = format!("{}/api/tags", self.base);
-        let mut resp = self
-            .quick
-            .get(&url)
-            .call()
-            .map_err(|e| Error::Upstream(format!("ollama at {} unreachable: {e}", self.base)))?;
-        if resp.status().as_u16() != 200 {
-            return Err(Error::Upstream(format!("{url} answered {}", resp.status().as_u16())));
-        }
-        let tags: Tags = resp
-            .body_mut()
-            .read_json()
-            .map_err(|e| Error::Upstream(format!("{url}: unexpected answer: {e}")))?;
+        let tags = self.get_json(&self.quick, "/api/tags").map_err(|e| Error::Upstream(e.to_string()))?;
+        let tags: Tags =
+            serde_json::from_value(tags).map_err(|e| Error::Upstream(format!("/api/tags: {e}")))?;
         Ok(tags.models.into_iter().map(|m| m.name).collect())
     }
+
+    /// `GET /api/version`.
+    pub fn version(&self) -> std::result::Result<String, Failure> {
+        let v = self.get_json(&self.quick, "/api/version")?;
+        v.get("version")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| Failure::BadAnswer("no version".into()))
+    }
+
+    /// `POST /api/generate` with `stream: false`: one answer object.
+    pub fn generate(
+        &self,
+        model: &str,
+        prompt: &str,
+        system: &str,
+        options: &Map<String, Value>,
+    ) -> std::result::Result<Generated, Failure> {
+        let mut body = json!({"model": model, "prompt": prompt, "stream": false});
+        if !system.is_empty() {
+            body["system"] = json!(system);
+        }
+        if !options.is_empty() {
+            body["options"] = Value::Object(options.clone());
+        }
+        let v = self.post_json("/api/generate", &body, model)?;
+        let response = v
+            .get("response")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Failure::BadAnswer("no \"response\"".into()))?;
+        Ok(Generated {
+            response: response.to_string(),
+            model: v.get("model").and_then(Value::as_str).unwrap_or(model).to_string(),
+        })
+    }
+
+    /// `POST /api/chat` with `stream: false`: the assistant's message text.
+    pub fn chat(
+        &self,
+        model: &str,
+        messages: &[Value],
+        options: &Map<String, Value>,
+    ) -> std::result::Result<String, Failure> {
+        let mut body = json!({"model": model, "messages": messages, "stream": false});
+        if !options.is_empty() {
+            body["options"] = Value::Object(options.clone());
+        }
+        let v = self.post_json("/api/chat", &body, model)?;
+        v.pointer("/message/content")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| Failure::BadAnswer("no message content".into()))
+    }
+
+    fn get_json(&self, agent: &ureq::Agent, path: &str) -> std::result::Result<Value, Failure> {
+        let mut resp = agent.get(format!("{}{path}", self.base)).call().map_err(failure)?;
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().map_err(failure)?;
+        if status != 200 {
+            return Err(Failure::Status(status, error_text(&text)));
+        }
+        serde_json::from_str(&text).map_err(|e| Failure::BadAnswer(e.to_string()))
+    }
+
+    fn post_json(&self, path: &str, body: &Value, model: &str) -> std::result::Result<Value, Failure> {
+        let mut resp = self.slow.post(format!("{}{path}", self.base)).send_json(body).map_err(failure)?;
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().map_err(failure)?;
+        match status {
+            200 => serde_json::from_str(&text).map_err(|e| Failure::BadAnswer(e.to_string())),
+            404 => {
+                let e = error_text(&text);
+                Err(Failure::ModelNotFound(if e.is_empty() {
+                    format!("model '{model}' not found")
+                } else {
+                    e
+                }))
+            }
+            s => Err(Failure::Status(s, error_text(&text))),
+        }
+    }
+}
+
+/// Ollama's `{"error": "..."}`, or the text itself.
+fn error_text(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| body.chars().take(200).collect())
 }
 
 /// The last reachability result.

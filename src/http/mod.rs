@@ -41,7 +41,7 @@ pub struct App {
     pub breakers: Arc<Breakers>,
     pub activity: Arc<Activity>,
     pub gateway: Arc<crate::mcp::Gateway>,
-    pub enhancer: enhance::Service,
+    pub enhancer: Arc<enhance::Service>,
     pub policy: Policy,
 }
 
@@ -455,14 +455,16 @@ mod tests {
             },
         );
         Arc::new(App {
-            gateway: crate::mcp::Gateway::new(servers.clone()),
+            gateway: crate::mcp::Gateway::new(servers.clone(), None),
             servers,
             policy: Policy { allowed: Vec::new(), token: None },
-            enhancer: enhance::Service::new(
+            enhancer: Arc::new(enhance::Service::new(
                 crate::config::parse_rules(crate::config::DEFAULT_RULES_JSON, "embedded").expect("rules"),
                 &settings.ollama_url,
+                Duration::from_secs(1),
                 10,
-            ),
+                breakers.clone(),
+            )),
             installer: Installer::new(std::env::temp_dir()),
             breakers,
             activity,

@@ -55,6 +55,9 @@ const ROUTES: &[Route] = &[
     route("DELETE", "/mcp/{server}", mcp_delete),
     route("POST", "/mcp/{server}/{*method}", rest_call),
     route("GET", "/activity", activity),
+    route("POST", "/ollama/enhance", enhance_prompt),
+    route("GET", "/ollama/models", ollama_models),
+    route("POST", "/cache/clear", clear_cache),
 ];
 
 /// Routes a request: the handler's reply, 404 for an unknown path, 405 (with `Allow`) for a
@@ -128,8 +131,9 @@ fn health(app: &App, _: &Req, _: &Params) -> Result<Reply> {
             "circuit": app.breakers.state("ollama", now).as_str(),
             "url": app.enhancer.client.base_url(),
             "models": ollama.models,
+            "stats": app.enhancer.stats(),
         },
-        "cache": app.enhancer.cache.lock().stats(),
+        "cache": app.enhancer.cache_stats(),
         "servers": by_name,
     })))
 }
@@ -281,6 +285,37 @@ fn rest_call(app: &App, req: &Req, p: &Params) -> Result<Reply> {
         Err(CallError::Hub(e)) => Err(e),
         Err(CallError::Rpc(e)) => Ok(rpc_error_reply(&e)),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prompt enhancement
+
+/// `POST /ollama/enhance {prompt, client?, model?}`; `X-Client-Name` wins over `client`.
+fn enhance_prompt(app: &App, req: &Req, _: &Params) -> Result<Reply> {
+    let body = req.json()?;
+    let Some(prompt) = body.get("prompt").and_then(Value::as_str) else {
+        return Err(Error::BadRequest("\"prompt\" (a string) is required".into()));
+    };
+    let field = |k: &str| -> Result<Option<&str>> {
+        match body.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(Error::BadRequest(format!("\"{k}\" must be a string"))),
+        }
+    };
+    let client = req.client_name().map(Some).map_or_else(|| field("client"), Ok)?;
+    let e = app.enhancer.enhance(&crate::enhance::Request { prompt, client, model: field("model")? })?;
+    Ok(Reply::ok(&serde_json::to_value(&e).map_err(|e| Error::Internal(e.to_string()))?))
+}
+
+fn ollama_models(app: &App, _: &Req, _: &Params) -> Result<Reply> {
+    let models = app.enhancer.client.models()?;
+    Ok(Reply::ok(&json!({"url": app.enhancer.client.base_url(), "models": models})))
+}
+
+fn clear_cache(app: &App, _: &Req, _: &Params) -> Result<Reply> {
+    app.enhancer.clear_cache();
+    Ok(Reply::ok(&json!({"cache": app.enhancer.cache_stats()})))
 }
 
 // ---------------------------------------------------------------------------------------------

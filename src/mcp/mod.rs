@@ -79,14 +79,17 @@ struct Catalog {
 
 pub struct Gateway {
     servers: Arc<Servers>,
+    /// Offered on the aggregated endpoint as the tool `agenthub__enhance_prompt`.
+    enhancer: Option<Arc<crate::enhance::Service>>,
     pub sessions: Sessions,
     catalog: Mutex<Catalog>,
 }
 
 impl Gateway {
-    pub fn new(servers: Arc<Servers>) -> Arc<Gateway> {
+    pub fn new(servers: Arc<Servers>, enhancer: Option<Arc<crate::enhance::Service>>) -> Arc<Gateway> {
         let gw = Arc::new(Gateway {
             servers: servers.clone(),
+            enhancer,
             sessions: Sessions::default(),
             catalog: Mutex::default(),
         });
@@ -418,10 +421,16 @@ impl Gateway {
         let method = jsonrpc::method(&msg).to_string();
         let not_found = |what: &str| reply(jsonrpc::error(id.clone(), jsonrpc::INVALID_PARAMS, what));
         match method.as_str() {
-            "tools/list" => reply(jsonrpc::result(
-                id,
-                json!({"tools": self.entries(true).iter().map(|e| e.item.clone()).collect::<Vec<_>>()}),
-            )),
+            "tools/list" => {
+                let mut tools: Vec<Value> = self.entries(true).iter().map(|e| e.item.clone()).collect();
+                if self.enhancer.is_some() {
+                    tools.insert(0, enhance_tool());
+                }
+                reply(jsonrpc::result(id, json!({ "tools": tools })))
+            }
+            "tools/call" if msg.pointer("/params/name") == Some(&json!(ENHANCE_TOOL)) => {
+                reply(jsonrpc::result(id, self.enhance_call(msg.pointer("/params/arguments"))))
+            }
             "prompts/list" => reply(jsonrpc::result(
                 id,
                 json!({"prompts": self.entries(false).iter().map(|e| e.item.clone()).collect::<Vec<_>>()}),
@@ -611,6 +620,38 @@ impl Gateway {
         self.resources("resources/list", "resources");
         self.resources("resources/templates/list", "resourceTemplates");
         find(&self.catalog.lock())
+    }
+}
+
+/// The hub's own tool on the aggregated endpoint.
+pub const ENHANCE_TOOL: &str = "agenthub__enhance_prompt";
+
+fn enhance_tool() -> Value {
+    json!({
+        "name": ENHANCE_TOOL,
+        "description": "Rewrite a prompt through the local model with the rules for a client (vscode, cursor, claude-desktop, raycast, ...). Returns the prompt to use: the rewritten one, or the original when the model is unavailable.",
+        "inputSchema": {"type": "object", "properties": {
+            "prompt": {"type": "string", "description": "The prompt to rewrite"},
+            "client": {"type": "string", "description": "Whose rules to apply; default when absent"}
+        }, "required": ["prompt"]}
+    })
+}
+
+impl Gateway {
+    fn enhance_call(&self, args: Option<&Value>) -> Value {
+        let Some(enhancer) = &self.enhancer else {
+            return json!({"content": [{"type": "text", "text": "prompt enhancement is not available"}], "isError": true});
+        };
+        let prompt = args.and_then(|a| a.get("prompt")).and_then(Value::as_str).unwrap_or("");
+        let client = args.and_then(|a| a.get("client")).and_then(Value::as_str);
+        match enhancer.enhance(&crate::enhance::Request { prompt, client, model: None }) {
+            Ok(e) => json!({
+                "content": [{"type": "text", "text": e.prompt}],
+                "structuredContent": serde_json::to_value(&e).unwrap_or(Value::Null),
+                "isError": false
+            }),
+            Err(e) => json!({"content": [{"type": "text", "text": e.to_string()}], "isError": true}),
+        }
     }
 }
 

@@ -27,7 +27,12 @@ pub struct FakeOllama {
 
 impl FakeOllama {
     pub fn start(models: &[&str]) -> FakeOllama {
-        let server = tiny_http::Server::http("127.0.0.1:0").expect("bind the fake ollama");
+        FakeOllama::start_on(0, models)
+    }
+
+    /// On a given port (0: any), e.g. to come back where the hub expects Ollama.
+    pub fn start_on(port: u16, models: &[&str]) -> FakeOllama {
+        let server = tiny_http::Server::http(("127.0.0.1", port)).expect("bind the fake ollama");
         let url = format!("http://{}", server.server_addr().to_ip().expect("ip address"));
         let models: Vec<String> = models.iter().map(|m| m.to_string()).collect();
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -108,6 +113,24 @@ fn answer(mut rq: tiny_http::Request, models: &[String], rec: &Mutex<Vec<Receive
                         tiny_http::Header::from_bytes("Content-Type", "application/x-ndjson").unwrap(),
                     )
                 }
+            }
+        }
+        ("POST", "/api/chat") => {
+            let model = body["model"].as_str().unwrap_or("").to_string();
+            if !models.contains(&model) {
+                json_resp(404, json!({"error": format!("model '{model}' not found")}))
+            } else {
+                let last = body["messages"]
+                    .as_array()
+                    .and_then(|m| m.last())
+                    .map(|m| m["content"].clone())
+                    .unwrap_or(json!(""));
+                json_resp(
+                    200,
+                    json!({"model": model, "created_at": "2026-11-25T00:00:00Z",
+                    "message": {"role": "assistant", "content": format!("[{model}] {}", last.as_str().unwrap_or(""))},
+                    "done": true, "done_reason": "stop"}),
+                )
             }
         }
         _ => tiny_http::Response::from_string("404 page not found").with_status_code(404),

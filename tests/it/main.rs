@@ -3,6 +3,7 @@
 mod bridge;
 mod config_api;
 mod core;
+mod enhance;
 mod gateway;
 mod npm_servers;
 mod servers;
