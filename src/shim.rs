@@ -34,12 +34,8 @@ pub fn endpoint(base: &str, server: Option<&str>) -> String {
 
 impl Shim {
     pub fn new(endpoint: String, token: Option<String>) -> Shim {
-        let agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(Duration::from_secs(5)))
-            .http_status_as_error(false)
-            .proxy(None)
-            .build()
-            .into();
+        // No overall deadline: answers may stream for as long as a tool runs.
+        let agent = crate::http_agent(Duration::from_secs(5), None);
         Shim {
             endpoint,
             token,

@@ -89,18 +89,6 @@ struct TagModel {
     name: String,
 }
 
-/// ureq agent for loopback-first calls: explicit deadlines, error bodies readable, and no proxy
-/// from the environment (it would capture calls to 127.0.0.1).
-pub fn agent(connect: Duration, global: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_connect(Some(connect))
-        .timeout_global(Some(global))
-        .http_status_as_error(false)
-        .proxy(None)
-        .build()
-        .into()
-}
-
 fn failure(e: ureq::Error) -> Failure {
     match e {
         ureq::Error::Timeout(_) => Failure::Timeout,
@@ -113,8 +101,8 @@ impl Client {
     pub fn new(base_url: &str, timeout: Duration) -> Client {
         Client {
             base: base_url.trim_end_matches('/').to_string(),
-            quick: agent(Duration::from_millis(500), Duration::from_secs(2)),
-            slow: agent(Duration::from_secs(2), timeout),
+            quick: crate::http_agent(Duration::from_millis(500), Some(Duration::from_secs(2))),
+            slow: crate::http_agent(Duration::from_secs(2), Some(timeout)),
             timeout,
         }
     }

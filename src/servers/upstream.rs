@@ -30,12 +30,7 @@ fn unreachable(name: &str, e: impl std::fmt::Display) -> RpcError {
 
 impl Upstream {
     pub fn new(name: &str, url: &str, headers: BTreeMap<String, String>) -> Upstream {
-        let agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(Duration::from_secs(5)))
-            .http_status_as_error(false)
-            .proxy(None)
-            .build()
-            .into();
+        let agent = crate::http_agent(Duration::from_secs(5), None);
         Upstream {
             name: name.to_string(),
             url: url.to_string(),

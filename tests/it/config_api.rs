@@ -2,8 +2,6 @@
 //! a failed save, and a storm of concurrent changes.
 
 use std::collections::BTreeSet;
-use std::process::Stdio;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -152,27 +150,10 @@ fn imported_files_are_read_only_and_lose_name_clashes() {
 
 #[test]
 fn first_save_on_embedded_defaults_writes_the_user_config_dir() {
-    let dir = TempDir::new("first-save");
-    let mut child = hub_command(dir.path())
-        .args(["--port", "0"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let addr = wait_for("listening line", Duration::from_secs(10), || {
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut stderr, &mut line).ok()?;
-        let at = line.find("listening on http://")?;
-        Some(line[at + 20..].trim().to_string())
-    });
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    let body = json!({"name": "mine", "command": "x"}).to_string();
-    assert_eq!(raw_request(&addr, "POST", "/servers", &[], body.as_bytes()).status, 201);
-    let file = dir.path().join("xdg-config/agenthub/mcp-servers.json");
+    let hub = Hub::builder().unnamed().start();
+    assert_eq!(hub.post_json("/servers", &json!({"name": "mine", "command": "x"})).status, 201);
+    let file = hub.dir.path().join("xdg-config/agenthub/mcp-servers.json");
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert!(saved["servers"].get("mine").is_some());
     assert!(saved["servers"].get("everything").is_some(), "embedded defaults copied on first save");
-    let _ = child.kill();
-    let _ = child.wait();
 }

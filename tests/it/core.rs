@@ -201,25 +201,10 @@ fn listening_line_names_the_real_port() {
 
 #[test]
 fn runs_on_embedded_defaults_with_nothing_named() {
-    let dir = TempDir::new("defaults");
-    let mut child = hub_command(dir.path())
-        .args(["--port", "0"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let addr = wait_for("listening line", Duration::from_secs(10), || {
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut stderr, &mut line).ok()?;
-        let at = line.find("listening on http://")?;
-        Some(line[at + 20..].trim().to_string())
-    });
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    let h = raw_request(&addr, "GET", "/health", &[], b"").json();
+    let hub = Hub::builder().unnamed().start();
+    let h = hub.get("/health").json();
     assert_eq!(h["servers"]["everything"]["status"], "STOPPED", "{h}");
-    let _ = child.kill();
-    let _ = child.wait();
+    assert!(hub.log().contains("config servers: embedded defaults"), "{}", hub.log());
 }
 
 fn run(args: &[&str], dir: &TempDir) -> (i32, String, String) {

@@ -80,6 +80,8 @@ pub struct HubBuilder {
     dir: TempDir,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// Pass `--config-dir`; without it the hub looks in `$XDG_CONFIG_HOME/agenthub`.
+    named_config: bool,
 }
 
 impl HubBuilder {
@@ -107,12 +109,19 @@ impl HubBuilder {
         self.dir.path()
     }
 
+    /// Start with no config dir named (embedded defaults, saves to the user's config dir).
+    pub fn unnamed(mut self) -> Self {
+        self.named_config = false;
+        self
+    }
+
     pub fn start(self) -> Hub {
         let mut cmd = hub_command(self.dir.path());
-        cmd.arg("serve")
-            .args(["--port", "0", "--config-dir"])
-            .arg(self.dir.path())
-            .args(&self.args)
+        cmd.arg("serve").args(["--port", "0"]);
+        if self.named_config {
+            cmd.arg("--config-dir").arg(self.dir.path());
+        }
+        cmd.args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -153,7 +162,7 @@ pub struct Hub {
 
 impl Hub {
     pub fn builder() -> HubBuilder {
-        HubBuilder { dir: TempDir::new("hub"), args: Vec::new(), env: Vec::new() }
+        HubBuilder { dir: TempDir::new("hub"), args: Vec::new(), env: Vec::new(), named_config: true }
     }
 
     /// A hub with no servers configured.
@@ -374,4 +383,19 @@ pub fn alive(pid: i64) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
     let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next().map(str::to_string));
     state.is_some_and(|s| s != "Z")
+}
+
+/// Live (non-zombie) processes whose group is `pgid`.
+pub fn processes_in_group(pgid: i64) -> Vec<i64> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i64>().ok()))
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let Some(i) = stat.rfind(')') else { return false };
+            let f: Vec<&str> = stat[i + 1..].split_whitespace().collect();
+            f.len() > 2 && f[2] == pgid.to_string() && f[0] != "Z"
+        })
+        .collect()
 }

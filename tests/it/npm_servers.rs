@@ -108,21 +108,6 @@ fn npx_servers_leave_nothing_behind_on_hub_sigterm() {
     assert!(group().is_empty(), "left behind: {:?}", group());
 }
 
-/// Live (non-zombie) processes whose group is `pgid`.
-fn processes_in_group(pgid: i64) -> Vec<i64> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i64>().ok()))
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let Some(i) = stat.rfind(')') else { return false };
-            let f: Vec<&str> = stat[i + 1..].split_whitespace().collect();
-            f.len() > 2 && f[2] == pgid.to_string() && f[0] != "Z"
-        })
-        .collect()
-}
-
 #[test]
 fn install_from_npm_then_start_and_call() {
     let hub = offline(Hub::builder().servers(r#"{"servers": {}}"#)).start();

@@ -315,18 +315,7 @@ fn sigterm_leaves_no_process_behind() {
         assert!(!alive(pid), "process {pid} survived the hub");
     }
     // Nothing at all is left in the first child's group (its start-up grandchild included).
-    let left: Vec<String> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i64>().ok()))
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let Some(i) = stat.rfind(')') else { return false };
-            let f: Vec<&str> = stat[i + 1..].split_whitespace().collect();
-            f.len() > 2 && f[2] == pgid.to_string() && f[0] != "Z"
-        })
-        .map(|p| p.to_string())
-        .collect();
+    let left = processes_in_group(pgid);
     assert!(left.is_empty(), "left in group {pgid}: {left:?}");
 }
 
