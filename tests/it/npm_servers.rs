@@ -198,3 +198,44 @@ fn invalid_package_names_spawn_nothing() {
         .expect_error(503, "server_unavailable");
     assert!(msg.contains("npm"), "{msg}");
 }
+
+#[test]
+fn concurrent_installs_adds_and_deletes_leave_a_file_matching_memory() {
+    let hub = offline(Hub::builder().servers(r#"{"servers": {}}"#).env("AGENTHUB_WORKERS", "16")).start();
+    let threads: Vec<_> = (0..200)
+        .map(|i| {
+            let addr = hub.addr.clone();
+            std::thread::spawn(move || {
+                let name = format!("s{}", i % 40);
+                let (method, path, body) = match i % 25 {
+                    // Real npm installs, queued one at a time by the hub.
+                    0 => ("POST", "/servers/install".to_string(),
+                        json!({"package": "@modelcontextprotocol/server-memory@2026.8.31", "name": name, "ignore_scripts": true})),
+                    n if n % 3 == 2 => ("DELETE", format!("/servers/{name}"), Value::Null),
+                    _ => ("POST", "/servers".to_string(), json!({"name": name, "command": "x", "args": [i.to_string()]})),
+                };
+                let body = if body.is_null() { String::new() } else { body.to_string() };
+                raw_request(&addr, method, &path, &[], body.as_bytes()).status
+            })
+        })
+        .collect();
+    let mut installs_ok = 0;
+    for t in threads {
+        let status = t.join().unwrap();
+        assert!([200, 201, 404, 409].contains(&status), "unexpected status {status}");
+        installs_ok += usize::from(status == 201);
+    }
+    assert!(installs_ok > 0);
+    let listed: Vec<Value> = hub.get("/servers").json()["servers"].as_array().unwrap().clone();
+    let on_disk: Value =
+        serde_json::from_str(&std::fs::read_to_string(hub.dir.path().join("mcp-servers.json")).unwrap())
+            .unwrap();
+    let disk = on_disk["servers"].as_object().unwrap();
+    assert_eq!(listed.len(), disk.len());
+    for s in &listed {
+        let name = s["name"].as_str().unwrap();
+        let saved = &disk[name];
+        assert_eq!(s["config"].get("args"), saved.get("args"), "{name}");
+        assert_eq!(s["config"].get("package"), saved.get("package"), "{name}");
+    }
+}
