@@ -1066,3 +1066,74 @@ impl Peer for ChildPeer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn servers(entries: Vec<ServerEntry>) -> Arc<Servers> {
+        Servers::new(
+            entries,
+            std::env::temp_dir().join("agenthub-unit-servers-never-saved.json"),
+            None,
+            Context {
+                npm_prefix: std::env::temp_dir(),
+                default_timeout: Duration::from_secs(1),
+                breakers: Arc::new(Breakers::new(crate::resilience::BreakerConfig::default())),
+                activity: Arc::new(Activity::default()),
+            },
+        )
+    }
+
+    fn entry(name: &str) -> ServerEntry {
+        ServerEntry {
+            name: name.into(),
+            config: ServerConfig { command: Some("true".into()), ..Default::default() },
+            origin: "test".into(),
+            problem: None,
+        }
+    }
+
+    #[test]
+    fn a_stable_period_resets_the_restart_count() {
+        let s = servers(vec![entry("a")]);
+        let srv = s.find("a").unwrap();
+        let set = |age: Duration| {
+            let mut st = srv.state.lock();
+            st.info.status = Status::Running;
+            st.info.restart_count = 3;
+            st.backoff.next_delay();
+            let at = Instant::now().checked_sub(age).unwrap();
+            st.info.started_at = Some((SystemTime::now(), at));
+        };
+        set(STABLE_AFTER - Duration::from_secs(5));
+        s.check(&srv);
+        assert_eq!(srv.state.lock().info.restart_count, 3, "not stable yet");
+        set(STABLE_AFTER + Duration::from_secs(1));
+        s.check(&srv);
+        let st = srv.state.lock();
+        assert_eq!(st.info.restart_count, 0);
+        assert_eq!(st.backoff.attempts(), 0, "the backoff starts over too");
+    }
+
+    #[test]
+    fn failures_follow_the_restart_policy() {
+        let s = servers(vec![entry("a")]);
+        let srv = s.find("a").unwrap();
+        let mut st = srv.state.lock();
+        st.config.max_restarts = 2;
+        for expected in [1, 2] {
+            s.after_failure(&srv, &mut st, "crashed".into());
+            assert_eq!((st.info.status, st.info.restart_count), (Status::Starting, expected));
+            assert!(st.restart_at.is_some());
+        }
+        s.after_failure(&srv, &mut st, "crashed again".into());
+        assert_eq!(st.info.status, Status::Failed);
+        assert_eq!(st.info.last_error.as_deref(), Some("crashed again"));
+        st.config.restart_on_failure = false;
+        st.info.status = Status::Running;
+        st.info.restart_count = 0;
+        s.after_failure(&srv, &mut st, "no restarts".into());
+        assert_eq!(st.info.status, Status::Failed);
+    }
+}

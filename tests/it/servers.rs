@@ -327,3 +327,13 @@ fn missing_command_fails_with_a_clear_error() {
     assert!(msg.contains("command '/nonexistent/mcp-server' not found"), "{msg}");
     assert_eq!(hub.server("nope")["status"], "FAILED");
 }
+
+#[test]
+fn children_exit_when_the_hub_is_killed_outright() {
+    let mut hub = hub_with(&[("fx", json!({"auto_start": true}))]);
+    let pid = hub.wait_status("fx", "RUNNING", 5 * SEC)["pid"].as_i64().unwrap();
+    // SIGKILL: the hub cannot clean up; the child sees its stdin close and exits.
+    let _ = hub.child.kill();
+    let _ = hub.child.wait();
+    wait_for("the orphaned child to exit", 5 * SEC, || (!alive(pid)).then_some(()));
+}
