@@ -49,7 +49,8 @@ impl StderrRing {
 pub trait Peer: Send + Sync {
     /// The answer to a child's request: a result or an error.
     fn request(&self, server: &str, msg: &Value) -> Result<Value, RpcError>;
-    fn notification(&self, server: &str, msg: &Value);
+    /// `relayed`: the message already went to the one client request in flight.
+    fn notification(&self, server: &str, msg: &Value, relayed: bool);
 }
 
 /// Lines for the child's stdin; the writer takes them all at once.
@@ -471,7 +472,15 @@ fn read_loop(stdout: ChildStdout, shared: &Shared, outbox: &Outbox, closed: &Ato
                     _ => log::debug!("{}: progress for no pending request", shared.name),
                 }
             }
-            Kind::Notification => peer.notification(&shared.name, &msg),
+            Kind::Notification if jsonrpc::method(&msg) == "notifications/message" => {
+                // A log line while exactly one client request is in flight belongs to its stream.
+                let slot = lone_relay(shared);
+                if let Some(slot) = &slot {
+                    slot.push(Event::Message(msg.clone()));
+                }
+                peer.notification(&shared.name, &msg, slot.is_some());
+            }
+            Kind::Notification => peer.notification(&shared.name, &msg, false),
             Kind::Invalid => {
                 log::warn!("{}: skipping an invalid JSON-RPC message: {:.200}", shared.name, text)
             }

@@ -1046,7 +1046,7 @@ impl Peer for ChildPeer {
         }
     }
 
-    fn notification(&self, server: &str, msg: &Value) {
+    fn notification(&self, server: &str, msg: &Value, relayed: bool) {
         let method = jsonrpc::method(msg);
         match method {
             "notifications/message" => {
@@ -1061,7 +1061,7 @@ impl Peer for ChildPeer {
             "notifications/progress" | "notifications/cancelled" => log::debug!("[{server}] {method}"),
             _ => self.activity.record("notification", Some(server), method.to_string()),
         }
-        if let Some(l) = &self.listener {
+        if let Some(l) = self.listener.as_ref().filter(|_| !relayed) {
             l(server, msg);
         }
     }

@@ -185,6 +185,18 @@ fn progress_streams_as_sse_with_the_clients_token() {
 }
 
 #[test]
+fn log_lines_during_a_request_arrive_on_its_stream() {
+    let hub = Hub::builder().servers(&fixture_servers(&[("fx", json!({}))])).start();
+    let c = Client::connect(&hub, "/mcp/fx");
+    let r = c.send(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "notify", "arguments": {}}}));
+    assert_eq!(r.header("content-type"), Some("text/event-stream"));
+    let ev = events(&r.text());
+    assert_eq!(ev[0]["method"], "notifications/message");
+    assert_eq!(ev[0]["params"]["data"], "hello from fixture");
+    assert_eq!(ev.last().unwrap()["id"], 9);
+}
+
+#[test]
 fn sampling_from_the_child_is_relayed_to_the_client_in_flight() {
     let hub = Hub::builder().servers(&fixture_servers(&[("fx", json!({}))])).start();
     let c = Client::connect(&hub, "/mcp/fx");
@@ -254,7 +266,8 @@ fn get_streams_carry_the_childs_notifications() {
         reader.read_line(&mut line).ok()?;
         line.contains(": stream open").then_some(())
     });
-    c.call(json!(1), "tools/call", json!({"name": "notify", "arguments": {}}));
+    // Sent outside any session's request (the REST route), the log line goes to GET streams.
+    assert_eq!(tool_text(&hub.tool("fx", "notify", json!({}))), "notified");
     let msg = wait_for("the log message on the GET stream", 5 * SEC, || {
         line.clear();
         reader.read_line(&mut line).ok()?;
