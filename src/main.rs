@@ -249,7 +249,13 @@ fn init_logging(level: log::LevelFilter) {
         .set_target_level(log::LevelFilter::Off)
         .set_time_format_rfc3339()
         .build();
-    let _ = TermLogger::init(level, config, TerminalMode::Stderr, ColorChoice::Auto);
+    // Colors only for a person at a terminal, never in a log file or a pipe.
+    let color = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        ColorChoice::Auto
+    } else {
+        ColorChoice::Never
+    };
+    let _ = TermLogger::init(level, config, TerminalMode::Stderr, color);
     std::panic::set_hook(Box::new(|info| {
         let thread = std::thread::current();
         log::error!("panic in thread '{}': {info}", thread.name().unwrap_or("?"));
