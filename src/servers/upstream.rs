@@ -172,3 +172,29 @@ impl Upstream {
 
 /// Internal: the upstream answered 404 for our session.
 const NOT_FOUND_SESSION: i64 = -32099;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_upstreams_are_supported() {
+        // A plain-TCP peer on the port: with TLS compiled in, the hub tries a TLS handshake and
+        // fails on the peer's bytes; without it, ureq refuses the https URL outright.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let peer = std::thread::spawn(move || {
+            if let Ok((mut s, _)) = listener.accept() {
+                let _ = std::io::Write::write_all(&mut s, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        let u = Upstream::new("remote", &format!("https://127.0.0.1:{port}/mcp"), BTreeMap::new());
+        let e = u.initialize(Duration::from_secs(2)).unwrap_err();
+        let _ = peer.join();
+        assert_eq!(e.code, jsonrpc::SERVER_UNAVAILABLE);
+        // Without TLS support ureq answers "TLS required, but transport is unsecured".
+        assert!(!e.message.contains("TLS required"), "{}", e.message);
+        assert!(e.message.contains("corrupt message"), "a TLS handshake was tried: {}", e.message);
+    }
+}
