@@ -47,12 +47,18 @@ impl<'a> Client<'a> {
         )
     }
 
-    /// A request's JSON answer.
+    /// A request's answer: the JSON body, or the response in the SSE stream.
     fn call(&self, id: Value, method: &str, params: Value) -> Value {
         let r = self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
         assert_eq!(r.status, 200, "{}", r.text());
-        assert_eq!(r.header("content-type"), Some("application/json"), "{}", r.text());
-        r.json()
+        match r.header("content-type") {
+            Some("application/json") => r.json(),
+            Some("text/event-stream") => events(&r.text())
+                .into_iter()
+                .find(|e| e.get("id") == Some(&id))
+                .expect("the response in the stream"),
+            other => panic!("unexpected content type {other:?}: {}", r.text()),
+        }
     }
 }
 
@@ -560,4 +566,28 @@ fn mcp_endpoints_require_the_token_when_set() {
         init.as_bytes(),
     );
     assert_eq!(r.status, 403);
+}
+
+#[test]
+fn completion_and_subscriptions_reach_the_owning_server() {
+    let hub = everything_hub();
+    for (path, prompt) in
+        [("/mcp/everything", "completable-prompt"), ("/mcp", "everything__completable-prompt")]
+    {
+        let c = Client::connect(&hub, path);
+        let r = c.call(
+            json!(1),
+            "completion/complete",
+            json!({"ref": {"type": "ref/prompt", "name": prompt},
+            "argument": {"name": "department", "value": "S"}}),
+        );
+        assert_eq!(r["result"]["completion"]["values"], json!(["Sales", "Support"]), "{path}: {r}");
+        let uri = "demo://resource/static/document/features.md";
+        let r = c.call(json!(2), "resources/subscribe", json!({"uri": uri}));
+        assert_eq!(r["result"], json!({}), "{path}: {r}");
+        let r = c.call(json!(3), "resources/unsubscribe", json!({"uri": uri}));
+        assert_eq!(r["result"], json!({}), "{path}: {r}");
+        let r = c.call(json!(4), "resources/read", json!({"uri": "demo://resource/dynamic/text/7"}));
+        assert!(r["result"]["contents"][0]["text"].as_str().is_some(), "templated resource on {path}: {r}");
+    }
 }
