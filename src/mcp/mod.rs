@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use crate::jsonrpc::{self, Kind, RpcError};
 use crate::servers::bridge::{Bridge, Event, Next, Pending};
+use crate::servers::upstream::Upstream;
 use crate::servers::{Channel, Servers, Status, STATUS_NOTIFICATION, SUPPORTED_VERSIONS};
 pub use session::{Delivery, Session, Sessions, Target};
 
@@ -268,21 +269,7 @@ impl Gateway {
         let bridge = match &lease.channel {
             Channel::Stdio(b) => b.clone(),
             Channel::Http(upstream) => {
-                let result = upstream.relay(&msg, lease.remaining());
-                self.servers.record(server, result.as_ref().err());
-                return match result {
-                    Err(e) => reply(rpc_error(id, &e)),
-                    Ok(msgs) if msgs.len() > 1 && sse => {
-                        Answer::Stream(Box::new(move |w: &mut dyn Write| {
-                            for m in &msgs {
-                                if write_event(w, m).is_err() {
-                                    return;
-                                }
-                            }
-                        }))
-                    }
-                    Ok(mut msgs) => reply(msgs.pop().unwrap_or(Value::Null)),
-                };
+                return self.relay_http(server, upstream, &msg, lease.remaining(), sse)
             }
         };
         let pending = match bridge.begin_relay(&msg) {
@@ -304,6 +291,64 @@ impl Gateway {
             pending,
         };
         call.answer(sse)
+    }
+
+    /// A request to a remote server: JSON if its response comes first, else an SSE stream that
+    /// passes on each message as the upstream sends it.
+    fn relay_http(
+        &self,
+        server: &str,
+        upstream: &Upstream,
+        msg: &Value,
+        timeout: Duration,
+        sse: bool,
+    ) -> Answer {
+        let id = msg.get("id").cloned().unwrap_or(Value::Null);
+        let mut answer = match upstream.open(msg, timeout) {
+            Ok(r) => r,
+            Err(e) => {
+                self.servers.record(server, Some(&e));
+                return reply(rpc_error(id, &e));
+            }
+        };
+        loop {
+            match answer.next_message() {
+                Some(Ok(m)) if answer.is_done() => {
+                    self.servers.record(server, None);
+                    return reply(m);
+                }
+                Some(Ok(first)) if sse => {
+                    let (servers, server) = (self.servers.clone(), server.to_string());
+                    return Answer::Stream(Box::new(move |w: &mut dyn Write| {
+                        if write_event(w, &first).is_err() {
+                            return;
+                        }
+                        while let Some(next) = answer.next_message() {
+                            let m = match next {
+                                Ok(m) => m,
+                                Err(e) => {
+                                    servers.record(&server, Some(&e));
+                                    let _ = write_event(w, &rpc_error(id.clone(), &e));
+                                    return;
+                                }
+                            };
+                            if write_event(w, &m).is_err() {
+                                return;
+                            }
+                        }
+                        servers.record(&server, None);
+                    }));
+                }
+                Some(Ok(_)) => {} // the client takes JSON only: what comes before the answer is dropped
+                Some(Err(e)) => {
+                    self.servers.record(server, Some(&e));
+                    return reply(rpc_error(id, &e));
+                }
+                None => {
+                    return reply(rpc_error(id, &RpcError::new(jsonrpc::SERVER_UNAVAILABLE, "no answer")))
+                }
+            }
+        }
     }
 
     // -----------------------------------------------------------------------------------------

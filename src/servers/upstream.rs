@@ -65,24 +65,30 @@ impl Upstream {
     /// Relays a client's request; returns every message the upstream sent for it, the final
     /// response last (with the client's id).
     pub fn relay(&self, request: &Value, timeout: Duration) -> Result<Vec<Value>, RpcError> {
+        let mut reply = self.open(request, timeout)?;
+        let mut msgs = Vec::new();
+        while let Some(m) = reply.next_message() {
+            msgs.push(m?);
+        }
+        Ok(msgs)
+    }
+
+    /// Sends a client's request under a hub id and returns its answer as it arrives.
+    pub fn open(&self, request: &Value, timeout: Duration) -> Result<Reply, RpcError> {
         let client_id = request.get("id").cloned().unwrap_or(Value::Null);
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = json!(self.next_id.fetch_add(1, Ordering::Relaxed));
         let mut msg = request.clone();
-        msg["id"] = json!(id);
-        let mut msgs = match self.exchange(&msg, timeout, true) {
+        msg["id"] = id.clone();
+        let body = match self.post(&msg, timeout, true) {
             Err(e) if e.code == NOT_FOUND_SESSION => {
                 // The upstream forgot the session (it restarted): start a new one, once.
                 log::info!("server {}: upstream session expired; initializing again", self.name);
                 self.initialize(timeout)?;
-                self.exchange(&msg, timeout, false)?
+                self.post(&msg, timeout, false)?
             }
             other => other?,
         };
-        match msgs.last_mut() {
-            Some(last) if last.get("id") == Some(&json!(id)) => last["id"] = client_id,
-            _ => return Err(unreachable(&self.name, "the answer ended without a response")),
-        }
-        Ok(msgs)
+        Ok(Reply { name: self.name.clone(), body, id, client_id, done: false })
     }
 
     /// A request's result.
@@ -102,8 +108,20 @@ impl Upstream {
         }
     }
 
-    /// One POST: the messages that came back (none for a notification).
+    /// One POST and all the messages that came back (none for a notification).
     fn exchange(&self, msg: &Value, timeout: Duration, with_session: bool) -> Result<Vec<Value>, RpcError> {
+        let body = self.post(msg, timeout, with_session)?;
+        let id = msg.get("id").cloned().unwrap_or(Value::Null);
+        let mut reply = Reply { name: self.name.clone(), body, id: id.clone(), client_id: id, done: false };
+        let mut msgs = Vec::new();
+        while let Some(m) = reply.next_message() {
+            msgs.push(m?);
+        }
+        Ok(msgs)
+    }
+
+    /// One POST; the body is read by `Reply`.
+    fn post(&self, msg: &Value, timeout: Duration, with_session: bool) -> Result<Body, RpcError> {
         let mut req = self
             .agent
             .post(&self.url)
@@ -136,7 +154,7 @@ impl Upstream {
             return Err(RpcError::new(NOT_FOUND_SESSION, "upstream session not found"));
         }
         if status == 202 {
-            return Ok(Vec::new());
+            return Ok(Body::Empty);
         }
         let sse = resp
             .headers()
@@ -144,29 +162,77 @@ impl Upstream {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|c| c.starts_with("text/event-stream"));
         if sse {
-            let mut out = Vec::new();
-            let reader = BufReader::new(resp.into_body().into_reader());
-            for line in reader.lines() {
-                let line = line.map_err(|e| unreachable(&self.name, e))?;
-                let Some(data) = line.strip_prefix("data:") else { continue };
-                let Ok(v) = serde_json::from_str::<Value>(data.trim()) else { continue };
-                let done = v.get("id") == msg.get("id") && jsonrpc::kind(&v) == jsonrpc::Kind::Response;
-                out.push(v);
-                if done {
-                    break;
-                }
-            }
-            return Ok(out);
+            return Ok(Body::Events(Box::new(BufReader::new(resp.into_body().into_reader()))));
         }
-        let body = resp.body_mut().read_to_string().map_err(|e| unreachable(&self.name, e))?;
-        match serde_json::from_str::<Value>(&body) {
-            Ok(v) if v.get("jsonrpc").is_some() => Ok(vec![v]),
+        let text = resp.body_mut().read_to_string().map_err(|e| unreachable(&self.name, e))?;
+        match serde_json::from_str::<Value>(&text) {
+            Ok(v) if v.get("jsonrpc").is_some() => Ok(Body::One(Some(v))),
             _ if status >= 400 => Err(unreachable(
                 &self.name,
-                format!("HTTP {status}: {}", body.chars().take(200).collect::<String>()),
+                format!("HTTP {status}: {}", text.chars().take(200).collect::<String>()),
             )),
             _ => Err(unreachable(&self.name, format!("unexpected answer (HTTP {status})"))),
         }
+    }
+}
+
+enum Body {
+    Empty,
+    One(Option<Value>),
+    Events(Box<dyn BufRead + Send>),
+}
+
+/// One request's answer from an upstream, message by message: notifications and requests the
+/// upstream sends first, then the response (with the client's id put back).
+pub struct Reply {
+    name: String,
+    body: Body,
+    id: Value,
+    client_id: Value,
+    done: bool,
+}
+
+impl Reply {
+    pub fn next_message(&mut self) -> Option<Result<Value, RpcError>> {
+        if self.done {
+            return None;
+        }
+        let msg = match &mut self.body {
+            Body::Empty => None,
+            Body::One(v) => v.take(),
+            Body::Events(reader) => loop {
+                let mut line = String::new();
+                match reader.read_line(&mut line) {
+                    Ok(0) => break None,
+                    Ok(_) => {}
+                    Err(e) => {
+                        self.done = true;
+                        return Some(Err(unreachable(&self.name, e)));
+                    }
+                }
+                let Some(data) = line.trim_end().strip_prefix("data:") else { continue };
+                if let Ok(v) = serde_json::from_str::<Value>(data.trim()) {
+                    break Some(v);
+                }
+            },
+        };
+        let Some(mut msg) = msg else {
+            self.done = true;
+            return match self.body {
+                Body::Empty => None,
+                _ => Some(Err(unreachable(&self.name, "the answer ended without a response"))),
+            };
+        };
+        if msg.get("id") == Some(&self.id) && jsonrpc::kind(&msg) == jsonrpc::Kind::Response {
+            msg["id"] = self.client_id.clone();
+            self.done = true;
+        }
+        Some(Ok(msg))
+    }
+
+    /// Whether the last message returned was the response.
+    pub fn is_done(&self) -> bool {
+        self.done
     }
 }
 

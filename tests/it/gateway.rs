@@ -495,6 +495,18 @@ fn http_upstreams_are_relayed_behind_a_breaker() {
     let r = c.call(json!(1), "tools/call", echo.clone());
     assert!(r["result"]["content"][0]["text"].as_str().unwrap().contains("over http"), "{r}");
 
+    // Progress from the remote server streams through as it comes.
+    let r = c.send(&json!({"jsonrpc": "2.0", "id": "lr", "method": "tools/call", "params": {
+        "name": "trigger-long-running-operation", "arguments": {"duration": 1, "steps": 3}, "_meta": {"progressToken": 42}}}));
+    assert_eq!(r.header("content-type"), Some("text/event-stream"), "{}", r.text());
+    let ev = events(&r.text());
+    let progress = ev
+        .iter()
+        .filter(|e| e["method"] == "notifications/progress" && e["params"]["progressToken"] == 42)
+        .count();
+    assert!(progress >= 3, "{ev:?}");
+    assert_eq!(ev.last().unwrap()["id"], "lr");
+
     drop(remote);
     for _ in 0..2 {
         hub.call("remote", "tools/call", &echo).expect_error(502, "upstream_error");
