@@ -47,6 +47,28 @@ impl<'a> Client<'a> {
         )
     }
 
+    /// Opens the session's GET stream and waits until it is open (its first comment).
+    fn open_stream(&self) -> BufReader<TcpStream> {
+        let mut stream = TcpStream::connect(&self.hub.addr).unwrap();
+        stream.set_read_timeout(Some(10 * SEC)).unwrap();
+        write!(
+            stream,
+            "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nMcp-Session-Id: {}\r\n\r\n",
+            self.path, self.hub.addr, self.session
+        )
+        .unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+        wait_for("the stream to open", 5 * SEC, || {
+            line.clear();
+            reader.read_line(&mut line).ok()?;
+            line.contains(": stream open").then_some(())
+        });
+        reader
+    }
+
     /// A request's answer: the JSON body, or the response in the SSE stream.
     fn call(&self, id: Value, method: &str, params: Value) -> Value {
         let r = self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
@@ -254,24 +276,8 @@ fn sampling_from_the_child_is_relayed_to_the_client_in_flight() {
 fn get_streams_carry_the_childs_notifications() {
     let hub = Hub::builder().servers(&fixture_servers(&[("fx", json!({}))])).start();
     let c = Client::connect(&hub, "/mcp/fx");
-    let mut stream = TcpStream::connect(&hub.addr).unwrap();
-    stream.set_read_timeout(Some(10 * SEC)).unwrap();
-    write!(
-        stream,
-        "GET /mcp/fx HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nMcp-Session-Id: {}\r\n\r\n",
-        hub.addr, c.session
-    )
-    .unwrap();
-    let mut reader = BufReader::new(stream);
+    let mut reader = c.open_stream();
     let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
-    // Wait until the stream is open (its first comment) before causing a notification.
-    wait_for("the stream to open", 5 * SEC, || {
-        line.clear();
-        reader.read_line(&mut line).ok()?;
-        line.contains(": stream open").then_some(())
-    });
     // Sent outside any session's request (the REST route), the log line goes to GET streams.
     assert_eq!(tool_text(&hub.tool("fx", "notify", json!({}))), "notified");
     let msg = wait_for("the log message on the GET stream", 5 * SEC, || {
@@ -421,21 +427,8 @@ fn aggregated_sessions_hear_when_the_tool_list_changes() {
             .count()
     };
     let before = server_tools(c.call(json!(1), "tools/list", json!({})));
-    let mut stream = TcpStream::connect(&hub.addr).unwrap();
-    stream.set_read_timeout(Some(10 * SEC)).unwrap();
-    write!(
-        stream,
-        "GET /mcp HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nMcp-Session-Id: {}\r\n\r\n",
-        hub.addr, c.session
-    )
-    .unwrap();
-    let mut reader = BufReader::new(stream);
+    let mut reader = c.open_stream();
     let mut line = String::new();
-    wait_for("the stream to open", 5 * SEC, || {
-        line.clear();
-        reader.read_line(&mut line).ok()?;
-        line.contains(": stream open").then_some(())
-    });
     assert_eq!(hub.post("/servers/two/start").status, 200);
     wait_for("tools/list_changed", 5 * SEC, || {
         line.clear();
