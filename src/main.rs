@@ -309,7 +309,7 @@ fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()>
         },
         enhancer,
         servers,
-        installer: servers::installer::Installer::new(npm_prefix),
+        installer: Arc::new(servers::installer::Installer::new(npm_prefix)),
         breakers,
         activity,
         started: Instant::now(),

@@ -37,7 +37,7 @@ pub struct App {
     pub settings: Settings,
     pub started: Instant,
     pub servers: Arc<Servers>,
-    pub installer: Installer,
+    pub installer: Arc<Installer>,
     pub breakers: Arc<Breakers>,
     pub activity: Arc<Activity>,
     pub gateway: Arc<crate::mcp::Gateway>,
@@ -217,19 +217,54 @@ fn handle(app: &App, mut rq: tiny_http::Request, front: &Front) {
             Err(reply) => reply,
         }
     };
+    let origin = cors_ok.then_some(origin).flatten();
+    if let Some(later) = reply.later {
+        // A call that may take long: answered from a thread of its own, never holding a worker.
+        let (method, path, client) =
+            (req.method.clone(), req.path.clone(), req.client_name().map(str::to_string));
+        let spawned = std::thread::Builder::new().name("http-call".into()).spawn(move || {
+            let mut reply = Reply::later(later);
+            while let Some(f) = reply.later.take() {
+                reply = catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+                    log::error!("handler for {method} {path} panicked");
+                    Reply::error(500, "internal", "internal error (logged)")
+                });
+            }
+            log_line(&method, &path, reply.status, started, client.as_deref());
+            match reply.stream {
+                Some(_) => write_stream(rq, reply, origin.as_deref()),
+                None => {
+                    let _ = rq.respond(to_response(reply, origin.as_deref()));
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            log::error!("cannot spawn a call thread: {e}");
+        }
+        return;
+    }
     log_request(&req, reply.status, started);
-    let origin = cors_ok.then_some(origin.as_deref()).flatten();
     if reply.stream.is_some() {
         stream_reply(rq, reply, origin);
         return;
     }
-    let _ = rq.respond(to_response(reply, origin));
+    let _ = rq.respond(to_response(reply, origin.as_deref()));
 }
 
 /// Sends a streamed reply from a thread of its own, so a long stream never holds a worker:
 /// the head by hand (tiny_http buffers `Response` bodies), then the body as HTTP chunks, each
 /// flushed as it is written.
-fn stream_reply(rq: tiny_http::Request, mut reply: Reply, origin: Option<&str>) {
+fn stream_reply(rq: tiny_http::Request, reply: Reply, origin: Option<String>) {
+    let spawned = std::thread::Builder::new()
+        .name("http-stream".into())
+        .spawn(move || write_stream(rq, reply, origin.as_deref()));
+    if let Err(e) = spawned {
+        log::error!("cannot spawn a stream thread: {e}");
+    }
+}
+
+/// Writes a streamed reply on the calling thread.
+fn write_stream(rq: tiny_http::Request, mut reply: Reply, origin: Option<&str>) {
     let Some(body) = reply.stream.take() else { return };
     let mut head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n",
@@ -247,18 +282,13 @@ fn stream_reply(rq: tiny_http::Request, mut reply: Reply, origin: Option<&str>) 
         ));
     }
     head.push_str("\r\n");
-    let spawned = std::thread::Builder::new().name("http-stream".into()).spawn(move || {
-        let mut w = rq.into_writer();
-        if w.write_all(head.as_bytes()).and_then(|()| w.flush()).is_err() {
-            return;
-        }
-        let mut chunked = Chunked(w);
-        body(&mut chunked);
-        let _ = chunked.0.write_all(b"0\r\n\r\n").and_then(|()| chunked.0.flush());
-    });
-    if let Err(e) = spawned {
-        log::error!("cannot spawn a stream thread: {e}");
+    let mut w = rq.into_writer();
+    if w.write_all(head.as_bytes()).and_then(|()| w.flush()).is_err() {
+        return;
     }
+    let mut chunked = Chunked(w);
+    body(&mut chunked);
+    let _ = chunked.0.write_all(b"0\r\n\r\n").and_then(|()| chunked.0.flush());
 }
 
 /// HTTP/1.1 chunked framing: every write is one chunk.
@@ -341,13 +371,14 @@ fn refuse_declared_body(
 }
 
 fn log_request(req: &Req, status: u16, started: Instant) {
+    log_line(&req.method, &req.path, status, started, req.client_name());
+}
+
+fn log_line(method: &str, path: &str, status: u16, started: Instant, client: Option<&str>) {
     log::debug!(
-        "{} {} {} {:.3}ms client={}",
-        req.method,
-        req.path,
-        status,
+        "{method} {path} {status} {:.3}ms client={}",
         started.elapsed().as_secs_f64() * 1000.0,
-        req.client_name().unwrap_or("-")
+        client.unwrap_or("-")
     );
 }
 
@@ -465,7 +496,7 @@ mod tests {
                 10,
                 breakers.clone(),
             )),
-            installer: Installer::new(std::env::temp_dir()),
+            installer: Arc::new(Installer::new(std::env::temp_dir())),
             breakers,
             activity,
             started: Instant::now(),

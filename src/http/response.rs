@@ -42,13 +42,18 @@ impl Req {
 /// and a flush pushes it out at once.
 pub type StreamBody = crate::mcp::StreamBody;
 
-/// An answer: a complete body, or a stream.
+/// Computes the reply on a thread of its own (a call that may take long), so it never holds a
+/// worker.
+pub type Later = Box<dyn FnOnce() -> Reply + Send>;
+
+/// An answer: a complete body, a stream, or one to be computed later.
 pub struct Reply {
     pub status: u16,
     pub content_type: &'static str,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
     pub stream: Option<StreamBody>,
+    pub later: Option<Later>,
 }
 
 impl std::fmt::Debug for Reply {
@@ -63,9 +68,14 @@ impl std::fmt::Debug for Reply {
 impl Reply {
     pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Reply {
         match serde_json::to_vec(value) {
-            Ok(body) => {
-                Reply { status, content_type: "application/json", headers: Vec::new(), body, stream: None }
-            }
+            Ok(body) => Reply {
+                status,
+                content_type: "application/json",
+                headers: Vec::new(),
+                body,
+                stream: None,
+                later: None,
+            },
             Err(e) => Reply::error(500, "internal", &format!("cannot encode the answer: {e}")),
         }
     }
@@ -81,11 +91,12 @@ impl Reply {
             headers: Vec::new(),
             body: body.as_bytes().to_vec(),
             stream: None,
+            later: None,
         }
     }
 
     pub fn empty(status: u16) -> Reply {
-        Reply { status, content_type: "", headers: Vec::new(), body: Vec::new(), stream: None }
+        Reply { status, content_type: "", headers: Vec::new(), body: Vec::new(), stream: None, later: None }
     }
 
     /// A `text/event-stream` answer written by `f`.
@@ -96,6 +107,19 @@ impl Reply {
             headers: Vec::new(),
             body: Vec::new(),
             stream: Some(f),
+            later: None,
+        }
+    }
+
+    /// A reply computed by `f` on a thread of its own.
+    pub fn later(f: Later) -> Reply {
+        Reply {
+            status: 202,
+            content_type: "",
+            headers: Vec::new(),
+            body: Vec::new(),
+            stream: None,
+            later: Some(f),
         }
     }
 

@@ -1,7 +1,7 @@
 //! The one route table, and the handlers. A handler is a plain `fn(&App, &Req, &Params) ->
 //! Result<Reply>`; only this layer knows URLs and status codes.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
@@ -11,7 +11,7 @@ use crate::config::ServerConfig;
 use crate::error::{Error, Result};
 use crate::jsonrpc::{self, RpcError};
 use crate::mcp::{self, Answer, Target};
-use crate::servers::{installer, CallError, Snapshot, Status};
+use crate::servers::{installer, CallError, Servers, Snapshot, Status};
 
 /// Path segments captured by `{name}` (and `{*rest}`, the remaining path).
 pub struct Params(Vec<(&'static str, String)>);
@@ -202,28 +202,42 @@ fn replace_server(app: &App, req: &Req, p: &Params) -> Result<Reply> {
         }
     }
     let config = ServerConfig::from_json(&body, "request body", "$")?;
-    let snap = app.servers.replace(p.get("name"), config)?;
-    Ok(Reply::ok(&server_json(&snap, Instant::now())))
+    let name = p.get("name").to_string();
+    // A running server restarts with the new configuration: that may take a while.
+    Ok(lifecycle(app, move |servers| servers.replace(&name, config)))
 }
 
 fn remove_server(app: &App, _: &Req, p: &Params) -> Result<Reply> {
-    app.servers.remove(p.get("name"))?;
-    Ok(Reply::ok(&json!({"removed": p.get("name")})))
+    let (servers, name) = (app.servers.clone(), p.get("name").to_string());
+    Ok(Reply::later(Box::new(move || match servers.remove(&name) {
+        Ok(()) => Reply::ok(&json!({"removed": name})),
+        Err(e) => Reply::from(e),
+    })))
 }
 
 fn start_server(app: &App, _: &Req, p: &Params) -> Result<Reply> {
-    let snap = app.servers.start(p.get("name"))?;
-    Ok(Reply::ok(&server_json(&snap, Instant::now())))
+    let name = p.get("name").to_string();
+    Ok(lifecycle(app, move |servers| servers.start(&name)))
 }
 
 fn stop_server(app: &App, _: &Req, p: &Params) -> Result<Reply> {
-    let snap = app.servers.stop(p.get("name"))?;
-    Ok(Reply::ok(&server_json(&snap, Instant::now())))
+    let name = p.get("name").to_string();
+    Ok(lifecycle(app, move |servers| servers.stop(&name)))
 }
 
 fn restart_server(app: &App, _: &Req, p: &Params) -> Result<Reply> {
-    let snap = app.servers.restart(p.get("name"))?;
-    Ok(Reply::ok(&server_json(&snap, Instant::now())))
+    let name = p.get("name").to_string();
+    Ok(lifecycle(app, move |servers| servers.restart(&name)))
+}
+
+/// A lifecycle change (it waits on a child: up to the handshake or stop grace) answered from
+/// a thread of its own with the server as it then is.
+fn lifecycle(app: &App, f: impl FnOnce(&Servers) -> Result<Snapshot> + Send + 'static) -> Reply {
+    let servers = app.servers.clone();
+    Reply::later(Box::new(move || match f(&servers) {
+        Ok(snap) => Reply::ok(&server_json(&snap, Instant::now())),
+        Err(e) => Reply::from(e),
+    }))
 }
 
 fn server_logs(app: &App, req: &Req, p: &Params) -> Result<Reply> {
@@ -257,15 +271,24 @@ fn install_server(app: &App, req: &Req, _: &Params) -> Result<Reply> {
         return Err(Error::Conflict(format!("a server named \"{name}\" already exists")));
     }
     let ignore_scripts = body.get("ignore_scripts").and_then(Value::as_bool).unwrap_or(false);
-    let bin = app.installer.install(package, ignore_scripts)?;
-    app.activity.record("install", Some(&name), format!("installed {package}"));
-    let mut snap = app.servers.add(&name, config)?;
-    if body.get("start").and_then(Value::as_bool).unwrap_or(false) {
-        snap = app.servers.start(&name)?;
-    }
-    let mut out = server_json(&snap, Instant::now());
-    out["installed"] = json!({"package": package, "bin": bin.display().to_string()});
-    Ok(Reply::json(201, &out))
+    let start = body.get("start").and_then(Value::as_bool).unwrap_or(false);
+    let (servers, installer, activity) = (app.servers.clone(), app.installer.clone(), app.activity.clone());
+    let package = package.to_string();
+    // npm takes seconds to minutes: the install runs on a thread of its own.
+    Ok(Reply::later(Box::new(move || {
+        let run = || -> Result<Reply> {
+            let bin = installer.install(&package, ignore_scripts)?;
+            activity.record("install", Some(&name), format!("installed {package}"));
+            let mut snap = servers.add(&name, config)?;
+            if start {
+                snap = servers.start(&name)?;
+            }
+            let mut out = server_json(&snap, Instant::now());
+            out["installed"] = json!({"package": package, "bin": bin.display().to_string()});
+            Ok(Reply::json(201, &out))
+        };
+        run().unwrap_or_else(Reply::from)
+    })))
 }
 
 /// `POST /mcp/{server}/{method...}`: body = params, answer = result. JSON-RPC errors map to
@@ -280,10 +303,33 @@ fn rest_call(app: &App, req: &Req, p: &Params) -> Result<Reply> {
             ))
         }
     };
-    match app.servers.call(p.get("server"), p.get("method"), params) {
-        Ok(result) => Ok(Reply::ok(&result)),
-        Err(CallError::Hub(e)) => Err(e),
-        Err(CallError::Rpc(e)) => Ok(rpc_error_reply(&e)),
+    let call = match app.servers.begin_call(p.get("server"), p.get("method"), params) {
+        Ok(c) => c,
+        Err(e) => return Ok(call_reply(Err(e))),
+    };
+    // Most answers come within microseconds; a longer call moves to a thread of its own.
+    match app.servers.poll_call(call, Instant::now() + QUICK_ANSWER) {
+        Ok(result) => Ok(call_reply(result)),
+        Err(call) => {
+            let servers = app.servers.clone();
+            Ok(Reply::later(Box::new(move || {
+                let result = servers
+                    .poll_call(call, Instant::now() + Duration::from_secs(86_400 * 365))
+                    .unwrap_or_else(|_| Err(CallError::Hub(Error::Timeout("the call did not end".into()))));
+                call_reply(result)
+            })))
+        }
+    }
+}
+
+/// How long a worker waits for an answer before handing the call to a thread of its own.
+const QUICK_ANSWER: Duration = Duration::from_millis(10);
+
+fn call_reply(result: std::result::Result<Value, CallError>) -> Reply {
+    match result {
+        Ok(v) => Reply::ok(&v),
+        Err(CallError::Hub(e)) => Reply::from(e),
+        Err(CallError::Rpc(e)) => rpc_error_reply(&e),
     }
 }
 
@@ -369,6 +415,7 @@ fn mcp_reply(answer: Answer) -> Reply {
         ),
         Answer::Stream(f) => Reply::event_stream(f),
         Answer::Ended => Reply::empty(200),
+        Answer::Later(f) => Reply::later(Box::new(move || mcp_reply(f()))),
     }
 }
 

@@ -51,7 +51,13 @@ pub enum Answer {
     Stream(StreamBody),
     /// 200, empty: a session ended.
     Ended,
+    /// Worked out on a thread of its own: the request may take long and must not hold a worker.
+    Later(Box<dyn FnOnce() -> Answer + Send>),
 }
+
+/// How long a worker waits for a child's first word before handing the request to a thread of
+/// its own.
+const QUICK_ANSWER: Duration = Duration::from_millis(10);
 
 fn fault(status: u16, code: i64, message: impl Into<String>) -> Answer {
     Answer::Fault { status, code, message: message.into() }
@@ -133,7 +139,11 @@ impl Gateway {
         let mut out = Vec::new();
         let mut session_id = None;
         for item in items {
-            match self.message(target, req, item, false) {
+            let mut answer = self.message(target, req, item, false);
+            while let Answer::Later(f) = answer {
+                answer = f();
+            }
+            match answer {
                 Answer::Json { body, session } => {
                     session_id = session_id.or(session);
                     out.push(body);
@@ -269,7 +279,13 @@ impl Gateway {
         let bridge = match &lease.channel {
             Channel::Stdio(b) => b.clone(),
             Channel::Http(upstream) => {
-                return self.relay_http(server, upstream, &msg, lease.remaining(), sse)
+                // The remote call blocks until its first message: always off the worker.
+                let (servers, server, upstream) =
+                    (self.servers.clone(), server.to_string(), upstream.clone());
+                let timeout = lease.remaining();
+                return Answer::Later(Box::new(move || {
+                    relay_http(&servers, &server, &upstream, &msg, timeout, sse)
+                }));
             }
         };
         let pending = match bridge.begin_relay(&msg) {
@@ -291,64 +307,6 @@ impl Gateway {
             pending,
         };
         call.answer(sse)
-    }
-
-    /// A request to a remote server: JSON if its response comes first, else an SSE stream that
-    /// passes on each message as the upstream sends it.
-    fn relay_http(
-        &self,
-        server: &str,
-        upstream: &Upstream,
-        msg: &Value,
-        timeout: Duration,
-        sse: bool,
-    ) -> Answer {
-        let id = msg.get("id").cloned().unwrap_or(Value::Null);
-        let mut answer = match upstream.open(msg, timeout) {
-            Ok(r) => r,
-            Err(e) => {
-                self.servers.record(server, Some(&e));
-                return reply(rpc_error(id, &e));
-            }
-        };
-        loop {
-            match answer.next_message() {
-                Some(Ok(m)) if answer.is_done() => {
-                    self.servers.record(server, None);
-                    return reply(m);
-                }
-                Some(Ok(first)) if sse => {
-                    let (servers, server) = (self.servers.clone(), server.to_string());
-                    return Answer::Stream(Box::new(move |w: &mut dyn Write| {
-                        if write_event(w, &first).is_err() {
-                            return;
-                        }
-                        while let Some(next) = answer.next_message() {
-                            let m = match next {
-                                Ok(m) => m,
-                                Err(e) => {
-                                    servers.record(&server, Some(&e));
-                                    let _ = write_event(w, &rpc_error(id.clone(), &e));
-                                    return;
-                                }
-                            };
-                            if write_event(w, &m).is_err() {
-                                return;
-                            }
-                        }
-                        servers.record(&server, None);
-                    }));
-                }
-                Some(Ok(_)) => {} // the client takes JSON only: what comes before the answer is dropped
-                Some(Err(e)) => {
-                    self.servers.record(server, Some(&e));
-                    return reply(rpc_error(id, &e));
-                }
-                None => {
-                    return reply(rpc_error(id, &RpcError::new(jsonrpc::SERVER_UNAVAILABLE, "no answer")))
-                }
-            }
-        }
     }
 
     // -----------------------------------------------------------------------------------------
@@ -716,6 +674,62 @@ pub fn public_name(server: &str, name: &str) -> String {
     format!("{cut}-{hash}")
 }
 
+/// A request to a remote server: JSON if its response comes first, else an SSE stream that
+/// passes on each message as the upstream sends it.
+fn relay_http(
+    servers: &Arc<Servers>,
+    server: &str,
+    upstream: &Upstream,
+    msg: &Value,
+    timeout: Duration,
+    sse: bool,
+) -> Answer {
+    let id = msg.get("id").cloned().unwrap_or(Value::Null);
+    let mut answer = match upstream.open(msg, timeout) {
+        Ok(r) => r,
+        Err(e) => {
+            servers.record(server, Some(&e));
+            return reply(rpc_error(id, &e));
+        }
+    };
+    loop {
+        match answer.next_message() {
+            Some(Ok(m)) if answer.is_done() => {
+                servers.record(server, None);
+                return reply(m);
+            }
+            Some(Ok(first)) if sse => {
+                let (servers, server) = (servers.clone(), server.to_string());
+                return Answer::Stream(Box::new(move |w: &mut dyn Write| {
+                    if write_event(w, &first).is_err() {
+                        return;
+                    }
+                    while let Some(next) = answer.next_message() {
+                        let m = match next {
+                            Ok(m) => m,
+                            Err(e) => {
+                                servers.record(&server, Some(&e));
+                                let _ = write_event(w, &rpc_error(id.clone(), &e));
+                                return;
+                            }
+                        };
+                        if write_event(w, &m).is_err() {
+                            return;
+                        }
+                    }
+                    servers.record(&server, None);
+                }));
+            }
+            Some(Ok(_)) => {} // the client takes JSON only: what comes before the answer is dropped
+            Some(Err(e)) => {
+                servers.record(server, Some(&e));
+                return reply(rpc_error(id, &e));
+            }
+            None => return reply(rpc_error(id, &RpcError::new(jsonrpc::SERVER_UNAVAILABLE, "no answer"))),
+        }
+    }
+}
+
 /// One relayed request in progress.
 struct Call {
     servers: Arc<Servers>,
@@ -732,7 +746,24 @@ struct Call {
 impl Call {
     /// JSON when the response comes first; an SSE stream as soon as the child sends anything
     /// else for this request (progress, a request for the client) and the client takes SSE.
+    /// A long wait moves to a thread of its own (`Answer::Later`).
     fn answer(self, sse: bool) -> Answer {
+        let quick = Instant::now() + QUICK_ANSWER;
+        loop {
+            match self.bridge.next(&self.pending, self.deadline.min(quick)) {
+                Next::Event(Event::Response(r)) => return reply(self.finish(r)),
+                Next::Event(Event::Message(m)) if sse => return self.stream(m),
+                Next::Event(Event::Message(m)) => self.bridge.refuse_relay(&m),
+                Next::Gone => return reply(self.fail_gone()),
+                Next::TimedOut if Instant::now() < self.deadline => {
+                    return Answer::Later(Box::new(move || self.answer_late(sse)));
+                }
+                Next::TimedOut => return reply(self.fail_timeout()),
+            }
+        }
+    }
+
+    fn answer_late(self, sse: bool) -> Answer {
         loop {
             match self.bridge.next(&self.pending, self.deadline) {
                 Next::Event(Event::Response(r)) => return reply(self.finish(r)),

@@ -26,7 +26,7 @@ use crate::dashboard::Activity;
 use crate::error::{Error, Result};
 use crate::jsonrpc::{self, RpcError};
 use crate::resilience::{Backoff, Breakers};
-use bridge::{Bridge, Peer, Pending, StderrRing};
+use bridge::{Bridge, Event, Next, Peer, Pending, StderrRing};
 use process::Process;
 use upstream::Upstream;
 
@@ -111,6 +111,22 @@ impl From<Error> for CallError {
     fn from(e: Error) -> Self {
         CallError::Hub(e)
     }
+}
+
+/// A request sent by `begin_call` and not yet answered.
+pub struct Outstanding {
+    name: String,
+    method: String,
+    params: Option<Value>,
+    lease: Lease,
+    pending: Option<Pending>,
+}
+
+fn bridge_gone(name: &str) -> RpcError {
+    RpcError::new(
+        jsonrpc::SERVER_UNAVAILABLE,
+        format!("server {name} exited while the request was in flight"),
+    )
 }
 
 /// One request's hold on a running server.
@@ -700,10 +716,64 @@ impl Servers {
         method: &str,
         params: Option<Value>,
     ) -> std::result::Result<Value, CallError> {
+        let call = self.begin_call(name, method, params)?;
+        let deadline = call.lease.deadline;
+        // Polling until the request's own deadline always ends with an answer or its timeout.
+        self.poll_call(call, deadline)
+            .unwrap_or_else(|_| Err(Error::Timeout(format!("request to {name} timed out")).into()))
+    }
+
+    /// Sends a request and returns without waiting for the answer; `poll_call` collects it.
+    pub fn begin_call(
+        &self,
+        name: &str,
+        method: &str,
+        params: Option<Value>,
+    ) -> std::result::Result<Box<Outstanding>, CallError> {
         let lease = self.acquire(name)?;
-        let result = lease.channel.call(method, params, lease.remaining());
-        self.record(name, result.as_ref().err());
-        result.map_err(CallError::Rpc)
+        let pending = match &lease.channel {
+            Channel::Stdio(bridge) => match bridge.begin(method, params.clone()) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    self.record(name, Some(&e));
+                    return Err(CallError::Rpc(e));
+                }
+            },
+            Channel::Http(_) => None,
+        };
+        Ok(Box::new(Outstanding {
+            name: name.to_string(),
+            method: method.to_string(),
+            params,
+            lease,
+            pending,
+        }))
+    }
+
+    /// The answer to a request from `begin_call`, waiting until `until` at most: `Err` gives the
+    /// request back when it is still running then (before its own deadline).
+    pub fn poll_call(
+        &self,
+        call: Box<Outstanding>,
+        until: Instant,
+    ) -> std::result::Result<std::result::Result<Value, CallError>, Box<Outstanding>> {
+        let result = match (&call.lease.channel, &call.pending) {
+            (Channel::Stdio(bridge), Some(pending)) => loop {
+                match bridge.next(pending, until.min(call.lease.deadline)) {
+                    Next::Event(Event::Response(r)) => break jsonrpc::outcome(&r),
+                    Next::Event(Event::Message(_)) => continue,
+                    Next::Gone => break Err(bridge_gone(&call.name)),
+                    Next::TimedOut if Instant::now() < call.lease.deadline => return Err(call),
+                    Next::TimedOut => {
+                        let (bridge, pending) = (bridge.clone(), call.pending.expect("matched Some above"));
+                        break Err(bridge.timed_out(pending, call.lease.timeout));
+                    }
+                }
+            },
+            (channel, _) => channel.call(&call.method, call.params.clone(), call.lease.remaining()),
+        };
+        self.record(&call.name, result.as_ref().err());
+        Ok(result.map_err(CallError::Rpc))
     }
 
     /// The bridge to a running server for one request, with its deadline: waits while the

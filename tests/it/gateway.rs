@@ -596,3 +596,31 @@ fn completion_and_subscriptions_reach_the_owning_server() {
         assert!(r["result"]["contents"][0]["text"].as_str().is_some(), "templated resource on {path}: {r}");
     }
 }
+
+#[test]
+fn long_mcp_calls_never_hold_a_worker() {
+    let hub =
+        Hub::builder().servers(&fixture_servers(&[("fx", json!({}))])).env("AGENTHUB_WORKERS", "1").start();
+    let c = Client::connect(&hub, "/mcp/fx");
+    std::thread::scope(|s| {
+        let calls: Vec<_> = (0..4)
+            .map(|i| {
+                let c = &c;
+                s.spawn(move || {
+                    c.call(json!(i), "tools/call", json!({"name": "sleep", "arguments": {"ms": 1500}}))
+                })
+            })
+            .collect();
+        wait_for("4 calls in flight at once", 5 * SEC, || (hub.in_flight("fx") >= 4).then_some(()));
+        let t = std::time::Instant::now();
+        assert_eq!(c.call(json!("p"), "ping", json!({}))["result"], json!({}));
+        assert!(t.elapsed() < Duration::from_millis(500), "ping waited {:?}", t.elapsed());
+        for (i, call) in calls.into_iter().enumerate() {
+            let r = call.join().unwrap();
+            assert_eq!(
+                (r["id"].clone(), r["result"]["content"][0]["text"].clone()),
+                (json!(i), json!("slept 1500"))
+            );
+        }
+    });
+}

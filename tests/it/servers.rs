@@ -337,3 +337,29 @@ fn children_exit_when_the_hub_is_killed_outright() {
     let _ = hub.child.wait();
     wait_for("the orphaned child to exit", 5 * SEC, || (!alive(pid)).then_some(()));
 }
+
+#[test]
+fn long_calls_never_hold_a_worker() {
+    // One worker only: if a waiting call held it, nothing else would be answered.
+    let hub =
+        Hub::builder().servers(&fixture_servers(&[("fx", json!({}))])).env("AGENTHUB_WORKERS", "1").start();
+    assert_eq!(hub.post("/servers/fx/start").status, 200);
+    let calls: Vec<_> = (0..6)
+        .map(|i| {
+            let addr = hub.addr.clone();
+            std::thread::spawn(move || {
+                let body = json!({"name": "sleep", "arguments": {"ms": 1500 + i}}).to_string();
+                let r = raw_request(&addr, "POST", "/mcp/fx/tools/call", &[], body.as_bytes());
+                (i, tool_text(&r))
+            })
+        })
+        .collect();
+    wait_for("6 calls in flight at once", 5 * SEC, || (hub.in_flight("fx") >= 6).then_some(()));
+    let t = Instant::now();
+    assert_eq!(hub.get("/health").status, 200);
+    assert!(t.elapsed() < Duration::from_millis(500), "/health waited {:?}", t.elapsed());
+    for c in calls {
+        let (i, text) = c.join().unwrap();
+        assert_eq!(text, format!("slept {}", 1500 + i));
+    }
+}
