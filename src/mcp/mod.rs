@@ -116,7 +116,7 @@ impl Gateway {
     // -----------------------------------------------------------------------------------------
     // POST
 
-    pub fn post(&self, target: &Target, req: &Request) -> Answer {
+    pub fn post(self: &Arc<Self>, target: &Target, req: &Request) -> Answer {
         if !accepts(req.accept, "application/json") && !accepts(req.accept, "text/event-stream") {
             return fault(406, -32000, "Not Acceptable: accept application/json and text/event-stream");
         }
@@ -132,7 +132,7 @@ impl Gateway {
     }
 
     /// JSON-RPC batches (protocol 2025-03-26): every request answered, in one JSON array.
-    fn batch(&self, target: &Target, req: &Request, items: Vec<Value>) -> Answer {
+    fn batch(self: &Arc<Self>, target: &Target, req: &Request, items: Vec<Value>) -> Answer {
         if items.is_empty() {
             return fault(400, jsonrpc::INVALID_REQUEST, "Invalid Request: empty batch");
         }
@@ -160,7 +160,7 @@ impl Gateway {
         }
     }
 
-    fn message(&self, target: &Target, req: &Request, msg: Value, sse: bool) -> Answer {
+    fn message(self: &Arc<Self>, target: &Target, req: &Request, msg: Value, sse: bool) -> Answer {
         match jsonrpc::kind(&msg) {
             Kind::Request if jsonrpc::method(&msg) == "initialize" => self.initialize(target, &msg),
             Kind::Request => match self.session(target, req) {
@@ -205,7 +205,18 @@ impl Gateway {
         Ok(s)
     }
 
-    fn initialize(&self, target: &Target, msg: &Value) -> Answer {
+    fn initialize(self: &Arc<Self>, target: &Target, msg: &Value) -> Answer {
+        if let Target::Server(name) = target {
+            if self.servers.get(name).is_some_and(|s| s.initialize.is_none()) {
+                // The server must start first (up to its handshake timeout): off the worker.
+                let (gw, target, msg) = (self.clone(), target.clone(), msg.clone());
+                return Answer::Later(Box::new(move || gw.initialize_now(&target, &msg)));
+            }
+        }
+        self.initialize_now(target, msg)
+    }
+
+    fn initialize_now(&self, target: &Target, msg: &Value) -> Answer {
         let id = msg.get("id").cloned().unwrap_or(Value::Null);
         let asked = msg.pointer("/params/protocolVersion").and_then(Value::as_str).unwrap_or(DEFAULT_VERSION);
         let version =

@@ -624,3 +624,21 @@ fn long_mcp_calls_never_hold_a_worker() {
         }
     });
 }
+
+#[test]
+fn initialize_that_starts_a_slow_server_does_not_hold_a_worker() {
+    let hub = Hub::builder()
+        .servers(&fixture_servers(&[("slow", json!({"args": ["--slow-start", "1500"]}))]))
+        .env("AGENTHUB_WORKERS", "1")
+        .start();
+    std::thread::scope(|s| {
+        let connecting = s.spawn(|| Client::connect(&hub, "/mcp/slow").session);
+        wait_for("the server to be starting", 5 * SEC, || {
+            (hub.server("slow")["status"] == "STARTING").then_some(())
+        });
+        let t = std::time::Instant::now();
+        assert_eq!(hub.get("/health").status, 200);
+        assert!(t.elapsed() < Duration::from_millis(500), "/health waited {:?}", t.elapsed());
+        assert_eq!(connecting.join().unwrap().len(), 32);
+    });
+}
