@@ -84,17 +84,6 @@ impl Reply {
         Reply::json(200, value)
     }
 
-    pub fn html(body: &'static str) -> Reply {
-        Reply {
-            status: 200,
-            content_type: "text/html; charset=utf-8",
-            headers: Vec::new(),
-            body: body.as_bytes().to_vec(),
-            stream: None,
-            later: None,
-        }
-    }
-
     pub fn empty(status: u16) -> Reply {
         Reply { status, content_type: "", headers: Vec::new(), body: Vec::new(), stream: None, later: None }
     }
