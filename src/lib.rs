@@ -9,6 +9,7 @@ pub mod error;
 pub mod http;
 pub mod jsonrpc;
 pub mod mcp;
+pub mod queue;
 pub mod resilience;
 pub mod servers;
 pub mod shim;

@@ -170,10 +170,8 @@ impl Shim {
 
     fn relay_events(&self, reader: impl BufRead) {
         for line in reader.lines().map_while(std::result::Result::ok) {
-            if let Some(data) = line.strip_prefix("data:") {
-                if let Ok(v) = serde_json::from_str::<Value>(data.trim()) {
-                    self.emit(&v);
-                }
+            if let Some(v) = jsonrpc::sse_data(&line) {
+                self.emit(&v);
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The one route table, and the handlers. A handler is a plain `fn(&App, &Req, &Params) ->
 //! Result<Reply>`; only this layer knows URLs and status codes.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
@@ -308,22 +308,14 @@ fn rest_call(app: &App, req: &Req, p: &Params) -> Result<Reply> {
         Err(e) => return Ok(call_reply(Err(e))),
     };
     // Most answers come within microseconds; a longer call moves to a thread of its own.
-    match app.servers.poll_call(call, Instant::now() + QUICK_ANSWER) {
+    match app.servers.poll_call(call, Instant::now() + crate::servers::QUICK_ANSWER) {
         Ok(result) => Ok(call_reply(result)),
         Err(call) => {
             let servers = app.servers.clone();
-            Ok(Reply::later(Box::new(move || {
-                let result = servers
-                    .poll_call(call, Instant::now() + Duration::from_secs(86_400 * 365))
-                    .unwrap_or_else(|_| Err(CallError::Hub(Error::Timeout("the call did not end".into()))));
-                call_reply(result)
-            })))
+            Ok(Reply::later(Box::new(move || call_reply(servers.finish_call(call)))))
         }
     }
 }
-
-/// How long a worker waits for an answer before handing the call to a thread of its own.
-const QUICK_ANSWER: Duration = Duration::from_millis(10);
 
 fn call_reply(result: std::result::Result<Value, CallError>) -> Reply {
     match result {

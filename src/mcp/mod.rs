@@ -16,10 +16,11 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use crate::jsonrpc::{self, Kind, RpcError};
+use crate::queue::Delivery;
 use crate::servers::bridge::{Bridge, Event, Next, Pending};
 use crate::servers::upstream::Upstream;
-use crate::servers::{Channel, Servers, Status, STATUS_NOTIFICATION, SUPPORTED_VERSIONS};
-pub use session::{Delivery, Session, Sessions, Target};
+use crate::servers::{Channel, Servers, Status, QUICK_ANSWER, STATUS_NOTIFICATION, SUPPORTED_VERSIONS};
+pub use session::{Session, Sessions, Target};
 
 /// The aggregated endpoint joins server and tool names with this.
 pub const SEPARATOR: &str = "__";
@@ -54,10 +55,6 @@ pub enum Answer {
     /// Worked out on a thread of its own: the request may take long and must not hold a worker.
     Later(Box<dyn FnOnce() -> Answer + Send>),
 }
-
-/// How long a worker waits for a child's first word before handing the request to a thread of
-/// its own.
-const QUICK_ANSWER: Duration = Duration::from_millis(10);
 
 fn fault(status: u16, code: i64, message: impl Into<String>) -> Answer {
     Answer::Fault { status, code, message: message.into() }
@@ -405,7 +402,7 @@ impl Gateway {
             }
             loop {
                 let sent = match stream.next(HEARTBEAT) {
-                    Delivery::Message(msg) => write_event(w, &msg),
+                    Delivery::Item(msg) => write_event(w, &msg),
                     Delivery::Idle => w.write_all(b": heartbeat\n\n").and_then(|()| w.flush()),
                     Delivery::Closed => break,
                 };
@@ -759,28 +756,22 @@ impl Call {
     /// else for this request (progress, a request for the client) and the client takes SSE.
     /// A long wait moves to a thread of its own (`Answer::Later`).
     fn answer(self, sse: bool) -> Answer {
-        let quick = Instant::now() + QUICK_ANSWER;
-        loop {
-            match self.bridge.next(&self.pending, self.deadline.min(quick)) {
-                Next::Event(Event::Response(r)) => return reply(self.finish(r)),
-                Next::Event(Event::Message(m)) if sse => return self.stream(m),
-                Next::Event(Event::Message(m)) => self.bridge.refuse_relay(&m),
-                Next::Gone => return reply(self.fail_gone()),
-                Next::TimedOut if Instant::now() < self.deadline => {
-                    return Answer::Later(Box::new(move || self.answer_late(sse)));
-                }
-                Next::TimedOut => return reply(self.fail_timeout()),
-            }
-        }
+        self.wait(sse, Some(Instant::now() + QUICK_ANSWER))
     }
 
-    fn answer_late(self, sse: bool) -> Answer {
+    /// Waits for the first word from the child; past `quick` (before the deadline) the rest of
+    /// the wait is handed over as `Answer::Later`.
+    fn wait(self, sse: bool, quick: Option<Instant>) -> Answer {
         loop {
-            match self.bridge.next(&self.pending, self.deadline) {
+            let until = quick.map_or(self.deadline, |q| q.min(self.deadline));
+            match self.bridge.next(&self.pending, until) {
                 Next::Event(Event::Response(r)) => return reply(self.finish(r)),
                 Next::Event(Event::Message(m)) if sse => return self.stream(m),
                 Next::Event(Event::Message(m)) => self.bridge.refuse_relay(&m),
                 Next::Gone => return reply(self.fail_gone()),
+                Next::TimedOut if quick.is_some() && Instant::now() < self.deadline => {
+                    return Answer::Later(Box::new(move || self.wait(sse, None)));
+                }
                 Next::TimedOut => return reply(self.fail_timeout()),
             }
         }

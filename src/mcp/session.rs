@@ -1,13 +1,15 @@
 //! MCP sessions of the Streamable HTTP endpoints: unguessable ids, idle expiry, a cap with the
 //! least recently used evicted, the requests each has in flight, and its open GET streams.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use serde_json::Value;
+
+use crate::queue::Queue;
 
 /// Sessions idle this long are forgotten.
 pub const IDLE_EXPIRY: Duration = Duration::from_secs(3600);
@@ -21,54 +23,8 @@ pub enum Target {
     Aggregate,
 }
 
-/// What a stream's writer gets next.
-pub enum Delivery {
-    Message(Value),
-    /// Nothing came within the wait: time for a heartbeat.
-    Idle,
-    Closed,
-}
-
 /// A server→client stream (one open GET): messages queue here until its thread writes them.
-#[derive(Default)]
-pub struct Stream {
-    queue: Mutex<(VecDeque<Value>, bool)>,
-    ready: Condvar,
-}
-
-impl Stream {
-    pub fn push(&self, msg: Value) -> bool {
-        let mut q = self.queue.lock();
-        if q.1 {
-            return false;
-        }
-        q.0.push_back(msg);
-        self.ready.notify_one();
-        true
-    }
-
-    pub fn close(&self) {
-        self.queue.lock().1 = true;
-        self.ready.notify_one();
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.queue.lock().1
-    }
-
-    /// The next message, waiting at most `wait`.
-    pub fn next(&self, wait: Duration) -> Delivery {
-        let mut q = self.queue.lock();
-        if q.0.is_empty() && !q.1 {
-            self.ready.wait_for(&mut q, wait);
-        }
-        match q.0.pop_front() {
-            Some(m) => Delivery::Message(m),
-            None if q.1 => Delivery::Closed,
-            None => Delivery::Idle,
-        }
-    }
-}
+pub type Stream = Queue<Value>;
 
 pub struct Session {
     pub id: String,
@@ -256,9 +212,13 @@ mod tests {
         let a = s.open_stream();
         let b = s.open_stream();
         assert!(s.deliver(serde_json::json!(2)));
-        let got = |s: &Stream| matches!(s.next(Duration::from_millis(1)), Delivery::Message(_)) as u8;
+        let got =
+            |s: &Stream| matches!(s.next(Duration::from_millis(1)), crate::queue::Delivery::Item(_)) as u8;
         assert_eq!(got(&a) + got(&b), 1);
         sessions.remove(&s.id);
-        assert!(matches!(a.next(Duration::from_millis(1)), Delivery::Closed), "closed with the session");
+        assert!(
+            matches!(a.next(Duration::from_millis(1)), crate::queue::Delivery::Closed),
+            "closed with the session"
+        );
     }
 }

@@ -1,13 +1,12 @@
 //! The stdio bridge to one child: three named threads per child. `stdin` owns the child's stdin
-//! and writes the lines handed to it through `Outbox` (a queue it drains whole, one write per
-//! batch); `stdout` reads one JSON-RPC message per line and routes each response to the caller
+//! and writes the lines handed to it through its `Queue` (drained whole, one write per batch); `stdout` reads one JSON-RPC message per line and routes each response to the caller
 //! waiting on its id (`Slot`, a one-shot); `stderr` drains into a ring buffer and the log. Ids
 //! sent to the child are the hub's own (unique per child), so concurrent callers never see each
 //! other's answers whatever ids they use themselves.
 //!
-//! The queue and the slots are a mutex and a condvar each rather than channels: under load a
-//! channel's receiver spins and yields before it sleeps, which on a small machine takes the CPU
-//! the child needs.
+//! The stdin queue is a `queue::Queue` and the slots a mutex and a condvar each, not channels:
+//! under load a channel's receiver spins and yields before it sleeps, taking the CPU the child
+//! needs.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
@@ -21,6 +20,7 @@ use parking_lot::{Condvar, Mutex};
 use serde_json::{json, Value};
 
 use crate::jsonrpc::{self, Kind, RpcError};
+use crate::queue::Queue;
 
 /// Lines of stderr kept per server.
 pub const STDERR_LINES: usize = 500;
@@ -51,45 +51,6 @@ pub trait Peer: Send + Sync {
     fn request(&self, server: &str, msg: &Value) -> Result<Value, RpcError>;
     /// `relayed`: the message already went to the one client request in flight.
     fn notification(&self, server: &str, msg: &Value, relayed: bool);
-}
-
-/// Lines for the child's stdin; the writer takes them all at once.
-#[derive(Default)]
-struct Outbox {
-    queue: Mutex<(Vec<String>, bool)>,
-    ready: Condvar,
-}
-
-impl Outbox {
-    /// False once closed.
-    fn push(&self, line: String) -> bool {
-        let mut q = self.queue.lock();
-        if q.1 {
-            return false;
-        }
-        q.0.push(line);
-        self.ready.notify_one();
-        true
-    }
-
-    fn close(&self) {
-        self.queue.lock().1 = true;
-        self.ready.notify_one();
-    }
-
-    /// Everything queued, or None once closed and empty.
-    fn take(&self) -> Option<Vec<String>> {
-        let mut q = self.queue.lock();
-        loop {
-            if !q.0.is_empty() {
-                return Some(std::mem::take(&mut q.0));
-            }
-            if q.1 {
-                return None;
-            }
-            self.ready.wait(&mut q);
-        }
-    }
 }
 
 /// What reaches a caller before (and as) its answer.
@@ -163,7 +124,7 @@ impl Pending {
 
 pub struct Bridge {
     shared: Arc<Shared>,
-    outbox: Arc<Outbox>,
+    outbox: Arc<Queue<String>>,
     closed: Arc<AtomicBool>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -183,7 +144,7 @@ impl Bridge {
             next_id: AtomicU64::new(1),
             child_requests: Mutex::new(HashMap::new()),
         });
-        let outbox = Arc::new(Outbox::default());
+        let outbox = Arc::new(Queue::default());
         let closed = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(3);
         let n = short(name);
@@ -389,9 +350,9 @@ fn short(name: &str) -> &str {
     &name[..end]
 }
 
-fn write_loop(mut stdin: ChildStdin, outbox: &Outbox) {
+fn write_loop(mut stdin: ChildStdin, outbox: &Queue<String>) {
     let mut buf = Vec::new();
-    while let Some(lines) = outbox.take() {
+    while let Some(lines) = outbox.take_all() {
         buf.clear();
         for line in lines {
             buf.extend_from_slice(line.as_bytes());
@@ -404,7 +365,13 @@ fn write_loop(mut stdin: ChildStdin, outbox: &Outbox) {
     // Dropping stdin closes the pipe: the child sees EOF.
 }
 
-fn read_loop(stdout: ChildStdout, shared: &Shared, outbox: &Outbox, closed: &AtomicBool, peer: &dyn Peer) {
+fn read_loop(
+    stdout: ChildStdout,
+    shared: &Shared,
+    outbox: &Queue<String>,
+    closed: &AtomicBool,
+    peer: &dyn Peer,
+) {
     let mut reader = BufReader::new(stdout);
     let mut line = String::new();
     loop {

@@ -33,6 +33,9 @@ use upstream::Upstream;
 /// Protocol version the hub asks children for, and the ones it accepts back.
 pub const PROTOCOL_VERSION: &str = "2025-11-25";
 pub const SUPPORTED_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+/// How long an HTTP worker waits for a server's first word before handing the request to a
+/// thread of its own: most answers take microseconds, long tools must not hold a worker.
+pub const QUICK_ANSWER: Duration = Duration::from_millis(10);
 /// Running this long without a crash resets `restart_count` and the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
 /// How often the supervisor looks at every child.
@@ -717,8 +720,13 @@ impl Servers {
         params: Option<Value>,
     ) -> std::result::Result<Value, CallError> {
         let call = self.begin_call(name, method, params)?;
-        let deadline = call.lease.deadline;
-        // Polling until the request's own deadline always ends with an answer or its timeout.
+        self.finish_call(call)
+    }
+
+    /// Waits for a request from `begin_call` until it is answered or its deadline passes.
+    pub fn finish_call(&self, call: Box<Outstanding>) -> std::result::Result<Value, CallError> {
+        let (name, deadline) = (call.name.clone(), call.lease.deadline);
+        // Polling up to the request's own deadline always ends with an answer or its timeout.
         self.poll_call(call, deadline)
             .unwrap_or_else(|_| Err(Error::Timeout(format!("request to {name} timed out")).into()))
     }

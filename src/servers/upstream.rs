@@ -65,12 +65,7 @@ impl Upstream {
     /// Relays a client's request; returns every message the upstream sent for it, the final
     /// response last (with the client's id).
     pub fn relay(&self, request: &Value, timeout: Duration) -> Result<Vec<Value>, RpcError> {
-        let mut reply = self.open(request, timeout)?;
-        let mut msgs = Vec::new();
-        while let Some(m) = reply.next_message() {
-            msgs.push(m?);
-        }
-        Ok(msgs)
+        self.open(request, timeout)?.collect()
     }
 
     /// Sends a client's request under a hub id and returns its answer as it arrives.
@@ -112,12 +107,7 @@ impl Upstream {
     fn exchange(&self, msg: &Value, timeout: Duration, with_session: bool) -> Result<Vec<Value>, RpcError> {
         let body = self.post(msg, timeout, with_session)?;
         let id = msg.get("id").cloned().unwrap_or(Value::Null);
-        let mut reply = Reply { name: self.name.clone(), body, id: id.clone(), client_id: id, done: false };
-        let mut msgs = Vec::new();
-        while let Some(m) = reply.next_message() {
-            msgs.push(m?);
-        }
-        Ok(msgs)
+        Reply { name: self.name.clone(), body, id: id.clone(), client_id: id, done: false }.collect()
     }
 
     /// One POST; the body is read by `Reply`.
@@ -210,8 +200,7 @@ impl Reply {
                         return Some(Err(unreachable(&self.name, e)));
                     }
                 }
-                let Some(data) = line.trim_end().strip_prefix("data:") else { continue };
-                if let Ok(v) = serde_json::from_str::<Value>(data.trim()) {
+                if let Some(v) = jsonrpc::sse_data(&line) {
                     break Some(v);
                 }
             },
@@ -228,6 +217,15 @@ impl Reply {
             self.done = true;
         }
         Some(Ok(msg))
+    }
+
+    /// Every message, the response last.
+    pub fn collect(mut self) -> Result<Vec<Value>, RpcError> {
+        let mut msgs = Vec::new();
+        while let Some(m) = self.next_message() {
+            msgs.push(m?);
+        }
+        Ok(msgs)
     }
 
     /// Whether the last message returned was the response.

@@ -358,10 +358,22 @@ impl Hub {
 
     /// How many `sleep` tool calls the fixture server has begun (from its stderr).
     pub fn in_flight(&self, name: &str) -> usize {
+        self.stderr_lines(name, "fixture: sleep start")
+    }
+
+    /// How many of the server's kept stderr lines contain `needle`.
+    pub fn stderr_lines(&self, name: &str, needle: &str) -> usize {
         let logs = self.get(&format!("/servers/{name}/logs?lines=500")).json();
-        logs["lines"].as_array().map_or(0, |l| {
-            l.iter().filter(|x| x.as_str().is_some_and(|s| s.contains("fixture: sleep start"))).count()
-        })
+        logs["lines"]
+            .as_array()
+            .map_or(0, |l| l.iter().filter(|x| x.as_str().is_some_and(|s| s.contains(needle))).count())
+    }
+
+    /// Waits until the server has written a stderr line containing `needle`.
+    pub fn wait_stderr(&self, name: &str, needle: &str) {
+        wait_for(&format!("{name} to log {needle:?}"), Duration::from_secs(5), || {
+            (self.stderr_lines(name, needle) > 0).then_some(())
+        });
     }
 
     pub fn wait_status(&self, name: &str, status: &str, timeout: Duration) -> Value {

@@ -90,15 +90,7 @@ fn deadline_cancels_and_repeated_timeouts_open_the_breaker() {
         assert_eq!(r.json()["error"]["rpc"]["code"], -32001);
         assert!(t.elapsed() < 2 * SEC);
     }
-    wait_for("the child to log the cancellation", 5 * SEC, || {
-        let logs = hub.get("/servers/fx/logs").json();
-        logs["lines"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|l| l.as_str().unwrap().contains("notifications/cancelled"))
-            .then_some(())
-    });
+    hub.wait_stderr("fx", "notifications/cancelled");
     let msg = hub.tool("fx", "echo", json!({"text": "x"})).expect_error(503, "circuit_open");
     assert!(msg.contains("open"), "{msg}");
     assert_eq!(hub.get("/health").json()["servers"]["fx"]["circuit"], "open");
