@@ -16,7 +16,12 @@ const TWO_SERVERS: &str = r#"{"servers": {
 #[test]
 fn health_reports_version_cache_ollama_and_servers() {
     let hub = Hub::builder().servers(TWO_SERVERS).start();
-    let r = hub.get("/health");
+    let r = hub.request("GET", "/health", &[("X-Client-Name", "it-client")], b"");
+    // One debug line per request: method, path, status, duration, client.
+    wait_for("the request's log line", Duration::from_secs(5), || {
+        let log = hub.log();
+        log.lines().any(|l| l.contains("GET /health 200") && l.contains("ms client=it-client")).then_some(())
+    });
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("content-type"), Some("application/json"));
     let h = r.json();

@@ -627,3 +627,30 @@ fn initialize_that_starts_a_slow_server_does_not_hold_a_worker() {
         assert_eq!(connecting.join().unwrap().len(), 32);
     });
 }
+
+#[test]
+fn every_supported_protocol_version_is_served() {
+    let hub = Hub::builder().servers(&fixture_servers(&[("fx", json!({}))])).start();
+    for version in ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"] {
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "it", "version": "1"}}});
+        let r = hub.request("POST", "/mcp/fx", &[ACCEPT], init.to_string().as_bytes());
+        assert_eq!(r.json()["result"]["protocolVersion"], version);
+        let session = r.header("mcp-session-id").unwrap().to_string();
+        let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).to_string();
+        let r = hub.request(
+            "POST",
+            "/mcp/fx",
+            &[ACCEPT, ("Mcp-Session-Id", &session), ("MCP-Protocol-Version", version)],
+            list.as_bytes(),
+        );
+        assert!(
+            r.json()["result"]["tools"].as_array().is_some_and(|t| !t.is_empty()),
+            "{version}: {}",
+            r.text()
+        );
+    }
+    // An unknown version asked at initialize gets the latest the hub speaks.
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2099-01-01", "capabilities": {}, "clientInfo": {"name": "it", "version": "1"}}});
+    let r = hub.request("POST", "/mcp/fx", &[ACCEPT], init.to_string().as_bytes());
+    assert_eq!(r.json()["result"]["protocolVersion"], "2025-11-25");
+}
