@@ -1,0 +1,103 @@
+//! Enhancement rules: how prompts from each client are rewritten, a default rule plus per-client
+//! rules that inherit what they leave out.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use super::{parse_json, Fields};
+use crate::error::{Error, Result};
+
+/// How prompts from one client are rewritten.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub model: String,
+    pub system_prompt: String,
+    pub enabled: bool,
+    pub options: Map<String, Value>,
+}
+
+/// The default rule and per-client rules; a client rule inherits what it leaves out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rules {
+    pub default: Rule,
+    /// Keys are lower case: client names match case-insensitively.
+    pub clients: BTreeMap<String, Rule>,
+}
+
+impl Rules {
+    /// The rule for a client name and the name it matched under (`default` when none did).
+    pub fn for_client(&self, client: Option<&str>) -> (&str, &Rule) {
+        if let Some(c) = client {
+            if let Some((name, rule)) = self.clients.get_key_value(&c.trim().to_ascii_lowercase()) {
+                return (name, rule);
+            }
+        }
+        ("default", &self.default)
+    }
+}
+
+pub fn parse_rules(text: &str, file: &str) -> Result<Rules> {
+    let root = parse_json(text, file)?;
+    let top = Fields::new(&root, file, "$")?;
+    let Some(default) = top.get("default") else {
+        return Err(Error::Config(format!(
+            "{file}: default: missing (the rule used for every client without one)"
+        )));
+    };
+    let base =
+        Rule { model: String::new(), system_prompt: String::new(), enabled: true, options: Map::new() };
+    let default = parse_rule(default, &base, file, "default")?;
+    if default.model.trim().is_empty() {
+        return Err(Error::Config(format!("{file}: default.model: missing")));
+    }
+    let mut clients = BTreeMap::new();
+    match top.get("clients") {
+        None => {}
+        Some(Value::Object(m)) => {
+            for (name, v) in m {
+                let rule = parse_rule(v, &default, file, &format!("clients.{name}"))?;
+                clients.insert(name.to_ascii_lowercase(), rule);
+            }
+        }
+        Some(_) => return Err(top.err("clients", "expected an object of rules by client name")),
+    }
+    Ok(Rules { default, clients })
+}
+
+fn parse_rule(value: &Value, base: &Rule, file: &str, at: &str) -> Result<Rule> {
+    let f = Fields::new(value, file, at)?;
+    let options = match f.get("options") {
+        None => base.options.clone(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => return Err(f.err("options", "expected an object (temperature, ...)")),
+    };
+    Ok(Rule {
+        model: f.str("model")?.unwrap_or_else(|| base.model.clone()),
+        system_prompt: f.str("system_prompt")?.unwrap_or_else(|| base.system_prompt.clone()),
+        enabled: f.bool("enabled")?.unwrap_or(base.enabled),
+        options,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_inherit_from_default_and_match_case_insensitively() {
+        let r = parse_rules(r#"{"default": {"model": "m1", "system_prompt": "s", "options": {"temperature": 0.2}}, "clients": {"VSCode": {"system_prompt": "code"}, "off": {"enabled": false}}}"#, "r.json").unwrap();
+        let (name, rule) = r.for_client(Some("vscode"));
+        assert_eq!((name, rule.model.as_str(), rule.system_prompt.as_str()), ("vscode", "m1", "code"));
+        assert_eq!(rule.options["temperature"], 0.2);
+        assert!(!r.for_client(Some("OFF")).1.enabled);
+        assert_eq!(r.for_client(Some("unknown")).0, "default");
+        assert_eq!(r.for_client(None).0, "default");
+        let e = parse_rules(r#"{"clients": {}}"#, "r.json").unwrap_err().to_string();
+        assert!(e.contains("r.json: default"), "{e}");
+        let e = parse_rules(r#"{"default": {"model": "m", "enabled": "yes"}}"#, "r.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("default.enabled"), "{e}");
+    }
+}

@@ -1,0 +1,412 @@
+//! Hub-wide settings: the `SETTINGS` table `--help` prints, and `Settings` resolved from the
+//! environment with flags winning, each value checked and its error naming the flag or variable
+//! that supplied it. Also the loopback test the bind check and the HTTP guard share.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// One setting: its environment variable, the flag overriding it, its default and help line.
+pub struct SettingSpec {
+    pub env: &'static str,
+    pub flag: Option<&'static str>,
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+/// Every setting, in the order `--help` lists them.
+pub const SETTINGS: &[SettingSpec] = &[
+    SettingSpec {
+        env: "AGENTHUB_HOST",
+        flag: Some("--host"),
+        default: "127.0.0.1",
+        help: "address to bind (a non-loopback address requires AGENTHUB_TOKEN)",
+    },
+    SettingSpec {
+        env: "AGENTHUB_PORT",
+        flag: Some("--port"),
+        default: "9090",
+        help: "port to listen on (0 = any free port)",
+    },
+    SettingSpec {
+        env: "AGENTHUB_CONFIG_DIR",
+        flag: Some("--config-dir"),
+        default: "$XDG_CONFIG_HOME/agenthub, else embedded defaults",
+        help: "directory holding mcp-servers.json and enhancement-rules.json",
+    },
+    SettingSpec {
+        env: "AGENTHUB_SERVERS_FILE",
+        flag: Some("--servers-file"),
+        default: "(none)",
+        help: "extra servers file to import read-only (Claude Desktop, Cursor or VS Code format)",
+    },
+    SettingSpec {
+        env: "AGENTHUB_DATA_DIR",
+        flag: Some("--data-dir"),
+        default: "$XDG_DATA_HOME/agenthub",
+        help: "directory for installed packages and state",
+    },
+    SettingSpec {
+        env: "AGENTHUB_LOG_LEVEL",
+        flag: Some("--log-level"),
+        default: "info",
+        help: "off, error, warn, info, debug or trace",
+    },
+    SettingSpec {
+        env: "AGENTHUB_WORKERS",
+        flag: Some("--workers"),
+        default: "max(4, 2 x cores)",
+        help: "HTTP worker threads",
+    },
+    SettingSpec {
+        env: "AGENTHUB_TOKEN",
+        flag: None,
+        default: "(none)",
+        help: "bearer token required on every request when set",
+    },
+    SettingSpec {
+        env: "AGENTHUB_ALLOWED_ORIGINS",
+        flag: None,
+        default: "(none)",
+        help: "comma-separated extra allowed origins or hosts",
+    },
+    SettingSpec {
+        env: "AGENTHUB_CACHE_SIZE",
+        flag: None,
+        default: "1000",
+        help: "prompt cache entries (0 disables the cache)",
+    },
+    SettingSpec {
+        env: "AGENTHUB_MAX_BODY_BYTES",
+        flag: None,
+        default: "4194304",
+        help: "largest accepted request body",
+    },
+    SettingSpec {
+        env: "AGENTHUB_REQUEST_TIMEOUT_S",
+        flag: None,
+        default: "60",
+        help: "default deadline of an MCP request, seconds",
+    },
+    SettingSpec {
+        env: "AGENTHUB_BREAKER_THRESHOLD",
+        flag: None,
+        default: "3",
+        help: "consecutive failures that open a circuit breaker",
+    },
+    SettingSpec {
+        env: "AGENTHUB_BREAKER_RECOVERY_S",
+        flag: None,
+        default: "30",
+        help: "seconds an open breaker waits before one trial call",
+    },
+    SettingSpec {
+        env: "OLLAMA_URL",
+        flag: None,
+        default: "(from OLLAMA_HOST)",
+        help: "Ollama base URL; wins over OLLAMA_HOST and OLLAMA_PORT",
+    },
+    SettingSpec {
+        env: "OLLAMA_HOST",
+        flag: None,
+        default: "127.0.0.1:11434",
+        help: "Ollama as host, host:port or URL",
+    },
+    SettingSpec {
+        env: "OLLAMA_PORT",
+        flag: None,
+        default: "11434",
+        help: "Ollama port when OLLAMA_HOST names none",
+    },
+    SettingSpec {
+        env: "OLLAMA_TIMEOUT_S",
+        flag: None,
+        default: "30",
+        help: "deadline of one Ollama generation, seconds",
+    },
+];
+
+/// Validated settings of one hub process.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub host: String,
+    pub port: u16,
+    /// Named explicitly (flag or environment): must exist.
+    pub config_dir: Option<PathBuf>,
+    pub servers_file: Option<PathBuf>,
+    pub data_dir: PathBuf,
+    pub log_level: log::LevelFilter,
+    pub workers: usize,
+    pub token: Option<String>,
+    pub allowed_origins: Vec<String>,
+    pub cache_size: usize,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub breaker_threshold: u32,
+    pub breaker_recovery: Duration,
+    pub ollama_url: String,
+    pub ollama_timeout: Duration,
+}
+
+/// Where a raw setting came from, so an error can name the flag or the variable.
+struct Source<'a> {
+    flags: &'a HashMap<&'static str, String>,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Source<'_> {
+    /// The value and the name to blame for it: the flag when given, else the variable.
+    fn get(&self, env: &'static str) -> Option<(String, String)> {
+        if let Some(v) = self.flags.get(env) {
+            let flag = SETTINGS.iter().find(|s| s.env == env).and_then(|s| s.flag).unwrap_or(env);
+            return Some((v.clone(), flag.to_string()));
+        }
+        (self.env)(env).filter(|v| !v.is_empty()).map(|v| (v, env.to_string()))
+    }
+
+    fn parse<T: std::str::FromStr>(&self, env: &'static str, default: T, what: &str) -> Result<T> {
+        match self.get(env) {
+            None => Ok(default),
+            Some((v, name)) => {
+                v.trim().parse().map_err(|_| Error::Config(format!("{name}: expected {what}, got '{v}'")))
+            }
+        }
+    }
+
+    fn seconds(&self, env: &'static str, default: f64) -> Result<Duration> {
+        let s: f64 = self.parse(env, default, "a number of seconds")?;
+        if !(s > 0.0 && s.is_finite()) {
+            let name = self.get(env).map(|(_, n)| n).unwrap_or_else(|| env.into());
+            return Err(Error::Config(format!("{name}: expected a positive number of seconds, got {s}")));
+        }
+        Ok(Duration::from_secs_f64(s))
+    }
+}
+
+impl Settings {
+    /// Resolves settings from flags (keyed by the variable they override) over the environment.
+    pub fn resolve(
+        flags: &HashMap<&'static str, String>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings> {
+        let src = Source { flags, env };
+        let host =
+            src.get("AGENTHUB_HOST").map(|(v, _)| v.trim().to_string()).unwrap_or_else(|| "127.0.0.1".into());
+        let port = src.parse("AGENTHUB_PORT", 9090u16, "a port number (0-65535)")?;
+        let log_level = match src.get("AGENTHUB_LOG_LEVEL") {
+            None => log::LevelFilter::Info,
+            Some((v, name)) => v.trim().parse().map_err(|_| {
+                Error::Config(format!("{name}: expected off, error, warn, info, debug or trace, got '{v}'"))
+            })?,
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = src.parse("AGENTHUB_WORKERS", (2 * cores).max(4), "a number of threads")?;
+        if !(1..=1024).contains(&workers) {
+            return Err(Error::Config(format!(
+                "AGENTHUB_WORKERS: expected 1 to 1024 threads, got {workers}"
+            )));
+        }
+        let max_body_bytes = src.parse("AGENTHUB_MAX_BODY_BYTES", 4usize << 20, "a number of bytes")?;
+        if max_body_bytes == 0 {
+            return Err(Error::Config("AGENTHUB_MAX_BODY_BYTES: must be at least 1".into()));
+        }
+        let breaker_threshold = src.parse("AGENTHUB_BREAKER_THRESHOLD", 3u32, "a whole number")?;
+        if breaker_threshold == 0 {
+            return Err(Error::Config("AGENTHUB_BREAKER_THRESHOLD: must be at least 1".into()));
+        }
+        let token = src.get("AGENTHUB_TOKEN").map(|(v, _)| v);
+        let allowed_origins = src
+            .get("AGENTHUB_ALLOWED_ORIGINS")
+            .map(|(v, _)| {
+                v.split(',')
+                    .map(|s| s.trim().trim_end_matches('/').to_ascii_lowercase())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let settings = Settings {
+            port,
+            config_dir: src.get("AGENTHUB_CONFIG_DIR").map(|(v, _)| PathBuf::from(v)),
+            servers_file: src.get("AGENTHUB_SERVERS_FILE").map(|(v, _)| PathBuf::from(v)),
+            data_dir: src
+                .get("AGENTHUB_DATA_DIR")
+                .map(|(v, _)| PathBuf::from(v))
+                .unwrap_or_else(|| user_dir(env, "XDG_DATA_HOME", ".local/share")),
+            log_level,
+            workers,
+            token,
+            allowed_origins,
+            cache_size: src.parse("AGENTHUB_CACHE_SIZE", 1000usize, "a number of entries")?,
+            max_body_bytes,
+            request_timeout: src.seconds("AGENTHUB_REQUEST_TIMEOUT_S", 60.0)?,
+            breaker_threshold,
+            breaker_recovery: src.seconds("AGENTHUB_BREAKER_RECOVERY_S", 30.0)?,
+            ollama_url: ollama_url(&src)?,
+            ollama_timeout: src.seconds("OLLAMA_TIMEOUT_S", 30.0)?,
+            host,
+        };
+        if settings.host.is_empty() {
+            return Err(Error::Config("AGENTHUB_HOST: must not be empty".into()));
+        }
+        if !is_loopback_host(&settings.host) && settings.token.is_none() {
+            return Err(Error::Config(format!(
+                "refusing to bind {} without AGENTHUB_TOKEN: set a token to listen beyond loopback",
+                settings.host
+            )));
+        }
+        Ok(settings)
+    }
+
+    /// The directory saves go to: the named one, else the user's config dir.
+    pub fn own_config_dir(&self, env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+        self.config_dir.clone().unwrap_or_else(|| user_dir(env, "XDG_CONFIG_HOME", ".config"))
+    }
+}
+
+/// `$XDG_x/agenthub`, else `$HOME/<fallback>/agenthub`, else `./.agenthub`.
+fn user_dir(env: &dyn Fn(&str) -> Option<String>, xdg: &str, fallback: &str) -> PathBuf {
+    if let Some(dir) = env(xdg).filter(|v| !v.is_empty()) {
+        return Path::new(&dir).join("agenthub");
+    }
+    match env("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => Path::new(&home).join(fallback).join("agenthub"),
+        None => PathBuf::from(".agenthub"),
+    }
+}
+
+/// Whether a bind address or Host name stays on this machine.
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost") || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Ollama's own address forms: `OLLAMA_URL`, else `OLLAMA_HOST` as `host`, `host:port` or a URL,
+/// with `OLLAMA_PORT` filling a missing port. `0.0.0.0` (a bind address) means this machine.
+fn ollama_url(src: &Source) -> Result<String> {
+    if let Some((url, name)) = src.get("OLLAMA_URL") {
+        let url = url.trim().trim_end_matches('/').to_string();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(Error::Config(format!("{name}: expected an http:// URL, got '{url}'")));
+        }
+        return Ok(url);
+    }
+    let port: u16 = src.parse("OLLAMA_PORT", 11434, "a port number")?;
+    let Some((raw, name)) = src.get("OLLAMA_HOST") else {
+        return Ok(format!("http://127.0.0.1:{port}"));
+    };
+    let raw = raw.trim().trim_end_matches('/');
+    let (scheme, rest) = match raw.split_once("://") {
+        Some((s @ ("http" | "https"), rest)) => (s, rest),
+        Some((s, _)) => return Err(Error::Config(format!("{name}: unsupported scheme '{s}' in '{raw}'"))),
+        None => ("http", raw),
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let has_port = match authority.rfind(':') {
+        Some(i) => !authority[i..].contains(']'),
+        None => false,
+    };
+    let authority = if authority.is_empty() {
+        "127.0.0.1".to_string()
+    } else if has_port {
+        authority.to_string()
+    } else {
+        format!("{authority}:{port}")
+    };
+    let authority = authority.replacen("0.0.0.0", "127.0.0.1", 1).replacen("[::]", "[::1]", 1);
+    if let Some(p) = authority.rsplit(':').next() {
+        if p.parse::<u16>().is_err() {
+            return Err(Error::Config(format!("{name}: bad port in '{raw}'")));
+        }
+    }
+    Ok(format!("{scheme}://{authority}{path}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::env_of;
+
+    fn settings(pairs: &'static [(&'static str, &'static str)]) -> Result<Settings> {
+        Settings::resolve(&HashMap::new(), &env_of(pairs))
+    }
+
+    #[test]
+    fn settings_defaults() {
+        let s = settings(&[("HOME", "/home/u")]).unwrap();
+        assert_eq!((s.host.as_str(), s.port), ("127.0.0.1", 9090));
+        assert_eq!(s.max_body_bytes, 4 << 20);
+        assert_eq!(s.cache_size, 1000);
+        assert_eq!(s.request_timeout, Duration::from_secs(60));
+        assert_eq!(s.breaker_threshold, 3);
+        assert_eq!(s.ollama_url, "http://127.0.0.1:11434");
+        assert_eq!(s.data_dir, PathBuf::from("/home/u/.local/share/agenthub"));
+        assert!(s.workers >= 4);
+    }
+
+    #[test]
+    fn flags_override_environment() {
+        let flags = HashMap::from([("AGENTHUB_PORT", "7000".to_string())]);
+        let s = Settings::resolve(&flags, &env_of(&[("AGENTHUB_PORT", "8000")])).unwrap();
+        assert_eq!(s.port, 7000);
+        let flags = HashMap::from([("AGENTHUB_PORT", "x".to_string())]);
+        let e = Settings::resolve(&flags, &env_of(&[])).unwrap_err().to_string();
+        assert!(e.starts_with("--port:"), "{e}");
+    }
+
+    #[test]
+    fn bad_settings_name_the_variable() {
+        fn check(pairs: &'static [(&'static str, &'static str)], needle: &str) {
+            let e = settings(pairs).unwrap_err().to_string();
+            assert!(e.contains(needle), "{e:?} lacks {needle:?}");
+        }
+        check(&[("AGENTHUB_PORT", "99999")], "AGENTHUB_PORT");
+        check(&[("AGENTHUB_LOG_LEVEL", "loud")], "AGENTHUB_LOG_LEVEL");
+        check(&[("AGENTHUB_WORKERS", "0")], "AGENTHUB_WORKERS");
+        check(&[("AGENTHUB_REQUEST_TIMEOUT_S", "-1")], "AGENTHUB_REQUEST_TIMEOUT_S");
+        check(&[("AGENTHUB_BREAKER_THRESHOLD", "0")], "AGENTHUB_BREAKER_THRESHOLD");
+        check(&[("OLLAMA_URL", "ftp://x")], "OLLAMA_URL");
+        check(&[("AGENTHUB_HOST", "0.0.0.0")], "AGENTHUB_TOKEN");
+    }
+
+    #[test]
+    fn non_loopback_bind_with_token_is_allowed() {
+        let s = settings(&[("AGENTHUB_HOST", "0.0.0.0"), ("AGENTHUB_TOKEN", "t")]).unwrap();
+        assert_eq!(s.token.as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn ollama_address_forms() {
+        fn check(pairs: &'static [(&'static str, &'static str)], expected: &str) {
+            assert_eq!(settings(pairs).unwrap().ollama_url, expected, "{pairs:?}");
+        }
+        check(&[], "http://127.0.0.1:11434");
+        check(&[("OLLAMA_HOST", "gpu-box")], "http://gpu-box:11434");
+        check(&[("OLLAMA_HOST", "gpu-box:8000")], "http://gpu-box:8000");
+        check(&[("OLLAMA_HOST", "0.0.0.0")], "http://127.0.0.1:11434");
+        check(&[("OLLAMA_HOST", "https://o.example/")], "https://o.example:11434");
+        check(&[("OLLAMA_HOST", "localhost"), ("OLLAMA_PORT", "1234")], "http://localhost:1234");
+        check(&[("OLLAMA_HOST", "[::1]:5000")], "http://[::1]:5000");
+        check(&[("OLLAMA_URL", "http://x:1/"), ("OLLAMA_HOST", "y")], "http://x:1");
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for (h, expected) in [
+            ("127.0.0.1", true),
+            ("localhost", true),
+            ("::1", true),
+            ("[::1]", true),
+            ("127.1.2.3", true),
+            ("0.0.0.0", false),
+            ("example.com", false),
+            ("10.0.0.1", false),
+        ] {
+            assert_eq!(is_loopback_host(h), expected, "{h}");
+        }
+    }
+}
