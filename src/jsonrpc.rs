@@ -108,6 +108,22 @@ impl RpcError {
     }
 }
 
+/// Splits a response into its result or error, taking them out of it.
+pub fn into_outcome(mut response: Value) -> Result<Value, RpcError> {
+    match response.get("error") {
+        Some(e) => Err(RpcError::from_value(e)),
+        None => Ok(response.get_mut("result").map(Value::take).unwrap_or(Value::Null)),
+    }
+}
+
+/// The response a caller with `id` gets for an outcome.
+pub fn response(id: Value, outcome: Result<Value, RpcError>) -> Value {
+    match outcome {
+        Ok(r) => result(id, r),
+        Err(e) => json!({"jsonrpc": "2.0", "id": id, "error": e.to_value()}),
+    }
+}
+
 /// Splits a response into its result or error.
 pub fn outcome(response: &Value) -> Result<Value, RpcError> {
     match response.get("error") {

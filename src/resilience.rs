@@ -143,6 +143,14 @@ impl CircuitBreaker {
         }
     }
 
+    /// A call ended without an outcome (its caller went away): a trial riding on it is given
+    /// back at once, so the next caller takes a new one instead of waiting out another period.
+    pub fn record_abandoned(&mut self, _now: Instant) {
+        if let Phase::Trial { since, .. } = self.phase {
+            self.phase = Phase::Open { since };
+        }
+    }
+
     /// Closes the breaker and forgets the failure streak; the totals stay.
     pub fn reset(&mut self) {
         self.phase = Phase::Closed;
@@ -217,6 +225,12 @@ impl Breakers {
         self.with(name, |b| b.record_failure(now));
     }
 
+    pub fn record_abandoned(&self, name: &str, now: Instant) {
+        if let Some(b) = self.map.lock().get_mut(name) {
+            b.record_abandoned(now);
+        }
+    }
+
     /// `Closed` for a name never used: nothing has failed there.
     pub fn state(&self, name: &str, now: Instant) -> CircuitState {
         self.map.lock().get(name).map_or(CircuitState::Closed, |b| b.state(now))
@@ -284,6 +298,8 @@ mod tests {
     enum Op {
         Fail,
         Succeed,
+        /// A call admitted earlier ended without an outcome.
+        Abandon,
         /// `allow` must answer this.
         Allow(bool),
         /// `state` must read this.
@@ -292,7 +308,7 @@ mod tests {
         Wait(Duration),
     }
     use CircuitState::{Closed, HalfOpen, Open};
-    use Op::{Allow, Fail, Is, Succeed, Wait};
+    use Op::{Abandon, Allow, Fail, Is, Succeed, Wait};
 
     /// Runs `ops` against a breaker (threshold 3, recovery 30 s) on a hand-driven clock.
     fn check(what: &str, ops: &[Op]) {
@@ -303,6 +319,7 @@ mod tests {
             match *op {
                 Fail => b.record_failure(now),
                 Succeed => b.record_success(now),
+                Abandon => b.record_abandoned(now),
                 Allow(want) => assert_eq!(b.allow(now), want, "{what}: op {i} {op:?}"),
                 Is(want) => assert_eq!(b.state(now), want, "{what}: op {i} {op:?}"),
                 Wait(d) => now += d,
@@ -364,6 +381,15 @@ mod tests {
         check(
             "a lost trial is replaced after another recovery period",
             &[Fail, Fail, Fail, Wait(30 * S), Allow(true), Wait(29 * S), Allow(false), Wait(S), Allow(true)],
+        );
+        check(
+            "an abandoned trial is given back at once",
+            &[Fail, Fail, Fail, Wait(30 * S), Allow(true), Allow(false), Abandon, Is(HalfOpen), Allow(true)],
+        );
+        check("an abandoned call leaves a closed breaker closed", &[Fail, Fail, Abandon, Fail, Is(Open)]);
+        check(
+            "an abandoned straggler leaves an open breaker's timer alone",
+            &[Fail, Fail, Fail, Wait(10 * S), Abandon, Is(Open), Allow(false), Wait(20 * S), Allow(true)],
         );
     }
 

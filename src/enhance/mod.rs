@@ -60,6 +60,15 @@ pub struct ModelStats {
     pub last_ms: f64,
 }
 
+/// How far `prepare` got without the model.
+pub enum Prepared {
+    Answer(Enhancement),
+    /// The model must be asked (`generate`); the rewrite is cached under this key.
+    Generate(CacheKey),
+}
+
+pub struct CacheKey(String);
+
 pub struct Service {
     pub rules: Rules,
     pub client: Arc<ollama::Client>,
@@ -93,37 +102,74 @@ impl Service {
     }
 
     /// Enhances a prompt by the client's rule; errors only for bad input (empty, too large).
+    /// May wait on Ollama for up to its timeout.
     pub fn enhance(&self, req: &Request) -> Result<Enhancement> {
+        match self.prepare(req)? {
+            Prepared::Answer(a) => Ok(a),
+            Prepared::Generate(key) => Ok(self.generate(req, key)),
+        }
+    }
+
+    fn answer(
+        &self,
+        req: &Request,
+        prompt: String,
+        enhanced: bool,
+        cached: bool,
+        reason: Option<&'static str>,
+    ) -> Enhancement {
+        let (client, rule) = self.rules.for_client(req.client);
+        Enhancement {
+            prompt,
+            original: req.prompt.to_string(),
+            enhanced,
+            model: req.model.filter(|m| !m.trim().is_empty()).unwrap_or(&rule.model).to_string(),
+            cached,
+            client: client.to_string(),
+            reason,
+        }
+    }
+
+    /// What can be answered without the model (bad input, a disabled rule, a cached rewrite),
+    /// or what `generate` needs to ask it: the model may take seconds, so a caller on an HTTP
+    /// worker asks from a thread of its own.
+    pub fn prepare(&self, req: &Request) -> Result<Prepared> {
         if req.prompt.trim().is_empty() {
             return Err(Error::BadRequest("\"prompt\" must not be empty".into()));
         }
         if req.prompt.len() > MAX_PROMPT_BYTES {
             return Err(Error::PayloadTooLarge(format!("prompt exceeds {MAX_PROMPT_BYTES} bytes")));
         }
-        let (client, rule) = self.rules.for_client(req.client);
-        let model = req.model.filter(|m| !m.trim().is_empty()).unwrap_or(&rule.model).to_string();
-        let answer =
-            |prompt: String, enhanced: bool, cached: bool, reason: Option<&'static str>| Enhancement {
-                prompt,
-                original: req.prompt.to_string(),
-                enhanced,
-                model: model.clone(),
-                cached,
-                client: client.to_string(),
-                reason,
-            };
+        let (_, rule) = self.rules.for_client(req.client);
         if !rule.enabled {
-            return Ok(answer(req.prompt.to_string(), false, false, Some("disabled")));
+            return Ok(Prepared::Answer(self.answer(
+                req,
+                req.prompt.to_string(),
+                false,
+                false,
+                Some("disabled"),
+            )));
         }
+        let model = req.model.filter(|m| !m.trim().is_empty()).unwrap_or(&rule.model);
         let options = serde_json::Value::Object(rule.options.clone()).to_string();
-        let key = hash_parts(&[&rule.system_prompt, &options, &model, req.prompt]);
+        let key = hash_parts(&[&rule.system_prompt, &options, model, req.prompt]);
         if let Some(hit) = self.cache.lock().get(&key) {
-            let mut a = answer(hit.prompt, true, true, None);
+            let mut a = self.answer(req, hit.prompt, true, true, None);
             a.model = hit.model;
-            return Ok(a);
+            return Ok(Prepared::Answer(a));
         }
+        Ok(Prepared::Generate(CacheKey(key)))
+    }
+
+    /// Asks the model; every failure becomes the original prompt with a reason.
+    pub fn generate(&self, req: &Request, CacheKey(key): CacheKey) -> Enhancement {
+        let (_, rule) = self.rules.for_client(req.client);
+        let model = req.model.filter(|m| !m.trim().is_empty()).unwrap_or(&rule.model).to_string();
+        let answer = |prompt: String, enhanced: bool, reason: Option<&'static str>| {
+            self.answer(req, prompt, enhanced, false, reason)
+        };
         if !self.breakers.allow(BREAKER, Instant::now()) {
-            return Ok(answer(req.prompt.to_string(), false, false, Some("breaker_open")));
+            return answer(req.prompt.to_string(), false, Some("breaker_open"));
         }
         let started = Instant::now();
         let result = self.client.generate(&model, req.prompt, &rule.system_prompt, &rule.options);
@@ -144,12 +190,12 @@ impl Service {
                 self.probe.record(true, Instant::now());
                 let text = g.response.trim().to_string();
                 if text.is_empty() {
-                    return Ok(answer(req.prompt.to_string(), false, false, Some("ollama_error")));
+                    return answer(req.prompt.to_string(), false, Some("ollama_error"));
                 }
                 self.cache.lock().set(key, Cached { prompt: text.clone(), model: g.model.clone() });
-                let mut a = answer(text, true, false, None);
+                let mut a = answer(text, true, None);
                 a.model = g.model;
-                Ok(a)
+                a
             }
             Err(f) => {
                 if f.is_outage() {
@@ -161,7 +207,7 @@ impl Service {
                     self.breakers.record_success(BREAKER, Instant::now());
                 }
                 log::warn!("enhancement with {model} fell back to the original prompt: {f}");
-                Ok(answer(req.prompt.to_string(), false, false, Some(f.reason())))
+                answer(req.prompt.to_string(), false, Some(f.reason()))
             }
         }
     }

@@ -8,10 +8,11 @@ use serde_json::{json, Map, Value};
 use super::response::{Reply, Req};
 use super::App;
 use crate::config::ServerConfig;
+use crate::enhance::Prepared;
 use crate::error::{Error, Result};
 use crate::jsonrpc::{self, RpcError};
-use crate::mcp::{self, Answer, Target};
-use crate::servers::{installer, CallError, Servers, Snapshot, Status};
+use crate::mcp::{self, relay, Answer, Relayed, Target};
+use crate::servers::{installer, Acquired, Request, Servers, Snapshot, Status};
 
 /// Path segments captured by `{name}` (and `{*rest}`, the remaining path).
 pub struct Params(Vec<(&'static str, String)>);
@@ -303,25 +304,26 @@ fn rest_call(app: &App, req: &Req, p: &Params) -> Result<Reply> {
             ))
         }
     };
-    let call = match app.servers.begin_call(p.get("server"), p.get("method"), params) {
-        Ok(c) => c,
-        Err(e) => return Ok(call_reply(Err(e))),
-    };
-    // Most answers come within microseconds; a longer call moves to a thread of its own.
-    match app.servers.poll_call(call, Instant::now() + crate::servers::QUICK_ANSWER) {
-        Ok(result) => Ok(call_reply(result)),
-        Err(call) => {
+    let (server, request) = (p.get("server").to_string(), Request::own(p.get("method"), params));
+    Ok(match app.servers.try_acquire(&server, request)? {
+        Acquired::Ready(call) => rest_reply(relay(call, None)),
+        Acquired::Starting(request) => {
+            // Waiting for the server to come up may take its whole handshake: off the worker.
             let servers = app.servers.clone();
-            Ok(Reply::later(Box::new(move || call_reply(servers.finish_call(call)))))
+            Reply::later(Box::new(move || match servers.acquire(&server, request) {
+                Ok(call) => rest_reply(relay(call, None)),
+                Err(e) => Reply::from(e),
+            }))
         }
-    }
+    })
 }
 
-fn call_reply(result: std::result::Result<Value, CallError>) -> Reply {
-    match result {
-        Ok(v) => Reply::ok(&v),
-        Err(CallError::Hub(e)) => Reply::from(e),
-        Err(CallError::Rpc(e)) => rpc_error_reply(&e),
+fn rest_reply(relayed: Relayed) -> Reply {
+    match relayed {
+        Relayed::Done(Ok(v)) => Reply::ok(&v),
+        Relayed::Done(Err(e)) => rpc_error_reply(&e),
+        Relayed::Stream(body) => Reply::event_stream(body),
+        Relayed::Later(f) => Reply::later(Box::new(move || rest_reply(f()))),
     }
 }
 
@@ -342,13 +344,39 @@ fn enhance_prompt(app: &App, req: &Req, _: &Params) -> Result<Reply> {
         }
     };
     let client = req.client_name().map(Some).map_or_else(|| field("client"), Ok)?;
-    let e = app.enhancer.enhance(&crate::enhance::Request { prompt, client, model: field("model")? })?;
-    Ok(Reply::ok(&serde_json::to_value(&e).map_err(|e| Error::Internal(e.to_string()))?))
+    let request = crate::enhance::Request { prompt, client, model: field("model")? };
+    let key = match app.enhancer.prepare(&request)? {
+        Prepared::Answer(e) => return Ok(enhancement_reply(&e)),
+        Prepared::Generate(key) => key,
+    };
+    // The model takes seconds: off the worker.
+    let (enhancer, prompt, client, model) = (
+        app.enhancer.clone(),
+        prompt.to_string(),
+        client.map(str::to_string),
+        request.model.map(str::to_string),
+    );
+    Ok(Reply::later(Box::new(move || {
+        let request =
+            crate::enhance::Request { prompt: &prompt, client: client.as_deref(), model: model.as_deref() };
+        enhancement_reply(&enhancer.generate(&request, key))
+    })))
 }
 
+fn enhancement_reply(e: &crate::enhance::Enhancement) -> Reply {
+    match serde_json::to_value(e) {
+        Ok(v) => Reply::ok(&v),
+        Err(e) => Reply::from(Error::Internal(e.to_string())),
+    }
+}
+
+/// `GET /ollama/models` asks Ollama: off the worker.
 fn ollama_models(app: &App, _: &Req, _: &Params) -> Result<Reply> {
-    let models = app.enhancer.client.models()?;
-    Ok(Reply::ok(&json!({"url": app.enhancer.client.base_url(), "models": models})))
+    let enhancer = app.enhancer.clone();
+    Ok(Reply::later(Box::new(move || match enhancer.client.models() {
+        Ok(models) => Reply::ok(&json!({"url": enhancer.client.base_url(), "models": models})),
+        Err(e) => Reply::from(e),
+    })))
 }
 
 fn clear_cache(app: &App, _: &Req, _: &Params) -> Result<Reply> {

@@ -34,7 +34,7 @@ pub struct Session {
     last_used: Mutex<Instant>,
     streams: Mutex<Vec<Arc<Stream>>>,
     /// Requests in flight: the client's id (as JSON text) → (server, hub id).
-    inflight: Mutex<HashMap<String, (String, u64)>>,
+    inflight: Mutex<HashMap<String, (String, Value)>>,
 }
 
 impl Session {
@@ -63,7 +63,7 @@ impl Session {
         }
     }
 
-    pub fn track(&self, client_id: &Value, server: &str, hub_id: u64) {
+    pub fn track(&self, client_id: &Value, server: &str, hub_id: Value) {
         self.inflight.lock().insert(client_id.to_string(), (server.to_string(), hub_id));
     }
 
@@ -72,7 +72,7 @@ impl Session {
     }
 
     /// The server and hub id of one of this session's requests in flight.
-    pub fn find(&self, client_id: &Value) -> Option<(String, u64)> {
+    pub fn find(&self, client_id: &Value) -> Option<(String, Value)> {
         self.inflight.lock().get(&client_id.to_string()).cloned()
     }
 }

@@ -7,6 +7,7 @@
 //! with their save, so the file on disk always matches memory; readers never take it.
 
 pub mod bridge;
+pub mod call;
 pub mod installer;
 pub mod process;
 pub mod upstream;
@@ -26,16 +27,15 @@ use crate::dashboard::Activity;
 use crate::error::{Error, Result};
 use crate::jsonrpc::{self, RpcError};
 use crate::resilience::{Backoff, Breakers};
-use bridge::{Bridge, Event, Next, Peer, Pending, StderrRing};
+use bridge::{Bridge, Peer, Pending, StderrRing};
+use call::Lease;
+pub use call::{Call, Request, Step};
 use process::Process;
 use upstream::Upstream;
 
 /// Protocol version the hub asks children for, and the ones it accepts back.
 pub const PROTOCOL_VERSION: &str = "2025-11-25";
 pub const SUPPORTED_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
-/// How long an HTTP worker waits for a server's first word before handing the request to a
-/// thread of its own: most answers take microseconds, long tools must not hold a worker.
-pub const QUICK_ANSWER: Duration = Duration::from_millis(10);
 /// Running this long without a crash resets `restart_count` and the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
 /// How often the supervisor looks at every child.
@@ -103,46 +103,12 @@ impl Snapshot {
     }
 }
 
-/// How a call failed: before reaching the server, or with the server's (or deadline's) error.
-#[derive(Debug)]
-pub enum CallError {
-    Hub(Error),
-    Rpc(RpcError),
-}
-
-impl From<Error> for CallError {
-    fn from(e: Error) -> Self {
-        CallError::Hub(e)
-    }
-}
-
-/// A request sent by `begin_call` and not yet answered.
-pub struct Outstanding {
-    name: String,
-    method: String,
-    params: Option<Value>,
-    lease: Lease,
-    pending: Option<Pending>,
-}
-
-fn bridge_gone(name: &str) -> RpcError {
-    RpcError::new(
-        jsonrpc::SERVER_UNAVAILABLE,
-        format!("server {name} exited while the request was in flight"),
-    )
-}
-
-/// One request's hold on a running server.
-pub struct Lease {
-    pub channel: Channel,
-    pub deadline: Instant,
-    pub timeout: Duration,
-}
-
-impl Lease {
-    pub fn remaining(&self) -> Duration {
-        self.deadline.saturating_duration_since(Instant::now())
-    }
+/// What `try_acquire` found.
+pub enum Acquired {
+    Ready(Call),
+    /// The server is starting: the request is given back, to be sent with `acquire` from a
+    /// thread that may wait.
+    Starting(Request),
 }
 
 /// The hub's own notification to listeners when a server starts or stops running.
@@ -178,21 +144,6 @@ enum Link {
 pub enum Channel {
     Stdio(Arc<Bridge>),
     Http(Arc<Upstream>),
-}
-
-impl Channel {
-    /// A request's result, within `timeout`.
-    pub fn call(
-        &self,
-        method: &str,
-        params: Option<Value>,
-        timeout: Duration,
-    ) -> std::result::Result<Value, RpcError> {
-        match self {
-            Channel::Stdio(b) => b.call(method, params, timeout),
-            Channel::Http(u) => u.call(method, params, timeout),
-        }
-    }
 }
 
 impl Run {
@@ -711,93 +662,48 @@ impl Servers {
     // -----------------------------------------------------------------------------------------
     // Calls
 
-    /// Sends `method` to a server and returns its result. A STARTING server is waited for
-    /// (within the deadline); a STOPPED or FAILED one is refused, as is one whose breaker is open.
+    /// Sends `method` to a server and waits for its result. A STARTING server is waited for
+    /// (within the deadline); a STOPPED or FAILED one is refused, as is one whose breaker is
+    /// open (as -32000 errors). Blocks: never on a worker.
     pub fn call(
         &self,
         name: &str,
         method: &str,
         params: Option<Value>,
-    ) -> std::result::Result<Value, CallError> {
-        let call = self.begin_call(name, method, params)?;
-        self.finish_call(call)
+    ) -> std::result::Result<Value, RpcError> {
+        match self.acquire(name, Request::own(method, params)) {
+            Ok(call) => call.wait(),
+            Err(e) => Err(RpcError::new(jsonrpc::SERVER_UNAVAILABLE, e.to_string())),
+        }
     }
 
-    /// Waits for a request from `begin_call` until it is answered or its deadline passes.
-    pub fn finish_call(&self, call: Box<Outstanding>) -> std::result::Result<Value, CallError> {
-        let (name, deadline) = (call.name.clone(), call.lease.deadline);
-        // Polling up to the request's own deadline always ends with an answer or its timeout.
-        self.poll_call(call, deadline)
-            .unwrap_or_else(|_| Err(Error::Timeout(format!("request to {name} timed out")).into()))
+    /// Sends a request to a running server. A STARTING server is waited for, up to the
+    /// request's deadline (so never on a worker); STOPPED, FAILED or an open breaker refuse.
+    pub fn acquire(&self, name: &str, request: Request) -> Result<Call> {
+        match self.open_call(name, request, true)? {
+            Acquired::Ready(call) => Ok(call),
+            Acquired::Starting(_) => Err(Error::Timeout(format!("server {name} is still starting"))),
+        }
     }
 
-    /// Sends a request and returns without waiting for the answer; `poll_call` collects it.
-    pub fn begin_call(
-        &self,
-        name: &str,
-        method: &str,
-        params: Option<Value>,
-    ) -> std::result::Result<Box<Outstanding>, CallError> {
-        let lease = self.acquire(name)?;
-        let pending = match &lease.channel {
-            Channel::Stdio(bridge) => match bridge.begin(method, params.clone()) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    self.record(name, Some(&e));
-                    return Err(CallError::Rpc(e));
-                }
-            },
-            Channel::Http(_) => None,
-        };
-        Ok(Box::new(Outstanding {
-            name: name.to_string(),
-            method: method.to_string(),
-            params,
-            lease,
-            pending,
-        }))
+    /// As `acquire`, but a STARTING server gives the request back at once instead of waiting.
+    pub fn try_acquire(&self, name: &str, request: Request) -> Result<Acquired> {
+        self.open_call(name, request, false)
     }
 
-    /// The answer to a request from `begin_call`, waiting until `until` at most: `Err` gives the
-    /// request back when it is still running then (before its own deadline).
-    pub fn poll_call(
-        &self,
-        call: Box<Outstanding>,
-        until: Instant,
-    ) -> std::result::Result<std::result::Result<Value, CallError>, Box<Outstanding>> {
-        let result = match (&call.lease.channel, &call.pending) {
-            (Channel::Stdio(bridge), Some(pending)) => loop {
-                match bridge.next(pending, until.min(call.lease.deadline)) {
-                    Next::Event(Event::Response(r)) => break jsonrpc::outcome(&r),
-                    Next::Event(Event::Message(_)) => continue,
-                    Next::Gone => break Err(bridge_gone(&call.name)),
-                    Next::TimedOut if Instant::now() < call.lease.deadline => return Err(call),
-                    Next::TimedOut => {
-                        let (bridge, pending) = (bridge.clone(), call.pending.expect("matched Some above"));
-                        break Err(bridge.timed_out(pending, call.lease.timeout));
-                    }
-                }
-            },
-            (channel, _) => channel.call(&call.method, call.params.clone(), call.lease.remaining()),
-        };
-        self.record(&call.name, result.as_ref().err());
-        Ok(result.map_err(CallError::Rpc))
-    }
-
-    /// The bridge to a running server for one request, with its deadline: waits while the
-    /// server is STARTING, refuses when it is not running or its breaker is open.
-    pub fn acquire(&self, name: &str) -> Result<Lease> {
+    fn open_call(&self, name: &str, request: Request, wait: bool) -> Result<Acquired> {
         let srv = self.must_find(name)?;
         let started = Instant::now();
-        let lease = {
+        let (channel, timeout) = {
             let mut st = srv.state.lock();
             let timeout = st.config.request_timeout.unwrap_or(self.ctx.default_timeout);
             let deadline = started + timeout;
-            while st.info.status == Status::Starting && Instant::now() < deadline {
+            while wait && st.info.status == Status::Starting && Instant::now() < deadline {
                 srv.changed.wait_until(&mut st, deadline);
             }
             match (st.info.status, &st.run) {
-                (Status::Running, Some(run)) => Lease { channel: run.channel(), deadline, timeout },
+                (Status::Running, Some(run)) => (run.channel(), timeout),
+                (Status::Starting, _) if !wait => return Ok(Acquired::Starting(request)),
                 (Status::Starting, _) => {
                     return Err(Error::Timeout(format!("server {name} is still starting")))
                 }
@@ -816,26 +722,41 @@ impl Servers {
                 snap.retry_after_s.unwrap_or(0.0).ceil()
             )));
         }
-        Ok(lease)
+        let lease = Lease {
+            server: name.to_string(),
+            breakers: breakers.clone(),
+            deadline: started + timeout,
+            timeout,
+        };
+        Ok(Acquired::Ready(match channel {
+            Channel::Stdio(bridge) => Call::stdio(lease, bridge, request),
+            Channel::Http(upstream) => Call::http(lease, upstream, request),
+        }))
     }
 
-    /// Records how a request through `acquire` ended, for the server's breaker. The server
-    /// answering with an error is healthy; silence and death are not.
-    pub fn record(&self, name: &str, error: Option<&RpcError>) {
-        let now = Instant::now();
-        match error {
-            Some(e) if e.code == jsonrpc::REQUEST_TIMEOUT || e.code == jsonrpc::SERVER_UNAVAILABLE => {
-                self.ctx.breakers.record_failure(name, now)
-            }
-            _ => self.ctx.breakers.record_success(name, now),
+    /// Tells a server to stop working on a request (a client's cancellation), by the hub id it
+    /// saw. A remote server is told over HTTP: call this off the worker.
+    pub fn cancel(&self, name: &str, hub_id: &Value, reason: &Value) {
+        let channel = self.find(name).and_then(|srv| srv.state.lock().run.as_ref().map(Run::channel));
+        let params = json!({"requestId": hub_id, "reason": reason});
+        match channel {
+            Some(Channel::Stdio(b)) => b.notify("notifications/cancelled", Some(params)),
+            Some(Channel::Http(u)) => u.cancel(hub_id, reason.as_str().unwrap_or("cancelled by the client")),
+            None => {}
         }
     }
 
-    /// The bridge of a running server, if it is running (no waiting, no breaker).
-    pub fn bridge(&self, name: &str) -> Option<Arc<Bridge>> {
-        let srv = self.find(name)?;
-        let st = srv.state.lock();
-        st.run.as_ref().and_then(|r| r.bridge().cloned())
+    /// Whether a server is remote (its calls always block on the network).
+    pub fn is_remote(&self, name: &str) -> bool {
+        self.find(name).is_some_and(|s| s.state.lock().config.transport == Transport::Http)
+    }
+
+    /// Hands a client's answer to a request the child sent it (sampling, elicitation) back to
+    /// the child; false when no such request is waiting.
+    pub fn answer_child(&self, name: &str, relay_id: &str, answer: &Value) -> bool {
+        let bridge =
+            self.find(name).and_then(|srv| srv.state.lock().run.as_ref().and_then(|r| r.bridge().cloned()));
+        bridge.is_some_and(|b| b.answer_child(relay_id, answer))
     }
 
     /// Receives every notification a child sends (after the hub's own handling).

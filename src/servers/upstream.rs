@@ -62,16 +62,14 @@ impl Upstream {
         Ok(result)
     }
 
-    /// Relays a client's request; returns every message the upstream sent for it, the final
-    /// response last (with the client's id).
-    pub fn relay(&self, request: &Value, timeout: Duration) -> Result<Vec<Value>, RpcError> {
-        self.open(request, timeout)?.collect()
+    /// A hub id for the next request: ids the upstream sees are the hub's, unique per upstream.
+    pub fn fresh_id(&self) -> Value {
+        json!(self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Sends a client's request under a hub id and returns its answer as it arrives.
-    pub fn open(&self, request: &Value, timeout: Duration) -> Result<Reply, RpcError> {
+    /// Sends a request under the hub id `id` and returns its answer as it arrives.
+    pub fn open(&self, id: Value, request: &Value, timeout: Duration) -> Result<Reply, RpcError> {
         let client_id = request.get("id").cloned().unwrap_or(Value::Null);
-        let id = json!(self.next_id.fetch_add(1, Ordering::Relaxed));
         let mut msg = request.clone();
         msg["id"] = id.clone();
         let body = match self.post(&msg, timeout, true) {
@@ -86,15 +84,28 @@ impl Upstream {
         Ok(Reply { name: self.name.clone(), body, id, client_id, done: false })
     }
 
+    /// Tells the upstream to stop working on the request with hub id `id`.
+    pub fn cancel(&self, id: &Value, reason: &str) {
+        let msg = jsonrpc::notification(
+            "notifications/cancelled",
+            Some(json!({"requestId": id, "reason": reason})),
+        );
+        if let Err(e) = self.exchange(&msg, Duration::from_secs(2), true) {
+            log::debug!("server {}: cancellation not delivered: {}", self.name, e.message);
+        }
+    }
+
     /// A request's result.
     pub fn call(&self, method: &str, params: Option<Value>, timeout: Duration) -> Result<Value, RpcError> {
-        let msgs = self.relay(&jsonrpc::request(0, method, params), timeout)?;
+        let msgs = self.open(self.fresh_id(), &jsonrpc::request(0, method, params), timeout)?.collect()?;
         jsonrpc::outcome(msgs.last().unwrap_or(&Value::Null))
     }
 
     /// Ends the upstream session (DELETE), if there is one.
     pub fn close(&self) {
-        if let Some(s) = self.session.lock().take() {
+        // The session is taken out first: no lock is held across the DELETE.
+        let session = self.session.lock().take();
+        if let Some(s) = session {
             let mut req = self.agent.delete(&self.url).header("Mcp-Session-Id", &s);
             for (k, v) in &self.headers {
                 req = req.header(k, v);

@@ -21,6 +21,8 @@ pub struct FakeOllama {
     pub received: Arc<Mutex<Vec<Received>>>,
     /// Delay before answering a generation.
     pub delay: Arc<Mutex<Duration>>,
+    /// Delay before answering `/api/tags`.
+    pub tags_delay: Arc<Mutex<Duration>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -37,8 +39,9 @@ impl FakeOllama {
         let models: Vec<String> = models.iter().map(|m| m.to_string()).collect();
         let received = Arc::new(Mutex::new(Vec::new()));
         let delay = Arc::new(Mutex::new(Duration::ZERO));
+        let tags_delay = Arc::new(Mutex::new(Duration::ZERO));
         let stop = Arc::new(AtomicBool::new(false));
-        let (rec, dl, st) = (received.clone(), delay.clone(), stop.clone());
+        let (rec, dl, tl, st) = (received.clone(), delay.clone(), tags_delay.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             while !st.load(Ordering::SeqCst) {
                 let Ok(Some(rq)) = server.recv_timeout(Duration::from_millis(20)) else {
@@ -46,11 +49,11 @@ impl FakeOllama {
                 };
                 let rec = rec.clone();
                 let models = models.clone();
-                let delay = *dl.lock().unwrap();
-                std::thread::spawn(move || answer(rq, &models, &rec, delay));
+                let delays = (*dl.lock().unwrap(), *tl.lock().unwrap());
+                std::thread::spawn(move || answer(rq, &models, &rec, delays));
             }
         });
-        FakeOllama { url, received, delay, stop, thread: Some(thread) }
+        FakeOllama { url, received, delay, tags_delay, stop, thread: Some(thread) }
     }
 
     pub fn received(&self, path: &str) -> Vec<Received> {
@@ -67,7 +70,12 @@ impl Drop for FakeOllama {
     }
 }
 
-fn answer(mut rq: tiny_http::Request, models: &[String], rec: &Mutex<Vec<Received>>, delay: Duration) {
+fn answer(
+    mut rq: tiny_http::Request,
+    models: &[String],
+    rec: &Mutex<Vec<Received>>,
+    (delay, tags_delay): (Duration, Duration),
+) {
     let mut body = String::new();
     let _ = rq.as_reader().read_to_string(&mut body);
     let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
@@ -85,11 +93,11 @@ fn answer(mut rq: tiny_http::Request, models: &[String], rec: &Mutex<Vec<Receive
     let resp = match (rq.method().as_str(), path.as_str()) {
         ("GET", "/") => tiny_http::Response::from_string("Ollama is running"),
         ("GET", "/api/version") => json_resp(200, json!({"version": "0.12.0"})),
-        ("GET", "/api/tags") => json_resp(
-            200,
+        ("GET", "/api/tags") => json_resp(200, {
+            std::thread::sleep(tags_delay);
             json!({"models": models.iter().map(|m| json!({"name": m, "model": m, "size": 2_019_393_189u64,
-                "digest": "a80c4f17acd5", "details": {"format": "gguf", "family": "llama"}})).collect::<Vec<_>>()}),
-        ),
+                "digest": "a80c4f17acd5", "details": {"format": "gguf", "family": "llama"}})).collect::<Vec<_>>()})
+        }),
         ("POST", "/api/generate") => {
             std::thread::sleep(delay);
             let model = body["model"].as_str().unwrap_or("").to_string();

@@ -1,6 +1,7 @@
 //! The one integration test binary: every test starts the real `agenthub` binary.
 
 mod bridge;
+mod calls;
 mod config_api;
 mod core;
 mod enhance;

@@ -1,0 +1,428 @@
+//! The aggregated endpoint `/mcp`: every running server's tools and prompts as
+//! `{server}__{name}`, resources routed by the server that listed them, and the hub's own
+//! `agenthub__enhance_prompt`. The merged lists are cached until a server's list changes; a
+//! request that needs the servers asked (a cold list, a name not in the cache, the fan-out of
+//! `logging/setLevel`) leaves the worker, and the servers are asked in parallel, each within
+//! `FANOUT_DEADLINE`. A server that fails or is slow is left out, never fatal.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::{reply, Answer, Gateway, Session};
+use crate::jsonrpc::{self, RpcError};
+use crate::servers::{Request, Status};
+
+/// The aggregated endpoint joins server and tool names with this.
+pub const SEPARATOR: &str = "__";
+/// The hub's own tool on the aggregated endpoint.
+pub const ENHANCE_TOOL: &str = "agenthub__enhance_prompt";
+/// Longest the aggregated endpoint waits for any one server's lists.
+pub const FANOUT_DEADLINE: Duration = Duration::from_secs(10);
+
+/// One tool or prompt of the aggregated view: its public name and where it lives.
+#[derive(Clone)]
+pub(super) struct Entry {
+    public: String,
+    server: String,
+    original: String,
+    item: Value,
+}
+
+#[derive(Default)]
+pub(super) struct Catalog {
+    tools: Option<Vec<Entry>>,
+    prompts: Option<Vec<Entry>>,
+    /// Resource URI (or template prefix) → server.
+    resources: HashMap<String, String>,
+}
+
+impl Catalog {
+    /// A server's list changed (or a server came or went: `None`).
+    pub(super) fn invalidate(&mut self, method: Option<&str>) {
+        match method {
+            Some("notifications/tools/list_changed") => self.tools = None,
+            Some("notifications/prompts/list_changed") => self.prompts = None,
+            Some(_) => self.resources.clear(),
+            None => *self = Catalog::default(),
+        }
+    }
+}
+
+/// Where an aggregated request is being worked out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Place {
+    /// On an HTTP worker: only what the cache knows; anything else moves off.
+    Worker,
+    /// On a thread of its own: servers may be asked.
+    Own,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum List {
+    Tools,
+    Prompts,
+}
+
+impl Gateway {
+    pub(super) fn aggregate(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        msg: Value,
+        sse: bool,
+        at: Place,
+    ) -> Answer {
+        match self.route(session, msg, sse, at) {
+            Ok(answer) => answer,
+            Err(msg) => {
+                let (gw, session) = (self.clone(), session.clone());
+                Answer::Later(Box::new(move || gw.aggregate(&session, msg, sse, Place::Own)))
+            }
+        }
+    }
+
+    /// The answer, or the message back when working it out needs the servers and `at` is the
+    /// worker.
+    fn route(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        mut msg: Value,
+        sse: bool,
+        at: Place,
+    ) -> Result<Answer, Value> {
+        let id = msg.get("id").cloned().unwrap_or(Value::Null);
+        let method = jsonrpc::method(&msg).to_string();
+        let not_found = |what: &str| reply(jsonrpc::error(id.clone(), jsonrpc::INVALID_PARAMS, what));
+        let own = at == Place::Own;
+        Ok(match method.as_str() {
+            "tools/list" => {
+                let Some(entries) = self.entries(List::Tools, at) else { return Err(msg) };
+                let mut tools: Vec<Value> = entries.iter().map(|e| e.item.clone()).collect();
+                if self.enhancer.is_some() {
+                    tools.insert(0, enhance_tool());
+                }
+                reply(jsonrpc::result(id, json!({ "tools": tools })))
+            }
+            "tools/call" if msg.pointer("/params/name") == Some(&json!(ENHANCE_TOOL)) => {
+                // The local model takes seconds.
+                if !own {
+                    return Err(msg);
+                }
+                reply(jsonrpc::result(id, self.enhance_call(msg.pointer("/params/arguments"))))
+            }
+            "prompts/list" => {
+                let Some(entries) = self.entries(List::Prompts, at) else { return Err(msg) };
+                let prompts: Vec<Value> = entries.iter().map(|e| e.item.clone()).collect();
+                reply(jsonrpc::result(id, json!({ "prompts": prompts })))
+            }
+            "tools/call" | "prompts/get" => {
+                let list = if method == "tools/call" { List::Tools } else { List::Prompts };
+                let name = msg.pointer("/params/name").and_then(Value::as_str).unwrap_or("").to_string();
+                let Some(found) = self.lookup(list, &name, at) else { return Err(msg) };
+                let Some(entry) = found else {
+                    let what = if list == List::Tools { "tool" } else { "prompt" };
+                    return Ok(not_found(&format!("unknown {what} \"{name}\"")));
+                };
+                msg["params"]["name"] = json!(entry.original);
+                self.relay(&entry.server, session, msg, sse)
+            }
+            "resources/list" | "resources/templates/list" => {
+                if !own {
+                    return Err(msg);
+                }
+                let key = if method == "resources/list" { "resources" } else { "resourceTemplates" };
+                reply(jsonrpc::result(id, json!({ key: self.resources(&method, key) })))
+            }
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                let uri = msg.pointer("/params/uri").and_then(Value::as_str).unwrap_or("").to_string();
+                match self.resource_owner(&uri, at) {
+                    None => return Err(msg),
+                    Some(Some(server)) => self.relay(&server, session, msg, sse),
+                    Some(None) => reply(jsonrpc::error(id, -32002, &format!("resource not found: {uri}"))),
+                }
+            }
+            "completion/complete" => {
+                let r = msg.pointer("/params/ref").cloned().unwrap_or(Value::Null);
+                let owner = match r.get("type").and_then(Value::as_str) {
+                    Some("ref/prompt") => {
+                        let name = r.get("name").and_then(Value::as_str).unwrap_or("");
+                        let Some(found) = self.lookup(List::Prompts, name, at) else { return Err(msg) };
+                        found.map(|e| {
+                            msg["params"]["ref"]["name"] = json!(e.original);
+                            e.server
+                        })
+                    }
+                    Some("ref/resource") => {
+                        let uri = r.get("uri").and_then(Value::as_str).unwrap_or("");
+                        let Some(found) = self.resource_owner(uri, at) else { return Err(msg) };
+                        found
+                    }
+                    _ => None,
+                };
+                match owner {
+                    Some(server) => self.relay(&server, session, msg, sse),
+                    None => {
+                        reply(jsonrpc::result(id, json!({"completion": {"values": [], "hasMore": false}})))
+                    }
+                }
+            }
+            "logging/setLevel" => {
+                if !own {
+                    return Err(msg);
+                }
+                let params = msg.get("params").cloned();
+                self.fan_out(self.running(), |s| {
+                    if let Err(e) = self.ask(s, "logging/setLevel", params.clone()) {
+                        log::debug!("logging/setLevel on {s}: {}", e.message);
+                    }
+                });
+                reply(jsonrpc::result(id, json!({})))
+            }
+            m => reply(jsonrpc::error(id, jsonrpc::METHOD_NOT_FOUND, &format!("method not found: {m}"))),
+        })
+    }
+
+    fn running(&self) -> Vec<String> {
+        self.servers.list().into_iter().filter(|s| s.info.status == Status::Running).map(|s| s.name).collect()
+    }
+
+    /// The running servers whose handshake declared `capability`.
+    fn offering(&self, capability: &str) -> Vec<String> {
+        let pointer = format!("/capabilities/{capability}");
+        self.servers
+            .list()
+            .into_iter()
+            .filter(|s| s.info.status == Status::Running)
+            .filter(|s| s.initialize.as_ref().and_then(|i| i.pointer(&pointer)).is_some())
+            .map(|s| s.name)
+            .collect()
+    }
+
+    /// `f` for every server at once, one thread each; the results in the servers' order.
+    fn fan_out<T: Send>(&self, servers: Vec<String>, f: impl Fn(&str) -> T + Sync) -> Vec<(String, T)> {
+        if servers.len() <= 1 {
+            return servers
+                .into_iter()
+                .map(|s| {
+                    let t = f(&s);
+                    (s, t)
+                })
+                .collect();
+        }
+        let f = &f;
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = servers
+                .iter()
+                .map(|s| {
+                    let name = format!("fanout-{}", s.chars().take(8).collect::<String>());
+                    std::thread::Builder::new().name(name).spawn_scoped(scope, move || f(s))
+                })
+                .collect();
+            servers
+                .iter()
+                .zip(handles)
+                .filter_map(|(s, h)| match h {
+                    Ok(h) => h.join().ok().map(|t| (s.clone(), t)),
+                    // No thread to be had: ask this one here.
+                    Err(_) => Some((s.clone(), f(s))),
+                })
+                .collect()
+        })
+    }
+
+    /// One request to one server, within the fan-out's deadline.
+    fn ask(&self, server: &str, method: &str, params: Option<Value>) -> Result<Value, RpcError> {
+        let until = Instant::now() + FANOUT_DEADLINE;
+        match self.servers.acquire(server, Request::own(method, params)) {
+            Ok(call) => call.wait_until(until),
+            Err(e) => Err(RpcError::new(jsonrpc::SERVER_UNAVAILABLE, e.to_string())),
+        }
+    }
+
+    /// Every page of `method` from one server, the items under `key`.
+    fn collect(&self, server: &str, method: &str, key: &str) -> Result<Vec<Value>, RpcError> {
+        let mut items = Vec::new();
+        let mut cursor: Option<Value> = None;
+        for _ in 0..100 {
+            let params = cursor.take().map(|c| json!({"cursor": c}));
+            let mut page = self.ask(server, method, params)?;
+            if let Some(Value::Array(list)) = page.get_mut(key).map(Value::take) {
+                items.extend(list);
+            }
+            match page.get("nextCursor") {
+                Some(c) if !c.is_null() => cursor = Some(c.clone()),
+                _ => break,
+            }
+        }
+        Ok(items)
+    }
+
+    /// The merged tools (or prompts) of every running server, cached until a list changes;
+    /// `None` when the cache is cold and `at` is the worker.
+    fn entries(&self, list: List, at: Place) -> Option<Vec<Entry>> {
+        let cached = {
+            let c = self.catalog.lock();
+            if list == List::Tools {
+                c.tools.clone()
+            } else {
+                c.prompts.clone()
+            }
+        };
+        if cached.is_some() || at == Place::Worker {
+            return cached;
+        }
+        let (method, key) =
+            if list == List::Tools { ("tools/list", "tools") } else { ("prompts/list", "prompts") };
+        let mut out = Vec::new();
+        for (server, got) in self.fan_out(self.offering(key), |s| self.collect(s, method, key)) {
+            match got {
+                Ok(items) => {
+                    for mut item in items {
+                        let original = item.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+                        let public = public_name(&server, &original);
+                        item["name"] = json!(public);
+                        if list == List::Tools && item.get("description").is_none_or(Value::is_null) {
+                            item["description"] = json!("");
+                        }
+                        out.push(Entry { public, server: server.clone(), original, item });
+                    }
+                }
+                Err(e) => log::warn!("aggregated {method}: leaving out {server}: {}", e.message),
+            }
+        }
+        let mut c = self.catalog.lock();
+        if list == List::Tools {
+            c.tools = Some(out.clone());
+        } else {
+            c.prompts = Some(out.clone());
+        }
+        Some(out)
+    }
+
+    /// The entry with this public name (`Some(None)`: there is none); `None` when finding out
+    /// needs the servers and `at` is the worker.
+    fn lookup(&self, list: List, public: &str, at: Place) -> Option<Option<Entry>> {
+        let find = |v: &[Entry]| v.iter().find(|e| e.public == public).cloned();
+        if let Some(e) = self.entries(list, Place::Worker).as_deref().and_then(find) {
+            return Some(Some(e));
+        }
+        if at == Place::Worker {
+            return None;
+        }
+        // A stale cache may miss a new name: refresh once.
+        self.catalog.lock().invalidate(Some(if list == List::Tools {
+            "notifications/tools/list_changed"
+        } else {
+            "notifications/prompts/list_changed"
+        }));
+        Some(self.entries(list, Place::Own).as_deref().and_then(find))
+    }
+
+    fn resources(&self, method: &str, key: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        for (server, got) in self.fan_out(self.offering("resources"), |s| self.collect(s, method, key)) {
+            match got {
+                Ok(items) => {
+                    let mut c = self.catalog.lock();
+                    for item in &items {
+                        let uri = item
+                            .get("uri")
+                            .or_else(|| item.get("uriTemplate"))
+                            .and_then(Value::as_str)
+                            .unwrap_or("");
+                        let uri = uri.split('{').next().unwrap_or(uri);
+                        c.resources.insert(uri.to_string(), server.clone());
+                    }
+                    drop(c);
+                    out.extend(items);
+                }
+                Err(e) => log::warn!("aggregated {method}: leaving out {server}: {}", e.message),
+            }
+        }
+        out
+    }
+
+    /// The server a resource URI belongs to: an exact listed URI, else the longest template
+    /// prefix (`Some(None)`: none); `None` when finding out needs the servers and `at` is the
+    /// worker.
+    fn resource_owner(&self, uri: &str, at: Place) -> Option<Option<String>> {
+        let find = |c: &Catalog| {
+            c.resources.get(uri).cloned().or_else(|| {
+                c.resources
+                    .iter()
+                    .filter(|(p, _)| !p.is_empty() && uri.starts_with(p.as_str()))
+                    .max_by_key(|(p, _)| p.len())
+                    .map(|(_, s)| s.clone())
+            })
+        };
+        if let Some(s) = find(&self.catalog.lock()) {
+            return Some(Some(s));
+        }
+        if at == Place::Worker {
+            return None;
+        }
+        self.resources("resources/list", "resources");
+        self.resources("resources/templates/list", "resourceTemplates");
+        Some(find(&self.catalog.lock()))
+    }
+
+    fn enhance_call(&self, args: Option<&Value>) -> Value {
+        let Some(enhancer) = &self.enhancer else {
+            return json!({"content": [{"type": "text", "text": "prompt enhancement is not available"}], "isError": true});
+        };
+        let prompt = args.and_then(|a| a.get("prompt")).and_then(Value::as_str).unwrap_or("");
+        let client = args.and_then(|a| a.get("client")).and_then(Value::as_str);
+        match enhancer.enhance(&crate::enhance::Request { prompt, client, model: None }) {
+            Ok(e) => json!({
+                "content": [{"type": "text", "text": e.prompt}],
+                "structuredContent": serde_json::to_value(&e).unwrap_or(Value::Null),
+                "isError": false
+            }),
+            Err(e) => json!({"content": [{"type": "text", "text": e.to_string()}], "isError": true}),
+        }
+    }
+}
+
+fn enhance_tool() -> Value {
+    json!({
+        "name": ENHANCE_TOOL,
+        "description": "Rewrite a prompt through the local model with the rules for a client (vscode, cursor, claude-desktop, raycast, ...). Returns the prompt to use: the rewritten one, or the original when the model is unavailable.",
+        "inputSchema": {"type": "object", "properties": {
+            "prompt": {"type": "string", "description": "The prompt to rewrite"},
+            "client": {"type": "string", "description": "Whose rules to apply; default when absent"}
+        }, "required": ["prompt"]}
+    })
+}
+
+/// `server__name`, kept to 64 characters of `[A-Za-z0-9_.-]`: longer or odd names are cut and
+/// given a short hash, so they stay unique and routable.
+pub fn public_name(server: &str, name: &str) -> String {
+    let full = format!("{server}{SEPARATOR}{name}");
+    let clean = full.len() <= 64 && full.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if clean {
+        return full;
+    }
+    let hash = &crate::cache::hash_prompt(&full)[..8];
+    let safe: String =
+        full.chars().map(|c| if c.is_ascii_alphanumeric() || "_.-".contains(c) { c } else { '_' }).collect();
+    let keep = 64 - hash.len() - 1;
+    let cut: String = safe.chars().take(keep).collect();
+    format!("{cut}-{hash}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_names_stay_valid_and_unique() {
+        assert_eq!(public_name("mem", "read_graph"), "mem__read_graph");
+        let long = public_name("server", &"x".repeat(80));
+        assert_eq!(long.len(), 64);
+        assert_ne!(long, public_name("server", &format!("{}y", "x".repeat(80))));
+        let odd = public_name("s", "has space/slash");
+        assert!(odd.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)), "{odd}");
+    }
+}

@@ -1,0 +1,98 @@
+//! The one relay over a `servers::Call`, for the REST route and the MCP endpoints alike: the
+//! outcome as plain JSON when it comes first, else (for a client that takes SSE) an event
+//! stream that passes on each message as the server sends it, the response last. A call not
+//! answered within `QUICK_ANSWER` — or any remote call — is waited for on a thread of its own.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::jsonrpc::{self, RpcError};
+use crate::servers::{Call, Step};
+
+/// How long an HTTP worker waits for a server's first word before handing the request to a
+/// thread of its own: most answers take microseconds, long tools must not hold a worker.
+pub const QUICK_ANSWER: Duration = Duration::from_millis(10);
+
+/// Writes an SSE body, event by event, flushing each.
+pub type StreamBody = Box<dyn FnOnce(&mut dyn Write) + Send>;
+
+/// Where a relayed call stands when the worker lets go of it.
+pub enum Relayed {
+    /// It ended: its outcome.
+    Done(Result<Value, RpcError>),
+    /// It goes on as an event stream (the client takes SSE and the server sent a message).
+    Stream(StreamBody),
+    /// It goes on on a thread of its own.
+    Later(Box<dyn FnOnce() -> Relayed + Send>),
+}
+
+impl Relayed {
+    /// Runs a `Later` to its end on the calling thread.
+    pub fn finish(mut self) -> Relayed {
+        while let Relayed::Later(f) = self {
+            self = f();
+        }
+        self
+    }
+}
+
+/// Relays a call. `stream_id`: the client's id when it takes an event stream (the last event
+/// carries the response under it); without one, messages before the outcome are dropped and
+/// the server's requests refused.
+pub fn relay(call: Call, stream_id: Option<Value>) -> Relayed {
+    if !call.is_quick() {
+        return Relayed::Later(Box::new(move || wait(call, stream_id, None)));
+    }
+    wait(call, stream_id, Some(Instant::now() + QUICK_ANSWER))
+}
+
+fn wait(mut call: Call, stream_id: Option<Value>, quick: Option<Instant>) -> Relayed {
+    loop {
+        match call.next(quick.unwrap_or_else(|| call.deadline())) {
+            Some(Step::Done(r)) => return Relayed::Done(r),
+            Some(Step::Message(m)) => match stream_id {
+                Some(id) => return Relayed::Stream(stream(call, id, m)),
+                None => call.refuse(&m),
+            },
+            None if quick.is_some() => {
+                return Relayed::Later(Box::new(move || wait(call, stream_id, None)));
+            }
+            None => {}
+        }
+    }
+}
+
+fn stream(mut call: Call, id: Value, first: Value) -> StreamBody {
+    // A failed write means the client went away: returning drops the call, which tells the
+    // server and the breaker.
+    Box::new(move |w: &mut dyn Write| {
+        if write_event(w, &first).is_err() {
+            return;
+        }
+        loop {
+            let sent = match call.next(call.deadline()) {
+                Some(Step::Message(m)) => write_event(w, &m),
+                Some(Step::Done(r)) => {
+                    let _ = write_event(w, &jsonrpc::response(id, r));
+                    return;
+                }
+                None => Ok(()),
+            };
+            if sent.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// One SSE event, flushed.
+pub fn write_event(w: &mut dyn Write, msg: &Value) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(256);
+    buf.extend_from_slice(b"event: message\ndata: ");
+    serde_json::to_writer(&mut buf, msg).map_err(std::io::Error::other)?;
+    buf.extend_from_slice(b"\n\n");
+    w.write_all(&buf)?;
+    w.flush()
+}

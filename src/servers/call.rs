@@ -1,0 +1,289 @@
+//! `Call`: one request to a server, whoever asks (a REST caller, an MCP client's request
+//! relayed, the aggregated fan-out, the hub itself). `Servers::acquire` checks the server is
+//! running and its breaker lets the call through, then sends the request; `Call::next` yields
+//! what the server sends for it, messages first and the outcome last.
+//!
+//! Cleanup is by ownership: however a call ends — answered, timed out, the child gone, the
+//! caller gone mid-stream, a thread that never started — its `Drop` records the breaker's
+//! outcome (once), runs the owner's `on_end` (the session forgets the request) and, when the
+//! request was still out, tells the server to stop working on it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::bridge::{Bridge, Event, Next, Pending};
+use super::upstream::{self, Upstream};
+use crate::jsonrpc::{self, RpcError};
+use crate::resilience::Breakers;
+
+/// What a caller sends.
+pub enum Request {
+    /// A request the hub makes itself: a fresh id, no progress, no child requests for it.
+    Own { method: String, params: Option<Value> },
+    /// A client's request relayed whole: its id and progress token are swapped for the hub's on
+    /// the way in and put back on the way out; the child's requests for it come back as messages.
+    Relay(Value),
+}
+
+impl Request {
+    pub fn own(method: &str, params: Option<Value>) -> Request {
+        Request::Own { method: method.to_string(), params }
+    }
+
+    fn message(&self) -> Value {
+        match self {
+            Request::Own { method, params } => jsonrpc::request(0, method, params.clone()),
+            Request::Relay(msg) => msg.clone(),
+        }
+    }
+}
+
+/// What `Call::next` found.
+#[derive(Debug)]
+pub enum Step {
+    /// A message for the caller before the outcome: progress (the caller's token restored), a
+    /// log line, or a request of the server for the client (sampling, elicitation) under a hub id.
+    Message(Value),
+    /// The end: the result, or the error from the server, the deadline or the server's death.
+    Done(Result<Value, RpcError>),
+}
+
+/// A remote request: sent on the first `next`, then its answer read message by message.
+struct Remote {
+    upstream: Arc<Upstream>,
+    request: Option<Value>,
+    reply: Option<upstream::Reply>,
+    id: Value,
+}
+
+/// A server's permission for one request: its breaker let it through, with this deadline.
+pub(super) struct Lease {
+    pub server: String,
+    pub breakers: Arc<Breakers>,
+    pub deadline: Instant,
+    pub timeout: Duration,
+}
+
+enum Link {
+    Stdio {
+        bridge: Arc<Bridge>,
+        pending: Option<Pending>,
+    },
+    /// The request goes out on the first `next`: the POST blocks until the upstream answers,
+    /// so it must happen on the thread that waits.
+    Http(Box<Remote>),
+    /// It failed before reaching the server (the child's pipe closed): the outcome is waiting.
+    Failed(Option<RpcError>),
+}
+
+pub struct Call {
+    server: String,
+    breakers: Arc<Breakers>,
+    deadline: Instant,
+    timeout: Duration,
+    link: Link,
+    /// The outcome was handed out (and recorded).
+    finished: bool,
+    on_end: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Call {
+    pub(super) fn stdio(lease: Lease, bridge: Arc<Bridge>, request: Request) -> Call {
+        let sent = match &request {
+            Request::Own { method, params } => bridge.begin(method, params.clone()),
+            Request::Relay(msg) => bridge.begin_relay(msg),
+        };
+        let link = match sent {
+            Ok(p) => Link::Stdio { bridge, pending: Some(p) },
+            Err(e) => Link::Failed(Some(e)),
+        };
+        Call::new(lease, link)
+    }
+
+    pub(super) fn http(lease: Lease, upstream: Arc<Upstream>, request: Request) -> Call {
+        let id = upstream.fresh_id();
+        let link =
+            Link::Http(Box::new(Remote { upstream, request: Some(request.message()), reply: None, id }));
+        Call::new(lease, link)
+    }
+
+    fn new(lease: Lease, link: Link) -> Call {
+        let Lease { server, breakers, deadline, timeout } = lease;
+        Call { server, breakers, deadline, timeout, link, finished: false, on_end: None }
+    }
+
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// The id the server sees for this request (what a cancellation names).
+    pub fn hub_id(&self) -> Value {
+        match &self.link {
+            Link::Stdio { pending: Some(p), .. } => json!(p.id()),
+            Link::Http(remote) => remote.id.clone(),
+            _ => Value::Null,
+        }
+    }
+
+    /// Whether `next` can wait with a short `until`: a remote server's answer is read with a
+    /// blocking HTTP client, so a remote call is always waited on a thread of its own.
+    pub fn is_quick(&self) -> bool {
+        !matches!(self.link, Link::Http(_))
+    }
+
+    /// Runs `f` when the call ends, however it ends.
+    pub fn on_end(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.on_end = Some(Box::new(f));
+    }
+
+    /// The next thing the server sends for this call, waiting until `until` at most; `None`
+    /// when `until` came first and the deadline has not passed. After `Done`, always `None`...
+    /// callers stop there. A remote call blocks until its next message whatever `until` says.
+    pub fn next(&mut self, until: Instant) -> Option<Step> {
+        if self.finished {
+            return None;
+        }
+        let step = match &mut self.link {
+            Link::Failed(e) => {
+                Step::Done(Err(e.take().unwrap_or_else(|| RpcError::new(jsonrpc::INTERNAL_ERROR, "failed"))))
+            }
+            Link::Stdio { bridge, pending } => {
+                let p = pending.as_ref()?;
+                match bridge.next(p, until.min(self.deadline)) {
+                    Next::Event(Event::Message(m)) => Step::Message(m),
+                    Next::Event(Event::Response(r)) => {
+                        pending.take();
+                        Step::Done(jsonrpc::into_outcome(r))
+                    }
+                    Next::Gone => {
+                        pending.take();
+                        Step::Done(Err(exited(&self.server)))
+                    }
+                    Next::TimedOut if Instant::now() < self.deadline => return None,
+                    Next::TimedOut => {
+                        let p = pending.take()?;
+                        Step::Done(Err(bridge.timed_out(p, self.timeout)))
+                    }
+                }
+            }
+            Link::Http(remote) => {
+                let Remote { upstream, request, reply, id } = &mut **remote;
+                if let Some(msg) = request.take() {
+                    let remaining = self.deadline.saturating_duration_since(Instant::now());
+                    match upstream.open(id.clone(), &msg, remaining) {
+                        Ok(r) => *reply = Some(r),
+                        Err(e) => return Some(self.done(Err(e))),
+                    }
+                }
+                let r = reply.as_mut()?;
+                match r.next_message() {
+                    Some(Ok(m)) if r.is_done() => {
+                        *reply = None;
+                        Step::Done(jsonrpc::into_outcome(m))
+                    }
+                    Some(Ok(m)) => Step::Message(m),
+                    Some(Err(e)) => {
+                        *reply = None;
+                        Step::Done(Err(e))
+                    }
+                    None => {
+                        *reply = None;
+                        let e =
+                            RpcError::new(jsonrpc::SERVER_UNAVAILABLE, "the answer ended without a response");
+                        Step::Done(Err(e))
+                    }
+                }
+            }
+        };
+        Some(match step {
+            Step::Done(r) => self.done(r),
+            m => m,
+        })
+    }
+
+    /// Waits for the outcome, dropping any message before it (refusing the server's requests:
+    /// this caller cannot answer them).
+    pub fn wait(self) -> Result<Value, RpcError> {
+        let deadline = self.deadline;
+        self.wait_until(deadline)
+    }
+
+    /// As `wait`, but gives up at `until` if that comes before the deadline (the server is told
+    /// and the breaker learns nothing: the caller, not the server, set the shorter time).
+    pub fn wait_until(mut self, until: Instant) -> Result<Value, RpcError> {
+        loop {
+            match self.next(until) {
+                Some(Step::Done(r)) => return r,
+                Some(Step::Message(m)) => self.refuse(&m),
+                None if Instant::now() >= until => {
+                    return Err(RpcError::new(
+                        jsonrpc::REQUEST_TIMEOUT,
+                        format!("{} did not answer in time", self.server),
+                    ));
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Answers a server's request relayed to this caller with an error: it cannot take it.
+    pub fn refuse(&self, msg: &Value) {
+        if let Link::Stdio { bridge, .. } = &self.link {
+            bridge.refuse_relay(msg);
+        }
+    }
+
+    fn done(&mut self, outcome: Result<Value, RpcError>) -> Step {
+        self.finished = true;
+        record(&self.breakers, &self.server, outcome.as_ref().err());
+        Step::Done(outcome)
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if !self.finished {
+            // The caller went away before the outcome: the server is told to stop, and a breaker
+            // trial riding on this call is given back, since it proved nothing either way.
+            let reason = "the caller gave up";
+            match &mut self.link {
+                Link::Stdio { bridge, pending } => {
+                    if let Some(p) = pending.take() {
+                        bridge.cancel(p, reason);
+                    }
+                }
+                Link::Http(remote) if remote.reply.is_some() => remote.upstream.cancel(&remote.id, reason),
+                Link::Http(_) | Link::Failed(_) => {}
+            }
+            self.breakers.record_abandoned(&self.server, Instant::now());
+        }
+        if let Some(f) = self.on_end.take() {
+            f();
+        }
+    }
+}
+
+/// How a call ended, for the server's breaker: a server answering with an error is healthy;
+/// silence and death are not.
+fn record(breakers: &Breakers, server: &str, error: Option<&RpcError>) {
+    let now = Instant::now();
+    match error {
+        Some(e) if e.code == jsonrpc::REQUEST_TIMEOUT || e.code == jsonrpc::SERVER_UNAVAILABLE => {
+            breakers.record_failure(server, now)
+        }
+        _ => breakers.record_success(server, now),
+    }
+}
+
+fn exited(server: &str) -> RpcError {
+    RpcError::new(
+        jsonrpc::SERVER_UNAVAILABLE,
+        format!("server {server} exited while the request was in flight"),
+    )
+}
