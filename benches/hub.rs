@@ -2,10 +2,10 @@
 //! side by side in one run, and prints a table. It starts the release binary on port 0 with a
 //! temporary config dir, talks raw HTTP/1.1 over keep-alive loopback connections (TCP_NODELAY
 //! set), and drives MCP servers directly over pipes for the baselines. Targets are reported, not
-//! asserted: a missed target shows in the table.
+//! asserted: a missed target shows in the table. Starting the hub, HTTP, MCP sessions and the
+//! fake Ollama come from the integration tests' harness.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,8 +14,19 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const HUB: &str = env!("CARGO_BIN_EXE_agenthub");
-const FIXTURE: &str = env!("CARGO_BIN_EXE_mcp-fixture");
+// Shared with the integration tests: not every helper is used here.
+#[allow(dead_code)]
+#[path = "../tests/it/fake_ollama.rs"]
+mod fake_ollama;
+#[allow(dead_code)]
+#[path = "../tests/it/harness.rs"]
+mod harness;
+
+use fake_ollama::FakeOllama;
+use harness::{
+    deps, fixture_servers, free_port, initialize_body, initialized_note, Conn, Hub, HubBuilder, McpSession,
+    ServerProcess, FIXTURE, MCP_VERSION, NO_SERVERS, SEC,
+};
 
 struct Row {
     metric: String,
@@ -27,31 +38,29 @@ struct Row {
 
 fn main() {
     let mut rows = Vec::new();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dir = TempDir::new();
 
     // AGENTHUB_BENCH_ONLY=name,name runs a subset (while working on one number).
     let only = std::env::var("AGENTHUB_BENCH_ONLY").ok();
     let wanted = |name: &str| only.as_deref().is_none_or(|o| o.split(',').any(|n| n == name));
     if wanted("startup") {
-        startup(&dir, &mut rows);
+        startup(&mut rows);
     }
     if wanted("health") {
-        health_latency_and_rss(&dir, &mut rows);
+        health_latency_and_rss(&mut rows);
     }
     if wanted("large") {
-        large_reply(&dir, &mut rows);
+        large_reply(&mut rows);
     }
     if wanted("size") {
         binary_size(&mut rows);
     }
     if wanted("echo") {
-        echo_latency(&dir, &mut rows);
+        echo_latency(&mut rows);
     }
     if wanted("rps") {
-        let everything = root.join(".deps/npm/node_modules/.bin/mcp-server-everything");
+        let everything = deps().join("npm/node_modules/.bin/mcp-server-everything");
         if everything.exists() {
-            throughput(&dir, &everything, &mut rows);
+            throughput(&everything, &mut rows);
         } else {
             rows.push(Row {
                 metric: "RPS, 16 callers, server-everything".into(),
@@ -62,13 +71,13 @@ fn main() {
         }
     }
     if wanted("children") {
-        rss_with_children(&dir, &mut rows);
+        rss_with_children(&mut rows);
     }
     if wanted("enhance") {
-        enhance_cached(&dir, &mut rows);
+        enhance_cached(&mut rows);
     }
     if wanted("peers") {
-        peers(&dir, &root, &mut rows);
+        peers(&mut rows);
     }
 
     println!("\n{:<58} {:>26} {:>22}", "metric", "measured", "target");
@@ -89,15 +98,27 @@ fn main() {
 // ---------------------------------------------------------------------------------------------
 // Measurements
 
-fn startup(dir: &TempDir, rows: &mut Vec<Row>) {
-    let cfg = dir.config("startup", r#"{"servers": {}}"#);
+/// A hub as the bench runs it: info logging (no line per request), stopped with SIGTERM.
+fn bench_hub(servers: &str) -> HubBuilder {
+    Hub::builder().servers(servers).env("AGENTHUB_LOG_LEVEL", "info").graceful()
+}
+
+/// A hub running server-everything (`bin`), with workers for 16 concurrent callers and more.
+fn everything_hub(bin: &str) -> Hub {
+    let servers = json!({"servers": {"everything": {"command": bin, "auto_start": true}}});
+    let hub = bench_hub(&servers.to_string()).env("AGENTHUB_WORKERS", "32").start();
+    hub.wait_status("everything", "RUNNING", 30 * SEC);
+    hub
+}
+
+fn startup(rows: &mut Vec<Row>) {
     let mut times = Vec::new();
     for _ in 0..20 {
+        let hub = bench_hub(NO_SERVERS);
         let t = Instant::now();
-        let hub = Hub::start(&cfg, &[]);
+        let hub = hub.start();
         let mut c = Conn::new(&hub.addr);
-        let (status, _) = c.get("/health");
-        assert_eq!(status, 200);
+        assert_eq!(c.get("/health").status, 200);
         times.push(t.elapsed());
     }
     times.sort();
@@ -115,9 +136,8 @@ fn startup(dir: &TempDir, rows: &mut Vec<Row>) {
     });
 }
 
-fn health_latency_and_rss(dir: &TempDir, rows: &mut Vec<Row>) {
-    let cfg = dir.config("health", r#"{"servers": {}}"#);
-    let hub = Hub::start(&cfg, &[]);
+fn health_latency_and_rss(rows: &mut Vec<Row>) {
+    let hub = bench_hub(NO_SERVERS).start();
     let mut c = Conn::new(&hub.addr);
     for _ in 0..200 {
         c.get("/health");
@@ -143,7 +163,7 @@ fn health_latency_and_rss(dir: &TempDir, rows: &mut Vec<Row>) {
 
 /// A ~60 KB JSON reply (the server list) at one keep-alive client: with Nagle and delayed ACKs
 /// this would cost ~40 ms a request; TCP_NODELAY on the listener keeps it at wire speed.
-fn large_reply(dir: &TempDir, rows: &mut Vec<Row>) {
+fn large_reply(rows: &mut Vec<Row>) {
     let mut servers = serde_json::Map::new();
     for i in 0..160 {
         servers.insert(
@@ -151,10 +171,9 @@ fn large_reply(dir: &TempDir, rows: &mut Vec<Row>) {
             json!({"command": "/usr/bin/true", "args": ["--flag", "value"], "description": "x".repeat(200)}),
         );
     }
-    let cfg = dir.config("large", &json!({"servers": servers}).to_string());
-    let hub = Hub::start(&cfg, &[]);
+    let hub = bench_hub(&json!({"servers": servers}).to_string()).start();
     let mut c = Conn::new(&hub.addr);
-    let (_, body) = c.get("/servers");
+    let body = c.get("/servers").body;
     let lat = sample(300, || {
         c.get("/servers");
     });
@@ -189,7 +208,7 @@ fn binary_size(rows: &mut Vec<Row>) {
 
 /// `tools/call` echo through `POST /mcp/fx/tools/call` against the same calls straight over the
 /// fixture's pipes.
-fn echo_latency(dir: &TempDir, rows: &mut Vec<Row>) {
+fn echo_latency(rows: &mut Vec<Row>) {
     let mut direct = Pipe::spawn(FIXTURE, &[]);
     let call = |i: u64| json!({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "hello"}}});
     for i in 0..200 {
@@ -203,18 +222,15 @@ fn echo_latency(dir: &TempDir, rows: &mut Vec<Row>) {
         direct.recv();
     });
 
-    let cfg =
-        dir.config("echo", &json!({"servers": {"fx": {"command": FIXTURE, "auto_start": true}}}).to_string());
-    let hub = Hub::start(&cfg, &[]);
-    hub.wait_running("fx");
+    let hub = bench_hub(&fixture_servers(&[("fx", json!({"auto_start": true}))])).start();
+    hub.wait_status("fx", "RUNNING", 30 * SEC);
     let mut c = Conn::new(&hub.addr);
     let body = json!({"name": "echo", "arguments": {"text": "hello"}}).to_string();
     for _ in 0..200 {
         c.post("/mcp/fx/tools/call", &body);
     }
     let via = sample(3000, || {
-        let (status, _) = c.post("/mcp/fx/tools/call", &body);
-        assert_eq!(status, 200);
+        assert_eq!(c.post("/mcp/fx/tools/call", &body).status, 200);
     });
     let added = pct(&via, 50).saturating_sub(pct(&base, 50));
     rows.push(Row {
@@ -239,7 +255,7 @@ fn echo_latency(dir: &TempDir, rows: &mut Vec<Row>) {
 
 /// Requests per second at 16 concurrent callers on one server-everything child, through the
 /// hub and over the child's pipes with 16 requests kept in flight.
-fn throughput(dir: &TempDir, everything: &Path, rows: &mut Vec<Row>) {
+fn throughput(everything: &Path, rows: &mut Vec<Row>) {
     const CALLERS: usize = 16;
     const RUN: Duration = Duration::from_secs(3);
     let bin = everything.display().to_string();
@@ -276,10 +292,7 @@ fn throughput(dir: &TempDir, everything: &Path, rows: &mut Vec<Row>) {
     direct.stdin = Some(writer.join().expect("writer"));
     drop(direct);
 
-    let cfg = dir
-        .config("rps", &json!({"servers": {"everything": {"command": bin, "auto_start": true}}}).to_string());
-    let hub = Hub::start(&cfg, &[("AGENTHUB_WORKERS", "32")]);
-    hub.wait_running("everything");
+    let hub = everything_hub(&bin);
     let body = json!({"name": "echo", "arguments": {"message": "hello"}}).to_string();
     let count = Arc::new(AtomicU64::new(0));
     let t = Instant::now();
@@ -289,8 +302,7 @@ fn throughput(dir: &TempDir, everything: &Path, rows: &mut Vec<Row>) {
             scope.spawn(move || {
                 let mut c = Conn::new(&addr);
                 while t.elapsed() < RUN {
-                    let (status, _) = c.post("/mcp/everything/tools/call", &body);
-                    assert_eq!(status, 200);
+                    assert_eq!(c.post("/mcp/everything/tools/call", &body).status, 200);
                     count.fetch_add(1, Ordering::Relaxed);
                 }
             });
@@ -311,15 +323,13 @@ fn throughput(dir: &TempDir, everything: &Path, rows: &mut Vec<Row>) {
     });
 }
 
-fn rss_with_children(dir: &TempDir, rows: &mut Vec<Row>) {
-    let mut servers = serde_json::Map::new();
-    for i in 0..10 {
-        servers.insert(format!("fx{i}"), json!({"command": FIXTURE, "auto_start": true}));
-    }
-    let cfg = dir.config("ten", &json!({"servers": servers}).to_string());
-    let hub = Hub::start(&cfg, &[]);
-    for i in 0..10 {
-        hub.wait_running(&format!("fx{i}"));
+fn rss_with_children(rows: &mut Vec<Row>) {
+    let names: Vec<String> = (0..10).map(|i| format!("fx{i}")).collect();
+    let servers: Vec<(&str, Value)> =
+        names.iter().map(|n| (n.as_str(), json!({"auto_start": true}))).collect();
+    let hub = bench_hub(&fixture_servers(&servers)).start();
+    for name in &names {
+        hub.wait_status(name, "RUNNING", 30 * SEC);
     }
     let mut c = Conn::new(&hub.addr);
     for _ in 0..100 {
@@ -337,37 +347,25 @@ fn rss_with_children(dir: &TempDir, rows: &mut Vec<Row>) {
     });
 }
 
-/// A cached `/ollama/enhance` over keep-alive loopback (a tiny Ollama stand-in answers the
+/// A cached `/ollama/enhance` over keep-alive loopback (the tests' fake Ollama answers the
 /// first, uncached call).
-fn enhance_cached(dir: &TempDir, rows: &mut Vec<Row>) {
-    let ollama = tiny_http::Server::http("127.0.0.1:0").expect("bind the Ollama stand-in");
-    let url = format!("http://{}", ollama.server_addr().to_ip().expect("an ip address"));
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let server = std::thread::spawn(move || {
-        while !flag.load(Ordering::SeqCst) {
-            if let Ok(Some(rq)) = ollama.recv_timeout(Duration::from_millis(20)) {
-                let body = if rq.url() == "/api/generate" {
-                    r#"{"model":"llama3.2:3b","response":"A precise prompt.","done":true}"#
-                } else {
-                    "Ollama is running"
-                };
-                let _ = rq.respond(tiny_http::Response::from_string(body));
-            }
-        }
-    });
-    let cfg = dir.config("enhance", r#"{"servers": {}}"#);
-    let hub = Hub::start(&cfg, &[("OLLAMA_URL", &url)]);
+fn enhance_cached(rows: &mut Vec<Row>) {
+    let ollama = FakeOllama::start(&["llama3.2:3b"]);
+    let hub = bench_hub(NO_SERVERS).env("OLLAMA_URL", &ollama.url).start();
     let mut c = Conn::new(&hub.addr);
     let body = r#"{"prompt": "explain docker"}"#;
-    let (status, first) = c.post("/ollama/enhance", body);
-    assert!(status == 200 && String::from_utf8_lossy(&first).contains("\"enhanced\":true"), "{status}");
+    let first = c.post("/ollama/enhance", body);
+    assert!(
+        first.status == 200 && String::from_utf8_lossy(&first.body).contains("\"enhanced\":true"),
+        "{}",
+        first.status
+    );
     for _ in 0..200 {
         c.post("/ollama/enhance", body);
     }
     let lat = sample(5000, || {
-        let (_, b) = c.post("/ollama/enhance", body);
-        debug_assert!(String::from_utf8_lossy(&b).contains("\"cached\":true"));
+        let r = c.post("/ollama/enhance", body);
+        debug_assert!(String::from_utf8_lossy(&r.body).contains("\"cached\":true"));
     });
     rows.push(Row {
         metric: "cached /ollama/enhance, keep-alive p50 (p99)".into(),
@@ -375,17 +373,15 @@ fn enhance_cached(dir: &TempDir, rows: &mut Vec<Row>) {
         target: "≤ 150 µs".into(),
         pass: Some(pct(&lat, 50) <= Duration::from_micros(150)),
     });
-    stop.store(true, Ordering::SeqCst);
-    let _ = server.join();
 }
 
 /// `tools/call` echo on server-everything through `/mcp/everything`, beside supergateway
 /// (`--stateful`, Streamable HTTP) and the PyPI `mcp-proxy` in front of the same server, at 1 and
 /// 16 concurrent clients (each its own MCP session on its own keep-alive connection).
-fn peers(dir: &TempDir, root: &Path, rows: &mut Vec<Row>) {
-    let everything = root.join(".deps/npm/node_modules/.bin/mcp-server-everything");
-    let supergateway = root.join(".deps/bench/npm/node_modules/.bin/supergateway");
-    let mcp_proxy = root.join(".deps/bench/venv/bin/mcp-proxy");
+fn peers(rows: &mut Vec<Row>) {
+    let everything = deps().join("npm/node_modules/.bin/mcp-server-everything");
+    let supergateway = deps().join("bench/npm/node_modules/.bin/supergateway");
+    let mcp_proxy = deps().join("bench/venv/bin/mcp-proxy");
     if !(everything.exists() && supergateway.exists() && mcp_proxy.exists()) {
         rows.push(Row {
             metric: "MCP endpoint vs supergateway and mcp-proxy".into(),
@@ -396,19 +392,14 @@ fn peers(dir: &TempDir, root: &Path, rows: &mut Vec<Row>) {
         return;
     }
     let ev = everything.display().to_string();
-    let cfg = dir.config(
-        "peers",
-        &json!({"servers": {"everything": {"command": ev, "auto_start": true}}}).to_string(),
-    );
     let mut results: Vec<(&str, [(f64, Duration); 2])> = Vec::new();
     {
-        let hub = Hub::start(&cfg, &[("AGENTHUB_WORKERS", "32")]);
-        hub.wait_running("everything");
+        let hub = everything_hub(&ev);
         results.push(("agenthub /mcp/everything", load_mcp(&hub.addr, "/mcp/everything")));
     }
     {
         let port = free_port();
-        let _sg = Peer::start(
+        let _sg = ServerProcess::start(
             Command::new(&supergateway).args([
                 "--stdio",
                 &ev,
@@ -419,14 +410,16 @@ fn peers(dir: &TempDir, root: &Path, rows: &mut Vec<Row>) {
                 &port.to_string(),
             ]),
             port,
+            30 * SEC,
         );
         results.push(("supergateway --stateful", load_mcp(&format!("127.0.0.1:{port}"), "/mcp")));
     }
     {
         let port = free_port();
-        let _mp = Peer::start(
+        let _mp = ServerProcess::start(
             Command::new(&mcp_proxy).args(["--host", "127.0.0.1", "--port", &port.to_string(), &ev]),
             port,
+            30 * SEC,
         );
         results.push(("mcp-proxy (PyPI)", load_mcp(&format!("127.0.0.1:{port}"), "/mcp")));
     }
@@ -466,14 +459,13 @@ fn load_mcp(addr: &str, path: &str) -> [(f64, Duration); 2] {
             for _ in 0..clients {
                 let lat = lat.clone();
                 scope.spawn(move || {
-                    let mut c = Conn::new(addr);
-                    let session = c.mcp_initialize(path);
+                    let c = McpSession::keep_alive(addr, path);
                     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "hello"}}}).to_string();
                     let mut mine = Vec::new();
                     while t.elapsed() < run {
                         let s = Instant::now();
-                        let (status, resp) = c.mcp_post(path, &session, &body);
-                        assert!(status == 200 && String::from_utf8_lossy(&resp).contains("hello"), "{status}");
+                        let r = c.send_raw(body.as_bytes());
+                        assert!(r.status == 200 && String::from_utf8_lossy(&r.body).contains("hello"), "{}", r.status);
                         mine.push(s.elapsed());
                     }
                     lat.lock().extend(mine);
@@ -485,43 +477,6 @@ fn load_mcp(addr: &str, path: &str) -> [(f64, Duration); 2] {
         out[slot] = (all.len() as f64 / t.elapsed().as_secs_f64(), pct(&all, 50));
     }
     out
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A peer gateway, its whole process group killed on drop.
-struct Peer(Child);
-
-impl Peer {
-    fn start(cmd: &mut Command, port: u16) -> Peer {
-        use std::os::unix::process::CommandExt;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("start a peer");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "peer did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Peer(child)
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        // SAFETY: killing the group this bench created.
-        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
-        let _ = self.0.wait();
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -552,7 +507,7 @@ fn pct(sorted: &[Duration], p: usize) -> Duration {
 }
 
 /// VmRSS and VmHWM in KiB.
-fn rss_kib(pid: u32) -> (u64, u64) {
+fn rss_kib(pid: i32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
@@ -563,215 +518,6 @@ fn rss_kib(pid: u32) -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("VmRSS:"), field("VmHWM:"))
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let d = std::env::temp_dir().join(format!("agenthub-bench-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).expect("create the bench dir");
-        TempDir(d)
-    }
-
-    /// A config dir holding `servers` as mcp-servers.json.
-    fn config(&self, name: &str, servers: &str) -> PathBuf {
-        let d = self.0.join(name);
-        std::fs::create_dir_all(&d).expect("create a config dir");
-        std::fs::write(d.join("mcp-servers.json"), servers).expect("write the servers file");
-        d
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A hub process, killed (with its children: SIGTERM first) on drop.
-struct Hub {
-    child: Child,
-    addr: String,
-}
-
-impl Hub {
-    fn start(config_dir: &Path, env: &[(&str, &str)]) -> Hub {
-        let mut child = Command::new(HUB)
-            .args(["serve", "--port", "0", "--config-dir"])
-            .arg(config_dir)
-            .env("OLLAMA_URL", "http://127.0.0.1:9")
-            .env("AGENTHUB_LOG_LEVEL", "info")
-            .env("HOME", config_dir)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start agenthub");
-        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut line = String::new();
-        let addr = loop {
-            line.clear();
-            if stderr.read_line(&mut line).unwrap_or(0) == 0 {
-                panic!("agenthub exited before listening");
-            }
-            if let Some(i) = line.find("listening on http://") {
-                break line[i + 20..].trim().to_string();
-            }
-        };
-        // Keep draining so the hub never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-        Hub { child, addr }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn wait_running(&self, name: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut c = Conn::new(&self.addr);
-        loop {
-            let (_, body) = c.get(&format!("/servers/{name}"));
-            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            if v["status"] == "RUNNING" {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{name} did not start: {v}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        // SAFETY: signalling the hub this bench started.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One keep-alive HTTP/1.1 connection.
-struct Conn {
-    stream: BufReader<TcpStream>,
-    host: String,
-}
-
-impl Conn {
-    fn new(addr: &str) -> Conn {
-        let s = TcpStream::connect(addr).expect("connect to the hub");
-        s.set_nodelay(true).expect("TCP_NODELAY");
-        Conn { stream: BufReader::new(s), host: addr.to_string() }
-    }
-
-    fn get(&mut self, path: &str) -> (u16, Vec<u8>) {
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.host);
-        self.exchange(req.as_bytes())
-    }
-
-    fn post(&mut self, path: &str, body: &str) -> (u16, Vec<u8>) {
-        let req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            self.host,
-            body.len()
-        );
-        self.exchange(req.as_bytes())
-    }
-
-    /// An MCP session on this connection: initialize, then initialized. Returns its id.
-    fn mcp_initialize(&mut self, path: &str) -> String {
-        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}}).to_string();
-        let (status, _, headers) = self.exchange_with_headers(&self.mcp_request(path, None, &init));
-        assert_eq!(status, 200, "initialize on {path}");
-        let session = headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("mcp-session-id"))
-            .map(|(_, v)| v.clone())
-            .expect("a session id");
-        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string();
-        self.exchange_with_headers(&self.mcp_request(path, Some(&session), &note));
-        session
-    }
-
-    fn mcp_post(&mut self, path: &str, session: &str, body: &str) -> (u16, Vec<u8>) {
-        let (status, body, _) = self.exchange_with_headers(&self.mcp_request(path, Some(session), body));
-        (status, body)
-    }
-
-    fn mcp_request(&self, path: &str, session: Option<&str>, body: &str) -> Vec<u8> {
-        let mut head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n",
-            self.host,
-            body.len()
-        );
-        if let Some(s) = session {
-            head.push_str(&format!("Mcp-Session-Id: {s}\r\nMCP-Protocol-Version: 2025-06-18\r\n"));
-        }
-        head.push_str("\r\n");
-        head.push_str(body);
-        head.into_bytes()
-    }
-
-    fn exchange(&mut self, req: &[u8]) -> (u16, Vec<u8>) {
-        let (status, body, _) = self.exchange_with_headers(req);
-        (status, body)
-    }
-
-    fn exchange_with_headers(&mut self, req: &[u8]) -> (u16, Vec<u8>, Vec<(String, String)>) {
-        self.stream.get_mut().write_all(req).expect("send");
-        let mut line = String::new();
-        self.stream.read_line(&mut line).expect("status line");
-        let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let mut length = None;
-        let mut chunked = false;
-        let mut headers = Vec::new();
-        loop {
-            line.clear();
-            self.stream.read_line(&mut line).expect("header");
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((n, v)) = l.split_once(':') {
-                headers.push((n.trim().to_string(), v.trim().to_string()));
-            }
-            let lower = l.to_ascii_lowercase();
-            if let Some(v) = lower.strip_prefix("content-length:") {
-                length = v.trim().parse::<usize>().ok();
-            }
-            if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
-                chunked = true;
-            }
-        }
-        let mut body = Vec::new();
-        if chunked {
-            loop {
-                line.clear();
-                self.stream.read_line(&mut line).expect("chunk size");
-                let n = usize::from_str_radix(line.trim(), 16).unwrap_or(0);
-                let mut chunk = vec![0; n + 2];
-                self.stream.read_exact(&mut chunk).expect("chunk");
-                if n == 0 {
-                    break;
-                }
-                body.extend_from_slice(&chunk[..n]);
-            }
-        } else if let Some(n) = length {
-            body.resize(n, 0);
-            self.stream.read_exact(&mut body).expect("body");
-        }
-        (status, body, headers)
-    }
 }
 
 /// An MCP server driven straight over its pipes, initialized.
@@ -793,9 +539,9 @@ impl Pipe {
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut p = Pipe { child, stdin, stdout };
-        p.send(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}}));
+        p.send(&initialize_body(MCP_VERSION));
         p.recv();
-        p.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        p.send(&initialized_note());
         p
     }
 

@@ -10,7 +10,7 @@ use agenthub::servers::process::Process;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-use crate::harness::FIXTURE;
+use crate::harness::{initialize_params, FIXTURE};
 
 struct Quiet;
 
@@ -29,7 +29,7 @@ fn sixty_four_callers_with_identical_ids_each_get_their_own_answer() {
     let bridge = Arc::new(
         Bridge::start("fx", pipes.stdin, pipes.stdout, pipes.stderr, ring, Arc::new(Quiet)).unwrap(),
     );
-    let init = json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}});
+    let init = initialize_params("2025-11-25", json!({}));
     bridge.call("initialize", Some(init), Duration::from_secs(5)).unwrap();
     bridge.notify("notifications/initialized", None);
     let threads: Vec<_> = (0..64)

@@ -3,8 +3,6 @@
 //! (`AGENTHUB_WORKERS=1`) and check that `/health` keeps answering while something slow is
 //! under way: with the worker taken, it could not.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -13,11 +11,8 @@ use serde_json::{json, Value};
 use crate::fake_ollama::FakeOllama;
 use crate::harness::*;
 
-const SEC: Duration = Duration::from_secs(1);
-const ACCEPT: (&str, &str) = ("Accept", "application/json, text/event-stream");
-
 fn one_worker(servers: &[(&str, Value)]) -> HubBuilder {
-    Hub::builder().servers(&fixture_servers(servers)).env("AGENTHUB_WORKERS", "1")
+    Hub::builder().fixtures(servers).env("AGENTHUB_WORKERS", "1")
 }
 
 /// Runs `slow` on a thread and, for the first second of it, asks `/health` again and again:
@@ -43,19 +38,6 @@ fn health_answers_during<T: Send>(hub: &Hub, what: &str, slow: impl FnOnce() -> 
     })
 }
 
-/// An MCP session on `path`: its id.
-fn session(hub: &Hub, path: &str, version: &str) -> String {
-    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "it", "version": "1"}}});
-    let r = hub.request("POST", path, &[ACCEPT], init.to_string().as_bytes());
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.header("mcp-session-id").expect("a session id").to_string()
-}
-
-fn send(hub: &Hub, path: &str, session: &str, msg: &Value) -> Resp {
-    hub.request("POST", path, &[ACCEPT, ("Mcp-Session-Id", session)], msg.to_string().as_bytes())
-}
-
 #[test]
 fn a_call_to_a_starting_server_waits_off_the_worker() {
     let hub = one_worker(&[("fx", json!({"args": ["--slow-start", "3000"]}))]).start();
@@ -76,7 +58,7 @@ fn a_slow_ollama_waits_off_the_worker() {
     let ollama = FakeOllama::start(&["llama3.2:3b"]);
     *ollama.delay.lock().unwrap() = 3 * SEC;
     // Under the model list's own 2 s deadline.
-    *ollama.tags_delay.lock().unwrap() = 1500 * Duration::from_millis(1);
+    *ollama.tags_delay.lock().unwrap() = Duration::from_millis(1500);
     let hub = one_worker(&[]).env("OLLAMA_URL", &ollama.url).start();
     let r = health_answers_during(&hub, "an enhancement", || {
         hub.post_json("/ollama/enhance", &json!({"prompt": "explain docker"}))
@@ -84,10 +66,10 @@ fn a_slow_ollama_waits_off_the_worker() {
     assert_eq!(r.json()["enhanced"], true, "{}", r.text());
     let r = health_answers_during(&hub, "the model list", || hub.get("/ollama/models"));
     assert_eq!(r.json()["models"], json!(["llama3.2:3b"]), "{}", r.text());
-    let id = session(&hub, "/mcp", "2025-06-18");
+    let mcp = McpSession::connect(&hub, "/mcp");
     let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
         "params": {"name": "agenthub__enhance_prompt", "arguments": {"prompt": "explain podman"}}});
-    let r = health_answers_during(&hub, "the enhancement tool", || send(&hub, "/mcp", &id, &call));
+    let r = health_answers_during(&hub, "the enhancement tool", || mcp.send(&call));
     assert_eq!(r.json()["result"]["content"][0]["text"], "[llama3.2:3b] explain podman", "{}", r.text());
 }
 
@@ -95,15 +77,14 @@ fn a_slow_ollama_waits_off_the_worker() {
 fn a_slow_aggregated_list_waits_off_the_worker() {
     let hub = one_worker(&[("fx", json!({"auto_start": true, "args": ["--slow-list", "3000"]}))]).start();
     hub.wait_status("fx", "RUNNING", 10 * SEC);
-    let id = session(&hub, "/mcp", "2025-06-18");
+    let mcp = McpSession::connect(&hub, "/mcp");
     let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
-    let r = health_answers_during(&hub, "the aggregated tools/list", || send(&hub, "/mcp", &id, &list));
+    let r = health_answers_during(&hub, "the aggregated tools/list", || mcp.send(&list));
     let names: Vec<Value> =
         r.json()["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].clone()).collect();
     assert!(names.contains(&json!("fx__echo")), "{names:?}");
     let resources = json!({"jsonrpc": "2.0", "id": 2, "method": "resources/list"});
-    let r =
-        health_answers_during(&hub, "the aggregated resources/list", || send(&hub, "/mcp", &id, &resources));
+    let r = health_answers_during(&hub, "the aggregated resources/list", || mcp.send(&resources));
     assert_eq!(r.json()["result"]["resources"][0]["uri"], "fixture://one", "{}", r.text());
 }
 
@@ -111,12 +92,12 @@ fn a_slow_aggregated_list_waits_off_the_worker() {
 fn a_batch_waits_off_the_worker() {
     let hub = one_worker(&[("fx", json!({"auto_start": true}))]).start();
     hub.wait_status("fx", "RUNNING", 10 * SEC);
-    let id = session(&hub, "/mcp/fx", "2025-03-26");
+    let (mcp, _) = McpSession::initialize(&hub.addr, "/mcp/fx", &initialize_body("2025-03-26"));
     let batch = json!([
         {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "sleep", "arguments": {"ms": 3000}}},
         {"jsonrpc": "2.0", "id": 2, "method": "ping"},
     ]);
-    let r = health_answers_during(&hub, "a batch", || send(&hub, "/mcp/fx", &id, &batch));
+    let r = health_answers_during(&hub, "a batch", || mcp.send(&batch));
     let answers = r.json();
     assert_eq!(answers[0]["result"]["content"][0]["text"], "slept 3000", "{answers}");
     assert_eq!(answers[1], json!({"jsonrpc": "2.0", "id": 2, "result": {}}));
@@ -125,13 +106,12 @@ fn a_batch_waits_off_the_worker() {
 #[test]
 fn the_aggregated_lists_ask_every_server_at_once() {
     let slow = json!({"auto_start": true, "args": ["--slow-list", "2000"]});
-    let hub = Hub::builder().servers(&fixture_servers(&[("a", slow.clone()), ("b", slow)])).start();
+    let hub = Hub::with_fixtures(&[("a", slow.clone()), ("b", slow)]);
     hub.wait_status("a", "RUNNING", 10 * SEC);
     hub.wait_status("b", "RUNNING", 10 * SEC);
-    let id = session(&hub, "/mcp", "2025-06-18");
+    let mcp = McpSession::connect(&hub, "/mcp");
     std::thread::scope(|scope| {
-        let list = scope
-            .spawn(|| send(&hub, "/mcp", &id, &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})));
+        let list = scope.spawn(|| mcp.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})));
         // Asked one after the other, b would only hear of the list once a had answered.
         wait_for("b to be asked for its tools", 10 * SEC, || {
             (hub.stderr_lines("b", "fixture: slow tools/list") > 0).then_some(())
@@ -151,7 +131,7 @@ fn the_aggregated_lists_ask_every_server_at_once() {
 #[test]
 fn a_stream_the_client_drops_gives_the_breaker_trial_back() {
     let hub = Hub::builder()
-        .servers(&fixture_servers(&[("fx", json!({"auto_start": true, "request_timeout": 1}))]))
+        .fixtures(&[("fx", json!({"auto_start": true, "request_timeout": 1}))])
         .env("AGENTHUB_BREAKER_THRESHOLD", "1")
         .env("AGENTHUB_BREAKER_RECOVERY_S", "3")
         .start();
@@ -161,27 +141,14 @@ fn a_stream_the_client_drops_gives_the_breaker_trial_back() {
         (hub.get("/health").json()["servers"]["fx"]["circuit"] == "half_open").then_some(())
     });
     // The trial: a streamed call whose client goes away after the first event.
-    let id = session(&hub, "/mcp/fx", "2025-06-18");
+    let mcp = McpSession::connect(&hub, "/mcp/fx");
     let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "progress",
         "arguments": {"count": 100, "ms": 20}, "_meta": {"progressToken": "p"}}});
-    let body = call.to_string();
-    let mut stream = TcpStream::connect(&hub.addr).unwrap();
-    stream.set_read_timeout(Some(5 * SEC)).unwrap();
-    write!(
-        stream,
-        "POST /mcp/fx HTTP/1.1\r\nHost: {}\r\nAccept: application/json, text/event-stream\r\nMcp-Session-Id: {id}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        hub.addr,
-        body.len()
-    )
-    .unwrap();
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    wait_for("the first progress event", 5 * SEC, || {
-        line.clear();
-        reader.read_line(&mut line).ok()?;
-        line.contains("notifications/progress").then_some(())
+    let mut stream = mcp.post_streaming(&call);
+    wait_line(&mut stream, "the first progress event", 5 * SEC, |l| {
+        l.contains("notifications/progress").then_some(())
     });
-    drop(reader);
+    drop(stream);
     // The timed-out call was cancelled first; then the dropped stream's.
     wait_for("the dropped stream's call to be cancelled", 5 * SEC, || {
         (hub.stderr_lines("fx", "notification notifications/cancelled") == 2).then_some(())

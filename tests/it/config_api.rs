@@ -7,11 +7,6 @@ use serde_json::{json, Value};
 
 use crate::harness::*;
 
-fn saved(hub: &Hub) -> Value {
-    let text = std::fs::read_to_string(hub.dir.path().join("mcp-servers.json")).expect("the saved file");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("saved file is not JSON ({e}):\n{text}"))
-}
-
 #[test]
 fn add_replace_remove_are_saved() {
     let hub = Hub::empty();
@@ -22,7 +17,7 @@ fn add_replace_remove_are_saved() {
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(r.json()["status"], "STOPPED");
     assert_eq!(r.json()["config"]["env"]["TOKEN"], "***");
-    assert_eq!(saved(&hub)["servers"]["fx"]["env"]["TOKEN"], "${AGENTHUB_IT_TOKEN}", "saved unexpanded");
+    assert_eq!(hub.saved()["servers"]["fx"]["env"]["TOKEN"], "${AGENTHUB_IT_TOKEN}", "saved unexpanded");
     hub.post_json("/servers", &json!({"name": "fx", "command": "x"})).expect_error(409, "conflict");
     let msg = hub
         .post_json("/servers", &json!({"name": "bad name", "command": "x"}))
@@ -35,7 +30,7 @@ fn add_replace_remove_are_saved() {
     assert!(msg.contains("line 1"), "{msg}");
 
     // Replacing a running server restarts it with the new configuration.
-    let hub2 = Hub::builder().servers(&fixture_servers(&[("fx", json!({}))])).start();
+    let hub2 = Hub::with_fixtures(&[("fx", json!({}))]);
     let pid = hub2.post("/servers/fx/start").json()["pid"].as_i64().unwrap();
     let r = hub2.request(
         "PUT",
@@ -47,7 +42,7 @@ fn add_replace_remove_are_saved() {
     assert_eq!(r.json()["status"], "RUNNING");
     assert_ne!(r.json()["pid"].as_i64().unwrap(), pid);
     assert!(!alive(pid));
-    assert_eq!(saved(&hub2)["servers"]["fx"]["args"], json!(["--garbage"]));
+    assert_eq!(hub2.saved()["servers"]["fx"]["args"], json!(["--garbage"]));
     assert_eq!(hub2.server("fx")["config"]["description"], "v2");
     hub2.request("PUT", "/servers/ghost", &[], br#"{"command": "x"}"#).expect_error(404, "not_found");
 
@@ -55,13 +50,13 @@ fn add_replace_remove_are_saved() {
     assert_eq!(hub2.request("DELETE", "/servers/fx", &[], b"").status, 200);
     assert!(!alive(pid), "removed server's process survived");
     hub2.get("/servers/fx").expect_error(404, "not_found");
-    assert!(saved(&hub2)["servers"].get("fx").is_none());
+    assert!(hub2.saved()["servers"].get("fx").is_none());
     hub2.request("DELETE", "/servers/fx", &[], b"").expect_error(404, "not_found");
 }
 
 #[test]
 fn a_failed_save_changes_nothing() {
-    let hub = Hub::builder().servers(&fixture_servers(&[("keep", json!({}))])).start();
+    let hub = Hub::with_fixtures(&[("keep", json!({}))]);
     let file = hub.dir.path().join("mcp-servers.json");
     let before = std::fs::read_to_string(&file).unwrap();
     // A directory where the file was: the rename cannot replace it.
@@ -77,7 +72,7 @@ fn a_failed_save_changes_nothing() {
     std::fs::remove_dir_all(&file).unwrap();
     std::fs::write(&file, &before).unwrap();
     assert_eq!(hub.post_json("/servers", &json!({"name": "new", "command": "x"})).status, 201);
-    let names: BTreeSet<String> = saved(&hub)["servers"].as_object().unwrap().keys().cloned().collect();
+    let names: BTreeSet<String> = hub.saved()["servers"].as_object().unwrap().keys().cloned().collect();
     assert_eq!(names, BTreeSet::from(["keep".to_string(), "new".to_string()]));
     assert!(std::fs::read_dir(hub.dir.path())
         .unwrap()
@@ -87,23 +82,20 @@ fn a_failed_save_changes_nothing() {
 
 #[test]
 fn a_storm_of_concurrent_changes_leaves_a_file_matching_memory() {
-    let hub = Hub::builder().servers(r#"{"servers": {}}"#).env("AGENTHUB_WORKERS", "16").start();
-    let threads: Vec<_> = (0..200)
-        .map(|i| {
-            let addr = hub.addr.clone();
-            std::thread::spawn(move || {
-                let name = format!("s{}", i % 50);
-                if i % 3 == 2 {
-                    raw_request(&addr, "DELETE", &format!("/servers/{name}"), &[], b"").status
-                } else {
-                    let body = json!({"name": name, "command": "x", "args": [i.to_string()]}).to_string();
-                    raw_request(&addr, "POST", "/servers", &[], body.as_bytes()).status
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        let status = t.join().unwrap();
+    let hub = Hub::builder().servers(NO_SERVERS).env("AGENTHUB_WORKERS", "16").start();
+    let statuses = storm(&hub.addr, 200, |i| {
+        let name = format!("s{}", i % 50);
+        if i % 3 == 2 {
+            ("DELETE", format!("/servers/{name}"), String::new())
+        } else {
+            (
+                "POST",
+                "/servers".to_string(),
+                json!({"name": name, "command": "x", "args": [i.to_string()]}).to_string(),
+            )
+        }
+    });
+    for status in statuses {
         assert!([200, 201, 404, 409].contains(&status), "unexpected status {status}");
     }
     let in_memory: BTreeSet<String> = hub.get("/servers").json()["servers"]
@@ -112,7 +104,7 @@ fn a_storm_of_concurrent_changes_leaves_a_file_matching_memory() {
         .iter()
         .map(|s| s["name"].as_str().unwrap().to_string())
         .collect();
-    let on_disk = saved(&hub);
+    let on_disk = hub.saved();
     let on_disk_names: BTreeSet<String> = on_disk["servers"].as_object().unwrap().keys().cloned().collect();
     assert_eq!(in_memory, on_disk_names);
     assert!(!in_memory.is_empty());
@@ -139,13 +131,13 @@ fn imported_files_are_read_only_and_lose_name_clashes() {
         import,
         "import rewritten"
     );
-    let own = saved(&hub);
+    let own = hub.saved();
     assert!(own["servers"].get("desk").is_none(), "imported server copied into the hub's file");
     assert!(own["servers"].get("added").is_some() && own["servers"].get("shared").is_some());
     // Changing an imported server through the API saves it in the hub's own file.
     let r = hub.request("PUT", "/servers/desk", &[], br#"{"command": "desk-server", "args": ["--v2"]}"#);
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(saved(&hub)["servers"]["desk"]["args"], json!(["--v2"]));
+    assert_eq!(hub.saved()["servers"]["desk"]["args"], json!(["--v2"]));
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The hub core end to end: CLI, configuration errors, /health, guards, error bodies, shutdown.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::json;
 
@@ -18,7 +18,7 @@ fn health_reports_version_cache_ollama_and_servers() {
     let hub = Hub::builder().servers(TWO_SERVERS).start();
     let r = hub.request("GET", "/health", &[("X-Client-Name", "it-client")], b"");
     // One debug line per request: method, path, status, duration, client.
-    wait_for("the request's log line", Duration::from_secs(5), || {
+    wait_for("the request's log line", 5 * SEC, || {
         let log = hub.log();
         log.lines().any(|l| l.contains("GET /health 200") && l.contains("ms client=it-client")).then_some(())
     });
@@ -42,8 +42,8 @@ fn health_reports_version_cache_ollama_and_servers() {
 #[test]
 fn health_sees_ollama_and_its_models() {
     let ollama = FakeOllama::start(&["llama3.2:3b", "qwen2.5:7b"]);
-    let hub = Hub::builder().servers(r#"{"servers": {}}"#).env("OLLAMA_URL", &ollama.url).start();
-    let h = wait_for("/health to show ollama up", Duration::from_secs(10), || {
+    let hub = Hub::builder().servers(NO_SERVERS).env("OLLAMA_URL", &ollama.url).start();
+    let h = wait_for("/health to show ollama up", 10 * SEC, || {
         let h = hub.get("/health").json();
         (h["ollama"]["status"] == "up").then_some(h)
     });
@@ -91,7 +91,7 @@ fn unknown_paths_and_wrong_methods() {
 
 #[test]
 fn bodies_over_the_cap_get_413() {
-    let hub = Hub::builder().servers(r#"{"servers": {}}"#).env("AGENTHUB_MAX_BODY_BYTES", "1024").start();
+    let hub = Hub::builder().servers(NO_SERVERS).env("AGENTHUB_MAX_BODY_BYTES", "1024").start();
     // Declared length over the cap: refused without reading.
     hub.request("POST", "/health", &[], &[b'x'; 2000]).expect_error(413, "payload_too_large");
     // Chunked, so undeclared: refused once the cap is passed.
@@ -157,7 +157,7 @@ fn foreign_origin_or_host_is_forbidden_everywhere() {
 
 #[test]
 fn bearer_token_is_required_when_set() {
-    let hub = Hub::builder().servers(r#"{"servers": {}}"#).env("AGENTHUB_TOKEN", "tok-123").start();
+    let hub = Hub::builder().servers(NO_SERVERS).env("AGENTHUB_TOKEN", "tok-123").start();
     let r = hub.get("/health");
     r.expect_error(401, "unauthorized");
     assert_eq!(r.header("www-authenticate"), Some("Bearer"));
@@ -189,9 +189,9 @@ fn sigterm_and_sigint_exit_zero_promptly() {
         assert_eq!(hub.get("/health").status, 200);
         let t = Instant::now();
         hub.signal(sig);
-        let status = hub.wait_exit(Duration::from_secs(2));
+        let status = hub.wait_exit(2 * SEC);
         assert!(status.success(), "exit {status} after signal {sig}\n{}", hub.log());
-        assert!(t.elapsed() < Duration::from_secs(2));
+        assert!(t.elapsed() < 2 * SEC);
         assert!(hub.log().contains("stopped"), "{}", hub.log());
     }
 }
@@ -356,13 +356,10 @@ fn missing_variable_fails_only_that_server() {
 
 #[test]
 fn keep_alive_serves_many_requests_on_one_connection() {
-    use std::io::Write;
     let hub = Hub::empty();
-    let mut s = std::net::TcpStream::connect(&hub.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut c = Conn::new(&hub.addr);
     for _ in 0..50 {
-        write!(s, "GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", hub.addr).unwrap();
-        let r = read_response(&mut s);
+        let r = c.get("/health");
         assert_eq!(r.status, 200);
     }
 }

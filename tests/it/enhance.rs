@@ -7,7 +7,6 @@ use serde_json::{json, Value};
 use crate::fake_ollama::FakeOllama;
 use crate::harness::*;
 
-const SEC: Duration = Duration::from_secs(1);
 const MODELS: &[&str] = &["llama3.2:3b", "qwen2.5-coder:7b"];
 const RULES: &str = r#"{
   "default": {"model": "llama3.2:3b", "system_prompt": "DEFAULT SYS", "options": {"temperature": 0.3}},
@@ -20,10 +19,8 @@ const RULES: &str = r#"{
 }"#;
 
 fn hub_for(url: &str, env: &[(&str, &str)]) -> Hub {
-    let mut b = Hub::builder()
-        .servers(r#"{"servers": {}}"#)
-        .file("enhancement-rules.json", RULES)
-        .env("OLLAMA_URL", url);
+    let mut b =
+        Hub::builder().servers(NO_SERVERS).file("enhancement-rules.json", RULES).env("OLLAMA_URL", url);
     for (k, v) in env {
         b = b.env(k, v);
     }
@@ -124,7 +121,7 @@ fn disabled_rules_missing_models_and_timeouts_fall_back_with_a_reason() {
 
 #[test]
 fn ollama_down_then_breaker_open_then_recovery() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let hub = hub_for(&url, &[("AGENTHUB_BREAKER_THRESHOLD", "2"), ("AGENTHUB_BREAKER_RECOVERY_S", "1")]);
     for _ in 0..2 {
@@ -186,14 +183,8 @@ fn models_are_listed() {
 fn the_aggregated_endpoint_offers_enhancement_as_a_tool() {
     let ollama = FakeOllama::start(MODELS);
     let hub = hub_for(&ollama.url, &[]);
-    let accept = ("Accept", "application/json, text/event-stream");
-    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "it", "version": "1"}}});
-    let r = hub.request("POST", "/mcp", &[accept], init.to_string().as_bytes());
-    let session = r.header("mcp-session-id").unwrap().to_string();
-    let call = |msg: Value| {
-        hub.request("POST", "/mcp", &[accept, ("Mcp-Session-Id", &session)], msg.to_string().as_bytes())
-            .json()
-    };
+    let (c, _) = McpSession::initialize(&hub.addr, "/mcp", &initialize_body(MCP_VERSION));
+    let call = |msg: Value| c.send(&msg).json();
     let tools = call(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}));
     assert!(
         tools["result"]["tools"].as_array().unwrap().iter().any(|t| t["name"] == "agenthub__enhance_prompt"),

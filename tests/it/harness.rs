@@ -1,18 +1,29 @@
 //! Test harness: starts the real `agenthub` binary on port 0 with a temporary config dir, talks
-//! raw HTTP/1.1 to it (so tests control every header, Host and Origin included), and waits on
-//! conditions with deadlines. A started hub is killed when its `Hub` drops.
+//! raw HTTP/1.1 to it (so tests control every header, Host and Origin included), speaks MCP
+//! sessions to it, and waits on conditions with deadlines. A started hub is killed when its `Hub`
+//! drops.
+//!
+//! The integration tests (`tests/it`) and the benchmark (`benches/hub.rs`, through `#[path]`)
+//! both use this file, so it uses only what both have: the crate's dependencies and `env!`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_agenthub");
+/// The misbehaving MCP server the tests run under the hub (`tests/fixture`).
+pub const FIXTURE: &str = env!("CARGO_BIN_EXE_mcp-fixture");
+/// One second, for deadlines written as `5 * SEC`.
+pub const SEC: Duration = Duration::from_secs(1);
+/// A servers file with no servers in it.
+pub const NO_SERVERS: &str = r#"{"servers": {}}"#;
 
 /// A directory removed on drop.
 pub struct TempDir(pub PathBuf);
@@ -59,6 +70,14 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 /// A command line for the hub with a hermetic environment.
 pub fn hub_command(dir: &Path) -> Command {
     let mut cmd = Command::new(BIN);
@@ -82,12 +101,18 @@ pub struct HubBuilder {
     env: Vec<(String, String)>,
     /// Pass `--config-dir`; without it the hub looks in `$XDG_CONFIG_HOME/agenthub`.
     named_config: bool,
+    graceful: bool,
 }
 
 impl HubBuilder {
     pub fn servers(self, json: &str) -> Self {
         self.dir.write("mcp-servers.json", json);
         self
+    }
+
+    /// A servers file of fixture servers (see [`fixture_servers`]).
+    pub fn fixtures(self, servers: &[(&str, Value)]) -> Self {
+        self.servers(&fixture_servers(servers))
     }
 
     pub fn file(self, name: &str, text: &str) -> Self {
@@ -115,6 +140,13 @@ impl HubBuilder {
         self
     }
 
+    /// On drop, SIGTERM first and give the hub 10 s to stop its children, then SIGKILL (the
+    /// bench: nothing left running into the next measurement).
+    pub fn graceful(mut self) -> Self {
+        self.graceful = true;
+        self
+    }
+
     pub fn start(self) -> Hub {
         let mut cmd = hub_command(self.dir.path());
         cmd.arg("serve").args(["--port", "0"]);
@@ -130,24 +162,34 @@ impl HubBuilder {
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("piped stderr");
         let sink = log.clone();
+        // The address is passed on the moment it is printed (no polling: the bench times start-up).
+        let (listening, addr) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
+                {
+                    let mut l = sink.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+                if let Some(at) = line.find("listening on http://") {
+                    let rest = &line[at + "listening on http://".len()..];
+                    let _ = listening.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                }
             }
         });
-        let mut hub = Hub { child, addr: String::new(), log, dir: self.dir };
-        let addr = wait_for("the hub to print its address", Duration::from_secs(15), || {
-            if let Ok(Some(status)) = hub.child.try_wait() {
+        let mut hub = Hub { child, addr: String::new(), log, dir: self.dir, graceful: self.graceful };
+        let timeout = 15 * SEC;
+        hub.addr = match addr.recv_timeout(timeout) {
+            Ok(addr) => addr,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("timed out after {timeout:?} waiting for the hub to print its address")
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let child = &mut hub.child;
+                let status = wait_for("the hub to exit", 5 * SEC, || child.try_wait().ok().flatten());
                 panic!("agenthub exited with {status} before listening:\n{}", hub.log());
             }
-            let log = hub.log();
-            let at = log.find("listening on http://")?;
-            let rest = &log[at + "listening on http://".len()..];
-            Some(rest.split_whitespace().next()?.to_string())
-        });
-        hub.addr = addr;
+        };
         hub
     }
 }
@@ -158,16 +200,28 @@ pub struct Hub {
     pub addr: String,
     log: Arc<Mutex<String>>,
     pub dir: TempDir,
+    graceful: bool,
 }
 
 impl Hub {
     pub fn builder() -> HubBuilder {
-        HubBuilder { dir: TempDir::new("hub"), args: Vec::new(), env: Vec::new(), named_config: true }
+        HubBuilder {
+            dir: TempDir::new("hub"),
+            args: Vec::new(),
+            env: Vec::new(),
+            named_config: true,
+            graceful: false,
+        }
     }
 
     /// A hub with no servers configured.
     pub fn empty() -> Hub {
-        Hub::builder().servers(r#"{"servers": {}}"#).start()
+        Hub::builder().servers(NO_SERVERS).start()
+    }
+
+    /// A hub with these fixture servers (see [`fixture_servers`]) and nothing else set.
+    pub fn with_fixtures(servers: &[(&str, Value)]) -> Hub {
+        Hub::builder().fixtures(servers).start()
     }
 
     pub fn log(&self) -> String {
@@ -183,7 +237,7 @@ impl Hub {
     }
 
     pub fn post_json(&self, path: &str, body: &Value) -> Resp {
-        self.request("POST", path, &[("Content-Type", "application/json")], body.to_string().as_bytes())
+        self.request("POST", path, &[JSON], body.to_string().as_bytes())
     }
 
     /// One request on a fresh connection. `Host` defaults to the hub's address.
@@ -202,11 +256,27 @@ impl Hub {
         let child = &mut self.child;
         wait_for("the hub to exit", timeout, || child.try_wait().ok().flatten())
     }
+
+    /// The servers file the hub saved in its config dir.
+    pub fn saved(&self) -> Value {
+        let text = std::fs::read_to_string(self.dir.path().join("mcp-servers.json")).expect("the saved file");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("saved file is not JSON ({e}):\n{text}"))
+    }
 }
 
 impl Drop for Hub {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
+            if self.graceful {
+                self.signal(libc::SIGTERM);
+                let deadline = Instant::now() + 10 * SEC;
+                while Instant::now() < deadline {
+                    if let Ok(Some(_)) = self.child.try_wait() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
@@ -243,10 +313,12 @@ impl Resp {
     }
 }
 
-/// Sends one HTTP/1.1 request with `Connection: close` and reads the whole answer.
-pub fn raw_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-    let mut stream = TcpStream::connect(addr).expect("connect to the hub");
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+/// `Content-Type: application/json`.
+pub const JSON: (&str, &str) = ("Content-Type", "application/json");
+
+/// A request line and headers, not yet ended by the blank line: `Host` added unless given,
+/// `Content-Length` unless a length or chunking is given.
+fn request_head(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body_len: usize) -> String {
     let mut head = format!("{method} {path} HTTP/1.1\r\n");
     if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
         head.push_str(&format!("Host: {addr}\r\n"));
@@ -258,8 +330,16 @@ pub fn raw_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)
         .iter()
         .any(|(n, _)| n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("transfer-encoding"))
     {
-        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        head.push_str(&format!("Content-Length: {body_len}\r\n"));
     }
+    head
+}
+
+/// Sends one HTTP/1.1 request with `Connection: close` and reads the whole answer.
+pub fn raw_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    let mut stream = TcpStream::connect(addr).expect("connect to the hub");
+    stream.set_read_timeout(Some(30 * SEC)).unwrap();
+    let mut head = request_head(addr, method, path, headers, body.len());
     head.push_str("Connection: close\r\n\r\n");
     stream.write_all(head.as_bytes()).unwrap();
     // The hub may answer (413) before reading a large body and close: a failed write is fine.
@@ -268,7 +348,11 @@ pub fn raw_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)
 }
 
 pub fn read_response(stream: &mut impl Read) -> Resp {
-    let mut reader = BufReader::new(stream);
+    read_buffered_response(&mut BufReader::new(stream))
+}
+
+/// One response, read to its end and no further (the next one on a keep-alive connection stays).
+pub fn read_buffered_response(reader: &mut impl BufRead) -> Resp {
     let mut status_line = String::new();
     reader.read_line(&mut status_line).expect("read the status line");
     let status: u16 = status_line
@@ -296,7 +380,7 @@ pub fn read_response(stream: &mut impl Read) -> Resp {
         loop {
             let mut size = String::new();
             reader.read_line(&mut size).unwrap();
-            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            let n = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
             if n == 0 {
                 break;
             }
@@ -304,29 +388,65 @@ pub fn read_response(stream: &mut impl Read) -> Resp {
             reader.read_exact(&mut chunk).unwrap();
             body.extend_from_slice(&chunk[..n]);
         }
+        // Trailers, up to the blank line that ends the message.
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 && !line.trim_end().is_empty() {
+            line.clear();
+        }
     } else if let Some(n) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
         body.resize(n, 0);
         reader.read_exact(&mut body).unwrap();
-    } else {
+    } else if status != 204 && status != 304 {
         let _ = reader.read_to_end(&mut body);
     }
     Resp { status, headers, body }
 }
 
-pub const FIXTURE: &str = env!("CARGO_BIN_EXE_mcp-fixture");
+/// One keep-alive HTTP/1.1 connection (TCP_NODELAY set) for requests one after another: what a
+/// client that keeps its connection sees, connection set-up left out.
+pub struct Conn {
+    reader: BufReader<TcpStream>,
+    addr: String,
+}
+
+impl Conn {
+    pub fn new(addr: &str) -> Conn {
+        let stream = TcpStream::connect(addr).expect("connect to the hub");
+        stream.set_nodelay(true).expect("TCP_NODELAY");
+        stream.set_read_timeout(Some(30 * SEC)).unwrap();
+        Conn { reader: BufReader::new(stream), addr: addr.to_string() }
+    }
+
+    /// One request on this connection (head and body in one write). `Host` defaults to `addr`.
+    pub fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        let mut req = request_head(&self.addr, method, path, headers, body.len()).into_bytes();
+        req.extend_from_slice(b"\r\n");
+        req.extend_from_slice(body);
+        self.reader.get_mut().write_all(&req).expect("send a request");
+        read_buffered_response(&mut self.reader)
+    }
+
+    pub fn get(&mut self, path: &str) -> Resp {
+        self.request("GET", path, &[], b"")
+    }
+
+    /// POST with a JSON body given as text.
+    pub fn post(&mut self, path: &str, json: &str) -> Resp {
+        self.request("POST", path, &[JSON], json.as_bytes())
+    }
+}
 
 /// A servers file with one fixture server per (name, extra config) pair.
 pub fn fixture_servers(servers: &[(&str, Value)]) -> String {
     let mut map = serde_json::Map::new();
     for (name, extra) in servers {
-        let mut cfg =
-            serde_json::json!({"command": FIXTURE, "restart_backoff": 0.1, "restart_backoff_max": 0.5});
+        let mut cfg = json!({"command": FIXTURE, "restart_backoff": 0.1, "restart_backoff_max": 0.5});
         for (k, v) in extra.as_object().expect("extra config is an object") {
             cfg[k] = v.clone();
         }
         map.insert(name.to_string(), cfg);
     }
-    serde_json::json!({ "servers": map }).to_string()
+    json!({ "servers": map }).to_string()
 }
 
 impl Hub {
@@ -341,7 +461,7 @@ impl Hub {
 
     /// `tools/call` of the fixture's `tool` with `args`.
     pub fn tool(&self, server: &str, tool: &str, args: Value) -> Resp {
-        self.call(server, "tools/call", &serde_json::json!({"name": tool, "arguments": args}))
+        self.call(server, "tools/call", &json!({"name": tool, "arguments": args}))
     }
 
     pub fn server(&self, name: &str) -> Value {
@@ -350,7 +470,7 @@ impl Hub {
 
     /// Waits until the server is RUNNING again after `count` restarts.
     pub fn wait_restarted(&self, name: &str, count: u64) -> Value {
-        wait_for(&format!("{name} to run after {count} restart(s)"), Duration::from_secs(10), || {
+        wait_for(&format!("{name} to run after {count} restart(s)"), 10 * SEC, || {
             let s = self.server(name);
             (s["status"] == "RUNNING" && s["restart_count"] == count).then_some(s)
         })
@@ -371,7 +491,7 @@ impl Hub {
 
     /// Waits until the server has written a stderr line containing `needle`.
     pub fn wait_stderr(&self, name: &str, needle: &str) {
-        wait_for(&format!("{name} to log {needle:?}"), Duration::from_secs(5), || {
+        wait_for(&format!("{name} to log {needle:?}"), 5 * SEC, || {
             (self.stderr_lines(name, needle) > 0).then_some(())
         });
     }
@@ -410,4 +530,311 @@ pub fn processes_in_group(pgid: i64) -> Vec<i64> {
             f.len() > 2 && f[2] == pgid.to_string() && f[0] != "Z"
         })
         .collect()
+}
+
+/// Sends `n` requests at once, each from a thread of its own: request `i` is `request(i)`, a
+/// (method, path, body) sent to `addr`. Returns the statuses in the order of `i`.
+pub fn storm(
+    addr: &str,
+    n: usize,
+    request: impl Fn(usize) -> (&'static str, String, String) + Sync,
+) -> Vec<u16> {
+    std::thread::scope(|s| {
+        let threads: Vec<_> = (0..n)
+            .map(|i| {
+                let request = &request;
+                s.spawn(move || {
+                    let (method, path, body) = request(i);
+                    raw_request(addr, method, &path, &[], body.as_bytes()).status
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// MCP over Streamable HTTP
+
+/// The protocol version sessions ask for unless a test says otherwise.
+pub const MCP_VERSION: &str = "2025-06-18";
+/// The `Accept` header an MCP client sends with every POST.
+pub const MCP_ACCEPT: (&str, &str) = ("Accept", "application/json, text/event-stream");
+
+/// The params of an MCP `initialize` asking for `version` and declaring `capabilities`; the
+/// client is named after the crate it runs in (`it` for the tests, `hub` for the bench).
+pub fn initialize_params(version: &str, capabilities: Value) -> Value {
+    json!({"protocolVersion": version, "capabilities": capabilities,
+        "clientInfo": {"name": env!("CARGO_CRATE_NAME"), "version": "1"}})
+}
+
+/// An MCP `initialize` request (id 0) asking for `version`, declaring no client capabilities.
+pub fn initialize_body(version: &str) -> Value {
+    initialize_with(version, json!({}))
+}
+
+/// An MCP `initialize` request (id 0) asking for `version` and declaring `capabilities`.
+pub fn initialize_with(version: &str, capabilities: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": initialize_params(version, capabilities)})
+}
+
+/// The notification that ends the MCP handshake.
+pub fn initialized_note() -> Value {
+    json!({"jsonrpc": "2.0", "method": "notifications/initialized"})
+}
+
+/// An MCP client session over raw HTTP: its messages carry the session id and the protocol
+/// version it asked for.
+pub struct McpSession {
+    addr: String,
+    pub path: String,
+    pub session: String,
+    version: String,
+    /// Some: every message goes on this one keep-alive connection, in turn. None: each on a
+    /// fresh connection, so a session's messages may be sent concurrently.
+    conn: Option<Mutex<Conn>>,
+}
+
+impl McpSession {
+    /// A session on the hub's `path`: `initialize` asking for [`MCP_VERSION`] (offering sampling)
+    /// answered with that version, then `notifications/initialized`.
+    pub fn connect(hub: &Hub, path: &str) -> McpSession {
+        let (c, r) =
+            McpSession::initialize(&hub.addr, path, &initialize_with(MCP_VERSION, json!({"sampling": {}})));
+        assert_eq!(r.json()["result"]["protocolVersion"], MCP_VERSION);
+        c.initialized();
+        c
+    }
+
+    /// A session on `path` at any MCP endpoint's `addr` over one keep-alive connection,
+    /// handshake done (the bench's client: the hub and the gateways it is measured against).
+    pub fn keep_alive(addr: &str, path: &str) -> McpSession {
+        let (c, _) = McpSession::open(addr, path, &initialize_body(MCP_VERSION), Some(Conn::new(addr)));
+        c.initialized();
+        c
+    }
+
+    /// Sends `init` (an `initialize` request) to `path`, expects 200 and a session id, and
+    /// returns the session (not yet initialized) with the answer.
+    pub fn initialize(addr: &str, path: &str, init: &Value) -> (McpSession, Resp) {
+        McpSession::open(addr, path, init, None)
+    }
+
+    fn open(addr: &str, path: &str, init: &Value, conn: Option<Conn>) -> (McpSession, Resp) {
+        let version = init["params"]["protocolVersion"].as_str().expect("initialize asks for a version");
+        let mut c = McpSession {
+            addr: addr.to_string(),
+            path: path.to_string(),
+            session: String::new(),
+            version: version.to_string(),
+            conn: conn.map(Mutex::new),
+        };
+        let r = c.post(&[MCP_ACCEPT, JSON], init.to_string().as_bytes());
+        assert_eq!(r.status, 200, "{}", r.text());
+        c.session = r.header("mcp-session-id").expect("a session id").to_string();
+        (c, r)
+    }
+
+    /// Ends the handshake: `notifications/initialized`, accepted with 202.
+    pub fn initialized(&self) {
+        assert_eq!(self.send(&initialized_note()).status, 202);
+    }
+
+    fn post(&self, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        match &self.conn {
+            Some(conn) => conn.lock().unwrap().request("POST", &self.path, headers, body),
+            None => raw_request(&self.addr, "POST", &self.path, headers, body),
+        }
+    }
+
+    pub fn send(&self, msg: &Value) -> Resp {
+        self.send_raw(msg.to_string().as_bytes())
+    }
+
+    /// Sends a message already serialized.
+    pub fn send_raw(&self, body: &[u8]) -> Resp {
+        let headers =
+            [MCP_ACCEPT, JSON, ("Mcp-Session-Id", &self.session), ("MCP-Protocol-Version", &self.version)];
+        self.post(&headers, body)
+    }
+
+    /// A request on a connection of its own, its answer left to read as it comes.
+    fn stream(&self, method: &str, headers: &[(&str, &str)], body: &[u8]) -> BufReader<TcpStream> {
+        let mut stream = TcpStream::connect(&self.addr).unwrap();
+        stream.set_read_timeout(Some(10 * SEC)).unwrap();
+        let mut req = request_head(&self.addr, method, &self.path, headers, body.len()).into_bytes();
+        req.extend_from_slice(b"\r\n");
+        req.extend_from_slice(body);
+        stream.write_all(&req).unwrap();
+        BufReader::new(stream)
+    }
+
+    /// POSTs `msg` and returns the answer unread (status line first), to read as it streams.
+    pub fn post_streaming(&self, msg: &Value) -> BufReader<TcpStream> {
+        let headers = [
+            MCP_ACCEPT,
+            JSON,
+            ("Mcp-Session-Id", &self.session),
+            ("MCP-Protocol-Version", &self.version),
+            ("Connection", "close"),
+        ];
+        self.stream("POST", &headers, msg.to_string().as_bytes())
+    }
+
+    /// Opens the session's GET stream and waits until it is open (its first comment).
+    pub fn open_stream(&self) -> BufReader<TcpStream> {
+        let headers = [
+            ("Accept", "text/event-stream"),
+            ("Mcp-Session-Id", &self.session),
+            ("MCP-Protocol-Version", &self.version),
+        ];
+        let mut reader = self.stream("GET", &headers, b"");
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+        wait_line(&mut reader, "the stream to open", 5 * SEC, |l| l.contains(": stream open").then_some(()));
+        reader
+    }
+
+    /// A request's answer: the JSON body, or the response in the SSE stream.
+    pub fn call(&self, id: Value, method: &str, params: Value) -> Value {
+        let r = self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        assert_eq!(r.status, 200, "{}", r.text());
+        match r.header("content-type") {
+            Some("application/json") => r.json(),
+            Some("text/event-stream") => events(&r.text())
+                .into_iter()
+                .find(|e| e.get("id") == Some(&id))
+                .expect("the response in the stream"),
+            other => panic!("unexpected content type {other:?}: {}", r.text()),
+        }
+    }
+}
+
+/// What an SSE `data:` line carries; None for any other line.
+pub fn sse_data(line: &str) -> Option<&str> {
+    line.trim_end().strip_prefix("data: ")
+}
+
+/// The JSON messages of an SSE body.
+pub fn events(body: &str) -> Vec<Value> {
+    body.lines().filter_map(sse_data).map(|d| serde_json::from_str(d).unwrap()).collect()
+}
+
+/// Reads `reader` line by line (read timeouts retried) until `f` maps a line to Some, or panics
+/// naming `what` after `timeout`.
+pub fn wait_line<T>(
+    reader: &mut impl BufRead,
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut(&str) -> Option<T>,
+) -> T {
+    let mut line = String::new();
+    wait_for(what, timeout, || {
+        line.clear();
+        reader.read_line(&mut line).ok()?;
+        f(&line)
+    })
+}
+
+/// Reads an SSE stream up to its next message; panics if the stream ends `before` one came.
+pub fn next_event(reader: &mut impl BufRead, before: &str) -> Value {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "stream ended before {before}");
+        if let Some(d) = sse_data(&line) {
+            return serde_json::from_str(d).unwrap();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Other processes and servers
+
+/// Where `make test-deps` (and `make bench-deps`) install the third-party parts some tests and
+/// the bench run against.
+pub fn deps() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".deps")
+}
+
+/// `.deps/{rel}`, asserting that `make test-deps` has installed it.
+pub fn dep(rel: &str) -> PathBuf {
+    let path = deps().join(rel);
+    assert!(path.exists(), "run `make test-deps` (make test does) first");
+    path
+}
+
+/// The bin of an MCP server from npm that `make test-deps` installed (all of them installed).
+pub fn npm_bin(name: &str) -> PathBuf {
+    dep("npm/node_modules/.installed");
+    dep(&format!("npm/node_modules/.bin/{name}"))
+}
+
+/// A server process (another gateway, a remote MCP server) listening on a loopback port: started
+/// with its stdio closed, waited for until the port accepts connections, and killed with its
+/// whole process group on drop.
+pub struct ServerProcess(Child);
+
+impl ServerProcess {
+    pub fn start(cmd: &mut Command, port: u16, timeout: Duration) -> ServerProcess {
+        use std::os::unix::process::CommandExt;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start a server process");
+        let server = ServerProcess(child);
+        wait_for(&format!("the server to listen on port {port}"), timeout, || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        server
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        // SAFETY: killing the process group this harness created.
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
+/// An HTTP server on 127.0.0.1:`port` (0: any free port) handing each request to `answer` on a
+/// thread of its own; stopped when dropped.
+pub struct Stub {
+    /// `http://127.0.0.1:{port}`
+    pub url: String,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Stub {
+    pub fn start(port: u16, answer: impl Fn(tiny_http::Request) + Send + Sync + 'static) -> Stub {
+        let server = tiny_http::Server::http(("127.0.0.1", port)).expect("bind a stub server");
+        let url = format!("http://{}", server.server_addr().to_ip().expect("an ip address"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let answer = Arc::new(answer);
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::SeqCst) {
+                if let Ok(Some(rq)) = server.recv_timeout(Duration::from_millis(20)) {
+                    let answer = answer.clone();
+                    std::thread::spawn(move || answer(rq));
+                }
+            }
+        });
+        Stub { url, stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Stub {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

@@ -2,28 +2,14 @@
 //! tests/npm/package-lock.json) run under the hub, and the npm installer, offline from the
 //! npm cache that the same step fills.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use serde_json::{json, Value};
 
 use crate::harness::*;
 
-const SEC: Duration = Duration::from_secs(1);
-
-fn deps() -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".deps");
-    assert!(d.join("npm/node_modules/.installed").exists(), "run `make test-deps` (make test does) first");
-    d
-}
-
-fn bin(name: &str) -> String {
-    deps().join("npm/node_modules/.bin").join(name).display().to_string()
-}
-
 /// npm and npx reading only the cache `make test-deps` filled: no download at test time.
 fn offline(b: HubBuilder) -> HubBuilder {
-    b.env("npm_config_cache", deps().join("npm-cache").to_str().unwrap())
+    dep("npm/node_modules/.installed");
+    b.env("npm_config_cache", dep("npm-cache").to_str().unwrap())
         .env("npm_config_offline", "true")
         .env("npm_config_update_notifier", "false")
 }
@@ -38,10 +24,10 @@ fn tool_names(hub: &Hub, server: &str) -> Vec<String> {
 fn reference_servers_start_answer_restart_and_stop() {
     let data = TempDir::new("npm-data");
     let servers = json!({"servers": {
-        "everything": {"command": bin("mcp-server-everything")},
-        "memory": {"command": bin("mcp-server-memory"), "env": {"MEMORY_FILE_PATH": data.path().join("memory.jsonl").to_str().unwrap()}},
-        "thinking": {"command": bin("mcp-server-sequential-thinking")},
-        "files": {"command": bin("mcp-server-filesystem"), "args": [data.path().to_str().unwrap()]},
+        "everything": {"command": npm_bin("mcp-server-everything")},
+        "memory": {"command": npm_bin("mcp-server-memory"), "env": {"MEMORY_FILE_PATH": data.path().join("memory.jsonl").to_str().unwrap()}},
+        "thinking": {"command": npm_bin("mcp-server-sequential-thinking")},
+        "files": {"command": npm_bin("mcp-server-filesystem"), "args": [data.path().to_str().unwrap()]},
     }});
     let hub = Hub::builder().servers(&servers.to_string()).start();
     for name in ["everything", "memory", "thinking", "files"] {
@@ -110,7 +96,7 @@ fn npx_servers_leave_nothing_behind_on_hub_sigterm() {
 
 #[test]
 fn install_from_npm_then_start_and_call() {
-    let hub = offline(Hub::builder().servers(r#"{"servers": {}}"#)).start();
+    let hub = offline(Hub::builder().servers(NO_SERVERS)).start();
     let r = hub.post_json(
         "/servers/install",
         &json!({"package": "@modelcontextprotocol/server-memory@2026.8.31", "ignore_scripts": true,
@@ -127,9 +113,7 @@ fn install_from_npm_then_start_and_call() {
         "{installed_bin}"
     );
     // Saved in the hub's own file.
-    let saved: Value =
-        serde_json::from_str(&std::fs::read_to_string(hub.dir.path().join("mcp-servers.json")).unwrap())
-            .unwrap();
+    let saved = hub.saved();
     assert_eq!(saved["servers"]["server-memory"]["package"], "@modelcontextprotocol/server-memory@2026.8.31");
 
     let r = hub.post("/servers/server-memory/start");
@@ -149,22 +133,14 @@ fn install_from_npm_then_start_and_call() {
 #[test]
 fn a_package_the_registry_does_not_have_is_404() {
     // A registry on loopback that has nothing, answering as the npm registry does.
-    let registry = tiny_http::Server::http("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/", registry.server_addr().to_ip().unwrap());
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = stop.clone();
-    let t = std::thread::spawn(move || {
-        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
-            if let Ok(Some(rq)) = registry.recv_timeout(Duration::from_millis(20)) {
-                let _ = rq.respond(
-                    tiny_http::Response::from_string(r#"{"error":"Not found"}"#).with_status_code(404),
-                );
-            }
-        }
+    let registry = Stub::start(0, |rq| {
+        let _ =
+            rq.respond(tiny_http::Response::from_string(r#"{"error":"Not found"}"#).with_status_code(404));
     });
+    let url = format!("{}/", registry.url);
     let dir = TempDir::new("npm-cache-empty");
     let hub = Hub::builder()
-        .servers(r#"{"servers": {}}"#)
+        .servers(NO_SERVERS)
         .env("npm_config_registry", &url)
         .env("npm_config_cache", dir.path().to_str().unwrap())
         .env("npm_config_fetch_retries", "0")
@@ -177,13 +153,12 @@ fn a_package_the_registry_does_not_have_is_404() {
         .expect_error(404, "not_found");
     assert!(msg.contains("no-such-server-agenthub-test"), "{msg}");
     assert!(hub.get("/servers/no-such-server-agenthub-test").status == 404, "nothing added");
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    t.join().unwrap();
+    drop(registry);
 }
 
 #[test]
 fn invalid_package_names_spawn_nothing() {
-    let hub = Hub::builder().servers(r#"{"servers": {}}"#).env("PATH", "/nonexistent").start();
+    let hub = Hub::builder().servers(NO_SERVERS).env("PATH", "/nonexistent").start();
     for package in ["; rm -rf /", "../../etc", "git+https://example.com/x.git", "-g", "Caps", "a b"] {
         let msg =
             hub.post_json("/servers/install", &json!({"package": package})).expect_error(400, "bad_request");
@@ -201,35 +176,25 @@ fn invalid_package_names_spawn_nothing() {
 
 #[test]
 fn concurrent_installs_adds_and_deletes_leave_a_file_matching_memory() {
-    let hub = offline(Hub::builder().servers(r#"{"servers": {}}"#).env("AGENTHUB_WORKERS", "16")).start();
-    let threads: Vec<_> = (0..200)
-        .map(|i| {
-            let addr = hub.addr.clone();
-            std::thread::spawn(move || {
-                let name = format!("s{}", i % 40);
-                let (method, path, body) = match i % 25 {
-                    // Real npm installs, queued one at a time by the hub.
-                    0 => ("POST", "/servers/install".to_string(),
-                        json!({"package": "@modelcontextprotocol/server-memory@2026.8.31", "name": name, "ignore_scripts": true})),
-                    n if n % 3 == 2 => ("DELETE", format!("/servers/{name}"), Value::Null),
-                    _ => ("POST", "/servers".to_string(), json!({"name": name, "command": "x", "args": [i.to_string()]})),
-                };
-                let body = if body.is_null() { String::new() } else { body.to_string() };
-                raw_request(&addr, method, &path, &[], body.as_bytes()).status
-            })
-        })
-        .collect();
+    let hub = offline(Hub::builder().servers(NO_SERVERS).env("AGENTHUB_WORKERS", "16")).start();
+    let statuses = storm(&hub.addr, 200, |i| {
+        let name = format!("s{}", i % 40);
+        match i % 25 {
+            // Real npm installs, queued one at a time by the hub.
+            0 => ("POST", "/servers/install".to_string(),
+                json!({"package": "@modelcontextprotocol/server-memory@2026.8.31", "name": name, "ignore_scripts": true}).to_string()),
+            n if n % 3 == 2 => ("DELETE", format!("/servers/{name}"), String::new()),
+            _ => ("POST", "/servers".to_string(), json!({"name": name, "command": "x", "args": [i.to_string()]}).to_string()),
+        }
+    });
     let mut installs_ok = 0;
-    for t in threads {
-        let status = t.join().unwrap();
+    for status in statuses {
         assert!([200, 201, 404, 409].contains(&status), "unexpected status {status}");
         installs_ok += usize::from(status == 201);
     }
     assert!(installs_ok > 0);
     let listed: Vec<Value> = hub.get("/servers").json()["servers"].as_array().unwrap().clone();
-    let on_disk: Value =
-        serde_json::from_str(&std::fs::read_to_string(hub.dir.path().join("mcp-servers.json")).unwrap())
-            .unwrap();
+    let on_disk = hub.saved();
     let disk = on_disk["servers"].as_object().unwrap();
     assert_eq!(listed.len(), disk.len());
     for s in &listed {

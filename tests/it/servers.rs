@@ -7,15 +7,9 @@ use serde_json::{json, Value};
 
 use crate::harness::*;
 
-const SEC: Duration = Duration::from_secs(1);
-
-fn hub_with(servers: &[(&str, Value)]) -> Hub {
-    Hub::builder().servers(&fixture_servers(servers)).start()
-}
-
 #[test]
 fn start_call_restart_stop() {
-    let hub = hub_with(&[("fx", json!({}))]);
+    let hub = Hub::with_fixtures(&[("fx", json!({}))]);
     assert_eq!(hub.server("fx")["status"], "STOPPED");
     let r = hub.post("/servers/fx/start");
     assert_eq!(r.status, 200, "{}", r.text());
@@ -59,7 +53,7 @@ fn start_call_restart_stop() {
 
 #[test]
 fn calls_report_errors_with_fitting_statuses() {
-    let hub = hub_with(&[("fx", json!({}))]);
+    let hub = Hub::with_fixtures(&[("fx", json!({}))]);
     let msg = hub.call("fx", "tools/list", &json!({})).expect_error(503, "server_unavailable");
     assert!(msg.contains("STOPPED"), "{msg}");
     hub.call("ghost", "tools/list", &json!({})).expect_error(404, "not_found");
@@ -78,7 +72,7 @@ fn calls_report_errors_with_fitting_statuses() {
 #[test]
 fn deadline_cancels_and_repeated_timeouts_open_the_breaker() {
     let hub = Hub::builder()
-        .servers(&fixture_servers(&[("fx", json!({"request_timeout": 0.3}))]))
+        .fixtures(&[("fx", json!({"request_timeout": 0.3}))])
         .env("AGENTHUB_BREAKER_THRESHOLD", "2")
         .env("AGENTHUB_BREAKER_RECOVERY_S", "1")
         .start();
@@ -106,8 +100,7 @@ fn deadline_cancels_and_repeated_timeouts_open_the_breaker() {
 #[test]
 fn killed_child_fails_waiting_callers_at_once_and_is_restarted() {
     // Every waiting call holds a worker: 16 callers need more than the default pool.
-    let hub =
-        Hub::builder().servers(&fixture_servers(&[("fx", json!({}))])).env("AGENTHUB_WORKERS", "24").start();
+    let hub = Hub::builder().fixtures(&[("fx", json!({}))]).env("AGENTHUB_WORKERS", "24").start();
     let pid = hub.post("/servers/fx/start").json()["pid"].as_i64().unwrap();
     let callers: Vec<_> = (0..16)
         .map(|_| {
@@ -142,7 +135,7 @@ fn killed_child_fails_waiting_callers_at_once_and_is_restarted() {
 
 #[test]
 fn a_crash_loop_ends_failed_with_the_reason() {
-    let hub = hub_with(&[("loop", json!({"args": ["--exit-at-start", "3"], "max_restarts": 2}))]);
+    let hub = Hub::with_fixtures(&[("loop", json!({"args": ["--exit-at-start", "3"], "max_restarts": 2}))]);
     let r = hub.post("/servers/loop/start");
     let msg = r.expect_error(502, "upstream_error");
     assert!(msg.contains("exit status 3"), "{msg}");
@@ -157,7 +150,7 @@ fn a_crash_loop_ends_failed_with_the_reason() {
 
 #[test]
 fn a_crash_after_calls_is_restarted_then_fails_past_max_restarts() {
-    let hub = hub_with(&[("fx", json!({"args": ["--crash-after", "1"], "max_restarts": 1}))]);
+    let hub = Hub::with_fixtures(&[("fx", json!({"args": ["--crash-after", "1"], "max_restarts": 1}))]);
     assert_eq!(hub.post("/servers/fx/start").status, 200);
     assert_eq!(tool_text(&hub.tool("fx", "echo", json!({"text": "one"}))), "one");
     hub.tool("fx", "echo", json!({"text": "two"})).expect_error(502, "upstream_error");
@@ -173,7 +166,7 @@ fn a_crash_after_calls_is_restarted_then_fails_past_max_restarts() {
 
 #[test]
 fn a_child_that_stops_answering_pings_is_restarted() {
-    let hub = hub_with(&[("mute", json!({"args": ["--no-ping"], "health_check_interval": 0.3}))]);
+    let hub = Hub::with_fixtures(&[("mute", json!({"args": ["--no-ping"], "health_check_interval": 0.3}))]);
     let pid = hub.post("/servers/mute/start").json()["pid"].as_i64().unwrap();
     let s = wait_for("the hung child to be replaced", 10 * SEC, || {
         let s = hub.server("mute");
@@ -186,7 +179,7 @@ fn a_child_that_stops_answering_pings_is_restarted() {
 
 #[test]
 fn slow_handshake_past_the_timeout_fails_the_start() {
-    let hub = hub_with(&[(
+    let hub = Hub::with_fixtures(&[(
         "slow",
         json!({"args": ["--slow-start", "3000"], "handshake_timeout": 0.5, "restart_on_failure": false}),
     )]);
@@ -199,7 +192,10 @@ fn slow_handshake_past_the_timeout_fails_the_start() {
 
 #[test]
 fn unsupported_protocol_version_fails_the_handshake() {
-    let hub = hub_with(&[("old", json!({"args": ["--version", "1999-01-01"], "restart_on_failure": false}))]);
+    let hub = Hub::with_fixtures(&[(
+        "old",
+        json!({"args": ["--version", "1999-01-01"], "restart_on_failure": false}),
+    )]);
     let msg = hub.post("/servers/old/start").expect_error(502, "upstream_error");
     assert!(msg.contains("unsupported protocol version \"1999-01-01\""), "{msg}");
 }
@@ -207,7 +203,7 @@ fn unsupported_protocol_version_fails_the_handshake() {
 #[test]
 fn auto_start_runs_in_parallel_without_delaying_the_hub() {
     let t = Instant::now();
-    let hub = hub_with(&[
+    let hub = Hub::with_fixtures(&[
         ("slow", json!({"auto_start": true, "args": ["--slow-start", "1500"]})),
         ("fast", json!({"auto_start": true})),
     ]);
@@ -221,7 +217,7 @@ fn auto_start_runs_in_parallel_without_delaying_the_hub() {
 
 #[test]
 fn garbage_on_stdout_is_skipped() {
-    let hub = hub_with(&[("messy", json!({"args": ["--garbage"]}))]);
+    let hub = Hub::with_fixtures(&[("messy", json!({"args": ["--garbage"]}))]);
     assert_eq!(hub.post("/servers/messy/start").status, 200);
     assert_eq!(tool_text(&hub.tool("messy", "echo", json!({"text": "clean"}))), "clean");
     assert!(hub.log().contains("not JSON"), "{}", hub.log());
@@ -229,7 +225,7 @@ fn garbage_on_stdout_is_skipped() {
 
 #[test]
 fn stderr_is_kept_in_a_bounded_tail() {
-    let hub = hub_with(&[("loud", json!({"args": ["--stderr-flood", "3000"]}))]);
+    let hub = Hub::with_fixtures(&[("loud", json!({"args": ["--stderr-flood", "3000"]}))]);
     assert_eq!(hub.post("/servers/loud/start").status, 200);
     assert_eq!(tool_text(&hub.tool("loud", "echo", json!({"text": "fine"}))), "fine");
     let logs = wait_for("the flood to be drained", 5 * SEC, || {
@@ -244,7 +240,8 @@ fn stderr_is_kept_in_a_bounded_tail() {
 
 #[test]
 fn child_requests_are_answered_by_the_hub() {
-    let hub = hub_with(&[("rooted", json!({"roots": ["file:///tmp/project"]})), ("plain", json!({}))]);
+    let hub =
+        Hub::with_fixtures(&[("rooted", json!({"roots": ["file:///tmp/project"]})), ("plain", json!({}))]);
     for name in ["rooted", "plain"] {
         assert_eq!(hub.post(&format!("/servers/{name}/start")).status, 200);
     }
@@ -271,7 +268,7 @@ fn child_requests_are_answered_by_the_hub() {
 
 #[test]
 fn concurrent_callers_each_get_their_own_answer() {
-    let hub = hub_with(&[("fx", json!({}))]);
+    let hub = Hub::with_fixtures(&[("fx", json!({}))]);
     assert_eq!(hub.post("/servers/fx/start").status, 200);
     let threads: Vec<_> = (0..64)
         .map(|i| {
@@ -291,7 +288,7 @@ fn concurrent_callers_each_get_their_own_answer() {
 
 #[test]
 fn sigterm_leaves_no_process_behind() {
-    let mut hub = hub_with(&[
+    let mut hub = Hub::with_fixtures(&[
         ("a", json!({"args": ["--grandchild"], "auto_start": true})),
         ("b", json!({"args": ["--ignore-term"], "auto_start": true})),
     ]);
@@ -322,7 +319,7 @@ fn missing_command_fails_with_a_clear_error() {
 
 #[test]
 fn children_exit_when_the_hub_is_killed_outright() {
-    let mut hub = hub_with(&[("fx", json!({"auto_start": true}))]);
+    let mut hub = Hub::with_fixtures(&[("fx", json!({"auto_start": true}))]);
     let pid = hub.wait_status("fx", "RUNNING", 5 * SEC)["pid"].as_i64().unwrap();
     // SIGKILL: the hub cannot clean up; the child sees its stdin close and exits.
     let _ = hub.child.kill();
@@ -333,8 +330,7 @@ fn children_exit_when_the_hub_is_killed_outright() {
 #[test]
 fn long_calls_never_hold_a_worker() {
     // One worker only: if a waiting call held it, nothing else would be answered.
-    let hub =
-        Hub::builder().servers(&fixture_servers(&[("fx", json!({}))])).env("AGENTHUB_WORKERS", "1").start();
+    let hub = Hub::builder().fixtures(&[("fx", json!({}))]).env("AGENTHUB_WORKERS", "1").start();
     assert_eq!(hub.post("/servers/fx/start").status, 200);
     let calls: Vec<_> = (0..6)
         .map(|i| {
