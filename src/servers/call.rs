@@ -15,8 +15,117 @@ use serde_json::{json, Value};
 
 use super::bridge::{Bridge, Event, Next, Pending};
 use super::upstream::{self, Upstream};
+use super::{Channel, Run, Servers, Status};
+use crate::config::Transport;
+use crate::error::{Error, Result};
 use crate::jsonrpc::{self, RpcError};
 use crate::resilience::Breakers;
+
+/// What `try_acquire` found.
+pub enum Acquired {
+    Ready(Call),
+    /// The server is starting: the request is given back, to be sent with `acquire` from a
+    /// thread that may wait.
+    Starting(Request),
+}
+
+impl Servers {
+    /// Sends `method` to a server and waits for its result. A STARTING server is waited for
+    /// (within the deadline); a STOPPED or FAILED one is refused, as is one whose breaker is
+    /// open (as -32000 errors). Blocks: never on a worker.
+    pub fn call(
+        &self,
+        name: &str,
+        method: &str,
+        params: Option<Value>,
+    ) -> std::result::Result<Value, RpcError> {
+        match self.acquire(name, Request::own(method, params)) {
+            Ok(call) => call.wait(),
+            Err(e) => Err(RpcError::new(jsonrpc::SERVER_UNAVAILABLE, e.to_string())),
+        }
+    }
+
+    /// Sends a request to a running server. A STARTING server is waited for, up to the
+    /// request's deadline (so never on a worker); STOPPED, FAILED or an open breaker refuse.
+    pub fn acquire(&self, name: &str, request: Request) -> Result<Call> {
+        match self.open_call(name, request, true)? {
+            Acquired::Ready(call) => Ok(call),
+            Acquired::Starting(_) => Err(Error::Timeout(format!("server {name} is still starting"))),
+        }
+    }
+
+    /// As `acquire`, but a STARTING server gives the request back at once instead of waiting.
+    pub fn try_acquire(&self, name: &str, request: Request) -> Result<Acquired> {
+        self.open_call(name, request, false)
+    }
+
+    fn open_call(&self, name: &str, request: Request, wait: bool) -> Result<Acquired> {
+        let srv = self.must_find(name)?;
+        let started = Instant::now();
+        let (channel, timeout) = {
+            let mut st = srv.state.lock();
+            let timeout = st.config.request_timeout.unwrap_or(self.ctx.default_timeout);
+            let deadline = started + timeout;
+            while wait && st.status() == Status::Starting && Instant::now() < deadline {
+                srv.changed.wait_until(&mut st, deadline);
+            }
+            match (st.status(), st.run()) {
+                (Status::Running, Some(run)) => (run.channel(), timeout),
+                (Status::Starting, _) if !wait => return Ok(Acquired::Starting(request)),
+                (Status::Starting, _) => {
+                    return Err(Error::Timeout(format!("server {name} is still starting")))
+                }
+                (status, _) => {
+                    let why = st.last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
+                    return Err(Error::Unavailable(format!("server {name} is {}{why}", status.as_str())));
+                }
+            }
+        };
+        let breakers = &self.ctx.breakers;
+        if !breakers.allow(name, Instant::now()) {
+            let snap = breakers.snapshot(name, Instant::now());
+            return Err(Error::CircuitOpen(format!(
+                "circuit breaker for {name} is {}; retry in {:.0}s",
+                snap.state.as_str(),
+                snap.retry_after_s.unwrap_or(0.0).ceil()
+            )));
+        }
+        let lease = Lease {
+            server: name.to_string(),
+            breakers: breakers.clone(),
+            deadline: started + timeout,
+            timeout,
+        };
+        Ok(Acquired::Ready(match channel {
+            Channel::Stdio(bridge) => Call::stdio(lease, bridge, request),
+            Channel::Http(upstream) => Call::http(lease, upstream, request),
+        }))
+    }
+
+    /// Tells a server to stop working on a request (a client's cancellation), by the hub id it
+    /// saw. A remote server is told over HTTP: call this off the worker.
+    pub fn cancel(&self, name: &str, hub_id: &Value, reason: &Value) {
+        let channel = self.find(name).and_then(|srv| srv.state.lock().run().map(Run::channel));
+        let params = json!({"requestId": hub_id, "reason": reason});
+        match channel {
+            Some(Channel::Stdio(b)) => b.notify("notifications/cancelled", Some(params)),
+            Some(Channel::Http(u)) => u.cancel(hub_id, reason.as_str().unwrap_or("cancelled by the client")),
+            None => {}
+        }
+    }
+
+    /// Whether a server is remote (its calls always block on the network).
+    pub fn is_remote(&self, name: &str) -> bool {
+        self.find(name).is_some_and(|s| s.state.lock().config.transport == Transport::Http)
+    }
+
+    /// Hands a client's answer to a request the child sent it (sampling, elicitation) back to
+    /// the child; false when no such request is waiting.
+    pub fn answer_child(&self, name: &str, relay_id: &str, answer: &Value) -> bool {
+        let bridge = self.find(name).and_then(|srv| srv.state.lock().run().and_then(|r| r.bridge().cloned()));
+        bridge.is_some_and(|b| b.answer_child(relay_id, answer))
+    }
+}
 
 /// What a caller sends.
 pub enum Request {

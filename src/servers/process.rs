@@ -187,6 +187,14 @@ impl Drop for Process {
     }
 }
 
+/// SIGKILL to a group this hub created (a child still in its handshake).
+pub fn kill_group(pgid: i32) {
+    // SAFETY: signalling a group this process created; ESRCH (already gone) is fine.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+}
+
 /// A process's state letter and group from `/proc/PID/stat`; None when it is gone.
 pub fn proc_state(pid: i32) -> Option<(char, i32)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

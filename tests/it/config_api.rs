@@ -2,6 +2,7 @@
 //! a failed save, and a storm of concurrent changes.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{json, Value};
 
@@ -148,4 +149,29 @@ fn first_save_on_embedded_defaults_writes_the_user_config_dir() {
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert!(saved["servers"].get("mine").is_some());
     assert!(saved["servers"].get("everything").is_some(), "embedded defaults copied on first save");
+}
+
+#[test]
+fn a_removal_does_not_hold_up_other_changes_while_its_server_stops() {
+    // TERM ignored and stdin EOF too: its stop takes the whole grace, then a KILL (~6 s).
+    let stubborn = json!({"auto_start": true, "args": ["--ignore-term", "--linger"]});
+    let hub = Hub::with_fixtures(&[("stubborn", stubborn)]);
+    hub.wait_status("stubborn", "RUNNING", 10 * SEC);
+    let removing = AtomicBool::new(true);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let r = hub.request("DELETE", "/servers/stubborn", &[], b"");
+            assert_eq!(r.status, 200, "{}", r.text());
+            removing.store(false, Ordering::SeqCst);
+        });
+        wait_for("the removal to be under way", 5 * SEC, || {
+            let s = hub.get("/servers/stubborn");
+            (s.status == 404 || s.json()["status"] == "STOPPING").then_some(())
+        });
+        let added = hub.post_json("/servers", &json!({"name": "other", "command": FIXTURE}));
+        assert_eq!(added.status, 201, "{}", added.text());
+        assert!(removing.load(Ordering::SeqCst), "the add waited for the stop to end");
+    });
+    let names: Vec<String> = hub.saved()["servers"].as_object().unwrap().keys().cloned().collect();
+    assert_eq!(names, ["other"]);
 }

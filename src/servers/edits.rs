@@ -1,0 +1,171 @@
+//! Configuration changes: add, replace, remove, each saved atomically with memory rolled back
+//! when the save fails. `Servers::writes` puts each change in order with its save, so the file
+//! always matches memory; it is never held across a stop or a start.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{Server, Servers, Snapshot, Status};
+use crate::config::{self, ServerConfig, ServerEntry};
+use crate::error::{Error, Result};
+
+impl Servers {
+    /// Adds a server and saves; 409 when the name is taken.
+    pub fn add(&self, name: &str, config: ServerConfig) -> Result<Snapshot> {
+        config::validate_server_name(name).map_err(Error::BadRequest)?;
+        let _w = self.writes.lock();
+        if self.find(name).is_some() {
+            return Err(Error::Conflict(format!("a server named \"{name}\" already exists")));
+        }
+        let srv = Arc::new(Server::new(ServerEntry {
+            name: name.to_string(),
+            config,
+            origin: self.file.display().to_string(),
+            problem: None,
+        }));
+        self.list.lock().push(srv.clone());
+        if let Err(e) = self.save() {
+            self.list.lock().retain(|s| !Arc::ptr_eq(s, &srv));
+            return Err(e);
+        }
+        self.ctx.activity.record("config", Some(name), "added");
+        Ok(srv.snapshot())
+    }
+
+    /// Replaces a server's configuration and saves; a running server restarts with it.
+    pub fn replace(&self, name: &str, config: ServerConfig) -> Result<Snapshot> {
+        let (srv, was_running) = {
+            let _w = self.writes.lock();
+            // Looked up under the save lock: a removal that came first wins, and this is a 404.
+            let srv = self.must_find(name)?;
+            let old = srv.state.lock().replaced(config, self.file.display().to_string());
+            if let Err(e) = self.save() {
+                let mut st = srv.state.lock();
+                let (config, origin, problem) = old;
+                st.replaced(config, origin);
+                st.problem = problem;
+                return Err(e);
+            }
+            let (fx, was_running) = {
+                let mut st = srv.state.lock();
+                let fx = st.clear_failure();
+                (fx, matches!(st.status(), Status::Running | Status::Starting))
+            };
+            self.fire(&srv, fx);
+            (srv, was_running)
+        };
+        self.ctx.activity.record("config", Some(name), "replaced");
+        if was_running {
+            return self.restart(name);
+        }
+        Ok(srv.snapshot())
+    }
+
+    /// Removes a server and saves, then stops it: the stop (up to the child's whole grace) runs
+    /// after the save lock is released.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        let srv = {
+            let _w = self.writes.lock();
+            let srv = self.must_find(name)?;
+            srv.state.lock().removed = true;
+            let index = {
+                let mut list = self.list.lock();
+                let i = list.iter().position(|s| Arc::ptr_eq(s, &srv));
+                if let Some(i) = i {
+                    list.remove(i);
+                }
+                i
+            };
+            if let Err(e) = self.save() {
+                srv.state.lock().removed = false;
+                if let Some(i) = index {
+                    let mut list = self.list.lock();
+                    let i = i.min(list.len());
+                    list.insert(i, srv);
+                }
+                return Err(e);
+            }
+            srv
+        };
+        self.stop_server(&srv);
+        self.ctx.breakers.remove(name);
+        self.ctx.activity.record("config", Some(name), "removed");
+        Ok(())
+    }
+
+    /// Writes the hub's own file atomically: every server except those only imported.
+    fn save(&self) -> Result<()> {
+        let servers: Vec<(String, ServerConfig)> = self
+            .list
+            .lock()
+            .iter()
+            .filter_map(|s| {
+                let st = s.state.lock();
+                let imported = self.import_origin.as_deref() == Some(st.origin.as_str());
+                (!imported).then(|| (s.name.clone(), st.config.clone()))
+            })
+            .collect();
+        let doc = config::servers_to_json(servers.iter().map(|(n, c)| (n.as_str(), c)));
+        let mut text = serde_json::to_string_pretty(&doc).map_err(|e| Error::Internal(e.to_string()))?;
+        text.push('\n');
+        write_atomically(&self.file, text.as_bytes())?;
+        let label = self.file.display().to_string();
+        for s in self.list.lock().iter() {
+            let mut st = s.state.lock();
+            if self.import_origin.as_deref() != Some(st.origin.as_str()) {
+                st.origin.clone_from(&label);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Temp file in the same directory, fsync, rename over, fsync the directory. A failure leaves
+/// the previous file as it was.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("save"),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    result.map_err(|e: std::io::Error| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(format!("cannot save {}", path.display()), e)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{shell_server, table, wait_blocked};
+    use super::*;
+
+    #[test]
+    fn a_replace_that_waited_for_a_removal_finds_nothing() {
+        let servers = table("replace", vec![shell_server("a")]);
+        let writes = servers.writes.lock();
+        let s = servers.clone();
+        let replace = std::thread::Builder::new()
+            .name("replace".into())
+            .spawn(move || s.replace("a", ServerConfig { command: Some("true".into()), ..Default::default() }))
+            .unwrap();
+        wait_blocked("replace");
+        // A removal that holds the save lock first: it takes the server out.
+        servers.list.lock().clear();
+        drop(writes);
+        let got = replace.join().unwrap();
+        assert!(matches!(got, Err(Error::NotFound(_))), "{got:?}");
+    }
+}

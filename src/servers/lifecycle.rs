@@ -1,0 +1,266 @@
+//! Starting and stopping servers. `start` waits until the server runs or its launch failed;
+//! a launch spawns the child (or reaches the remote server), starts its bridge and does the MCP
+//! handshake with no lock held; `stop` escalates from closing stdin to killing the group.
+//! Every change of phase goes through a `phase` transition, its effects fired after unlock.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{json, Value};
+
+use super::bridge::Bridge;
+use super::peer::ChildPeer;
+use super::phase::Ticket;
+use super::{
+    process, short, snapshot_of, Link, Process, Run, Server, Servers, Snapshot, Status, Upstream,
+    PROTOCOL_VERSION, SUPPORTED_VERSIONS,
+};
+use crate::config::Transport;
+use crate::error::{Error, Result};
+use crate::jsonrpc;
+
+/// How long a stop waits for a launch it voided to finish.
+const VOIDED_LAUNCH_WAIT: Duration = Duration::from_secs(2);
+
+impl Servers {
+    /// Starts the supervisor and, in parallel, every enabled `auto_start` server; returns at once.
+    pub fn start_background(self: &Arc<Self>) {
+        let me = self.clone();
+        self.spawn_thread("supervisor".into(), move || me.supervise());
+        for srv in self.list.lock().clone() {
+            let auto = {
+                let st = srv.state.lock();
+                st.config.auto_start && st.config.enabled && st.problem.is_none()
+            };
+            if auto {
+                let me = self.clone();
+                self.spawn_thread(format!("start-{}", short(&srv.name)), move || {
+                    if let Err(e) = me.start(&srv.name) {
+                        log::warn!("auto-start of {} failed: {e}", srv.name);
+                    }
+                });
+            }
+        }
+    }
+
+    /// Starts a server and waits until it is RUNNING or its launch failed (bounded by its
+    /// handshake timeout). Starting a RUNNING server is a no-op; a manual start clears FAILED.
+    pub fn start(&self, name: &str) -> Result<Snapshot> {
+        let srv = self.must_find(name)?;
+        let (attempt, begun) = {
+            let mut st = srv.state.lock();
+            if let Some(p) = &st.problem {
+                return Err(Error::Unavailable(format!("server {name} cannot start: {p}")));
+            }
+            if !st.config.enabled {
+                return Err(Error::Conflict(format!("server {name} is disabled (\"enabled\": false)")));
+            }
+            match st.status() {
+                Status::Running => return Ok(snapshot_of(&srv, &st)),
+                Status::Stopping => return Err(Error::Conflict(format!("server {name} is stopping"))),
+                _ if st.is_launching() => {}
+                _ => st.fresh_streak(),
+            }
+            (st.attempts, st.begin_launch())
+        };
+        if let Some((ticket, fx)) = begun {
+            self.fire(&srv, fx);
+            self.launch(&srv, ticket);
+        }
+        let mut st = srv.state.lock();
+        let deadline = Instant::now() + st.config.handshake_timeout + Duration::from_secs(2);
+        while st.attempts == attempt && Instant::now() < deadline {
+            srv.changed.wait_until(&mut st, deadline);
+        }
+        match (&st.last_attempt, st.status()) {
+            (_, Status::Running) => Ok(snapshot_of(&srv, &st)),
+            (Some(Err(e)), _) => Err(Error::Upstream(format!("server {name} failed to start: {e}"))),
+            _ => Err(Error::Timeout(format!("server {name} did not start in time"))),
+        }
+    }
+
+    /// Runs a launch `begin_launch` allowed, on the calling thread: spawn, bridge, handshake.
+    pub(super) fn launch(&self, srv: &Arc<Server>, ticket: Ticket) {
+        let outcome = self.spawn_and_handshake(srv, &ticket);
+        let (fx, voided) =
+            srv.state.lock().launch_ended(ticket.generation, outcome, (SystemTime::now(), Instant::now()));
+        if let Some(mut run) = voided {
+            run.kill(Duration::from_millis(500));
+        }
+        self.fire(srv, fx);
+    }
+
+    /// Spawns and initializes a child. `Err((reason, retry))`: `retry` is false when trying again
+    /// cannot help (the command does not exist, a variable is missing).
+    fn spawn_and_handshake(&self, srv: &Server, ticket: &Ticket) -> std::result::Result<Run, (String, bool)> {
+        let env = |k: &str| std::env::var(k).ok();
+        let cfg = ticket
+            .config
+            .expanded(&env)
+            .map_err(|var| (format!("missing environment variable {var}"), false))?;
+        if cfg.transport == Transport::Http {
+            let url = cfg.url.clone().unwrap_or_default();
+            let upstream = Arc::new(Upstream::new(&srv.name, &url, cfg.headers.clone()));
+            let init = upstream.initialize(cfg.handshake_timeout).map_err(|e| (e.message, true))?;
+            return Ok(Run { link: Link::Http(upstream), initialize: init });
+        }
+        let (mut process, pipes) =
+            Process::spawn(&srv.name, &cfg, &self.ctx.npm_prefix).map_err(|e| (e.to_string(), false))?;
+        srv.state.lock().spawned(ticket.generation, process.pid() as i32);
+        let peer = Arc::new(ChildPeer::new(&cfg, self.ctx.activity.clone(), self.listener.get().cloned()));
+        let bridge =
+            Bridge::start(&srv.name, pipes.stdin, pipes.stdout, pipes.stderr, srv.stderr.clone(), peer)
+                .map_err(|e| (format!("cannot start the bridge threads: {e}"), true))?;
+        let mut capabilities = json!({"sampling": {}, "elicitation": {}});
+        if !cfg.roots.is_empty() {
+            capabilities["roots"] = json!({"listChanged": false});
+        }
+        let params = json!({
+            "protocolVersion": PROTOCOL_VERSION,
+            "capabilities": capabilities,
+            "clientInfo": {"name": "agenthub", "version": crate::VERSION},
+        });
+        let fail = |process: &mut Process, bridge: &Bridge, why: String| -> (String, bool) {
+            let status = process.kill().map(process::describe);
+            bridge.join(Duration::from_millis(500));
+            let tail = srv.stderr.lock().tail(5).join(" | ");
+            let mut msg = why;
+            if let Some(s) = status {
+                msg.push_str(&format!("; {s}"));
+            }
+            if !tail.is_empty() {
+                msg.push_str(&format!("; stderr: {tail}"));
+            }
+            (msg, true)
+        };
+        let init = match bridge.call("initialize", Some(params), cfg.handshake_timeout) {
+            Ok(init) => init,
+            Err(e) if e.code == jsonrpc::REQUEST_TIMEOUT => {
+                let why = format!("no answer to initialize within {}s", cfg.handshake_timeout.as_secs_f64());
+                return Err(fail(&mut process, &bridge, why));
+            }
+            Err(e) if e.code == jsonrpc::SERVER_UNAVAILABLE => {
+                return Err(fail(&mut process, &bridge, "exited during the handshake".into()));
+            }
+            Err(e) => return Err(fail(&mut process, &bridge, format!("initialize failed: {}", e.message))),
+        };
+        let version = init.get("protocolVersion").and_then(Value::as_str).unwrap_or("");
+        if !SUPPORTED_VERSIONS.contains(&version) {
+            let why = format!("unsupported protocol version \"{version}\"");
+            return Err(fail(&mut process, &bridge, why));
+        }
+        bridge.notify("notifications/initialized", None);
+        Ok(Run { link: Link::Stdio { process, bridge: Arc::new(bridge) }, initialize: init })
+    }
+
+    /// Stops a server: stdin closed, TERM then KILL to its group. Stopping a STOPPED server is
+    /// a no-op; stopping a FAILED one clears it to STOPPED.
+    pub fn stop(&self, name: &str) -> Result<Snapshot> {
+        let srv = self.must_find(name)?;
+        self.stop_server(&srv);
+        Ok(srv.snapshot())
+    }
+
+    pub(super) fn stop_server(&self, srv: &Arc<Server>) {
+        let Some((fx, teardown)) = srv.state.lock().begin_stop() else { return };
+        self.fire(srv, fx);
+        if let Some(pgid) = teardown.launching {
+            // A launch in its handshake: it fails at once, and the launch discards it.
+            process::kill_group(pgid);
+        }
+        if let Some(mut run) = teardown.run {
+            run.stop();
+        }
+        let mut st = srv.state.lock();
+        // Let a voided launch finish before reporting STOPPED.
+        let deadline = Instant::now() + VOIDED_LAUNCH_WAIT;
+        while st.stop_waits_for_launch() && Instant::now() < deadline {
+            srv.changed.wait_until(&mut st, deadline);
+        }
+        let fx = st.stopped();
+        drop(st);
+        self.fire(srv, fx);
+    }
+
+    pub fn restart(&self, name: &str) -> Result<Snapshot> {
+        let srv = self.must_find(name)?;
+        self.stop_server(&srv);
+        self.start(name)
+    }
+
+    /// Stops every child in parallel (hub shutdown); returns when all are down and every
+    /// thread the table started has ended. No thread starts after this begins.
+    pub fn shutdown(&self) {
+        {
+            let _threads = self.threads.lock();
+            self.stop.store(true, Ordering::SeqCst);
+        }
+        let servers = self.list.lock().clone();
+        std::thread::scope(|scope| {
+            for srv in &servers {
+                let busy = matches!(srv.state.lock().status(), Status::Running | Status::Starting);
+                if busy {
+                    scope.spawn(move || self.stop_server(srv));
+                }
+            }
+        });
+        // Taken out first: a thread being joined may itself ask for the list.
+        let threads = std::mem::take(&mut *self.threads.lock());
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{OnceLock, Weak};
+
+    use super::super::testing::{shell_server, table};
+    use super::*;
+
+    #[test]
+    fn a_listener_may_call_back_into_the_table() {
+        let servers = table("listener", vec![shell_server("sh")]);
+        let me: Arc<OnceLock<Weak<Servers>>> = Arc::new(OnceLock::new());
+        let _ = me.set(Arc::downgrade(&servers));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        servers.set_listener(Arc::new(move |name: &str, _: &Value| {
+            // A listener that reads the table while a status change is being announced.
+            let status = me.get().and_then(Weak::upgrade).and_then(|s| s.get(name)).map(|s| s.info.status);
+            let _ = tx.send(status);
+        }));
+        let s = servers.clone();
+        std::thread::spawn(move || s.start("sh"));
+        let seen = rx.recv_timeout(Duration::from_secs(10)).expect("the listener ran (no deadlock)");
+        assert_eq!(seen, Some(Status::Running), "the status it announces is already visible");
+        servers.shutdown();
+    }
+
+    #[test]
+    fn no_thread_starts_once_shutdown_has_begun() {
+        let servers = table("shutdown", Vec::new());
+        let (late, ran) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let (s, l) = (servers.clone(), late.clone());
+        let r = ran.clone();
+        servers.spawn_thread("asks-late".into(), move || {
+            // Like a supervisor relaunching a server just as the hub stops.
+            while !s.stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            s.spawn_thread("late".into(), move || r.store(true, Ordering::SeqCst));
+            l.store(true, Ordering::SeqCst);
+        });
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let s = servers.clone();
+        std::thread::spawn(move || {
+            s.shutdown();
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(Duration::from_secs(10)).expect("shutdown returned");
+        assert!(late.load(Ordering::SeqCst), "the thread asked for another one before ending");
+        assert!(!ran.load(Ordering::SeqCst), "no thread started after shutdown began");
+    }
+}

@@ -1,0 +1,70 @@
+//! The hub's answers to a child's own requests (`ping`, `roots/list`; sampling and
+//! elicitation when no client request can take them) and what it does with the child's
+//! notifications (the log, the activity feed, the listeners).
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::bridge::Peer;
+use super::Listener;
+use crate::config::ServerConfig;
+use crate::dashboard::Activity;
+use crate::jsonrpc::{self, RpcError};
+
+/// Answers a child's own requests and records its notifications.
+pub(super) struct ChildPeer {
+    roots: Vec<String>,
+    activity: Arc<Activity>,
+    listener: Option<Listener>,
+}
+
+impl ChildPeer {
+    pub fn new(cfg: &ServerConfig, activity: Arc<Activity>, listener: Option<Listener>) -> ChildPeer {
+        ChildPeer { roots: cfg.roots.clone(), activity, listener }
+    }
+}
+
+impl Peer for ChildPeer {
+    fn request(&self, server: &str, msg: &Value) -> std::result::Result<Value, RpcError> {
+        match jsonrpc::method(msg) {
+            "ping" => Ok(json!({})),
+            "roots/list" if !self.roots.is_empty() => Ok(json!({
+                "roots": self.roots.iter().map(|uri| json!({"uri": uri})).collect::<Vec<_>>()
+            })),
+            "roots/list" => {
+                Err(RpcError::new(jsonrpc::METHOD_NOT_FOUND, "no roots are configured for this server"))
+            }
+            m @ ("sampling/createMessage" | "elicitation/create") => {
+                log::info!("server {server} asked for {m}, but no client session is waiting on it");
+                Err(RpcError::new(
+                    jsonrpc::METHOD_NOT_FOUND,
+                    format!(
+                        "{m} cannot be relayed: no client session has a request in flight on this server"
+                    ),
+                ))
+            }
+            m => Err(RpcError::new(jsonrpc::METHOD_NOT_FOUND, format!("method not found: {m}"))),
+        }
+    }
+
+    fn notification(&self, server: &str, msg: &Value, relayed: bool) {
+        let method = jsonrpc::method(msg);
+        match method {
+            "notifications/message" => {
+                let p = &msg["params"];
+                let text = match &p["data"] {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                log::info!("[{server}] {}: {text}", p["level"].as_str().unwrap_or("info"));
+                self.activity.record("log", Some(server), text);
+            }
+            "notifications/progress" | "notifications/cancelled" => log::debug!("[{server}] {method}"),
+            _ => self.activity.record("notification", Some(server), method.to_string()),
+        }
+        if let Some(l) = self.listener.as_ref().filter(|_| !relayed) {
+            l(server, msg);
+        }
+    }
+}

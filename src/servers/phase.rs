@@ -1,0 +1,593 @@
+//! A server's lifecycle as data. `Phase` says where a server is; `State` holds it together
+//! with what the phases share (configuration, restart streak, last error). Each transition is a
+//! method that changes the state and returns what must happen because of it (`Effect`s: a log
+//! line, an activity event, the listeners, the breaker), which the caller fires once the
+//! server's lock is released. Nothing here does I/O or reads the clock: `now` is a parameter,
+//! so the transitions are tested as tables.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use super::bridge::Pending;
+use super::{ProcessInfo, Status};
+use crate::config::{ServerConfig, ServerEntry};
+use crate::resilience::Backoff;
+
+/// Where a server is. `R` is what a running server holds (its child or remote session).
+pub(super) enum Phase<R> {
+    Stopped,
+    Failed,
+    /// Waiting to relaunch after a failure (reported STARTING).
+    Backoff {
+        until: Instant,
+    },
+    /// A launch is under way: spawn, bridge, handshake (reported STARTING). `pgid`: the child's
+    /// group once spawned, so a stop can kill it before the handshake ends.
+    Launching {
+        pgid: Option<i32>,
+    },
+    Running {
+        run: R,
+        since: (SystemTime, Instant),
+    },
+    /// `launch`: a launch this stop voided has not finished yet.
+    Stopping {
+        launch: bool,
+    },
+}
+
+/// What a transition asks for, fired after the lock is released.
+#[derive(Debug, PartialEq)]
+pub(super) enum Effect {
+    /// The status changed: log it, record it, tell the listeners when running-ness changed.
+    Status { from: Status, to: Status, why: String },
+    /// A restart is scheduled.
+    Restarting { reason: String, count: u32, max: u32, delay: Duration },
+    /// A fresh child: its breaker starts closed (the last one's failures were its own).
+    FreshBreaker,
+    /// Running long enough: the restart streak is over.
+    Stable,
+}
+
+pub(super) type Effects = Vec<Effect>;
+
+/// What a running server must be able to say about itself.
+pub(super) trait Live {
+    fn pid(&self) -> Option<u32>;
+}
+
+/// A launch allowed to go ahead: what to launch, and the generation it belongs to.
+pub(super) struct Ticket {
+    pub config: ServerConfig,
+    pub generation: u64,
+}
+
+/// A stop under way: what must be taken down (outside the lock).
+pub(super) struct Teardown<R> {
+    pub run: Option<R>,
+    /// The group of a child still in its handshake.
+    pub launching: Option<i32>,
+}
+
+pub(super) struct State<R> {
+    pub config: ServerConfig,
+    pub origin: String,
+    /// Why the configuration cannot start (a missing variable, a bad entry): FAILED for good.
+    pub problem: Option<String>,
+    pub phase: Phase<R>,
+    /// Restarts of the current streak.
+    pub restart_count: u32,
+    pub last_error: Option<String>,
+    pub backoff: Backoff,
+    /// Finished launch attempts and how the last one ended (`start` waits on the count).
+    pub attempts: u64,
+    pub last_attempt: Option<Result<(), String>>,
+    /// Bumped by stop and remove: a launch begun under an older generation is discarded.
+    pub generation: u64,
+    pub removed: bool,
+    /// The health-check ping out, and its deadline.
+    pub ping: Option<(Pending, Instant)>,
+    pub last_ping: Instant,
+}
+
+impl<R: Live> State<R> {
+    pub fn new(entry: &ServerEntry, now: Instant) -> State<R> {
+        let phase = if entry.problem.is_some() { Phase::Failed } else { Phase::Stopped };
+        State {
+            backoff: Backoff::new(entry.config.restart_backoff, entry.config.restart_backoff_max),
+            config: entry.config.clone(),
+            origin: entry.origin.clone(),
+            problem: entry.problem.clone(),
+            last_error: entry.problem.clone(),
+            phase,
+            restart_count: 0,
+            attempts: 0,
+            last_attempt: None,
+            generation: 0,
+            removed: false,
+            ping: None,
+            last_ping: now,
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        match self.phase {
+            Phase::Stopped => Status::Stopped,
+            Phase::Failed => Status::Failed,
+            Phase::Backoff { .. } | Phase::Launching { .. } => Status::Starting,
+            Phase::Running { .. } => Status::Running,
+            Phase::Stopping { .. } => Status::Stopping,
+        }
+    }
+
+    pub fn info(&self) -> ProcessInfo {
+        let (pid, started_at) = match &self.phase {
+            Phase::Running { run, since } => (run.pid(), Some(*since)),
+            _ => (None, None),
+        };
+        ProcessInfo {
+            status: self.status(),
+            pid,
+            started_at,
+            restart_count: self.restart_count,
+            last_error: self.last_error.clone(),
+        }
+    }
+
+    pub fn run(&self) -> Option<&R> {
+        match &self.phase {
+            Phase::Running { run, .. } => Some(run),
+            _ => None,
+        }
+    }
+
+    pub fn run_mut(&mut self) -> Option<&mut R> {
+        match &mut self.phase {
+            Phase::Running { run, .. } => Some(run),
+            _ => None,
+        }
+    }
+
+    pub fn is_launching(&self) -> bool {
+        matches!(self.phase, Phase::Launching { .. })
+    }
+
+    fn set(&mut self, phase: Phase<R>, why: &str, fx: &mut Effects) {
+        let from = self.status();
+        self.phase = phase;
+        let to = self.status();
+        if from != to {
+            fx.push(Effect::Status { from, to, why: why.to_string() });
+        }
+    }
+
+    /// A manual start begins a fresh streak.
+    pub fn fresh_streak(&mut self) {
+        self.restart_count = 0;
+        self.backoff.reset();
+    }
+
+    /// A launch may begin unless one is under way, the server runs, stops, or is gone.
+    pub fn begin_launch(&mut self) -> Option<(Ticket, Effects)> {
+        let idle = matches!(self.phase, Phase::Stopped | Phase::Failed | Phase::Backoff { .. });
+        if !idle || self.removed || self.problem.is_some() {
+            return None;
+        }
+        let mut fx = Effects::new();
+        self.set(Phase::Launching { pgid: None }, "", &mut fx);
+        Some((Ticket { config: self.config.clone(), generation: self.generation }, fx))
+    }
+
+    /// The launching child is spawned: a stop from now on kills its group.
+    pub fn spawned(&mut self, generation: u64, pgid: i32) {
+        if let (Phase::Launching { pgid: slot }, true) = (&mut self.phase, generation == self.generation) {
+            *slot = Some(pgid);
+        }
+    }
+
+    /// A launch ended. Its run comes back when a stop or removal voided the launch meanwhile:
+    /// the caller takes it down.
+    pub fn launch_ended(
+        &mut self,
+        generation: u64,
+        outcome: Result<R, (String, bool)>,
+        since: (SystemTime, Instant),
+    ) -> (Effects, Option<R>) {
+        let mut fx = Effects::new();
+        self.attempts += 1;
+        self.last_attempt = Some(outcome.as_ref().map(|_| ()).map_err(|(e, _)| e.clone()));
+        if generation != self.generation || self.removed || !self.is_launching() {
+            if let Phase::Stopping { launch } = &mut self.phase {
+                *launch = false;
+            }
+            return (fx, outcome.ok());
+        }
+        match outcome {
+            Ok(run) => {
+                self.last_error = None;
+                self.last_ping = since.1;
+                self.ping = None;
+                self.set(Phase::Running { run, since }, "", &mut fx);
+                fx.push(Effect::FreshBreaker);
+            }
+            Err((e, true)) => self.after_failure(Status::Starting, e, since.1, &mut fx),
+            Err((e, false)) => {
+                self.last_error = Some(e.clone());
+                self.set(Phase::Failed, &e, &mut fx);
+            }
+        }
+        (fx, None)
+    }
+
+    /// The running child exited or hung: its run comes back to be taken down; a restart is
+    /// scheduled within policy.
+    pub fn exited(&mut self, reason: String, now: Instant) -> (Effects, Option<R>) {
+        let mut fx = Effects::new();
+        match std::mem::replace(&mut self.phase, Phase::Stopped) {
+            Phase::Running { run, .. } => {
+                self.after_failure(Status::Running, reason, now, &mut fx);
+                (fx, Some(run))
+            }
+            other => {
+                self.phase = other;
+                (fx, None)
+            }
+        }
+    }
+
+    /// After a crash, a hung child or a failed handshake (`from` the status before): a restart
+    /// after the backoff while the streak allows, else FAILED.
+    fn after_failure(&mut self, from: Status, reason: String, now: Instant, fx: &mut Effects) {
+        self.last_error = Some(reason.clone());
+        self.ping = None;
+        let (phase, why) = if self.config.restart_on_failure && self.restart_count < self.config.max_restarts
+        {
+            self.restart_count += 1;
+            let delay = self.backoff.next_delay();
+            fx.push(Effect::Restarting {
+                reason: reason.clone(),
+                count: self.restart_count,
+                max: self.config.max_restarts,
+                delay,
+            });
+            (Phase::Backoff { until: now + delay }, format!("{reason}; restarting"))
+        } else {
+            (Phase::Failed, reason)
+        };
+        self.phase = phase;
+        let to = self.status();
+        if from != to {
+            fx.push(Effect::Status { from, to, why });
+        }
+    }
+
+    /// A relaunch is due: the launch begins (the caller runs it on a thread of its own).
+    pub fn relaunch_due(&mut self, now: Instant) -> Option<(Ticket, Effects)> {
+        match self.phase {
+            Phase::Backoff { until } if until <= now => self.begin_launch(),
+            _ => None,
+        }
+    }
+
+    /// Running for `stable` without a crash ends the restart streak.
+    pub fn settle(&mut self, now: Instant, stable: Duration) -> Effects {
+        match &self.phase {
+            Phase::Running { since, .. }
+                if self.restart_count > 0 && now.duration_since(since.1) >= stable =>
+            {
+                self.restart_count = 0;
+                self.backoff.reset();
+                vec![Effect::Stable]
+            }
+            _ => Effects::new(),
+        }
+    }
+
+    /// A stop begins: any launch is voided, any run handed over to be taken down. `None` when
+    /// there is nothing to stop.
+    pub fn begin_stop(&mut self) -> Option<(Effects, Teardown<R>)> {
+        self.generation += 1;
+        self.ping = None;
+        if matches!(self.phase, Phase::Stopped) {
+            return None;
+        }
+        let from = self.status();
+        let (run, launching, launch) =
+            match std::mem::replace(&mut self.phase, Phase::Stopping { launch: false }) {
+                Phase::Running { run, .. } => (Some(run), None, false),
+                Phase::Launching { pgid } => (None, pgid, true),
+                Phase::Stopping { launch } => (None, None, launch),
+                Phase::Stopped | Phase::Failed | Phase::Backoff { .. } => (None, None, false),
+            };
+        self.phase = Phase::Stopping { launch };
+        let mut fx = Effects::new();
+        if from != Status::Stopping {
+            fx.push(Effect::Status { from, to: Status::Stopping, why: String::new() });
+        }
+        Some((fx, Teardown { run, launching }))
+    }
+
+    /// Whether a launch voided by the stop under way is still finishing.
+    pub fn stop_waits_for_launch(&self) -> bool {
+        matches!(self.phase, Phase::Stopping { launch: true })
+    }
+
+    /// The stop is done: STOPPED, or FAILED when the configuration itself cannot start.
+    pub fn stopped(&mut self) -> Effects {
+        let mut fx = Effects::new();
+        if self.problem.is_none() {
+            self.last_error = None;
+        }
+        let phase = if self.problem.is_some() { Phase::Failed } else { Phase::Stopped };
+        let why = self.problem.clone().unwrap_or_default();
+        self.set(phase, &why, &mut fx);
+        fx
+    }
+
+    /// The configuration was replaced: a FAILED server is STOPPED again (its problem is gone).
+    pub fn replaced(
+        &mut self,
+        config: ServerConfig,
+        origin: String,
+    ) -> (ServerConfig, String, Option<String>) {
+        self.backoff = Backoff::new(config.restart_backoff, config.restart_backoff_max);
+        let old = std::mem::replace(&mut self.config, config);
+        let old_origin = std::mem::replace(&mut self.origin, origin);
+        (old, old_origin, self.problem.take())
+    }
+
+    /// After a replaced configuration was saved.
+    pub fn clear_failure(&mut self) -> Effects {
+        let mut fx = Effects::new();
+        if matches!(self.phase, Phase::Failed) {
+            self.set(Phase::Stopped, "configuration replaced", &mut fx);
+        }
+        fx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Child;
+
+    impl Live for Child {
+        fn pid(&self) -> Option<u32> {
+            Some(42)
+        }
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Op {
+        /// `begin_launch` must allow a launch (true) or refuse (false).
+        Begin(bool),
+        /// The launch under way ends: up, or failed (retry or not).
+        Up,
+        Down {
+            retry: bool,
+        },
+        /// The running child exits.
+        Crash,
+        /// The clock moves on.
+        Wait(u64),
+        /// The supervisor's relaunch step: a launch begins (true) or not.
+        Due(bool),
+        Settle,
+        /// A stop begins (false: there was nothing to stop); then ends.
+        Stop(bool),
+        StopEnds,
+        /// A launch voided by the stop is still finishing.
+        VoidedLaunch(bool),
+        Is(Status, u32),
+        /// The effects since the last `Said`.
+        Said(&'static [&'static str]),
+    }
+    use Op::*;
+    use Status::{Failed, Running, Starting, Stopped, Stopping};
+
+    fn label(e: &Effect) -> String {
+        match e {
+            Effect::Status { from, to, .. } => format!("{}>{}", from.as_str(), to.as_str()),
+            Effect::Restarting { count, delay, .. } => format!("restart {count} in {}s", delay.as_secs()),
+            Effect::FreshBreaker => "fresh breaker".into(),
+            Effect::Stable => "stable".into(),
+        }
+    }
+
+    /// Runs `ops` on a server with `max_restarts` (restart_on_failure unless 0) and a 1 s
+    /// backoff doubling to 30 s, on a hand-driven clock.
+    fn check(what: &str, max_restarts: u32, ops: &[Op]) {
+        let config =
+            ServerConfig { max_restarts, restart_on_failure: max_restarts > 0, ..Default::default() };
+        let entry = ServerEntry { name: "s".into(), config, origin: "test".into(), problem: None };
+        let mut now = Instant::now();
+        let mut st: State<Child> = State::new(&entry, now);
+        let (mut said, mut generation) = (Vec::<String>::new(), 0);
+        let since = |now| (SystemTime::UNIX_EPOCH, now);
+        for (i, op) in ops.iter().enumerate() {
+            let at = format!("{what}: op {i} {op:?}");
+            let fx = match *op {
+                Begin(ok) => match st.begin_launch() {
+                    Some((t, fx)) => {
+                        assert!(ok, "{at}: a launch began");
+                        generation = t.generation;
+                        fx
+                    }
+                    None => {
+                        assert!(!ok, "{at}: refused");
+                        Effects::new()
+                    }
+                },
+                Up => st.launch_ended(generation, Ok(Child), since(now)).0,
+                Down { retry } => {
+                    st.launch_ended(generation, Err(("no handshake".into(), retry)), since(now)).0
+                }
+                Crash => {
+                    let (fx, run) = st.exited("exited unexpectedly".into(), now);
+                    assert!(run.is_some(), "{at}: the run is handed back to be taken down");
+                    fx
+                }
+                Wait(s) => {
+                    now += Duration::from_secs(s);
+                    Effects::new()
+                }
+                Due(want) => match st.relaunch_due(now) {
+                    Some((t, fx)) => {
+                        assert!(want, "{at}: a relaunch began");
+                        generation = t.generation;
+                        fx
+                    }
+                    None => {
+                        assert!(!want, "{at}: no relaunch");
+                        Effects::new()
+                    }
+                },
+                Settle => st.settle(now, Duration::from_secs(60)),
+                Stop(any) => match st.begin_stop() {
+                    Some((fx, _)) => {
+                        assert!(any, "{at}: a stop began");
+                        fx
+                    }
+                    None => {
+                        assert!(!any, "{at}: nothing to stop");
+                        Effects::new()
+                    }
+                },
+                StopEnds => st.stopped(),
+                VoidedLaunch(want) => {
+                    assert_eq!(st.stop_waits_for_launch(), want, "{at}");
+                    Effects::new()
+                }
+                Is(status, restarts) => {
+                    assert_eq!((st.status(), st.restart_count), (status, restarts), "{at}");
+                    Effects::new()
+                }
+                Said(want) => {
+                    assert_eq!(said, want, "{at}");
+                    said.clear();
+                    Effects::new()
+                }
+            };
+            said.extend(fx.iter().map(label));
+        }
+    }
+
+    #[test]
+    fn transitions() {
+        check(
+            "a start launches, then runs with a fresh breaker",
+            5,
+            &[
+                Begin(true),
+                Is(Starting, 0),
+                Up,
+                Is(Running, 0),
+                Said(&["STOPPED>STARTING", "STARTING>RUNNING", "fresh breaker"]),
+            ],
+        );
+        check("one launch at a time", 5, &[Begin(true), Begin(false), Up, Begin(false)]);
+        check(
+            "crashes restart with a doubling backoff until the streak is spent",
+            2,
+            &[
+                Begin(true),
+                Up,
+                Said(&["STOPPED>STARTING", "STARTING>RUNNING", "fresh breaker"]),
+                Crash,
+                Is(Starting, 1),
+                Said(&["restart 1 in 1s", "RUNNING>STARTING"]),
+                Due(false),
+                Wait(1),
+                Due(true),
+                Up,
+                Crash,
+                Is(Starting, 2),
+                Wait(1),
+                Due(false),
+                Wait(1),
+                Due(true),
+                Up,
+                Crash,
+                Is(Failed, 2),
+            ],
+        );
+        check("no restarts when the policy says so", 0, &[Begin(true), Up, Crash, Is(Failed, 0), Due(false)]);
+        check(
+            "a failed handshake follows the policy; a hopeless one fails at once",
+            5,
+            &[
+                Begin(true),
+                Down { retry: true },
+                Is(Starting, 1),
+                Said(&["STOPPED>STARTING", "restart 1 in 1s"]),
+                Wait(1),
+                Due(true),
+                Down { retry: false },
+                Is(Failed, 1),
+                Said(&["STARTING>FAILED"]),
+            ],
+        );
+        check(
+            "a stable period ends the streak",
+            5,
+            &[
+                Begin(true),
+                Up,
+                Crash,
+                Wait(1),
+                Due(true),
+                Up,
+                Wait(59),
+                Settle,
+                Is(Running, 1),
+                Wait(1),
+                Settle,
+                Is(Running, 0),
+            ],
+        );
+        check(
+            "a stop voids a launch under way; the launch's end is discarded",
+            5,
+            &[
+                Begin(true),
+                Stop(true),
+                Is(Stopping, 0),
+                VoidedLaunch(true),
+                Up,
+                VoidedLaunch(false),
+                Is(Stopping, 0),
+                StopEnds,
+                Is(Stopped, 0),
+                Said(&["STOPPED>STARTING", "STARTING>STOPPING", "STOPPING>STOPPED"]),
+            ],
+        );
+        check("stopping a stopped server does nothing", 5, &[Stop(false), Is(Stopped, 0), Said(&[])]);
+        check(
+            "stopping a failed server clears it",
+            5,
+            &[Begin(true), Down { retry: false }, Stop(true), StopEnds, Is(Stopped, 0)],
+        );
+        check(
+            "a stop during the backoff cancels the restart",
+            5,
+            &[Begin(true), Up, Crash, Stop(true), StopEnds, Wait(10), Due(false), Is(Stopped, 1)],
+        );
+        check(
+            "a manual start after a crash loop begins a fresh streak",
+            1,
+            &[
+                Begin(true),
+                Up,
+                Crash,
+                Wait(1),
+                Due(true),
+                Up,
+                Crash,
+                Is(Failed, 1),
+                Begin(true),
+                Up,
+                Is(Running, 1),
+            ],
+        );
+    }
+}

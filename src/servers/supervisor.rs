@@ -1,0 +1,111 @@
+//! The supervisor: one thread, one loop. Every `TICK` it looks at each server once and takes
+//! these steps, each a transition of the server's phase with its effects fired after unlock:
+//!
+//! 1. `reap` — a running child that exited is taken down and, within policy, a restart is
+//!    scheduled (else FAILED with the exit status and the last stderr lines);
+//! 2. `ping` — a running child is pinged every `health_check_interval`; one that does not
+//!    answer within `PING_DEADLINE` is treated as hung, like a crash;
+//! 3. `settle` — running for `STABLE_AFTER` without a crash ends the restart streak;
+//! 4. `relaunch` — a restart whose backoff has passed is launched on a thread of its own.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::phase::Effects;
+use super::{process, short, Run, Server, Servers};
+
+/// Running this long without a crash resets `restart_count` and the backoff.
+pub(super) const STABLE_AFTER: Duration = Duration::from_secs(60);
+/// How often the supervisor looks at every child.
+const TICK: Duration = Duration::from_millis(100);
+/// Longest a health-check ping may go unanswered.
+const PING_DEADLINE: Duration = Duration::from_secs(10);
+
+impl Servers {
+    /// The supervisor's main loop.
+    pub(super) fn supervise(self: &Arc<Self>) {
+        while !self.stop.load(Ordering::SeqCst) {
+            let servers = self.list.lock().clone();
+            for srv in servers {
+                if self.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                self.check(&srv, Instant::now());
+            }
+            std::thread::sleep(TICK);
+        }
+    }
+
+    /// One look at one server: the four steps in order.
+    pub(super) fn check(self: &Arc<Self>, srv: &Arc<Server>, now: Instant) {
+        let (fx, down) = {
+            let mut st = srv.state.lock();
+            let mut down = None;
+            let mut fx = Effects::new();
+            let failure = match st.run_mut().and_then(|r| r.try_wait()) {
+                Some(status) => Some(exit_reason(srv, status)),
+                None => ping(&mut st, now),
+            };
+            if let Some(reason) = failure {
+                let (f, run) = st.exited(reason, now);
+                fx.extend(f);
+                down = run;
+            }
+            fx.extend(st.settle(now, STABLE_AFTER));
+            (fx, down)
+        };
+        if let Some(mut run) = down {
+            // The leader is gone (or hung): take its group down and release the callers.
+            run.kill(Duration::from_millis(200));
+        }
+        self.fire(srv, fx);
+        let due = srv.state.lock().relaunch_due(now);
+        if let Some((ticket, fx)) = due {
+            self.fire(srv, fx);
+            let (me, srv) = (self.clone(), srv.clone());
+            self.spawn_thread(format!("start-{}", short(&srv.name)), move || me.launch(&srv, ticket));
+        }
+    }
+}
+
+fn exit_reason(srv: &Server, status: std::process::ExitStatus) -> String {
+    let tail = srv.stderr.lock().tail(5).join(" | ");
+    let mut reason = format!("exited unexpectedly ({})", process::describe(status));
+    if !tail.is_empty() {
+        reason.push_str(&format!("; stderr: {tail}"));
+    }
+    reason
+}
+
+/// Pings a running child every `health_check_interval`; the reason when it stopped answering.
+fn ping(st: &mut super::State<Run>, now: Instant) -> Option<String> {
+    let interval = st.config.health_check_interval;
+    if interval.is_zero() {
+        return None;
+    }
+    let bridge = st.run()?.bridge()?.clone();
+    if let Some((pending, deadline)) = &st.ping {
+        match bridge.poll(pending) {
+            Some(_) => {
+                st.ping = None;
+                st.last_ping = now;
+            }
+            None if now >= *deadline => {
+                let waited = PING_DEADLINE.min(interval);
+                return Some(format!(
+                    "did not answer ping within {}s; treated as hung",
+                    waited.as_secs_f64()
+                ));
+            }
+            None => {}
+        }
+        return None;
+    }
+    if now.duration_since(st.last_ping) >= interval {
+        if let Ok(p) = bridge.begin("ping", None) {
+            st.ping = Some((p, now + PING_DEADLINE.min(interval)));
+        }
+    }
+    None
+}
