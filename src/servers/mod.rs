@@ -612,8 +612,7 @@ impl Servers {
         };
         if let Some(pgid) = launch_pgid {
             // A launch in progress: its handshake fails at once and the launch discards it.
-            // SAFETY: killing the group this hub created for the launching child.
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            process::kill_group(pgid);
         }
         if let Some(mut run) = run {
             run.stop();
