@@ -1,5 +1,6 @@
 //! AgentHub's building blocks as a library: the `agenthub` binary (`main.rs`) is a thin command
 //! line over them, and the tests and benchmarks reach them directly.
+#![deny(unsafe_code)]
 
 pub mod cache;
 pub mod config;
@@ -13,6 +14,9 @@ pub mod queue;
 pub mod resilience;
 pub mod servers;
 pub mod shim;
+mod sys;
+
+pub use sys::raise_fd_limit;
 
 /// The version every surface reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -264,7 +264,9 @@ fn init_logging(level: log::LevelFilter) {
 
 /// Builds the hub, serves until SIGINT/SIGTERM (or a fatal listener error), then stops it.
 fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()> {
-    raise_fd_limit();
+    if let Err(e) = agenthub::raise_fd_limit() {
+        log::warn!("cannot raise the open-file limit: {e}");
+    }
     let loaded = config::load(&settings, env)?;
     for s in &loaded.sources {
         log::info!("config {s}");
@@ -351,21 +353,6 @@ fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()>
     let _ = signal_thread.join();
     log::info!("stopped");
     outcome
-}
-
-/// tiny_http's accept thread ends at its first error, "too many open files" included: take the
-/// hard limit up front.
-fn raise_fd_limit() {
-    // SAFETY: plain libc calls on a local struct.
-    unsafe {
-        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max.min(1 << 20);
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                log::warn!("cannot raise the open-file limit: {}", std::io::Error::last_os_error());
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -130,20 +130,8 @@ fn bind(host: &str, port: u16) -> Result<TcpListener> {
 
 #[cfg(unix)]
 fn set_nodelay(listener: &TcpListener) {
-    use std::os::fd::AsRawFd;
-    let one: libc::c_int = 1;
-    // SAFETY: a valid socket fd and a c_int-sized option value.
-    let rc = unsafe {
-        libc::setsockopt(
-            listener.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        log::warn!("cannot set TCP_NODELAY: {}", std::io::Error::last_os_error());
+    if let Err(e) = crate::sys::set_nodelay(listener) {
+        log::warn!("cannot set TCP_NODELAY: {e}");
     }
 }
 
@@ -405,58 +393,11 @@ fn to_response(reply: Reply, cors_origin: Option<&str>) -> tiny_http::Response<s
 
 /// Finding a connection's socket by its peer address, for the one case where tiny_http keeps
 /// the socket out of reach (an abandoned oversized request).
-#[cfg(unix)]
 mod socket {
-    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+    #[cfg(unix)]
+    pub use crate::sys::shutdown_connection as shutdown_peer;
 
-    /// Shuts down (without closing) this process's socket connected to `peer` on `local_port`.
-    pub fn shutdown_peer(peer: SocketAddr, local_port: u16) {
-        let dir = if std::path::Path::new("/proc/self/fd").is_dir() { "/proc/self/fd" } else { "/dev/fd" };
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-                continue;
-            };
-            if address(fd, libc::getpeername) == Some(peer)
-                && address(fd, libc::getsockname).is_some_and(|a| a.port() == local_port)
-            {
-                // SAFETY: shutting down a socket fd this process owns; it stays open.
-                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
-            }
-        }
-    }
-
-    type NameFn = unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
-
-    fn address(fd: i32, name: NameFn) -> Option<SocketAddr> {
-        // SAFETY: the storage is large enough for any address and `len` says so.
-        unsafe {
-            let mut ss: libc::sockaddr_storage = std::mem::zeroed();
-            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            if name(fd, (&mut ss as *mut libc::sockaddr_storage).cast(), &mut len) != 0 {
-                return None;
-            }
-            match i32::from(ss.ss_family) {
-                libc::AF_INET => {
-                    let a = &*(&ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>();
-                    let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
-                    Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(a.sin_port))))
-                }
-                libc::AF_INET6 => {
-                    let a = &*(&ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
-                    let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
-                    Some(SocketAddr::V6(SocketAddrV6::new(ip, u16::from_be(a.sin6_port), 0, a.sin6_scope_id)))
-                }
-                _ => None,
-            }
-        }
-    }
-}
-
-#[cfg(not(unix))]
-mod socket {
+    #[cfg(not(unix))]
     pub fn shutdown_peer(_: std::net::SocketAddr, _: u16) {}
 }
 

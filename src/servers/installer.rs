@@ -112,8 +112,7 @@ impl Installer {
                 break Some(s);
             }
             if started.elapsed() >= self.timeout {
-                // SAFETY: killing the group this hub created for npm.
-                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                super::process::kill_group(pgid);
                 let _ = child.wait();
                 break None;
             }

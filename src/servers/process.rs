@@ -1,7 +1,8 @@
 //! Child processes: the only module that touches `std::process` for MCP servers. Each child is
 //! spawned without a shell as the leader of a new process group, so signals reach the whole
 //! tree (`npx` wrappers have grandchildren). Stopping escalates: stdin closed, SIGTERM to the
-//! group, SIGKILL to the group, reaped.
+//! group, SIGKILL to the group, reaped. Every signal the hub sends to a group goes through here
+//! (`kill_group` for the groups it does not hold a `Process` for), and from here to `sys`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::ServerConfig;
 use crate::error::{Error, Result};
+use crate::sys::{self, Signal};
 
 /// How long a child gets to exit on its own after its stdin closes.
 pub const STDIN_GRACE: Duration = Duration::from_secs(1);
@@ -136,7 +138,7 @@ impl Process {
     pub fn stop(&mut self, grace: Duration) -> Option<ExitStatus> {
         self.wait_until(Instant::now() + STDIN_GRACE);
         if self.group_alive() {
-            self.signal_group(libc::SIGTERM);
+            self.signal_group(Signal::Term);
             let deadline = Instant::now() + grace;
             while self.group_alive() && Instant::now() < deadline {
                 self.try_wait();
@@ -148,7 +150,7 @@ impl Process {
 
     /// SIGKILL to the group at once, then reap the leader.
     pub fn kill(&mut self) -> Option<ExitStatus> {
-        self.signal_group(libc::SIGKILL);
+        self.signal_group(Signal::Kill);
         if self.exit.is_none() {
             self.exit = self.child.wait().ok();
         }
@@ -159,8 +161,7 @@ impl Process {
     /// not count: orphans are reaped by init, which in a container may never happen.
     fn group_alive(&mut self) -> bool {
         self.try_wait();
-        // SAFETY: signal 0 only checks for existence.
-        if unsafe { libc::kill(-self.pgid, 0) } != 0 {
+        if !sys::group_exists(self.pgid) {
             return false;
         }
         let Ok(procs) = std::fs::read_dir("/proc") else { return true };
@@ -170,11 +171,9 @@ impl Process {
         })
     }
 
-    fn signal_group(&self, sig: libc::c_int) {
-        // SAFETY: signalling the group this process created; ESRCH (already gone) is fine.
-        unsafe {
-            libc::kill(-self.pgid, sig);
-        }
+    fn signal_group(&self, signal: Signal) {
+        // ESRCH (the group is already gone) is the usual outcome, not a failure.
+        let _ = sys::signal_group(self.pgid, signal);
     }
 }
 
@@ -187,12 +186,10 @@ impl Drop for Process {
     }
 }
 
-/// SIGKILL to a group this hub created (a child still in its handshake).
+/// SIGKILL to every process of group `pgid`, one this hub created (a launching child's, npm's);
+/// a group already gone is fine.
 pub fn kill_group(pgid: i32) {
-    // SAFETY: signalling a group this process created; ESRCH (already gone) is fine.
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
-    }
+    let _ = sys::signal_group(pgid, Signal::Kill);
 }
 
 /// A process's state letter and group from `/proc/PID/stat`; None when it is gone.
