@@ -159,7 +159,9 @@ mod tests {
         let s = servers.clone();
         let replace = std::thread::Builder::new()
             .name("replace".into())
-            .spawn(move || s.replace("a", ServerConfig { command: Some("true".into()), ..Default::default() }))
+            .spawn(move || {
+                s.replace("a", ServerConfig { command: Some("true".into()), ..Default::default() })
+            })
             .unwrap();
         wait_blocked("replace");
         // A removal that holds the save lock first: it takes the server out.

@@ -1,0 +1,501 @@
+//! The stdio bridge to one child: three named threads per child. `stdin` owns the child's stdin
+//! and writes the lines handed to it through its `Queue` (drained whole, one write per batch);
+//! `stdout` reads one JSON-RPC message per line and routes each response to the caller waiting
+//! on its id (`Slot`, a one-shot); `stderr` drains into a ring buffer and the log. Ids
+//! sent to the child are the hub's own (unique per child), so concurrent callers never see each
+//! other's answers whatever ids they use themselves.
+//!
+//! The stdin queue is a `queue::Queue` and the slots a mutex and a condvar each, not channels:
+//! under load a channel's receiver spins and yields before it sleeps, taking the CPU the child
+//! needs.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use serde_json::{json, Value};
+
+use crate::jsonrpc::{self, Kind, RpcError};
+use crate::queue::Queue;
+
+/// Lines of stderr kept per server.
+pub const STDERR_LINES: usize = 500;
+
+/// The last lines a child wrote to stderr (kept across restarts).
+#[derive(Default)]
+pub struct StderrRing {
+    lines: VecDeque<String>,
+}
+
+impl StderrRing {
+    pub fn push(&mut self, line: String) {
+        if self.lines.len() == STDERR_LINES {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(line);
+    }
+
+    pub fn tail(&self, n: usize) -> Vec<String> {
+        self.lines.iter().skip(self.lines.len().saturating_sub(n)).cloned().collect()
+    }
+}
+
+/// What the hub does with messages the child starts: its requests (`ping`, `roots/list`, ...)
+/// and notifications.
+pub trait Peer: Send + Sync {
+    /// The answer to a child's request: a result or an error.
+    fn request(&self, server: &str, msg: &Value) -> Result<Value, RpcError>;
+    /// `relayed`: the message already went to the one client request in flight.
+    fn notification(&self, server: &str, msg: &Value, relayed: bool);
+}
+
+/// What reaches a caller before (and as) its answer.
+#[derive(Debug)]
+pub enum Event {
+    /// A message from the child for this caller: progress on its request (the caller's token
+    /// restored), or a request the child sends its client (sampling, elicitation) under a hub
+    /// id `s:<server>:<n>`; its answer goes back through `Bridge::answer_child`.
+    Message(Value),
+    /// The final answer, id still the hub's.
+    Response(Value),
+}
+
+/// What `next` found.
+#[derive(Debug)]
+pub enum Next {
+    Event(Event),
+    /// The child went away before answering.
+    Gone,
+    TimedOut,
+}
+
+/// Where one request's events land.
+struct Slot {
+    events: Mutex<(VecDeque<Event>, bool)>,
+    ready: Condvar,
+    /// A client's request relayed whole: it may receive progress and the child's requests.
+    relay: bool,
+    /// The caller's own progress token, put back on progress notifications.
+    client_token: Option<Value>,
+}
+
+impl Slot {
+    fn new(relay: bool, client_token: Option<Value>) -> Slot {
+        Slot { events: Mutex::new((VecDeque::new(), false)), ready: Condvar::new(), relay, client_token }
+    }
+
+    fn push(&self, e: Event) {
+        self.events.lock().0.push_back(e);
+        self.ready.notify_one();
+    }
+
+    fn gone(&self) {
+        self.events.lock().1 = true;
+        self.ready.notify_one();
+    }
+}
+
+struct Shared {
+    name: String,
+    /// Callers waiting for a response, by the hub id sent to the child. `None` once the child's
+    /// stdout has closed: nobody may start waiting after that.
+    pending: Mutex<Option<HashMap<u64, Arc<Slot>>>>,
+    next_id: AtomicU64,
+    /// Requests of the child relayed to a client, by the hub id the client sees: the child's id.
+    child_requests: Mutex<HashMap<String, Value>>,
+}
+
+/// A request sent and not yet answered.
+pub struct Pending {
+    id: u64,
+    slot: Arc<Slot>,
+}
+
+impl Pending {
+    /// The hub id the child sees (also the progress token it sees).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+pub struct Bridge {
+    shared: Arc<Shared>,
+    outbox: Arc<Queue<String>>,
+    closed: Arc<AtomicBool>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Bridge {
+    /// Starts the three threads over a child's pipes. Any writer and readers will do, not only a
+    /// process's: tests run a bridge over in-memory pipes, with no process.
+    pub fn start(
+        name: &str,
+        stdin: impl Write + Send + 'static,
+        stdout: impl Read + Send + 'static,
+        stderr: impl Read + Send + 'static,
+        ring: Arc<Mutex<StderrRing>>,
+        peer: Arc<dyn Peer>,
+    ) -> std::io::Result<Bridge> {
+        let shared = Arc::new(Shared {
+            name: name.to_string(),
+            pending: Mutex::new(Some(HashMap::new())),
+            next_id: AtomicU64::new(1),
+            child_requests: Mutex::new(HashMap::new()),
+        });
+        let outbox = Arc::new(Queue::default());
+        let closed = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::with_capacity(3);
+        let n = short(name);
+        threads.push(std::thread::Builder::new().name(format!("stdin-{n}")).spawn({
+            let outbox = outbox.clone();
+            move || write_loop(stdin, &outbox)
+        })?);
+        let (s, t, c) = (shared.clone(), outbox.clone(), closed.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("stdout-{n}"))
+                .spawn(move || read_loop(stdout, &s, &t, &c, peer.as_ref()))?,
+        );
+        let server = name.to_string();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("stderr-{n}"))
+                .spawn(move || drain_stderr(stderr, &server, &ring))?,
+        );
+        Ok(Bridge { shared, outbox, closed, threads: Mutex::new(threads) })
+    }
+
+    /// Whether the child's stdout has closed (it exited, or is exiting).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Sends a request with a fresh hub id; `wait` collects the answer.
+    pub fn begin(&self, method: &str, params: Option<Value>) -> Result<Pending, RpcError> {
+        self.send(method, params, Slot::new(false, None))
+    }
+
+    /// Sends a client's request: a fresh hub id, and its progress token (if any) swapped for
+    /// that id, so progress finds its way back to this caller alone.
+    pub fn begin_relay(&self, request: &Value) -> Result<Pending, RpcError> {
+        let mut params = request.get("params").cloned();
+        let client_token = params.as_ref().and_then(|p| p.pointer("/_meta/progressToken")).cloned();
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        if client_token.is_some() {
+            if let Some(meta) = params.as_mut().and_then(|p| p.get_mut("_meta")) {
+                meta["progressToken"] = json!(id);
+            }
+        }
+        self.send_as(id, jsonrpc::method(request), params, Slot::new(true, client_token))
+    }
+
+    fn send(&self, method: &str, params: Option<Value>, slot: Slot) -> Result<Pending, RpcError> {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        self.send_as(id, method, params, slot)
+    }
+
+    fn send_as(&self, id: u64, method: &str, params: Option<Value>, slot: Slot) -> Result<Pending, RpcError> {
+        let slot = Arc::new(slot);
+        match self.shared.pending.lock().as_mut() {
+            Some(p) => p.insert(id, slot.clone()),
+            None => return Err(self.gone()),
+        };
+        let line = jsonrpc::request(id, method, params).to_string();
+        if !self.outbox.push(line) {
+            self.forget(id);
+            return Err(self.gone());
+        }
+        Ok(Pending { id, slot })
+    }
+
+    /// The next event for a request, waiting until `deadline`.
+    pub fn next(&self, pending: &Pending, deadline: Instant) -> Next {
+        let mut ev = pending.slot.events.lock();
+        loop {
+            if let Some(e) = ev.0.pop_front() {
+                return Next::Event(e);
+            }
+            if ev.1 {
+                return Next::Gone;
+            }
+            if pending.slot.ready.wait_until(&mut ev, deadline).timed_out() && ev.0.is_empty() && !ev.1 {
+                return Next::TimedOut;
+            }
+        }
+    }
+
+    /// The full response message, or an error: -32001 after `timeout` (the child is told with
+    /// `notifications/cancelled`), -32000 at once when the child exits. Other events are
+    /// dropped (callers that want them use `next`).
+    pub fn wait(&self, pending: Pending, timeout: Duration) -> Result<Value, RpcError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.next(&pending, deadline) {
+                Next::Event(Event::Response(msg)) => return Ok(msg),
+                Next::Event(Event::Message(m)) => self.refuse_relay(&m),
+                Next::Gone => return Err(self.gone()),
+                Next::TimedOut => return Err(self.timed_out(pending, timeout)),
+            }
+        }
+    }
+
+    /// Gives up on a request: the child is told with `notifications/cancelled`; -32001.
+    pub fn timed_out(&self, pending: Pending, timeout: Duration) -> RpcError {
+        let reason = format!("timed out after {}s", timeout.as_secs_f64());
+        self.cancel(pending, &reason);
+        RpcError::new(jsonrpc::REQUEST_TIMEOUT, format!("request to {} {reason}", self.shared.name))
+    }
+
+    /// Forgets a request and tells the child to stop working on it.
+    pub fn cancel(&self, pending: Pending, reason: &str) {
+        self.forget(pending.id);
+        self.notify("notifications/cancelled", Some(json!({"requestId": pending.id, "reason": reason})));
+    }
+
+    /// A response if one has arrived (for the supervisor's pings, which must not block).
+    pub fn poll(&self, pending: &Pending) -> Option<Result<Value, RpcError>> {
+        let mut ev = pending.slot.events.lock();
+        while let Some(e) = ev.0.pop_front() {
+            if let Event::Response(msg) = e {
+                return Some(Ok(msg));
+            }
+        }
+        ev.1.then(|| Err(self.gone()))
+    }
+
+    /// A request's result (the response's `result`, or its error).
+    pub fn call(&self, method: &str, params: Option<Value>, timeout: Duration) -> Result<Value, RpcError> {
+        let pending = self.begin(method, params)?;
+        jsonrpc::outcome(&self.wait(pending, timeout)?)
+    }
+
+    /// Relays a client's request whole: its id is swapped for a hub id on the way in and put
+    /// back on the way out, so clients that reuse ids never get each other's answers.
+    pub fn relay(&self, request: &Value, timeout: Duration) -> Result<Value, RpcError> {
+        let client_id = request.get("id").cloned().unwrap_or(Value::Null);
+        let pending = self.begin_relay(request)?;
+        let mut response = self.wait(pending, timeout)?;
+        response["id"] = client_id;
+        Ok(response)
+    }
+
+    /// Hands a client's answer to a relayed child request back to the child.
+    pub fn answer_child(&self, relay_id: &str, answer: &Value) -> bool {
+        let Some(child_id) = self.shared.child_requests.lock().remove(relay_id) else { return false };
+        let mut msg = json!({"jsonrpc": "2.0", "id": child_id});
+        match (answer.get("result"), answer.get("error")) {
+            (Some(r), _) => msg["result"] = r.clone(),
+            (None, Some(e)) => msg["error"] = e.clone(),
+            (None, None) => {
+                msg["error"] = json!({"code": jsonrpc::INTERNAL_ERROR, "message": "empty answer"})
+            }
+        }
+        self.outbox.push(msg.to_string())
+    }
+
+    /// Answers a relayed child request with an error: its client cannot take it.
+    pub fn refuse_relay(&self, msg: &Value) {
+        if jsonrpc::kind(msg) == Kind::Request {
+            if let Some(id) = msg.get("id").and_then(Value::as_str) {
+                let err = json!({"error": {"code": jsonrpc::METHOD_NOT_FOUND,
+                    "message": format!("{} cannot be relayed: the client's request is not streaming", jsonrpc::method(msg))}});
+                self.answer_child(id, &err);
+            }
+        }
+    }
+
+    pub fn notify(&self, method: &str, params: Option<Value>) {
+        self.outbox.push(jsonrpc::notification(method, params).to_string());
+    }
+
+    /// Closes the child's stdin: the polite way to ask an MCP server to exit.
+    pub fn close_stdin(&self) {
+        self.outbox.close();
+    }
+
+    /// Joins the threads once the child is gone; threads still blocked after `grace` (a
+    /// grandchild holding a pipe open) are left to end with it.
+    pub fn join(&self, grace: Duration) {
+        self.close_stdin();
+        let deadline = Instant::now() + grace;
+        for t in self.threads.lock().drain(..) {
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    fn forget(&self, id: u64) {
+        if let Some(p) = self.shared.pending.lock().as_mut() {
+            p.remove(&id);
+        }
+    }
+
+    fn gone(&self) -> RpcError {
+        RpcError::new(
+            jsonrpc::SERVER_UNAVAILABLE,
+            format!("server {} exited while the request was in flight", self.shared.name),
+        )
+    }
+}
+
+/// Thread names are capped at 15 bytes by Linux; keep the server name's start.
+fn short(name: &str) -> &str {
+    let end = name.char_indices().nth(8).map_or(name.len(), |(i, _)| i);
+    &name[..end]
+}
+
+fn write_loop(mut stdin: impl Write, outbox: &Queue<String>) {
+    let mut buf = Vec::new();
+    while let Some(lines) = outbox.take_all() {
+        buf.clear();
+        for line in lines {
+            buf.extend_from_slice(line.as_bytes());
+            buf.push(b'\n');
+        }
+        if stdin.write_all(&buf).and_then(|()| stdin.flush()).is_err() {
+            break;
+        }
+    }
+    // Nothing more reaches the child: later sends fail at once instead of waiting out their
+    // deadlines. Dropping stdin closes the pipe: the child sees EOF.
+    outbox.close();
+}
+
+fn read_loop(
+    stdout: impl Read,
+    shared: &Shared,
+    outbox: &Queue<String>,
+    closed: &AtomicBool,
+    peer: &dyn Peer,
+) {
+    let mut reader = BufReader::new(stdout);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        // Bytes, not `read_line`: a line that is not UTF-8 is the child's mistake, to skip like
+        // any other bad line, not the end of its output.
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let Ok(text) = std::str::from_utf8(&line) else {
+            log::warn!("{}: skipping a stdout line that is not UTF-8", shared.name);
+            continue;
+        };
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let msg: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                log::warn!("{}: skipping a stdout line that is not JSON ({e}): {:.200}", shared.name, text);
+                continue;
+            }
+        };
+        match jsonrpc::kind(&msg) {
+            Kind::Response => {
+                let waiter = msg
+                    .get("id")
+                    .and_then(Value::as_u64)
+                    .and_then(|id| shared.pending.lock().as_mut().and_then(|p| p.remove(&id)));
+                match waiter {
+                    Some(slot) => slot.push(Event::Response(msg)),
+                    None => log::debug!(
+                        "{}: answer to no pending request (late or cancelled): {:.200}",
+                        shared.name,
+                        text
+                    ),
+                }
+            }
+            Kind::Request => {
+                let id = msg.get("id").cloned().unwrap_or(Value::Null);
+                if matches!(jsonrpc::method(&msg), "sampling/createMessage" | "elicitation/create") {
+                    if let Some(slot) = lone_relay(shared) {
+                        let n = shared.next_id.fetch_add(1, Ordering::Relaxed);
+                        let relay_id = format!("s:{}:{n}", shared.name);
+                        shared.child_requests.lock().insert(relay_id.clone(), id);
+                        let mut forward = msg;
+                        forward["id"] = json!(relay_id);
+                        slot.push(Event::Message(forward));
+                        continue;
+                    }
+                }
+                let answer = match peer.request(&shared.name, &msg) {
+                    Ok(result) => jsonrpc::result(id, result),
+                    Err(e) => json!({"jsonrpc": "2.0", "id": id, "error": e.to_value()}),
+                };
+                outbox.push(answer.to_string());
+            }
+            Kind::Notification if jsonrpc::method(&msg) == "notifications/progress" => {
+                let slot = msg
+                    .pointer("/params/progressToken")
+                    .and_then(Value::as_u64)
+                    .and_then(|t| shared.pending.lock().as_ref().and_then(|p| p.get(&t).cloned()));
+                match slot.as_ref().and_then(|s| s.client_token.clone().map(|t| (s, t))) {
+                    // Only a caller that asked for progress gets it, under its own token.
+                    Some((slot, token)) if slot.relay => {
+                        let mut m = msg;
+                        m["params"]["progressToken"] = token;
+                        slot.push(Event::Message(m));
+                    }
+                    _ => log::debug!("{}: progress for no pending request", shared.name),
+                }
+            }
+            Kind::Notification if jsonrpc::method(&msg) == "notifications/message" => {
+                // A log line while exactly one client request is in flight belongs to its stream.
+                let slot = lone_relay(shared);
+                if let Some(slot) = &slot {
+                    slot.push(Event::Message(msg.clone()));
+                }
+                peer.notification(&shared.name, &msg, slot.is_some());
+            }
+            Kind::Notification => peer.notification(&shared.name, &msg, false),
+            Kind::Invalid => {
+                log::warn!("{}: skipping an invalid JSON-RPC message: {:.200}", shared.name, text)
+            }
+        }
+    }
+    closed.store(true, Ordering::SeqCst);
+    // Every waiter wakes at once with "exited".
+    let waiting = shared.pending.lock().take();
+    for slot in waiting.into_iter().flat_map(HashMap::into_values) {
+        slot.gone();
+    }
+    shared.child_requests.lock().clear();
+}
+
+/// The one relayed client request in flight, when there is exactly one: only then is it clear
+/// whose client should answer the child's request.
+fn lone_relay(shared: &Shared) -> Option<Arc<Slot>> {
+    let pending = shared.pending.lock();
+    let mut relays = pending.as_ref()?.values().filter(|s| s.relay);
+    let first = relays.next()?.clone();
+    relays.next().is_none().then_some(first)
+}
+
+fn drain_stderr(stderr: impl Read, server: &str, ring: &Mutex<StderrRing>) {
+    let mut reader = BufReader::new(stderr);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+        log::debug!("[{server}] {line}");
+        ring.lock().push(line);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,623 @@
+//! Unit tests of the bridge over in-memory pipes: no process, milliseconds each.
+
+use std::collections::HashSet;
+use std::sync::mpsc;
+
+use super::*;
+
+#[test]
+fn ring_keeps_the_last_lines() {
+    let mut r = StderrRing::default();
+    for i in 0..(STDERR_LINES + 10) {
+        r.push(i.to_string());
+    }
+    assert_eq!(r.tail(2), ["508", "509"]);
+    assert_eq!(r.tail(10_000).len(), STDERR_LINES);
+    assert_eq!(r.tail(10_000)[0], "10");
+}
+
+#[test]
+fn thread_names_fit() {
+    assert_eq!(short("sequential-thinking"), "sequenti");
+    assert_eq!(short("mem"), "mem");
+}
+
+/// Long enough never to fire on a loaded machine: every wait below ends on a condition, in
+/// milliseconds.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// One direction of an in-memory pipe: bytes in the order written; end of file once the
+/// writer is dropped, and writes fail once the reader is (as `EPIPE` would).
+fn pipe() -> (PipeReader, PipeWriter) {
+    let chunks = Arc::new(Queue::default());
+    (PipeReader { chunks: chunks.clone(), buf: Vec::new(), at: 0 }, PipeWriter(chunks))
+}
+
+struct PipeReader {
+    chunks: Arc<Queue<Vec<u8>>>,
+    buf: Vec<u8>,
+    at: usize,
+}
+
+impl Read for PipeReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.buf.len() {
+            let Some(chunks) = self.chunks.take_all() else { return Ok(0) };
+            (self.buf, self.at) = (chunks.concat(), 0);
+        }
+        let n = out.len().min(self.buf.len() - self.at);
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+impl Drop for PipeReader {
+    fn drop(&mut self) {
+        self.chunks.close();
+    }
+}
+
+struct PipeWriter(Arc<Queue<Vec<u8>>>);
+
+impl Write for PipeWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !buf.is_empty() && !self.0.push(buf.to_vec()) {
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for PipeWriter {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// The hub's side of the child's requests: answers every one (`x/fail` with an error) and
+/// keeps what it was given.
+#[derive(Default)]
+struct Recorder {
+    requests: Mutex<Vec<Value>>,
+    notifications: Mutex<Vec<(Value, bool)>>,
+}
+
+impl Recorder {
+    fn asked(&self, method: &str) -> Vec<Value> {
+        self.requests.lock().iter().filter(|m| jsonrpc::method(m) == method).cloned().collect()
+    }
+}
+
+impl Peer for Recorder {
+    fn request(&self, _: &str, msg: &Value) -> Result<Value, RpcError> {
+        self.requests.lock().push(msg.clone());
+        match jsonrpc::method(msg) {
+            "x/fail" => Err(RpcError::new(jsonrpc::METHOD_NOT_FOUND, "no such method")),
+            m => Ok(json!({"from": "peer", "method": m})),
+        }
+    }
+
+    fn notification(&self, _: &str, msg: &Value, relayed: bool) {
+        self.notifications.lock().push((msg.clone(), relayed));
+    }
+}
+
+/// A bridge to server `fx` over in-memory pipes, the test playing the child: `heard` is the
+/// next line the hub wrote to the child's stdin (read by a thread of its own), `say` writes a
+/// line to the child's stdout.
+struct Child {
+    bridge: Bridge,
+    peer: Arc<Recorder>,
+    ring: Arc<Mutex<StderrRing>>,
+    stdout: Mutex<Option<PipeWriter>>,
+    stderr: Mutex<Option<PipeWriter>>,
+    heard: mpsc::Receiver<Value>,
+    reader: Option<JoinHandle<()>>,
+    syncs: AtomicU64,
+}
+
+impl Child {
+    fn start() -> Child {
+        let (stdin_r, stdin_w) = pipe();
+        let (stdout_r, stdout_w) = pipe();
+        let (stderr_r, stderr_w) = pipe();
+        let peer = Arc::new(Recorder::default());
+        let ring = Arc::new(Mutex::new(StderrRing::default()));
+        let bridge = Bridge::start("fx", stdin_w, stdout_r, stderr_r, ring.clone(), peer.clone())
+            .expect("bridge threads");
+        let (tx, heard) = mpsc::channel();
+        let reader = std::thread::Builder::new()
+            .name("fake-child".into())
+            .spawn(move || {
+                for line in BufReader::new(stdin_r).lines() {
+                    let Ok(line) = line else { break };
+                    let msg = match serde_json::from_str(&line) {
+                        Ok(v) => v,
+                        Err(_) => Value::String(line),
+                    };
+                    if tx.send(msg).is_err() {
+                        break;
+                    }
+                }
+            })
+            .expect("fake child thread");
+        Child {
+            bridge,
+            peer,
+            ring,
+            stdout: Mutex::new(Some(stdout_w)),
+            stderr: Mutex::new(Some(stderr_w)),
+            heard,
+            reader: Some(reader),
+            syncs: AtomicU64::new(0),
+        }
+    }
+
+    /// The next line the hub wrote to the child.
+    fn heard(&self) -> Value {
+        self.heard.recv_timeout(WAIT).expect("the hub wrote nothing more to the child")
+    }
+
+    fn say(&self, msg: Value) {
+        self.say_line(&msg.to_string());
+    }
+
+    fn say_line(&self, line: &str) {
+        self.say_bytes(format!("{line}\n").as_bytes());
+    }
+
+    fn say_bytes(&self, bytes: &[u8]) {
+        let mut stdout = self.stdout.lock();
+        let w = stdout.as_mut().expect("the child's stdout is open");
+        w.write_all(bytes).expect("the hub reads the child's stdout");
+    }
+
+    fn close_stdout(&self) {
+        self.stdout.lock().take();
+    }
+
+    /// A ping from the child, which must be the next thing the hub writes: the bridge reads
+    /// lines in order, so all the child said before has been routed, and the hub wrote
+    /// nothing else meanwhile.
+    fn sync(&self) {
+        let id = format!("sync-{}", self.syncs.fetch_add(1, Ordering::Relaxed));
+        self.say(json!({"jsonrpc": "2.0", "id": id, "method": "ping"}));
+        let pong = json!({"jsonrpc": "2.0", "id": id, "result": {"from": "peer", "method": "ping"}});
+        assert_eq!(self.heard(), pong);
+    }
+
+    fn next(&self, p: &Pending) -> Next {
+        self.bridge.next(p, Instant::now() + WAIT)
+    }
+
+    fn response(&self, p: &Pending) -> Value {
+        match self.next(p) {
+            Next::Event(Event::Response(r)) => r,
+            other => panic!("expected a response for {}, got {other:?}", p.id()),
+        }
+    }
+
+    fn message(&self, p: &Pending) -> Value {
+        match self.next(p) {
+            Next::Event(Event::Message(m)) => m,
+            other => panic!("expected a message for {}, got {other:?}", p.id()),
+        }
+    }
+
+    /// Nothing is waiting for `p` (after a `sync`, nothing more will come of what was said).
+    fn nothing_for(&self, p: &Pending) {
+        let got = self.bridge.next(p, Instant::now());
+        assert!(matches!(got, Next::TimedOut), "expected nothing for {}, got {got:?}", p.id());
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.close_stdout();
+        self.stderr.lock().take();
+        self.bridge.join(WAIT);
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+fn tools_call(id: Value, params: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params})
+}
+
+fn cancelled(id: u64, reason: &str) -> Value {
+    json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": id, "reason": reason}})
+}
+
+#[test]
+fn callers_with_the_same_id_reach_the_child_under_distinct_ids_and_get_their_own_answers() {
+    fn check(client_ids: &[Value]) {
+        let child = Child::start();
+        let requests: Vec<Value> = client_ids
+            .iter()
+            .enumerate()
+            .map(|(n, id)| tools_call(id.clone(), json!({"name": "echo", "arguments": {"n": n}})))
+            .collect();
+        let pending: Vec<Pending> = requests.iter().map(|r| child.bridge.begin_relay(r).unwrap()).collect();
+        let heard: Vec<Value> = requests.iter().map(|_| child.heard()).collect();
+        for ((p, request), h) in pending.iter().zip(&requests).zip(&heard) {
+            let mut expected = request.clone();
+            expected["id"] = json!(p.id());
+            assert_eq!(h, &expected, "the request whole, under the hub's id");
+        }
+        let distinct: HashSet<String> = heard.iter().map(|h| h["id"].to_string()).collect();
+        assert_eq!(distinct.len(), client_ids.len(), "{heard:?}");
+        // Answered last first: an answer routed by arrival or by the client's id would land
+        // on the wrong caller.
+        for h in heard.iter().rev() {
+            child.say(json!({"jsonrpc": "2.0", "id": h["id"], "result": h["params"]["arguments"]}));
+        }
+        for (n, p) in pending.iter().enumerate() {
+            assert_eq!(child.response(p), json!({"jsonrpc": "2.0", "id": p.id(), "result": {"n": n}}));
+        }
+        child.sync();
+        for p in &pending {
+            child.nothing_for(p);
+        }
+    }
+    check(&[json!(1), json!(1)]);
+    check(&[json!(0), json!(0), json!(0)]);
+    check(&[json!("a"), json!("a")]);
+    check(&[json!(1), json!("1"), json!(1)]);
+}
+
+#[test]
+fn relay_puts_the_clients_id_back() {
+    let child = Child::start();
+    let bridge = &child.bridge;
+    let request = json!({"jsonrpc": "2.0", "id": "client-7", "method": "tools/list"});
+    let answer = std::thread::scope(|s| {
+        let caller = s.spawn(|| bridge.relay(&request, WAIT));
+        let heard = child.heard();
+        assert_ne!(heard["id"], request["id"]);
+        child.say(json!({"jsonrpc": "2.0", "id": heard["id"], "result": {"tools": []}}));
+        caller.join().unwrap()
+    });
+    assert_eq!(answer, Ok(json!({"jsonrpc": "2.0", "id": "client-7", "result": {"tools": []}})));
+}
+
+#[test]
+fn progress_tokens_are_swapped_for_the_hub_id_and_put_back_for_their_caller_alone() {
+    /// `token`: the client's; `named`: the token on the child's progress, given the hub id;
+    /// `delivered`: the token the caller sees, or None when the progress reaches nobody.
+    fn check(token: Value, named: fn(u64) -> Value, delivered: Option<Value>) {
+        let child = Child::start();
+        let params = json!({"name": "slow", "_meta": {"progressToken": token, "other": "kept"}});
+        let p = child.bridge.begin_relay(&tools_call(json!(1), params.clone())).unwrap();
+        // Same client id, same token: only the hub id tells them apart.
+        let bystander = child.bridge.begin_relay(&tools_call(json!(1), params)).unwrap();
+        let heard = child.heard();
+        assert_eq!(
+            heard["params"],
+            json!({"name": "slow", "_meta": {"progressToken": p.id(), "other": "kept"}})
+        );
+        assert_eq!(child.heard()["params"]["_meta"]["progressToken"], json!(bystander.id()));
+
+        let progress = |token: Value| {
+            json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                "params": {"progressToken": token, "progress": 1, "total": 2}})
+        };
+        child.say(progress(named(p.id())));
+        if let Some(t) = delivered {
+            assert_eq!(child.message(&p), progress(t));
+        }
+        child.say(json!({"jsonrpc": "2.0", "id": p.id(), "result": {}}));
+        assert_eq!(child.response(&p)["id"], json!(p.id()), "no progress came before the answer");
+        child.sync();
+        child.nothing_for(&bystander);
+    }
+    check(json!("tok"), |id| json!(id), Some(json!("tok")));
+    check(json!(7), |id| json!(id), Some(json!(7)));
+    check(json!("tok"), |id| json!(id + 1000), None);
+    check(json!("tok"), |id| json!(id.to_string()), None);
+    check(json!("tok"), |_| json!("tok"), None);
+
+    // Without a token nothing is added.
+    let child = Child::start();
+    let params = json!({"name": "quick", "_meta": {"other": 1}});
+    let _p = child.bridge.begin_relay(&tools_call(json!(1), params.clone())).unwrap();
+    assert_eq!(child.heard()["params"], params);
+}
+
+#[test]
+fn a_cancelled_request_is_named_to_the_child_and_its_late_answer_reaches_no_one() {
+    let child = Child::start();
+    let request = tools_call(json!(1), json!({"name": "slow"}));
+    let cancelled_one = child.bridge.begin_relay(&request).unwrap();
+    let other = child.bridge.begin_relay(&request).unwrap();
+    let (id, other_id) = (cancelled_one.id(), other.id());
+    child.heard();
+    child.heard();
+    child.bridge.cancel(cancelled_one, "the caller gave up");
+    assert_eq!(child.heard(), cancelled(id, "the caller gave up"));
+
+    // Forgotten at once: `other` is now the lone relayed request the child's requests go to.
+    child.say(json!({"jsonrpc": "2.0", "id": 9, "method": "sampling/createMessage", "params": {}}));
+    assert_eq!(child.message(&other)["method"], "sampling/createMessage");
+
+    child.say(json!({"jsonrpc": "2.0", "id": id, "result": {"late": true}}));
+    child.say(json!({"jsonrpc": "2.0", "id": other_id, "result": {}}));
+    assert_eq!(child.response(&other), json!({"jsonrpc": "2.0", "id": other_id, "result": {}}));
+    child.sync();
+    child.nothing_for(&other);
+}
+
+#[test]
+fn a_request_that_times_out_gives_32001_and_the_child_is_told() {
+    let child = Child::start();
+    let p = child.bridge.begin("tools/call", Some(json!({"name": "slow"}))).unwrap();
+    let id = p.id();
+    child.heard();
+    let e = child.bridge.wait(p, Duration::from_millis(20)).unwrap_err();
+    assert_eq!(e, RpcError::new(jsonrpc::REQUEST_TIMEOUT, "request to fx timed out after 0.02s"));
+    assert_eq!(child.heard(), cancelled(id, "timed out after 0.02s"));
+    child.say(json!({"jsonrpc": "2.0", "id": id, "result": {"late": true}}));
+    child.sync();
+
+    let p = child.bridge.begin("tools/list", None).unwrap();
+    let id = p.id();
+    child.heard();
+    let e = child.bridge.timed_out(p, Duration::from_secs(30));
+    assert_eq!(e, RpcError::new(jsonrpc::REQUEST_TIMEOUT, "request to fx timed out after 30s"));
+    assert_eq!(child.heard(), cancelled(id, "timed out after 30s"));
+    child.sync();
+}
+
+#[test]
+fn the_childs_requests_go_to_the_lone_relayed_caller_or_else_to_the_peer() {
+    enum To {
+        Caller,
+        Peer,
+    }
+    /// `relays`: the requests in flight, each a client's relayed request (true) or the hub's own.
+    fn check(relays: &[bool], method: &str, to: To) {
+        let child = Child::start();
+        let pending: Vec<Pending> = relays
+            .iter()
+            .map(|&relay| match relay {
+                true => child.bridge.begin_relay(&tools_call(json!(1), json!({}))).unwrap(),
+                false => child.bridge.begin("tools/list", None).unwrap(),
+            })
+            .collect();
+        for _ in &pending {
+            child.heard();
+        }
+        let params = json!({"messages": [], "maxTokens": 10});
+        // The child's ids are its own: 1 is also a hub id in flight.
+        child.say(json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}));
+        match to {
+            To::Caller => {
+                let caller = &pending[relays.iter().position(|&r| r).unwrap()];
+                let m = child.message(caller);
+                let relay_id = m["id"].as_str().expect("a string id").to_string();
+                let n = relay_id.strip_prefix("s:fx:").expect("s:<server>:<n>");
+                assert!(n.parse::<u64>().is_ok(), "{relay_id}");
+                assert_eq!(m, json!({"jsonrpc": "2.0", "id": relay_id, "method": method, "params": params}));
+                let answer = json!({"jsonrpc": "2.0", "id": relay_id, "result": {"text": "hi"}});
+                assert!(child.bridge.answer_child(&relay_id, &answer));
+                assert_eq!(child.heard(), json!({"jsonrpc": "2.0", "id": 1, "result": {"text": "hi"}}));
+                assert!(!child.bridge.answer_child(&relay_id, &answer), "answered once only");
+                assert!(child.peer.asked(method).is_empty());
+            }
+            To::Peer => {
+                let answer = json!({"jsonrpc": "2.0", "id": 1, "result": {"from": "peer", "method": method}});
+                assert_eq!(child.heard(), answer);
+                assert_eq!(child.peer.asked(method).len(), 1);
+            }
+        }
+        child.sync();
+        for p in &pending {
+            child.nothing_for(p);
+        }
+    }
+    check(&[true], "sampling/createMessage", To::Caller);
+    check(&[true], "elicitation/create", To::Caller);
+    check(&[false, true, false], "sampling/createMessage", To::Caller);
+    check(&[], "sampling/createMessage", To::Peer);
+    check(&[], "elicitation/create", To::Peer);
+    check(&[false], "sampling/createMessage", To::Peer);
+    check(&[true, true], "sampling/createMessage", To::Peer);
+    check(&[true, false, true], "elicitation/create", To::Peer);
+    check(&[true], "roots/list", To::Peer);
+}
+
+#[test]
+fn the_clients_answer_reaches_the_child_under_the_childs_id() {
+    fn check(answer: Value, child_hears: Value) {
+        let child = Child::start();
+        let p = child.bridge.begin_relay(&tools_call(json!(1), json!({}))).unwrap();
+        child.heard();
+        child.say(json!({"jsonrpc": "2.0", "id": "c-7", "method": "sampling/createMessage", "params": {}}));
+        let relay_id = child.message(&p)["id"].as_str().unwrap().to_string();
+        assert!(child.bridge.answer_child(&relay_id, &answer));
+        assert_eq!(child.heard(), child_hears);
+    }
+    let declined = json!({"code": -1, "message": "declined"});
+    check(json!({"id": "x", "result": {"a": 1}}), json!({"jsonrpc": "2.0", "id": "c-7", "result": {"a": 1}}));
+    check(json!({"error": declined}), json!({"jsonrpc": "2.0", "id": "c-7", "error": declined}));
+    let empty = json!({"code": jsonrpc::INTERNAL_ERROR, "message": "empty answer"});
+    check(json!({}), json!({"jsonrpc": "2.0", "id": "c-7", "error": empty}));
+}
+
+#[test]
+fn wait_refuses_the_childs_requests_for_its_caller() {
+    let child = Child::start();
+    let bridge = &child.bridge;
+    let answer = std::thread::scope(|s| {
+        let caller = s.spawn(|| bridge.relay(&tools_call(json!(1), json!({})), WAIT));
+        let id = child.heard()["id"].clone();
+        child.say(json!({"jsonrpc": "2.0", "id": 4, "method": "elicitation/create", "params": {}}));
+        let refused = child.heard();
+        assert_eq!(refused["id"], 4);
+        assert_eq!(refused["error"]["code"], jsonrpc::METHOD_NOT_FOUND);
+        child.say(json!({"jsonrpc": "2.0", "id": id, "result": {}}));
+        caller.join().unwrap()
+    });
+    assert_eq!(answer, Ok(json!({"jsonrpc": "2.0", "id": 1, "result": {}})));
+}
+
+#[test]
+fn the_peer_answers_pings_and_lines_that_are_not_json_rpc_are_skipped() {
+    let child = Child::start();
+    let ping = json!({"jsonrpc": "2.0", "id": "p-1", "method": "ping"});
+    child.say(ping.clone());
+    assert_eq!(
+        child.heard(),
+        json!({"jsonrpc": "2.0", "id": "p-1", "result": {"from": "peer", "method": "ping"}})
+    );
+    assert_eq!(child.peer.asked("ping"), [ping]);
+    child.say(json!({"jsonrpc": "2.0", "id": 3, "method": "x/fail"}));
+    let failed = json!({"code": jsonrpc::METHOD_NOT_FOUND, "message": "no such method"});
+    assert_eq!(child.heard(), json!({"jsonrpc": "2.0", "id": 3, "error": failed}));
+
+    let p = child.bridge.begin("tools/list", None).unwrap();
+    child.heard();
+    let check = |line: &str| {
+        child.say_line(line);
+        child.sync();
+    };
+    check("not json");
+    check(r#"{"jsonrpc": "2.0", "id": "#);
+    check("[1, 2]");
+    check(r#""text""#);
+    check("   ");
+    check("");
+    check(r#"{"jsonrpc": "2.0", "id": 1.5, "method": "x"}"#);
+    check(r#"{"jsonrpc": "2.0", "id": 999, "result": {}}"#);
+    check(r#"{"jsonrpc": "2.0", "id": "1", "result": {}}"#);
+    child.nothing_for(&p);
+    child.say(json!({"jsonrpc": "2.0", "id": p.id(), "result": {}}));
+    child.response(&p);
+}
+
+#[test]
+fn log_lines_go_to_the_lone_relayed_caller_and_always_to_the_peer() {
+    fn check(relays: usize, to_caller: bool) {
+        let child = Child::start();
+        let pending: Vec<Pending> = (0..relays)
+            .map(|_| child.bridge.begin_relay(&tools_call(json!(1), json!({}))).unwrap())
+            .collect();
+        for _ in &pending {
+            child.heard();
+        }
+        let log = json!({"jsonrpc": "2.0", "method": "notifications/message",
+            "params": {"level": "info", "data": "working"}});
+        child.say(log.clone());
+        let other = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+        child.say(other.clone());
+        if to_caller {
+            assert_eq!(child.message(&pending[0]), log);
+        }
+        child.sync();
+        for p in &pending {
+            child.nothing_for(p);
+        }
+        assert_eq!(*child.peer.notifications.lock(), [(log, to_caller), (other, false)]);
+    }
+    check(0, false);
+    check(1, true);
+    check(2, false);
+}
+
+#[test]
+fn when_stdout_closes_every_waiter_hears_at_once_and_new_requests_fail() {
+    let child = Child::start();
+    let own = child.bridge.begin("tools/list", None).unwrap();
+    let relayed = child.bridge.begin_relay(&tools_call(json!(1), json!({}))).unwrap();
+    let waited = child.bridge.begin("tools/call", None).unwrap();
+    for _ in 0..3 {
+        child.heard();
+    }
+    child.say(json!({"jsonrpc": "2.0", "id": 5, "method": "sampling/createMessage", "params": {}}));
+    let relay_id = child.message(&relayed)["id"].as_str().unwrap().to_string();
+
+    let bridge = &child.bridge;
+    // Had the waiters to wait for their deadline, they would end `TimedOut` and -32001.
+    let far = Instant::now() + WAIT;
+    let (a, b, c) = std::thread::scope(|s| {
+        let a = s.spawn(|| bridge.next(&own, far));
+        let b = s.spawn(|| bridge.next(&relayed, far));
+        let c = s.spawn(|| bridge.wait(waited, WAIT));
+        child.close_stdout();
+        (a.join().unwrap(), b.join().unwrap(), c.join().unwrap())
+    });
+    assert!(matches!((&a, &b), (Next::Gone, Next::Gone)), "{a:?} {b:?}");
+    let exited =
+        RpcError::new(jsonrpc::SERVER_UNAVAILABLE, "server fx exited while the request was in flight");
+    assert_eq!(c, Err(exited.clone()));
+    assert!(bridge.is_closed());
+    assert!(matches!(bridge.next(&own, far), Next::Gone), "and again, at once");
+    assert!(matches!(bridge.poll(&own), Some(Err(e)) if e == exited));
+    assert_eq!(bridge.begin("tools/list", None).err(), Some(exited.clone()));
+    assert_eq!(bridge.begin_relay(&tools_call(json!(1), json!({}))).err(), Some(exited));
+    assert!(!bridge.answer_child(&relay_id, &json!({"result": {}})), "the child's requests went with it");
+}
+
+#[test]
+fn stderr_lines_land_in_the_ring() {
+    let child = Child::start();
+    let mut stderr = child.stderr.lock().take().unwrap();
+    stderr.write_all(b"starting\n\xffbad byte\nno newline at the end").unwrap();
+    drop(stderr);
+    let deadline = Instant::now() + WAIT;
+    while child.ring.lock().tail(10).len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(child.ring.lock().tail(10), ["starting", "\u{fffd}bad byte", "no newline at the end"]);
+}
+
+#[test]
+fn a_stdout_line_that_is_not_utf8_is_skipped() {
+    let child = Child::start();
+    let p = child.bridge.begin("tools/list", None).unwrap();
+    child.heard();
+    child.say_bytes(b"{\"jsonrpc\": \"2.0\", \"method\": \"x\xff\xfe\"}\n");
+    child.sync();
+    child.say(json!({"jsonrpc": "2.0", "id": p.id(), "result": {"ok": true}}));
+    assert_eq!(child.response(&p)["result"], json!({"ok": true}), "the bridge kept reading");
+}
+
+#[test]
+fn progress_reaches_only_a_caller_that_asked_for_it() {
+    let child = Child::start();
+    let p = child.bridge.begin_relay(&tools_call(json!(1), json!({"name": "t"}))).unwrap();
+    child.heard();
+    child.say(json!({"jsonrpc": "2.0", "method": "notifications/progress",
+        "params": {"progressToken": p.id(), "progress": 1}}));
+    child.sync();
+    child.nothing_for(&p);
+}
+
+#[test]
+fn once_the_childs_stdin_is_broken_requests_fail_at_once() {
+    let (stdin_r, stdin_w) = pipe();
+    let (stdout_r, stdout_w) = pipe();
+    let (stderr_r, stderr_w) = pipe();
+    drop(stdin_r);
+    let ring = Arc::new(Mutex::new(StderrRing::default()));
+    let bridge =
+        Bridge::start("fx", stdin_w, stdout_r, stderr_r, ring, Arc::new(Recorder::default())).unwrap();
+    let deadline = Instant::now() + WAIT;
+    let e = loop {
+        match bridge.begin("tools/list", None) {
+            Err(e) => break e,
+            Ok(_) => assert!(Instant::now() < deadline, "requests kept being queued for a broken pipe"),
+        }
+        std::thread::yield_now();
+    };
+    assert_eq!(e.code, jsonrpc::SERVER_UNAVAILABLE);
+    drop((stdout_w, stderr_w));
+    bridge.join(WAIT);
+}

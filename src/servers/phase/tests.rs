@@ -1,0 +1,242 @@
+//! The lifecycle transitions as tables: each case a sequence of events on a hand-driven clock.
+
+use super::*;
+
+struct Child;
+
+impl Live for Child {
+    fn pid(&self) -> Option<u32> {
+        Some(42)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    /// `begin_launch` must allow a launch (true) or refuse (false).
+    Begin(bool),
+    /// The launch under way ends: up, or failed (retry or not).
+    Up,
+    Down {
+        retry: bool,
+    },
+    /// The running child exits.
+    Crash,
+    /// The clock moves on.
+    Wait(u64),
+    /// The supervisor's relaunch step: a launch begins (true) or not.
+    Due(bool),
+    Settle,
+    /// A stop begins (false: there was nothing to stop); then ends.
+    Stop(bool),
+    StopEnds,
+    /// A launch voided by the stop is still finishing.
+    VoidedLaunch(bool),
+    Is(Status, u32),
+    /// The effects since the last `Said`.
+    Said(&'static [&'static str]),
+}
+use Op::*;
+use Status::{Failed, Running, Starting, Stopped, Stopping};
+
+fn label(e: &Effect) -> String {
+    match e {
+        Effect::Status { from, to, .. } => format!("{}>{}", from.as_str(), to.as_str()),
+        Effect::Restarting { count, delay, .. } => format!("restart {count} in {}s", delay.as_secs()),
+        Effect::FreshBreaker => "fresh breaker".into(),
+        Effect::Stable => "stable".into(),
+    }
+}
+
+/// Runs `ops` on a server with `max_restarts` (restart_on_failure unless 0) and a 1 s
+/// backoff doubling to 30 s, on a hand-driven clock.
+fn check(what: &str, max_restarts: u32, ops: &[Op]) {
+    let config = ServerConfig { max_restarts, restart_on_failure: max_restarts > 0, ..Default::default() };
+    let entry = ServerEntry { name: "s".into(), config, origin: "test".into(), problem: None };
+    let mut now = Instant::now();
+    let mut st: State<Child> = State::new(&entry, now);
+    let (mut said, mut generation) = (Vec::<String>::new(), 0);
+    let since = |now| (SystemTime::UNIX_EPOCH, now);
+    for (i, op) in ops.iter().enumerate() {
+        let at = format!("{what}: op {i} {op:?}");
+        let fx = match *op {
+            Begin(ok) => match st.begin_launch() {
+                Some((t, fx)) => {
+                    assert!(ok, "{at}: a launch began");
+                    generation = t.generation;
+                    fx
+                }
+                None => {
+                    assert!(!ok, "{at}: refused");
+                    Effects::new()
+                }
+            },
+            Up => st.launch_ended(generation, Ok(Child), since(now)).0,
+            Down { retry } => st.launch_ended(generation, Err(("no handshake".into(), retry)), since(now)).0,
+            Crash => {
+                let (fx, run) = st.exited("exited unexpectedly".into(), now);
+                assert!(run.is_some(), "{at}: the run is handed back to be taken down");
+                fx
+            }
+            Wait(s) => {
+                now += Duration::from_secs(s);
+                Effects::new()
+            }
+            Due(want) => match st.relaunch_due(now) {
+                Some((t, fx)) => {
+                    assert!(want, "{at}: a relaunch began");
+                    generation = t.generation;
+                    fx
+                }
+                None => {
+                    assert!(!want, "{at}: no relaunch");
+                    Effects::new()
+                }
+            },
+            Settle => st.settle(now, Duration::from_secs(60)),
+            Stop(any) => match st.begin_stop() {
+                Some((fx, _)) => {
+                    assert!(any, "{at}: a stop began");
+                    fx
+                }
+                None => {
+                    assert!(!any, "{at}: nothing to stop");
+                    Effects::new()
+                }
+            },
+            StopEnds => st.stopped(),
+            VoidedLaunch(want) => {
+                assert_eq!(st.stop_waits_for_launch(), want, "{at}");
+                Effects::new()
+            }
+            Is(status, restarts) => {
+                assert_eq!((st.status(), st.restart_count), (status, restarts), "{at}");
+                Effects::new()
+            }
+            Said(want) => {
+                assert_eq!(said, want, "{at}");
+                said.clear();
+                Effects::new()
+            }
+        };
+        said.extend(fx.iter().map(label));
+    }
+}
+
+#[test]
+fn transitions() {
+    check(
+        "a start launches, then runs with a fresh breaker",
+        5,
+        &[
+            Begin(true),
+            Is(Starting, 0),
+            Up,
+            Is(Running, 0),
+            Said(&["STOPPED>STARTING", "STARTING>RUNNING", "fresh breaker"]),
+        ],
+    );
+    check("one launch at a time", 5, &[Begin(true), Begin(false), Up, Begin(false)]);
+    check(
+        "crashes restart with a doubling backoff until the streak is spent",
+        2,
+        &[
+            Begin(true),
+            Up,
+            Said(&["STOPPED>STARTING", "STARTING>RUNNING", "fresh breaker"]),
+            Crash,
+            Is(Starting, 1),
+            Said(&["restart 1 in 1s", "RUNNING>STARTING"]),
+            Due(false),
+            Wait(1),
+            Due(true),
+            Up,
+            Crash,
+            Is(Starting, 2),
+            Wait(1),
+            Due(false),
+            Wait(1),
+            Due(true),
+            Up,
+            Crash,
+            Is(Failed, 2),
+        ],
+    );
+    check("no restarts when the policy says so", 0, &[Begin(true), Up, Crash, Is(Failed, 0), Due(false)]);
+    check(
+        "a failed handshake follows the policy; a hopeless one fails at once",
+        5,
+        &[
+            Begin(true),
+            Down { retry: true },
+            Is(Starting, 1),
+            Said(&["STOPPED>STARTING", "restart 1 in 1s"]),
+            Wait(1),
+            Due(true),
+            Down { retry: false },
+            Is(Failed, 1),
+            Said(&["STARTING>FAILED"]),
+        ],
+    );
+    check(
+        "a stable period ends the streak",
+        5,
+        &[
+            Begin(true),
+            Up,
+            Crash,
+            Wait(1),
+            Due(true),
+            Up,
+            Wait(59),
+            Settle,
+            Is(Running, 1),
+            Wait(1),
+            Settle,
+            Is(Running, 0),
+        ],
+    );
+    check(
+        "a stop voids a launch under way; the launch's end is discarded",
+        5,
+        &[
+            Begin(true),
+            Stop(true),
+            Is(Stopping, 0),
+            VoidedLaunch(true),
+            Up,
+            VoidedLaunch(false),
+            Is(Stopping, 0),
+            StopEnds,
+            Is(Stopped, 0),
+            Said(&["STOPPED>STARTING", "STARTING>STOPPING", "STOPPING>STOPPED"]),
+        ],
+    );
+    check("stopping a stopped server does nothing", 5, &[Stop(false), Is(Stopped, 0), Said(&[])]);
+    check(
+        "stopping a failed server clears it",
+        5,
+        &[Begin(true), Down { retry: false }, Stop(true), StopEnds, Is(Stopped, 0)],
+    );
+    check(
+        "a stop during the backoff cancels the restart",
+        5,
+        &[Begin(true), Up, Crash, Stop(true), StopEnds, Wait(10), Due(false), Is(Stopped, 1)],
+    );
+    check(
+        "a manual start after a crash loop begins a fresh streak",
+        1,
+        &[
+            Begin(true),
+            Up,
+            Crash,
+            Wait(1),
+            Due(true),
+            Up,
+            Crash,
+            Is(Failed, 1),
+            Begin(true),
+            Up,
+            Is(Running, 1),
+        ],
+    );
+}
