@@ -1,7 +1,9 @@
-//! Remote MCP servers (`transport: "http"`): the hub as a Streamable HTTP client through ureq.
-//! One upstream session shared by every caller, like a stdio child: the hub initializes it,
-//! rewrites ids, reads JSON or SSE answers, and initializes again when the upstream forgets
-//! the session (404).
+//! The hub as a Streamable HTTP client. `Endpoint` is the one client of the transport: a URL
+//! with its session and protocol version, POSTs whose answers are read message by message
+//! (plain JSON or SSE), the GET stream, DELETE. Two users share it: `Upstream`, a remote MCP
+//! server (`transport: "http"`) that the hub initializes itself and whose ids it rewrites like a
+//! stdio child's, and the stdio shim (`agenthub stdio`), which passes a client's messages to a hub
+//! as they are.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -13,52 +15,235 @@ use serde_json::{json, Value};
 
 use crate::jsonrpc::{self, RpcError};
 
-pub struct Upstream {
+/// One Streamable HTTP endpoint and the session the hub holds with it.
+pub struct Endpoint {
+    /// Who is at the other end, for messages.
     name: String,
     url: String,
+    /// Sent with every request (`Authorization` among them).
     headers: BTreeMap<String, String>,
     agent: ureq::Agent,
     session: Mutex<Option<String>>,
-    version: Mutex<String>,
-    next_id: AtomicU64,
+    version: Mutex<Option<String>>,
+}
+
+/// What came back for one POST.
+pub struct Answer {
+    pub status: u16,
+    /// The server no longer knows the session it was sent (404; some servers say 400).
+    pub session_lost: bool,
+    pub body: Body,
+}
+
+/// An answer's messages, read as they arrive.
+pub enum Body {
+    /// 202: nothing.
+    Empty,
+    /// One JSON body (an object, or a batch's array).
+    One(Option<Value>),
+    /// An SSE stream: one message per `data:` line.
+    Events(Box<dyn BufRead + Send>),
+}
+
+impl Body {
+    /// The next message; `Err` when the stream broke.
+    pub fn next_message(&mut self) -> Option<std::io::Result<Value>> {
+        match self {
+            Body::Empty => None,
+            Body::One(v) => v.take().map(Ok),
+            Body::Events(reader) => loop {
+                let mut line = String::new();
+                match reader.read_line(&mut line) {
+                    Ok(0) => return None,
+                    Ok(_) => {}
+                    Err(e) => return Some(Err(e)),
+                }
+                if let Some(v) = jsonrpc::sse_data(&line) {
+                    return Some(Ok(v));
+                }
+            },
+        }
+    }
 }
 
 /// How one exchange failed.
 fn unreachable(name: &str, e: impl std::fmt::Display) -> RpcError {
-    RpcError::new(jsonrpc::SERVER_UNAVAILABLE, format!("server {name} is unreachable: {e}"))
+    RpcError::new(jsonrpc::SERVER_UNAVAILABLE, format!("{name} is unreachable: {e}"))
+}
+
+impl Endpoint {
+    /// `connect`: the longest wait for a connection; there is no overall deadline unless a
+    /// POST gives one (answers may stream for as long as a tool runs).
+    pub fn new(name: &str, url: &str, headers: BTreeMap<String, String>, connect: Duration) -> Endpoint {
+        Endpoint {
+            name: name.to_string(),
+            url: url.to_string(),
+            headers,
+            agent: crate::http_agent(connect, None),
+            session: Mutex::new(None),
+            version: Mutex::new(None),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn has_session(&self) -> bool {
+        self.session.lock().is_some()
+    }
+
+    /// Forgets the session and its version (before a new `initialize`).
+    pub fn forget_session(&self) {
+        *self.session.lock() = None;
+        *self.version.lock() = None;
+    }
+
+    /// The protocol version agreed at initialize, sent with every later request.
+    pub fn set_version(&self, version: &str) {
+        *self.version.lock() = Some(version.to_string());
+    }
+
+    /// POSTs one message. An error status with a JSON-RPC body is an answer (the body says
+    /// what went wrong); a transport failure or any other body is an error.
+    pub fn post(&self, msg: &Value, timeout: Option<Duration>) -> Result<Answer, RpcError> {
+        let mut req = self
+            .agent
+            .post(&self.url)
+            .config()
+            .timeout_global(timeout)
+            .build()
+            .header("Accept", "application/json, text/event-stream")
+            .header("Content-Type", "application/json");
+        let session = self.session.lock().clone();
+        if let Some(s) = &session {
+            req = req.header("Mcp-Session-Id", s);
+        }
+        let version = self.version.lock().clone();
+        if let Some(v) = &version {
+            req = req.header("MCP-Protocol-Version", v);
+        }
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        let mut resp = req.send(msg.to_string()).map_err(|e| match e {
+            ureq::Error::Timeout(_) => RpcError::new(
+                jsonrpc::REQUEST_TIMEOUT,
+                format!(
+                    "request to {} timed out after {}s",
+                    self.name,
+                    timeout.unwrap_or_default().as_secs_f64()
+                ),
+            ),
+            e => unreachable(&self.name, e),
+        })?;
+        if let Some(s) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
+            *self.session.lock() = Some(s.to_string());
+        }
+        let status = resp.status().as_u16();
+        let session_lost = (status == 404 || status == 400) && session.is_some();
+        let answer = |body| Ok(Answer { status, session_lost, body });
+        if status == 202 {
+            return answer(Body::Empty);
+        }
+        let sse = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("text/event-stream"));
+        if sse {
+            return answer(Body::Events(Box::new(BufReader::new(resp.into_body().into_reader()))));
+        }
+        let text = resp.body_mut().read_to_string().map_err(|e| unreachable(&self.name, e))?;
+        match serde_json::from_str::<Value>(&text) {
+            Ok(v) if v.get("jsonrpc").is_some() || v.is_array() => answer(Body::One(Some(v))),
+            _ if session_lost => answer(Body::Empty),
+            _ if status >= 400 => Err(RpcError::new(
+                jsonrpc::SERVER_UNAVAILABLE,
+                format!(
+                    "{} answered HTTP {status}: {}",
+                    self.name,
+                    text.chars().take(200).collect::<String>()
+                ),
+            )),
+            _ => Err(unreachable(&self.name, format!("unexpected answer (HTTP {status})"))),
+        }
+    }
+
+    /// The session's GET stream (messages the server sends on its own), if it offers one.
+    pub fn listen(&self) -> Option<Body> {
+        let session = self.session.lock().clone()?;
+        let mut req = self
+            .agent
+            .get(&self.url)
+            .header("Accept", "text/event-stream")
+            .header("Mcp-Session-Id", &session);
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        match req.call() {
+            Ok(resp) if resp.status().as_u16() == 200 => {
+                Some(Body::Events(Box::new(BufReader::new(resp.into_body().into_reader()))))
+            }
+            Ok(resp) => {
+                log::debug!("{}: no GET stream ({})", self.name, resp.status());
+                None
+            }
+            Err(e) => {
+                log::debug!("{}: no GET stream: {e}", self.name);
+                None
+            }
+        }
+    }
+
+    /// Ends the session (DELETE), if there is one.
+    pub fn close(&self) {
+        // The session is taken out first: no lock is held across the DELETE.
+        let session = self.session.lock().take();
+        if let Some(s) = session {
+            let mut req = self.agent.delete(&self.url).header("Mcp-Session-Id", &s);
+            for (k, v) in &self.headers {
+                req = req.header(k, v);
+            }
+            let _ = req.config().timeout_global(Some(Duration::from_secs(2))).build().call();
+        }
+    }
+}
+
+/// A remote MCP server, shared by every caller like a stdio child: the hub initializes it,
+/// rewrites ids, and initializes again when the upstream forgets the session.
+pub struct Upstream {
+    endpoint: Endpoint,
+    next_id: AtomicU64,
 }
 
 impl Upstream {
     pub fn new(name: &str, url: &str, headers: BTreeMap<String, String>) -> Upstream {
-        let agent = crate::http_agent(Duration::from_secs(5), None);
-        Upstream {
-            name: name.to_string(),
-            url: url.to_string(),
-            headers,
-            agent,
-            session: Mutex::new(None),
-            version: Mutex::new(super::PROTOCOL_VERSION.to_string()),
-            next_id: AtomicU64::new(1),
-        }
+        let endpoint = Endpoint::new(&format!("server {name}"), url, headers, Duration::from_secs(5));
+        Upstream { endpoint, next_id: AtomicU64::new(1) }
     }
 
     /// The handshake: `initialize`, then `notifications/initialized`. Returns the result.
     pub fn initialize(&self, timeout: Duration) -> Result<Value, RpcError> {
-        *self.session.lock() = None;
+        self.endpoint.forget_session();
         let params = json!({
             "protocolVersion": super::PROTOCOL_VERSION,
             "capabilities": {},
             "clientInfo": {"name": "agenthub", "version": crate::VERSION},
         });
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let msgs = self.exchange(&jsonrpc::request(id, "initialize", Some(params)), timeout, false)?;
-        let response =
-            msgs.into_iter().last().ok_or_else(|| unreachable(&self.name, "no answer to initialize"))?;
-        let result = jsonrpc::outcome(&response)?;
-        if let Some(v) = result.get("protocolVersion").and_then(Value::as_str) {
-            *self.version.lock() = v.to_string();
+        let id = self.fresh_id();
+        let request = jsonrpc::request(id.clone(), "initialize", Some(params));
+        let mut reply = self.reply(id, Value::Null, self.endpoint.post(&request, Some(timeout))?);
+        let mut response = None;
+        while let Some(m) = reply.next_message() {
+            response = Some(m?);
         }
-        self.exchange(&jsonrpc::notification("notifications/initialized", None), timeout, false)?;
+        let response = response.ok_or_else(|| unreachable(&self.endpoint.name, "no answer to initialize"))?;
+        let result = jsonrpc::outcome(&response)?;
+        let version =
+            result.get("protocolVersion").and_then(Value::as_str).unwrap_or(super::PROTOCOL_VERSION);
+        self.endpoint.set_version(version);
+        self.endpoint.post(&jsonrpc::notification("notifications/initialized", None), Some(timeout))?;
         Ok(result)
     }
 
@@ -72,16 +257,18 @@ impl Upstream {
         let client_id = request.get("id").cloned().unwrap_or(Value::Null);
         let mut msg = request.clone();
         msg["id"] = id.clone();
-        let body = match self.post(&msg, timeout, true) {
-            Err(e) if e.code == NOT_FOUND_SESSION => {
-                // The upstream forgot the session (it restarted): start a new one, once.
-                log::info!("server {}: upstream session expired; initializing again", self.name);
-                self.initialize(timeout)?;
-                self.post(&msg, timeout, false)?
-            }
-            other => other?,
-        };
-        Ok(Reply { name: self.name.clone(), body, id, client_id, done: false })
+        let mut answer = self.endpoint.post(&msg, Some(timeout))?;
+        if answer.session_lost {
+            // The upstream forgot the session (it restarted): start a new one, once.
+            log::info!("{}: upstream session expired; initializing again", self.endpoint.name);
+            self.initialize(timeout)?;
+            answer = self.endpoint.post(&msg, Some(timeout))?;
+        }
+        Ok(self.reply(id, client_id, answer))
+    }
+
+    fn reply(&self, id: Value, client_id: Value, answer: Answer) -> Reply {
+        Reply { name: self.endpoint.name.clone(), body: answer.body, id, client_id, done: false }
     }
 
     /// Tells the upstream to stop working on the request with hub id `id`.
@@ -90,97 +277,15 @@ impl Upstream {
             "notifications/cancelled",
             Some(json!({"requestId": id, "reason": reason})),
         );
-        if let Err(e) = self.exchange(&msg, Duration::from_secs(2), true) {
-            log::debug!("server {}: cancellation not delivered: {}", self.name, e.message);
+        if let Err(e) = self.endpoint.post(&msg, Some(Duration::from_secs(2))) {
+            log::debug!("{}: cancellation not delivered: {}", self.endpoint.name, e.message);
         }
-    }
-
-    /// A request's result.
-    pub fn call(&self, method: &str, params: Option<Value>, timeout: Duration) -> Result<Value, RpcError> {
-        let msgs = self.open(self.fresh_id(), &jsonrpc::request(0, method, params), timeout)?.collect()?;
-        jsonrpc::outcome(msgs.last().unwrap_or(&Value::Null))
     }
 
     /// Ends the upstream session (DELETE), if there is one.
     pub fn close(&self) {
-        // The session is taken out first: no lock is held across the DELETE.
-        let session = self.session.lock().take();
-        if let Some(s) = session {
-            let mut req = self.agent.delete(&self.url).header("Mcp-Session-Id", &s);
-            for (k, v) in &self.headers {
-                req = req.header(k, v);
-            }
-            let _ = req.config().timeout_global(Some(Duration::from_secs(2))).build().call();
-        }
+        self.endpoint.close();
     }
-
-    /// One POST and all the messages that came back (none for a notification).
-    fn exchange(&self, msg: &Value, timeout: Duration, with_session: bool) -> Result<Vec<Value>, RpcError> {
-        let body = self.post(msg, timeout, with_session)?;
-        let id = msg.get("id").cloned().unwrap_or(Value::Null);
-        Reply { name: self.name.clone(), body, id: id.clone(), client_id: id, done: false }.collect()
-    }
-
-    /// One POST; the body is read by `Reply`.
-    fn post(&self, msg: &Value, timeout: Duration, with_session: bool) -> Result<Body, RpcError> {
-        let mut req = self
-            .agent
-            .post(&self.url)
-            .config()
-            .timeout_global(Some(timeout))
-            .build()
-            .header("Accept", "application/json, text/event-stream")
-            .header("Content-Type", "application/json");
-        let session = self.session.lock().clone();
-        if let Some(s) = &session {
-            req =
-                req.header("Mcp-Session-Id", s).header("MCP-Protocol-Version", self.version.lock().as_str());
-        }
-        for (k, v) in &self.headers {
-            req = req.header(k, v);
-        }
-        let mut resp = req.send(msg.to_string()).map_err(|e| match e {
-            ureq::Error::Timeout(_) => RpcError::new(
-                jsonrpc::REQUEST_TIMEOUT,
-                format!("request to {} timed out after {}s", self.name, timeout.as_secs_f64()),
-            ),
-            e => unreachable(&self.name, e),
-        })?;
-        if let Some(s) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
-            *self.session.lock() = Some(s.to_string());
-        }
-        let status = resp.status().as_u16();
-        // The spec says 404 for a session the server no longer knows; some servers say 400.
-        if (status == 404 || status == 400) && with_session && session.is_some() {
-            return Err(RpcError::new(NOT_FOUND_SESSION, "upstream session not found"));
-        }
-        if status == 202 {
-            return Ok(Body::Empty);
-        }
-        let sse = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|c| c.starts_with("text/event-stream"));
-        if sse {
-            return Ok(Body::Events(Box::new(BufReader::new(resp.into_body().into_reader()))));
-        }
-        let text = resp.body_mut().read_to_string().map_err(|e| unreachable(&self.name, e))?;
-        match serde_json::from_str::<Value>(&text) {
-            Ok(v) if v.get("jsonrpc").is_some() => Ok(Body::One(Some(v))),
-            _ if status >= 400 => Err(unreachable(
-                &self.name,
-                format!("HTTP {status}: {}", text.chars().take(200).collect::<String>()),
-            )),
-            _ => Err(unreachable(&self.name, format!("unexpected answer (HTTP {status})"))),
-        }
-    }
-}
-
-enum Body {
-    Empty,
-    One(Option<Value>),
-    Events(Box<dyn BufRead + Send>),
 }
 
 /// One request's answer from an upstream, message by message: notifications and requests the
@@ -198,31 +303,21 @@ impl Reply {
         if self.done {
             return None;
         }
-        let msg = match &mut self.body {
-            Body::Empty => None,
-            Body::One(v) => v.take(),
-            Body::Events(reader) => loop {
-                let mut line = String::new();
-                match reader.read_line(&mut line) {
-                    Ok(0) => break None,
-                    Ok(_) => {}
-                    Err(e) => {
-                        self.done = true;
-                        return Some(Err(unreachable(&self.name, e)));
-                    }
-                }
-                if let Some(v) = jsonrpc::sse_data(&line) {
-                    break Some(v);
-                }
-            },
+        let msg = match self.body.next_message() {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                self.done = true;
+                return Some(Err(unreachable(&self.name, e)));
+            }
+            None => {
+                self.done = true;
+                return match self.body {
+                    Body::Empty => None,
+                    _ => Some(Err(unreachable(&self.name, "the answer ended without a response"))),
+                };
+            }
         };
-        let Some(mut msg) = msg else {
-            self.done = true;
-            return match self.body {
-                Body::Empty => None,
-                _ => Some(Err(unreachable(&self.name, "the answer ended without a response"))),
-            };
-        };
+        let mut msg = msg;
         if msg.get("id") == Some(&self.id) && jsonrpc::kind(&msg) == jsonrpc::Kind::Response {
             msg["id"] = self.client_id.clone();
             self.done = true;
@@ -230,23 +325,11 @@ impl Reply {
         Some(Ok(msg))
     }
 
-    /// Every message, the response last.
-    pub fn collect(mut self) -> Result<Vec<Value>, RpcError> {
-        let mut msgs = Vec::new();
-        while let Some(m) = self.next_message() {
-            msgs.push(m?);
-        }
-        Ok(msgs)
-    }
-
     /// Whether the last message returned was the response.
     pub fn is_done(&self) -> bool {
         self.done
     }
 }
-
-/// Internal: the upstream answered 404 for our session.
-const NOT_FOUND_SESSION: i64 = -32099;
 
 #[cfg(test)]
 mod tests {
