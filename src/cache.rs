@@ -106,18 +106,22 @@ impl<V: Clone> LruCache<V> {
     }
 
     /// Whether the key is cached, without counting or reordering anything.
+    #[cfg(test)]
     pub fn contains(&self, key: &str) -> bool {
         self.index.contains_key(key)
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.slab.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.slab.is_empty()
     }
 
+    #[cfg(test)]
     pub fn max_size(&self) -> usize {
         self.max_size
     }

@@ -1,22 +1,38 @@
 //! AgentHub's building blocks as a library: the `agenthub` binary (`main.rs`) is a thin command
-//! line over them, and the tests and benchmarks reach them directly.
+//! line over them. The modules are private; what the binary and the tests use is the short list
+//! re-exported below, so anything else unused is dead code the compiler points out.
 #![deny(unsafe_code)]
 
-pub mod cache;
-pub mod config;
-pub mod dashboard;
-pub mod enhance;
-pub mod error;
-pub mod http;
-pub mod jsonrpc;
-pub mod mcp;
-pub mod queue;
-pub mod resilience;
-pub mod servers;
-pub mod shim;
+mod activity;
+mod app;
+mod cache;
+mod config;
+mod enhance;
+mod error;
+mod http;
+mod jsonrpc;
+mod mcp;
+mod queue;
+mod resilience;
+mod servers;
+mod shim;
 mod sys;
 
+// What the binary uses.
+pub use app::App;
+pub use config::{load as load_config, Settings, Transport, SETTINGS};
+pub use error::{Error, Result};
+pub use http::{routes::dispatch, Http};
+pub use shim::{endpoint as shim_endpoint, Shim};
 pub use sys::raise_fd_limit;
+
+// What the tests use besides: the bridge and a child process without the hub around them,
+// and the Ollama client against the fake Ollama.
+pub use config::ServerConfig;
+pub use enhance::ollama::{Client as OllamaClient, Failure as OllamaFailure};
+pub use jsonrpc::RpcError;
+pub use servers::bridge::{Bridge, Peer, StderrRing};
+pub use servers::process::Process;
 
 /// The version every surface reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -5,11 +5,10 @@
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use agenthub::config::{self, Settings, SETTINGS};
-use agenthub::error::{Error, Result};
-use agenthub::{dashboard, enhance, http, mcp, resilience, servers, shim, VERSION};
+use agenthub::{dispatch, shim_endpoint, App, Http, Shim, VERSION};
+use agenthub::{load_config, Error, Result, Settings, Transport, SETTINGS};
 
 /// How long in-flight requests may run on after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
@@ -58,8 +57,7 @@ fn main() -> ExitCode {
                 let port = cli.flags.get("AGENTHUB_PORT").cloned().or_else(|| env("AGENTHUB_PORT"));
                 format!("http://127.0.0.1:{}", port.as_deref().unwrap_or("9090"))
             });
-            let shim =
-                Arc::new(shim::Shim::new(shim::endpoint(&base, server.as_deref()), env("AGENTHUB_TOKEN")));
+            let shim = Arc::new(Shim::new(shim_endpoint(&base, server.as_deref()), env("AGENTHUB_TOKEN")));
             match shim.run() {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -179,7 +177,7 @@ fn check_config(flags: &HashMap<&'static str, String>, env: &dyn Fn(&str) -> Opt
             return ExitCode::from(2);
         }
     };
-    let loaded = match config::load(&settings, env) {
+    let loaded = match load_config(&settings, env) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("invalid: {e}");
@@ -196,7 +194,7 @@ fn check_config(flags: &HashMap<&'static str, String>, env: &dyn Fn(&str) -> Opt
     let mut problems = 0;
     for s in &loaded.servers {
         let target = match s.config.transport {
-            config::Transport::Stdio => {
+            Transport::Stdio => {
                 let cmd = s
                     .config
                     .command
@@ -209,7 +207,7 @@ fn check_config(flags: &HashMap<&'static str, String>, env: &dyn Fn(&str) -> Opt
                 }
                 line
             }
-            config::Transport::Http => s.config.url.clone().unwrap_or_default(),
+            Transport::Http => s.config.url.clone().unwrap_or_default(),
         };
         let flags = [(s.config.auto_start, " auto_start"), (!s.config.enabled, " disabled")]
             .iter()
@@ -267,7 +265,7 @@ fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()>
     if let Err(e) = agenthub::raise_fd_limit() {
         log::warn!("cannot raise the open-file limit: {e}");
     }
-    let loaded = config::load(&settings, env)?;
+    let loaded = load_config(&settings, env)?;
     for s in &loaded.sources {
         log::info!("config {s}");
     }
@@ -277,46 +275,7 @@ fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()>
     for s in loaded.servers.iter().filter(|s| s.problem.is_some()) {
         log::error!("server {} cannot start: {}", s.name, s.problem.as_deref().unwrap_or(""));
     }
-    let breakers = Arc::new(resilience::Breakers::new(resilience::BreakerConfig {
-        failure_threshold: settings.breaker_threshold,
-        recovery_timeout: settings.breaker_recovery,
-    }));
-    let activity = Arc::new(dashboard::Activity::default());
-    let npm_prefix = settings.data_dir.join("npm");
-    let import_origin = settings.servers_file.as_ref().map(|p| p.display().to_string());
-    let servers = servers::Servers::new(
-        loaded.servers,
-        loaded.servers_path,
-        import_origin,
-        servers::Context {
-            npm_prefix: npm_prefix.clone(),
-            default_timeout: settings.request_timeout,
-            breakers: breakers.clone(),
-            activity: activity.clone(),
-        },
-    );
-    let enhancer = Arc::new(enhance::Service::new(
-        loaded.rules,
-        &settings.ollama_url,
-        settings.ollama_timeout,
-        settings.cache_size,
-        breakers.clone(),
-    ));
-    let gateway = mcp::Gateway::new(servers.clone(), Some(enhancer.clone()));
-    let app = Arc::new(http::App {
-        gateway,
-        policy: http::guard::Policy {
-            allowed: settings.allowed_origins.clone(),
-            token: settings.token.clone(),
-        },
-        enhancer,
-        servers,
-        installer: Arc::new(servers::installer::Installer::new(npm_prefix)),
-        breakers,
-        activity,
-        started: Instant::now(),
-        settings,
-    });
+    let app = App::build(settings, loaded);
 
     let (fatal_tx, fatal_rx) = crossbeam_channel::bounded::<String>(4);
     let (sig_tx, sig_rx) = crossbeam_channel::bounded::<i32>(4);
@@ -333,7 +292,7 @@ fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()>
         })
         .map_err(|e| Error::io("spawning the signal thread", e))?;
 
-    let front = http::Http::start(app.clone(), http::routes::dispatch, fatal_tx)?;
+    let front = Http::start(app.clone(), dispatch, fatal_tx)?;
     log::info!("agenthub {VERSION}: {} server(s) configured", app.servers.len());
     log::info!("listening on http://{}", front.addr());
     app.servers.start_background();
@@ -345,10 +304,9 @@ fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()>
         }
         recv(fatal_rx) -> msg => Err(Error::Internal(msg.unwrap_or_else(|_| "the HTTP front stopped".into()))),
     };
-    app.gateway.shutdown();
+    app.close_sessions();
     front.shutdown(SHUTDOWN_GRACE);
-    app.servers.shutdown();
-    app.enhancer.stop();
+    app.stop();
     signals_handle.close();
     let _ = signal_thread.join();
     log::info!("stopped");

@@ -279,6 +279,7 @@ impl Backoff {
     }
 
     /// Delays handed out since creation or the last `reset`.
+    #[cfg(test)]
     pub fn attempts(&self) -> u32 {
         self.attempt
     }

@@ -19,11 +19,11 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 
-pub use rules::{parse_rules, Rule, Rules};
+pub use rules::{parse_rules, Rules};
 pub use servers::{
     parse_servers, servers_to_json, validate_server_name, ServerConfig, ServerEntry, Transport,
 };
-pub use settings::{is_loopback_host, SettingSpec, Settings, SETTINGS};
+pub use settings::{is_loopback_host, Settings, SETTINGS};
 
 /// The example servers file shipped in `configs/`, used when no file is found.
 pub const DEFAULT_SERVERS_JSON: &str = include_str!("../../configs/mcp-servers.json");

@@ -16,14 +16,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use crate::config::Settings;
-use crate::dashboard::Activity;
-use crate::enhance;
+pub use crate::app::App;
 use crate::error::{Error, Result};
-use crate::resilience::Breakers;
-use crate::servers::installer::Installer;
-use crate::servers::Servers;
-use guard::Policy;
 pub use response::{Reply, Req};
 
 /// Declared bodies above this are never drained: tiny_http would allocate the whole declared
@@ -31,19 +25,6 @@ pub use response::{Reply, Req};
 const DRAIN_LIMIT: usize = 64 << 20;
 /// Oversized bodies drained at once on side threads; past this, their connections are abandoned.
 const MAX_DRAINS: usize = 16;
-
-/// The hub's shared state, handed to every handler.
-pub struct App {
-    pub settings: Settings,
-    pub started: Instant,
-    pub servers: Arc<Servers>,
-    pub installer: Arc<Installer>,
-    pub breakers: Arc<Breakers>,
-    pub activity: Arc<Activity>,
-    pub gateway: Arc<crate::mcp::Gateway>,
-    pub enhancer: Arc<enhance::Service>,
-    pub policy: Policy,
-}
 
 /// Produces the reply to a request whose guards passed (the route table, or a test's).
 pub type Router = fn(&App, &Req) -> Reply;
@@ -412,37 +393,15 @@ mod tests {
         flags.insert("AGENTHUB_PORT", "0".to_string());
         flags.insert("AGENTHUB_WORKERS", "1".to_string());
         flags.insert("OLLAMA_URL", "http://127.0.0.1:9".to_string());
-        let settings = Settings::resolve(&flags, &|_| None).expect("settings");
-        let breakers = Arc::new(Breakers::new(crate::resilience::BreakerConfig::default()));
-        let activity = Arc::new(Activity::default());
-        let servers = Servers::new(
-            Vec::new(),
-            std::env::temp_dir().join("agenthub-unit-never-saved.json"),
-            None,
-            crate::servers::Context {
-                npm_prefix: std::env::temp_dir(),
-                default_timeout: Duration::from_secs(5),
-                breakers: breakers.clone(),
-                activity: activity.clone(),
-            },
-        );
-        Arc::new(App {
-            gateway: crate::mcp::Gateway::new(servers.clone(), None),
-            servers,
-            policy: Policy { allowed: Vec::new(), token: None },
-            enhancer: Arc::new(enhance::Service::new(
-                crate::config::parse_rules(crate::config::DEFAULT_RULES_JSON, "embedded").expect("rules"),
-                &settings.ollama_url,
-                Duration::from_secs(1),
-                10,
-                breakers.clone(),
-            )),
-            installer: Arc::new(Installer::new(std::env::temp_dir())),
-            breakers,
-            activity,
-            started: Instant::now(),
-            settings,
-        })
+        let settings = crate::config::Settings::resolve(&flags, &|_| None).expect("settings");
+        let loaded = crate::config::Loaded {
+            servers: Vec::new(),
+            rules: crate::config::parse_rules(crate::config::DEFAULT_RULES_JSON, "embedded").expect("rules"),
+            servers_path: std::env::temp_dir().join("agenthub-unit-never-saved.json"),
+            sources: Vec::new(),
+            warnings: Vec::new(),
+        };
+        App::build(settings, loaded)
     }
 
     fn panicky(_: &App, req: &Req) -> Reply {

@@ -21,9 +21,8 @@ use crate::queue::Delivery;
 use crate::servers::{
     Acquired, Call, Request as Outgoing, Servers, Status, STATUS_NOTIFICATION, SUPPORTED_VERSIONS,
 };
-pub use aggregate::{public_name, ENHANCE_TOOL, SEPARATOR};
 use aggregate::{Catalog, Place};
-pub use relay::{relay, write_event, Relayed, StreamBody, QUICK_ANSWER};
+pub use relay::{relay, write_event, Relayed, StreamBody};
 pub use session::{Session, Sessions, Target};
 
 /// Heartbeat on idle GET streams, to notice clients that went away.

@@ -28,16 +28,6 @@ pub enum Relayed {
     Later(Box<dyn FnOnce() -> Relayed + Send>),
 }
 
-impl Relayed {
-    /// Runs a `Later` to its end on the calling thread.
-    pub fn finish(mut self) -> Relayed {
-        while let Relayed::Later(f) = self {
-            self = f();
-        }
-        self
-    }
-}
-
 /// Relays a call. `stream_id`: the client's id when it takes an event stream (the last event
 /// carries the response under it); without one, messages before the outcome are dropped and
 /// the server's requests refused.

@@ -32,13 +32,12 @@ use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::activity::Activity;
 use crate::config::{ServerConfig, ServerEntry, Transport};
-use crate::dashboard::Activity;
 use crate::error::{Error, Result};
 use crate::resilience::Breakers;
 use bridge::{Bridge, StderrRing};
 pub use call::{Acquired, Call, Request, Step};
-pub use edits::write_atomically;
 use phase::{Effect, Effects, Live, State};
 use process::Process;
 use upstream::Upstream;

@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use super::bridge::Peer;
 use super::Listener;
+use crate::activity::Activity;
 use crate::config::ServerConfig;
-use crate::dashboard::Activity;
 use crate::jsonrpc::{self, RpcError};
 
 /// Answers a child's own requests and records its notifications.

@@ -202,11 +202,6 @@ pub fn proc_state(pid: i32) -> Option<(char, i32)> {
     Some((state, pgrp))
 }
 
-/// Whether a pid names a live (not zombie) process.
-pub fn is_alive(pid: i32) -> bool {
-    proc_state(pid).is_some_and(|(state, _)| state != 'Z')
-}
-
 /// "exit status 3", "killed by signal 9".
 pub fn describe(status: ExitStatus) -> String {
     #[cfg(unix)]
@@ -264,6 +259,7 @@ mod tests {
         drop(pipes.stdin);
         let status = p.stop(Duration::from_secs(2));
         assert!(status.is_some());
-        assert!(!is_alive(grandchild), "grandchild {grandchild} survived");
+        let alive = proc_state(grandchild).is_some_and(|(state, _)| state != 'Z');
+        assert!(!alive, "grandchild {grandchild} survived");
     }
 }

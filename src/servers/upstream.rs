@@ -29,7 +29,6 @@ pub struct Endpoint {
 
 /// What came back for one POST.
 pub struct Answer {
-    pub status: u16,
     /// The server no longer knows the session it was sent (404; some servers say 400).
     pub session_lost: bool,
     pub body: Body,
@@ -85,10 +84,6 @@ impl Endpoint {
         }
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     pub fn has_session(&self) -> bool {
         self.session.lock().is_some()
     }
@@ -142,7 +137,7 @@ impl Endpoint {
         }
         let status = resp.status().as_u16();
         let session_lost = (status == 404 || status == 400) && session.is_some();
-        let answer = |body| Ok(Answer { status, session_lost, body });
+        let answer = |body| Ok(Answer { session_lost, body });
         if status == 202 {
             return answer(Body::Empty);
         }

@@ -3,10 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agenthub::config::ServerConfig;
-use agenthub::jsonrpc::RpcError;
-use agenthub::servers::bridge::{Bridge, Peer, StderrRing};
-use agenthub::servers::process::Process;
+use agenthub::{Bridge, Peer, Process, RpcError, ServerConfig, StderrRing};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 

@@ -199,7 +199,7 @@ fn the_aggregated_endpoint_offers_enhancement_as_a_tool() {
 
 #[test]
 fn the_ollama_client_speaks_generate_chat_tags_and_version() {
-    use agenthub::enhance::ollama::{Client, Failure};
+    use agenthub::{OllamaClient as Client, OllamaFailure as Failure};
     let ollama = FakeOllama::start(MODELS);
     let c = Client::new(&ollama.url, 2 * SEC);
     assert_eq!(c.version().unwrap(), "0.12.0");

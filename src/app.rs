@@ -1,0 +1,83 @@
+//! The one wiring of the hub: `App::build` turns settings and the loaded configuration into
+//! the running parts (breakers, activity feed, server table, enhancement service, MCP gateway,
+//! installer, request guards), and `App::stop` takes them down in order. `main`, the tests
+//! and the benchmark build the hub the same way. Every HTTP handler receives the `App`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::activity::Activity;
+use crate::config::{Loaded, Settings};
+use crate::enhance;
+use crate::http::guard::Policy;
+use crate::mcp::Gateway;
+use crate::resilience::{BreakerConfig, Breakers};
+use crate::servers::installer::Installer;
+use crate::servers::{Context, Servers};
+
+/// The hub's shared state, handed to every handler.
+pub struct App {
+    pub settings: Settings,
+    pub started: Instant,
+    pub servers: Arc<Servers>,
+    pub installer: Arc<Installer>,
+    pub breakers: Arc<Breakers>,
+    pub activity: Arc<Activity>,
+    pub gateway: Arc<Gateway>,
+    pub enhancer: Arc<enhance::Service>,
+    pub policy: Policy,
+}
+
+impl App {
+    /// Wires the hub. Nothing runs yet but the Ollama probe: servers start with
+    /// `servers.start_background()` once the front listens.
+    pub fn build(settings: Settings, loaded: Loaded) -> Arc<App> {
+        let breakers = Arc::new(Breakers::new(BreakerConfig {
+            failure_threshold: settings.breaker_threshold,
+            recovery_timeout: settings.breaker_recovery,
+        }));
+        let activity = Arc::new(Activity::default());
+        let npm_prefix = settings.data_dir.join("npm");
+        let import_origin = settings.servers_file.as_ref().map(|p| p.display().to_string());
+        let servers = Servers::new(
+            loaded.servers,
+            loaded.servers_path,
+            import_origin,
+            Context {
+                npm_prefix: npm_prefix.clone(),
+                default_timeout: settings.request_timeout,
+                breakers: breakers.clone(),
+                activity: activity.clone(),
+            },
+        );
+        let enhancer = Arc::new(enhance::Service::new(
+            loaded.rules,
+            &settings.ollama_url,
+            settings.ollama_timeout,
+            settings.cache_size,
+            breakers.clone(),
+        ));
+        Arc::new(App {
+            gateway: Gateway::new(servers.clone(), Some(enhancer.clone())),
+            policy: Policy { allowed: settings.allowed_origins.clone(), token: settings.token.clone() },
+            enhancer,
+            servers,
+            installer: Arc::new(Installer::new(npm_prefix)),
+            breakers,
+            activity,
+            started: Instant::now(),
+            settings,
+        })
+    }
+
+    /// Ends every MCP session, so their GET streams end and the front can drain.
+    pub fn close_sessions(&self) {
+        self.gateway.shutdown();
+    }
+
+    /// Stops every child and the Ollama probe; returns when they are down.
+    pub fn stop(&self) {
+        self.servers.shutdown();
+        self.enhancer.stop();
+    }
+}
