@@ -8,11 +8,11 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 // Shared with the integration tests: not every helper is used here.
 #[allow(dead_code)]
@@ -24,8 +24,8 @@ mod harness;
 
 use fake_ollama::FakeOllama;
 use harness::{
-    deps, fixture_servers, free_port, initialize_body, initialized_note, Conn, Hub, HubBuilder, McpSession,
-    ServerProcess, FIXTURE, MCP_VERSION, NO_SERVERS, SEC,
+    Conn, FIXTURE, Hub, HubBuilder, MCP_VERSION, McpSession, NO_SERVERS, SEC, ServerProcess, deps,
+    fixture_servers, free_port, initialize_body, initialized_note,
 };
 
 struct Row {

@@ -2,7 +2,7 @@
 //! stay `serde_json::Value` so that whatever a peer sends is relayed whole; this module
 //! classifies them and builds the ones the hub writes itself.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 pub const PARSE_ERROR: i64 = -32700;
 pub const INVALID_REQUEST: i64 = -32600;

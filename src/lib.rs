@@ -20,10 +20,10 @@ mod sys;
 
 // What the binary uses.
 pub use app::App;
-pub use config::{load as load_config, Settings, Transport, SETTINGS};
+pub use config::{SETTINGS, Settings, Transport, load as load_config};
 pub use error::{Error, Result};
-pub use http::{routes::dispatch, Http};
-pub use shim::{endpoint as shim_endpoint, Shim};
+pub use http::{Http, routes::dispatch};
+pub use shim::{Shim, endpoint as shim_endpoint};
 pub use sys::raise_fd_limit;
 
 // What the tests use besides: the bridge and a child process without the hub around them,

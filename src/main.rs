@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agenthub::{dispatch, shim_endpoint, App, Http, Shim, VERSION};
-use agenthub::{load_config, Error, Result, Settings, Transport, SETTINGS};
+use agenthub::{App, Http, Shim, VERSION, dispatch, shim_endpoint};
+use agenthub::{Error, Result, SETTINGS, Settings, Transport, load_config};
 
 /// How long in-flight requests may run on after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);

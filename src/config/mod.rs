@@ -19,11 +19,11 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 
-pub use rules::{parse_rules, Rules};
+pub use rules::{Rules, parse_rules};
 pub use servers::{
-    parse_servers, servers_to_json, validate_server_name, ServerConfig, ServerEntry, Transport,
+    ServerConfig, ServerEntry, Transport, parse_servers, servers_to_json, validate_server_name,
 };
-pub use settings::{is_loopback_host, Settings, SETTINGS};
+pub use settings::{SETTINGS, Settings, is_loopback_host};
 
 /// The example servers file shipped in `configs/`, used when no file is found.
 pub const DEFAULT_SERVERS_JSON: &str = include_str!("../../configs/mcp-servers.json");

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::{parse_json, Fields};
+use super::{Fields, parse_json};
 use crate::error::{Error, Result};
 
 /// How prompts from one client are rewritten.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::{parse_json, Fields};
+use super::{Fields, parse_json};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,10 +108,10 @@ impl ServerConfig {
                 return Err(f.err(
                     "type",
                     "the legacy HTTP+SSE transport is not supported; use \"http\" (Streamable HTTP)",
-                ))
+                ));
             }
             Some(other) => {
-                return Err(f.err("transport", &format!("expected \"stdio\" or \"http\", got \"{other}\"")))
+                return Err(f.err("transport", &format!("expected \"stdio\" or \"http\", got \"{other}\"")));
             }
         };
         let cfg = ServerConfig {
@@ -146,7 +146,7 @@ impl ServerConfig {
                 Some(u)
                     if !(u.starts_with("http://") || u.starts_with("https://") || u.starts_with("${")) =>
                 {
-                    return Err(f.err("url", &format!("expected an http:// or https:// URL, got \"{u}\"")))
+                    return Err(f.err("url", &format!("expected an http:// or https:// URL, got \"{u}\"")));
                 }
                 Some(_) => {}
             },
@@ -276,11 +276,7 @@ impl ServerConfig {
 
 fn secs(d: Duration) -> Value {
     let s = d.as_secs_f64();
-    if s.fract() == 0.0 {
-        Value::from(d.as_secs())
-    } else {
-        Value::from(s)
-    }
+    if s.fract() == 0.0 { Value::from(d.as_secs()) } else { Value::from(s) }
 }
 
 /// `env:NAME` and `NAME` read the environment; `input:ID` cannot be answered.
@@ -342,14 +338,12 @@ pub fn parse_servers(text: &str, file: &str) -> Result<Vec<(String, ServerConfig
         (Some(s), None) => ("servers", s),
         (None, Some(s)) => ("mcpServers", s),
         (Some(_), Some(_)) => {
-            return Err(Error::Config(format!(
-                "{file}: has both \"servers\" and \"mcpServers\"; keep one"
-            )))
+            return Err(Error::Config(format!("{file}: has both \"servers\" and \"mcpServers\"; keep one")));
         }
         (None, None) => {
             return Err(Error::Config(format!(
                 "{file}: expected an object with \"servers\" (AgentHub, VS Code) or \"mcpServers\" (Claude Desktop, Cursor)"
-            )))
+            )));
         }
     };
     let Value::Object(servers) = servers else {

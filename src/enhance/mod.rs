@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde::Serialize;
 
-use crate::cache::{hash_parts, CacheStats, LruCache};
+use crate::cache::{CacheStats, LruCache, hash_parts};
 use crate::config::Rules;
 use crate::error::{Error, Result};
 use crate::resilience::Breakers;

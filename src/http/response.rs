@@ -2,7 +2,7 @@
 //! return (`Reply`). The one place where an `Error` becomes an HTTP status and an error code.
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::error::Error;
 

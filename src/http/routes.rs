@@ -3,16 +3,16 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
-use super::response::{Reply, Req};
 use super::App;
+use super::response::{Reply, Req};
 use crate::config::ServerConfig;
 use crate::enhance::Prepared;
 use crate::error::{Error, Result};
 use crate::jsonrpc::{self, RpcError};
-use crate::mcp::{self, relay, Answer, Relayed, Target};
-use crate::servers::{installer, Acquired, Request, Servers, Snapshot, Status};
+use crate::mcp::{self, Answer, Relayed, Target, relay};
+use crate::servers::{Acquired, Request, Servers, Snapshot, Status, installer};
 
 /// Path segments captured by `{name}` (and `{*rest}`, the remaining path).
 pub struct Params(Vec<(&'static str, String)>);
@@ -301,7 +301,7 @@ fn rest_call(app: &App, req: &Req, p: &Params) -> Result<Reply> {
         _ => {
             return Err(Error::BadRequest(
                 "the body must be a JSON object (the request's params) or empty".into(),
-            ))
+            ));
         }
     };
     let (server, request) = (p.get("server").to_string(), Request::own(p.get("method"), params));

@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use super::{reply, Answer, Gateway, Session};
+use super::{Answer, Gateway, Session, reply};
 use crate::jsonrpc::{self, RpcError};
 use crate::servers::{Request, Status};
 
@@ -264,11 +264,7 @@ impl Gateway {
     fn entries(&self, list: List, at: Place) -> Option<Vec<Entry>> {
         let cached = {
             let c = self.catalog.lock();
-            if list == List::Tools {
-                c.tools.clone()
-            } else {
-                c.prompts.clone()
-            }
+            if list == List::Tools { c.tools.clone() } else { c.prompts.clone() }
         };
         if cached.is_some() || at == Place::Worker {
             return cached;

@@ -14,15 +14,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::jsonrpc::{self, Kind, RpcError};
 use crate::queue::Delivery;
 use crate::servers::{
-    Acquired, Call, Request as Outgoing, Servers, Status, STATUS_NOTIFICATION, SUPPORTED_VERSIONS,
+    Acquired, Call, Request as Outgoing, STATUS_NOTIFICATION, SUPPORTED_VERSIONS, Servers, Status,
 };
 use aggregate::{Catalog, Place};
-pub use relay::{relay, write_event, Relayed, StreamBody};
+pub use relay::{Relayed, StreamBody, relay, write_event};
 pub use session::{Session, Sessions, Target};
 
 /// Heartbeat on idle GET streams, to notice clients that went away.

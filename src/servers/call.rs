@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::bridge::{Bridge, Event, Next, Pending};
 use super::upstream::{self, Upstream};
@@ -73,7 +73,7 @@ impl Servers {
                 (Status::Running, Some(run)) => (run.channel(), timeout),
                 (Status::Starting, _) if !wait => return Ok(Acquired::Starting(request)),
                 (Status::Starting, _) => {
-                    return Err(Error::Timeout(format!("server {name} is still starting")))
+                    return Err(Error::Timeout(format!("server {name} is still starting")));
                 }
                 (status, _) => {
                     let why = st.last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();

@@ -3,18 +3,18 @@
 //! handshake with no lock held; `stop` escalates from closing stdin to killing the group.
 //! Every change of phase goes through a `phase` transition, its effects fired after unlock.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::bridge::Bridge;
 use super::peer::ChildPeer;
 use super::phase::Ticket;
 use super::{
-    process, short, snapshot_of, Link, Process, Run, Server, Servers, Snapshot, Status, Upstream,
-    PROTOCOL_VERSION, SUPPORTED_VERSIONS,
+    Link, PROTOCOL_VERSION, Process, Run, SUPPORTED_VERSIONS, Server, Servers, Snapshot, Status, Upstream,
+    process, short, snapshot_of,
 };
 use crate::config::Transport;
 use crate::error::{Error, Result};

@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use super::bridge::Peer;
 use super::Listener;
+use super::bridge::Peer;
 use crate::activity::Activity;
 use crate::config::ServerConfig;
 use crate::jsonrpc::{self, RpcError};

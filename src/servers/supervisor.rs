@@ -8,12 +8,12 @@
 //! 3. `settle` — running for `STABLE_AFTER` without a crash ends the restart streak;
 //! 4. `relaunch` — a restart whose backoff has passed is launched on a thread of its own.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::phase::Effects;
-use super::{process, short, Run, Server, Servers};
+use super::{Run, Server, Servers, process, short};
 
 /// Running this long without a crash resets `restart_count` and the backoff.
 pub(super) const STABLE_AFTER: Duration = Duration::from_secs(60);

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use agenthub::{Bridge, Peer, Process, RpcError, ServerConfig, StderrRing};
 use parking_lot::Mutex;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::harness::{initialize_params, FIXTURE};
+use crate::harness::{FIXTURE, initialize_params};
 
 struct Quiet;
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::harness::*;
 
@@ -75,10 +75,12 @@ fn a_failed_save_changes_nothing() {
     assert_eq!(hub.post_json("/servers", &json!({"name": "new", "command": "x"})).status, 201);
     let names: BTreeSet<String> = hub.saved()["servers"].as_object().unwrap().keys().cloned().collect();
     assert_eq!(names, BTreeSet::from(["keep".to_string(), "new".to_string()]));
-    assert!(std::fs::read_dir(hub.dir.path())
-        .unwrap()
-        .flatten()
-        .all(|e| !e.file_name().to_string_lossy().contains(".tmp")));
+    assert!(
+        std::fs::read_dir(hub.dir.path())
+            .unwrap()
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().contains(".tmp"))
+    );
 }
 
 #[test]

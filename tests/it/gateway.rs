@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::harness::*;
 
@@ -211,11 +211,13 @@ fn aggregated_endpoint_merges_and_routes_and_skips_stopped_servers() {
     let r = c.call(json!(7), "tools/call", json!({"name": "one__echo", "arguments": {"text": "x"}}));
     assert_eq!(r["error"]["code"], -32602, "{r}");
     let tools = c.call(json!(8), "tools/list", json!({}));
-    assert!(tools["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|t| !t["name"].as_str().unwrap().starts_with("one__")));
+    assert!(
+        tools["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| !t["name"].as_str().unwrap().starts_with("one__"))
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! tests/npm/package-lock.json) run under the hub, and the npm installer, offline from the
 //! npm cache that the same step fills.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::harness::*;
 

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::harness::*;
 
@@ -44,11 +44,9 @@ fn start_call_restart_stop() {
     let log = hub.log();
     assert!(log.contains("server fx: STARTING -> RUNNING"), "{log}");
     let events = hub.get("/activity").json();
-    assert!(events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|e| e["server"] == "fx" && e["message"] == "RUNNING"));
+    assert!(
+        events["events"].as_array().unwrap().iter().any(|e| e["server"] == "fx" && e["message"] == "RUNNING")
+    );
 }
 
 #[test]
