@@ -464,13 +464,15 @@ fn read_loop(
             }
         }
     }
+    // All bookkeeping is gone before anyone hears of it: a waiter that wakes finds the bridge
+    // closed and the child's requests forgotten.
+    let waiting = shared.pending.lock().take();
+    shared.child_requests.lock().clear();
     closed.store(true, Ordering::SeqCst);
     // Every waiter wakes at once with "exited".
-    let waiting = shared.pending.lock().take();
     for slot in waiting.into_iter().flat_map(HashMap::into_values) {
         slot.gone();
     }
-    shared.child_requests.lock().clear();
 }
 
 /// The one relayed client request in flight, when there is exactly one: only then is it clear
