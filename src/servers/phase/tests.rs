@@ -56,20 +56,22 @@ fn check(what: &str, max_restarts: u32, ops: &[Op]) {
     let mut st: State<Child> = State::new(&entry, now);
     let (mut said, mut generation) = (Vec::<String>::new(), 0);
     let since = |now| (SystemTime::UNIX_EPOCH, now);
+    // A launch that began (or not, as `want` says): its generation is the one to end.
+    let began = |got: Option<(Ticket, Effects)>, want: bool, generation: &mut u64, at: &str| match got {
+        Some((t, fx)) => {
+            assert!(want, "{at}: a launch began");
+            *generation = t.generation;
+            fx
+        }
+        None => {
+            assert!(!want, "{at}: no launch");
+            Effects::new()
+        }
+    };
     for (i, op) in ops.iter().enumerate() {
         let at = format!("{what}: op {i} {op:?}");
         let fx = match *op {
-            Begin(ok) => match st.begin_launch() {
-                Some((t, fx)) => {
-                    assert!(ok, "{at}: a launch began");
-                    generation = t.generation;
-                    fx
-                }
-                None => {
-                    assert!(!ok, "{at}: refused");
-                    Effects::new()
-                }
-            },
+            Begin(ok) => began(st.begin_launch(), ok, &mut generation, &at),
             Up => st.launch_ended(generation, Ok(Child), since(now)).0,
             Down { retry } => st.launch_ended(generation, Err(("no handshake".into(), retry)), since(now)).0,
             Crash => {
@@ -81,17 +83,7 @@ fn check(what: &str, max_restarts: u32, ops: &[Op]) {
                 now += Duration::from_secs(s);
                 Effects::new()
             }
-            Due(want) => match st.relaunch_due(now) {
-                Some((t, fx)) => {
-                    assert!(want, "{at}: a relaunch began");
-                    generation = t.generation;
-                    fx
-                }
-                None => {
-                    assert!(!want, "{at}: no relaunch");
-                    Effects::new()
-                }
-            },
+            Due(want) => began(st.relaunch_due(now), want, &mut generation, &at),
             Settle => st.settle(now, Duration::from_secs(60)),
             Stop(any) => match st.begin_stop() {
                 Some((fx, _)) => {
