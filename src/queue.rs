@@ -1,5 +1,5 @@
-//! `Queue`: a closable queue handed from producers to the one thread that drains it (a child's
-//! stdin writer, an SSE stream's writer). A mutex and a condvar rather than a channel: under
+//! `Queue`: a closable queue handed from producers to the thread that drains it (a child's
+//! stdin writer, an SSE stream's writer, the HTTP workers). A mutex and a condvar rather than a channel: under
 //! load a channel's receiver spins and yields before it sleeps, which on a small machine takes
 //! the CPU the other threads need.
 
@@ -43,7 +43,7 @@ impl<T> Queue<T> {
     /// No more items are taken; what is queued can still be drained.
     pub fn close(&self) {
         self.state.lock().1 = true;
-        self.ready.notify_one();
+        self.ready.notify_all();
     }
 
     pub fn is_closed(&self) -> bool {
@@ -56,6 +56,21 @@ impl<T> Queue<T> {
         loop {
             if !q.0.is_empty() {
                 return Some(q.0.drain(..).collect());
+            }
+            if q.1 {
+                return None;
+            }
+            self.ready.wait(&mut q);
+        }
+    }
+
+    /// The next item, waiting for one (several threads may wait: each item goes to one);
+    /// None once closed and empty.
+    pub fn pop(&self) -> Option<T> {
+        let mut q = self.state.lock();
+        loop {
+            if let Some(item) = q.0.pop_front() {
+                return Some(item);
             }
             if q.1 {
                 return None;

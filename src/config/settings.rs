@@ -85,6 +85,18 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "largest accepted request body",
     },
     SettingSpec {
+        env: "AGENTHUB_MAX_CONNECTIONS",
+        flag: None,
+        default: "(open-file limit - 256) / 2",
+        help: "client connections served at once; past it a 503",
+    },
+    SettingSpec {
+        env: "AGENTHUB_READ_TIMEOUT_S",
+        flag: None,
+        default: "30",
+        help: "seconds a request's head or body may take; idle connections close after twice that",
+    },
+    SettingSpec {
         env: "AGENTHUB_REQUEST_TIMEOUT_S",
         flag: None,
         default: "60",
@@ -143,6 +155,10 @@ pub struct Settings {
     pub allowed_origins: Vec<String>,
     pub cache_size: usize,
     pub max_body_bytes: usize,
+    /// None: derived from the open-file limit.
+    pub max_connections: Option<usize>,
+    /// The budget of a request's head or body, and of one write.
+    pub read_timeout: Duration,
     pub request_timeout: Duration,
     pub breaker_threshold: u32,
     pub breaker_recovery: Duration,
@@ -212,6 +228,13 @@ impl Settings {
         if max_body_bytes == 0 {
             return Err(Error::Config("AGENTHUB_MAX_BODY_BYTES: must be at least 1".into()));
         }
+        let max_connections = match src.get("AGENTHUB_MAX_CONNECTIONS") {
+            None => None,
+            Some(_) => Some(src.parse("AGENTHUB_MAX_CONNECTIONS", 0usize, "a number of connections")?),
+        };
+        if max_connections == Some(0) {
+            return Err(Error::Config("AGENTHUB_MAX_CONNECTIONS: must be at least 1".into()));
+        }
         let breaker_threshold = src.parse("AGENTHUB_BREAKER_THRESHOLD", 3u32, "a whole number")?;
         if breaker_threshold == 0 {
             return Err(Error::Config("AGENTHUB_BREAKER_THRESHOLD: must be at least 1".into()));
@@ -240,6 +263,8 @@ impl Settings {
             allowed_origins,
             cache_size: src.parse("AGENTHUB_CACHE_SIZE", 1000usize, "a number of entries")?,
             max_body_bytes,
+            max_connections,
+            read_timeout: src.seconds("AGENTHUB_READ_TIMEOUT_S", 30.0)?,
             request_timeout: src.seconds("AGENTHUB_REQUEST_TIMEOUT_S", 60.0)?,
             breaker_threshold,
             breaker_recovery: src.seconds("AGENTHUB_BREAKER_RECOVERY_S", 30.0)?,

@@ -1,30 +1,33 @@
-//! The HTTP front: a tiny_http server on a listener bound here (TCP_NODELAY set), a pool of
-//! named worker threads each calling `recv` on it, the guards every request passes (Host/Origin,
-//! CORS, token, body cap), and graceful shutdown. Handlers live in `routes`.
+//! The HTTP front: the hub's own small HTTP/1.1 server. One `http-accept` thread accepts
+//! connections (bounded below the descriptor limit: past it a 503 and close), one `http-conn`
+//! thread per connection reads its requests (every read with a deadline, the head within size
+//! limits) and runs the guards before any body is read, and a pool of `http-N` workers runs the
+//! handlers. What may wait long (`Reply::later`, streams) runs on the connection's own thread,
+//! so it never holds a worker. Handlers live in `routes`; ARCHITECTURE.md says why this is not
+//! tiny_http any more.
 
+mod conn;
 pub mod guard;
 pub mod response;
 pub mod routes;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
+use parking_lot::Mutex;
 
 pub use crate::app::App;
 use crate::error::{Error, Result};
+use crate::queue::{Delivery, Queue};
+use conn::{Conn, Framing, Head, ReadError};
 pub use response::{Reply, Req};
-
-/// Declared bodies above this are never drained: tiny_http would allocate the whole declared
-/// length at once to discard it, and a forged length aborts the process.
-const DRAIN_LIMIT: usize = 64 << 20;
-/// Oversized bodies drained at once on side threads; past this, their connections are abandoned.
-const MAX_DRAINS: usize = 16;
 
 /// Produces the reply to a request whose guards passed (the route table, or a test's).
 pub type Router = fn(&App, &Req) -> Reply;
@@ -32,215 +35,395 @@ pub type Router = fn(&App, &Req) -> Reply;
 /// Why the HTTP front stopped serving on its own.
 pub type Fatal = Sender<String>;
 
-/// What every worker shares besides the app.
+/// Descriptors kept free for everything but client connections (children's pipes, npm,
+/// outgoing HTTP, files).
+const RESERVED_FDS: u64 = 256;
+
+/// A request handed to a worker, and where its reply goes.
+struct Job {
+    req: Req,
+    done: Arc<Queue<(Req, Reply)>>,
+}
+
+/// What the acceptor, the connections and the workers share.
 struct Front {
+    app: Arc<App>,
     router: Router,
-    /// Oversized bodies being discarded on side threads.
-    drains: Arc<AtomicUsize>,
-    /// The listening port, to find an abandoned connection's socket.
-    port: u16,
+    jobs: Queue<Job>,
+    /// Open connections, so shutdown can end them; their count is bounded by `max_conns`.
+    conns: Mutex<HashMap<u64, Arc<TcpStream>>>,
+    next_conn: AtomicU64,
+    max_conns: usize,
+    stop: AtomicBool,
+    /// How long a request's head or body may take once it started; idle keep-alive
+    /// connections close after twice that; a write may block this long.
+    read_timeout: Duration,
 }
 
 /// A running HTTP front.
 pub struct Http {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+    front: Arc<Front>,
+    acceptor: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
-    server: Arc<tiny_http::Server>,
 }
 
 impl Http {
-    /// Binds `host:port` and starts `workers` threads. A `recv` error (the accept loop died)
-    /// is reported on `fatal`.
+    /// Binds `host:port`, starts the acceptor and `workers` threads. An accept failure that
+    /// is not the client's (out of descriptors, ...) is reported on `fatal`.
     pub fn start(app: Arc<App>, router: Router, fatal: Fatal) -> Result<Http> {
         let s = &app.settings;
         let listener = bind(&s.host, s.port)?;
         let addr = listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?;
-        let server = tiny_http::Server::from_listener(listener, None)
-            .map_err(|e| Error::Internal(format!("cannot start the HTTP server: {e}")))?;
-        let server = Arc::new(server);
-        let stop = Arc::new(AtomicBool::new(false));
-        let front = Arc::new(Front { router, drains: Arc::new(AtomicUsize::new(0)), port: addr.port() });
+        let max_conns = s.max_connections.unwrap_or_else(default_max_connections);
+        let front = Arc::new(Front {
+            router,
+            jobs: Queue::default(),
+            conns: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(1),
+            max_conns,
+            stop: AtomicBool::new(false),
+            read_timeout: s.read_timeout,
+            app: app.clone(),
+        });
         let mut workers = Vec::with_capacity(s.workers);
         for i in 0..s.workers {
-            let (app, server, stop, fatal, front) =
-                (app.clone(), server.clone(), stop.clone(), fatal.clone(), front.clone());
+            let front = front.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("http-{i}"))
-                .spawn(move || worker(&app, &server, &front, &stop, &fatal))
+                .spawn(move || worker(&front))
                 .map_err(|e| Error::io("spawning an HTTP worker", e))?;
             workers.push(handle);
         }
-        Ok(Http { addr, stop, workers, server })
+        let acceptor = {
+            let front = front.clone();
+            std::thread::Builder::new()
+                .name("http-accept".into())
+                .spawn(move || accept_loop(&front, &listener, &fatal))
+                .map_err(|e| Error::io("spawning the HTTP acceptor", e))?
+        };
+        log::debug!("HTTP front: {} workers, at most {max_conns} connections", s.workers);
+        Ok(Http { addr, front, acceptor: Some(acceptor), workers })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// Stops taking requests and waits up to `grace` for the ones in flight.
-    pub fn shutdown(self, grace: Duration) {
-        self.stop.store(true, Ordering::SeqCst);
+    /// Stops taking connections, ends idle ones, and waits up to `grace` for the requests in
+    /// flight.
+    pub fn shutdown(mut self, grace: Duration) {
         let deadline = Instant::now() + grace;
-        for w in self.workers {
+        self.front.stop.store(true, Ordering::SeqCst);
+        // The acceptor is blocked in accept(): one connection of our own wakes it.
+        let wake = match self.addr {
+            SocketAddr::V4(a) if a.ip().is_unspecified() => SocketAddr::from(([127, 0, 0, 1], a.port())),
+            SocketAddr::V6(a) if a.ip().is_unspecified() => {
+                SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], a.port()))
+            }
+            a => a,
+        };
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_millis(200));
+        if let Some(a) = self.acceptor.take() {
+            let _ = a.join();
+        }
+        // Connections waiting for their next request see its end at once; the ones answering
+        // finish their answer first.
+        for stream in self.front.conns.lock().values() {
+            let _ = stream.shutdown(Shutdown::Read);
+        }
+        self.front.jobs.close();
+        for w in self.workers.drain(..) {
             while !w.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
             if w.is_finished() {
                 let _ = w.join();
-            } else {
-                log::warn!("a request was still running at shutdown; abandoning it");
             }
         }
-        drop(self.server);
+        while !self.front.conns.lock().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let left = self.front.conns.lock().len();
+        if left > 0 {
+            log::warn!("{left} request(s) still running at shutdown; abandoning them");
+        }
     }
 }
 
-/// Binds with TCP_NODELAY on the listening socket (Linux copies it to accepted sockets), so
-/// tiny_http's separate head and body writes are not held back by Nagle's algorithm.
+/// Connections the front takes at once: well below the descriptor limit, so running out of
+/// descriptors is a 503 to one client rather than a dead listener.
+fn default_max_connections() -> usize {
+    let limit = crate::sys::fd_limit().unwrap_or(1024);
+    (limit.saturating_sub(RESERVED_FDS) / 2).clamp(16, 4096) as usize
+}
+
 fn bind(host: &str, port: u16) -> Result<TcpListener> {
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .map_err(|e| Error::Config(format!("AGENTHUB_HOST: cannot resolve '{host}': {e}")))?
         .collect();
-    let listener =
-        TcpListener::bind(&addrs[..]).map_err(|e| Error::io(format!("cannot listen on {host}:{port}"), e))?;
-    set_nodelay(&listener);
-    Ok(listener)
+    TcpListener::bind(&addrs[..]).map_err(|e| Error::io(format!("cannot listen on {host}:{port}"), e))
 }
 
-#[cfg(unix)]
-fn set_nodelay(listener: &TcpListener) {
-    if let Err(e) = crate::sys::set_nodelay(listener) {
-        log::warn!("cannot set TCP_NODELAY: {e}");
-    }
-}
-
-#[cfg(not(unix))]
-fn set_nodelay(_: &TcpListener) {}
-
-/// The main loop of a worker: take a request, answer it, until told to stop.
-fn worker(app: &App, server: &tiny_http::Server, front: &Front, stop: &AtomicBool, fatal: &Fatal) {
-    while !stop.load(Ordering::SeqCst) {
-        match server.recv_timeout(Duration::from_millis(100)) {
-            Ok(Some(rq)) => handle(app, rq, front),
-            Ok(None) => {}
+/// The acceptor's main loop: each connection gets a thread of its own, or a 503 when the
+/// front is full.
+fn accept_loop(front: &Arc<Front>, listener: &TcpListener, fatal: &Fatal) {
+    loop {
+        let (stream, _) = match listener.accept() {
+            Ok(c) => c,
+            Err(e) if transient(&e) => continue,
             Err(e) => {
-                // tiny_http's accept thread ends at its first error: nothing more will arrive.
                 let _ = fatal.send(format!("the HTTP listener failed: {e}"));
                 return;
             }
+        };
+        if front.stop.load(Ordering::SeqCst) {
+            return;
         }
-    }
-}
-
-fn handle(app: &App, mut rq: tiny_http::Request, front: &Front) {
-    let started = Instant::now();
-    let url = rq.url().to_string();
-    let (path, query) = match url.split_once('?') {
-        Some((p, q)) => (p.to_string(), q.to_string()),
-        None => (url, String::new()),
-    };
-    let mut req = Req {
-        method: rq.method().as_str().to_ascii_uppercase(),
-        path,
-        query,
-        headers: rq
-            .headers()
-            .iter()
-            .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_string()))
-            .collect(),
-        body: Vec::new(),
-    };
-    let origin = req.header("origin").map(str::to_string);
-    let cors_ok = origin.is_some() && app.policy.origin_ok(origin.as_deref());
-
-    let reply = if !app.policy.host_ok(req.header("host")) {
-        Reply::error(403, "forbidden_origin", "Host header does not name this machine")
-    } else if !app.policy.origin_ok(origin.as_deref()) {
-        Reply::error(403, "forbidden_origin", "requests from this Origin are not allowed")
-    } else if req.method == "OPTIONS" {
-        Reply::empty(204)
-            .with_header("Access-Control-Allow-Methods", guard::CORS_METHODS)
-            .with_header("Access-Control-Allow-Headers", guard::CORS_HEADERS)
-            .with_header("Access-Control-Max-Age", "600")
-    } else if !app.policy.authorized(req.header("authorization")) {
-        Reply::error(401, "unauthorized", "missing or wrong bearer token")
-            .with_header("WWW-Authenticate", "Bearer")
-    } else if rq.body_length().is_some_and(|n| n > app.settings.max_body_bytes) {
-        let declared = rq.body_length().unwrap_or(0);
-        let reply = too_large(app.settings.max_body_bytes);
-        log_request(&req, reply.status, started);
-        let origin = cors_ok.then_some(origin.as_deref()).flatten();
-        refuse_declared_body(rq, reply, declared, front, origin);
-        return;
-    } else {
-        match read_body(&mut rq, app.settings.max_body_bytes) {
-            Ok(body) => {
-                req.body = body;
-                catch_unwind(AssertUnwindSafe(|| (front.router)(app, &req))).unwrap_or_else(|_| {
-                    log::error!("handler for {} {} panicked", req.method, req.path);
-                    Reply::error(500, "internal", "internal error (logged)")
-                })
+        let _ = stream.set_nodelay(true);
+        let stream = Arc::new(stream);
+        let id = front.next_conn.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut conns = front.conns.lock();
+            if conns.len() >= front.max_conns {
+                drop(conns);
+                busy(&stream, "too many connections");
+                continue;
             }
-            Err(reply) => reply,
+            conns.insert(id, stream.clone());
         }
-    };
-    let origin = cors_ok.then_some(origin).flatten();
-    if let Some(later) = reply.later {
-        // A call that may take long: answered from a thread of its own, never holding a worker.
-        let (method, path, client) =
-            (req.method.clone(), req.path.clone(), req.client_name().map(str::to_string));
-        let spawned = std::thread::Builder::new().name("http-call".into()).spawn(move || {
-            let mut reply = Reply::later(later);
-            while let Some(f) = reply.later.take() {
-                reply = catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
-                    log::error!("handler for {method} {path} panicked");
-                    Reply::error(500, "internal", "internal error (logged)")
-                });
-            }
-            log_line(&method, &path, reply.status, started, client.as_deref());
-            match reply.stream {
-                Some(_) => write_stream(rq, reply, origin.as_deref()),
-                None => {
-                    let _ = rq.respond(to_response(reply, origin.as_deref()));
-                }
-            }
+        let (f, s) = (front.clone(), stream.clone());
+        let spawned = std::thread::Builder::new().name("http-conn".into()).spawn(move || {
+            let _open = Registered { front: &f, id };
+            serve(&f, Conn::new(s, f.read_timeout));
         });
         if let Err(e) = spawned {
-            log::error!("cannot spawn a call thread: {e}");
+            front.conns.lock().remove(&id);
+            log::warn!("cannot start a connection thread: {e}");
+            busy(&stream, "the hub cannot take more connections now");
         }
-        return;
-    }
-    log_request(&req, reply.status, started);
-    if reply.stream.is_some() {
-        stream_reply(rq, reply, origin);
-        return;
-    }
-    let _ = rq.respond(to_response(reply, origin.as_deref()));
-}
-
-/// Sends a streamed reply from a thread of its own, so a long stream never holds a worker:
-/// the head by hand (tiny_http buffers `Response` bodies), then the body as HTTP chunks, each
-/// flushed as it is written.
-fn stream_reply(rq: tiny_http::Request, reply: Reply, origin: Option<String>) {
-    let spawned = std::thread::Builder::new()
-        .name("http-stream".into())
-        .spawn(move || write_stream(rq, reply, origin.as_deref()));
-    if let Err(e) = spawned {
-        log::error!("cannot spawn a stream thread: {e}");
     }
 }
 
-/// Writes a streamed reply on the calling thread.
-fn write_stream(rq: tiny_http::Request, mut reply: Reply, origin: Option<&str>) {
-    let Some(body) = reply.stream.take() else { return };
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n",
-        reply.status,
-        tiny_http::StatusCode(reply.status).default_reason_phrase(),
-        reply.content_type
+/// Accept errors that concern one connection, not the listener.
+fn transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted | WouldBlock | TimedOut)
+        || e.raw_os_error()
+            .is_some_and(|c| c == libc::EPROTO || c == libc::ENETDOWN || c == libc::EHOSTUNREACH)
+}
+
+/// A 503 written at once, and the connection closed.
+fn busy(stream: &TcpStream, why: &str) {
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let body = Reply::error(503, "server_unavailable", why).body;
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n",
+        body.len()
     );
+    let mut w = stream;
+    let _ = w.write_all(&[head.as_bytes(), &body].concat());
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// Takes the connection off the list when its thread ends, however it ends.
+struct Registered<'a> {
+    front: &'a Front,
+    id: u64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.front.conns.lock().remove(&self.id);
+    }
+}
+
+/// The main loop of a worker: take a request, produce its reply, until the front closes.
+fn worker(front: &Front) {
+    while let Some(job) = front.jobs.pop() {
+        let reply =
+            catch_unwind(AssertUnwindSafe(|| (front.router)(&front.app, &job.req))).unwrap_or_else(|_| {
+                log::error!("handler for {} {} panicked", job.req.method, job.req.path);
+                Reply::error(500, "internal", "internal error (logged)")
+            });
+        job.done.push((job.req, reply));
+    }
+}
+
+/// One connection's requests, one after the other, until it closes, stays idle too long,
+/// sends something malformed, or the front stops.
+fn serve(front: &Front, mut conn: Conn) {
+    let app = &front.app;
+    let budget = front.read_timeout;
+    loop {
+        let head = match conn.read_head(2 * budget, budget) {
+            Ok(h) => h,
+            Err(ReadError::Closed) => return,
+            Err(ReadError::Refuse(status, why)) => {
+                return refuse(conn, &Reply::error(status, code_of(status), why), None);
+            }
+        };
+        let started = Instant::now();
+        let keep = head.keep_alive() && !front.stop.load(Ordering::SeqCst);
+        let framing = conn::framing(&head);
+        let (method, http10) = (head.method.clone(), head.http10);
+        let mut req = request_of(head);
+        let origin = req.header("origin").filter(|o| app.policy.origin_ok(Some(o))).map(str::to_string);
+        let framing = match framing {
+            Ok(f) => f,
+            Err(ReadError::Refuse(status, why)) => {
+                log_line(&req, status, started);
+                return refuse(conn, &Reply::error(status, code_of(status), why), origin.as_deref());
+            }
+            Err(ReadError::Closed) => return,
+        };
+        // The guards run before any body is read: a refusal never waits for one.
+        if let Some(reply) = guard(app, &req, framing) {
+            log_line(&req, reply.status, started);
+            if reply.status == 204 && framing == Framing::Length(0) && keep {
+                // A CORS preflight: answered, and the connection stays.
+                if write_whole(&mut conn, reply, origin.as_deref(), &method, true, http10).is_err() {
+                    return;
+                }
+                continue;
+            }
+            return refuse(conn, &reply, origin.as_deref());
+        }
+        if framing != Framing::Length(0)
+            && req.header("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
+            && conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err()
+        {
+            return;
+        }
+        match conn.read_body(framing, app.settings.max_body_bytes, Instant::now() + budget) {
+            Ok(body) => req.body = body,
+            Err(ReadError::Refuse(status, why)) => {
+                log_line(&req, status, started);
+                let reply = match status {
+                    413 => too_large(app.settings.max_body_bytes),
+                    _ => Reply::error(status, code_of(status), why),
+                };
+                return refuse(conn, &reply, origin.as_deref());
+            }
+            Err(ReadError::Closed) => return,
+        }
+        let (req, mut reply) = match dispatch(front, req) {
+            Some(done) => done,
+            None => return,
+        };
+        // What may take long runs here, on the connection's own thread, never on a worker.
+        while let Some(later) = reply.later.take() {
+            reply = catch_unwind(AssertUnwindSafe(later)).unwrap_or_else(|_| {
+                log::error!("handler for {} {} panicked", req.method, req.path);
+                Reply::error(500, "internal", "internal error (logged)")
+            });
+        }
+        log_line(&req, reply.status, started);
+        let sent = match reply.stream.is_some() {
+            true => write_stream(&mut conn, reply, origin.as_deref(), keep),
+            false => write_whole(&mut conn, reply, origin.as_deref(), &method, keep, http10),
+        };
+        if sent.is_err() || !keep {
+            return;
+        }
+    }
+}
+
+/// The request as handlers see it.
+fn request_of(head: Head) -> Req {
+    let (path, query) = match head.target.split_once('?') {
+        Some((p, q)) => (p.to_string(), q.to_string()),
+        None => (head.target, String::new()),
+    };
+    Req { method: head.method, path, query, headers: head.headers, body: Vec::new() }
+}
+
+/// The refusal a request gets before its body is read, if any: Host, Origin, a CORS
+/// preflight's answer, the token, a declared body over the cap.
+fn guard(app: &App, req: &Req, framing: Framing) -> Option<Reply> {
+    if !app.policy.host_ok(req.header("host")) {
+        return Some(Reply::error(403, "forbidden_origin", "Host header does not name this machine"));
+    }
+    if !app.policy.origin_ok(req.header("origin")) {
+        return Some(Reply::error(403, "forbidden_origin", "requests from this Origin are not allowed"));
+    }
+    if req.method == "OPTIONS" {
+        return Some(
+            Reply::empty(204)
+                .with_header("Access-Control-Allow-Methods", guard::CORS_METHODS)
+                .with_header("Access-Control-Allow-Headers", guard::CORS_HEADERS)
+                .with_header("Access-Control-Max-Age", "600"),
+        );
+    }
+    if !app.policy.authorized(req.header("authorization")) {
+        return Some(
+            Reply::error(401, "unauthorized", "missing or wrong bearer token")
+                .with_header("WWW-Authenticate", "Bearer"),
+        );
+    }
+    match framing {
+        Framing::Length(n) if n > app.settings.max_body_bytes => Some(too_large(app.settings.max_body_bytes)),
+        _ => None,
+    }
+}
+
+/// Runs the handler on a worker and waits for its reply; None when the front has stopped.
+fn dispatch(front: &Front, req: Req) -> Option<(Req, Reply)> {
+    let done = Arc::new(Queue::default());
+    if !front.jobs.push(Job { req, done: done.clone() }) {
+        return None;
+    }
+    loop {
+        match done.next(Duration::from_secs(1)) {
+            Delivery::Item(r) => return Some(r),
+            Delivery::Closed => return None,
+            // Workers drain every queued job before they stop.
+            Delivery::Idle => {}
+        }
+    }
+}
+
+/// Answers and closes: nothing more is read from a connection that was refused.
+fn refuse(mut conn: Conn, reply: &Reply, origin: Option<&str>) {
+    let head = head_of(reply, reply.body.len(), origin, false, false, true);
+    if conn.write_all(&[head.as_bytes(), &reply.body].concat()).is_ok() {
+        conn.linger_close();
+    }
+}
+
+fn code_of(status: u16) -> &'static str {
+    match status {
+        408 => "timeout",
+        413 => "payload_too_large",
+        414 | 431 => "header_too_large",
+        501 | 505 => "not_implemented",
+        _ => "bad_request",
+    }
+}
+
+fn too_large(cap: usize) -> Reply {
+    Reply::error(413, "payload_too_large", &format!("request body exceeds {cap} bytes"))
+}
+
+/// The status line and headers of a reply. `length`: `Content-Length`, unless `chunked`.
+fn head_of(
+    reply: &Reply,
+    length: usize,
+    origin: Option<&str>,
+    chunked: bool,
+    http10_keep: bool,
+    close: bool,
+) -> String {
+    let mut head = format!("HTTP/1.1 {} {}\r\n", reply.status, conn::reason(reply.status));
+    if !reply.content_type.is_empty() {
+        head.push_str(&format!("Content-Type: {}\r\n", reply.content_type));
+    }
+    if chunked {
+        head.push_str("Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n");
+    } else if reply.status != 204 && reply.status >= 200 {
+        head.push_str(&format!("Content-Length: {length}\r\n"));
+    }
     for (name, value) in &reply.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -250,136 +433,76 @@ fn write_stream(rq: tiny_http::Request, mut reply: Reply, origin: Option<&str>) 
             guard::CORS_EXPOSE
         ));
     }
-    head.push_str("\r\n");
-    let mut w = rq.into_writer();
-    if w.write_all(head.as_bytes()).and_then(|()| w.flush()).is_err() {
-        return;
+    if close {
+        head.push_str("Connection: close\r\n");
+    } else if http10_keep {
+        head.push_str("Connection: keep-alive\r\n");
     }
-    let mut chunked = Chunked(w);
-    body(&mut chunked);
-    let _ = chunked.0.write_all(b"0\r\n\r\n").and_then(|()| chunked.0.flush());
+    head.push_str("\r\n");
+    head
 }
 
-/// HTTP/1.1 chunked framing: every write is one chunk.
-struct Chunked<W: Write>(W);
+/// A whole reply in one write (a HEAD request gets the head alone).
+fn write_whole(
+    conn: &mut Conn,
+    reply: Reply,
+    origin: Option<&str>,
+    method: &str,
+    keep: bool,
+    http10: bool,
+) -> std::io::Result<()> {
+    let head = head_of(&reply, reply.body.len(), origin, false, http10 && keep, !keep);
+    let mut bytes = head.into_bytes();
+    if method != "HEAD" {
+        bytes.extend_from_slice(&reply.body);
+    }
+    conn.write_all(&bytes)
+}
 
-impl<W: Write> Write for Chunked<W> {
+/// A streamed reply: the head, then each write of the body as a chunk sent at once, then the
+/// last chunk. The body's writer sees an error once the client is gone (or stops reading for
+/// longer than the write timeout), and the stream ends.
+fn write_stream(conn: &mut Conn, mut reply: Reply, origin: Option<&str>, keep: bool) -> std::io::Result<()> {
+    let Some(body) = reply.stream.take() else { return Ok(()) };
+    conn.write_all(head_of(&reply, 0, origin, true, false, !keep).as_bytes())?;
+    let mut w = conn.chunked();
+    let mut broken = false;
+    let mut guard = WriteWatch { inner: &mut w, broken: &mut broken };
+    body(&mut guard);
+    if broken {
+        return Err(std::io::ErrorKind::BrokenPipe.into());
+    }
+    conn.write_all(b"0\r\n\r\n")
+}
+
+/// Remembers whether a stream's writes failed, so a broken connection is not reused.
+struct WriteWatch<'a, W: Write> {
+    inner: &'a mut W,
+    broken: &'a mut bool,
+}
+
+impl<W: Write> Write for WriteWatch<'_, W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        let mut framed = Vec::with_capacity(buf.len() + 12);
-        framed.extend_from_slice(format!("{:x}\r\n", buf.len()).as_bytes());
-        framed.extend_from_slice(buf);
-        framed.extend_from_slice(b"\r\n");
-        self.0.write_all(&framed)?;
-        Ok(buf.len())
+        let r = self.inner.write(buf);
+        *self.broken |= r.is_err();
+        r
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
+        let r = self.inner.flush();
+        *self.broken |= r.is_err();
+        r
     }
 }
 
-fn too_large(cap: usize) -> Reply {
-    Reply::error(413, "payload_too_large", &format!("request body exceeds {cap} bytes"))
-}
-
-/// Reads at most `cap` bytes; a longer body (chunked, so undeclared) is a 413.
-fn read_body(rq: &mut tiny_http::Request, cap: usize) -> std::result::Result<Vec<u8>, Reply> {
-    let mut body = Vec::with_capacity(rq.body_length().unwrap_or(0).min(cap));
-    match rq.as_reader().take(cap as u64 + 1).read_to_end(&mut body) {
-        Ok(n) if n > cap => Err(too_large(cap)),
-        Ok(_) => Ok(body),
-        Err(e) => Err(Reply::error(400, "bad_request", &format!("cannot read the request body: {e}"))),
-    }
-}
-
-/// Answers a request whose declared body is over the cap without reading it. tiny_http discards
-/// an unread body when the request is dropped, by reading it to the end into one buffer of the
-/// declared size: that blocks until the client sends it all or closes, and for a forged size the
-/// allocation aborts the process. So a modest body is answered and discarded on a side thread,
-/// and a huge one (or one past `MAX_DRAINS`) is answered and its connection abandoned: the
-/// socket and one tiny_http connection thread stay parked until the hub exits.
-fn refuse_declared_body(
-    rq: tiny_http::Request,
-    reply: Reply,
-    declared: usize,
-    front: &Front,
-    origin: Option<&str>,
-) {
-    let drains = &front.drains;
-    if declared <= DRAIN_LIMIT && drains.fetch_add(1, Ordering::SeqCst) < MAX_DRAINS {
-        let response = to_response(reply, origin);
-        let drains = drains.clone();
-        let spawned = std::thread::Builder::new().name("http-drain".into()).spawn(move || {
-            let _ = rq.respond(response);
-            drains.fetch_sub(1, Ordering::SeqCst);
-        });
-        if spawned.is_err() {
-            log::warn!("cannot spawn a drain thread; connection dropped");
-        }
-        return;
-    }
-    if declared <= DRAIN_LIMIT {
-        drains.fetch_sub(1, Ordering::SeqCst);
-    }
-    log::warn!("abandoning a connection that declared a {declared}-byte body");
-    let peer = rq.remote_addr().copied();
-    // `upgrade` hands over the raw stream without touching the body reader. It writes the head
-    // without a length, so the body runs to the end of the connection, which is shut down here.
-    let body = reply.body.clone();
-    let head = to_response(Reply { body: Vec::new(), ..reply }, origin);
-    let mut stream = rq.upgrade("none", head);
-    let _ = stream.write_all(&body);
-    let _ = stream.flush();
-    std::mem::forget(stream);
-    if let Some(peer) = peer {
-        socket::shutdown_peer(peer, front.port);
-    }
-}
-
-fn log_request(req: &Req, status: u16, started: Instant) {
-    log_line(&req.method, &req.path, status, started, req.client_name());
-}
-
-fn log_line(method: &str, path: &str, status: u16, started: Instant, client: Option<&str>) {
+fn log_line(req: &Req, status: u16, started: Instant) {
     log::debug!(
-        "{method} {path} {status} {:.3}ms client={}",
+        "{} {} {status} {:.3}ms client={}",
+        req.method,
+        req.path,
         started.elapsed().as_secs_f64() * 1000.0,
-        client.unwrap_or("-")
+        req.client_name().unwrap_or("-")
     );
-}
-
-fn to_response(reply: Reply, cors_origin: Option<&str>) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-    let mut resp = tiny_http::Response::from_data(reply.body).with_status_code(reply.status);
-    let mut add = |name: &str, value: &str| {
-        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            resp.add_header(h);
-        }
-    };
-    if !reply.content_type.is_empty() {
-        add("Content-Type", reply.content_type);
-    }
-    for (name, value) in &reply.headers {
-        add(name, value);
-    }
-    if let Some(origin) = cors_origin {
-        add("Access-Control-Allow-Origin", origin);
-        add("Access-Control-Expose-Headers", guard::CORS_EXPOSE);
-        add("Vary", "Origin");
-    }
-    resp
-}
-
-/// Finding a connection's socket by its peer address, for the one case where tiny_http keeps
-/// the socket out of reach (an abandoned oversized request).
-mod socket {
-    #[cfg(unix)]
-    pub use crate::sys::shutdown_connection as shutdown_peer;
-
-    #[cfg(not(unix))]
-    pub fn shutdown_peer(_: std::net::SocketAddr, _: u16) {}
 }
 
 #[cfg(test)]

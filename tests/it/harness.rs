@@ -80,7 +80,11 @@ pub fn free_port() -> u16 {
 
 /// A command line for the hub with a hermetic environment.
 pub fn hub_command(dir: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
+    hub_environment(Command::new(BIN), dir)
+}
+
+/// The hermetic environment of `hub_command` on any command line.
+fn hub_environment(mut cmd: Command, dir: &Path) -> Command {
     for (k, _) in std::env::vars() {
         if k.starts_with("AGENTHUB_") || k.starts_with("OLLAMA_") {
             cmd.env_remove(k);
@@ -102,9 +106,17 @@ pub struct HubBuilder {
     /// Pass `--config-dir`; without it the hub looks in `$XDG_CONFIG_HOME/agenthub`.
     named_config: bool,
     graceful: bool,
+    /// Start under this open-file limit (soft and hard).
+    fd_limit: Option<u64>,
 }
 
 impl HubBuilder {
+    /// Runs the hub with at most `n` open files (it cannot raise the limit past that).
+    pub fn fd_limit(mut self, n: u64) -> Self {
+        self.fd_limit = Some(n);
+        self
+    }
+
     pub fn servers(self, json: &str) -> Self {
         self.dir.write("mcp-servers.json", json);
         self
@@ -148,7 +160,15 @@ impl HubBuilder {
     }
 
     pub fn start(self) -> Hub {
-        let mut cmd = hub_command(self.dir.path());
+        let mut cmd = match self.fd_limit {
+            // prlimit execs the hub: the pid is the hub's.
+            Some(n) => {
+                let mut c = hub_environment(Command::new("prlimit"), self.dir.path());
+                c.arg(format!("--nofile={n}:{n}")).arg(BIN);
+                c
+            }
+            None => hub_command(self.dir.path()),
+        };
         cmd.arg("serve").args(["--port", "0"]);
         if self.named_config {
             cmd.arg("--config-dir").arg(self.dir.path());
@@ -211,6 +231,7 @@ impl Hub {
             env: Vec::new(),
             named_config: true,
             graceful: false,
+            fd_limit: None,
         }
     }
 

@@ -5,6 +5,7 @@ mod calls;
 mod config_api;
 mod core;
 mod enhance;
+mod front;
 mod gateway;
 mod npm_servers;
 mod servers;

@@ -1,0 +1,286 @@
+//! The HTTP front under hostile or careless clients: bodies that never come, bursts of
+//! connections, oversized heads, slow heads, idle keep-alive, refusals, the connection and
+//! descriptor limits. Each would freeze, starve or bloat a front without these guards.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::harness::*;
+
+/// A connection with `head` sent (and maybe part of a body), left open.
+fn send_partial(hub: &Hub, head: &str) -> TcpStream {
+    let mut s = TcpStream::connect(&hub.addr).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    s
+}
+
+/// The answer on `s` (status and all), within `within`; then whether the hub closed it.
+fn answer_then_closed(s: TcpStream, within: Duration) -> (Resp, bool) {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut reader = BufReader::new(s);
+    let r = read_buffered_response(&mut reader);
+    let mut rest = Vec::new();
+    let closed = reader.read_to_end(&mut rest).is_ok();
+    (r, closed)
+}
+
+/// Threads and descriptors of a process, from /proc.
+fn threads_and_fds(pid: i32) -> (usize, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    (threads, fds)
+}
+
+#[test]
+fn bodies_that_never_come_do_not_freeze_the_front() {
+    let hub = Hub::builder().env("AGENTHUB_WORKERS", "1").start();
+    let idle: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            send_partial(
+                &hub,
+                &format!(
+                    "POST /servers HTTP/1.1\r\nHost: {}\r\nContent-Length: 4000000\r\n\r\n{{\"na",
+                    hub.addr
+                ),
+            )
+        })
+        .collect();
+    let mut c = Conn::new(&hub.addr);
+    let started = Instant::now();
+    assert_eq!(c.get("/health").status, 200);
+    assert!(started.elapsed() < 5 * SEC, "/health waited for the bodies");
+    drop(idle);
+}
+
+#[test]
+fn refusals_answer_at_once_without_the_body_and_close() {
+    let hub = Hub::builder().env("AGENTHUB_TOKEN", "a-token-of-sixteen-chars").start();
+    let check = |head: String, status: u16| {
+        let s = send_partial(&hub, &head);
+        let (r, closed) = answer_then_closed(s, 5 * SEC);
+        assert_eq!(r.status, status, "{head:?}: {}", r.text());
+        assert!(closed, "{head:?}: the connection is closed after a refusal");
+    };
+    let addr = &hub.addr;
+    check(format!("POST /servers HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 1000000\r\n\r\n"), 401);
+    check(
+        format!(
+            "POST /servers HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://evil.example\r\nContent-Length: 1000000\r\n\r\n"
+        ),
+        403,
+    );
+    check(
+        format!(
+            "POST /servers HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer a-token-of-sixteen-chars\r\nContent-Length: 99999999\r\n\r\n"
+        ),
+        413,
+    );
+    check(
+        format!(
+            "POST /servers HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ),
+        400,
+    );
+}
+
+#[test]
+fn every_connection_of_a_burst_is_served() {
+    let hub = Hub::empty();
+    // Like wrk: 16 keep-alive connections opened at once, then each asks as fast as it is
+    // answered for two seconds. Every one of them must be answered, again and again.
+    let conns: Vec<TcpStream> = (0..16).map(|_| TcpStream::connect(&hub.addr).unwrap()).collect();
+    let until = Instant::now() + 2 * SEC;
+    let served: Vec<usize> = std::thread::scope(|scope| {
+        let clients: Vec<_> = conns
+            .into_iter()
+            .map(|s| {
+                let addr = hub.addr.clone();
+                scope.spawn(move || {
+                    s.set_read_timeout(Some(3 * SEC)).unwrap();
+                    let mut reader = BufReader::new(s);
+                    let mut answered = 0;
+                    while Instant::now() < until {
+                        let req = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+                        if reader.get_mut().write_all(req.as_bytes()).is_err() {
+                            break;
+                        }
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).is_err() || !line.contains(" 200 ") {
+                            break;
+                        }
+                        // The rest of the answer: headers, then the body by its length.
+                        let mut length = 0;
+                        loop {
+                            line.clear();
+                            if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
+                                break;
+                            }
+                            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                                length = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        if reader.read_exact(&mut body).is_err() {
+                            break;
+                        }
+                        answered += 1;
+                    }
+                    answered
+                })
+            })
+            .collect();
+        clients.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    assert!(served.iter().all(|n| *n > 10), "every connection was answered throughout: {served:?}");
+}
+
+#[test]
+fn oversized_heads_are_refused_and_closed() {
+    let hub = Hub::empty();
+    let addr = &hub.addr;
+    let check = |head: String, status: u16| {
+        let mut s = TcpStream::connect(addr).unwrap();
+        // The hub may answer and close before it has all of a huge head: a failed write is fine.
+        let _ = s.write_all(head.as_bytes());
+        let (r, closed) = answer_then_closed(s, 5 * SEC);
+        assert_eq!(r.status, status, "{}", r.text());
+        assert!(closed);
+    };
+    check(format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nX-Big: {}\r\n\r\n", "a".repeat(200_000)), 431);
+    check(format!("GET /health HTTP/1.1\r\nHost: {addr}\r\n{}\r\n", "X-Many: 1\r\n".repeat(2000)), 431);
+    check(format!("GET /{} HTTP/1.1\r\nHost: {addr}\r\n\r\n", "a".repeat(20_000)), 414);
+    assert_eq!(Conn::new(addr).get("/health").status, 200, "the hub serves on");
+}
+
+#[test]
+fn slow_heads_and_idle_connections_are_closed() {
+    let hub = Hub::builder().env("AGENTHUB_READ_TIMEOUT_S", "1").start();
+    // A head trickling in: 408 once its budget is spent.
+    let s = send_partial(&hub, &format!("GET /health HTTP/1.1\r\nHost: {}\r\nX-Slow", hub.addr));
+    let (r, closed) = answer_then_closed(s, 5 * SEC);
+    assert_eq!((r.status, closed), (408, true), "{}", r.text());
+    // A body that stops: 408 too.
+    let s = send_partial(
+        &hub,
+        &format!("POST /servers HTTP/1.1\r\nHost: {}\r\nContent-Length: 100\r\n\r\n{{", hub.addr),
+    );
+    let (r, closed) = answer_then_closed(s, 5 * SEC);
+    assert_eq!((r.status, closed), (408, true), "{}", r.text());
+    // An idle keep-alive connection: closed quietly after twice the budget.
+    let mut c = TcpStream::connect(&hub.addr).unwrap();
+    write!(c, "GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", hub.addr).unwrap();
+    c.set_read_timeout(Some(10 * SEC)).unwrap();
+    let mut reader = BufReader::new(c);
+    assert_eq!(read_buffered_response(&mut reader).status, 200);
+    let idle = Instant::now();
+    let mut rest = Vec::new();
+    assert!(reader.read_to_end(&mut rest).is_ok(), "the hub closed the idle connection");
+    assert!(idle.elapsed() >= SEC, "not before the idle limit");
+}
+
+#[test]
+fn past_the_connection_limit_a_503_and_the_hub_serves_on() {
+    let hub = Hub::builder().env("AGENTHUB_MAX_CONNECTIONS", "4").start();
+    let mut open: Vec<Conn> = (0..4).map(|_| Conn::new(&hub.addr)).collect();
+    for c in &mut open {
+        assert_eq!(c.get("/health").status, 200);
+    }
+    let extra = TcpStream::connect(&hub.addr).unwrap();
+    let (r, closed) = answer_then_closed(extra, 5 * SEC);
+    assert_eq!((r.status, closed), (503, true), "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "server_unavailable");
+    drop(open.pop());
+    let mut again = wait_for("a place to free up", 5 * SEC, || {
+        let mut c = Conn::new(&hub.addr);
+        (c.get("/health").status == 200).then_some(c)
+    });
+    assert_eq!(again.get("/health").status, 200);
+}
+
+#[test]
+fn at_the_descriptor_limit_clients_get_503_and_the_hub_lives_on() {
+    let hub = Hub::builder().fd_limit(96).start();
+    let conns: Vec<TcpStream> = (0..150).filter_map(|_| TcpStream::connect(&hub.addr).ok()).collect();
+    let busy = conns
+        .into_iter()
+        .filter_map(|s| {
+            s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            let mut line = String::new();
+            BufReader::new(s).read_line(&mut line).ok().filter(|_| line.contains(" 503 "))
+        })
+        .count();
+    assert!(busy > 0, "connections past the limit are told 503");
+    // Once they are closed, the hub takes connections again.
+    let mut c = wait_for("the hub to accept again", 10 * SEC, || {
+        let mut c = Conn::new(&hub.addr);
+        (c.get("/health").status == 200).then_some(c)
+    });
+    assert_eq!(c.get("/health").status, 200);
+}
+
+#[test]
+fn forged_lengths_leave_no_thread_or_descriptor_behind() {
+    let hub = Hub::empty();
+    assert_eq!(Conn::new(&hub.addr).get("/health").status, 200);
+    let before = wait_for("the hub to settle", 5 * SEC, || Some(threads_and_fds(hub.pid())));
+    for _ in 0..20 {
+        let s = send_partial(
+            &hub,
+            &format!(
+                "POST /servers HTTP/1.1\r\nHost: {}\r\nContent-Length: 1000000000000000000\r\n\r\n",
+                hub.addr
+            ),
+        );
+        let (r, _) = answer_then_closed(s, 5 * SEC);
+        assert_eq!(r.status, 413);
+    }
+    wait_for("threads and descriptors back to where they were", 10 * SEC, || {
+        let now = threads_and_fds(hub.pid());
+        (now.0 <= before.0 && now.1 <= before.1).then_some(())
+    });
+}
+
+#[test]
+fn expect_continue_and_chunked_bodies_are_understood() {
+    let hub = Hub::empty();
+    let body = json!({"name": "late", "command": FIXTURE}).to_string();
+    // curl's way with larger bodies: the head first, the body once the hub says 100 Continue.
+    let mut s = TcpStream::connect(&hub.addr).unwrap();
+    write!(
+        s,
+        "POST /servers HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        hub.addr,
+        body.len()
+    )
+    .unwrap();
+    s.set_read_timeout(Some(5 * SEC)).unwrap();
+    let mut reader = BufReader::new(s);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 100"), "{line}");
+    reader.read_line(&mut line).unwrap();
+    reader.get_mut().write_all(body.as_bytes()).unwrap();
+    assert_eq!(read_buffered_response(&mut reader).status, 201);
+    // A chunked body.
+    let chunked = json!({"name": "chunky", "command": FIXTURE}).to_string();
+    let (a, b) = chunked.split_at(10);
+    let mut s = TcpStream::connect(&hub.addr).unwrap();
+    write!(
+        s,
+        "POST /servers HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+        hub.addr,
+        a.len(),
+        b.len()
+    )
+    .unwrap();
+    assert_eq!(read_response(&mut s).status, 201);
+    assert_eq!(hub.server("chunky")["name"], "chunky");
+}
