@@ -9,6 +9,8 @@ use serde::Serialize;
 
 /// Events kept.
 const CAPACITY: usize = 1000;
+/// Longest message kept per event (a child's log line may be anything).
+pub const MESSAGE_BYTES: usize = 4 << 10;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
@@ -29,10 +31,18 @@ impl Activity {
     pub fn record(&self, kind: &'static str, server: Option<&str>, message: impl Into<String>) {
         let at_ms =
             SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let mut message = message.into();
+        if message.len() > MESSAGE_BYTES {
+            let mut end = MESSAGE_BYTES;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push_str(" [...]");
+        }
         let mut inner = self.inner.lock();
         inner.0 += 1;
-        let event =
-            Event { seq: inner.0, at_ms, kind, server: server.map(str::to_string), message: message.into() };
+        let event = Event { seq: inner.0, at_ms, kind, server: server.map(str::to_string), message };
         if inner.1.len() == CAPACITY {
             inner.1.pop_front();
         }
@@ -64,5 +74,13 @@ mod tests {
         let last = a.since(0, 2);
         assert_eq!(last.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(), ["1003", "1004"]);
         assert!(a.since(last[1].seq, 10).is_empty());
+    }
+
+    #[test]
+    fn long_messages_are_cut() {
+        let a = Activity::default();
+        a.record("log", Some("s"), "é".repeat(MESSAGE_BYTES));
+        let m = &a.since(0, 1)[0].message;
+        assert!(m.len() <= MESSAGE_BYTES + " [...]".len() && m.ends_with(" [...]"), "{}", m.len());
     }
 }

@@ -40,6 +40,17 @@ impl<T> Queue<T> {
         true
     }
 
+    /// As `push`, but false (the item dropped) when `max` items are already waiting.
+    pub fn push_within(&self, item: T, max: usize) -> bool {
+        let mut q = self.state.lock();
+        if q.1 || q.0.len() >= max {
+            return false;
+        }
+        q.0.push_back(item);
+        self.ready.notify_one();
+        true
+    }
+
     /// No more items are taken; what is queued can still be drained.
     pub fn close(&self) {
         self.state.lock().1 = true;

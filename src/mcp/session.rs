@@ -13,8 +13,12 @@ use crate::queue::Queue;
 
 /// Sessions idle this long are forgotten.
 pub const IDLE_EXPIRY: Duration = Duration::from_secs(3600);
-/// Most sessions kept; the least recently used goes first.
+/// Most sessions kept. Past it one goes: first a session never used after its `initialize`,
+/// then one without an open stream, the least recently used of them.
 pub const MAX_SESSIONS: usize = 1000;
+/// Messages a GET stream may have waiting for a client that does not read them: past it the
+/// stream is dropped (the client reconnects), so a stalled client cannot grow the hub.
+pub const STREAM_BACKLOG: usize = 1000;
 
 /// What a session talks to: one server, or the aggregated endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +36,8 @@ pub struct Session {
     /// The protocol version agreed at initialize.
     pub version: String,
     last_used: Mutex<Instant>,
+    /// A request came after `initialize`.
+    used: std::sync::atomic::AtomicBool,
     streams: Mutex<Vec<Arc<Stream>>>,
     /// Requests in flight: the client's id (as JSON text) → (server, hub id).
     inflight: Mutex<HashMap<String, (String, Value)>>,
@@ -40,6 +46,7 @@ pub struct Session {
 impl Session {
     pub fn touch(&self) {
         *self.last_used.lock() = Instant::now();
+        self.used.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn open_stream(&self) -> Arc<Stream> {
@@ -54,13 +61,26 @@ impl Session {
     pub fn deliver(&self, msg: Value) -> bool {
         let mut streams = self.streams.lock();
         streams.retain(|s| !s.is_closed());
-        streams.first().is_some_and(|s| s.push(msg))
+        let Some(first) = streams.first() else { return false };
+        if first.push_within(msg, STREAM_BACKLOG) {
+            return true;
+        }
+        log::warn!("mcp session {}: a GET stream's client stopped reading; dropping the stream", self.id);
+        first.close();
+        streams.remove(0);
+        false
     }
 
     fn close(&self) {
         for s in self.streams.lock().drain(..) {
             s.close();
         }
+    }
+
+    /// Lower goes first when a session must be evicted.
+    fn keep_rank(&self) -> (bool, bool, Instant) {
+        let streaming = self.streams.lock().iter().any(|s| !s.is_closed());
+        (self.used.load(std::sync::atomic::Ordering::Relaxed), streaming, *self.last_used.lock())
     }
 
     pub fn track(&self, client_id: &Value, server: &str, hub_id: Value) {
@@ -89,6 +109,7 @@ impl Sessions {
             target,
             version: version.to_string(),
             last_used: Mutex::new(now),
+            used: std::sync::atomic::AtomicBool::new(false),
             streams: Mutex::new(Vec::new()),
             inflight: Mutex::new(HashMap::new()),
         });
@@ -104,7 +125,7 @@ impl Sessions {
                 gone.extend(map.remove(&k));
             }
             if map.len() >= MAX_SESSIONS {
-                let oldest = map.iter().min_by_key(|(_, s)| *s.last_used.lock()).map(|(k, _)| k.clone());
+                let oldest = map.iter().min_by_key(|(_, s)| s.keep_rank()).map(|(k, _)| k.clone());
                 if let Some(k) = oldest {
                     gone.extend(map.remove(&k));
                 }
@@ -220,5 +241,35 @@ mod tests {
             matches!(a.next(Duration::from_millis(1)), crate::queue::Delivery::Closed),
             "closed with the session"
         );
+    }
+
+    #[test]
+    fn a_flood_of_sessions_evicts_only_the_unused() {
+        let sessions = Sessions::default();
+        let t = Instant::now();
+        let worked = sessions.create(Target::Aggregate, "v", t);
+        worked.touch();
+        let streaming = sessions.create(Target::Aggregate, "v", t);
+        let _stream = streaming.open_stream();
+        for i in 0..3 * MAX_SESSIONS {
+            sessions.create(Target::Aggregate, "v", t + Duration::from_millis(i as u64));
+        }
+        assert_eq!(sessions.len(), MAX_SESSIONS);
+        let later = t + Duration::from_secs(10);
+        assert!(sessions.get(&worked.id, later).is_some(), "a session in use stays");
+        assert!(sessions.get(&streaming.id, later).is_some(), "a session with a stream stays");
+    }
+
+    #[test]
+    fn a_stream_nobody_reads_is_dropped_not_grown() {
+        let sessions = Sessions::default();
+        let s = sessions.create(Target::Server("x".into()), "v", Instant::now());
+        let stream = s.open_stream();
+        for i in 0..STREAM_BACKLOG {
+            assert!(s.deliver(serde_json::json!(i)));
+        }
+        assert!(!s.deliver(serde_json::json!("one too many")), "the stalled stream is dropped");
+        assert!(stream.is_closed());
+        assert!(!s.deliver(serde_json::json!("again")), "and no longer fed");
     }
 }

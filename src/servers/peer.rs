@@ -57,7 +57,8 @@ impl Peer for ChildPeer {
                     Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                log::info!("[{server}] {}: {text}", p["level"].as_str().unwrap_or("info"));
+                // Children log as much as they like: at debug, the hub's own log stays readable.
+                log::debug!("[{server}] {}: {text:.500}", p["level"].as_str().unwrap_or("info"));
                 self.activity.record("log", Some(server), text);
             }
             "notifications/progress" | "notifications/cancelled" => log::debug!("[{server}] {method}"),

@@ -1,6 +1,7 @@
 //! The standard MCP endpoints: Streamable HTTP per server and aggregated, against the fixture,
 //! the official Python SDK and the MCP conformance suite.
 
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -502,4 +503,26 @@ fn every_supported_protocol_version_is_served() {
     let init = initialize_body("2099-01-01");
     let r = hub.request("POST", "/mcp/fx", &[MCP_ACCEPT], init.to_string().as_bytes());
     assert_eq!(r.json()["result"]["protocolVersion"], "2025-11-25");
+}
+
+#[test]
+fn a_childs_request_is_never_handed_to_another_callers_client() {
+    let hub = Hub::with_fixtures(&[("fx", json!({"auto_start": true}))]);
+    hub.wait_status("fx", "RUNNING", 10 * SEC);
+    // Client B waits on a slow call with an SSE stream open, able to answer sampling.
+    let b = McpSession::connect(&hub, "/mcp/fx");
+    let mut stream = b.post_streaming(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "sleep", "arguments": {"ms": 1500}, "_meta": {"progressToken": "b"}}}));
+    hub.wait_stderr("fx", "fixture: sleep start");
+    // A's REST call makes the child ask for sampling: it is A's, and A cannot answer.
+    let a = hub.tool(
+        "fx",
+        "ask",
+        json!({"method": "sampling/createMessage", "params": {"messages": [], "maxTokens": 5}}),
+    );
+    assert!(tool_text(&a).contains("error"), "the hub answered for A: {}", tool_text(&a));
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    assert!(!body.contains("sampling/createMessage"), "B never saw A's request: {body}");
+    assert!(body.contains("slept 1500"), "{body}");
 }

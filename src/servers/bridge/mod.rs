@@ -24,6 +24,11 @@ use crate::queue::Queue;
 
 /// Lines of stderr kept per server.
 pub const STDERR_LINES: usize = 500;
+/// Longest stderr line kept (the rest of a longer line is dropped).
+pub const STDERR_LINE_BYTES: usize = 4 << 10;
+/// Longest message a child may write on stdout: past it the child is broken, and its bridge
+/// closes (the supervisor restarts it).
+pub const STDOUT_LINE_BYTES: usize = 16 << 20;
 
 /// The last lines a child wrote to stderr (kept across restarts).
 #[derive(Default)]
@@ -81,11 +86,14 @@ struct Slot {
     relay: bool,
     /// The caller's own progress token, put back on progress notifications.
     client_token: Option<Value>,
+    /// The hub's health ping: it cannot be why the child asks its client anything.
+    ping: bool,
 }
 
 impl Slot {
     fn new(relay: bool, client_token: Option<Value>) -> Slot {
-        Slot { events: Mutex::new((VecDeque::new(), false)), ready: Condvar::new(), relay, client_token }
+        let events = Mutex::new((VecDeque::new(), false));
+        Slot { events, ready: Condvar::new(), relay, client_token, ping: false }
     }
 
     fn push(&self, e: Event) {
@@ -176,7 +184,8 @@ impl Bridge {
 
     /// Sends a request with a fresh hub id; `wait` collects the answer.
     pub fn begin(&self, method: &str, params: Option<Value>) -> Result<Pending, RpcError> {
-        self.send(method, params, Slot::new(false, None))
+        let slot = Slot { ping: method == "ping", ..Slot::new(false, None) };
+        self.send(method, params, slot)
     }
 
     /// Sends a client's request: a fresh hub id, and its progress token (if any) swapped for
@@ -382,9 +391,17 @@ fn read_loop(
         line.clear();
         // Bytes, not `read_line`: a line that is not UTF-8 is the child's mistake, to skip like
         // any other bad line, not the end of its output.
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+        match read_line_capped(&mut reader, &mut line, STDOUT_LINE_BYTES) {
+            Ok((0, _)) | Err(_) => break,
+            Ok((_, false)) => {}
+            Ok((_, true)) => {
+                log::error!(
+                    "{}: a stdout message over {} MiB; the child is treated as broken",
+                    shared.name,
+                    STDOUT_LINE_BYTES >> 20
+                );
+                break;
+            }
         }
         let Ok(text) = std::str::from_utf8(&line) else {
             log::warn!("{}: skipping a stdout line that is not UTF-8", shared.name);
@@ -475,13 +492,51 @@ fn read_loop(
     }
 }
 
-/// The one relayed client request in flight, when there is exactly one: only then is it clear
-/// whose client should answer the child's request.
+/// The client request a child's request belongs to, when that is certain: it is the only
+/// request in flight on the child (pings aside) and a client's relayed one. With another
+/// caller's request in flight too — a REST call, another client's — the child's request could
+/// be either's, and it is never guessed (it would hand one client's prompt to another).
 fn lone_relay(shared: &Shared) -> Option<Arc<Slot>> {
     let pending = shared.pending.lock();
-    let mut relays = pending.as_ref()?.values().filter(|s| s.relay);
-    let first = relays.next()?.clone();
-    relays.next().is_none().then_some(first)
+    let mut callers = pending.as_ref()?.values().filter(|s| !s.ping);
+    let only = callers.next()?.clone();
+    (callers.next().is_none() && only.relay).then_some(only)
+}
+
+/// Reads one line (to its newline or the end) into `out`, but stops once it passes `cap`
+/// bytes: returns the bytes read and whether the line was cut there (its rest unread). A child
+/// cannot make the hub hold more than `cap` for one line.
+fn read_line_capped(
+    reader: &mut impl BufRead,
+    out: &mut Vec<u8>,
+    cap: usize,
+) -> std::io::Result<(usize, bool)> {
+    let mut total = 0;
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok((total, false));
+        }
+        let (take, done) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        let room = cap.saturating_sub(out.len());
+        let kept = take.min(room);
+        out.extend_from_slice(&buf[..kept]);
+        reader.consume(kept);
+        total += kept;
+        if take > room {
+            return Ok((total, true));
+        }
+        if done {
+            return Ok((total, false));
+        }
+    }
 }
 
 fn drain_stderr(stderr: impl Read, server: &str, ring: &Mutex<StderrRing>) {
@@ -489,11 +544,24 @@ fn drain_stderr(stderr: impl Read, server: &str, ring: &Mutex<StderrRing>) {
     let mut buf = Vec::new();
     loop {
         buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+        let cut = match read_line_capped(&mut reader, &mut buf, STDERR_LINE_BYTES) {
+            Ok((0, _)) | Err(_) => break,
+            Ok((_, cut)) => cut,
+        };
+        if cut {
+            // The rest of the line goes unread into nothing.
+            let mut rest = Vec::new();
+            while let Ok((n, true)) = read_line_capped(&mut reader, &mut rest, STDERR_LINE_BYTES) {
+                rest.clear();
+                if n == 0 {
+                    break;
+                }
+            }
         }
-        let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+        let mut line = String::from_utf8_lossy(&buf).trim_end().to_string();
+        if cut {
+            line.push_str(" [...]");
+        }
         log::debug!("[{server}] {line}");
         ring.lock().push(line);
     }

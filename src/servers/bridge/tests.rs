@@ -424,13 +424,26 @@ fn the_childs_requests_go_to_the_lone_relayed_caller_or_else_to_the_peer() {
     }
     check(&[true], "sampling/createMessage", To::Caller);
     check(&[true], "elicitation/create", To::Caller);
-    check(&[false, true, false], "sampling/createMessage", To::Caller);
+    // Another request in flight could be the cause: the child's request is not guessed.
+    check(&[false, true, false], "sampling/createMessage", To::Peer);
+    check(&[true, false], "elicitation/create", To::Peer);
     check(&[], "sampling/createMessage", To::Peer);
     check(&[], "elicitation/create", To::Peer);
     check(&[false], "sampling/createMessage", To::Peer);
     check(&[true, true], "sampling/createMessage", To::Peer);
     check(&[true, false, true], "elicitation/create", To::Peer);
     check(&[true], "roots/list", To::Peer);
+}
+
+#[test]
+fn a_health_ping_in_flight_does_not_hide_the_caller() {
+    let child = Child::start();
+    let _ping = child.bridge.begin("ping", None).unwrap();
+    let caller = child.bridge.begin_relay(&tools_call(json!(1), json!({}))).unwrap();
+    child.heard();
+    child.heard();
+    child.say(json!({"jsonrpc": "2.0", "id": 9, "method": "sampling/createMessage", "params": {}}));
+    assert_eq!(child.message(&caller)["method"], "sampling/createMessage");
 }
 
 #[test]
@@ -534,14 +547,16 @@ fn log_lines_go_to_the_lone_relayed_caller_and_always_to_the_peer() {
 #[test]
 fn when_stdout_closes_every_waiter_hears_at_once_and_new_requests_fail() {
     let child = Child::start();
-    let own = child.bridge.begin("tools/list", None).unwrap();
+    // The child's request comes while the relayed request is alone in flight.
     let relayed = child.bridge.begin_relay(&tools_call(json!(1), json!({}))).unwrap();
-    let waited = child.bridge.begin("tools/call", None).unwrap();
-    for _ in 0..3 {
-        child.heard();
-    }
+    child.heard();
     child.say(json!({"jsonrpc": "2.0", "id": 5, "method": "sampling/createMessage", "params": {}}));
     let relay_id = child.message(&relayed)["id"].as_str().unwrap().to_string();
+    let own = child.bridge.begin("tools/list", None).unwrap();
+    let waited = child.bridge.begin("tools/call", None).unwrap();
+    for _ in 0..2 {
+        child.heard();
+    }
 
     let bridge = &child.bridge;
     // Had the waiters to wait for their deadline, they would end `TimedOut` and -32001.
@@ -620,4 +635,47 @@ fn once_the_childs_stdin_is_broken_requests_fail_at_once() {
     assert_eq!(e.code, jsonrpc::SERVER_UNAVAILABLE);
     drop((stdout_w, stderr_w));
     bridge.join(WAIT);
+}
+
+#[test]
+fn lines_are_read_within_a_cap() {
+    fn check(input: &[u8], cap: usize, want: &[(&[u8], bool)]) {
+        let mut r = std::io::BufReader::with_capacity(4, input);
+        for (line, cut) in want {
+            let mut out = Vec::new();
+            let (n, was_cut) = read_line_capped(&mut r, &mut out, cap).unwrap();
+            assert!(n > 0);
+            assert_eq!((out.as_slice(), was_cut), (*line, *cut), "{input:?}");
+        }
+        assert_eq!(read_line_capped(&mut r, &mut Vec::new(), cap).unwrap().0, 0, "then the end");
+    }
+    check(b"ab\ncd\n", 10, &[(b"ab\n", false), (b"cd\n", false)]);
+    check(b"abcdefgh\nx", 3, &[(b"abc", true), (b"def", true), (b"gh\n", false), (b"x", false)]);
+    check(b"\n\n", 1, &[(b"\n", false), (b"\n", false)]);
+}
+
+#[test]
+fn a_huge_stderr_line_is_kept_cut() {
+    let child = Child::start();
+    let mut stderr = child.stderr.lock().take().unwrap();
+    stderr.write_all(&vec![b'x'; 100_000]).unwrap();
+    stderr.write_all(b"\nnext\n").unwrap();
+    drop(stderr);
+    let deadline = Instant::now() + WAIT;
+    while child.ring.lock().tail(10).len() < 2 && Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    let tail = child.ring.lock().tail(10);
+    assert_eq!(tail[0].len(), STDERR_LINE_BYTES + " [...]".len());
+    assert_eq!(tail[1], "next");
+}
+
+#[test]
+fn a_stdout_message_past_the_cap_closes_the_bridge() {
+    let child = Child::start();
+    let p = child.bridge.begin("tools/list", None).unwrap();
+    child.heard();
+    child.say_bytes(&vec![b' '; STDOUT_LINE_BYTES + 1]);
+    assert!(matches!(child.next(&p), Next::Gone), "the waiter hears at once");
+    assert!(child.bridge.is_closed());
 }
