@@ -46,6 +46,7 @@ impl App {
             Context {
                 npm_prefix: npm_prefix.clone(),
                 default_timeout: settings.request_timeout,
+                max_calls: settings.max_calls,
                 breakers: breakers.clone(),
                 activity: activity.clone(),
             },

@@ -97,6 +97,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "seconds a request's head or body may take; idle connections close after twice that",
     },
     SettingSpec {
+        env: "AGENTHUB_MAX_CALLS",
+        flag: None,
+        default: "256",
+        help: "calls one server may have in flight at once; past it a 503",
+    },
+    SettingSpec {
         env: "AGENTHUB_REQUEST_TIMEOUT_S",
         flag: None,
         default: "60",
@@ -157,6 +163,7 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// None: derived from the open-file limit.
     pub max_connections: Option<usize>,
+    pub max_calls: usize,
     /// The budget of a request's head or body, and of one write.
     pub read_timeout: Duration,
     pub request_timeout: Duration,
@@ -235,6 +242,10 @@ impl Settings {
         if max_connections == Some(0) {
             return Err(Error::Config("AGENTHUB_MAX_CONNECTIONS: must be at least 1".into()));
         }
+        let max_calls = src.parse("AGENTHUB_MAX_CALLS", 256usize, "a number of calls")?;
+        if max_calls == 0 {
+            return Err(Error::Config("AGENTHUB_MAX_CALLS: must be at least 1".into()));
+        }
         let breaker_threshold = src.parse("AGENTHUB_BREAKER_THRESHOLD", 3u32, "a whole number")?;
         if breaker_threshold == 0 {
             return Err(Error::Config("AGENTHUB_BREAKER_THRESHOLD: must be at least 1".into()));
@@ -264,6 +275,7 @@ impl Settings {
             cache_size: src.parse("AGENTHUB_CACHE_SIZE", 1000usize, "a number of entries")?,
             max_body_bytes,
             max_connections,
+            max_calls,
             read_timeout: src.seconds("AGENTHUB_READ_TIMEOUT_S", 30.0)?,
             request_timeout: src.seconds("AGENTHUB_REQUEST_TIMEOUT_S", 60.0)?,
             breaker_threshold,

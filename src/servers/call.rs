@@ -9,6 +9,7 @@
 //! request was still out, tells the server to stop working on it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -81,6 +82,11 @@ impl Servers {
                 }
             }
         };
+        // Taken before the breaker is asked: a call refused here must not use up a trial.
+        let max = self.ctx.max_calls;
+        let in_flight = InFlight::take(&srv.in_flight, max).ok_or_else(|| {
+            Error::Unavailable(format!("server {name} has {max} calls in flight already; retry later"))
+        })?;
         let breakers = &self.ctx.breakers;
         if !breakers.allow(name, Instant::now()) {
             let snap = breakers.snapshot(name, Instant::now());
@@ -95,6 +101,7 @@ impl Servers {
             breakers: breakers.clone(),
             deadline: started + timeout,
             timeout,
+            in_flight,
         };
         Ok(Acquired::Ready(match channel {
             Channel::Stdio(bridge) => Call::stdio(lease, bridge, request),
@@ -173,6 +180,23 @@ pub(super) struct Lease {
     pub breakers: Arc<Breakers>,
     pub deadline: Instant,
     pub timeout: Duration,
+    pub in_flight: InFlight,
+}
+
+/// One of a server's places for a call in flight, given back when the call ends.
+pub(super) struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<InFlight> {
+        count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).ok()?;
+        Some(InFlight(count.clone()))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 enum Link {
@@ -196,6 +220,7 @@ pub struct Call {
     /// The outcome was handed out (and recorded).
     finished: bool,
     on_end: Option<Box<dyn FnOnce() + Send>>,
+    _in_flight: InFlight,
 }
 
 impl Call {
@@ -219,8 +244,17 @@ impl Call {
     }
 
     fn new(lease: Lease, link: Link) -> Call {
-        let Lease { server, breakers, deadline, timeout } = lease;
-        Call { server, breakers, deadline, timeout, link, finished: false, on_end: None }
+        let Lease { server, breakers, deadline, timeout, in_flight } = lease;
+        Call {
+            server,
+            breakers,
+            deadline,
+            timeout,
+            link,
+            finished: false,
+            on_end: None,
+            _in_flight: in_flight,
+        }
     }
 
     pub fn server(&self) -> &str {

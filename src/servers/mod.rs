@@ -121,6 +121,8 @@ pub struct Context {
     pub default_timeout: Duration,
     pub breakers: Arc<Breakers>,
     pub activity: Arc<Activity>,
+    /// Calls one server may have in flight at once; past it, 503.
+    pub max_calls: usize,
 }
 
 /// A live server: a child over stdio, or a remote one over HTTP.
@@ -206,6 +208,8 @@ pub struct Server {
     state: Mutex<State<Run>>,
     changed: Condvar,
     stderr: Arc<Mutex<StderrRing>>,
+    /// Calls in flight (bounded by `Context::max_calls`).
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Server {
@@ -215,6 +219,7 @@ impl Server {
             name: entry.name,
             changed: Condvar::new(),
             stderr: Arc::new(Mutex::new(StderrRing::default())),
+            in_flight: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         }
     }
 
@@ -383,6 +388,7 @@ pub(super) mod testing {
             Context {
                 npm_prefix: dir.join("npm"),
                 default_timeout: Duration::from_secs(5),
+                max_calls: 64,
                 breakers: Arc::new(Breakers::new(BreakerConfig::default())),
                 activity: Arc::new(Activity::default()),
             },

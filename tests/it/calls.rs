@@ -157,3 +157,24 @@ fn a_stream_the_client_drops_gives_the_breaker_trial_back() {
     assert_eq!(tool_text(&hub.tool("fx", "echo", json!({"text": "after"}))), "after");
     assert_eq!(hub.get("/health").json()["servers"]["fx"]["circuit"], "closed");
 }
+
+#[test]
+fn calls_in_flight_are_bounded_per_server() {
+    let hub = Hub::builder()
+        .fixtures(&[("fx", json!({"auto_start": true}))])
+        .env("AGENTHUB_MAX_CALLS", "2")
+        .start();
+    hub.wait_status("fx", "RUNNING", 10 * SEC);
+    std::thread::scope(|scope| {
+        let slow: Vec<_> =
+            (0..2).map(|_| scope.spawn(|| hub.tool("fx", "sleep", json!({"ms": 2000})))).collect();
+        wait_for("both slow calls to run", 5 * SEC, || (hub.in_flight("fx") == 2).then_some(()));
+        let refused = hub.tool("fx", "echo", json!({"text": "one too many"}));
+        let msg = refused.expect_error(503, "server_unavailable");
+        assert!(msg.contains("calls in flight"), "{msg}");
+        for s in slow {
+            assert_eq!(tool_text(&s.join().unwrap()), "slept 2000");
+        }
+    });
+    assert_eq!(tool_text(&hub.tool("fx", "echo", json!({"text": "room again"}))), "room again");
+}
