@@ -5,7 +5,7 @@ CARGO ?= cargo
 TARGET := x86_64-unknown-linux-gnu
 STATIC_BIN := target/$(TARGET)/release/agenthub
 
-.PHONY: run test test-deps bench bench-deps lint release clean
+.PHONY: run test test-deps bench bench-deps soak lint release clean
 
 run:
 	$(CARGO) run --release --
@@ -43,6 +43,11 @@ test-deps: .deps/npm/node_modules/.installed .deps/venv/.installed .deps/conform
 
 bench: release test-deps bench-deps
 	AGENTHUB_STATIC_BIN=$(STATIC_BIN) $(CARGO) bench --locked --bench hub
+
+# Steady load through REST and /mcp/{server} for SOAK_SECONDS, then SIGTERM under load.
+SOAK_SECONDS ?= 120
+soak:
+	SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) bench --locked --bench soak
 
 # The peers the benchmark measures the hub against, pinned (tests/bench).
 bench-deps: .deps/bench/npm/node_modules/.installed .deps/bench/venv/.installed
