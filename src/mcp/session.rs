@@ -21,7 +21,7 @@ pub const MAX_SESSIONS: usize = 1000;
 pub const STREAM_BACKLOG: usize = 1000;
 
 /// What a session talks to: one server, or the aggregated endpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
     Server(String),
     Aggregate,
@@ -99,7 +99,33 @@ impl Session {
 
 #[derive(Default)]
 pub struct Sessions {
-    map: Mutex<HashMap<String, Arc<Session>>>,
+    map: Mutex<Table>,
+}
+
+/// The sessions by id, and by what they talk to: a server's notification reaches its own
+/// sessions without a look at every other.
+#[derive(Default)]
+struct Table {
+    by_id: HashMap<String, Arc<Session>>,
+    by_target: HashMap<Target, HashMap<String, Arc<Session>>>,
+}
+
+impl Table {
+    fn insert(&mut self, s: Arc<Session>) {
+        self.by_target.entry(s.target.clone()).or_default().insert(s.id.clone(), s.clone());
+        self.by_id.insert(s.id.clone(), s);
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Arc<Session>> {
+        let s = self.by_id.remove(id)?;
+        if let Some(of) = self.by_target.get_mut(&s.target) {
+            of.remove(id);
+            if of.is_empty() {
+                self.by_target.remove(&s.target);
+            }
+        }
+        Some(s)
+    }
 }
 
 impl Sessions {
@@ -117,6 +143,7 @@ impl Sessions {
             let mut map = self.map.lock();
             let mut gone: Vec<Arc<Session>> = Vec::new();
             let expired: Vec<String> = map
+                .by_id
                 .iter()
                 .filter(|(_, s)| now.saturating_duration_since(*s.last_used.lock()) >= IDLE_EXPIRY)
                 .map(|(k, _)| k.clone())
@@ -124,13 +151,13 @@ impl Sessions {
             for k in expired {
                 gone.extend(map.remove(&k));
             }
-            if map.len() >= MAX_SESSIONS {
-                let oldest = map.iter().min_by_key(|(_, s)| s.keep_rank()).map(|(k, _)| k.clone());
+            if map.by_id.len() >= MAX_SESSIONS {
+                let oldest = map.by_id.iter().min_by_key(|(_, s)| s.keep_rank()).map(|(k, _)| k.clone());
                 if let Some(k) = oldest {
                     gone.extend(map.remove(&k));
                 }
             }
-            map.insert(s.id.clone(), s.clone());
+            map.insert(s.clone());
             gone
         };
         for e in evicted {
@@ -141,7 +168,7 @@ impl Sessions {
 
     /// A live session (touched), or None when unknown or expired.
     pub fn get(&self, id: &str, now: Instant) -> Option<Arc<Session>> {
-        let s = self.map.lock().get(id).cloned()?;
+        let s = self.map.lock().by_id.get(id).cloned()?;
         if now.saturating_duration_since(*s.last_used.lock()) >= IDLE_EXPIRY {
             self.remove(id);
             return None;
@@ -163,20 +190,20 @@ impl Sessions {
 
     /// Every session talking to `target`.
     pub fn of(&self, target: &Target) -> Vec<Arc<Session>> {
-        self.map.lock().values().filter(|s| s.target == *target).cloned().collect()
+        self.map.lock().by_target.get(target).map(|of| of.values().cloned().collect()).unwrap_or_default()
     }
 
     pub fn len(&self) -> usize {
-        self.map.lock().len()
+        self.map.lock().by_id.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.lock().is_empty()
+        self.map.lock().by_id.is_empty()
     }
 
     /// Ends every session (hub shutdown): their streams finish.
     pub fn close_all(&self) {
-        let all: Vec<Arc<Session>> = self.map.lock().drain().map(|(_, s)| s).collect();
+        let all: Vec<Arc<Session>> = std::mem::take(&mut *self.map.lock()).by_id.into_values().collect();
         for s in all {
             s.close();
         }
@@ -271,5 +298,20 @@ mod tests {
         assert!(!s.deliver(serde_json::json!("one too many")), "the stalled stream is dropped");
         assert!(stream.is_closed());
         assert!(!s.deliver(serde_json::json!("again")), "and no longer fed");
+    }
+
+    #[test]
+    fn sessions_are_found_by_what_they_talk_to() {
+        let sessions = Sessions::default();
+        let t = Instant::now();
+        let a = sessions.create(Target::Server("a".into()), "v", t);
+        let _b = sessions.create(Target::Server("b".into()), "v", t);
+        let all = sessions.create(Target::Aggregate, "v", t);
+        let ids = |target: &Target| sessions.of(target).into_iter().map(|s| s.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&Target::Server("a".into())), [a.id.as_str()]);
+        assert_eq!(ids(&Target::Aggregate), [all.id.as_str()]);
+        sessions.remove(&a.id);
+        assert!(ids(&Target::Server("a".into())).is_empty());
+        assert_eq!(sessions.len(), 2);
     }
 }
