@@ -1,7 +1,7 @@
 # AgentHub in a container: a static binary on a small Node image (MCP servers from npm run
 # through node/npx). Build: docker build -t agenthub .
-# Run:   docker run -p 9090:9090 -e AGENTHUB_TOKEN=change-me -v agenthub:/data agenthub
-# Inside a container the hub must listen beyond loopback, so a token is required.
+# Run:   docker run -p 9090:9090 -e AGENTHUB_TOKEN="$(openssl rand -hex 24)" -v agenthub:/data agenthub
+# Inside a container the hub must listen beyond loopback, so a token (16+ characters) is required.
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src

@@ -8,6 +8,7 @@
 //! `settings`, `servers` and `rules` each own one kind of configuration.
 
 mod rules;
+mod secrets;
 mod servers;
 mod settings;
 
@@ -20,6 +21,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 
 pub use rules::{Rules, parse_rules};
+pub use secrets::Secrets;
 pub use servers::{
     ServerConfig, ServerEntry, Transport, parse_servers, servers_to_json, validate_server_name,
 };

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::secrets::{MASK, mask_args, mask_url};
 use super::{Fields, parse_json};
 use crate::error::{Error, Result};
 
@@ -167,13 +168,14 @@ impl ServerConfig {
         Ok(cfg)
     }
 
-    /// The JSON saved in the hub's file (unexpanded), or shown by the API with `masked`.
+    /// The JSON saved in the hub's file (unexpanded), or shown by the API with `masked`
+    /// (see `secrets` for what is masked).
     pub fn to_json(&self, masked: bool) -> Value {
         let mut m = Map::new();
         let mask = |map: &BTreeMap<String, String>| -> Value {
             map.iter()
                 .map(|(k, v)| {
-                    let v = if masked { "***".to_string() } else { v.clone() };
+                    let v = if masked { MASK.to_string() } else { v.clone() };
                     (k.clone(), Value::String(v))
                 })
                 .collect::<Map<_, _>>()
@@ -184,7 +186,8 @@ impl ServerConfig {
             m.insert("command".into(), c.clone().into());
         }
         if !self.args.is_empty() {
-            m.insert("args".into(), self.args.clone().into());
+            let args = if masked { mask_args(&self.args) } else { self.args.clone() };
+            m.insert("args".into(), args.into());
         }
         if !self.env.is_empty() {
             m.insert("env".into(), mask(&self.env));
@@ -196,7 +199,8 @@ impl ServerConfig {
             m.insert("package".into(), p.clone().into());
         }
         if let Some(u) = &self.url {
-            m.insert("url".into(), u.clone().into());
+            let url = if masked { mask_url(u) } else { u.clone() };
+            m.insert("url".into(), url.into());
         }
         if !self.headers.is_empty() {
             m.insert("headers".into(), mask(&self.headers));
@@ -280,7 +284,7 @@ fn secs(d: Duration) -> Value {
 }
 
 /// `env:NAME` and `NAME` read the environment; `input:ID` cannot be answered.
-fn lookup_var(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+pub(super) fn lookup_var(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     if name.starts_with("input:") {
         return None;
     }
@@ -289,7 +293,7 @@ fn lookup_var(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<String
 
 /// Replaces `${NAME}` using `lookup`; an unknown name expands to "" (the caller records it).
 /// Text without a closing brace is kept as it is.
-fn expand(text: &str, lookup: &mut dyn FnMut(&str) -> Option<String>) -> String {
+pub(super) fn expand(text: &str, lookup: &mut dyn FnMut(&str) -> Option<String>) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${") {

@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
+/// Non-whitespace characters a token needs when the hub listens beyond loopback.
+const MIN_REMOTE_TOKEN: usize = 16;
+
 /// One setting: its environment variable, the flag overriding it, its default and help line.
 pub struct SettingSpec {
     pub env: &'static str,
@@ -64,7 +67,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         env: "AGENTHUB_TOKEN",
         flag: None,
         default: "(none)",
-        help: "bearer token required on every request when set",
+        help: "bearer token required on every request when set (16+ characters beyond loopback)",
     },
     SettingSpec {
         env: "AGENTHUB_ALLOWED_ORIGINS",
@@ -250,7 +253,14 @@ impl Settings {
         if breaker_threshold == 0 {
             return Err(Error::Config("AGENTHUB_BREAKER_THRESHOLD: must be at least 1".into()));
         }
-        let token = src.get("AGENTHUB_TOKEN").map(|(v, _)| v);
+        let token = match src.get("AGENTHUB_TOKEN") {
+            None => None,
+            // Bearer values are compared trimmed, so a token's own surrounding blanks could never match.
+            Some((v, name)) if v.trim().is_empty() => {
+                return Err(Error::Config(format!("{name}: must not be blank (unset it for no token)")));
+            }
+            Some((v, _)) => Some(v.trim().to_string()),
+        };
         let allowed_origins = src
             .get("AGENTHUB_ALLOWED_ORIGINS")
             .map(|(v, _)| {
@@ -287,11 +297,23 @@ impl Settings {
         if settings.host.is_empty() {
             return Err(Error::Config("AGENTHUB_HOST: must not be empty".into()));
         }
-        if !is_loopback_host(&settings.host) && settings.token.is_none() {
-            return Err(Error::Config(format!(
-                "refusing to bind {} without AGENTHUB_TOKEN: set a token to listen beyond loopback",
-                settings.host
-            )));
+        if !is_loopback_host(&settings.host) {
+            match &settings.token {
+                None => {
+                    return Err(Error::Config(format!(
+                        "refusing to bind {} without AGENTHUB_TOKEN: set a token to listen beyond loopback",
+                        settings.host
+                    )));
+                }
+                // Beyond loopback the token is all that stands between the network and a command runner.
+                Some(t) if t.chars().filter(|c| !c.is_whitespace()).count() < MIN_REMOTE_TOKEN => {
+                    return Err(Error::Config(format!(
+                        "AGENTHUB_TOKEN: to bind {} the token needs at least {MIN_REMOTE_TOKEN} non-whitespace characters",
+                        settings.host
+                    )));
+                }
+                Some(_) => {}
+            }
         }
         Ok(settings)
     }
@@ -408,12 +430,17 @@ mod tests {
         check(&[("AGENTHUB_BREAKER_THRESHOLD", "0")], "AGENTHUB_BREAKER_THRESHOLD");
         check(&[("OLLAMA_URL", "ftp://x")], "OLLAMA_URL");
         check(&[("AGENTHUB_HOST", "0.0.0.0")], "AGENTHUB_TOKEN");
+        check(&[("AGENTHUB_TOKEN", "   ")], "AGENTHUB_TOKEN");
+        check(&[("AGENTHUB_HOST", "0.0.0.0"), ("AGENTHUB_TOKEN", "short-token")], "AGENTHUB_TOKEN");
+        check(&[("AGENTHUB_HOST", "0.0.0.0"), ("AGENTHUB_TOKEN", "a b c d e f g h i j k l m n o")], "16");
     }
 
     #[test]
     fn non_loopback_bind_with_token_is_allowed() {
-        let s = settings(&[("AGENTHUB_HOST", "0.0.0.0"), ("AGENTHUB_TOKEN", "t")]).unwrap();
-        assert_eq!(s.token.as_deref(), Some("t"));
+        let s = settings(&[("AGENTHUB_HOST", "0.0.0.0"), ("AGENTHUB_TOKEN", " sixteen-chars-ok ")]).unwrap();
+        assert_eq!(s.token.as_deref(), Some("sixteen-chars-ok"));
+        let s = settings(&[("AGENTHUB_TOKEN", "t")]).unwrap();
+        assert_eq!(s.token.as_deref(), Some("t"), "on loopback any non-blank token will do");
     }
 
     #[test]

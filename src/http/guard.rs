@@ -1,6 +1,8 @@
-//! Request guards that run before routing: DNS-rebinding protection (Origin and Host), CORS for
-//! local origins, and the optional bearer token. Pure functions over header values.
+//! Request guards that run before routing: DNS-rebinding protection (Origin and Host), which
+//! cross-origin requests may reach which routes (`check`), CORS for local origins, and the
+//! optional bearer token. Pure functions over header values.
 
+use super::response::Req;
 use crate::config::is_loopback_host;
 
 /// Which origins and hosts the hub answers.
@@ -53,7 +55,14 @@ impl Policy {
         if scheme != "http" && scheme != "https" {
             return false;
         }
-        is_local_name(&host_of(authority)) || self.allowed.iter().any(|a| *a == o || *a == authority)
+        is_local_name(&host_of(authority)) || self.listed(origin)
+    }
+
+    /// Whether `AGENTHUB_ALLOWED_ORIGINS` names this origin (or its authority).
+    fn listed(&self, origin: &str) -> bool {
+        let o = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+        let authority = strip_scheme(&o);
+        self.allowed.iter().any(|a| *a == o || a == authority)
     }
 
     /// Whether the `Authorization` header carries the token (always true without one).
@@ -68,6 +77,83 @@ impl Policy {
             return false;
         };
         constant_time_eq(given.as_bytes(), token.as_bytes())
+    }
+}
+
+/// What the Origin check decided for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// No Origin (not a browser), or the hub's own page: no CORS headers.
+    Allow,
+    /// Cross-origin and allowed: the answer carries CORS headers for this origin.
+    AllowCors(String),
+    /// 403, and why.
+    Refuse(&'static str),
+}
+
+impl Verdict {
+    /// The origin to name in `Access-Control-Allow-Origin`, if any.
+    pub fn cors_origin(self) -> Option<String> {
+        match self {
+            Verdict::AllowCors(o) => Some(o),
+            Verdict::Allow | Verdict::Refuse(_) => None,
+        }
+    }
+}
+
+/// Which origins may send this request. A foreign Origin is refused everywhere (DNS
+/// rebinding). A local page of another origin (any `localhost` port) keeps CORS on the MCP
+/// endpoints and the read-only routes, which browser-based MCP clients such as the Inspector
+/// use, but not on the management API: a page on some other local port must not add a server
+/// (a command the hub runs) or read configurations, so that takes the hub's own origin or an
+/// entry of `AGENTHUB_ALLOWED_ORIGINS`. A preflight is judged as the request it announces.
+pub fn check(policy: &Policy, req: &Req) -> Verdict {
+    let Some(origin) = req.header("origin") else {
+        return Verdict::Allow;
+    };
+    let host = req.header("host");
+    if same_origin(origin, host) && policy.host_ok(host) {
+        return Verdict::Allow;
+    }
+    if !policy.origin_ok(Some(origin)) {
+        return Verdict::Refuse("requests from this Origin are not allowed");
+    }
+    let method = match req.method.as_str() {
+        "OPTIONS" => req.header("access-control-request-method").unwrap_or("OPTIONS").trim(),
+        m => m,
+    };
+    if is_management(method, &req.path) && !policy.listed(origin) {
+        return Verdict::Refuse(
+            "cross-origin requests to the management API are refused (AGENTHUB_ALLOWED_ORIGINS lists the origins allowed)",
+        );
+    }
+    Verdict::AllowCors(origin.to_string())
+}
+
+/// Whether the Origin is the request's own: `Host` under http, or under https (a TLS proxy in
+/// front of the hub), default ports aside.
+fn same_origin(origin: &str, host: Option<&str>) -> bool {
+    let Some(host) = host else { return false };
+    let o = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+    let Some((scheme, authority)) = o.split_once("://") else { return false };
+    let default_port = match scheme {
+        "http" => ":80",
+        "https" => ":443",
+        _ => return false,
+    };
+    let h = host.trim().to_ascii_lowercase();
+    authority.strip_suffix(default_port).unwrap_or(authority) == h.strip_suffix(default_port).unwrap_or(&h)
+}
+
+/// The management API: whatever changes state outside the MCP endpoints, and the server
+/// routes' reads (configurations, logs).
+fn is_management(method: &str, path: &str) -> bool {
+    let under =
+        |prefix: &str| path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    match method {
+        "GET" | "HEAD" => under("/servers"),
+        "OPTIONS" => false,
+        _ => !under("/mcp"),
     }
 }
 
@@ -136,6 +222,84 @@ mod tests {
         ] {
             assert_eq!(p.origin_ok(origin), ok, "{origin:?}");
         }
+    }
+
+    #[test]
+    fn cross_origin_requests_by_route() {
+        use Verdict::*;
+        let p = policy(&["https://app.example"], None);
+        let host = "127.0.0.1:9090";
+        let refused = Refuse(
+            "cross-origin requests to the management API are refused (AGENTHUB_ALLOWED_ORIGINS lists the origins allowed)",
+        );
+        let foreign = Refuse("requests from this Origin are not allowed");
+        let cors = |o: &str| AllowCors(o.to_string());
+        let local = "http://localhost:3000";
+        // method, path, Origin, Access-Control-Request-Method, verdict
+        type Case<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>, Verdict);
+        #[rustfmt::skip]
+        let cases: &[Case] = &[
+            ("POST", "/servers", None, None, Allow),
+            ("POST", "/servers", Some("http://127.0.0.1:9090"), None, Allow),
+            ("POST", "/servers", Some("http://127.0.0.1:9090/"), None, Allow),
+            ("PUT", "/servers/x", Some("https://127.0.0.1:9090"), None, Allow),
+            ("POST", "/servers", Some(local), None, refused.clone()),
+            ("POST", "/servers/install", Some(local), None, refused.clone()),
+            ("PUT", "/servers/x", Some(local), None, refused.clone()),
+            ("DELETE", "/servers/x", Some("http://127.0.0.1:5173"), None, refused.clone()),
+            ("POST", "/servers/x/start", Some("http://localhost:9090"), None, refused.clone()),
+            ("GET", "/servers", Some(local), None, refused.clone()),
+            ("HEAD", "/servers/x/logs", Some(local), None, refused.clone()),
+            ("POST", "/cache/clear", Some(local), None, refused.clone()),
+            ("POST", "/ollama/enhance", Some(local), None, refused.clone()),
+            ("PATCH", "/health", Some(local), None, refused.clone()),
+            ("OPTIONS", "/servers", Some(local), Some("POST"), refused.clone()),
+            ("OPTIONS", "/servers/x", Some(local), Some("GET"), refused.clone()),
+            ("POST", "/servers", Some("https://app.example"), None, cors("https://app.example")),
+            ("POST", "/servers", Some("http://evil.example"), None, foreign.clone()),
+            ("POST", "/mcp", Some("http://evil.example"), None, foreign.clone()),
+            ("POST", "/mcp", Some("null"), None, foreign.clone()),
+            ("POST", "/mcp", Some(local), None, cors(local)),
+            ("GET", "/mcp", Some(local), None, cors(local)),
+            ("DELETE", "/mcp", Some(local), None, cors(local)),
+            ("POST", "/mcp/fx", Some(local), None, cors(local)),
+            ("GET", "/mcp/fx", Some(local), None, cors(local)),
+            ("DELETE", "/mcp/fx", Some(local), None, cors(local)),
+            ("OPTIONS", "/mcp/fx", Some(local), Some("POST"), cors(local)),
+            ("OPTIONS", "/health", Some(local), None, cors(local)),
+            ("GET", "/health", Some(local), None, cors(local)),
+            ("GET", "/activity", Some(local), None, cors(local)),
+            ("POST", "/mcpx", Some(local), None, refused.clone()),
+            ("GET", "/serversx", Some(local), None, cors(local)),
+        ];
+        for (method, path, origin, preflight, expected) in cases {
+            let mut headers = vec![("host".to_string(), host.to_string())];
+            headers.extend(origin.map(|o| ("origin".to_string(), o.to_string())));
+            headers.extend(preflight.map(|m| ("access-control-request-method".to_string(), m.to_string())));
+            let req =
+                Req { method: method.to_string(), path: path.to_string(), headers, ..Default::default() };
+            assert_eq!(&check(&p, &req), expected, "{method} {path} from {origin:?} ({preflight:?})");
+        }
+        // Without a Host (HTTP/1.0) nothing is same-origin.
+        let req = Req {
+            method: "POST".into(),
+            path: "/servers".into(),
+            headers: vec![("origin".into(), "http://127.0.0.1:9090".into())],
+            ..Default::default()
+        };
+        assert_eq!(check(&p, &req), refused);
+        // A listed host in the Host header makes the hub's own origin there same-origin.
+        let lan = policy(&["hub.lan"], None);
+        let req = Req {
+            method: "POST".into(),
+            path: "/servers".into(),
+            headers: vec![
+                ("host".into(), "hub.lan:9090".into()),
+                ("origin".into(), "http://hub.lan:9090".into()),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(check(&lan, &req), Allow);
     }
 
     #[test]

@@ -269,7 +269,7 @@ fn serve(front: &Front, mut conn: Conn) {
         let framing = conn::framing(&head);
         let (method, http10) = (head.method.clone(), head.http10);
         let mut req = request_of(head);
-        let origin = req.header("origin").filter(|o| app.policy.origin_ok(Some(o))).map(str::to_string);
+        let origin = guard::check(&app.policy, &req).cors_origin();
         let framing = match framing {
             Ok(f) => f,
             Err(ReadError::Refuse(status, why)) => {
@@ -345,8 +345,8 @@ fn guard(app: &App, req: &Req, framing: Framing) -> Option<Reply> {
     if !app.policy.host_ok(req.header("host")) {
         return Some(Reply::error(403, "forbidden_origin", "Host header does not name this machine"));
     }
-    if !app.policy.origin_ok(req.header("origin")) {
-        return Some(Reply::error(403, "forbidden_origin", "requests from this Origin are not allowed"));
+    if let guard::Verdict::Refuse(why) = guard::check(&app.policy, req) {
+        return Some(Reply::error(403, "forbidden_origin", why));
     }
     if req.method == "OPTIONS" {
         return Some(

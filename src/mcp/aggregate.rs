@@ -175,7 +175,7 @@ impl Gateway {
                 let params = msg.get("params").cloned();
                 self.fan_out(self.running(), |s| {
                     if let Err(e) = self.ask(s, "logging/setLevel", params.clone()) {
-                        log::debug!("logging/setLevel on {s}: {}", e.message);
+                        log::debug!("logging/setLevel on {s}: {}", self.servers.redact(s, &e.message));
                     }
                 });
                 reply(jsonrpc::result(id, json!({})))
@@ -285,7 +285,10 @@ impl Gateway {
                         out.push(Entry { public, server: server.clone(), original, item });
                     }
                 }
-                Err(e) => log::warn!("aggregated {method}: leaving out {server}: {}", e.message),
+                Err(e) => log::warn!(
+                    "aggregated {method}: leaving out {server}: {}",
+                    self.servers.redact(&server, &e.message)
+                ),
             }
         }
         let mut c = self.catalog.lock();
@@ -334,7 +337,10 @@ impl Gateway {
                     drop(c);
                     out.extend(items);
                 }
-                Err(e) => log::warn!("aggregated {method}: leaving out {server}: {}", e.message),
+                Err(e) => log::warn!(
+                    "aggregated {method}: leaving out {server}: {}",
+                    self.servers.redact(&server, &e.message)
+                ),
             }
         }
         out

@@ -32,13 +32,19 @@ impl Servers {
         Ok(srv.snapshot())
     }
 
-    /// Replaces a server's configuration and saves; a running server restarts with it.
+    /// Replaces a server's configuration and saves; a running server restarts with it. A
+    /// masked value sent back as the API showed it (`***`) keeps the real one: a client that
+    /// GETs a server, edits one field and PUTs it back must not save `***` over its secrets.
     pub fn replace(&self, name: &str, config: ServerConfig) -> Result<Snapshot> {
         let (srv, was_running) = {
             let _w = self.writes.lock();
             // Looked up under the save lock: a removal that came first wins, and this is a 404.
             let srv = self.must_find(name)?;
-            let old = srv.state.lock().replaced(config, self.file.display().to_string());
+            let old = {
+                let mut st = srv.state.lock();
+                let config = config.unmasked(&st.config);
+                st.replaced(config, self.file.display().to_string())
+            };
             if let Err(e) = self.save() {
                 let mut st = srv.state.lock();
                 let (config, origin, problem) = old;
@@ -121,19 +127,31 @@ impl Servers {
 }
 
 /// Temp file in the same directory, fsync, rename over, fsync the directory. A failure leaves
-/// the previous file as it was.
+/// the previous file as it was. The file holds secrets: a new one is 0600 in a directory
+/// created 0700, an existing one keeps its mode when that is stricter (never looser than
+/// 0600), and a symlink is written through to its target, which keeps being a symlink.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let path = &through_symlinks(path);
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    let mode = std::fs::metadata(path).map_or(0o600, |m| m.permissions().mode() & 0o600);
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("save"),
         std::process::id()
     ));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        // A stale temp file (a crash mid-save) may have any mode: start from a new one.
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
         f.write_all(bytes)?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
         if let Ok(d) = std::fs::File::open(dir) {
@@ -145,6 +163,19 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         Error::io(format!("cannot save {}", path.display()), e)
     })
+}
+
+/// The file a path names once its symlinks are followed (a dangling link: where it points).
+fn through_symlinks(path: &Path) -> std::path::PathBuf {
+    let mut p = path.to_path_buf();
+    // A bound, so a loop of links ends (the rename then replaces the last link seen).
+    for _ in 0..40 {
+        match std::fs::read_link(&p) {
+            Ok(target) => p = p.parent().unwrap_or(Path::new("")).join(target),
+            Err(_) => break,
+        }
+    }
+    p
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use super::{
     Link, PROTOCOL_VERSION, Process, Run, SUPPORTED_VERSIONS, Server, Servers, Snapshot, Status, Upstream,
     process, short, snapshot_of,
 };
-use crate::config::Transport;
+use crate::config::{Secrets, Transport};
 use crate::error::{Error, Result};
 use crate::jsonrpc;
 
@@ -92,8 +92,21 @@ impl Servers {
     }
 
     /// Spawns and initializes a child. `Err((reason, retry))`: `retry` is false when trying again
-    /// cannot help (the command does not exist, a variable is missing).
+    /// cannot help (the command does not exist, a variable is missing). The reason, which
+    /// becomes `last_error` and goes to the log and the feed, never carries a secret.
     fn spawn_and_handshake(&self, srv: &Server, ticket: &Ticket) -> std::result::Result<Run, (String, bool)> {
+        let env = |k: &str| std::env::var(k).ok();
+        let secrets = Arc::new(ticket.config.secrets(&env));
+        *srv.secrets.lock() = secrets.clone();
+        self.connect(srv, ticket, &secrets).map_err(|(why, retry)| (secrets.redact(&why).into_owned(), retry))
+    }
+
+    fn connect(
+        &self,
+        srv: &Server,
+        ticket: &Ticket,
+        secrets: &Arc<Secrets>,
+    ) -> std::result::Result<Run, (String, bool)> {
         let env = |k: &str| std::env::var(k).ok();
         let cfg = ticket
             .config
@@ -108,7 +121,12 @@ impl Servers {
         let (mut process, pipes) =
             Process::spawn(&srv.name, &cfg, &self.ctx.npm_prefix).map_err(|e| (e.to_string(), false))?;
         srv.state.lock().spawned(ticket.generation, process.pid() as i32);
-        let peer = Arc::new(ChildPeer::new(&cfg, self.ctx.activity.clone(), self.listener.get().cloned()));
+        let peer = Arc::new(ChildPeer::new(
+            &cfg,
+            secrets.clone(),
+            self.ctx.activity.clone(),
+            self.listener.get().cloned(),
+        ));
         let bridge =
             Bridge::start(&srv.name, pipes.stdin, pipes.stdout, pipes.stderr, srv.stderr.clone(), peer)
                 .map_err(|e| (format!("cannot start the bridge threads: {e}"), true))?;

@@ -33,7 +33,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::activity::Activity;
-use crate::config::{ServerConfig, ServerEntry, Transport};
+use crate::config::{Secrets, ServerConfig, ServerEntry, Transport};
 use crate::error::{Error, Result};
 use crate::resilience::Breakers;
 use bridge::{Bridge, StderrRing};
@@ -210,6 +210,9 @@ pub struct Server {
     stderr: Arc<Mutex<StderrRing>>,
     /// Calls in flight (bounded by `Context::max_calls`).
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// The secret values of its last launch (env and header values, expanded variables),
+    /// redacted from what the hub writes about it.
+    secrets: Mutex<Arc<Secrets>>,
 }
 
 impl Server {
@@ -220,6 +223,7 @@ impl Server {
             changed: Condvar::new(),
             stderr: Arc::new(Mutex::new(StderrRing::default())),
             in_flight: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            secrets: Mutex::new(Arc::default()),
         }
     }
 
@@ -329,6 +333,13 @@ impl Servers {
     /// The last `n` lines the server wrote to stderr.
     pub fn logs(&self, name: &str, n: usize) -> Result<Vec<String>> {
         Ok(self.must_find(name)?.stderr.lock().tail(n))
+    }
+
+    /// `text` about a server with the secrets of its last launch taken out (what a child
+    /// answered, before it is logged).
+    pub fn redact(&self, name: &str, text: &str) -> String {
+        let secrets = self.find(name).map(|s| s.secrets.lock().clone());
+        secrets.map_or_else(|| text.to_string(), |s| s.redact(text).into_owned())
     }
 
     /// Receives every notification a child sends (after the hub's own handling).

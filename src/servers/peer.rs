@@ -2,6 +2,7 @@
 //! elicitation when no client request can take them) and what it does with the child's
 //! notifications (the log, the activity feed, the listeners).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -9,19 +10,26 @@ use serde_json::{Value, json};
 use super::Listener;
 use super::bridge::Peer;
 use crate::activity::Activity;
-use crate::config::ServerConfig;
+use crate::config::{Secrets, ServerConfig};
 use crate::jsonrpc::{self, RpcError};
 
 /// Answers a child's own requests and records its notifications.
 pub(super) struct ChildPeer {
     roots: Vec<String>,
+    /// What the child was started with that its text must not carry into the log or the feed.
+    secrets: Arc<Secrets>,
     activity: Arc<Activity>,
     listener: Option<Listener>,
 }
 
 impl ChildPeer {
-    pub fn new(cfg: &ServerConfig, activity: Arc<Activity>, listener: Option<Listener>) -> ChildPeer {
-        ChildPeer { roots: cfg.roots.clone(), activity, listener }
+    pub fn new(
+        cfg: &ServerConfig,
+        secrets: Arc<Secrets>,
+        activity: Arc<Activity>,
+        listener: Option<Listener>,
+    ) -> ChildPeer {
+        ChildPeer { roots: cfg.roots.clone(), secrets, activity, listener }
     }
 }
 
@@ -48,6 +56,10 @@ impl Peer for ChildPeer {
         }
     }
 
+    fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        self.secrets.redact(text)
+    }
+
     fn notification(&self, server: &str, msg: &Value, relayed: bool) {
         let method = jsonrpc::method(msg);
         match method {
@@ -57,12 +69,14 @@ impl Peer for ChildPeer {
                     Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
+                let text = self.secrets.redact(&text).into_owned();
+                let level = self.secrets.redact(p["level"].as_str().unwrap_or("info")).into_owned();
                 // Children log as much as they like: at debug, the hub's own log stays readable.
-                log::debug!("[{server}] {}: {text:.500}", p["level"].as_str().unwrap_or("info"));
+                log::debug!("[{server}] {level}: {text:.500}");
                 self.activity.record("log", Some(server), text);
             }
             "notifications/progress" | "notifications/cancelled" => log::debug!("[{server}] {method}"),
-            _ => self.activity.record("notification", Some(server), method.to_string()),
+            _ => self.activity.record("notification", Some(server), self.secrets.redact(method).into_owned()),
         }
         if let Some(l) = self.listener.as_ref().filter(|_| !relayed) {
             l(server, msg);

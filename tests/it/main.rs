@@ -8,6 +8,7 @@ mod enhance;
 mod front;
 mod gateway;
 mod npm_servers;
+mod security;
 mod servers;
 // Shared test support: not every helper is used by every test module.
 #[allow(dead_code)]

@@ -9,6 +9,7 @@
 //! under load a channel's receiver spins and yields before it sleeps, taking the CPU the child
 //! needs.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::Arc;
@@ -56,6 +57,11 @@ pub trait Peer: Send + Sync {
     fn request(&self, server: &str, msg: &Value) -> Result<Value, RpcError>;
     /// `relayed`: the message already went to the one client request in flight.
     fn notification(&self, server: &str, msg: &Value, relayed: bool);
+    /// The child's text (stderr, a line it should not have written) as the hub may keep and
+    /// log it: the secrets it was started with taken out.
+    fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        Cow::Borrowed(text)
+    }
 }
 
 /// What reaches a caller before (and as) its answer.
@@ -162,17 +168,17 @@ impl Bridge {
             let outbox = outbox.clone();
             move || write_loop(stdin, &outbox)
         })?);
-        let (s, t, c) = (shared.clone(), outbox.clone(), closed.clone());
+        let (s, t, c, p) = (shared.clone(), outbox.clone(), closed.clone(), peer.clone());
         threads.push(
             std::thread::Builder::new()
                 .name(format!("stdout-{n}"))
-                .spawn(move || read_loop(stdout, &s, &t, &c, peer.as_ref()))?,
+                .spawn(move || read_loop(stdout, &s, &t, &c, p.as_ref()))?,
         );
         let server = name.to_string();
         threads.push(
             std::thread::Builder::new()
                 .name(format!("stderr-{n}"))
-                .spawn(move || drain_stderr(stderr, &server, &ring))?,
+                .spawn(move || drain_stderr(stderr, &server, &ring, peer.as_ref()))?,
         );
         Ok(Bridge { shared, outbox, closed, threads: Mutex::new(threads) })
     }
@@ -414,7 +420,11 @@ fn read_loop(
         let msg: Value = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) => {
-                log::warn!("{}: skipping a stdout line that is not JSON ({e}): {:.200}", shared.name, text);
+                log::warn!(
+                    "{}: skipping a stdout line that is not JSON ({e}): {:.200}",
+                    shared.name,
+                    peer.redact(text)
+                );
                 continue;
             }
         };
@@ -429,7 +439,7 @@ fn read_loop(
                     None => log::debug!(
                         "{}: answer to no pending request (late or cancelled): {:.200}",
                         shared.name,
-                        text
+                        peer.redact(text)
                     ),
                 }
             }
@@ -477,7 +487,11 @@ fn read_loop(
             }
             Kind::Notification => peer.notification(&shared.name, &msg, false),
             Kind::Invalid => {
-                log::warn!("{}: skipping an invalid JSON-RPC message: {:.200}", shared.name, text)
+                log::warn!(
+                    "{}: skipping an invalid JSON-RPC message: {:.200}",
+                    shared.name,
+                    peer.redact(text)
+                )
             }
         }
     }
@@ -539,7 +553,7 @@ fn read_line_capped(
     }
 }
 
-fn drain_stderr(stderr: impl Read, server: &str, ring: &Mutex<StderrRing>) {
+fn drain_stderr(stderr: impl Read, server: &str, ring: &Mutex<StderrRing>, peer: &dyn Peer) {
     let mut reader = BufReader::new(stderr);
     let mut buf = Vec::new();
     loop {
@@ -558,7 +572,8 @@ fn drain_stderr(stderr: impl Read, server: &str, ring: &Mutex<StderrRing>) {
                 }
             }
         }
-        let mut line = String::from_utf8_lossy(&buf).trim_end().to_string();
+        // Redacted before it is kept: the ring feeds `last_error` and `/servers/{name}/logs`.
+        let mut line = peer.redact(String::from_utf8_lossy(&buf).trim_end()).into_owned();
         if cut {
             line.push_str(" [...]");
         }
