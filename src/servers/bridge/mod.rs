@@ -23,6 +23,9 @@ use serde_json::{Value, json};
 use crate::jsonrpc::{self, Kind, RpcError};
 use crate::queue::Queue;
 
+/// Most bytes of requests waiting for a child that does not read its stdin: past it, new
+/// requests fail at once rather than grow the hub.
+pub const STDIN_BYTES: u64 = 64 << 20;
 /// Lines of stderr kept per server.
 pub const STDERR_LINES: usize = 500;
 /// Longest stderr line kept (the rest of a longer line is dropped).
@@ -121,6 +124,8 @@ struct Shared {
     next_id: AtomicU64,
     /// Requests of the child relayed to a client, by the hub id the client sees: the child's id.
     child_requests: Mutex<HashMap<String, Value>>,
+    /// Bytes queued for the child's stdin and not yet written (bounded by `STDIN_BYTES`).
+    queued: Arc<AtomicU64>,
 }
 
 /// A request sent and not yet answered.
@@ -159,14 +164,15 @@ impl Bridge {
             pending: Mutex::new(Some(HashMap::new())),
             next_id: AtomicU64::new(1),
             child_requests: Mutex::new(HashMap::new()),
+            queued: Arc::new(AtomicU64::new(0)),
         });
         let outbox = Arc::new(Queue::default());
         let closed = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(3);
         let n = short(name);
         threads.push(std::thread::Builder::new().name(format!("stdin-{n}")).spawn({
-            let outbox = outbox.clone();
-            move || write_loop(stdin, &outbox)
+            let (outbox, queued) = (outbox.clone(), shared.queued.clone());
+            move || write_loop(stdin, &outbox, &queued)
         })?);
         let (s, t, c, p) = (shared.clone(), outbox.clone(), closed.clone(), peer.clone());
         threads.push(
@@ -220,7 +226,21 @@ impl Bridge {
             None => return Err(self.gone()),
         };
         let line = jsonrpc::request(id, method, params).to_string();
+        let size = line.len() as u64 + 1;
+        if self.shared.queued.fetch_add(size, Ordering::AcqRel) + size > STDIN_BYTES {
+            self.shared.queued.fetch_sub(size, Ordering::AcqRel);
+            self.forget(id);
+            return Err(RpcError::new(
+                jsonrpc::SERVER_UNAVAILABLE,
+                format!(
+                    "server {} is not reading its input ({} MiB waiting)",
+                    self.shared.name,
+                    STDIN_BYTES >> 20
+                ),
+            ));
+        }
         if !self.outbox.push(line) {
+            self.shared.queued.fetch_sub(size, Ordering::AcqRel);
             self.forget(id);
             return Err(self.gone());
         }
@@ -367,7 +387,7 @@ fn short(name: &str) -> &str {
     &name[..end]
 }
 
-fn write_loop(mut stdin: impl Write, outbox: &Queue<String>) {
+fn write_loop(mut stdin: impl Write, outbox: &Queue<String>, queued: &AtomicU64) {
     let mut buf = Vec::new();
     while let Some(lines) = outbox.take_all() {
         buf.clear();
@@ -375,6 +395,10 @@ fn write_loop(mut stdin: impl Write, outbox: &Queue<String>) {
             buf.extend_from_slice(line.as_bytes());
             buf.push(b'\n');
         }
+        // Taken lines count as written. The hub's answers and notifications were never counted
+        // in, so the count errs low, never high.
+        let _ = queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| Some(q.saturating_sub(buf.len() as u64)));
         if stdin.write_all(&buf).and_then(|()| stdin.flush()).is_err() {
             break;
         }

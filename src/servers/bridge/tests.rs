@@ -679,3 +679,49 @@ fn a_stdout_message_past_the_cap_closes_the_bridge() {
     assert!(matches!(child.next(&p), Next::Gone), "the waiter hears at once");
     assert!(child.bridge.is_closed());
 }
+
+/// A child's stdin that takes nothing: every write blocks until the test ends.
+struct Stuck(Mutex<std::sync::mpsc::Receiver<()>>);
+
+impl Write for Stuck {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        let _ = self.0.lock().recv();
+        Err(std::io::ErrorKind::BrokenPipe.into())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_child_that_does_not_read_cannot_grow_its_backlog_without_bound() {
+    let (release, stuck) = std::sync::mpsc::channel();
+    let (stdout_r, stdout_w) = pipe();
+    let (stderr_r, stderr_w) = pipe();
+    let ring = Arc::new(Mutex::new(StderrRing::default()));
+    let bridge = Bridge::start(
+        "fx",
+        Stuck(Mutex::new(stuck)),
+        stdout_r,
+        stderr_r,
+        ring,
+        Arc::new(Recorder::default()),
+    )
+    .unwrap();
+    let big = json!({"text": "x".repeat(1 << 20)});
+    let mut sent = 0;
+    let e = loop {
+        match bridge.begin("tools/call", Some(big.clone())) {
+            Ok(_) => sent += 1,
+            Err(e) => break e,
+        }
+        assert!(sent < 1000, "the backlog grew past its bound");
+    };
+    assert!((60..=70).contains(&sent), "about 64 MiB were taken: {sent}");
+    assert_eq!(e.code, jsonrpc::SERVER_UNAVAILABLE);
+    assert!(e.message.contains("not reading its input"), "{}", e.message);
+    drop(release);
+    drop((stdout_w, stderr_w));
+    bridge.join(WAIT);
+}
