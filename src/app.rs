@@ -45,6 +45,7 @@ impl App {
             import_origin,
             Context {
                 npm_prefix: npm_prefix.clone(),
+                pids: settings.data_dir.join("pids"),
                 default_timeout: settings.request_timeout,
                 max_calls: settings.max_calls,
                 breakers: breakers.clone(),

@@ -260,10 +260,15 @@ fn init_logging(level: log::LevelFilter) {
     }));
 }
 
-/// Builds the hub, serves until SIGINT/SIGTERM (or a fatal listener error), then stops it.
+/// Builds the hub, serves until SIGINT/SIGTERM/SIGHUP (or a fatal listener error), then stops
+/// it.
 fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()> {
     if let Err(e) = agenthub::raise_fd_limit() {
         log::warn!("cannot raise the open-file limit: {e}");
+    }
+    // Orphaned grandchildren come back to the hub instead of init, so a stop still finds them.
+    if let Err(e) = agenthub::set_child_subreaper() {
+        log::warn!("cannot become the subreaper of the children: {e}");
     }
     let loaded = load_config(&settings, env)?;
     for s in &loaded.sources {
@@ -279,9 +284,10 @@ fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()>
 
     let (fatal_tx, fatal_rx) = crossbeam_channel::bounded::<String>(4);
     let (sig_tx, sig_rx) = crossbeam_channel::bounded::<i32>(4);
-    let mut signals =
-        signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-            .map_err(|e| Error::io("installing signal handlers", e))?;
+    // SIGHUP too: a closed terminal must not kill the hub before it stops its children.
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(|e| Error::io("installing signal handlers", e))?;
     let signals_handle = signals.handle();
     let signal_thread = std::thread::Builder::new()
         .name("signals".into())

@@ -1,10 +1,12 @@
 //! The operating-system calls std does not offer, as small safe functions: every `unsafe` block
 //! of the crate lives here, each with a `// SAFETY:` comment, and the rest of the crate is
-//! `#![deny(unsafe_code)]`. Process groups are signalled (by `servers::process` only), and the
-//! open-file limit is raised and read.
+//! `#![deny(unsafe_code)]`. Process groups and single processes are signalled and reaped (by
+//! `servers::process` only), children are made to die with the hub, the hub becomes their
+//! subreaper, and the open-file limit is raised and read.
 #![allow(unsafe_code)]
 
 use std::io;
+use std::process::Command;
 
 /// The signals the hub sends to its children's groups.
 #[derive(Clone, Copy, Debug)]
@@ -15,16 +17,88 @@ pub enum Signal {
 
 /// Sends `signal` to every process of group `pgid`; ESRCH means the group is already gone.
 pub fn signal_group(pgid: i32, signal: Signal) -> io::Result<()> {
-    let sig = match signal {
-        Signal::Term => libc::SIGTERM,
-        Signal::Kill => libc::SIGKILL,
-    };
-    kill(pgid, sig)
+    kill(pgid, signo(signal))
 }
 
-/// Whether any process (zombies included) is left in group `pgid`.
-pub fn group_exists(pgid: i32) -> bool {
-    kill(pgid, 0).is_ok()
+/// Sends `signal` to the one process `pid` (never to a group: `pid` must be a real process).
+pub fn signal_process(pid: i32, signal: Signal) -> io::Result<()> {
+    if pid <= 1 {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("not a child's pid: {pid}")));
+    }
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours; a positive pid names
+    // exactly one process.
+    if unsafe { libc::kill(pid, signo(signal)) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn signo(signal: Signal) -> libc::c_int {
+    match signal {
+        Signal::Term => libc::SIGTERM,
+        Signal::Kill => libc::SIGKILL,
+    }
+}
+
+/// What `reap` found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reaped {
+    /// It had exited and is reaped now.
+    Now,
+    /// It is still running.
+    Running,
+    /// Not a child of this process (any more, or never).
+    NotOurs,
+}
+
+/// Reaps the child `pid` if it has exited, without blocking. Only for children no `Child`
+/// owns (orphans re-parented to the hub): a `Child` must reap its own, or its status is lost.
+pub fn reap(pid: i32) -> Reaped {
+    if pid <= 0 {
+        return Reaped::NotOurs;
+    }
+    let mut status: libc::c_int = 0;
+    // SAFETY: `status` is a valid, writable int for the call's duration; a positive pid waits
+    // for that one child only, and WNOHANG keeps the call from blocking.
+    match unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } {
+        0 => Reaped::Running,
+        r if r == pid => Reaped::Now,
+        _ => Reaped::NotOurs,
+    }
+}
+
+/// Makes this process the subreaper of its descendants: an orphan (a grandchild whose parent
+/// exited) is re-parented to the hub rather than to init, so the hub can still find it, kill it
+/// and reap it.
+pub fn set_child_subreaper() -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes plain integers and touches no memory of ours.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Has `cmd`'s child get SIGKILL when the thread that forks it ends (`PR_SET_PDEATHSIG`): a hub
+/// that dies, however it dies, takes its children along. The signal follows the forking
+/// *thread*, not the process: fork from a thread that lives as long as the process.
+pub fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
+    // calls are allowed: prctl(2) and getppid(2) are plain system calls; it allocates nothing
+    // and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent died between fork and prctl: the signal will never come.
+            if libc::getppid() != parent {
+                return Err(io::Error::other("the hub exited while starting the child"));
+            }
+            Ok(())
+        });
+    }
 }
 
 /// `kill(-pgid, sig)`, refusing the group ids that would mean "our own group" (0) or "every
@@ -82,8 +156,15 @@ mod tests {
         for pgid in [-5, 0, 1] {
             let err = signal_group(pgid, Signal::Kill).unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{pgid}");
-            assert!(!group_exists(pgid), "{pgid}");
+            let err = signal_process(pgid, Signal::Kill).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{pgid}");
         }
+    }
+
+    #[test]
+    fn only_our_own_exited_children_are_reaped() {
+        assert_eq!(reap(1), Reaped::NotOurs);
+        assert_eq!(reap(0), Reaped::NotOurs);
     }
 
     #[test]

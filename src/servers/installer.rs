@@ -85,11 +85,10 @@ impl Installer {
             cmd.arg("--ignore-scripts");
         }
         cmd.arg(spec).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        #[cfg(unix)]
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         log::info!("installing {spec} with npm into {}", self.prefix.display());
         let started = Instant::now();
-        let mut child = cmd.spawn().map_err(|e| match e.kind() {
+        // Its own group (killed whole at the timeout), and it dies with the hub.
+        let mut child = super::process::start(cmd).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => {
                 Error::Unavailable("npm is not installed (not found on PATH)".into())
             }

@@ -1,12 +1,18 @@
 //! Starting and stopping servers. `start` waits until the server runs or its launch failed;
 //! a launch spawns the child (or reaches the remote server), starts its bridge and does the MCP
-//! handshake with no lock held; `stop` escalates from closing stdin to killing the group.
+//! handshake with no lock held; `stop` escalates from closing stdin to killing the tree.
 //! Every change of phase goes through a `phase` transition, its effects fired after unlock.
+//!
+//! A server's `lifecycle` lock puts its starts, stops and restarts in order: held for the whole
+//! of a stop, and for a start until its launch has begun. The handshake runs without it, so a
+//! stop (or a later restart) still cuts a slow launch short: the launch that loses is voided and
+//! takes its own child down.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
+use parking_lot::MutexGuard;
 use serde_json::{Value, json};
 
 use super::bridge::Bridge;
@@ -25,7 +31,11 @@ const VOIDED_LAUNCH_WAIT: Duration = Duration::from_secs(2);
 
 impl Servers {
     /// Starts the supervisor and, in parallel, every enabled `auto_start` server; returns at once.
+    /// First, what an earlier hub killed outright left behind is taken down.
     pub fn start_background(self: &Arc<Self>) {
+        for what in process::reap_stale(&self.ctx.pids) {
+            log::warn!("killed what an earlier hub left running: {what}");
+        }
         let me = self.clone();
         self.spawn_thread("supervisor".into(), move || me.supervise());
         for srv in self.list.lock().clone() {
@@ -48,6 +58,13 @@ impl Servers {
     /// handshake timeout). Starting a RUNNING server is a no-op; a manual start clears FAILED.
     pub fn start(&self, name: &str) -> Result<Snapshot> {
         let srv = self.must_find(name)?;
+        let turn = srv.lifecycle.lock();
+        self.start_in_turn(&srv, turn)
+    }
+
+    /// `start` once it is this start's turn: the launch begins, then the turn passes on.
+    fn start_in_turn(&self, srv: &Arc<Server>, turn: MutexGuard<'_, ()>) -> Result<Snapshot> {
+        let name = &srv.name;
         let (attempt, begun) = {
             let mut st = srv.state.lock();
             if let Some(p) = &st.problem {
@@ -57,16 +74,20 @@ impl Servers {
                 return Err(Error::Conflict(format!("server {name} is disabled (\"enabled\": false)")));
             }
             match st.status() {
-                Status::Running => return Ok(snapshot_of(&srv, &st)),
+                Status::Running => return Ok(snapshot_of(srv, &st)),
                 Status::Stopping => return Err(Error::Conflict(format!("server {name} is stopping"))),
                 _ if st.is_launching() => {}
                 _ => st.fresh_streak(),
             }
             (st.attempts, st.begin_launch())
         };
+        let generation = begun.as_ref().map(|(ticket, _)| ticket.generation);
         if let Some((ticket, fx)) = begun {
-            self.fire(&srv, fx);
-            self.launch(&srv, ticket);
+            self.fire(srv, fx);
+            drop(turn);
+            self.launch(srv, ticket);
+        } else {
+            drop(turn);
         }
         let mut st = srv.state.lock();
         let deadline = Instant::now() + st.config.handshake_timeout + Duration::from_secs(2);
@@ -74,7 +95,10 @@ impl Servers {
             srv.changed.wait_until(&mut st, deadline);
         }
         match (&st.last_attempt, st.status()) {
-            (_, Status::Running) => Ok(snapshot_of(&srv, &st)),
+            (_, Status::Running) => Ok(snapshot_of(srv, &st)),
+            _ if generation.is_some_and(|g| !st.is_current(g)) => {
+                Err(Error::Conflict(format!("server {name} was stopped or restarted while it started")))
+            }
             (Some(Err(e)), _) => Err(Error::Upstream(format!("server {name} failed to start: {e}"))),
             _ => Err(Error::Timeout(format!("server {name} did not start in time"))),
         }
@@ -120,7 +144,14 @@ impl Servers {
         }
         let (mut process, pipes) =
             Process::spawn(&srv.name, &cfg, &self.ctx.npm_prefix).map_err(|e| (e.to_string(), false))?;
-        srv.state.lock().spawned(ticket.generation, process.pid() as i32);
+        if let Err(e) = process.record(&self.ctx.pids, &srv.name) {
+            log::warn!("server {}: cannot record its process group: {e}", srv.name);
+        }
+        if !srv.state.lock().spawned(ticket.generation, process.pid() as i32) {
+            // A stop came first: nobody would kill this child if it went on.
+            process.kill();
+            return Err(("stopped while it started".into(), true));
+        }
         let peer = Arc::new(ChildPeer::new(
             &cfg,
             secrets.clone(),
@@ -169,10 +200,13 @@ impl Servers {
             return Err(fail(&mut process, &bridge, why));
         }
         bridge.notify("notifications/initialized", None);
-        Ok(Run { link: Link::Stdio { process, bridge: Arc::new(bridge) }, initialize: init })
+        Ok(Run {
+            link: Link::Stdio { process, bridge: Arc::new(bridge), closed_seen: None },
+            initialize: init,
+        })
     }
 
-    /// Stops a server: stdin closed, TERM then KILL to its group. Stopping a STOPPED server is
+    /// Stops a server: stdin closed, TERM then KILL to its tree. Stopping a STOPPED server is
     /// a no-op; stopping a FAILED one clears it to STOPPED.
     pub fn stop(&self, name: &str) -> Result<Snapshot> {
         let srv = self.must_find(name)?;
@@ -181,6 +215,12 @@ impl Servers {
     }
 
     pub(super) fn stop_server(&self, srv: &Arc<Server>) {
+        let _turn = srv.lifecycle.lock();
+        self.stop_in_turn(srv);
+    }
+
+    /// A stop, the server's lifecycle lock held: no other stop or start runs meanwhile.
+    fn stop_in_turn(&self, srv: &Arc<Server>) {
         let Some((fx, teardown)) = srv.state.lock().begin_stop() else { return };
         self.fire(srv, fx);
         if let Some(pgid) = teardown.launching {
@@ -201,10 +241,13 @@ impl Servers {
         self.fire(srv, fx);
     }
 
+    /// A stop and a start in one turn: concurrent restarts take turns, and each one's stop
+    /// takes down what the one before started.
     pub fn restart(&self, name: &str) -> Result<Snapshot> {
         let srv = self.must_find(name)?;
-        self.stop_server(&srv);
-        self.start(name)
+        let turn = srv.lifecycle.lock();
+        self.stop_in_turn(&srv);
+        self.start_in_turn(&srv, turn)
     }
 
     /// Stops every child in parallel (hub shutdown); returns when all are down and every

@@ -8,8 +8,9 @@
 //!
 //! Locks: each `Server` has its own mutex (state) and condvar (status changes); the table has
 //! one for membership. Neither is held across I/O, a callback or a log line: transitions return
-//! effects that `fire` runs after the lock is released. `writes` only puts configuration
-//! changes in order with their save, so the file on disk always matches memory.
+//! effects that `fire` runs after the lock is released. Two locks only put I/O in order:
+//! `writes` (configuration changes with their save, so the file on disk always matches memory)
+//! and each server's `lifecycle` (its starts, stops and restarts, one at a time).
 
 pub mod bridge;
 mod call;
@@ -117,6 +118,8 @@ pub type Listener = Arc<dyn Fn(&str, &Value) + Send + Sync>;
 pub struct Context {
     /// npm installs go here (`<data dir>/npm`).
     pub npm_prefix: PathBuf,
+    /// Each running child's process group is recorded here (`<data dir>/pids`).
+    pub pids: PathBuf,
     /// Deadline of a request when the server sets none.
     pub default_timeout: Duration,
     pub breakers: Arc<Breakers>,
@@ -132,7 +135,12 @@ struct Run {
 }
 
 enum Link {
-    Stdio { process: Process, bridge: Arc<Bridge> },
+    Stdio {
+        process: Process,
+        bridge: Arc<Bridge>,
+        /// When the supervisor first saw the child's stdout closed.
+        closed_seen: Option<Instant>,
+    },
     Http(Arc<Upstream>),
 }
 
@@ -165,6 +173,16 @@ impl Run {
         }
     }
 
+    /// How long the child's stdout has been closed, as the supervisor saw it (first at `now`).
+    fn closed_for(&mut self, now: Instant) -> Option<Duration> {
+        match &mut self.link {
+            Link::Stdio { bridge, closed_seen, .. } if bridge.is_closed() => {
+                Some(now.saturating_duration_since(*closed_seen.get_or_insert(now)))
+            }
+            _ => None,
+        }
+    }
+
     /// The leader's exit status once it has exited (never for a remote server).
     fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
         match &mut self.link {
@@ -176,7 +194,7 @@ impl Run {
     /// Politely: stdin closed, then TERM and KILL to the group; a remote session is ended.
     fn stop(&mut self) {
         match &mut self.link {
-            Link::Stdio { process, bridge } => {
+            Link::Stdio { process, bridge, .. } => {
                 bridge.close_stdin();
                 process.stop(process::TERM_GRACE);
                 bridge.join(Duration::from_millis(500));
@@ -188,7 +206,7 @@ impl Run {
     /// At once: the group killed (a crashed or hung child), the callers released.
     fn kill(&mut self, grace: Duration) {
         match &mut self.link {
-            Link::Stdio { process, bridge } => {
+            Link::Stdio { process, bridge, .. } => {
                 process.kill();
                 bridge.join(grace);
             }
@@ -205,6 +223,10 @@ impl Live for Run {
 
 pub struct Server {
     name: String,
+    /// Puts this server's starts, stops and restarts in order (guards no data of its own): a
+    /// stop sees every stop and start before it finished, so no launch is overwritten. Taken
+    /// before `state`, held across the teardown's I/O, never across a handshake.
+    lifecycle: Mutex<()>,
     state: Mutex<State<Run>>,
     changed: Condvar,
     stderr: Arc<Mutex<StderrRing>>,
@@ -219,6 +241,7 @@ impl Server {
     fn new(entry: ServerEntry) -> Server {
         Server {
             state: Mutex::new(State::new(&entry, Instant::now())),
+            lifecycle: Mutex::new(()),
             name: entry.name,
             changed: Condvar::new(),
             stderr: Arc::new(Mutex::new(StderrRing::default())),
@@ -398,6 +421,7 @@ pub(super) mod testing {
             None,
             Context {
                 npm_prefix: dir.join("npm"),
+                pids: dir.join("pids"),
                 default_timeout: Duration::from_secs(5),
                 max_calls: 64,
                 breakers: Arc::new(Breakers::new(BreakerConfig::default())),

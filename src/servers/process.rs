@@ -1,27 +1,51 @@
 //! Child processes: the only module that touches `std::process` for MCP servers. Each child is
 //! spawned without a shell as the leader of a new process group, so signals reach the whole
-//! tree (`npx` wrappers have grandchildren). Stopping escalates: stdin closed, SIGTERM to the
-//! group, SIGKILL to the group, reaped. Every signal the hub sends to a group goes through here
-//! (`kill_group` for the groups it does not hold a `Process` for), and from here to `sys`.
+//! tree (`npx` wrappers have grandchildren). Stopping escalates: stdin closed, SIGTERM, SIGKILL,
+//! reaped. Every signal the hub sends goes through here (`kill_group` for the groups it does not
+//! hold a `Process` for), and from here to `sys`.
+//!
+//! Nothing is left behind. A stop takes down the child's whole tree: its group, the leader's
+//! descendants (walked by parent in /proc), and the orphans that left the group and whose parent
+//! exited, which the kernel re-parents to the hub (a child subreaper, set in `main`): they are
+//! told apart from other servers' by `RUN_TAG`, which every process of a run inherits. Children
+//! get SIGKILL when the hub dies (`PR_SET_PDEATHSIG`); a hub killed outright leaves a record of
+//! each child's group in `<data dir>/pids`, and the next hub kills what is left (`reap_stale`).
 
+use std::collections::HashSet;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use parking_lot::Mutex;
+use serde_json::json;
 
 use crate::config::ServerConfig;
 use crate::error::{Error, Result};
-use crate::sys::{self, Signal};
+use crate::sys::{self, Reaped, Signal};
 
 /// How long a child gets to exit on its own after its stdin closes.
 pub const STDIN_GRACE: Duration = Duration::from_secs(1);
 /// How long the group gets between SIGTERM and SIGKILL.
 pub const TERM_GRACE: Duration = Duration::from_secs(5);
+/// How long a kill goes on finding and killing what the tree forked meanwhile, and reaping.
+const KILL_DEADLINE: Duration = Duration::from_secs(1);
+/// Marks every process of one run, `<hub pid>.<n>`: inherited through the environment, it is
+/// how an orphan that left the group is known to belong to this run.
+pub const RUN_TAG: &str = "AGENTHUB_RUN";
 
 pub struct Process {
     child: Child,
     /// The group id: the leader's pid.
     pgid: i32,
+    tag: String,
     exit: Option<ExitStatus>,
+    /// The record of this run's group in the data dir, removed once the tree is down.
+    record: Option<PathBuf>,
+    /// The tree has been killed and reaped.
+    done: bool,
 }
 
 pub struct Pipes {
@@ -79,20 +103,21 @@ pub fn installed_bin(prefix: &Path, package: &str) -> Option<PathBuf> {
 impl Process {
     /// Starts `cfg` (already expanded) with its env over the hub's, minus the hub's token.
     pub fn spawn(name: &str, cfg: &ServerConfig, npm_prefix: &Path) -> Result<(Process, Pipes)> {
+        static RUNS: AtomicU64 = AtomicU64::new(1);
         let (program, args) = command_line(cfg, npm_prefix)?;
+        let tag = format!("{}.{}", std::process::id(), RUNS.fetch_add(1, Ordering::Relaxed));
         let mut cmd = Command::new(&program);
         cmd.args(&args)
             .envs(&cfg.env)
             .env_remove("AGENTHUB_TOKEN")
+            .env(RUN_TAG, &tag)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if let Some(cwd) = &cfg.cwd {
             cmd.current_dir(cwd);
         }
-        #[cfg(unix)]
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let mut child = cmd.spawn().map_err(|e| {
+        let mut child = start(cmd).map_err(|e| {
             let what = if e.kind() == std::io::ErrorKind::NotFound {
                 format!("command '{program}' not found")
             } else {
@@ -105,7 +130,25 @@ impl Process {
             _ => return Err(Error::Internal(format!("server {name}: pipes missing after spawn"))),
         };
         let pgid = child.id() as i32;
-        Ok((Process { child, pgid, exit: None }, pipes))
+        Ok((Process { child, pgid, tag, exit: None, record: None, done: false }, pipes))
+    }
+
+    /// Notes this run's group in `dir` (`<server>.<pgid>`, written whole or not at all), so a
+    /// hub started after this one was killed outright can take it down (`reap_stale`). Removed
+    /// once the tree is down.
+    pub fn record(&mut self, dir: &Path, server: &str) -> io::Result<()> {
+        let leader = stat(self.pgid).ok_or_else(|| io::Error::other("the child is already gone"))?;
+        let hub = stat(std::process::id() as i32).ok_or_else(|| io::Error::other("no /proc/self"))?;
+        let text = json!({"server": server, "pgid": self.pgid, "start": leader.start,
+            "session": leader.session, "tag": self.tag, "hub": hub.pid, "hub_start": hub.start,
+            "boot": boot_id()});
+        std::fs::create_dir_all(dir)?;
+        let name = format!("{server}.{}", self.pgid);
+        let (tmp, path) = (dir.join(format!(".{name}.tmp")), dir.join(&name));
+        std::fs::write(&tmp, format!("{text}\n"))?;
+        std::fs::rename(&tmp, &path)?;
+        self.record = Some(path);
+        Ok(())
     }
 
     pub fn pid(&self) -> u32 {
@@ -133,57 +176,160 @@ impl Process {
         }
     }
 
-    /// After the stdin was closed: wait, SIGTERM the group, wait, SIGKILL the group, reap.
-    /// Always ends with the group empty, grandchildren included.
+    /// After the stdin was closed: wait, SIGTERM the tree, wait, SIGKILL the tree, reap.
+    /// Always ends with the tree gone, grandchildren included.
     pub fn stop(&mut self, grace: Duration) -> Option<ExitStatus> {
         self.wait_until(Instant::now() + STDIN_GRACE);
-        if self.group_alive() {
-            self.signal_group(Signal::Term);
+        let tree = self.tree();
+        if tree.iter().any(Stat::running) {
+            self.signal_tree(&tree, Signal::Term);
             let deadline = Instant::now() + grace;
-            while self.group_alive() && Instant::now() < deadline {
-                self.try_wait();
+            while Instant::now() < deadline && self.tree().iter().any(Stat::running) {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
         self.kill()
     }
 
-    /// SIGKILL to the group at once, then reap the leader.
+    /// SIGKILL to the tree at once (again, until nothing of it runs: a process may fork between
+    /// the look and the kill), then reap the leader and the orphans.
     pub fn kill(&mut self) -> Option<ExitStatus> {
-        self.signal_group(Signal::Kill);
-        if self.exit.is_none() {
-            self.exit = self.child.wait().ok();
+        let deadline = Instant::now() + KILL_DEADLINE;
+        let mut seen = HashSet::new();
+        loop {
+            let tree = self.tree();
+            seen.extend(tree.iter().map(|p| p.pid));
+            self.signal_tree(&tree, Signal::Kill);
+            if self.exit.is_none() {
+                self.exit = self.child.wait().ok();
+            }
+            if !tree.iter().any(|p| p.running() && p.pid != self.pgid) || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
+        seen.remove(&self.pgid);
+        reap_all(seen, deadline);
+        if let Some(path) = self.record.take() {
+            let _ = std::fs::remove_file(path);
+        }
+        self.done = true;
         self.exit
     }
 
-    /// Whether any process of the group is left (the leader counts until reaped). Zombies do
-    /// not count: orphans are reaped by init, which in a container may never happen.
-    fn group_alive(&mut self) -> bool {
+    /// Every process of this run still in the process table (zombies too), collected before any
+    /// is killed: a killed parent's children move to the hub and the walk would lose them. The
+    /// roots are the leader (until reaped), its group, and the hub's children that carry the
+    /// run's tag; the tree is the roots and everything below them.
+    fn tree(&mut self) -> Vec<Stat> {
         self.try_wait();
-        if !sys::group_exists(self.pgid) {
-            return false;
+        let procs = all();
+        let hub = std::process::id() as i32;
+        let mut inside: HashSet<i32> = procs
+            .iter()
+            .filter(|p| {
+                let leader = p.pid == self.pgid;
+                (leader && self.exit.is_none())
+                    || (!leader && p.pgrp == self.pgid)
+                    || (!leader && p.ppid == hub && tagged(p.pid, &self.tag))
+            })
+            .map(|p| p.pid)
+            .collect();
+        loop {
+            let more: Vec<i32> = procs
+                .iter()
+                .filter(|p| !inside.contains(&p.pid) && inside.contains(&p.ppid))
+                .map(|p| p.pid)
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            inside.extend(more);
         }
-        let Ok(procs) = std::fs::read_dir("/proc") else { return true };
-        procs.flatten().any(|e| {
-            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { return false };
-            matches!(proc_state(pid), Some((state, pgrp)) if pgrp == self.pgid && state != 'Z')
-        })
+        procs.into_iter().filter(|p| inside.contains(&p.pid)).collect()
     }
 
-    fn signal_group(&self, signal: Signal) {
-        // ESRCH (the group is already gone) is the usual outcome, not a failure.
+    fn signal_tree(&self, tree: &[Stat], signal: Signal) {
+        // ESRCH (already gone) is the usual outcome, not a failure.
         let _ = sys::signal_group(self.pgid, signal);
+        for p in tree.iter().filter(|p| p.pgrp != self.pgid && p.running()) {
+            let _ = sys::signal_process(p.pid, signal);
+        }
     }
 }
 
 impl Drop for Process {
     fn drop(&mut self) {
         // Never leave a process behind, whatever path dropped this one.
-        if self.exit.is_none() || self.group_alive() {
+        if !self.done {
             self.kill();
         }
     }
+}
+
+/// Reaps `pids` (killed, none a `Child`'s) as each becomes the hub's exited child, until each
+/// is reaped, gone, or someone else's, or until `deadline`.
+fn reap_all(mut pids: HashSet<i32>, deadline: Instant) {
+    let hub = std::process::id() as i32;
+    loop {
+        pids.retain(|&pid| match sys::reap(pid) {
+            Reaped::Now => false,
+            Reaped::Running => true,
+            // Its parent (of the tree too) may still be exiting: then it is the hub's in a
+            // moment. Init reaps what is re-parented to it.
+            Reaped::NotOurs => stat(pid).is_some_and(|p| p.ppid != 1 && p.ppid != hub),
+        });
+        if pids.is_empty() || Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Reaps the hub's exited children that no `Child` owns: orphans re-parented to the hub (a
+/// subreaper) after their own parent exited. Every child the hub spawns leads a process group
+/// in the hub's session (and a `Child` reaps it); anything else that is the hub's child is an
+/// orphan.
+pub fn reap_orphans() {
+    let hub = std::process::id() as i32;
+    let Some(me) = stat(hub) else { return };
+    for p in all() {
+        let own = p.pgrp == p.pid && p.session == me.session;
+        if p.ppid == hub && p.state == 'Z' && !own {
+            sys::reap(p.pid);
+        }
+    }
+}
+
+/// Spawns `cmd` as the leader of a new process group that dies with the hub. The fork happens
+/// on the `spawner` thread: the parent-death signal fires when the thread that forked the child
+/// ends, not the process, and the thread asking (a request's, a `start-*`) may end any time.
+pub fn start(mut cmd: Command) -> io::Result<Child> {
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    sys::die_with_parent(&mut cmd);
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    spawner()?.send((cmd, tx)).map_err(|_| io::Error::other("the spawner thread is gone"))?;
+    rx.recv().map_err(|_| io::Error::other("the spawner thread is gone"))?
+}
+
+type SpawnJob = (Command, Sender<io::Result<Child>>);
+
+/// The one thread that forks children. It lives as long as the process (its death would kill
+/// every child), so it is never joined.
+fn spawner() -> io::Result<Sender<SpawnJob>> {
+    static SPAWNER: Mutex<Option<Sender<SpawnJob>>> = Mutex::new(None);
+    let mut slot = SPAWNER.lock();
+    if let Some(tx) = &*slot {
+        return Ok(tx.clone());
+    }
+    let (tx, rx) = crossbeam_channel::unbounded::<SpawnJob>();
+    std::thread::Builder::new().name("spawner".into()).spawn(move || {
+        for (mut cmd, reply) in rx {
+            let _ = reply.send(cmd.spawn());
+        }
+    })?;
+    *slot = Some(tx.clone());
+    Ok(tx)
 }
 
 /// SIGKILL to every process of group `pgid`, one this hub created (a launching child's, npm's);
@@ -192,14 +338,108 @@ pub fn kill_group(pgid: i32) {
     let _ = sys::signal_group(pgid, Signal::Kill);
 }
 
-/// A process's state letter and group from `/proc/PID/stat`; None when it is gone.
-pub fn proc_state(pid: i32) -> Option<(char, i32)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// Takes down what a hub that ended without stopping its children left behind, as recorded in
+/// `dir`: a recorded group whose leader still runs (the same process: same start time), or whose
+/// leader is gone while the rest of its group (same session) lingers, is killed, and so is every
+/// process carrying the run's tag. Records of a hub still running are left alone. Returns what
+/// was killed, to log.
+pub fn reap_stale(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut killed = Vec::new();
+    for path in entries.flatten().map(|e| e.path()) {
+        let record: Option<serde_json::Value> =
+            std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok());
+        let field = |k: &str| record.as_ref().and_then(|r| r[k].as_i64());
+        // Pids and start times begin again at each boot: a record from an earlier one names
+        // nothing that runs now.
+        let this_boot = record.as_ref().is_some_and(|r| r["boot"].as_str() == Some(boot_id().as_str()));
+        let hub_alive = match (field("hub"), field("hub_start")) {
+            (Some(pid), Some(start)) => stat(pid as i32).is_some_and(|p| p.start as i64 == start),
+            _ => false,
+        };
+        if this_boot && hub_alive {
+            continue;
+        }
+        if !this_boot {
+            let _ = std::fs::remove_file(&path);
+            continue;
+        }
+        if let (Some(pgid), Some(start), Some(session)) = (field("pgid"), field("start"), field("session")) {
+            let (pgid, procs) = (pgid as i32, all());
+            let ours = match procs.iter().find(|p| p.pid == pgid) {
+                Some(leader) => leader.start as i64 == start,
+                None => procs.iter().any(|p| p.pgrp == pgid && p.session as i64 == session && p.running()),
+            };
+            let tag = record.as_ref().and_then(|r| r["tag"].as_str()).unwrap_or("");
+            let tagged: Vec<i32> = if tag.is_empty() {
+                Vec::new()
+            } else {
+                procs.iter().filter(|p| p.running() && tagged(p.pid, tag)).map(|p| p.pid).collect()
+            };
+            if ours {
+                kill_group(pgid);
+            }
+            for pid in &tagged {
+                let _ = sys::signal_process(*pid, Signal::Kill);
+            }
+            if ours || !tagged.is_empty() {
+                let server = record.as_ref().and_then(|r| r["server"].as_str()).unwrap_or("?");
+                killed.push(format!("server {server}: group {pgid} and {} more process(es)", tagged.len()));
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    killed
+}
+
+/// The fields of `/proc/PID/stat` the hub reads.
+#[derive(Clone, Copy, Debug)]
+struct Stat {
+    pid: i32,
+    state: char,
+    ppid: i32,
+    pgrp: i32,
+    session: i32,
+    /// Clock ticks after boot: with the pid, names one process for good.
+    start: u64,
+}
+
+impl Stat {
+    fn running(&self) -> bool {
+        self.state != 'Z' && self.state != 'X'
+    }
+}
+
+fn stat(pid: i32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may hold spaces: read after the last ')'.
-    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let pgrp = fields.nth(1)?.parse().ok()?;
-    Some((state, pgrp))
+    let f: Vec<&str> = text[text.rfind(')')? + 1..].split_whitespace().collect();
+    Some(Stat {
+        pid,
+        state: f.first()?.chars().next()?,
+        ppid: f.get(1)?.parse().ok()?,
+        pgrp: f.get(2)?.parse().ok()?,
+        session: f.get(3)?.parse().ok()?,
+        start: f.get(19)?.parse().ok()?,
+    })
+}
+
+/// Every process in /proc.
+fn all() -> Vec<Stat> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).filter_map(stat).collect()
+}
+
+/// This boot's id (empty when unknown).
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_string()
+}
+
+/// Whether process `pid` was started with `RUN_TAG=tag` (unreadable: not ours, or gone).
+fn tagged(pid: i32, tag: &str) -> bool {
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { return false };
+    let want = format!("{RUN_TAG}={tag}");
+    environ.split(|b| *b == 0).any(|v| v == want.as_bytes())
 }
 
 /// "exit status 3", "killed by signal 9".
@@ -259,7 +499,7 @@ mod tests {
         drop(pipes.stdin);
         let status = p.stop(Duration::from_secs(2));
         assert!(status.is_some());
-        let alive = proc_state(grandchild).is_some_and(|(state, _)| state != 'Z');
+        let alive = stat(grandchild).is_some_and(|p| p.running());
         assert!(!alive, "grandchild {grandchild} survived");
     }
 }

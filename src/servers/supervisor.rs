@@ -1,12 +1,15 @@
 //! The supervisor: one thread, one loop. Every `TICK` it looks at each server once and takes
 //! these steps, each a transition of the server's phase with its effects fired after unlock:
 //!
-//! 1. `reap` — a running child that exited is taken down and, within policy, a restart is
-//!    scheduled (else FAILED with the exit status and the last stderr lines);
+//! 1. `reap` — a running child that exited, or that closed its stdout and lives on (nothing it
+//!    says can reach the hub any more: a crash too), is taken down and, within policy, a
+//!    restart is scheduled (else FAILED with the reason and the last stderr lines);
 //! 2. `ping` — a running child is pinged every `health_check_interval`; one that does not
 //!    answer within `PING_DEADLINE` is treated as hung, like a crash;
 //! 3. `settle` — running for `STABLE_AFTER` without a crash ends the restart streak;
 //! 4. `relaunch` — a restart whose backoff has passed is launched on a thread of its own.
+//!
+//! And every `ORPHAN_SCAN`, the orphans re-parented to the hub that have exited are reaped.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,10 +24,16 @@ pub(super) const STABLE_AFTER: Duration = Duration::from_secs(60);
 const TICK: Duration = Duration::from_millis(100);
 /// Longest a health-check ping may go unanswered.
 const PING_DEADLINE: Duration = Duration::from_secs(10);
+/// A child whose stdout closed as it exits is reported by its exit status: its leader gets
+/// this long to be reaped before the closed stdout is the crash.
+const CLOSED_GRACE: Duration = Duration::from_millis(500);
+/// How often exited orphans are looked for.
+const ORPHAN_SCAN: Duration = Duration::from_secs(1);
 
 impl Servers {
     /// The supervisor's main loop.
     pub(super) fn supervise(self: &Arc<Self>) {
+        let mut orphans_due = Instant::now();
         while !self.stop.load(Ordering::SeqCst) {
             let servers = self.list.lock().clone();
             for srv in servers {
@@ -32,6 +41,10 @@ impl Servers {
                     break;
                 }
                 self.check(&srv, Instant::now());
+            }
+            if Instant::now() >= orphans_due {
+                process::reap_orphans();
+                orphans_due = Instant::now() + ORPHAN_SCAN;
             }
             std::thread::sleep(TICK);
         }
@@ -43,9 +56,10 @@ impl Servers {
             let mut st = srv.state.lock();
             let mut down = None;
             let mut fx = Effects::new();
-            let failure = match st.run_mut().and_then(|r| r.try_wait()) {
-                Some(status) => Some(exit_reason(srv, status)),
-                None => ping(&mut st, now),
+            let failure = match st.run_mut().map(|r| (r.try_wait(), r.closed_for(now))) {
+                Some((Some(status), _)) => Some(exit_reason(srv, status)),
+                Some((None, Some(closed))) if closed >= CLOSED_GRACE => Some(closed_reason(srv)),
+                _ => ping(&mut st, now),
             };
             if let Some(reason) = failure {
                 let (f, run) = st.exited(reason, now);
@@ -72,6 +86,15 @@ impl Servers {
 fn exit_reason(srv: &Server, status: std::process::ExitStatus) -> String {
     let tail = srv.stderr.lock().tail(5).join(" | ");
     let mut reason = format!("exited unexpectedly ({})", process::describe(status));
+    if !tail.is_empty() {
+        reason.push_str(&format!("; stderr: {tail}"));
+    }
+    reason
+}
+
+fn closed_reason(srv: &Server) -> String {
+    let tail = srv.stderr.lock().tail(5).join(" | ");
+    let mut reason = "closed its stdout but kept running; treated as a crash".to_string();
     if !tail.is_empty() {
         reason.push_str(&format!("; stderr: {tail}"));
     }

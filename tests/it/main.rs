@@ -2,6 +2,7 @@
 
 mod bridge;
 mod calls;
+mod children;
 mod config_api;
 mod core;
 mod enhance;

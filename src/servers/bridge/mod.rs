@@ -381,6 +381,13 @@ impl Bridge {
     }
 }
 
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        // Whatever path dropped it, the stdin thread ends and closes the child's stdin.
+        self.outbox.close();
+    }
+}
+
 /// Thread names are capped at 15 bytes by Linux; keep the server name's start.
 fn short(name: &str) -> &str {
     let end = name.char_indices().nth(8).map_or(name.len(), |(i, _)| i);

@@ -177,11 +177,21 @@ impl<R: Live> State<R> {
         Some((Ticket { config: self.config.clone(), generation: self.generation }, fx))
     }
 
-    /// The launching child is spawned: a stop from now on kills its group.
-    pub fn spawned(&mut self, generation: u64, pgid: i32) {
-        if let (Phase::Launching { pgid: slot }, true) = (&mut self.phase, generation == self.generation) {
-            *slot = Some(pgid);
+    /// The launching child is spawned: a stop from now on kills its group. False when a stop
+    /// already voided the launch: the launch kills its child at once.
+    pub fn spawned(&mut self, generation: u64, pgid: i32) -> bool {
+        match (&mut self.phase, generation == self.generation) {
+            (Phase::Launching { pgid: slot }, true) => {
+                *slot = Some(pgid);
+                true
+            }
+            _ => false,
         }
+    }
+
+    /// Whether a launch of `generation` still counts (no stop or removal voided it).
+    pub fn is_current(&self, generation: u64) -> bool {
+        generation == self.generation && !self.removed
     }
 
     /// A launch ended. Its run comes back when a stop or removal voided the launch meanwhile:
