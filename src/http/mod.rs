@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::queue::{Delivery, Queue};
 use conn::{Conn, Framing, Head, ReadError};
 pub use response::{Reply, Req};
+use response::{head_of, write_stream, write_whole};
 
 /// Produces the reply to a request whose guards passed (the route table, or a test's).
 pub type Router = fn(&App, &Req) -> Reply;
@@ -404,95 +405,6 @@ fn code_of(status: u16) -> &'static str {
 
 fn too_large(cap: usize) -> Reply {
     Reply::error(413, "payload_too_large", &format!("request body exceeds {cap} bytes"))
-}
-
-/// The status line and headers of a reply. `length`: `Content-Length`, unless `chunked`.
-fn head_of(
-    reply: &Reply,
-    length: usize,
-    origin: Option<&str>,
-    chunked: bool,
-    http10_keep: bool,
-    close: bool,
-) -> String {
-    let mut head = format!("HTTP/1.1 {} {}\r\n", reply.status, conn::reason(reply.status));
-    if !reply.content_type.is_empty() {
-        head.push_str(&format!("Content-Type: {}\r\n", reply.content_type));
-    }
-    if chunked {
-        head.push_str("Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n");
-    } else if reply.status != 204 && reply.status >= 200 {
-        head.push_str(&format!("Content-Length: {length}\r\n"));
-    }
-    for (name, value) in &reply.headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    if let Some(o) = origin {
-        head.push_str(&format!(
-            "Access-Control-Allow-Origin: {o}\r\nAccess-Control-Expose-Headers: {}\r\nVary: Origin\r\n",
-            guard::CORS_EXPOSE
-        ));
-    }
-    if close {
-        head.push_str("Connection: close\r\n");
-    } else if http10_keep {
-        head.push_str("Connection: keep-alive\r\n");
-    }
-    head.push_str("\r\n");
-    head
-}
-
-/// A whole reply in one write (a HEAD request gets the head alone).
-fn write_whole(
-    conn: &mut Conn,
-    reply: Reply,
-    origin: Option<&str>,
-    method: &str,
-    keep: bool,
-    http10: bool,
-) -> std::io::Result<()> {
-    let head = head_of(&reply, reply.body.len(), origin, false, http10 && keep, !keep);
-    let mut bytes = head.into_bytes();
-    if method != "HEAD" {
-        bytes.extend_from_slice(&reply.body);
-    }
-    conn.write_all(&bytes)
-}
-
-/// A streamed reply: the head, then each write of the body as a chunk sent at once, then the
-/// last chunk. The body's writer sees an error once the client is gone (or stops reading for
-/// longer than the write timeout), and the stream ends.
-fn write_stream(conn: &mut Conn, mut reply: Reply, origin: Option<&str>, keep: bool) -> std::io::Result<()> {
-    let Some(body) = reply.stream.take() else { return Ok(()) };
-    conn.write_all(head_of(&reply, 0, origin, true, false, !keep).as_bytes())?;
-    let mut w = conn.chunked();
-    let mut broken = false;
-    let mut guard = WriteWatch { inner: &mut w, broken: &mut broken };
-    body(&mut guard);
-    if broken {
-        return Err(std::io::ErrorKind::BrokenPipe.into());
-    }
-    conn.write_all(b"0\r\n\r\n")
-}
-
-/// Remembers whether a stream's writes failed, so a broken connection is not reused.
-struct WriteWatch<'a, W: Write> {
-    inner: &'a mut W,
-    broken: &'a mut bool,
-}
-
-impl<W: Write> Write for WriteWatch<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let r = self.inner.write(buf);
-        *self.broken |= r.is_err();
-        r
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        let r = self.inner.flush();
-        *self.broken |= r.is_err();
-        r
-    }
 }
 
 fn log_line(req: &Req, status: u16, started: Instant) {

@@ -1,9 +1,14 @@
 //! The request as handlers see it (`Req`: owned, body already read and capped) and what they
-//! return (`Reply`). The one place where an `Error` becomes an HTTP status and an error code.
+//! return (`Reply`), and how a reply goes on the wire (whole, or as a chunked stream). The one
+//! place where an `Error` becomes an HTTP status and an error code.
+
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::conn::Conn;
 use crate::error::Error;
 
 /// An incoming request with its body read.
@@ -146,5 +151,140 @@ impl From<Error> for Reply {
             log::warn!("{e}");
         }
         Reply::error(status, code, &e.to_string())
+    }
+}
+
+/// Seconds with three decimals, for uptimes.
+pub(super) fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// RFC 3339 UTC with seconds, from the Unix time (civil-from-days, no time crate).
+pub(super) fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+// ---------------------------------------------------------------------------------------------
+// On the wire
+
+/// The status line and headers of a reply. `length`: `Content-Length`, unless `chunked`.
+pub(super) fn head_of(
+    reply: &Reply,
+    length: usize,
+    origin: Option<&str>,
+    chunked: bool,
+    http10_keep: bool,
+    close: bool,
+) -> String {
+    let mut head = format!("HTTP/1.1 {} {}\r\n", reply.status, super::conn::reason(reply.status));
+    if !reply.content_type.is_empty() {
+        head.push_str(&format!("Content-Type: {}\r\n", reply.content_type));
+    }
+    if chunked {
+        head.push_str("Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n");
+    } else if reply.status != 204 && reply.status >= 200 {
+        head.push_str(&format!("Content-Length: {length}\r\n"));
+    }
+    for (name, value) in &reply.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(o) = origin {
+        head.push_str(&format!(
+            "Access-Control-Allow-Origin: {o}\r\nAccess-Control-Expose-Headers: {}\r\nVary: Origin\r\n",
+            super::guard::CORS_EXPOSE
+        ));
+    }
+    if close {
+        head.push_str("Connection: close\r\n");
+    } else if http10_keep {
+        head.push_str("Connection: keep-alive\r\n");
+    }
+    head.push_str("\r\n");
+    head
+}
+
+/// A whole reply in one write (a HEAD request gets the head alone).
+pub(super) fn write_whole(
+    conn: &mut Conn,
+    reply: Reply,
+    origin: Option<&str>,
+    method: &str,
+    keep: bool,
+    http10: bool,
+) -> std::io::Result<()> {
+    let head = head_of(&reply, reply.body.len(), origin, false, http10 && keep, !keep);
+    let mut bytes = head.into_bytes();
+    if method != "HEAD" {
+        bytes.extend_from_slice(&reply.body);
+    }
+    conn.write_all(&bytes)
+}
+
+/// A streamed reply: the head, then each write of the body as a chunk sent at once, then the
+/// last chunk. The body's writer sees an error once the client is gone (or stops reading for
+/// longer than the write timeout), and the stream ends.
+pub(super) fn write_stream(
+    conn: &mut Conn,
+    mut reply: Reply,
+    origin: Option<&str>,
+    keep: bool,
+) -> std::io::Result<()> {
+    let Some(body) = reply.stream.take() else { return Ok(()) };
+    conn.write_all(head_of(&reply, 0, origin, true, false, !keep).as_bytes())?;
+    let mut w = conn.chunked();
+    let mut broken = false;
+    let mut guard = WriteWatch { inner: &mut w, broken: &mut broken };
+    body(&mut guard);
+    if broken {
+        return Err(std::io::ErrorKind::BrokenPipe.into());
+    }
+    conn.write_all(b"0\r\n\r\n")
+}
+
+/// Remembers whether a stream's writes failed, so a broken connection is not reused.
+struct WriteWatch<'a, W: Write> {
+    inner: &'a mut W,
+    broken: &'a mut bool,
+}
+
+impl<W: Write> Write for WriteWatch<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let r = self.inner.write(buf);
+        *self.broken |= r.is_err();
+        r
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let r = self.inner.flush();
+        *self.broken |= r.is_err();
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rfc3339_dates() {
+        fn check(secs: u64, expected: &str) {
+            assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(secs)), expected);
+        }
+        check(0, "1970-01-01T00:00:00Z");
+        check(951_782_400, "2000-02-29T00:00:00Z");
+        check(1_790_000_000, "2026-09-21T14:13:20Z");
+        check(4_107_542_399, "2100-02-28T23:59:59Z");
     }
 }

@@ -1,12 +1,12 @@
 //! The one route table, and the handlers. A handler is a plain `fn(&App, &Req, &Params) ->
 //! Result<Reply>`; only this layer knows URLs and status codes.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
 use super::App;
-use super::response::{Reply, Req};
+use super::response::{Reply, Req, rfc3339, round3};
 use crate::config::ServerConfig;
 use crate::enhance::Prepared;
 use crate::error::{Error, Result};
@@ -482,30 +482,9 @@ pub fn server_json(s: &Snapshot, now: Instant) -> Value {
     })
 }
 
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
-
-/// RFC 3339 UTC with seconds, from the Unix time (civil-from-days, no time crate).
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn path_matching() {
@@ -529,16 +508,5 @@ mod tests {
         );
         check("/mcp/{server}/{*method}", "/mcp/e", None);
         check("/mcp/{server}/{*method}", "/mcp/e/", None);
-    }
-
-    #[test]
-    fn rfc3339_dates() {
-        fn check(secs: u64, expected: &str) {
-            assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(secs)), expected);
-        }
-        check(0, "1970-01-01T00:00:00Z");
-        check(951_782_400, "2000-02-29T00:00:00Z");
-        check(1_790_000_000, "2026-09-21T14:13:20Z");
-        check(4_107_542_399, "2100-02-28T23:59:59Z");
     }
 }

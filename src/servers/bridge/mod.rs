@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -22,37 +22,14 @@ use serde_json::{Value, json};
 
 use crate::jsonrpc::{self, Kind, RpcError};
 use crate::queue::Queue;
+#[cfg(test)]
+use lines::{STDERR_LINE_BYTES, STDERR_LINES};
+pub use lines::{STDOUT_LINE_BYTES, StderrRing};
+use lines::{drain_stderr, read_line_capped};
 
 /// Most bytes of requests waiting for a child that does not read its stdin: past it, new
 /// requests fail at once rather than grow the hub.
 pub const STDIN_BYTES: u64 = 64 << 20;
-/// Lines of stderr kept per server.
-pub const STDERR_LINES: usize = 500;
-/// Longest stderr line kept (the rest of a longer line is dropped).
-pub const STDERR_LINE_BYTES: usize = 4 << 10;
-/// Longest message a child may write on stdout: past it the child is broken, and its bridge
-/// closes (the supervisor restarts it).
-pub const STDOUT_LINE_BYTES: usize = 16 << 20;
-
-/// The last lines a child wrote to stderr (kept across restarts).
-#[derive(Default)]
-pub struct StderrRing {
-    lines: VecDeque<String>,
-}
-
-impl StderrRing {
-    pub fn push(&mut self, line: String) {
-        if self.lines.len() == STDERR_LINES {
-            self.lines.pop_front();
-        }
-        self.lines.push_back(line);
-    }
-
-    pub fn tail(&self, n: usize) -> Vec<String> {
-        self.lines.iter().skip(self.lines.len().saturating_sub(n)).cloned().collect()
-    }
-}
-
 /// What the hub does with messages the child starts: its requests (`ping`, `roots/list`, ...)
 /// and notifications.
 pub trait Peer: Send + Sync {
@@ -548,70 +525,6 @@ fn lone_relay(shared: &Shared) -> Option<Arc<Slot>> {
     (callers.next().is_none() && only.relay).then_some(only)
 }
 
-/// Reads one line (to its newline or the end) into `out`, but stops once it passes `cap`
-/// bytes: returns the bytes read and whether the line was cut there (its rest unread). A child
-/// cannot make the hub hold more than `cap` for one line.
-fn read_line_capped(
-    reader: &mut impl BufRead,
-    out: &mut Vec<u8>,
-    cap: usize,
-) -> std::io::Result<(usize, bool)> {
-    let mut total = 0;
-    loop {
-        let buf = match reader.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if buf.is_empty() {
-            return Ok((total, false));
-        }
-        let (take, done) = match buf.iter().position(|b| *b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (buf.len(), false),
-        };
-        let room = cap.saturating_sub(out.len());
-        let kept = take.min(room);
-        out.extend_from_slice(&buf[..kept]);
-        reader.consume(kept);
-        total += kept;
-        if take > room {
-            return Ok((total, true));
-        }
-        if done {
-            return Ok((total, false));
-        }
-    }
-}
-
-fn drain_stderr(stderr: impl Read, server: &str, ring: &Mutex<StderrRing>, peer: &dyn Peer) {
-    let mut reader = BufReader::new(stderr);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        let cut = match read_line_capped(&mut reader, &mut buf, STDERR_LINE_BYTES) {
-            Ok((0, _)) | Err(_) => break,
-            Ok((_, cut)) => cut,
-        };
-        if cut {
-            // The rest of the line goes unread into nothing.
-            let mut rest = Vec::new();
-            while let Ok((n, true)) = read_line_capped(&mut reader, &mut rest, STDERR_LINE_BYTES) {
-                rest.clear();
-                if n == 0 {
-                    break;
-                }
-            }
-        }
-        // Redacted before it is kept: the ring feeds `last_error` and `/servers/{name}/logs`.
-        let mut line = peer.redact(String::from_utf8_lossy(&buf).trim_end()).into_owned();
-        if cut {
-            line.push_str(" [...]");
-        }
-        log::debug!("[{server}] {line}");
-        ring.lock().push(line);
-    }
-}
-
+mod lines;
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,9 @@
 use std::collections::HashSet;
 use std::sync::mpsc;
 
+use std::io::BufRead;
+
+use super::lines::read_line_capped;
 use super::*;
 
 #[test]
