@@ -184,7 +184,7 @@ impl HubBuilder {
         let sink = log.clone();
         // The address is passed on the moment it is printed (no polling: the bench times start-up).
         let (listening, addr) = mpsc::channel();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 {
                     let mut l = sink.lock().unwrap();
@@ -197,7 +197,14 @@ impl HubBuilder {
                 }
             }
         });
-        let mut hub = Hub { child, addr: String::new(), log, dir: self.dir, graceful: self.graceful };
+        let mut hub = Hub {
+            child,
+            addr: String::new(),
+            log,
+            dir: self.dir,
+            graceful: self.graceful,
+            reader: Some(reader),
+        };
         let timeout = 15 * SEC;
         hub.addr = match addr.recv_timeout(timeout) {
             Ok(addr) => addr,
@@ -221,6 +228,8 @@ pub struct Hub {
     log: Arc<Mutex<String>>,
     pub dir: TempDir,
     graceful: bool,
+    /// The thread collecting the hub's stderr into `log`.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Hub {
@@ -273,9 +282,21 @@ impl Hub {
         }
     }
 
+    /// Waits for the hub to exit, and for its last log lines to be collected.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let child = &mut self.child;
-        wait_for("the hub to exit", timeout, || child.try_wait().ok().flatten())
+        let status = wait_for("the hub to exit", timeout, || child.try_wait().ok().flatten());
+        if let Some(reader) = self.reader.take() {
+            // Its stderr ends with it (unless something it started still holds it: then give up).
+            let deadline = Instant::now() + 2 * SEC;
+            while !reader.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if reader.is_finished() {
+                let _ = reader.join();
+            }
+        }
+        status
     }
 
     /// The servers file the hub saved in its config dir.
