@@ -76,6 +76,15 @@ impl Conn {
         Conn { stream, buf: Vec::with_capacity(1024), armed: None }
     }
 
+    pub fn stream(&self) -> &Arc<TcpStream> {
+        &self.stream
+    }
+
+    /// Someone else set the socket's read timeout: set it again before the next read.
+    pub fn rearm(&mut self) {
+        self.armed = None;
+    }
+
     /// Reads into `buf`, waiting at most until `deadline`; Ok(0) at end of stream.
     fn fill(&mut self, deadline: Instant) -> io::Result<usize> {
         let left = deadline.saturating_duration_since(Instant::now());

@@ -40,6 +40,15 @@ pub type Fatal = Sender<String>;
 /// outgoing HTTP, files).
 const RESERVED_FDS: u64 = 256;
 
+/// A connection waiting for a slow answer.
+struct Watched {
+    stream: Arc<TcpStream>,
+    gone: Arc<AtomicBool>,
+    /// Set when the answer is ready: the watcher touches the socket no more. A lock that only
+    /// orders the watcher's peek before the connection's own next read.
+    done: Mutex<bool>,
+}
+
 /// A request handed to a worker, and where its reply goes.
 struct Job {
     req: Req,
@@ -56,6 +65,9 @@ struct Front {
     next_conn: AtomicU64,
     max_conns: usize,
     stop: AtomicBool,
+    /// Connections whose request is being answered off the worker, and whether their client
+    /// has gone: looked at by the `http-watch` thread.
+    watched: Mutex<Vec<Arc<Watched>>>,
     /// How long a request's head or body may take once it started; idle keep-alive
     /// connections close after twice that; a write may block this long.
     read_timeout: Duration,
@@ -66,6 +78,7 @@ pub struct Http {
     addr: SocketAddr,
     front: Arc<Front>,
     acceptor: Option<JoinHandle<()>>,
+    watcher: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
 }
 
@@ -84,6 +97,7 @@ impl Http {
             next_conn: AtomicU64::new(1),
             max_conns,
             stop: AtomicBool::new(false),
+            watched: Mutex::new(Vec::new()),
             read_timeout: s.read_timeout,
             app: app.clone(),
         });
@@ -96,6 +110,13 @@ impl Http {
                 .map_err(|e| Error::io("spawning an HTTP worker", e))?;
             workers.push(handle);
         }
+        let watcher = {
+            let front = front.clone();
+            std::thread::Builder::new()
+                .name("http-watch".into())
+                .spawn(move || watch_loop(&front))
+                .map_err(|e| Error::io("spawning the HTTP watcher", e))?
+        };
         let acceptor = {
             let front = front.clone();
             std::thread::Builder::new()
@@ -104,7 +125,7 @@ impl Http {
                 .map_err(|e| Error::io("spawning the HTTP acceptor", e))?
         };
         log::debug!("HTTP front: {} workers, at most {max_conns} connections", s.workers);
-        Ok(Http { addr, front, acceptor: Some(acceptor), workers })
+        Ok(Http { addr, front, acceptor: Some(acceptor), watcher: Some(watcher), workers })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -125,8 +146,8 @@ impl Http {
             a => a,
         };
         let _ = TcpStream::connect_timeout(&wake, Duration::from_millis(200));
-        if let Some(a) = self.acceptor.take() {
-            let _ = a.join();
+        for t in [self.acceptor.take(), self.watcher.take()].into_iter().flatten() {
+            let _ = t.join();
         }
         // Connections waiting for their next request see its end at once; the ones answering
         // finish their answer first.
@@ -203,6 +224,26 @@ fn accept_loop(front: &Arc<Front>, listener: &TcpListener, fatal: &Fatal) {
             front.conns.lock().remove(&id);
             log::warn!("cannot start a connection thread: {e}");
             busy(&stream, "the hub cannot take more connections now");
+        }
+    }
+}
+
+/// The watcher's loop: ten times a second, each connection waiting for a slow answer is
+/// peeked at; one its client closed is marked gone (its call then ends and is cancelled).
+fn watch_loop(front: &Front) {
+    while !front.stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+        // Copied out: no lock is held while the sockets are read.
+        let watched: Vec<Arc<Watched>> = front.watched.lock().clone();
+        for w in watched {
+            let done = w.done.lock();
+            if *done {
+                continue;
+            }
+            let _ = w.stream.set_read_timeout(Some(Duration::from_millis(1)));
+            if matches!(w.stream.peek(&mut [0u8; 1]), Ok(0)) {
+                w.gone.store(true, Ordering::Release);
+            }
         }
     }
 }
@@ -313,12 +354,30 @@ fn serve(front: &Front, mut conn: Conn) {
             Some(done) => done,
             None => return,
         };
-        // What may take long runs here, on the connection's own thread, never on a worker.
-        while let Some(later) = reply.later.take() {
-            reply = catch_unwind(AssertUnwindSafe(later)).unwrap_or_else(|_| {
-                log::error!("handler for {} {} panicked", req.method, req.path);
-                Reply::error(500, "internal", "internal error (logged)")
+        // What may take long runs here, on the connection's own thread, never on a worker; a
+        // client that leaves meanwhile has its call cancelled at the server.
+        if reply.later.is_some() {
+            let gone = Arc::new(AtomicBool::new(false));
+            let watch = Arc::new(Watched {
+                stream: conn.stream().clone(),
+                gone: gone.clone(),
+                done: Mutex::new(false),
             });
+            front.watched.lock().push(watch.clone());
+            while let Some(later) = reply.later.take() {
+                let run = || catch_unwind(AssertUnwindSafe(later));
+                reply = crate::servers::while_caller_watched(gone.clone(), run).unwrap_or_else(|_| {
+                    log::error!("handler for {} {} panicked", req.method, req.path);
+                    Reply::error(500, "internal", "internal error (logged)")
+                });
+            }
+            *watch.done.lock() = true;
+            front.watched.lock().retain(|w| !Arc::ptr_eq(w, &watch));
+            conn.rearm();
+            if gone.load(Ordering::Acquire) {
+                log::debug!("{} {}: the client went away before its answer", req.method, req.path);
+                return;
+            }
         }
         log_line(&req, reply.status, started);
         let sent = match reply.stream.is_some() {

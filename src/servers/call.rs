@@ -22,6 +22,29 @@ use crate::error::{Error, Result};
 use crate::jsonrpc::{self, RpcError};
 use crate::resilience::Breakers;
 
+/// How often a watched call looks at whether its caller is still there.
+const WATCH_SLICE: Duration = Duration::from_millis(100);
+
+std::thread_local! {
+    /// Set while a caller that may go away waits on this thread (the HTTP front sets it for a
+    /// request answered off the worker): true once it has gone.
+    static CALLER_GONE: std::cell::RefCell<Option<Arc<std::sync::atomic::AtomicBool>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with the calls it waits on watching `gone`: once it turns true, a waiting stdio
+/// call is cancelled at the child and ends, instead of running to its deadline for nobody.
+pub fn while_caller_watched<T>(gone: Arc<std::sync::atomic::AtomicBool>, f: impl FnOnce() -> T) -> T {
+    CALLER_GONE.with(|g| *g.borrow_mut() = Some(gone));
+    let out = f();
+    CALLER_GONE.with(|g| *g.borrow_mut() = None);
+    out
+}
+
+fn caller_gone() -> Option<Arc<std::sync::atomic::AtomicBool>> {
+    CALLER_GONE.with(|g| g.borrow().clone())
+}
+
 /// What `try_acquire` found.
 pub enum Acquired {
     Ready(Call),
@@ -298,7 +321,12 @@ impl Call {
             }
             Link::Stdio { bridge, pending } => {
                 let p = pending.as_ref()?;
-                match bridge.next(p, until.min(self.deadline)) {
+                let watched = caller_gone();
+                let slice = match &watched {
+                    Some(_) => until.min(Instant::now() + WATCH_SLICE),
+                    None => until,
+                };
+                match bridge.next(p, slice.min(self.deadline)) {
                     Next::Event(Event::Message(m)) => Step::Message(m),
                     Next::Event(Event::Response(r)) => {
                         pending.take();
@@ -307,6 +335,15 @@ impl Call {
                     Next::Gone => {
                         pending.take();
                         Step::Done(Err(exited(&self.server)))
+                    }
+                    Next::TimedOut if watched.as_ref().is_some_and(|g| g.load(Ordering::Acquire)) => {
+                        // The caller went away: the child stops, the breaker learns nothing.
+                        let p = pending.take()?;
+                        bridge.cancel(p, "the client went away");
+                        self.finished = true;
+                        self.breakers.record_abandoned(&self.server, Instant::now());
+                        let gone = RpcError::new(jsonrpc::SERVER_UNAVAILABLE, "the client went away");
+                        return Some(Step::Done(Err(gone)));
                     }
                     Next::TimedOut if Instant::now() < self.deadline => return None,
                     Next::TimedOut => {

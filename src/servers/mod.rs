@@ -38,7 +38,7 @@ use crate::config::{Secrets, ServerConfig, ServerEntry, Transport};
 use crate::error::{Error, Result};
 use crate::resilience::Breakers;
 use bridge::{Bridge, StderrRing};
-pub use call::{Acquired, Call, Request, Step};
+pub use call::{Acquired, Call, Request, Step, while_caller_watched};
 use phase::{Effect, Effects, Live, State};
 use process::Process;
 use upstream::Upstream;

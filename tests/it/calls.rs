@@ -178,3 +178,30 @@ fn calls_in_flight_are_bounded_per_server() {
     });
     assert_eq!(tool_text(&hub.tool("fx", "echo", json!({"text": "room again"}))), "room again");
 }
+
+#[test]
+fn a_client_that_leaves_has_its_call_cancelled_at_the_server() {
+    let hub = Hub::builder().fixtures(&[("fx", json!({"auto_start": true, "request_timeout": 60}))]).start();
+    hub.wait_status("fx", "RUNNING", 10 * SEC);
+    let body = json!({"name": "hang", "arguments": {}}).to_string();
+    let mut s = std::net::TcpStream::connect(&hub.addr).unwrap();
+    std::io::Write::write_all(
+        &mut s,
+        format!(
+            "POST /mcp/fx/tools/call HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n{body}",
+            hub.addr,
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    hub.wait_stderr("fx", "fixture: call hang");
+    drop(s);
+    // Not at the 60 s deadline: as soon as the hub sees the client gone.
+    hub.wait_stderr("fx", "notification notifications/cancelled");
+    assert_eq!(
+        tool_text(&hub.tool("fx", "echo", json!({"text": "on"}))),
+        "on",
+        "the connection's end changed nothing else"
+    );
+}
