@@ -15,7 +15,7 @@ use serde_json::json;
 #[path = "../tests/it/harness.rs"]
 mod harness;
 
-use harness::{Conn, Hub, McpSession, SEC, processes_in_group};
+use harness::{Conn, Hub, McpSession, SEC, processes_in_group, threads_and_fds};
 
 const CONNECTIONS: usize = 16;
 
@@ -23,17 +23,21 @@ const CONNECTIONS: usize = 16;
 static TERMINATING: AtomicBool = AtomicBool::new(false);
 
 /// RSS (KiB), threads and open descriptors of a process.
-fn vitals(pid: i32) -> (u64, u64, usize) {
+fn vitals(pid: i32) -> (u64, usize, usize) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
-            .unwrap_or(0)
-    };
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
-    (field("VmRSS:"), field("Threads:"), fds)
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .unwrap_or(0);
+    let (threads, fds) = threads_and_fds(pid);
+    (rss, threads, fds)
+}
+
+/// One line of vitals and counts.
+fn report(at: &str, v: (u64, usize, usize), requests: &AtomicU64, errors: &AtomicU64) {
+    let (r, e) = (requests.load(Ordering::Relaxed), errors.load(Ordering::Relaxed));
+    println!("{at:<7} rss {} KiB, threads {}, fds {}; {r} requests, {e} errors", v.0, v.1, v.2);
 }
 
 fn main() -> ExitCode {
@@ -106,24 +110,10 @@ fn main() -> ExitCode {
             .collect();
         std::thread::sleep(Duration::from_secs(seconds / 2));
         let middle = vitals(pid);
-        println!(
-            "middle  rss {} KiB, threads {}, fds {}; {} requests, {} errors",
-            middle.0,
-            middle.1,
-            middle.2,
-            requests.load(Ordering::Relaxed),
-            errors.load(Ordering::Relaxed)
-        );
+        report("middle", middle, &requests, &errors);
         std::thread::sleep(until.saturating_duration_since(Instant::now()));
         let end = vitals(pid);
-        println!(
-            "end     rss {} KiB, threads {}, fds {}; {} requests, {} errors",
-            end.0,
-            end.1,
-            end.2,
-            requests.load(Ordering::Relaxed),
-            errors.load(Ordering::Relaxed)
-        );
+        report("end", end, &requests, &errors);
         if end.1 > middle.1 + 2 || end.2 > middle.2 + 2 {
             checks.push(format!("threads or fds grew from the middle to the end: {middle:?} -> {end:?}"));
         }

@@ -24,18 +24,6 @@ impl Drop for Cleanup {
     }
 }
 
-/// The threads and open descriptors of process `pid`.
-fn threads_and_fds(pid: i32) -> (usize, usize) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let threads = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0);
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
-    (threads, fds)
-}
-
 /// The children of `parent`, zombies included, with their state letters.
 fn children_of(parent: i32) -> Vec<(i64, String)> {
     std::fs::read_dir("/proc")

@@ -27,18 +27,6 @@ fn answer_then_closed(s: TcpStream, within: Duration) -> (Resp, bool) {
     (r, closed)
 }
 
-/// Threads and descriptors of a process, from /proc.
-fn threads_and_fds(pid: i32) -> (usize, usize) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let threads = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
-    (threads, fds)
-}
-
 #[test]
 fn bodies_that_never_come_do_not_freeze_the_front() {
     let hub = Hub::builder().env("AGENTHUB_WORKERS", "1").start();

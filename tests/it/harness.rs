@@ -559,6 +559,18 @@ pub fn alive(pid: i64) -> bool {
     state.is_some_and(|s| s != "Z")
 }
 
+/// The threads and open descriptors of process `pid`, from /proc.
+pub fn threads_and_fds(pid: i32) -> (usize, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    (threads, fds)
+}
+
 /// Live (non-zombie) processes whose group is `pgid`.
 pub fn processes_in_group(pgid: i64) -> Vec<i64> {
     std::fs::read_dir("/proc")
