@@ -48,6 +48,7 @@ impl App {
                 pids: settings.data_dir.join("pids"),
                 default_timeout: settings.request_timeout,
                 max_calls: settings.max_calls,
+                max_calls_total: settings.max_calls_total,
                 breakers: breakers.clone(),
                 activity: activity.clone(),
             },

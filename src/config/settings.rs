@@ -106,6 +106,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "calls one server may have in flight at once; past it a 503",
     },
     SettingSpec {
+        env: "AGENTHUB_MAX_CALLS_TOTAL",
+        flag: None,
+        default: "1024",
+        help: "calls all servers together may have in flight at once; past it a 503",
+    },
+    SettingSpec {
         env: "AGENTHUB_REQUEST_TIMEOUT_S",
         flag: None,
         default: "60",
@@ -167,6 +173,7 @@ pub struct Settings {
     /// None: derived from the open-file limit.
     pub max_connections: Option<usize>,
     pub max_calls: usize,
+    pub max_calls_total: usize,
     /// The budget of a request's head or body, and of one write.
     pub read_timeout: Duration,
     pub request_timeout: Duration,
@@ -249,6 +256,10 @@ impl Settings {
         if max_calls == 0 {
             return Err(Error::Config("AGENTHUB_MAX_CALLS: must be at least 1".into()));
         }
+        let max_calls_total = src.parse("AGENTHUB_MAX_CALLS_TOTAL", 1024usize, "a number of calls")?;
+        if max_calls_total == 0 {
+            return Err(Error::Config("AGENTHUB_MAX_CALLS_TOTAL: must be at least 1".into()));
+        }
         let breaker_threshold = src.parse("AGENTHUB_BREAKER_THRESHOLD", 3u32, "a whole number")?;
         if breaker_threshold == 0 {
             return Err(Error::Config("AGENTHUB_BREAKER_THRESHOLD: must be at least 1".into()));
@@ -286,6 +297,7 @@ impl Settings {
             max_body_bytes,
             max_connections,
             max_calls,
+            max_calls_total,
             read_timeout: src.seconds("AGENTHUB_READ_TIMEOUT_S", 30.0)?,
             request_timeout: src.seconds("AGENTHUB_REQUEST_TIMEOUT_S", 60.0)?,
             breaker_threshold,

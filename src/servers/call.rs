@@ -9,13 +9,15 @@
 //! request was still out, tells the server to stop working on it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use super::bridge::{Bridge, Event, Next, Pending};
-use super::upstream::{self, Upstream};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use super::upstream::{Piece, Upstream};
 use super::{Channel, Run, Servers, Status};
 use crate::config::Transport;
 use crate::error::{Error, Result};
@@ -28,21 +30,31 @@ const WATCH_SLICE: Duration = Duration::from_millis(100);
 std::thread_local! {
     /// Set while a caller that may go away waits on this thread (the HTTP front sets it for a
     /// request answered off the worker): true once it has gone.
-    static CALLER_GONE: std::cell::RefCell<Option<Arc<std::sync::atomic::AtomicBool>>> =
+    static CALLER_GONE: std::cell::RefCell<Option<Arc<AtomicBool>>> =
         const { std::cell::RefCell::new(None) };
 }
 
 /// Runs `f` with the calls it waits on watching `gone`: once it turns true, a waiting stdio
 /// call is cancelled at the child and ends, instead of running to its deadline for nobody.
-pub fn while_caller_watched<T>(gone: Arc<std::sync::atomic::AtomicBool>, f: impl FnOnce() -> T) -> T {
+pub fn while_caller_watched<T>(gone: Arc<AtomicBool>, f: impl FnOnce() -> T) -> T {
     CALLER_GONE.with(|g| *g.borrow_mut() = Some(gone));
     let out = f();
     CALLER_GONE.with(|g| *g.borrow_mut() = None);
     out
 }
 
-fn caller_gone() -> Option<Arc<std::sync::atomic::AtomicBool>> {
-    CALLER_GONE.with(|g| g.borrow().clone())
+/// The watched caller's flag, if any, and how long to wait before looking at it again.
+fn watch_slice(until: Instant) -> (Option<Arc<AtomicBool>>, Instant) {
+    let watched = CALLER_GONE.with(|g| g.borrow().clone());
+    let slice = match &watched {
+        Some(_) => until.min(Instant::now() + WATCH_SLICE),
+        None => until,
+    };
+    (watched, slice)
+}
+
+fn is_gone(watched: &Option<Arc<AtomicBool>>) -> bool {
+    watched.as_ref().is_some_and(|g| g.load(Ordering::Acquire))
 }
 
 /// What `try_acquire` found.
@@ -110,6 +122,10 @@ impl Servers {
         let in_flight = InFlight::take(&srv.in_flight, max).ok_or_else(|| {
             Error::Unavailable(format!("server {name} has {max} calls in flight already; retry later"))
         })?;
+        let max = self.ctx.max_calls_total;
+        let in_flight_total = InFlight::take(&self.in_flight, max).ok_or_else(|| {
+            Error::Unavailable(format!("the hub has {max} calls in flight already; retry later"))
+        })?;
         let breakers = &self.ctx.breakers;
         if !breakers.allow(name, Instant::now()) {
             let snap = breakers.snapshot(name, Instant::now());
@@ -124,7 +140,7 @@ impl Servers {
             breakers: breakers.clone(),
             deadline: started + timeout,
             timeout,
-            in_flight,
+            in_flight: [in_flight, in_flight_total],
         };
         Ok(Acquired::Ready(match channel {
             Channel::Stdio(bridge) => Call::stdio(lease, bridge, request),
@@ -193,7 +209,7 @@ pub enum Step {
 struct Remote {
     upstream: Arc<Upstream>,
     request: Option<Value>,
-    reply: Option<upstream::Reply>,
+    answer: Option<Receiver<Piece>>,
     id: Value,
 }
 
@@ -203,7 +219,8 @@ pub(super) struct Lease {
     pub breakers: Arc<Breakers>,
     pub deadline: Instant,
     pub timeout: Duration,
-    pub in_flight: InFlight,
+    /// The server's place and the hub's.
+    pub in_flight: [InFlight; 2],
 }
 
 /// One of a server's places for a call in flight, given back when the call ends.
@@ -243,7 +260,7 @@ pub struct Call {
     /// The outcome was handed out (and recorded).
     finished: bool,
     on_end: Option<Box<dyn FnOnce() + Send>>,
-    _in_flight: InFlight,
+    _in_flight: [InFlight; 2],
 }
 
 impl Call {
@@ -262,7 +279,7 @@ impl Call {
     pub(super) fn http(lease: Lease, upstream: Arc<Upstream>, request: Request) -> Call {
         let id = upstream.fresh_id();
         let link =
-            Link::Http(Box::new(Remote { upstream, request: Some(request.message()), reply: None, id }));
+            Link::Http(Box::new(Remote { upstream, request: Some(request.message()), answer: None, id }));
         Call::new(lease, link)
     }
 
@@ -321,11 +338,7 @@ impl Call {
             }
             Link::Stdio { bridge, pending } => {
                 let p = pending.as_ref()?;
-                let watched = caller_gone();
-                let slice = match &watched {
-                    Some(_) => until.min(Instant::now() + WATCH_SLICE),
-                    None => until,
-                };
+                let (watched, slice) = watch_slice(until);
                 match bridge.next(p, slice.min(self.deadline)) {
                     Next::Event(Event::Message(m)) => Step::Message(m),
                     Next::Event(Event::Response(r)) => {
@@ -336,14 +349,10 @@ impl Call {
                         pending.take();
                         Step::Done(Err(exited(&self.server)))
                     }
-                    Next::TimedOut if watched.as_ref().is_some_and(|g| g.load(Ordering::Acquire)) => {
-                        // The caller went away: the child stops, the breaker learns nothing.
+                    Next::TimedOut if is_gone(&watched) => {
                         let p = pending.take()?;
                         bridge.cancel(p, "the client went away");
-                        self.finished = true;
-                        self.breakers.record_abandoned(&self.server, Instant::now());
-                        let gone = RpcError::new(jsonrpc::SERVER_UNAVAILABLE, "the client went away");
-                        return Some(Step::Done(Err(gone)));
+                        return Some(self.abandoned());
                     }
                     Next::TimedOut if Instant::now() < self.deadline => return None,
                     Next::TimedOut => {
@@ -353,29 +362,42 @@ impl Call {
                 }
             }
             Link::Http(remote) => {
-                let Remote { upstream, request, reply, id } = &mut **remote;
+                let Remote { upstream, request, answer, id } = &mut **remote;
                 if let Some(msg) = request.take() {
                     let remaining = self.deadline.saturating_duration_since(Instant::now());
-                    match upstream.open(id.clone(), &msg, remaining) {
-                        Ok(r) => *reply = Some(r),
+                    match upstream.send(id.clone(), msg, remaining) {
+                        Ok(rx) => *answer = Some(rx),
                         Err(e) => return Some(self.done(Err(e))),
                     }
                 }
-                let r = reply.as_mut()?;
-                match r.next_message() {
-                    Some(Ok(m)) if r.is_done() => {
-                        *reply = None;
-                        Step::Done(jsonrpc::into_outcome(m))
+                let rx = answer.as_ref()?;
+                let (watched, slice) = watch_slice(until);
+                match rx.recv_deadline(slice.min(self.deadline)) {
+                    Ok(Piece { message: Ok(m), last: false }) => Step::Message(m),
+                    Ok(Piece { message, .. }) => {
+                        *answer = None;
+                        Step::Done(message.and_then(jsonrpc::into_outcome))
                     }
-                    Some(Ok(m)) => Step::Message(m),
-                    Some(Err(e)) => {
-                        *reply = None;
-                        Step::Done(Err(e))
-                    }
-                    None => {
-                        *reply = None;
+                    Err(RecvTimeoutError::Disconnected) => {
+                        *answer = None;
                         let e =
                             RpcError::new(jsonrpc::SERVER_UNAVAILABLE, "the answer ended without a response");
+                        Step::Done(Err(e))
+                    }
+                    Err(RecvTimeoutError::Timeout) if is_gone(&watched) => {
+                        *answer = None;
+                        upstream.cancel(id, "the client went away");
+                        return Some(self.abandoned());
+                    }
+                    Err(RecvTimeoutError::Timeout) if Instant::now() < self.deadline => return None,
+                    Err(RecvTimeoutError::Timeout) => {
+                        *answer = None;
+                        let reason = format!("timed out after {}s", self.timeout.as_secs_f64());
+                        upstream.cancel(id, &reason);
+                        let e = RpcError::new(
+                            jsonrpc::REQUEST_TIMEOUT,
+                            format!("request to {} {reason}", self.server),
+                        );
                         Step::Done(Err(e))
                     }
                 }
@@ -419,6 +441,13 @@ impl Call {
         }
     }
 
+    /// The caller went away (the server was told to stop): the breaker learns nothing.
+    fn abandoned(&mut self) -> Step {
+        self.finished = true;
+        self.breakers.record_abandoned(&self.server, Instant::now());
+        Step::Done(Err(RpcError::new(jsonrpc::SERVER_UNAVAILABLE, "the client went away")))
+    }
+
     fn done(&mut self, outcome: Result<Value, RpcError>) -> Step {
         self.finished = true;
         record(&self.breakers, &self.server, outcome.as_ref().err());
@@ -438,7 +467,7 @@ impl Drop for Call {
                         bridge.cancel(p, reason);
                     }
                 }
-                Link::Http(remote) if remote.reply.is_some() => remote.upstream.cancel(&remote.id, reason),
+                Link::Http(remote) if remote.answer.is_some() => remote.upstream.cancel(&remote.id, reason),
                 Link::Http(_) | Link::Failed(_) => {}
             }
             self.breakers.record_abandoned(&self.server, Instant::now());

@@ -126,6 +126,8 @@ pub struct Context {
     pub activity: Arc<Activity>,
     /// Calls one server may have in flight at once; past it, 503.
     pub max_calls: usize,
+    /// Calls all servers together may have in flight at once; past it, 503.
+    pub max_calls_total: usize,
 }
 
 /// A live server: a child over stdio, or a remote one over HTTP.
@@ -279,6 +281,8 @@ pub struct Servers {
     stop: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
     listener: std::sync::OnceLock<Listener>,
+    /// Calls in flight on all servers (bounded by `Context::max_calls_total`).
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Servers {
@@ -293,6 +297,7 @@ impl Servers {
             ctx,
             list: Mutex::new(list),
             writes: Mutex::new(()),
+            in_flight: Arc::default(),
             file,
             import_origin,
             stop: AtomicBool::new(false),
@@ -424,6 +429,7 @@ pub(super) mod testing {
                 pids: dir.join("pids"),
                 default_timeout: Duration::from_secs(5),
                 max_calls: 64,
+                max_calls_total: 256,
                 breakers: Arc::new(Breakers::new(BreakerConfig::default())),
                 activity: Arc::new(Activity::default()),
             },

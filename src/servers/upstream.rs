@@ -7,9 +7,11 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crossbeam_channel::Receiver;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
@@ -262,6 +264,49 @@ impl Upstream {
         Ok(self.reply(id, client_id, answer))
     }
 
+    /// Sends a request under the hub id `id` from a thread of its own, which reads the answer
+    /// into the returned channel, so that the caller can wait in slices and give up. The
+    /// thread ends after the response, at the first message once the receiver is gone, or at
+    /// `timeout` at the latest (the HTTP client's global timeout bounds the whole answer).
+    pub fn send(
+        self: &Arc<Self>,
+        id: Value,
+        request: Value,
+        timeout: Duration,
+    ) -> Result<Receiver<Piece>, RpcError> {
+        let (tx, rx) = crossbeam_channel::bounded(16);
+        let upstream = self.clone();
+        std::thread::Builder::new()
+            .name("upstream-call".into())
+            .spawn(move || {
+                let mut piece = match upstream.open(id, &request, timeout) {
+                    Ok(reply) => Some(reply),
+                    Err(e) => {
+                        let _ = tx.send(Piece { message: Err(e), last: true });
+                        return;
+                    }
+                };
+                while let Some(reply) = piece.as_mut() {
+                    let next = match reply.next_message() {
+                        Some(m) => Piece { last: reply.is_done() || m.is_err(), message: m },
+                        None => Piece {
+                            message: Err(unreachable(
+                                &upstream.endpoint.name,
+                                "the answer ended without a response",
+                            )),
+                            last: true,
+                        },
+                    };
+                    let last = next.last;
+                    if tx.send(next).is_err() || last {
+                        piece = None;
+                    }
+                }
+            })
+            .map_err(|e| unreachable(&self.endpoint.name, format!("cannot start a thread: {e}")))?;
+        Ok(rx)
+    }
+
     fn reply(&self, id: Value, client_id: Value, answer: Answer) -> Reply {
         Reply { name: self.endpoint.name.clone(), body: answer.body, id, client_id, done: false }
     }
@@ -281,6 +326,12 @@ impl Upstream {
     pub fn close(&self) {
         self.endpoint.close();
     }
+}
+
+/// One message of an answer read by `Upstream::send`; `last` after the response or a failure.
+pub struct Piece {
+    pub message: Result<Value, RpcError>,
+    pub last: bool,
 }
 
 /// One request's answer from an upstream, message by message: notifications and requests the

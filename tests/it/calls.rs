@@ -180,6 +180,34 @@ fn calls_in_flight_are_bounded_per_server() {
 }
 
 #[test]
+fn calls_in_flight_are_bounded_across_the_hub() {
+    let hub = Hub::builder()
+        .fixtures(&[("fx", json!({"auto_start": true})), ("fy", json!({"auto_start": true}))])
+        .env("AGENTHUB_MAX_CALLS_TOTAL", "2")
+        .start();
+    hub.wait_status("fx", "RUNNING", 10 * SEC);
+    hub.wait_status("fy", "RUNNING", 10 * SEC);
+    let hub = &hub;
+    std::thread::scope(|scope| {
+        let slow: Vec<_> = ["fx", "fy"]
+            .map(|name| scope.spawn(move || hub.tool(name, "sleep", json!({"ms": 2000}))))
+            .into_iter()
+            .collect();
+        wait_for("one slow call on each server", 5 * SEC, || {
+            (hub.in_flight("fx") == 1 && hub.in_flight("fy") == 1).then_some(())
+        });
+        // Each server has room of its own (256), the hub has none.
+        let refused = hub.tool("fx", "echo", json!({"text": "one too many"}));
+        let msg = refused.expect_error(503, "server_unavailable");
+        assert!(msg.contains("the hub has 2 calls in flight"), "{msg}");
+        for s in slow {
+            assert_eq!(tool_text(&s.join().unwrap()), "slept 2000");
+        }
+    });
+    assert_eq!(tool_text(&hub.tool("fy", "echo", json!({"text": "room again"}))), "room again");
+}
+
+#[test]
 fn a_client_that_leaves_has_its_call_cancelled_at_the_server() {
     let hub = Hub::builder().fixtures(&[("fx", json!({"auto_start": true, "request_timeout": 60}))]).start();
     hub.wait_status("fx", "RUNNING", 10 * SEC);
@@ -204,4 +232,33 @@ fn a_client_that_leaves_has_its_call_cancelled_at_the_server() {
         "on",
         "the connection's end changed nothing else"
     );
+}
+
+#[test]
+fn a_client_that_leaves_has_its_remote_call_cancelled_upstream() {
+    // The remote server is another hub's fixture: its stderr shows what reaches the child.
+    let inner =
+        Hub::builder().fixtures(&[("fx", json!({"auto_start": true, "request_timeout": 60}))]).start();
+    inner.wait_status("fx", "RUNNING", 10 * SEC);
+    let url = format!("http://{}/mcp/fx", inner.addr);
+    let servers = json!({"servers": {"remote": {"transport": "http", "url": url, "request_timeout": 60}}});
+    let hub = Hub::builder().servers(&servers.to_string()).start();
+    assert_eq!(hub.post("/servers/remote/start").status, 200);
+    let body = json!({"name": "hang", "arguments": {}}).to_string();
+    let mut s = std::net::TcpStream::connect(&hub.addr).unwrap();
+    std::io::Write::write_all(
+        &mut s,
+        format!(
+            "POST /mcp/remote/tools/call HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n{body}",
+            hub.addr,
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    inner.wait_stderr("fx", "fixture: call hang");
+    drop(s);
+    // Not at the 60 s deadline: as soon as the hub sees the client gone.
+    inner.wait_stderr("fx", "notification notifications/cancelled");
+    assert_eq!(tool_text(&hub.tool("remote", "echo", json!({"text": "on"}))), "on");
 }

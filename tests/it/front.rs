@@ -215,6 +215,19 @@ fn at_the_descriptor_limit_clients_get_503_and_the_hub_lives_on() {
 }
 
 #[test]
+fn an_accept_failure_is_fatal_and_logged() {
+    // Connections allowed past the descriptor limit: accept itself fails (EMFILE). A hub that
+    // went on would never accept again; it must exit non-zero so a supervisor restarts it.
+    let mut hub = Hub::builder().fd_limit(64).env("AGENTHUB_MAX_CONNECTIONS", "1000").start();
+    let _conns: Vec<TcpStream> = (0..150).filter_map(|_| TcpStream::connect(&hub.addr).ok()).collect();
+    let status = hub.wait_exit(10 * SEC);
+    assert_eq!(status.code(), Some(1), "{}", hub.log());
+    let log = hub.log();
+    assert!(log.contains("the HTTP listener failed"), "{log}");
+    assert!(log.contains("stopped"), "the hub shut down in order: {log}");
+}
+
+#[test]
 fn forged_lengths_leave_no_thread_or_descriptor_behind() {
     let hub = Hub::empty();
     assert_eq!(Conn::new(&hub.addr).get("/health").status, 200);
