@@ -23,7 +23,7 @@ pub use app::App;
 pub use config::{SETTINGS, Settings, Transport, load as load_config};
 pub use error::{Error, Result};
 pub use http::{Http, routes::dispatch};
-pub use shim::{Shim, endpoint as shim_endpoint};
+pub use shim::{Options as ShimOptions, Shim, endpoint as shim_endpoint};
 pub use sys::{raise_fd_limit, set_child_subreaper};
 
 // What the tests use besides: the bridge and a child process without the hub around them,

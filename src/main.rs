@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agenthub::{App, Http, Shim, VERSION, dispatch, shim_endpoint};
+use agenthub::{App, Http, Shim, ShimOptions, VERSION, dispatch, shim_endpoint};
 use agenthub::{Error, Result, SETTINGS, Settings, Transport, load_config};
 
 /// How long in-flight requests may run on after a shutdown signal.
@@ -20,6 +20,8 @@ enum Command {
     Stdio {
         server: Option<String>,
         url: Option<String>,
+        client: Option<String>,
+        wait: Option<String>,
     },
     Help,
     Version,
@@ -51,13 +53,26 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::CheckConfig => check_config(&cli.flags, &env),
-        Command::Stdio { server, url } => {
+        Command::Stdio { server, url, client, wait } => {
             init_logging(log::LevelFilter::Warn);
             let base = url.or_else(|| env("AGENTHUB_URL")).unwrap_or_else(|| {
                 let port = cli.flags.get("AGENTHUB_PORT").cloned().or_else(|| env("AGENTHUB_PORT"));
                 format!("http://127.0.0.1:{}", port.as_deref().unwrap_or("9090"))
             });
-            let shim = Arc::new(Shim::new(shim_endpoint(&base, server.as_deref()), env("AGENTHUB_TOKEN")));
+            let wait = match wait.as_deref().map(str::parse::<f64>) {
+                None => Duration::from_secs(30),
+                Some(Ok(s)) if s.is_finite() && s >= 0.0 => Duration::from_secs_f64(s),
+                Some(_) => {
+                    eprintln!("agenthub: --wait: expected a number of seconds");
+                    return ExitCode::from(2);
+                }
+            };
+            let shim = Arc::new(Shim::new(ShimOptions {
+                endpoint: shim_endpoint(&base, server.as_deref()),
+                token: env("AGENTHUB_TOKEN"),
+                client,
+                wait,
+            }));
             match shim.run() {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -98,12 +113,18 @@ fn parse_args(args: &[String]) -> std::result::Result<Cli, String> {
             "-V" | "--version" => return Ok(Cli { command: Command::Version, flags }),
             "serve" if command.is_none() => command = Some(Command::Serve),
             "check-config" if command.is_none() => command = Some(Command::CheckConfig),
-            "stdio" if command.is_none() => command = Some(Command::Stdio { server: None, url: None }),
-            "--url" if matches!(command, Some(Command::Stdio { .. })) => {
-                let v = args.get(i).ok_or("--url needs a value")?.clone();
+            "stdio" if command.is_none() => {
+                command = Some(Command::Stdio { server: None, url: None, client: None, wait: None })
+            }
+            "--url" | "--client" | "--wait" if matches!(command, Some(Command::Stdio { .. })) => {
+                let v = args.get(i).ok_or_else(|| format!("{arg} needs a value"))?.clone();
                 i += 1;
-                if let Some(Command::Stdio { url, .. }) = &mut command {
-                    *url = Some(v);
+                if let Some(Command::Stdio { url, client, wait, .. }) = &mut command {
+                    match arg {
+                        "--url" => *url = Some(v),
+                        "--client" => *client = Some(v),
+                        _ => *wait = Some(v),
+                    }
                 }
             }
             _ if !arg.starts_with('-') && matches!(command, Some(Command::Stdio { server: None, .. })) => {
@@ -139,7 +160,7 @@ fn parse_args(args: &[String]) -> std::result::Result<Cli, String> {
 fn usage() -> String {
     "usage: agenthub [serve] [--host H] [--port P] [--config-dir D] [--servers-file F] \
      [--data-dir D] [--log-level L] [--workers N]\n       agenthub check-config [--config-dir D] \
-     [--servers-file F]\n       agenthub stdio [SERVER] [--url http://127.0.0.1:9090]\n       \
+     [--servers-file F]\n       agenthub stdio [SERVER] [--url http://127.0.0.1:9090] [--client NAME] [--wait SECONDS]\n       \
      agenthub --help | --version"
         .to_string()
 }
@@ -150,7 +171,9 @@ fn help() -> String {
          commands:\n  serve          run the hub (the default)\n  \
          check-config   validate the configuration, print what was loaded; exit 0 if valid, 1 if not\n  \
          stdio          a stdio MCP server forwarding to a running hub (AGENTHUB_URL, AGENTHUB_TOKEN):\n                 \
-         all servers, or SERVER alone; for clients that only launch stdio servers\n\n\
+         all servers, or SERVER alone; for clients that only launch stdio servers.\n                 \
+         --client sets X-Client-Name (default: the client's own name); --wait bounds the wait\n                 \
+         for a hub that is not up (default 30 s)\n\n\
          settings (flag, then environment variable, default):\n",
         usage()
     );

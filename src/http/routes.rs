@@ -391,8 +391,15 @@ fn mcp_target(app: &App, p: &Params) -> Result<Target> {
     match p.get("server") {
         "" => Ok(Target::Aggregate),
         name if app.servers.get(name).is_some() => Ok(Target::Server(name.to_string())),
-        name => Err(Error::NotFound(format!("no server named \"{name}\""))),
+        name => Err(Error::NotFound(unknown_server(app, name))),
     }
+}
+
+/// What a client pointed at a server that does not exist is told: the names that do.
+fn unknown_server(app: &App, name: &str) -> String {
+    let known: Vec<String> = app.servers.list().into_iter().map(|s| s.name).collect();
+    let known = if known.is_empty() { "none is configured".to_string() } else { known.join(", ") };
+    format!("no server named \"{name}\" (known servers: {known}; /mcp serves them all)")
 }
 
 fn mcp_request(req: &Req) -> mcp::Request<'_> {
@@ -405,7 +412,15 @@ fn mcp_request(req: &Req) -> mcp::Request<'_> {
 }
 
 fn mcp_post(app: &App, req: &Req, p: &Params) -> Result<Reply> {
-    let target = mcp_target(app, p)?;
+    // An MCP client shows a JSON-RPC error's message; a bare 404 reads as "session terminated".
+    let target = match mcp_target(app, p) {
+        Err(Error::NotFound(message)) => {
+            let id = serde_json::from_slice::<Value>(&req.body).ok().and_then(|v| v.get("id").cloned());
+            let body = jsonrpc::error(id.unwrap_or(Value::Null), jsonrpc::SERVER_UNAVAILABLE, &message);
+            return Ok(Reply::json(404, &body));
+        }
+        t => t?,
+    };
     Ok(mcp_reply(app.gateway.post(&target, &mcp_request(req))))
 }
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::queue::Queue;
 
-/// Sessions idle this long are forgotten.
+/// Sessions idle this long are forgotten (an open GET stream is use: such a session stays).
 pub const IDLE_EXPIRY: Duration = Duration::from_secs(3600);
 /// Most sessions kept. Past it one goes: first a session never used after its `initialize`,
 /// then one without an open stream, the least recently used of them.
@@ -77,10 +77,18 @@ impl Session {
         }
     }
 
+    /// Nothing asked for `IDLE_EXPIRY` and no stream open: the client is gone.
+    fn expired(&self, now: Instant) -> bool {
+        now.saturating_duration_since(*self.last_used.lock()) >= IDLE_EXPIRY && !self.streaming()
+    }
+
+    fn streaming(&self) -> bool {
+        self.streams.lock().iter().any(|s| !s.is_closed())
+    }
+
     /// Lower goes first when a session must be evicted.
     fn keep_rank(&self) -> (bool, bool, Instant) {
-        let streaming = self.streams.lock().iter().any(|s| !s.is_closed());
-        (self.used.load(std::sync::atomic::Ordering::Relaxed), streaming, *self.last_used.lock())
+        (self.used.load(std::sync::atomic::Ordering::Relaxed), self.streaming(), *self.last_used.lock())
     }
 
     pub fn track(&self, client_id: &Value, server: &str, hub_id: Value) {
@@ -142,12 +150,8 @@ impl Sessions {
         let evicted = {
             let mut map = self.map.lock();
             let mut gone: Vec<Arc<Session>> = Vec::new();
-            let expired: Vec<String> = map
-                .by_id
-                .iter()
-                .filter(|(_, s)| now.saturating_duration_since(*s.last_used.lock()) >= IDLE_EXPIRY)
-                .map(|(k, _)| k.clone())
-                .collect();
+            let expired: Vec<String> =
+                map.by_id.iter().filter(|(_, s)| s.expired(now)).map(|(k, _)| k.clone()).collect();
             for k in expired {
                 gone.extend(map.remove(&k));
             }
@@ -169,7 +173,7 @@ impl Sessions {
     /// A live session (touched), or None when unknown or expired.
     pub fn get(&self, id: &str, now: Instant) -> Option<Arc<Session>> {
         let s = self.map.lock().by_id.get(id).cloned()?;
-        if now.saturating_duration_since(*s.last_used.lock()) >= IDLE_EXPIRY {
+        if s.expired(now) {
             self.remove(id);
             return None;
         }
@@ -242,6 +246,13 @@ mod tests {
         let s = sessions.create(Target::Aggregate, "2025-06-18", t);
         assert!(sessions.get(&s.id, t + Duration::from_secs(10)).is_some());
         assert!(sessions.get(&s.id, t + Duration::from_secs(10) + IDLE_EXPIRY).is_none(), "idle expiry");
+        // An open GET stream is a client still there, however long it has been quiet.
+        let listening = sessions.create(Target::Aggregate, "v", t);
+        let stream = listening.open_stream();
+        let hour_later = t + Duration::from_secs(10) + IDLE_EXPIRY;
+        assert!(sessions.get(&listening.id, hour_later).is_some(), "a streaming session stays");
+        stream.close();
+        assert!(sessions.get(&listening.id, hour_later + IDLE_EXPIRY).is_none(), "then expires");
         let first = sessions.create(Target::Aggregate, "v", t);
         for _ in 0..MAX_SESSIONS - 1 {
             sessions.create(Target::Aggregate, "v", t + Duration::from_secs(1));

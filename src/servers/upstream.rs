@@ -23,7 +23,7 @@ pub struct Endpoint {
     name: String,
     url: String,
     /// Sent with every request (`Authorization` among them).
-    headers: BTreeMap<String, String>,
+    headers: Mutex<BTreeMap<String, String>>,
     agent: ureq::Agent,
     session: Mutex<Option<String>>,
     version: Mutex<Option<String>>,
@@ -79,10 +79,28 @@ impl Endpoint {
         Endpoint {
             name: name.to_string(),
             url: url.to_string(),
-            headers,
+            headers: Mutex::new(headers),
             agent: crate::http_agent(connect, None),
             session: Mutex::new(None),
             version: Mutex::new(None),
+        }
+    }
+
+    /// Adds a header to every later request, unless it is set already.
+    pub fn default_header(&self, name: &str, value: &str) {
+        self.headers.lock().entry(name.to_string()).or_insert_with(|| value.to_string());
+    }
+
+    /// Where it is, as `host:port`, for a plain check that something listens there.
+    pub fn authority(&self) -> String {
+        let rest = self.url.split_once("://").map_or(self.url.as_str(), |(_, r)| r);
+        let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+        let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+        let has_port = host.rsplit_once(':').is_some_and(|(_, p)| p.chars().all(|c| c.is_ascii_digit()));
+        match (has_port, self.url.starts_with("https://")) {
+            (true, _) => host.to_string(),
+            (false, true) => format!("{host}:443"),
+            (false, false) => format!("{host}:80"),
         }
     }
 
@@ -120,7 +138,7 @@ impl Endpoint {
         if let Some(v) = &version {
             req = req.header("MCP-Protocol-Version", v);
         }
-        for (k, v) in &self.headers {
+        for (k, v) in self.headers.lock().iter() {
             req = req.header(k, v);
         }
         let mut resp = req.send(msg.to_string()).map_err(|e| match e {
@@ -175,7 +193,7 @@ impl Endpoint {
             .get(&self.url)
             .header("Accept", "text/event-stream")
             .header("Mcp-Session-Id", &session);
-        for (k, v) in &self.headers {
+        for (k, v) in self.headers.lock().iter() {
             req = req.header(k, v);
         }
         match req.call() {
@@ -199,7 +217,7 @@ impl Endpoint {
         let session = self.session.lock().take();
         if let Some(s) = session {
             let mut req = self.agent.delete(&self.url).header("Mcp-Session-Id", &s);
-            for (k, v) in &self.headers {
+            for (k, v) in self.headers.lock().iter() {
                 req = req.header(k, v);
             }
             let _ = req.config().timeout_global(Some(Duration::from_secs(2))).build().call();

@@ -53,7 +53,14 @@ fn session_lifecycle_and_transport_errors() {
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"]["code"], -32700);
     // Another server's session is not this server's.
-    hub.request("POST", "/mcp/ghost", &[MCP_ACCEPT], list.as_bytes()).expect_error(404, "not_found");
+    // An MCP POST is answered in JSON-RPC, so that the client shows the message.
+    let r = hub.request("POST", "/mcp/ghost", &[MCP_ACCEPT], list.as_bytes());
+    assert_eq!(r.status, 404);
+    assert!(
+        r.json()["error"]["message"].as_str().unwrap().contains("no server named \"ghost\""),
+        "{}",
+        r.text()
+    );
     let r =
         hub.request("GET", "/mcp/fx", &[("Accept", "application/json"), ("Mcp-Session-Id", &c.session)], b"");
     assert_eq!(r.status, 406);
