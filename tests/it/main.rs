@@ -8,7 +8,9 @@ mod core;
 mod enhance;
 mod front;
 mod gateway;
+mod imports;
 mod npm_servers;
+mod saves;
 mod security;
 mod servers;
 // Shared test support: not every helper is used by every test module.
