@@ -222,10 +222,18 @@ fn check(case: &Case) {
 }
 
 #[test]
-fn client_files_load_run_and_report_as_written() {
-    for case in [&CLAUDE, &CURSOR, &VSCODE] {
-        check(case);
-    }
+fn a_claude_desktop_file_loads_runs_and_reports_as_written() {
+    check(&CLAUDE);
+}
+
+#[test]
+fn a_cursor_file_loads_runs_and_reports_as_written() {
+    check(&CURSOR);
+}
+
+#[test]
+fn a_vscode_file_loads_runs_and_reports_as_written() {
+    check(&VSCODE);
 }
 
 #[test]
