@@ -39,6 +39,10 @@ test-deps: .deps/npm/node_modules/.installed .deps/venv/.installed .deps/conform
 	mkdir -p .deps/npm-warm
 	cd .deps/npm-warm && npm install --no-audit --no-fund --ignore-scripts --no-save --cache ../npm-cache \
 		@modelcontextprotocol/server-memory@2026.8.31
+	# A second pin of the same package: two installs must keep their own versions.
+	mkdir -p .deps/npm-warm-2026.7.4
+	cd .deps/npm-warm-2026.7.4 && npm install --no-audit --no-fund --ignore-scripts --no-save --cache ../npm-cache \
+		@modelcontextprotocol/server-memory@2026.7.4
 	touch $@
 
 bench: release test-deps bench-deps

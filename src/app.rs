@@ -41,7 +41,7 @@ impl App {
         let import_origin = settings.servers_file.as_ref().map(|p| p.display().to_string());
         let servers = Servers::new(
             loaded.servers,
-            loaded.servers_path,
+            (loaded.servers_path, loaded.document),
             import_origin,
             Context {
                 npm_prefix: npm_prefix.clone(),

@@ -18,6 +18,8 @@ pub enum Error {
     NotFound(String),
     /// The request clashes with the current state (a name already taken).
     Conflict(String),
+    /// The thing addressed comes from a file the hub never rewrites (an imported server).
+    ReadOnly(String),
     /// A request body or prompt exceeds its cap.
     PayloadTooLarge(String),
     /// The server addressed is not running (the message names its status).
@@ -48,6 +50,7 @@ impl fmt::Display for Error {
             | Error::InvalidJson(m)
             | Error::NotFound(m)
             | Error::Conflict(m)
+            | Error::ReadOnly(m)
             | Error::PayloadTooLarge(m)
             | Error::Unavailable(m)
             | Error::CircuitOpen(m)

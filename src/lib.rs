@@ -6,6 +6,7 @@
 mod activity;
 mod app;
 mod cache;
+mod check;
 mod config;
 mod enhance;
 mod error;
@@ -20,6 +21,7 @@ mod sys;
 
 // What the binary uses.
 pub use app::App;
+pub use check::report as check_report;
 pub use config::{SETTINGS, Settings, Transport, load as load_config};
 pub use error::{Error, Result};
 pub use http::{Http, routes::dispatch};

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agenthub::{App, Http, Shim, ShimOptions, VERSION, dispatch, shim_endpoint};
-use agenthub::{Error, Result, SETTINGS, Settings, Transport, load_config};
+use agenthub::{App, Http, Shim, ShimOptions, VERSION, check_report, dispatch, shim_endpoint};
+use agenthub::{Error, Result, SETTINGS, Settings, load_config};
 
 /// How long in-flight requests may run on after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
@@ -207,41 +207,9 @@ fn check_config(flags: &HashMap<&'static str, String>, env: &dyn Fn(&str) -> Opt
             return ExitCode::FAILURE;
         }
     };
-    for s in &loaded.sources {
-        println!("{s}");
-    }
-    for w in &loaded.warnings {
-        println!("warning: {w}");
-    }
-    println!("{} server(s):", loaded.servers.len());
-    let mut problems = 0;
-    for s in &loaded.servers {
-        let target = match s.config.transport {
-            Transport::Stdio => {
-                let cmd = s
-                    .config
-                    .command
-                    .clone()
-                    .or_else(|| s.config.package.as_ref().map(|p| format!("npx -y {p}")));
-                let mut line = cmd.unwrap_or_default();
-                for a in &s.config.args {
-                    line.push(' ');
-                    line.push_str(a);
-                }
-                line
-            }
-            Transport::Http => s.config.url.clone().unwrap_or_default(),
-        };
-        let flags = [(s.config.auto_start, " auto_start"), (!s.config.enabled, " disabled")]
-            .iter()
-            .filter(|(on, _)| *on)
-            .map(|(_, f)| *f)
-            .collect::<String>();
-        println!("  {:<24} {:<5} {target}{flags}", s.name, s.config.transport.as_str());
-        if let Some(p) = &s.problem {
-            problems += 1;
-            println!("    error: {p}");
-        }
+    let (lines, problems) = check_report(&settings, &loaded, env);
+    for line in lines {
+        println!("{line}");
     }
     let rules = &loaded.rules;
     println!(
@@ -301,6 +269,7 @@ fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()>
         log::warn!("{w}");
     }
     for s in loaded.servers.iter().filter(|s| s.problem.is_some()) {
+        // The problem names what is missing, never a value: it is safe to log.
         log::error!("server {} cannot start: {}", s.name, s.problem.as_deref().unwrap_or(""));
     }
     let app = App::build(settings, loaded);

@@ -1,16 +1,21 @@
 //! Configuration in two stages, raw then validated: `Settings` from the environment overridden by
 //! flags, and the two JSON files (servers, enhancement rules). Servers files are read in the hub's
 //! own shape and, unchanged, in Claude Desktop's / Cursor's (`mcpServers`) and VS Code's (`servers`
-//! with `type`, `inputs`). Errors name the file, the JSON path and, for syntax errors, line and
-//! column. Nothing here spawns, listens or reads the clock.
+//! with `type`, `inputs`, JSONC). Errors name the file, the JSON path and, for syntax errors, line
+//! and column. Nothing here spawns, listens or reads the clock.
 //!
 //! This module loads both files at start-up (`load`) and holds the JSON reading they share;
-//! `settings`, `servers` and `rules` each own one kind of configuration.
+//! `settings`, `rules`, `file` (a servers file and its saves), `servers` (one server), `names`,
+//! `vars` (`${...}`, `envFile`), `secrets` and `jsonc` each own one part.
 
+mod file;
+mod jsonc;
+mod names;
 mod rules;
 mod secrets;
 mod servers;
 mod settings;
+mod vars;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,20 +25,23 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 
+pub use file::Document;
+pub use names::validate_server_name;
 pub use rules::{Rules, parse_rules};
-pub use secrets::Secrets;
-pub use servers::{
-    ServerConfig, ServerEntry, Transport, parse_servers, servers_to_json, validate_server_name,
-};
+pub use secrets::{Secrets, mask_args, mask_url};
+pub use servers::{ServerConfig, ServerEntry, Transport};
 pub use settings::{SETTINGS, Settings, is_loopback_host};
+pub use vars::Scope;
 
-/// The example servers file shipped in `configs/`, used when no file is found.
+/// The example servers file shipped in `configs/`, used when nothing is configured.
 pub const DEFAULT_SERVERS_JSON: &str = include_str!("../../configs/mcp-servers.json");
 /// The example rules file shipped in `configs/`, used when no file is found.
 pub const DEFAULT_RULES_JSON: &str = include_str!("../../configs/enhancement-rules.json");
 
 pub const SERVERS_FILE_NAME: &str = "mcp-servers.json";
 pub const RULES_FILE_NAME: &str = "enhancement-rules.json";
+/// The origin of the embedded example servers.
+pub const EMBEDDED: &str = "embedded defaults";
 
 /// Everything read at start-up.
 #[derive(Debug, Clone)]
@@ -42,13 +50,17 @@ pub struct Loaded {
     pub rules: Rules,
     /// The hub's own servers file: where API changes are saved.
     pub servers_path: PathBuf,
+    /// That file as read (or the embedded defaults, or nothing yet): what saves start from.
+    pub document: Document,
     /// One line per file read (or "embedded defaults").
     pub sources: Vec<String>,
-    /// Non-fatal findings (name clashes between files).
+    /// Non-fatal findings: unknown fields, name clashes between files, comments a save drops.
     pub warnings: Vec<String>,
 }
 
-/// Reads the config dir (or embedded defaults) and the imported servers file.
+/// Reads the config dir and the imported servers file. The embedded example servers apply
+/// only when neither the hub's own servers file nor an import exists: never beside a file the
+/// user named.
 pub fn load(settings: &Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded> {
     let dir = settings.own_config_dir(env);
     if let Some(named) = &settings.config_dir {
@@ -62,51 +74,72 @@ pub fn load(settings: &Settings, env: &dyn Fn(&str) -> Option<String>) -> Result
     let mut sources = Vec::new();
     let mut warnings = Vec::new();
     let servers_path = dir.join(SERVERS_FILE_NAME);
-    let (text, label) = read_or_default(&servers_path, DEFAULT_SERVERS_JSON)?;
-    sources.push(format!("servers: {label}"));
-    let mut servers: Vec<ServerEntry> = parse_servers(&text, &label)?
-        .into_iter()
-        .map(|(name, config)| ServerEntry { name, config, origin: label.clone(), problem: None })
-        .collect();
+    let workspace = settings.workspace.as_deref();
+    let scope = Scope::of_file(&servers_path, workspace);
+    let own = match (read_optional(&servers_path)?, &settings.servers_file) {
+        (Some(text), _) => {
+            let label = servers_path.display().to_string();
+            sources.push(format!("servers: {label}"));
+            let own = file::read(&text, &label, scope)?;
+            if own.document.had_comments {
+                warnings.push(format!("{label}: has comments; a save through the API will not keep them"));
+            }
+            own
+        }
+        (None, None) => {
+            sources.push(format!("servers: {EMBEDDED}"));
+            file::read(DEFAULT_SERVERS_JSON, EMBEDDED, scope)?
+        }
+        (None, Some(_)) => {
+            file::FileServers { document: Document::empty(scope), entries: Vec::new(), warnings: Vec::new() }
+        }
+    };
+    warnings.extend(own.warnings);
+    let mut servers = own.entries;
 
     if let Some(import) = &settings.servers_file {
         let label = import.display().to_string();
         let text = std::fs::read_to_string(import)
             .map_err(|e| Error::Config(format!("{label}: cannot read servers file: {e}")))?;
         sources.push(format!("servers (imported, read-only): {label}"));
-        for (name, config) in parse_servers(&text, &label)? {
-            if let Some(own) = servers.iter().find(|s| s.name == name) {
+        let imported = file::read(&text, &label, Scope::of_file(import, workspace))?;
+        warnings.extend(imported.warnings);
+        for entry in imported.entries {
+            if let Some(own) = servers.iter().find(|s| s.name.eq_ignore_ascii_case(&entry.name)) {
                 warnings.push(format!(
-                    "server \"{name}\" is defined in {} and in {label}; using the one in {}",
-                    own.origin, own.origin
+                    "server \"{}\" is defined in {} and in {label}; using the one in {}",
+                    entry.display_name, own.origin, own.origin
                 ));
                 continue;
             }
-            servers.push(ServerEntry { name, config, origin: label.clone(), problem: None });
+            servers.push(entry);
         }
     }
-    for s in &mut servers {
-        let missing = s.config.missing_vars(env);
-        if !missing.is_empty() {
-            s.problem = Some(format!("missing environment variable {}", missing.join(", ")));
-        }
+    for s in servers.iter_mut().filter(|s| s.problem.is_none()) {
+        s.problem = s.config.problem(env);
     }
 
     let (text, label) = read_or_default(&dir.join(RULES_FILE_NAME), DEFAULT_RULES_JSON)?;
     sources.push(format!("rules: {label}"));
     let rules = parse_rules(&text, &label)?;
-    Ok(Loaded { servers, rules, servers_path, sources, warnings })
+    Ok(Loaded { servers, rules, servers_path, document: own.document, sources, warnings })
+}
+
+/// A file's text, or None when it does not exist.
+fn read_optional(path: &Path) -> Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::Config(format!("{}: cannot read: {e}", path.display()))),
+    }
 }
 
 /// A file's text and its label, or the embedded text when the file does not exist.
 fn read_or_default(path: &Path, default: &str) -> Result<(String, String)> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok((text, path.display().to_string())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Ok((default.to_string(), "embedded defaults".to_string()))
-        }
-        Err(e) => Err(Error::Config(format!("{}: cannot read: {e}", path.display()))),
-    }
+    Ok(match read_optional(path)? {
+        Some(text) => (text, path.display().to_string()),
+        None => (default.to_string(), EMBEDDED.to_string()),
+    })
 }
 
 fn parse_json(text: &str, file: &str) -> Result<Value> {
@@ -222,7 +255,9 @@ mod tests {
 
     #[test]
     fn embedded_defaults_are_valid() {
-        assert!(!parse_servers(DEFAULT_SERVERS_JSON, "embedded").unwrap().is_empty());
+        let f = file::read(DEFAULT_SERVERS_JSON, EMBEDDED, Scope::default()).unwrap();
+        assert!(!f.entries.is_empty() && f.warnings.is_empty());
+        assert!(f.entries.iter().all(|e| e.problem.is_none()));
         let rules = parse_rules(DEFAULT_RULES_JSON, "embedded").unwrap();
         for client in ["vscode", "claude-desktop", "cursor", "raycast"] {
             assert_eq!(rules.for_client(Some(client)).0, client);

@@ -8,7 +8,8 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use super::servers::{ServerConfig, expand, lookup_var};
+use super::servers::ServerConfig;
+use super::vars;
 
 /// What a masked value reads as.
 pub const MASK: &str = "***";
@@ -22,23 +23,48 @@ fn looks_secret(name: &str) -> bool {
     ["token", "key", "secret", "passw", "credential"].iter().any(|w| n.contains(w))
 }
 
-/// Where the secret values of `args` are: (index, byte offset of the value in that arg). The
-/// value after a secret-looking `--flag`, or after the `=` of `--flag=value`.
-fn secret_args(args: &[String]) -> Vec<(usize, usize)> {
+/// Flags whose value is an HTTP header (`mcp-remote --header "Authorization: Bearer ..."`).
+fn is_header_flag(flag: &str) -> bool {
+    flag == "--header" || flag == "-H"
+}
+
+/// Where the value of a header (`Name: value`) is.
+fn header_value(h: &str) -> Option<Range<usize>> {
+    let colon = h.find(':')?;
+    let start = colon + 1 + (h[colon + 1..].len() - h[colon + 1..].trim_start().len());
+    (start < h.len()).then_some(start..h.len())
+}
+
+/// The secret parts of one flag's value, `value` starting at byte `at` of its arg.
+fn secret_value(flag: &str, value: &str, at: usize) -> Vec<Range<usize>> {
+    let shift = |r: Range<usize>| r.start + at..r.end + at;
+    if value.is_empty() {
+        Vec::new()
+    } else if flag.starts_with("--") && looks_secret(flag) {
+        std::iter::once(at..at + value.len()).collect()
+    } else if is_header_flag(flag) {
+        header_value(value).map(shift).into_iter().collect()
+    } else {
+        secret_url_parts(value).into_iter().map(shift).collect()
+    }
+}
+
+/// Where the secret parts of `args` are: (index, byte range in that arg). The value after a
+/// secret-looking `--flag` (or after the `=` of `--flag=value`), the value of a `--header`,
+/// and the secret parts of any URL (userinfo, secret-looking query values).
+fn secret_args(args: &[String]) -> Vec<(usize, Range<usize>)> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < args.len() {
         let arg = &args[i];
-        if let Some((flag, value)) = arg.split_once('=') {
-            if flag.starts_with("--") && looks_secret(flag) && !value.is_empty() {
-                out.push((i, flag.len() + 1));
-            }
-        } else if arg.starts_with("--")
-            && looks_secret(arg)
-            && args.get(i + 1).is_some_and(|n| !n.starts_with("--") && !n.is_empty())
-        {
-            out.push((i + 1, 0));
+        let takes_next = (arg.starts_with("--") && looks_secret(arg)) || is_header_flag(arg);
+        if let Some((flag, value)) = arg.split_once('=').filter(|(f, _)| f.starts_with("--")) {
+            out.extend(secret_value(flag, value, flag.len() + 1).into_iter().map(|r| (i, r)));
+        } else if takes_next && args.get(i + 1).is_some_and(|n| !n.starts_with("--") && !n.is_empty()) {
+            out.extend(secret_value(arg, &args[i + 1], 0).into_iter().map(|r| (i + 1, r)));
             i += 1;
+        } else if !takes_next {
+            out.extend(secret_url_parts(arg).into_iter().map(|r| (i, r)));
         }
         i += 1;
     }
@@ -73,8 +99,9 @@ fn secret_url_parts(url: &str) -> Vec<Range<usize>> {
 /// `args` as the API shows them.
 pub fn mask_args(args: &[String]) -> Vec<String> {
     let mut out = args.to_vec();
-    for (i, at) in secret_args(args) {
-        out[i].replace_range(at.., MASK);
+    // From the end, so the earlier ranges of one arg stay where they were.
+    for (i, r) in secret_args(args).into_iter().rev() {
+        out[i].replace_range(r, MASK);
     }
     out
 }
@@ -125,24 +152,25 @@ impl ServerConfig {
     /// and `headers` value and every masked part of `args` and `url`, as expanded, and the
     /// value of every `${VAR}` it uses.
     pub fn secrets(&self, env: &dyn Fn(&str) -> Option<String>) -> Secrets {
-        let mut vars = Vec::new();
+        let mut found = Vec::new();
         let mut x = |s: &str| {
-            expand(s, &mut |name: &str| {
-                let v = lookup_var(name, env);
-                vars.extend(v.clone());
+            vars::expand(s, &mut |name: &str| {
+                let v = vars::lookup(name, env, &self.scope).ok();
+                found.extend(v.clone());
                 v
             })
         };
         let mut values: Vec<String> = self.env.values().chain(self.headers.values()).map(|v| x(v)).collect();
         let args: Vec<String> = self.args.iter().map(|a| x(a)).collect();
-        values.extend(secret_args(&args).into_iter().map(|(i, at)| args[i][at..].to_string()));
+        values.extend(secret_args(&args).into_iter().map(|(i, r)| args[i][r].to_string()));
         if let Some(url) = self.url.as_deref().map(&mut x) {
             values.extend(secret_url_parts(&url).into_iter().map(|r| url[r].to_string()));
         }
         for text in self.command.iter().chain(self.cwd.iter()) {
             x(text);
         }
-        values.extend(vars);
+        values.extend(found);
+        values.extend(self.env_file_values(env).unwrap_or_default().into_iter().map(|(_, v)| v));
         Secrets::new(values)
     }
 }
@@ -193,6 +221,16 @@ mod tests {
         check(&["--token="], &["--token="]);
         check(&["--port=80", "--name", "n"], &["--port=80", "--name", "n"]);
         check(&["--access-token"], &["--access-token"]);
+        check(&["--access-token", "sbp_123"], &["--access-token", "***"]);
+        check(&["--password=p", "--secret-file", "f"], &["--password=***", "--secret-file", "***"]);
+        check(
+            &["mcp-remote", "https://u:p@h/sse?api_key=k"],
+            &["mcp-remote", "https://***@h/sse?api_key=***"],
+        );
+        check(&["--url=https://h/mcp?token=t&x=1"], &["--url=https://h/mcp?token=***&x=1"]);
+        check(&["--header", "Authorization: Bearer abc"], &["--header", "Authorization: ***"]);
+        check(&["-H", "X-Key:${KEY}", "--header=A: b"], &["-H", "X-Key:***", "--header=A: ***"]);
+        check(&["--url", "https://h/mcp"], &["--url", "https://h/mcp"]);
     }
 
     #[test]

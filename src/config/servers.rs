@@ -1,21 +1,24 @@
-//! MCP server definitions: `ServerConfig` and `ServerEntry`, read from the hub's own servers file
-//! or, unchanged, from Claude Desktop's / Cursor's (`mcpServers`) and VS Code's (`servers` with
-//! `type`, `inputs`); name validation, `${VAR}` expansion, and the JSON written back (masked when
-//! shown by the API).
+//! One MCP server's definition: `ServerConfig` parsed from a server object in any of the three
+//! file shapes (the hub's own fields, and those Claude Desktop, Cursor and VS Code write:
+//! `type`, `disabled`, `envFile`), with a warning for every field it does not know; `${...}`
+//! references and `envFile` resolved when it starts; and the JSON it is saved or shown as.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::Fields;
 use super::secrets::{MASK, mask_args, mask_url};
-use super::{Fields, parse_json};
-use crate::error::{Error, Result};
+use super::vars::{self, Scope};
+use crate::error::Result;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
     Stdio,
     Http,
+    /// The legacy HTTP+SSE transport (`"type": "sse"`): loaded, not yet run (see lifecycle).
+    Sse,
 }
 
 impl Transport {
@@ -23,9 +26,36 @@ impl Transport {
         match self {
             Transport::Stdio => "stdio",
             Transport::Http => "http",
+            Transport::Sse => "sse",
         }
     }
 }
+
+/// Every field a server object may have; anything else is a warning.
+const KNOWN_FIELDS: &[&str] = &[
+    "transport",
+    "type",
+    "command",
+    "args",
+    "env",
+    "envFile",
+    "cwd",
+    "package",
+    "url",
+    "headers",
+    "auto_start",
+    "restart_on_failure",
+    "max_restarts",
+    "restart_backoff",
+    "restart_backoff_max",
+    "handshake_timeout",
+    "health_check_interval",
+    "request_timeout",
+    "roots",
+    "description",
+    "enabled",
+    "disabled",
+];
 
 /// One MCP server as configured. Text fields keep `${VAR}` unexpanded; see `expanded`.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +64,8 @@ pub struct ServerConfig {
     pub command: Option<String>,
     pub args: Vec<String>,
     pub env: BTreeMap<String, String>,
+    /// A dotenv file read at start; `env` wins over it. Relative to the file it was read from.
+    pub env_file: Option<String>,
     pub cwd: Option<String>,
     pub package: Option<String>,
     pub url: Option<String>,
@@ -51,6 +83,8 @@ pub struct ServerConfig {
     pub roots: Vec<String>,
     pub description: Option<String>,
     pub enabled: bool,
+    /// What its references resolve against (never saved).
+    pub scope: Scope,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +94,7 @@ impl Default for ServerConfig {
             command: None,
             args: Vec::new(),
             env: BTreeMap::new(),
+            env_file: None,
             cwd: None,
             package: None,
             url: None,
@@ -75,6 +110,7 @@ impl Default for ServerConfig {
             roots: Vec::new(),
             description: None,
             enabled: true,
+            scope: Scope::default(),
         }
     }
 }
@@ -82,7 +118,10 @@ impl Default for ServerConfig {
 /// A server as loaded, with where it came from and, if it cannot run, why.
 #[derive(Debug, Clone)]
 pub struct ServerEntry {
+    /// The safe name: paths, `server__tool`, the table's key.
     pub name: String,
+    /// The name as written in its file (the same as `name` unless that had to be derived).
+    pub display_name: String,
     pub config: ServerConfig,
     /// The file it was read from, or "embedded defaults".
     pub origin: String,
@@ -90,11 +129,45 @@ pub struct ServerEntry {
     pub problem: Option<String>,
 }
 
+/// A field name that is not known, with the known one it most likely meant.
+fn unknown_field(key: &str) -> String {
+    let squash = |s: &str| s.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_lowercase();
+    let k = squash(key);
+    let near = |f: &&&str| squash(f) == k || (k.len() > 4 && edits(&squash(f), &k) <= 2);
+    match KNOWN_FIELDS.iter().find(near) {
+        Some(f) => format!("unknown field (did you mean \"{f}\"?); ignored"),
+        None => "unknown field; ignored".to_string(),
+    }
+}
+
+/// The edit distance between two short words.
+fn edits(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 impl ServerConfig {
-    /// Parses one server object; `at` is its JSON path for error messages.
-    pub fn from_json(value: &Value, file: &str, at: &str) -> Result<ServerConfig> {
+    /// Parses one server object; `at` is its JSON path for errors and warnings (one per
+    /// unknown field, naming its path).
+    pub fn from_json(value: &Value, file: &str, at: &str) -> Result<(ServerConfig, Vec<String>)> {
         let f = Fields::new(value, file, at)?;
         let d = ServerConfig::default();
+        let warnings = f
+            .map
+            .keys()
+            .filter(|k| !KNOWN_FIELDS.contains(&k.as_str()))
+            .map(|k| format!("{file}: {at}.{k}: {}", unknown_field(k)))
+            .collect();
         let transport = match f.str("transport")?.or(f.str("type")?).as_deref() {
             None => {
                 if f.map.contains_key("url") && !f.map.contains_key("command") {
@@ -105,21 +178,19 @@ impl ServerConfig {
             }
             Some("stdio") => Transport::Stdio,
             Some("http" | "streamable-http" | "streamableHttp") => Transport::Http,
-            Some("sse") => {
-                return Err(f.err(
-                    "type",
-                    "the legacy HTTP+SSE transport is not supported; use \"http\" (Streamable HTTP)",
-                ));
-            }
+            Some("sse") => Transport::Sse,
             Some(other) => {
-                return Err(f.err("transport", &format!("expected \"stdio\" or \"http\", got \"{other}\"")));
+                let key = if f.map.contains_key("transport") { "transport" } else { "type" };
+                return Err(f.err(key, &format!("expected \"stdio\", \"http\" or \"sse\", got \"{other}\"")));
             }
         };
+        let disabled = f.bool("disabled")?.unwrap_or(false);
         let cfg = ServerConfig {
             transport,
             command: f.str("command")?,
             args: f.str_list("args")?.unwrap_or_default(),
             env: f.str_map("env")?.unwrap_or_default(),
+            env_file: f.str("envFile")?,
             cwd: f.str("cwd")?,
             package: f.str("package")?,
             url: f.str("url")?,
@@ -134,7 +205,8 @@ impl ServerConfig {
             request_timeout: f.secs("request_timeout")?,
             roots: f.str_list("roots")?.unwrap_or_default(),
             description: f.str("description")?,
-            enabled: f.bool("enabled")?.unwrap_or(d.enabled),
+            enabled: f.bool("enabled")?.unwrap_or(d.enabled) && !disabled,
+            scope: Scope::default(),
         };
         match cfg.transport {
             Transport::Stdio => {
@@ -142,7 +214,7 @@ impl ServerConfig {
                     return Err(f.err("command", "a stdio server needs \"command\" or \"package\""));
                 }
             }
-            Transport::Http => match cfg.url.as_deref() {
+            Transport::Http | Transport::Sse => match cfg.url.as_deref() {
                 None => return Err(f.err("url", "an http server needs \"url\"")),
                 Some(u)
                     if !(u.starts_with("http://") || u.starts_with("https://") || u.starts_with("${")) =>
@@ -165,11 +237,11 @@ impl ServerConfig {
                 return Err(f.err(key, "must be more than 0 seconds"));
             }
         }
-        Ok(cfg)
+        Ok((cfg, warnings))
     }
 
-    /// The JSON saved in the hub's file (unexpanded), or shown by the API with `masked`
-    /// (see `secrets` for what is masked).
+    /// Every field in the hub's own spelling (unexpanded), or as shown by the API with
+    /// `masked` (see `secrets` for what is masked).
     pub fn to_json(&self, masked: bool) -> Value {
         let mut m = Map::new();
         let mask = |map: &BTreeMap<String, String>| -> Value {
@@ -191,6 +263,9 @@ impl ServerConfig {
         }
         if !self.env.is_empty() {
             m.insert("env".into(), mask(&self.env));
+        }
+        if let Some(e) = &self.env_file {
+            m.insert("envFile".into(), e.clone().into());
         }
         if let Some(c) = &self.cwd {
             m.insert("cwd".into(), c.clone().into());
@@ -225,33 +300,42 @@ impl ServerConfig {
         Value::Object(m)
     }
 
-    /// Names of the variables referenced by `${VAR}` / `${env:VAR}` that `env` does not define,
-    /// and of VS Code `${input:ID}` prompts, which the hub cannot ask.
-    pub fn missing_vars(&self, env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
-        let mut missing = Vec::new();
+    /// What keeps this configuration from starting, each said with how to fix it: missing
+    /// variables and inputs, an `envFile` that cannot be read.
+    pub fn problem(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+        let mut missing: Vec<String> = Vec::new();
         for text in self.texts() {
-            let _ = expand(text, &mut |name: &str| {
-                let found = lookup_var(name, env);
-                if found.is_none() && !missing.iter().any(|m| m == name) {
-                    missing.push(name.to_string());
+            vars::expand(text, &mut |name: &str| {
+                let found = vars::lookup(name, env, &self.scope);
+                if let Err(what) = &found {
+                    if !missing.contains(what) {
+                        missing.push(what.clone());
+                    }
                 }
-                found
+                found.ok()
             });
         }
-        missing
+        if !missing.is_empty() {
+            return Some(format!("missing {}", missing.join(", ")));
+        }
+        self.env_file_values(env).err()
     }
 
-    /// A copy with every `${VAR}` expanded; the error names the first missing variable.
-    pub fn expanded(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<ServerConfig, String> {
+    /// A copy with every `${...}` expanded and the `envFile` merged into `env`; the error says
+    /// what is missing.
+    pub fn expanded(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> std::result::Result<ServerConfig, String> {
         let mut out = self.clone();
         let mut missing: Option<String> = None;
         let mut x = |s: &str| -> String {
-            expand(s, &mut |name: &str| {
-                let v = lookup_var(name, env);
-                if v.is_none() && missing.is_none() {
-                    missing = Some(name.to_string());
+            vars::expand(s, &mut |name: &str| match vars::lookup(name, env, &self.scope) {
+                Ok(v) => Some(v),
+                Err(what) => {
+                    missing.get_or_insert(what);
+                    None
                 }
-                v
             })
         };
         out.command = self.command.as_deref().map(&mut x);
@@ -260,13 +344,39 @@ impl ServerConfig {
         out.cwd = self.cwd.as_deref().map(&mut x);
         out.url = self.url.as_deref().map(&mut x);
         out.headers = self.headers.iter().map(|(k, v)| (k.clone(), x(v))).collect();
-        match missing {
-            Some(name) => Err(name),
-            None => Ok(out),
+        if let Some(what) = missing {
+            return Err(format!("missing {what}"));
         }
+        for (k, v) in self.env_file_values(env)? {
+            out.env.entry(k).or_insert(v);
+        }
+        out.env_file = None;
+        Ok(out)
     }
 
-    fn texts(&self) -> impl Iterator<Item = &str> {
+    /// The variables of the `envFile`, if there is one.
+    pub(super) fn env_file_values(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> std::result::Result<Vec<(String, String)>, String> {
+        let Some(written) = &self.env_file else { return Ok(Vec::new()) };
+        let mut missing = None;
+        let path = vars::expand(written, &mut |name: &str| {
+            vars::lookup(name, env, &self.scope).map_err(|w| missing.get_or_insert(w).clone()).ok()
+        });
+        if let Some(what) = missing {
+            return Err(format!("envFile \"{written}\": missing {what}"));
+        }
+        let path = match &self.scope.base_dir {
+            Some(dir) => dir.join(&path),
+            None => std::path::PathBuf::from(&path),
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("envFile {}: cannot read: {e}", path.display()))?;
+        vars::parse_dotenv(&text).map_err(|e| format!("envFile {}: {e}", path.display()))
+    }
+
+    pub(super) fn texts(&self) -> impl Iterator<Item = &str> {
         self.command
             .iter()
             .chain(self.cwd.iter())
@@ -283,191 +393,80 @@ fn secs(d: Duration) -> Value {
     if s.fract() == 0.0 { Value::from(d.as_secs()) } else { Value::from(s) }
 }
 
-/// `env:NAME` and `NAME` read the environment; `input:ID` cannot be answered.
-pub(super) fn lookup_var(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
-    if name.starts_with("input:") {
-        return None;
-    }
-    env(name.strip_prefix("env:").unwrap_or(name))
-}
-
-/// Replaces `${NAME}` using `lookup`; an unknown name expands to "" (the caller records it).
-/// Text without a closing brace is kept as it is.
-pub(super) fn expand(text: &str, lookup: &mut dyn FnMut(&str) -> Option<String>) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        match after.find('}') {
-            Some(end) => {
-                out.push_str(&lookup(&after[..end]).unwrap_or_default());
-                rest = &after[end + 1..];
-            }
-            None => {
-                out.push_str(&rest[start..]);
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Server names: 1-64 of `[A-Za-z0-9_-]`, no `__` (the aggregated endpoint's separator), and not
-/// `agenthub` (the hub's own tools).
-pub fn validate_server_name(name: &str) -> std::result::Result<(), String> {
-    if name.is_empty() || name.len() > 64 {
-        return Err(format!("server name \"{name}\" must be 1 to 64 characters"));
-    }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-        return Err(format!("server name \"{name}\" may hold only letters, digits, '_' and '-'"));
-    }
-    if name.contains("__") {
-        return Err(format!("server name \"{name}\" must not contain \"__\""));
-    }
-    if name.eq_ignore_ascii_case("agenthub") {
-        return Err("server name \"agenthub\" is reserved".into());
-    }
-    Ok(())
-}
-
-/// Parses a servers file in any of the three shapes; `file` names it in errors.
-pub fn parse_servers(text: &str, file: &str) -> Result<Vec<(String, ServerConfig)>> {
-    let root = parse_json(text, file)?;
-    let Value::Object(obj) = &root else {
-        return Err(Error::Config(format!("{file}: expected a JSON object at the top")));
-    };
-    let (key, servers) = match (obj.get("servers"), obj.get("mcpServers")) {
-        (Some(s), None) => ("servers", s),
-        (None, Some(s)) => ("mcpServers", s),
-        (Some(_), Some(_)) => {
-            return Err(Error::Config(format!("{file}: has both \"servers\" and \"mcpServers\"; keep one")));
-        }
-        (None, None) => {
-            return Err(Error::Config(format!(
-                "{file}: expected an object with \"servers\" (AgentHub, VS Code) or \"mcpServers\" (Claude Desktop, Cursor)"
-            )));
-        }
-    };
-    let Value::Object(servers) = servers else {
-        return Err(Error::Config(format!("{file}: {key}: expected an object of servers by name")));
-    };
-    let mut out = Vec::with_capacity(servers.len());
-    for (name, value) in servers {
-        let at = format!("{key}.{name}");
-        validate_server_name(name).map_err(|m| Error::Config(format!("{file}: {at}: {m}")))?;
-        out.push((name.clone(), ServerConfig::from_json(value, file, &at)?));
-    }
-    Ok(out)
-}
-
-/// The hub's own file shape, as saved.
-pub fn servers_to_json<'a>(servers: impl Iterator<Item = (&'a str, &'a ServerConfig)>) -> Value {
-    let map: Map<String, Value> = servers.map(|(n, c)| (n.to_string(), c.to_json(false))).collect();
-    serde_json::json!({ "servers": map })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::tests::env_of;
 
-    #[test]
-    fn reads_all_three_shapes() {
-        let claude = r#"{"mcpServers": {"fs": {"command": "npx", "args": ["-y", "x"], "env": {"K": "v"}}, "remote": {"url": "https://r.example/mcp", "headers": {"Authorization": "Bearer t"}}}}"#;
-        let s = parse_servers(claude, "c.json").unwrap();
-        assert_eq!(s[0].0, "fs");
-        assert_eq!(s[0].1.transport, Transport::Stdio);
-        assert_eq!(s[0].1.args, ["-y", "x"]);
-        assert_eq!(s[1].1.transport, Transport::Http);
-        let vscode = r#"{"inputs": [{"id": "key", "type": "promptString"}], "servers": {"gh": {"type": "http", "url": "https://api/mcp"}, "local": {"type": "stdio", "command": "node", "args": ["s.js"]}}}"#;
-        let s = parse_servers(vscode, "v.json").unwrap();
-        assert_eq!(
-            s.iter().map(|(n, c)| (n.as_str(), c.transport)).collect::<Vec<_>>(),
-            [("gh", Transport::Http), ("local", Transport::Stdio)]
-        );
-        let own = r#"{"servers": {"e": {"transport": "stdio", "command": "x", "auto_start": true, "max_restarts": 2, "restart_backoff": 0.5, "request_timeout": 5}}}"#;
-        let (_, c) = &parse_servers(own, "o.json").unwrap()[0];
-        assert!(c.auto_start);
-        assert_eq!(c.max_restarts, 2);
-        assert_eq!(c.restart_backoff, Duration::from_millis(500));
-        assert_eq!(c.request_timeout, Some(Duration::from_secs(5)));
+    fn parse(json: &str) -> Result<(ServerConfig, Vec<String>)> {
+        ServerConfig::from_json(&serde_json::from_str(json).unwrap(), "f.json", "servers.a")
     }
 
     #[test]
-    fn servers_round_trip_through_json() {
-        let own = r#"{"servers": {"e": {"command": "x", "args": ["${HOME}/a"], "env": {"T": "${env:TOKEN}"}, "restart_backoff": 0.25, "roots": ["file:///tmp"], "description": "d"}}}"#;
-        let parsed = parse_servers(own, "o.json").unwrap();
-        let json = servers_to_json(parsed.iter().map(|(n, c)| (n.as_str(), c))).to_string();
-        assert_eq!(parse_servers(&json, "saved").unwrap(), parsed);
-        assert!(json.contains("${env:TOKEN}"), "saved text stays unexpanded");
+    fn client_fields_are_read() {
+        let (c, w) = parse(r#"{"command": "x", "disabled": true, "envFile": ".env"}"#).unwrap();
+        assert!(!c.enabled && w.is_empty());
+        assert_eq!(c.env_file.as_deref(), Some(".env"));
+        let (c, _) = parse(r#"{"type": "sse", "url": "https://h/sse"}"#).unwrap();
+        assert_eq!(c.transport, Transport::Sse);
+        let (c, _) = parse(r#"{"url": "https://h/mcp"}"#).unwrap();
+        assert_eq!(c.transport, Transport::Http);
+    }
+
+    #[test]
+    fn unknown_fields_are_warnings_naming_their_path() {
+        fn check(json: &str, expected: &[&str]) {
+            let (_, w) = parse(json).unwrap();
+            assert_eq!(w, expected, "{json}");
+        }
+        check(r#"{"command": "x", "auto_start": true}"#, &[]);
+        check(
+            r#"{"command": "x", "autostart": true, "restartOnFailure": false, "env_file": "e", "comand": "y", "colour": 1}"#,
+            &[
+                "f.json: servers.a.autostart: unknown field (did you mean \"auto_start\"?); ignored",
+                "f.json: servers.a.restartOnFailure: unknown field (did you mean \"restart_on_failure\"?); ignored",
+                "f.json: servers.a.env_file: unknown field (did you mean \"envFile\"?); ignored",
+                "f.json: servers.a.comand: unknown field (did you mean \"command\"?); ignored",
+                "f.json: servers.a.colour: unknown field; ignored",
+            ],
+        );
     }
 
     #[test]
     fn secrets_are_masked() {
-        let (_, c) = &parse_servers(
-            r#"{"servers": {"e": {"command": "x", "env": {"API_KEY": "sekrit"}, "headers": {"X": "h"}}}}"#,
-            "f",
-        )
-        .unwrap()[0];
+        let (c, _) =
+            parse(r#"{"command": "x", "env": {"API_KEY": "sekrit"}, "headers": {"X": "h"}}"#).unwrap();
         let shown = c.to_json(true).to_string();
         assert!(shown.contains("API_KEY") && shown.contains("***") && !shown.contains("sekrit"), "{shown}");
     }
 
     #[test]
-    fn config_errors_name_file_path_and_position() {
-        fn check(text: &str, needle: &str) {
-            let e = parse_servers(text, "f.json").unwrap_err().to_string();
-            assert!(e.contains(needle), "{e:?} lacks {needle:?}");
-        }
-        check("{\n  \"servers\": {\n    \"a\": {,}\n  }\n}", "f.json:3:11: invalid JSON");
-        check(r#"{"servers": {"a": {"command": 5}}}"#, "f.json: servers.a.command: expected a string");
-        check(
-            r#"{"servers": {"a": {"command": "x", "args": ["ok", 3]}}}"#,
-            "servers.a.args[1]: expected a string",
-        );
-        check(r#"{"servers": {"a": {"command": "x", "env": {"K": 1}}}}"#, "servers.a.env.K");
-        check(r#"{"servers": {"a": {"transport": "pigeon", "command": "x"}}}"#, "servers.a.transport");
-        check(r#"{"servers": {"a": {"transport": "http"}}}"#, "servers.a.url");
-        check(r#"{"servers": {"a": {"args": []}}}"#, "servers.a.command");
-        check(r#"{"servers": {"a__b": {"command": "x"}}}"#, "servers.a__b: server name");
-        check(r#"{"servers": {"agenthub": {"command": "x"}}}"#, "reserved");
-        check(r#"{"mcpServers": {"a": {"command": "x", "max_restarts": -1}}}"#, "mcpServers.a.max_restarts");
-        check(r#"{"servers": {"a": {"command": "x", "roots": ["/tmp"]}}}"#, "servers.a.roots[0]");
-        check(r#"{"tools": {}}"#, "\"mcpServers\"");
-        check(r#"[]"#, "top");
-    }
-
-    #[test]
     fn variables_expand_and_missing_ones_are_named() {
-        let (_, c) = &parse_servers(r#"{"servers": {"a": {"command": "${BIN}", "args": ["--key=${env:KEY}", "${input:pat}"], "env": {"X": "pre-${KEY}-post"}}}}"#, "f").unwrap()[0];
+        let (mut c, _) = parse(r#"{"command": "${BIN}", "args": ["--key=${env:KEY}", "${input:pat}"], "env": {"X": "pre-${KEY}-post"}}"#).unwrap();
         let env = env_of(&[("BIN", "/usr/bin/srv"), ("KEY", "k1")]);
-        assert_eq!(c.missing_vars(&env), ["input:pat"]);
-        let mut ok = c.clone();
-        ok.args.pop();
-        let x = ok.expanded(&env).unwrap();
+        let problem = c.problem(&env).unwrap();
+        assert!(problem.starts_with("missing input \"pat\""), "{problem}");
+        c.scope.inputs.insert("pat".into(), Some("dflt".into()));
+        assert_eq!(c.problem(&env), None);
+        let x = c.expanded(&env).unwrap();
         assert_eq!(x.command.as_deref(), Some("/usr/bin/srv"));
-        assert_eq!(x.args, ["--key=k1"]);
+        assert_eq!(x.args, ["--key=k1", "dflt"]);
         assert_eq!(x.env["X"], "pre-k1-post");
-        assert_eq!(ok.expanded(&env_of(&[])).unwrap_err(), "BIN");
-        assert_eq!(expand("a ${unclosed", &mut |_| Some("z".into())), "a ${unclosed");
+        assert_eq!(c.expanded(&env_of(&[])).unwrap_err(), "missing environment variable BIN");
+        assert_eq!(vars::expand("a ${unclosed", &mut |_| Some("z".into())), "a ${unclosed");
     }
 
     #[test]
-    fn server_names() {
-        for (n, ok) in [
-            ("a", true),
-            ("my-server_2", true),
-            ("", false),
-            ("a b", false),
-            ("a.b", false),
-            ("a__b", false),
-            ("AgentHub", false),
-        ] {
-            assert_eq!(validate_server_name(n).is_ok(), ok, "{n}");
-        }
-        assert!(validate_server_name(&"x".repeat(64)).is_ok());
-        assert!(validate_server_name(&"x".repeat(65)).is_err());
+    fn env_files_are_read_relative_to_their_file() {
+        let dir = std::env::temp_dir().join(format!("agenthub-envfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(".env"), "A=from-file\nB=file-b\n").unwrap();
+        let (mut c, _) = parse(r#"{"command": "x", "envFile": ".env", "env": {"B": "own"}}"#).unwrap();
+        c.scope.base_dir = Some(dir.clone());
+        let x = c.expanded(&env_of(&[])).unwrap();
+        assert_eq!((x.env["A"].as_str(), x.env["B"].as_str()), ("from-file", "own"));
+        c.env_file = Some("missing.env".into());
+        assert!(c.problem(&env_of(&[])).unwrap().contains("missing.env: cannot read"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

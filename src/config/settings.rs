@@ -46,6 +46,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "extra servers file to import read-only (Claude Desktop, Cursor or VS Code format)",
     },
     SettingSpec {
+        env: "AGENTHUB_WORKSPACE",
+        flag: Some("--workspace"),
+        default: "the folder above .vscode/",
+        help: "what ${workspaceFolder} in a servers file stands for",
+    },
+    SettingSpec {
         env: "AGENTHUB_DATA_DIR",
         flag: Some("--data-dir"),
         default: "$XDG_DATA_HOME/agenthub",
@@ -163,6 +169,8 @@ pub struct Settings {
     /// Named explicitly (flag or environment): must exist.
     pub config_dir: Option<PathBuf>,
     pub servers_file: Option<PathBuf>,
+    /// `${workspaceFolder}` (else the folder above a file's `.vscode/`).
+    pub workspace: Option<PathBuf>,
     pub data_dir: PathBuf,
     pub log_level: log::LevelFilter,
     pub workers: usize,
@@ -285,6 +293,7 @@ impl Settings {
             port,
             config_dir: src.get("AGENTHUB_CONFIG_DIR").map(|(v, _)| PathBuf::from(v)),
             servers_file: src.get("AGENTHUB_SERVERS_FILE").map(|(v, _)| PathBuf::from(v)),
+            workspace: src.get("AGENTHUB_WORKSPACE").map(|(v, _)| PathBuf::from(v)),
             data_dir: src
                 .get("AGENTHUB_DATA_DIR")
                 .map(|(v, _)| PathBuf::from(v))

@@ -135,6 +135,7 @@ pub fn status_of(e: &Error) -> (u16, &'static str) {
         Error::InvalidJson(_) => (400, "invalid_json"),
         Error::NotFound(_) => (404, "not_found"),
         Error::Conflict(_) => (409, "conflict"),
+        Error::ReadOnly(_) => (409, "read_only"),
         Error::PayloadTooLarge(_) => (413, "payload_too_large"),
         Error::Unavailable(_) => (503, "server_unavailable"),
         Error::CircuitOpen(_) => (503, "circuit_open"),

@@ -185,9 +185,11 @@ fn add_server(app: &App, req: &Req, _: &Params) -> Result<Reply> {
         .to_string();
     let mut config = obj.clone();
     config.remove("name");
-    let config = ServerConfig::from_json(&Value::Object(config), "request body", "$")?;
+    let (config, warnings) = ServerConfig::from_json(&Value::Object(config), "request body", "$")?;
     let snap = app.servers.add(&name, config)?;
-    Ok(Reply::json(201, &server_json(&snap, Instant::now())))
+    let mut body = server_json(&snap, Instant::now());
+    body["warnings"] = json!(warnings);
+    Ok(Reply::json(201, &body))
 }
 
 fn replace_server(app: &App, req: &Req, p: &Params) -> Result<Reply> {
@@ -202,10 +204,17 @@ fn replace_server(app: &App, req: &Req, p: &Params) -> Result<Reply> {
             }
         }
     }
-    let config = ServerConfig::from_json(&body, "request body", "$")?;
-    let name = p.get("name").to_string();
+    let (config, warnings) = ServerConfig::from_json(&body, "request body", "$")?;
+    let (servers, name) = (app.servers.clone(), p.get("name").to_string());
     // A running server restarts with the new configuration: that may take a while.
-    Ok(lifecycle(app, move |servers| servers.replace(&name, config)))
+    Ok(Reply::later(Box::new(move || match servers.replace(&name, config) {
+        Ok(snap) => {
+            let mut body = server_json(&snap, Instant::now());
+            body["warnings"] = json!(warnings);
+            Reply::ok(&body)
+        }
+        Err(e) => Reply::from(e),
+    })))
 }
 
 fn remove_server(app: &App, _: &Req, p: &Params) -> Result<Reply> {
@@ -267,7 +276,7 @@ fn install_server(app: &App, req: &Req, _: &Params) -> Result<Reply> {
             config_json[key] = v.clone();
         }
     }
-    let config = ServerConfig::from_json(&config_json, "request body", "$")?;
+    let (config, _) = ServerConfig::from_json(&config_json, "request body", "$")?;
     if app.servers.get(&name).is_some() {
         return Err(Error::Conflict(format!("a server named \"{name}\" already exists")));
     }
@@ -278,9 +287,18 @@ fn install_server(app: &App, req: &Req, _: &Params) -> Result<Reply> {
     // npm takes seconds to minutes: the install runs on a thread of its own.
     Ok(Reply::later(Box::new(move || {
         let run = || -> Result<Reply> {
-            let bin = installer.install(&package, ignore_scripts)?;
-            activity.record("install", Some(&name), format!("installed {package}"));
+            let staged = installer.install(&package, &name, ignore_scripts)?;
+            // Added first, so a name taken meanwhile never has its install replaced.
             let mut snap = servers.add(&name, config)?;
+            let bin = match staged.commit() {
+                Ok(bin) => bin,
+                Err(e) => {
+                    log::error!("install of {package} for server {name} failed: {e}");
+                    let _ = servers.remove(&name);
+                    return Err(e);
+                }
+            };
+            activity.record("install", Some(&name), format!("installed {package}"));
             if start {
                 snap = servers.start(&name)?;
             }
@@ -481,10 +499,12 @@ fn find(app: &App, name: &str) -> Result<Snapshot> {
     app.servers.get(name).ok_or_else(|| Error::NotFound(format!("no server named \"{name}\"")))
 }
 
-/// The API's view of a server: secrets in `env` and `headers` masked.
+/// The API's view of a server: its safe `name` (paths, `server__tool`) and its `display_name`
+/// as written in its file; secrets masked (`config::secrets`).
 pub fn server_json(s: &Snapshot, now: Instant) -> Value {
     json!({
         "name": s.name,
+        "display_name": s.display_name,
         "transport": s.transport().as_str(),
         "status": s.info.status,
         "pid": s.info.pid,

@@ -1,6 +1,8 @@
 //! Configuration changes: add, replace, remove, each saved atomically with memory rolled back
 //! when the save fails. `Servers::writes` puts each change in order with its save, so the file
-//! always matches memory; it is never held across a stop or a start.
+//! always matches memory; it is never held across a stop or a start. Imported servers are
+//! read-only (`Error::ReadOnly`). A save starts from the file as read (`config::Document`):
+//! its shape, unknown keys and key order are kept, and only what changed is rewritten.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,8 +19,10 @@ impl Servers {
         if self.find(name).is_some() {
             return Err(Error::Conflict(format!("a server named \"{name}\" already exists")));
         }
+        let config = ServerConfig { scope: self.document.lock().scope.clone(), ..config };
         let srv = Arc::new(Server::new(ServerEntry {
             name: name.to_string(),
+            display_name: name.to_string(),
             config,
             origin: self.file.display().to_string(),
             problem: None,
@@ -40,9 +44,10 @@ impl Servers {
             let _w = self.writes.lock();
             // Looked up under the save lock: a removal that came first wins, and this is a 404.
             let srv = self.must_find(name)?;
+            self.writable(&srv)?;
             let old = {
                 let mut st = srv.state.lock();
-                let config = config.unmasked(&st.config);
+                let config = ServerConfig { scope: st.config.scope.clone(), ..config.unmasked(&st.config) };
                 st.replaced(config, self.file.display().to_string())
             };
             if let Err(e) = self.save() {
@@ -73,6 +78,7 @@ impl Servers {
         let srv = {
             let _w = self.writes.lock();
             let srv = self.must_find(name)?;
+            self.writable(&srv)?;
             srv.state.lock().removed = true;
             let index = {
                 let mut list = self.list.lock();
@@ -95,26 +101,66 @@ impl Servers {
         };
         self.stop_server(&srv);
         self.ctx.breakers.remove(name);
+        let prefix = self.ctx.npm_prefix.join(name);
+        if prefix.exists() {
+            match std::fs::remove_dir_all(&prefix) {
+                Ok(()) => log::info!("server {name}: removed its npm install {}", prefix.display()),
+                Err(e) => {
+                    log::error!("server {name}: cannot remove its npm install {}: {e}", prefix.display())
+                }
+            }
+        }
         self.ctx.activity.record("config", Some(name), "removed");
         Ok(())
     }
 
-    /// Writes the hub's own file atomically: every server except those only imported.
+    /// Refuses to change a server imported from a file the hub never rewrites.
+    fn writable(&self, srv: &Server) -> Result<()> {
+        let origin = srv.state.lock().origin.clone();
+        if self.import_origin.as_deref() == Some(origin.as_str()) {
+            return Err(Error::ReadOnly(format!(
+                "server \"{}\" is imported from {origin}, which the hub never rewrites: change it in that file",
+                srv.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes the hub's own file atomically: every server except those only imported, over the
+    /// file as last read or saved. The first save over the embedded defaults writes them too
+    /// (said in the log): from then on they are the user's to edit.
     fn save(&self) -> Result<()> {
+        let mut embedded = Vec::new();
         let servers: Vec<(String, ServerConfig)> = self
             .list
             .lock()
             .iter()
             .filter_map(|s| {
                 let st = s.state.lock();
+                if st.origin == config::EMBEDDED {
+                    embedded.push(s.name.clone());
+                }
                 let imported = self.import_origin.as_deref() == Some(st.origin.as_str());
-                (!imported).then(|| (s.name.clone(), st.config.clone()))
+                (!imported).then(|| (s.display_name.clone(), st.config.clone()))
             })
             .collect();
-        let doc = config::servers_to_json(servers.iter().map(|(n, c)| (n.as_str(), c)));
-        let mut text = serde_json::to_string_pretty(&doc).map_err(|e| Error::Internal(e.to_string()))?;
+        let document = self.document.lock().clone();
+        let root = document.render(&servers);
+        let mut text = serde_json::to_string_pretty(&root).map_err(|e| Error::Internal(e.to_string()))?;
         text.push('\n');
         write_atomically(&self.file, text.as_bytes())?;
+        log::info!("saved {} server(s) to {}", servers.len(), self.file.display());
+        if !embedded.is_empty() {
+            log::info!(
+                "first save: the embedded example servers ({}) are now in {}; edit or remove them there",
+                embedded.join(", "),
+                self.file.display()
+            );
+        }
+        if document.had_comments {
+            log::warn!("{}: its comments were not kept by this save", self.file.display());
+        }
+        self.document.lock().saved(root, servers);
         let label = self.file.display().to_string();
         for s in self.list.lock().iter() {
             let mut st = s.state.lock();

@@ -1,8 +1,11 @@
 //! Installing MCP servers from npm: package names validated before anything runs, npm run
-//! without a shell into the data dir, one install at a time, bounded by a timeout.
+//! without a shell, one install at a time, bounded by a timeout. Each installed server has an
+//! npm prefix of its own, `<data dir>/npm/<server>`, so two servers pinned to two versions of
+//! one package keep them; it is removed with the server (`Servers::remove`). An install goes
+//! into a staging prefix first (`Staged`), which a failure removes, so nothing is left behind.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -54,38 +57,83 @@ pub fn default_name(spec: &str) -> String {
 }
 
 pub struct Installer {
-    prefix: PathBuf,
-    /// npm runs one at a time: concurrent installs into one prefix corrupt it.
+    /// `<data dir>/npm`: one prefix per server under it.
+    root: PathBuf,
+    /// npm runs one at a time: concurrent installs share npm's cache and the network.
     queue: Mutex<()>,
     timeout: Duration,
 }
 
+/// A finished install in its staging prefix, not yet the server's: dropped uncommitted, it is
+/// removed.
+pub struct Staged {
+    dir: PathBuf,
+    target: PathBuf,
+    spec: String,
+    committed: bool,
+}
+
+impl Staged {
+    /// Moves the install to the server's prefix (replacing what a stale one left there) and
+    /// returns the package's executable there.
+    pub fn commit(mut self) -> Result<PathBuf> {
+        if self.target.exists() {
+            std::fs::remove_dir_all(&self.target)
+                .map_err(|e| Error::io(format!("cannot replace {}", self.target.display()), e))?;
+        }
+        std::fs::rename(&self.dir, &self.target)
+            .map_err(|e| Error::io(format!("cannot move the install to {}", self.target.display()), e))?;
+        self.committed = true;
+        super::process::installed_bin(&self.target, &self.spec).ok_or_else(|| {
+            Error::Internal(format!("the executable of {} is gone from {}", self.spec, self.target.display()))
+        })
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 impl Installer {
-    pub fn new(prefix: PathBuf) -> Installer {
-        Installer { prefix, queue: Mutex::new(()), timeout: INSTALL_TIMEOUT }
+    pub fn new(root: PathBuf) -> Installer {
+        Installer { root, queue: Mutex::new(()), timeout: INSTALL_TIMEOUT }
     }
 
-    pub fn prefix(&self) -> &Path {
-        &self.prefix
-    }
-
-    /// Runs `npm install` for `spec` and returns the package's executable.
-    pub fn install(&self, spec: &str, ignore_scripts: bool) -> Result<PathBuf> {
+    /// Runs `npm install` for `spec` into a staging prefix for `server`. Any failure removes
+    /// that prefix and is logged.
+    pub fn install(&self, spec: &str, server: &str, ignore_scripts: bool) -> Result<Staged> {
         validate_package(spec).map_err(Error::BadRequest)?;
+        let result = self.try_install(spec, server, ignore_scripts);
+        if let Err(e) = &result {
+            log::error!("install of {spec} for server {server} failed: {e}");
+        }
+        result
+    }
+
+    fn try_install(&self, spec: &str, server: &str, ignore_scripts: bool) -> Result<Staged> {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let _turn = self.queue.lock();
-        std::fs::create_dir_all(&self.prefix)
-            .map_err(|e| Error::io(format!("cannot create {}", self.prefix.display()), e))?;
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let staged = Staged {
+            dir: self.root.join(format!(".staging-{server}-{}-{n}", std::process::id())),
+            target: self.root.join(server),
+            spec: spec.to_string(),
+            committed: false,
+        };
+        let prefix = &staged.dir;
+        std::fs::create_dir_all(prefix)
+            .map_err(|e| Error::io(format!("cannot create {}", prefix.display()), e))?;
         let mut cmd = Command::new("npm");
-        cmd.arg("install").arg("--prefix").arg(&self.prefix).args([
-            "--no-audit",
-            "--no-fund",
-            "--loglevel=error",
-        ]);
+        cmd.arg("install").arg("--prefix").arg(prefix).args(["--no-audit", "--no-fund", "--loglevel=error"]);
         if ignore_scripts {
             cmd.arg("--ignore-scripts");
         }
         cmd.arg(spec).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        log::info!("installing {spec} with npm into {}", self.prefix.display());
+        log::info!("installing {spec} with npm for server {server} into {}", staged.target.display());
         let started = Instant::now();
         // Its own group (killed whole at the timeout), and it dies with the hub.
         let mut child = super::process::start(cmd).map_err(|e| match e.kind() {
@@ -135,10 +183,13 @@ impl Installer {
             }
             return Err(Error::Upstream(format!("npm install {spec} failed: {msg}")));
         }
+        if super::process::installed_bin(prefix, spec).is_none() {
+            return Err(Error::BadRequest(format!(
+                "package {spec} installed but provides no executable (\"bin\")"
+            )));
+        }
         log::info!("installed {spec} in {:.1}s", started.elapsed().as_secs_f64());
-        super::process::installed_bin(&self.prefix, spec).ok_or_else(|| {
-            Error::BadRequest(format!("package {spec} installed but provides no executable (\"bin\")"))
-        })
+        Ok(staged)
     }
 }
 

@@ -132,18 +132,19 @@ impl Servers {
         secrets: &Arc<Secrets>,
     ) -> std::result::Result<Run, (String, bool)> {
         let env = |k: &str| std::env::var(k).ok();
-        let cfg = ticket
-            .config
-            .expanded(&env)
-            .map_err(|var| (format!("missing environment variable {var}"), false))?;
+        let cfg = ticket.config.expanded(&env).map_err(|why| (why, false))?;
+        if cfg.transport == Transport::Sse {
+            // Loaded so that a file with one never fails whole; running it is the relay's job.
+            return Err(("legacy SSE transport not supported yet (\"type\": \"sse\")".into(), false));
+        }
         if cfg.transport == Transport::Http {
             let url = cfg.url.clone().unwrap_or_default();
             let upstream = Arc::new(Upstream::new(&srv.name, &url, cfg.headers.clone()));
             let init = upstream.initialize(cfg.handshake_timeout).map_err(|e| (e.message, true))?;
             return Ok(Run { link: Link::Http(upstream), initialize: init });
         }
-        let (mut process, pipes) =
-            Process::spawn(&srv.name, &cfg, &self.ctx.npm_prefix).map_err(|e| (e.to_string(), false))?;
+        let (mut process, pipes) = Process::spawn(&srv.name, &cfg, &self.ctx.npm_prefix.join(&srv.name))
+            .map_err(|e| (e.to_string(), false))?;
         if let Err(e) = process.record(&self.ctx.pids, &srv.name) {
             log::warn!("server {}: cannot record its process group: {e}", srv.name);
         }

@@ -34,7 +34,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::activity::Activity;
-use crate::config::{Secrets, ServerConfig, ServerEntry, Transport};
+use crate::config::{Document, Secrets, ServerConfig, ServerEntry, Transport};
 use crate::error::{Error, Result};
 use crate::resilience::Breakers;
 use bridge::{Bridge, StderrRing};
@@ -94,6 +94,8 @@ impl ProcessInfo {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub name: String,
+    /// The name as written in its file (`name` is the safe one derived from it).
+    pub display_name: String,
     pub config: ServerConfig,
     pub origin: String,
     pub info: ProcessInfo,
@@ -116,7 +118,7 @@ pub type Listener = Arc<dyn Fn(&str, &Value) + Send + Sync>;
 
 /// What the server table needs from the rest of the hub.
 pub struct Context {
-    /// npm installs go here (`<data dir>/npm`).
+    /// npm installs go here, one prefix per server (`<data dir>/npm/<server>`).
     pub npm_prefix: PathBuf,
     /// Each running child's process group is recorded here (`<data dir>/pids`).
     pub pids: PathBuf,
@@ -225,6 +227,8 @@ impl Live for Run {
 
 pub struct Server {
     name: String,
+    /// The name as written in its file; the key it is saved under.
+    display_name: String,
     /// Puts this server's starts, stops and restarts in order (guards no data of its own): a
     /// stop sees every stop and start before it finished, so no launch is overwritten. Taken
     /// before `state`, held across the teardown's I/O, never across a handshake.
@@ -245,6 +249,7 @@ impl Server {
             state: Mutex::new(State::new(&entry, Instant::now())),
             lifecycle: Mutex::new(()),
             name: entry.name,
+            display_name: entry.display_name,
             changed: Condvar::new(),
             stderr: Arc::new(Mutex::new(StderrRing::default())),
             in_flight: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
@@ -260,6 +265,7 @@ impl Server {
 fn snapshot_of(srv: &Server, st: &State<Run>) -> Snapshot {
     Snapshot {
         name: srv.name.clone(),
+        display_name: srv.display_name.clone(),
         config: st.config.clone(),
         origin: st.origin.clone(),
         info: st.info(),
@@ -275,6 +281,8 @@ pub struct Servers {
     writes: Mutex<()>,
     /// The hub's own servers file.
     file: PathBuf,
+    /// That file as last read or saved: what the next save starts from (taken under `writes`).
+    document: Mutex<Document>,
     /// Label of the imported read-only file, whose servers are not saved unless changed.
     import_origin: Option<String>,
     /// Set once shutdown begins: no thread is started after that.
@@ -288,10 +296,11 @@ pub struct Servers {
 impl Servers {
     pub fn new(
         entries: Vec<ServerEntry>,
-        file: PathBuf,
+        own: (PathBuf, Document),
         import_origin: Option<String>,
         ctx: Context,
     ) -> Arc<Servers> {
+        let (file, document) = own;
         let list = entries.into_iter().map(|e| Arc::new(Server::new(e))).collect();
         Arc::new(Servers {
             ctx,
@@ -299,6 +308,7 @@ impl Servers {
             writes: Mutex::new(()),
             in_flight: Arc::default(),
             file,
+            document: Mutex::new(document),
             import_origin,
             stop: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
@@ -422,7 +432,7 @@ pub(super) mod testing {
         let _ = std::fs::create_dir_all(&dir);
         Servers::new(
             entries,
-            dir.join("mcp-servers.json"),
+            (dir.join("mcp-servers.json"), Document::empty(Default::default())),
             None,
             Context {
                 npm_prefix: dir.join("npm"),
@@ -443,6 +453,7 @@ pub(super) mod testing {
         let script = format!("read line; printf '%s\\n' '{init}'; exec cat >/dev/null");
         ServerEntry {
             name: name.into(),
+            display_name: name.into(),
             config: ServerConfig {
                 command: Some("sh".into()),
                 args: vec!["-c".into(), script],

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::harness::*;
 
@@ -117,7 +117,7 @@ fn a_storm_of_concurrent_changes_leaves_a_file_matching_memory() {
 }
 
 #[test]
-fn imported_files_are_read_only_and_lose_name_clashes() {
+fn imported_files_are_never_rewritten_and_lose_name_clashes() {
     let b = Hub::builder().servers(r#"{"servers": {"shared": {"command": "own-version"}}}"#).file(
         "claude.json",
         r#"{"mcpServers": {"shared": {"command": "imported-version"}, "desk": {"command": "desk-server"}}}"#,
@@ -137,20 +137,27 @@ fn imported_files_are_read_only_and_lose_name_clashes() {
     let own = hub.saved();
     assert!(own["servers"].get("desk").is_none(), "imported server copied into the hub's file");
     assert!(own["servers"].get("added").is_some() && own["servers"].get("shared").is_some());
-    // Changing an imported server through the API saves it in the hub's own file.
-    let r = hub.request("PUT", "/servers/desk", &[], br#"{"command": "desk-server", "args": ["--v2"]}"#);
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(hub.saved()["servers"]["desk"]["args"], json!(["--v2"]));
 }
 
 #[test]
-fn first_save_on_embedded_defaults_writes_the_user_config_dir() {
-    let hub = Hub::builder().unnamed().start();
-    assert_eq!(hub.post_json("/servers", &json!({"name": "mine", "command": "x"})).status, 201);
-    let file = hub.dir.path().join("xdg-config/agenthub/mcp-servers.json");
-    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    assert!(saved["servers"].get("mine").is_some());
-    assert!(saved["servers"].get("everything").is_some(), "embedded defaults copied on first save");
+fn api_answers_name_unknown_fields() {
+    let hub = Hub::empty();
+    let r = hub.post_json("/servers", &json!({"name": "t", "command": "x", "autostart": true}));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let warnings = r.json()["warnings"].clone();
+    assert_eq!(
+        warnings,
+        json!(["request body: $.autostart: unknown field (did you mean \"auto_start\"?); ignored"])
+    );
+    assert_eq!(r.json()["config"]["auto_start"], false);
+    let r = hub.request("PUT", "/servers/t", &[JSON], br#"{"command": "x", "env_file": ".env"}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["warnings"],
+        json!(["request body: $.env_file: unknown field (did you mean \"envFile\"?); ignored"])
+    );
+    let r = hub.request("PUT", "/servers/t", &[JSON], br#"{"command": "x"}"#);
+    assert_eq!(r.json()["warnings"], json!([]));
 }
 
 #[test]

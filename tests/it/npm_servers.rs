@@ -180,8 +180,9 @@ fn concurrent_installs_adds_and_deletes_leave_a_file_matching_memory() {
     let statuses = storm(&hub.addr, 200, |i| {
         let name = format!("s{}", i % 40);
         match i % 25 {
-            // Real npm installs, queued one at a time by the hub.
-            0 => ("POST", "/servers/install".to_string(),
+            // Real npm installs, queued one at a time by the hub; each builds a prefix of its own
+            // (seconds), so few of them, to stay within a request's 30 s.
+            0 if i % 100 == 0 => ("POST", "/servers/install".to_string(),
                 json!({"package": "@modelcontextprotocol/server-memory@2026.8.31", "name": name, "ignore_scripts": true}).to_string()),
             n if n % 3 == 2 => ("DELETE", format!("/servers/{name}"), String::new()),
             _ => ("POST", "/servers".to_string(), json!({"name": name, "command": "x", "args": [i.to_string()]}).to_string()),
@@ -203,4 +204,62 @@ fn concurrent_installs_adds_and_deletes_leave_a_file_matching_memory() {
         assert_eq!(s["config"].get("args"), saved.get("args"), "{name}");
         assert_eq!(s["config"].get("package"), saved.get("package"), "{name}");
     }
+}
+
+/// The version of `package` installed in a server's own prefix.
+fn installed_version(hub: &Hub, server: &str, package: &str) -> Option<String> {
+    let manifest =
+        hub.dir.path().join(format!("xdg-data/agenthub/npm/{server}/node_modules/{package}/package.json"));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(manifest).ok()?).ok()?;
+    v["version"].as_str().map(str::to_string)
+}
+
+#[test]
+fn two_installs_of_one_package_keep_their_versions() {
+    let hub = offline(Hub::builder().servers(NO_SERVERS)).start();
+    let memory = "@modelcontextprotocol/server-memory";
+    for (name, version) in [("mem-new", "2026.8.31"), ("mem-old", "2026.7.4")] {
+        let r = hub.post_json(
+            "/servers/install",
+            &json!({"package": format!("{memory}@{version}"), "name": name, "ignore_scripts": true,
+                    "env": {"MEMORY_FILE_PATH": hub.dir.path().join(format!("{name}.jsonl")).to_str().unwrap()}}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        let bin = r.json()["installed"]["bin"].as_str().unwrap().to_string();
+        assert!(bin.contains(&format!("/npm/{name}/")), "{bin}");
+    }
+    assert_eq!(installed_version(&hub, "mem-new", memory).as_deref(), Some("2026.8.31"), "the pin held");
+    assert_eq!(installed_version(&hub, "mem-old", memory).as_deref(), Some("2026.7.4"));
+    let r = hub.post("/servers/mem-new/start");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let pid = r.json()["pid"].as_i64().unwrap();
+    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(cmdline.contains("/npm/mem-new/"), "runs its own install: {cmdline}");
+    // Removed with the server; the other stays.
+    assert_eq!(hub.request("DELETE", "/servers/mem-old", &[], b"").status, 200);
+    assert!(!hub.dir.path().join("xdg-data/agenthub/npm/mem-old").exists(), "prefix left behind");
+    assert_eq!(installed_version(&hub, "mem-new", memory).as_deref(), Some("2026.8.31"));
+}
+
+#[test]
+fn a_failed_install_leaves_no_trace() {
+    let hub = offline(Hub::builder().servers(NO_SERVERS)).start();
+    // In the npm cache (server-memory needs it), and npm installs it: but it has no executable.
+    let msg = hub
+        .post_json(
+            "/servers/install",
+            &json!({"package": "@modelcontextprotocol/sdk@1.32.2", "ignore_scripts": true}),
+        )
+        .expect_error(400, "bad_request");
+    assert!(msg.contains("no executable"), "{msg}");
+    hub.get("/servers/sdk").expect_error(404, "not_found");
+    let npm = hub.dir.path().join("xdg-data/agenthub/npm");
+    let left: Vec<_> =
+        std::fs::read_dir(&npm).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(
+        hub.log().contains("install of @modelcontextprotocol/sdk@1.32.2 for server sdk failed"),
+        "{}",
+        hub.log()
+    );
 }

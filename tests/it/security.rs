@@ -217,3 +217,48 @@ impl Hub {
         self.request("POST", path, &[("Origin", origin), JSON], body.to_string().as_bytes())
     }
 }
+
+#[test]
+fn secrets_in_args_and_urls_are_masked_everywhere() {
+    let secrets = ["pw-secret-1", "query-secret-2", "header-secret-3", "sbp_token_secret_4"];
+    let servers = json!({"servers": {"remote-bridge": {"command": FIXTURE, "args": [
+        "mcp-remote", "https://user:pw-secret-1@h.example/sse?api_key=query-secret-2",
+        "--header", "Authorization: Bearer header-secret-3", "--access-token", "sbp_token_secret_4"]}}});
+    let hub = Hub::builder().servers(&servers.to_string()).start();
+    let shown = hub.server("remote-bridge")["config"].clone();
+    assert_eq!(
+        shown["args"],
+        json!([
+            "mcp-remote",
+            "https://***@h.example/sse?api_key=***",
+            "--header",
+            "Authorization: ***",
+            "--access-token",
+            "***"
+        ])
+    );
+    assert_eq!(hub.post("/servers/remote-bridge/start").json()["status"], "RUNNING");
+    // Sent back masked, the real values stay.
+    let r = hub.request("PUT", "/servers/remote-bridge", &[JSON], shown.to_string().as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(hub.saved()["servers"]["remote-bridge"]["args"], servers["servers"]["remote-bridge"]["args"]);
+    let dir = TempDir::new("mask-check");
+    dir.write("mcp-servers.json", &servers.to_string());
+    let check = hub_command(dir.path())
+        .args(["check-config", "--config-dir", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let seen = [
+        hub.get("/servers").text(),
+        hub.get("/servers/remote-bridge").text(),
+        r.text(),
+        hub.log(),
+        String::from_utf8_lossy(&check.stdout).into_owned(),
+        String::from_utf8_lossy(&check.stderr).into_owned(),
+    ];
+    for secret in secrets {
+        for (i, text) in seen.iter().enumerate() {
+            assert!(!text.contains(secret), "{secret} shown in #{i}: {text}");
+        }
+    }
+}

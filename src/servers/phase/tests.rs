@@ -51,7 +51,13 @@ fn label(e: &Effect) -> String {
 /// backoff doubling to 30 s, on a hand-driven clock.
 fn check(what: &str, max_restarts: u32, ops: &[Op]) {
     let config = ServerConfig { max_restarts, restart_on_failure: max_restarts > 0, ..Default::default() };
-    let entry = ServerEntry { name: "s".into(), config, origin: "test".into(), problem: None };
+    let entry = ServerEntry {
+        name: "s".into(),
+        display_name: "s".into(),
+        config,
+        origin: "test".into(),
+        problem: None,
+    };
     let mut now = Instant::now();
     let mut st: State<Child> = State::new(&entry, now);
     let (mut said, mut generation) = (Vec::<String>::new(), 0);

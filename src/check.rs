@@ -1,0 +1,85 @@
+//! `agenthub check-config`: what the configuration will run, said before anything runs. Per
+//! server the command line as it will be spawned (the installed bin of a `package`, not
+//! `npx -y ...`), secrets masked; a command that is not on PATH, a missing variable or a bad
+//! entry is an error; every warning is named.
+
+use std::path::Path;
+
+use crate::config::{Loaded, ServerEntry, Settings, Transport, mask_args, mask_url};
+use crate::servers::process;
+
+/// The report's lines, and how many servers cannot start as configured.
+pub fn report(
+    settings: &Settings,
+    loaded: &Loaded,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> (Vec<String>, usize) {
+    let mut out: Vec<String> = loaded.sources.clone();
+    out.extend(loaded.warnings.iter().map(|w| format!("warning: {w}")));
+    out.push(format!("{} server(s):", loaded.servers.len()));
+    let mut problems = 0;
+    for s in &loaded.servers {
+        let (target, error) = target(settings, s, env);
+        let flags = [(s.config.auto_start, " auto_start"), (!s.config.enabled, " disabled")]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, f)| *f)
+            .collect::<String>();
+        let shown = if s.display_name == s.name {
+            s.name.clone()
+        } else {
+            format!("{} (\"{}\")", s.name, s.display_name)
+        };
+        out.push(format!("  {shown:<24} {:<5} {target}{flags}", s.config.transport.as_str()));
+        if let Some(p) = s.problem.as_ref().or(error.as_ref()) {
+            problems += 1;
+            out.push(format!("    error: {p}"));
+        }
+        if s.config.transport == Transport::Sse {
+            out.push("    note: legacy SSE transport not supported yet; it will not start".into());
+        }
+    }
+    (out, problems)
+}
+
+/// What a server runs or reaches, masked, and why it could not (a command not on PATH).
+fn target(
+    settings: &Settings,
+    s: &ServerEntry,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> (String, Option<String>) {
+    let cfg = &s.config;
+    if cfg.transport != Transport::Stdio {
+        return (cfg.url.as_deref().map(mask_url).unwrap_or_default(), None);
+    }
+    let prefix = settings.data_dir.join("npm").join(&s.name);
+    let Ok((program, args)) = process::command_line(cfg, &prefix) else {
+        return (String::new(), None);
+    };
+    let mut line = program.clone();
+    for a in mask_args(&args) {
+        line.push(' ');
+        line.push_str(&a);
+    }
+    // The expanded command is what must exist (a missing variable is reported already).
+    let expanded = cfg.expanded(env).ok().and_then(|c| process::command_line(&c, &prefix).ok());
+    let error = expanded.and_then(|(program, _)| {
+        (!on_path(&program, env)).then(|| format!("command \"{program}\" not found on PATH"))
+    });
+    (line, error)
+}
+
+/// Whether `program` names an executable file, itself (with a `/`) or in a PATH directory.
+fn on_path(program: &str, env: &dyn Fn(&str) -> Option<String>) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let executable =
+        |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if program.contains('/') {
+        return executable(Path::new(program));
+    }
+    env("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .any(|d| executable(&Path::new(d).join(program)))
+}
