@@ -209,13 +209,18 @@ impl Gateway {
             if SUPPORTED_VERSIONS.contains(&asked) { asked } else { crate::servers::PROTOCOL_VERSION }
                 .to_string();
         let result = match target {
-            Target::Aggregate => json!({
+            Target::Aggregate => {
+                // Every server this client could use comes up; each announces itself with
+                // `list_changed` when it is RUNNING, and none is waited for here.
+                self.servers.start_stopped_background();
+                json!({
                 "protocolVersion": version,
                 "capabilities": {"tools": {"listChanged": true}, "prompts": {"listChanged": true},
                                  "resources": {"listChanged": true}, "logging": {}, "completions": {}},
                 "serverInfo": {"name": "agenthub", "version": crate::VERSION},
                 "instructions": "AgentHub: the tools, prompts and resources of every running MCP server behind this hub. Names are <server>__<name>.",
-            }),
+                })
+            }
             Target::Server(name) => {
                 let init = match self.running_handshake(name) {
                     Ok(init) => init,

@@ -22,7 +22,7 @@ use super::{
     Link, PROTOCOL_VERSION, Process, Run, SUPPORTED_VERSIONS, Server, Servers, Snapshot, Status, Upstream,
     process, short, snapshot_of,
 };
-use crate::config::{Secrets, Transport};
+use crate::config::{Secrets, ServerConfig, Transport};
 use crate::error::{Error, Result};
 use crate::jsonrpc;
 
@@ -38,16 +38,29 @@ impl Servers {
         }
         let me = self.clone();
         self.spawn_thread("supervisor".into(), move || me.supervise());
+        self.start_each_background(|config| config.auto_start, "auto-start");
+    }
+
+    /// Starts, in parallel and without waiting, every enabled server that is STOPPED (what an
+    /// aggregated client sees is every server it could use). FAILED ones are left as they are.
+    pub fn start_stopped_background(self: &Arc<Self>) {
+        self.start_each_background(|_| true, "start for the aggregated endpoint");
+    }
+
+    fn start_each_background(self: &Arc<Self>, wanted: impl Fn(&ServerConfig) -> bool, what: &'static str) {
         for srv in self.list.lock().clone() {
-            let auto = {
+            let start = {
                 let st = srv.state.lock();
-                st.config.auto_start && st.config.enabled && st.problem.is_none()
+                wanted(&st.config)
+                    && st.config.enabled
+                    && st.problem.is_none()
+                    && st.status() == Status::Stopped
             };
-            if auto {
+            if start {
                 let me = self.clone();
                 self.spawn_thread(format!("start-{}", short(&srv.name)), move || {
                     if let Err(e) = me.start(&srv.name) {
-                        log::warn!("auto-start of {} failed: {e}", srv.name);
+                        log::warn!("{what} of {} failed: {e}", srv.name);
                     }
                 });
             }

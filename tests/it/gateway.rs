@@ -533,3 +533,28 @@ fn a_childs_request_is_never_handed_to_another_callers_client() {
     assert!(!body.contains("sampling/createMessage"), "B never saw A's request: {body}");
     assert!(body.contains("slept 1500"), "{body}");
 }
+
+#[test]
+fn an_aggregated_initialize_starts_every_enabled_server_without_waiting() {
+    let hub = Hub::with_fixtures(&[
+        ("quick", json!({})),
+        ("slow", json!({"args": ["--slow-start", "1500"]})),
+        ("off", json!({"enabled": false})),
+    ]);
+    let t = std::time::Instant::now();
+    let c = McpSession::connect(&hub, "/mcp");
+    assert!(t.elapsed() < Duration::from_millis(1000), "the slow server is not waited for");
+    let mut stream = c.open_stream();
+    hub.wait_status("quick", "RUNNING", 10 * SEC);
+    // The slow one announces itself when it comes up.
+    wait_line(&mut stream, "tools/list_changed", 10 * SEC, |line| {
+        (line.contains("notifications/tools/list_changed") && hub.server("slow")["status"] == "RUNNING")
+            .then_some(())
+    });
+    let tools = c.call(json!(1), "tools/list", json!({}));
+    let names: Vec<&str> =
+        tools["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"quick__echo") && names.contains(&"slow__echo"), "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("off__")), "{names:?}");
+    assert_eq!(hub.server("off")["status"], "STOPPED");
+}
