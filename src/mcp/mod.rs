@@ -237,7 +237,11 @@ impl Gateway {
                 r
             }
         };
-        let session = self.sessions.create(target.clone(), &version, Instant::now());
+        let client = msg
+            .pointer("/params/clientInfo/name")
+            .and_then(Value::as_str)
+            .map(|n| n.chars().take(64).collect());
+        let session = self.sessions.create_for(target.clone(), &version, client, Instant::now());
         log::debug!("mcp session {} opened on {target:?} ({version})", session.id);
         Answer::Json { body: jsonrpc::result(id, result), session: Some(session.id.clone()) }
     }
