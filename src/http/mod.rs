@@ -315,14 +315,14 @@ fn serve(front: &Front, mut conn: Conn) {
         let framing = match framing {
             Ok(f) => f,
             Err(ReadError::Refuse(status, why)) => {
-                log_line(app, &req, status, started);
+                log_line(&req, status, started);
                 return refuse(conn, &Reply::error(status, code_of(status), why), origin.as_deref());
             }
             Err(ReadError::Closed) => return,
         };
         // The guards run before any body is read: a refusal never waits for one.
         if let Some(reply) = guard(app, &req, framing) {
-            log_line(app, &req, reply.status, started);
+            log_line(&req, reply.status, started);
             if reply.status == 204 && framing == Framing::Length(0) && keep {
                 // A CORS preflight: answered, and the connection stays.
                 if write_whole(&mut conn, reply, origin.as_deref(), &method, true, http10).is_err() {
@@ -341,7 +341,7 @@ fn serve(front: &Front, mut conn: Conn) {
         match conn.read_body(framing, app.settings.max_body_bytes, Instant::now() + budget) {
             Ok(body) => req.body = body,
             Err(ReadError::Refuse(status, why)) => {
-                log_line(app, &req, status, started);
+                log_line(&req, status, started);
                 let reply = match status {
                     413 => too_large(app.settings.max_body_bytes),
                     _ => Reply::error(status, code_of(status), why),
@@ -379,7 +379,7 @@ fn serve(front: &Front, mut conn: Conn) {
                 return;
             }
         }
-        log_line(app, &req, reply.status, started);
+        log_line(&req, reply.status, started);
         let sent = match reply.stream.is_some() {
             true => write_stream(&mut conn, reply, origin.as_deref(), keep),
             false => write_whole(&mut conn, reply, origin.as_deref(), &method, keep, http10),
@@ -466,27 +466,13 @@ fn too_large(cap: usize) -> Reply {
     Reply::error(413, "payload_too_large", &format!("request body exceeds {cap} bytes"))
 }
 
-fn log_line(app: &App, req: &Req, status: u16, started: Instant) {
-    if !log::log_enabled!(log::Level::Debug) {
-        return;
-    }
-    // An MCP POST names its JSON-RPC method, and an initialize its client.
-    let msg = (req.method == "POST" && req.path.starts_with("/mcp"))
-        .then(|| serde_json::from_slice::<serde_json::Value>(&req.body).ok())
-        .flatten();
-    let rpc = msg.as_ref().and_then(|m| m.get("method")).and_then(|m| m.as_str());
-    let session_client = req.header("mcp-session-id").and_then(|id| app.gateway.sessions.client_of(id));
-    let client = req
-        .client_name()
-        .or_else(|| msg.as_ref().and_then(|m| m.pointer("/params/clientInfo/name")).and_then(|n| n.as_str()))
-        .or(session_client.as_deref());
+fn log_line(req: &Req, status: u16, started: Instant) {
     log::debug!(
-        "{} {}{} {status} {:.3}ms client={}",
+        "{} {} {status} {:.3}ms client={}",
         req.method,
         req.path,
-        rpc.map(|m| format!(" ({m})")).unwrap_or_default(),
         started.elapsed().as_secs_f64() * 1000.0,
-        client.unwrap_or("-")
+        req.client_name().unwrap_or("-")
     );
 }
 

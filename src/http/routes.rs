@@ -322,13 +322,6 @@ fn rest_call(app: &App, req: &Req, p: &Params) -> Result<Reply> {
             ));
         }
     };
-    if matches!(p.get("method"), "initialize" | "notifications/initialized") {
-        return Err(Error::BadRequest(format!(
-            "the hub owns the handshake with {}: an MCP client POSTs its initialize to /mcp/{}",
-            p.get("server"),
-            p.get("server")
-        )));
-    }
     let (server, request) = (p.get("server").to_string(), Request::own(p.get("method"), params));
     Ok(match app.servers.try_acquire(&server, request)? {
         Acquired::Ready(call) => rest_reply(relay(call, None)),

@@ -237,11 +237,7 @@ impl Gateway {
                 r
             }
         };
-        let client = msg
-            .pointer("/params/clientInfo/name")
-            .and_then(Value::as_str)
-            .map(|n| n.chars().take(64).collect());
-        let session = self.sessions.create_for(target.clone(), &version, client, Instant::now());
+        let session = self.sessions.create(target.clone(), &version, Instant::now());
         log::debug!("mcp session {} opened on {target:?} ({version})", session.id);
         Answer::Json { body: jsonrpc::result(id, result), session: Some(session.id.clone()) }
     }

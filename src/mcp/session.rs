@@ -35,8 +35,6 @@ pub struct Session {
     pub target: Target,
     /// The protocol version agreed at initialize.
     pub version: String,
-    /// The client's `clientInfo.name`, for the log.
-    pub client: Option<String>,
     last_used: Mutex<Instant>,
     /// A request came after `initialize`.
     used: std::sync::atomic::AtomicBool,
@@ -140,22 +138,10 @@ impl Table {
 
 impl Sessions {
     pub fn create(&self, target: Target, version: &str, now: Instant) -> Arc<Session> {
-        self.create_for(target, version, None, now)
-    }
-
-    /// As `create`, for a client that gave its name.
-    pub fn create_for(
-        &self,
-        target: Target,
-        version: &str,
-        client: Option<String>,
-        now: Instant,
-    ) -> Arc<Session> {
         let s = Arc::new(Session {
             id: new_id(),
             target,
             version: version.to_string(),
-            client,
             last_used: Mutex::new(now),
             used: std::sync::atomic::AtomicBool::new(false),
             streams: Mutex::new(Vec::new()),
@@ -193,11 +179,6 @@ impl Sessions {
         }
         s.touch();
         Some(s)
-    }
-
-    /// The name a session's client gave, without counting as use.
-    pub fn client_of(&self, id: &str) -> Option<String> {
-        self.map.lock().by_id.get(id).and_then(|s| s.client.clone())
     }
 
     pub fn remove(&self, id: &str) -> bool {

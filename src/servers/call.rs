@@ -98,16 +98,15 @@ impl Servers {
     fn open_call(&self, name: &str, request: Request, wait: bool) -> Result<Acquired> {
         let srv = self.must_find(name)?;
         let started = Instant::now();
-        let (channel, timeout, longest) = {
+        let (channel, timeout) = {
             let mut st = srv.state.lock();
             let timeout = st.config.request_timeout.unwrap_or(self.ctx.default_timeout);
-            let longest = st.config.max_request_timeout.max(timeout);
             let deadline = started + timeout;
             while wait && st.status() == Status::Starting && Instant::now() < deadline {
                 srv.changed.wait_until(&mut st, deadline);
             }
             match (st.status(), st.run()) {
-                (Status::Running, Some(run)) => (run.channel(), timeout, longest),
+                (Status::Running, Some(run)) => (run.channel(), timeout),
                 (Status::Starting, _) if !wait => return Ok(Acquired::Starting(request)),
                 (Status::Starting, _) => {
                     return Err(Error::Timeout(format!("server {name} is still starting")));
@@ -140,7 +139,6 @@ impl Servers {
             server: name.to_string(),
             breakers: breakers.clone(),
             deadline: started + timeout,
-            limit: started + longest,
             timeout,
             in_flight: [in_flight, in_flight_total],
         };
@@ -220,8 +218,6 @@ pub(super) struct Lease {
     pub server: String,
     pub breakers: Arc<Breakers>,
     pub deadline: Instant,
-    /// The latest the deadline may move to (progress moves it).
-    pub limit: Instant,
     pub timeout: Duration,
     /// The server's place and the hub's.
     pub in_flight: [InFlight; 2],
@@ -258,9 +254,7 @@ enum Link {
 pub struct Call {
     server: String,
     breakers: Arc<Breakers>,
-    /// `timeout` after the request or its last progress, never past `limit`.
     deadline: Instant,
-    limit: Instant,
     timeout: Duration,
     link: Link,
     /// The outcome was handed out (and recorded).
@@ -290,12 +284,11 @@ impl Call {
     }
 
     fn new(lease: Lease, link: Link) -> Call {
-        let Lease { server, breakers, deadline, limit, timeout, in_flight } = lease;
+        let Lease { server, breakers, deadline, timeout, in_flight } = lease;
         Call {
             server,
             breakers,
             deadline,
-            limit,
             timeout,
             link,
             finished: false,
@@ -371,8 +364,7 @@ impl Call {
             Link::Http(remote) => {
                 let Remote { upstream, request, answer, id } = &mut **remote;
                 if let Some(msg) = request.take() {
-                    // The answer may take until the limit if progress keeps coming.
-                    let remaining = self.limit.saturating_duration_since(Instant::now());
+                    let remaining = self.deadline.saturating_duration_since(Instant::now());
                     match upstream.send(id.clone(), msg, remaining) {
                         Ok(rx) => *answer = Some(rx),
                         Err(e) => return Some(self.done(Err(e))),
@@ -413,28 +405,15 @@ impl Call {
         };
         Some(match step {
             Step::Done(r) => self.done(r),
-            Step::Message(m) => {
-                if jsonrpc::method(&m) == "notifications/progress" {
-                    // The server is working on it: the deadline starts again (as the SDKs'
-                    // reset-on-progress does), up to the limit.
-                    self.deadline = (Instant::now() + self.timeout).min(self.limit);
-                }
-                Step::Message(m)
-            }
+            m => m,
         })
     }
 
     /// Waits for the outcome, dropping any message before it (refusing the server's requests:
     /// this caller cannot answer them).
-    pub fn wait(mut self) -> Result<Value, RpcError> {
-        loop {
-            // The deadline is read each turn: progress moves it.
-            match self.next(self.deadline) {
-                Some(Step::Done(r)) => return r,
-                Some(Step::Message(m)) => self.refuse(&m),
-                None => {}
-            }
-        }
+    pub fn wait(self) -> Result<Value, RpcError> {
+        let deadline = self.deadline;
+        self.wait_until(deadline)
     }
 
     /// As `wait`, but gives up at `until` if that comes before the deadline (the server is told

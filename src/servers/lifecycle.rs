@@ -175,10 +175,10 @@ impl Servers {
         let bridge =
             Bridge::start(&srv.name, pipes.stdin, pipes.stdout, pipes.stderr, srv.stderr.clone(), peer)
                 .map_err(|e| (format!("cannot start the bridge threads: {e}"), true))?;
-        // Everything a capable client could do, so the child offers every tool; a request the
-        // client cannot take is answered by the hub the way a client without it would.
-        let capabilities =
-            json!({"roots": {"listChanged": true}, "sampling": {}, "elicitation": {"form": {}, "url": {}}});
+        let mut capabilities = json!({"sampling": {}, "elicitation": {}});
+        if !cfg.roots.is_empty() {
+            capabilities["roots"] = json!({"listChanged": false});
+        }
         let params = json!({
             "protocolVersion": PROTOCOL_VERSION,
             "capabilities": capabilities,

@@ -3,7 +3,6 @@
 mod bridge;
 mod calls;
 mod children;
-mod clients;
 mod config_api;
 mod core;
 mod enhance;
