@@ -133,18 +133,6 @@ fn progress_streams_as_sse_with_the_clients_token() {
 }
 
 #[test]
-fn log_lines_during_a_request_arrive_on_its_stream() {
-    let hub = Hub::with_fixtures(&[("fx", json!({}))]);
-    let c = McpSession::connect(&hub, "/mcp/fx");
-    let r = c.send(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "notify", "arguments": {}}}));
-    assert_eq!(r.header("content-type"), Some("text/event-stream"));
-    let ev = events(&r.text());
-    assert_eq!(ev[0]["method"], "notifications/message");
-    assert_eq!(ev[0]["params"]["data"], "hello from fixture");
-    assert_eq!(ev.last().unwrap()["id"], 9);
-}
-
-#[test]
 fn sampling_from_the_child_is_relayed_to_the_client_in_flight() {
     let hub = Hub::with_fixtures(&[("fx", json!({}))]);
     let c = McpSession::connect(&hub, "/mcp/fx");
@@ -171,6 +159,7 @@ fn sampling_from_the_child_is_relayed_to_the_client_in_flight() {
 fn get_streams_carry_the_childs_notifications() {
     let hub = Hub::with_fixtures(&[("fx", json!({}))]);
     let c = McpSession::connect(&hub, "/mcp/fx");
+    assert_eq!(c.call(json!(1), "logging/setLevel", json!({"level": "info"}))["result"], json!({}));
     let mut reader = c.open_stream();
     // Sent outside any session's request (the REST route), the log line goes to GET streams.
     assert_eq!(tool_text(&hub.tool("fx", "notify", json!({}))), "notified");
@@ -509,12 +498,13 @@ fn every_supported_protocol_version_is_served() {
 fn a_childs_request_is_never_handed_to_another_callers_client() {
     let hub = Hub::with_fixtures(&[("fx", json!({"auto_start": true}))]);
     hub.wait_status("fx", "RUNNING", 10 * SEC);
-    // Client B waits on a slow call with an SSE stream open, able to answer sampling.
-    let b = McpSession::connect(&hub, "/mcp/fx");
+    // Client B waits on a slow call with an SSE stream open; it declared no sampling.
+    let (b, _) = McpSession::initialize(&hub.addr, "/mcp/fx", &initialize_with(MCP_VERSION, json!({})));
+    b.initialized();
     let mut stream = b.post_streaming(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
         "params": {"name": "sleep", "arguments": {"ms": 1500}, "_meta": {"progressToken": "b"}}}));
     hub.wait_stderr("fx", "fixture: sleep start");
-    // A's REST call makes the child ask for sampling: it is A's, and A cannot answer.
+    // A's REST call makes the child ask for sampling: A cannot answer, nor can B.
     let a = hub.tool(
         "fx",
         "ask",
