@@ -11,6 +11,7 @@ mod gateway;
 mod npm_servers;
 mod security;
 mod servers;
+mod shared_child;
 // Shared test support: not every helper is used by every test module.
 #[allow(dead_code)]
 mod fake_ollama;

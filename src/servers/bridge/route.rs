@@ -4,9 +4,10 @@
 //! their HTTP transports, and nothing of them reaches the wire. What a message can name is a
 //! task (`_meta["io.modelcontextprotocol/related-task"].taskId`). So: the caller of that task's
 //! request in flight when it names one; else the one relayed request in flight whose client
-//! declared what is asked; else, among several, the one whose tool arguments the child's
-//! request quotes when only one does. Otherwise nobody, with the reason, and the hub answers as
-//! a client without the capability would (`peer`). A REST or hub request is never the target.
+//! declared what is asked; else, among several, the one whose own tool arguments (strings no
+//! other sent) the child's request quotes, when only one's are. Otherwise nobody, with the
+//! reason, and the hub answers as a client without the capability would (`peer`). A REST or
+//! hub request is never the target.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -161,11 +162,19 @@ pub(super) fn pick(
         [] => Err(format!("no client with a request in flight on {server} declared {what}")),
         [one] => Ok((*one).clone()),
         several => {
+            // Only what one caller alone sent counts: strings all share ("user", a tool's
+            // method) say nothing about whose request this is.
             let text = msg.get("params").map(Value::to_string).unwrap_or_default();
+            fn hints(s: &Slot) -> &[String] {
+                s.origin.as_ref().map(|o| o.hints.as_slice()).unwrap_or_default()
+            }
             let quoted: Vec<&&Arc<Slot>> = several
                 .iter()
                 .filter(|s| {
-                    s.origin.as_ref().is_some_and(|o| o.hints.iter().any(|h| text.contains(h.as_str())))
+                    hints(s).iter().any(|h| {
+                        text.contains(h.as_str())
+                            && several.iter().filter(|o| !Arc::ptr_eq(o, s)).all(|o| !hints(o).contains(h))
+                    })
                 })
                 .collect();
             match quoted.as_slice() {
