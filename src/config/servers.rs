@@ -80,6 +80,8 @@ pub struct ServerConfig {
     pub health_check_interval: Duration,
     /// None: the hub-wide `AGENTHUB_REQUEST_TIMEOUT_S`.
     pub request_timeout: Option<Duration>,
+    /// How far progress may push a request's deadline out, from its start.
+    pub max_request_timeout: Duration,
     pub roots: Vec<String>,
     pub description: Option<String>,
     pub enabled: bool,
@@ -107,6 +109,7 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(30),
             health_check_interval: Duration::from_secs(30),
             request_timeout: None,
+            max_request_timeout: Duration::from_secs(600),
             roots: Vec::new(),
             description: None,
             enabled: true,
@@ -203,6 +206,7 @@ impl ServerConfig {
             handshake_timeout: f.secs("handshake_timeout")?.unwrap_or(d.handshake_timeout),
             health_check_interval: f.secs("health_check_interval")?.unwrap_or(d.health_check_interval),
             request_timeout: f.secs("request_timeout")?,
+            max_request_timeout: f.secs("max_request_timeout")?.unwrap_or(d.max_request_timeout),
             roots: f.str_list("roots")?.unwrap_or_default(),
             description: f.str("description")?,
             enabled: f.bool("enabled")?.unwrap_or(d.enabled) && !disabled,
@@ -232,6 +236,7 @@ impl ServerConfig {
         for (key, dur) in [
             ("handshake_timeout", cfg.handshake_timeout),
             ("request_timeout", cfg.request_timeout.unwrap_or(Duration::from_secs(1))),
+            ("max_request_timeout", cfg.max_request_timeout),
         ] {
             if dur.is_zero() {
                 return Err(f.err(key, "must be more than 0 seconds"));
@@ -289,6 +294,9 @@ impl ServerConfig {
         m.insert("health_check_interval".into(), secs(self.health_check_interval));
         if let Some(t) = self.request_timeout {
             m.insert("request_timeout".into(), secs(t));
+        }
+        if self.max_request_timeout != ServerConfig::default().max_request_timeout {
+            m.insert("max_request_timeout".into(), secs(self.max_request_timeout));
         }
         if !self.roots.is_empty() {
             m.insert("roots".into(), self.roots.clone().into());

@@ -59,6 +59,9 @@ pub struct Reply {
     pub body: Vec<u8>,
     pub stream: Option<StreamBody>,
     pub later: Option<Later>,
+    /// The client's name when the handler knows it better than the headers do (an MCP
+    /// session's `clientInfo.name`), for the request's log line.
+    pub client: Option<String>,
 }
 
 impl std::fmt::Debug for Reply {
@@ -80,6 +83,7 @@ impl Reply {
                 body,
                 stream: None,
                 later: None,
+                client: None,
             },
             Err(e) => Reply::error(500, "internal", &format!("cannot encode the answer: {e}")),
         }
@@ -90,7 +94,15 @@ impl Reply {
     }
 
     pub fn empty(status: u16) -> Reply {
-        Reply { status, content_type: "", headers: Vec::new(), body: Vec::new(), stream: None, later: None }
+        Reply {
+            status,
+            content_type: "",
+            headers: Vec::new(),
+            body: Vec::new(),
+            stream: None,
+            later: None,
+            client: None,
+        }
     }
 
     /// A `text/event-stream` answer written by `f`.
@@ -102,6 +114,7 @@ impl Reply {
             body: Vec::new(),
             stream: Some(f),
             later: None,
+            client: None,
         }
     }
 
@@ -114,6 +127,7 @@ impl Reply {
             body: Vec::new(),
             stream: None,
             later: Some(f),
+            client: None,
         }
     }
 

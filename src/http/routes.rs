@@ -313,6 +313,14 @@ fn install_server(app: &App, req: &Req, _: &Params) -> Result<Reply> {
 /// `POST /mcp/{server}/{method...}`: body = params, answer = result. JSON-RPC errors map to
 /// 400 (invalid request, method, params), 504 (timeout) or 502, with the error under `rpc`.
 fn rest_call(app: &App, req: &Req, p: &Params) -> Result<Reply> {
+    if p.get("method") == "initialize" {
+        // The child is shared and initialized once, by the hub: a second handshake would reset it.
+        return Err(Error::BadRequest(format!(
+            "the hub owns the handshake with {}: open an MCP session at /mcp/{} instead",
+            p.get("server"),
+            p.get("server")
+        )));
+    }
     let params = match req.json()? {
         Value::Null => None,
         v @ Value::Object(_) => Some(v),
@@ -439,7 +447,9 @@ fn mcp_post(app: &App, req: &Req, p: &Params) -> Result<Reply> {
         }
         t => t?,
     };
-    Ok(mcp_reply(app.gateway.post(&target, &mcp_request(req))))
+    let mut reply = mcp_reply(app.gateway.post(&target, &mcp_request(req)));
+    reply.client = app.gateway.client_of(req.header("mcp-session-id"));
+    Ok(reply)
 }
 
 fn mcp_get(app: &App, req: &Req, p: &Params) -> Result<Reply> {

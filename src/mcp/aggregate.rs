@@ -172,9 +172,19 @@ impl Gateway {
                 if !own {
                     return Err(msg);
                 }
-                let params = msg.get("params").cloned();
-                self.fan_out(self.running(), |s| {
-                    if let Err(e) = self.ask(s, "logging/setLevel", params.clone()) {
+                let asked = msg.pointer("/params/level").and_then(Value::as_str);
+                let running = self.running();
+                let mut levels = Vec::new();
+                for s in &running {
+                    match self.set_level(session, s, asked) {
+                        Ok(l) => levels.push((s.clone(), l)),
+                        Err(why) => return Ok(reply(jsonrpc::error(id, jsonrpc::INVALID_PARAMS, &why))),
+                    }
+                }
+                let level_of = |s: &str| levels.iter().find(|(n, _)| n == s).map(|(_, l)| *l);
+                self.fan_out(running, |s| {
+                    let params = Some(json!({"level": level_of(s).unwrap_or("info")}));
+                    if let Err(e) = self.ask(s, "logging/setLevel", params) {
                         log::debug!("logging/setLevel on {s}: {}", self.servers.redact(s, &e.message));
                     }
                 });
@@ -184,7 +194,7 @@ impl Gateway {
         })
     }
 
-    fn running(&self) -> Vec<String> {
+    pub(super) fn running(&self) -> Vec<String> {
         self.servers.list().into_iter().filter(|s| s.info.status == Status::Running).map(|s| s.name).collect()
     }
 

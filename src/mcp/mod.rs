@@ -6,8 +6,10 @@
 //! This module knows nothing of HTTP framing; `http::routes` turns an `Answer` into a reply.
 
 mod aggregate;
+mod owners;
 pub mod relay;
 pub mod session;
+mod share;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -23,7 +25,8 @@ use crate::servers::{
 };
 use aggregate::{Catalog, Place};
 pub use relay::{Relayed, StreamBody, relay, write_event};
-pub use session::{Session, Sessions, Target};
+pub use session::{Client, Session, Sessions, Target};
+use share::{Share, caller_of};
 
 /// Heartbeat on idle GET streams, to notice clients that went away.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -68,6 +71,8 @@ pub struct Gateway {
     enhancer: Option<Arc<crate::enhance::Service>>,
     pub sessions: Sessions,
     catalog: Mutex<Catalog>,
+    /// What each session owns of the children it shares (`share`).
+    owners: Arc<Mutex<owners::Owners>>,
 }
 
 impl Gateway {
@@ -77,11 +82,22 @@ impl Gateway {
             enhancer,
             sessions: Sessions::default(),
             catalog: Mutex::default(),
+            owners: Arc::default(),
         });
         let weak = Arc::downgrade(&gw);
         servers.set_listener(Arc::new(move |server: &str, msg: &Value| {
             if let Some(gw) = weak.upgrade() {
                 gw.on_notification(server, msg);
+            }
+        }));
+        let weak = Arc::downgrade(&gw);
+        servers.set_router(Arc::new(move |server: &str, forward: &Value| {
+            weak.upgrade().is_some_and(|gw| gw.offer(server, forward))
+        }));
+        let weak = Arc::downgrade(&gw);
+        gw.sessions.set_on_end(Box::new(move |s: &Session| {
+            if let Some(gw) = weak.upgrade() {
+                gw.session_ended(s);
             }
         }));
         gw
@@ -237,7 +253,7 @@ impl Gateway {
                 r
             }
         };
-        let session = self.sessions.create(target.clone(), &version, Instant::now());
+        let session = self.sessions.create_for(target.clone(), &version, Client::of(msg), Instant::now());
         log::debug!("mcp session {} opened on {target:?} ({version})", session.id);
         Answer::Json { body: jsonrpc::result(id, result), session: Some(session.id.clone()) }
     }
@@ -270,14 +286,18 @@ impl Gateway {
 
     /// Sends a client's request to `server` and answers with its response (or a stream). A
     /// server still starting is waited for off the worker.
-    fn relay(self: &Arc<Self>, server: &str, session: &Arc<Session>, msg: Value, sse: bool) -> Answer {
+    fn relay(self: &Arc<Self>, server: &str, session: &Arc<Session>, mut msg: Value, sse: bool) -> Answer {
         let id = msg.get("id").cloned().unwrap_or(Value::Null);
-        match self.servers.try_acquire(server, Outgoing::Relay(msg)) {
-            Ok(Acquired::Ready(call)) => relay_call(call, session, id, sse),
+        let hook = match self.share(server, session, &mut msg) {
+            Share::Answer(body) => return reply(body),
+            Share::Relay(hook) => hook,
+        };
+        match self.servers.try_acquire(server, Outgoing::Relay(msg, caller_of(session))) {
+            Ok(Acquired::Ready(call)) => relay_call(call, session, id, sse, hook),
             Ok(Acquired::Starting(request)) => {
                 let (gw, server, session) = (self.clone(), server.to_string(), session.clone());
                 Answer::Later(Box::new(move || match gw.servers.acquire(&server, request) {
-                    Ok(call) => relay_call(call, &session, id, sse),
+                    Ok(call) => relay_call(call, &session, id, sse, hook),
                     Err(e) => reply(unavailable(id, &e)),
                 }))
             }
@@ -291,10 +311,15 @@ impl Gateway {
     /// Client notifications: a cancellation is passed on under the hub's id; the rest
     /// (`initialized`, roots changes) concern the hub, which already initialized the child.
     fn notification(&self, session: Option<&Session>, msg: &Value) -> Answer {
-        if jsonrpc::method(msg) != "notifications/cancelled" {
-            return Answer::Accepted;
-        }
         let Some(session) = session else { return Answer::Accepted };
+        match jsonrpc::method(msg) {
+            "notifications/cancelled" => {}
+            "notifications/roots/list_changed" => {
+                self.roots_changed(session);
+                return Answer::Accepted;
+            }
+            _ => return Answer::Accepted,
+        }
         let Some(request_id) = msg.pointer("/params/requestId") else { return Answer::Accepted };
         let Some((server, hub_id)) = session.find(request_id) else { return Answer::Accepted };
         let reason = msg.pointer("/params/reason").cloned().unwrap_or(Value::Null);
@@ -336,17 +361,12 @@ impl Gateway {
         if method.ends_with("/list_changed") {
             self.catalog.lock().invalidate(Some(method));
         }
-        for s in self.sessions.of(&Target::Server(server.to_string())) {
-            s.deliver(msg.clone());
-        }
-        if method.ends_with("/list_changed")
-            || method == "notifications/message"
-            || method == "notifications/resources/updated"
-        {
-            for s in self.sessions.of(&Target::Aggregate) {
-                s.deliver(msg.clone());
-            }
-        }
+        self.distribute(server, msg);
+    }
+
+    /// The client name of a session (its `clientInfo.name`), for the request log.
+    pub fn client_of(&self, session: Option<&str>) -> Option<String> {
+        self.sessions.peek(session?)?.client.name.clone()
     }
 
     // -----------------------------------------------------------------------------------------
@@ -392,8 +412,19 @@ impl Gateway {
     }
 }
 
+type ResultHook = Box<dyn FnOnce(Value) -> Value + Send>;
+
 /// A call the session tracks (so the client can cancel it) until it ends, however it ends.
-fn relay_call(mut call: Call, session: &Arc<Session>, id: Value, sse: bool) -> Answer {
+fn relay_call(
+    mut call: Call,
+    session: &Arc<Session>,
+    id: Value,
+    sse: bool,
+    hook: Option<ResultHook>,
+) -> Answer {
+    if let Some(f) = hook {
+        call.on_result(f);
+    }
     session.track(&id, call.server(), call.hub_id());
     let (s, tracked) = (session.clone(), id.clone());
     call.on_end(move || s.untrack(&tracked));

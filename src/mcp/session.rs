@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use crate::queue::Queue;
+use crate::servers::bridge::Can;
 
 /// Sessions idle this long are forgotten (an open GET stream is use: such a session stays).
 pub const IDLE_EXPIRY: Duration = Duration::from_secs(3600);
@@ -27,6 +28,23 @@ pub enum Target {
     Aggregate,
 }
 
+/// The client of a session, as its `initialize` described it.
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    pub can: Can,
+    pub name: Option<String>,
+}
+
+impl Client {
+    pub fn of(initialize: &Value) -> Client {
+        let params = initialize.get("params");
+        let caps = params.and_then(|p| p.get("capabilities")).cloned().unwrap_or(Value::Null);
+        let name =
+            params.and_then(|p| p.pointer("/clientInfo/name")).and_then(Value::as_str).map(str::to_string);
+        Client { can: Can::of(&caps), name }
+    }
+}
+
 /// A server→client stream (one open GET): messages queue here until its thread writes them.
 pub type Stream = Queue<Value>;
 
@@ -35,6 +53,8 @@ pub struct Session {
     pub target: Target,
     /// The protocol version agreed at initialize.
     pub version: String,
+    /// What its client declared it can answer, and its name (`clientInfo.name`).
+    pub client: Client,
     last_used: Mutex<Instant>,
     /// A request came after `initialize`.
     used: std::sync::atomic::AtomicBool,
@@ -105,9 +125,13 @@ impl Session {
     }
 }
 
+/// Told of every session that ends (deleted, expired, evicted), after the table's lock.
+pub type OnEnd = Box<dyn Fn(&Session) + Send + Sync>;
+
 #[derive(Default)]
 pub struct Sessions {
     map: Mutex<Table>,
+    on_end: std::sync::OnceLock<OnEnd>,
 }
 
 /// The sessions by id, and by what they talk to: a server's notification reaches its own
@@ -137,11 +161,28 @@ impl Table {
 }
 
 impl Sessions {
+    pub fn set_on_end(&self, f: OnEnd) {
+        let _ = self.on_end.set(f);
+    }
+
+    fn ended(&self, s: &Session) {
+        s.close();
+        if let Some(f) = self.on_end.get() {
+            f(s);
+        }
+    }
+
     pub fn create(&self, target: Target, version: &str, now: Instant) -> Arc<Session> {
+        self.create_for(target, version, Client::default(), now)
+    }
+
+    /// A new session for `client`.
+    pub fn create_for(&self, target: Target, version: &str, client: Client, now: Instant) -> Arc<Session> {
         let s = Arc::new(Session {
             id: new_id(),
             target,
             version: version.to_string(),
+            client,
             last_used: Mutex::new(now),
             used: std::sync::atomic::AtomicBool::new(false),
             streams: Mutex::new(Vec::new()),
@@ -165,9 +206,14 @@ impl Sessions {
             gone
         };
         for e in evicted {
-            e.close();
+            self.ended(&e);
         }
         s
+    }
+
+    /// A live session, untouched (for the hub's own deliveries).
+    pub fn peek(&self, id: &str) -> Option<Arc<Session>> {
+        self.map.lock().by_id.get(id).cloned()
     }
 
     /// A live session (touched), or None when unknown or expired.
@@ -185,7 +231,7 @@ impl Sessions {
         let s = self.map.lock().remove(id);
         match s {
             Some(s) => {
-                s.close();
+                self.ended(&s);
                 true
             }
             None => false,

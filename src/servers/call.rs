@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::bridge::{Bridge, Event, Next, Pending};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
+use super::bridge::{Bridge, Caller, Event, Next, Pending};
 use super::upstream::{Piece, Upstream};
 use super::{Channel, Run, Servers, Status};
 use crate::config::Transport;
@@ -98,15 +98,16 @@ impl Servers {
     fn open_call(&self, name: &str, request: Request, wait: bool) -> Result<Acquired> {
         let srv = self.must_find(name)?;
         let started = Instant::now();
-        let (channel, timeout) = {
+        let (channel, (timeout, max_timeout)) = {
             let mut st = srv.state.lock();
             let timeout = st.config.request_timeout.unwrap_or(self.ctx.default_timeout);
+            let max_timeout = st.config.max_request_timeout.max(timeout);
             let deadline = started + timeout;
             while wait && st.status() == Status::Starting && Instant::now() < deadline {
                 srv.changed.wait_until(&mut st, deadline);
             }
             match (st.status(), st.run()) {
-                (Status::Running, Some(run)) => (run.channel(), timeout),
+                (Status::Running, Some(run)) => (run.channel(), (timeout, max_timeout)),
                 (Status::Starting, _) if !wait => return Ok(Acquired::Starting(request)),
                 (Status::Starting, _) => {
                     return Err(Error::Timeout(format!("server {name} is still starting")));
@@ -139,6 +140,7 @@ impl Servers {
             server: name.to_string(),
             breakers: breakers.clone(),
             deadline: started + timeout,
+            latest: started + max_timeout,
             timeout,
             in_flight: [in_flight, in_flight_total],
         };
@@ -160,6 +162,24 @@ impl Servers {
         }
     }
 
+    /// Sends a notification to a server (stdio only: telling a remote one is a request of its own).
+    pub fn notify(&self, name: &str, method: &str, params: Option<Value>) {
+        if let Some(b) =
+            self.find(name).and_then(|srv| srv.state.lock().run().and_then(|r| r.bridge().cloned()))
+        {
+            b.notify(method, params);
+        }
+    }
+
+    /// Sends the hub's own request to a stdio server without waiting for its answer (what the
+    /// hub tells a child once a session has ended).
+    pub fn send_only(&self, name: &str, method: &str, params: Option<Value>) {
+        match self.find(name).and_then(|srv| srv.state.lock().run().and_then(|r| r.bridge().cloned())) {
+            Some(b) => b.send_only(method, params),
+            None => log::debug!("{method} not sent to {name}: not a running stdio server"),
+        }
+    }
+
     /// Whether a server is remote (its calls always block on the network).
     pub fn is_remote(&self, name: &str) -> bool {
         self.find(name).is_some_and(|s| s.state.lock().config.transport == Transport::Http)
@@ -178,8 +198,9 @@ pub enum Request {
     /// A request the hub makes itself: a fresh id, no progress, no child requests for it.
     Own { method: String, params: Option<Value> },
     /// A client's request relayed whole: its id and progress token are swapped for the hub's on
-    /// the way in and put back on the way out; the child's requests for it come back as messages.
-    Relay(Value),
+    /// the way in and put back on the way out; the child's requests for its client (`caller`
+    /// says which it can answer) come back as messages.
+    Relay(Value, Caller),
 }
 
 impl Request {
@@ -190,7 +211,7 @@ impl Request {
     fn message(&self) -> Value {
         match self {
             Request::Own { method, params } => jsonrpc::request(0, method, params.clone()),
-            Request::Relay(msg) => msg.clone(),
+            Request::Relay(msg, _) => msg.clone(),
         }
     }
 }
@@ -218,6 +239,8 @@ pub(super) struct Lease {
     pub server: String,
     pub breakers: Arc<Breakers>,
     pub deadline: Instant,
+    /// Progress moves the deadline, never past this.
+    pub latest: Instant,
     pub timeout: Duration,
     /// The server's place and the hub's.
     pub in_flight: [InFlight; 2],
@@ -255,11 +278,13 @@ pub struct Call {
     server: String,
     breakers: Arc<Breakers>,
     deadline: Instant,
+    latest: Instant,
     timeout: Duration,
     link: Link,
     /// The outcome was handed out (and recorded).
     finished: bool,
     on_end: Option<Box<dyn FnOnce() + Send>>,
+    on_result: Option<Box<dyn FnOnce(Value) -> Value + Send>>,
     _in_flight: [InFlight; 2],
 }
 
@@ -267,7 +292,7 @@ impl Call {
     pub(super) fn stdio(lease: Lease, bridge: Arc<Bridge>, request: Request) -> Call {
         let sent = match &request {
             Request::Own { method, params } => bridge.begin(method, params.clone()),
-            Request::Relay(msg) => bridge.begin_relay(msg),
+            Request::Relay(msg, caller) => bridge.begin_relay_for(msg, caller.clone()),
         };
         let link = match sent {
             Ok(p) => Link::Stdio { bridge, pending: Some(p) },
@@ -284,15 +309,17 @@ impl Call {
     }
 
     fn new(lease: Lease, link: Link) -> Call {
-        let Lease { server, breakers, deadline, timeout, in_flight } = lease;
+        let Lease { server, breakers, deadline, latest, timeout, in_flight } = lease;
         Call {
             server,
             breakers,
             deadline,
+            latest,
             timeout,
             link,
             finished: false,
             on_end: None,
+            on_result: None,
             _in_flight: in_flight,
         }
     }
@@ -318,6 +345,12 @@ impl Call {
     /// blocking HTTP client, so a remote call is always waited on a thread of its own.
     pub fn is_quick(&self) -> bool {
         !matches!(self.link, Link::Http(_))
+    }
+
+    /// Passes the result through `f` before it is handed out (the gateway keeps what it must
+    /// know of it: a task's owner, one session's share of a list).
+    pub fn on_result(&mut self, f: impl FnOnce(Value) -> Value + Send + 'static) {
+        self.on_result = Some(Box::new(f));
     }
 
     /// Runs `f` when the call ends, however it ends.
@@ -364,7 +397,8 @@ impl Call {
             Link::Http(remote) => {
                 let Remote { upstream, request, answer, id } = &mut **remote;
                 if let Some(msg) = request.take() {
-                    let remaining = self.deadline.saturating_duration_since(Instant::now());
+                    // The answer may take until `latest` if progress keeps coming.
+                    let remaining = self.latest.saturating_duration_since(Instant::now());
                     match upstream.send(id.clone(), msg, remaining) {
                         Ok(rx) => *answer = Some(rx),
                         Err(e) => return Some(self.done(Err(e))),
@@ -405,7 +439,14 @@ impl Call {
         };
         Some(match step {
             Step::Done(r) => self.done(r),
-            m => m,
+            Step::Message(m) => {
+                if jsonrpc::method(&m) == "notifications/progress" {
+                    // Progress shows the server at work: the deadline starts again (as the SDKs'
+                    // resetTimeoutOnProgress does), up to `max_request_timeout` from the start.
+                    self.deadline = (Instant::now() + self.timeout).min(self.latest).max(self.deadline);
+                }
+                Step::Message(m)
+            }
         })
     }
 
@@ -451,7 +492,10 @@ impl Call {
     fn done(&mut self, outcome: Result<Value, RpcError>) -> Step {
         self.finished = true;
         record(&self.breakers, &self.server, outcome.as_ref().err());
-        Step::Done(outcome)
+        match (outcome, self.on_result.take()) {
+            (Ok(v), Some(f)) => Step::Done(Ok(f(v))),
+            (outcome, _) => Step::Done(outcome),
+        }
     }
 }
 

@@ -171,14 +171,15 @@ impl Servers {
             secrets.clone(),
             self.ctx.activity.clone(),
             self.listener.get().cloned(),
+            self.router.get().cloned(),
         ));
         let bridge =
             Bridge::start(&srv.name, pipes.stdin, pipes.stdout, pipes.stderr, srv.stderr.clone(), peer)
                 .map_err(|e| (format!("cannot start the bridge threads: {e}"), true))?;
-        let mut capabilities = json!({"sampling": {}, "elicitation": {}});
-        if !cfg.roots.is_empty() {
-            capabilities["roots"] = json!({"listChanged": false});
-        }
+        // Everything a client might do, so the child offers every tool: each request of the
+        // child then goes to a client that can answer it, or gets the answer of one that cannot.
+        let capabilities = json!({"roots": {"listChanged": true}, "sampling": {},
+            "elicitation": {"form": {}, "url": {}}});
         let params = json!({
             "protocolVersion": PROTOCOL_VERSION,
             "capabilities": capabilities,

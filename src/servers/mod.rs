@@ -116,6 +116,11 @@ pub const STATUS_NOTIFICATION: &str = "agenthub/server_status";
 /// `STATUS_NOTIFICATION` when a server starts or stops running.
 pub type Listener = Arc<dyn Fn(&str, &Value) + Send + Sync>;
 
+/// Offered (server, request under its relay id) a child's request for a client that no call in
+/// flight can take; true when a client session took it (the gateway: a task's owner, the
+/// session whose roots changed).
+pub type Router = Arc<dyn Fn(&str, &Value) -> bool + Send + Sync>;
+
 /// What the server table needs from the rest of the hub.
 pub struct Context {
     /// npm installs go here, one prefix per server (`<data dir>/npm/<server>`).
@@ -291,6 +296,7 @@ pub struct Servers {
     listener: std::sync::OnceLock<Listener>,
     /// Calls in flight on all servers (bounded by `Context::max_calls_total`).
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    router: std::sync::OnceLock<Router>,
 }
 
 impl Servers {
@@ -313,6 +319,7 @@ impl Servers {
             stop: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
             listener: std::sync::OnceLock::new(),
+            router: std::sync::OnceLock::new(),
         })
     }
 
@@ -383,6 +390,11 @@ impl Servers {
     /// Receives every notification a child sends (after the hub's own handling).
     pub fn set_listener(&self, listener: Listener) {
         let _ = self.listener.set(listener);
+    }
+
+    /// Receives the children's requests for clients that no call in flight can take.
+    pub fn set_router(&self, router: Router) {
+        let _ = self.router.set(router);
     }
 
     /// Does what a transition asked for. Called with the server's lock released: logging, the

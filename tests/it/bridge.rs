@@ -15,7 +15,7 @@ impl Peer for Quiet {
     fn request(&self, _: &str, _: &Value) -> Result<Value, RpcError> {
         Ok(json!({}))
     }
-    fn notification(&self, _: &str, _: &Value, _: bool) {}
+    fn notification(&self, _: &str, _: &Value) {}
 }
 
 #[test]

@@ -140,18 +140,6 @@ fn progress_streams_as_sse_with_the_clients_token() {
 }
 
 #[test]
-fn log_lines_during_a_request_arrive_on_its_stream() {
-    let hub = Hub::with_fixtures(&[("fx", json!({}))]);
-    let c = McpSession::connect(&hub, "/mcp/fx");
-    let r = c.send(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "notify", "arguments": {}}}));
-    assert_eq!(r.header("content-type"), Some("text/event-stream"));
-    let ev = events(&r.text());
-    assert_eq!(ev[0]["method"], "notifications/message");
-    assert_eq!(ev[0]["params"]["data"], "hello from fixture");
-    assert_eq!(ev.last().unwrap()["id"], 9);
-}
-
-#[test]
 fn sampling_from_the_child_is_relayed_to_the_client_in_flight() {
     let hub = Hub::with_fixtures(&[("fx", json!({}))]);
     let c = McpSession::connect(&hub, "/mcp/fx");
@@ -178,6 +166,7 @@ fn sampling_from_the_child_is_relayed_to_the_client_in_flight() {
 fn get_streams_carry_the_childs_notifications() {
     let hub = Hub::with_fixtures(&[("fx", json!({}))]);
     let c = McpSession::connect(&hub, "/mcp/fx");
+    assert_eq!(c.call(json!(1), "logging/setLevel", json!({"level": "info"}))["result"], json!({}));
     let mut reader = c.open_stream();
     // Sent outside any session's request (the REST route), the log line goes to GET streams.
     assert_eq!(tool_text(&hub.tool("fx", "notify", json!({}))), "notified");
@@ -189,11 +178,11 @@ fn get_streams_carry_the_childs_notifications() {
 }
 
 #[test]
-fn aggregated_endpoint_merges_and_routes_and_skips_stopped_servers() {
+fn aggregated_endpoint_merges_and_routes_and_skips_disabled_servers() {
     let hub = Hub::with_fixtures(&[
         ("one", json!({"auto_start": true})),
         ("two", json!({"auto_start": true})),
-        ("off", json!({})),
+        ("off", json!({"enabled": false})),
     ]);
     hub.wait_status("one", "RUNNING", 5 * SEC);
     hub.wait_status("two", "RUNNING", 5 * SEC);
@@ -202,7 +191,7 @@ fn aggregated_endpoint_merges_and_routes_and_skips_stopped_servers() {
     let names: Vec<&str> =
         tools["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"one__echo") && names.contains(&"two__echo"), "{names:?}");
-    assert!(!names.iter().any(|n| n.starts_with("off__")), "stopped server listed");
+    assert!(!names.iter().any(|n| n.starts_with("off__")), "disabled server listed");
     let r = c.call(json!(2), "tools/call", json!({"name": "two__echo", "arguments": {"text": "routed"}}));
     assert_eq!(r["result"]["content"][0]["text"], "routed");
     let r = c.call(json!(3), "tools/call", json!({"name": "nope__echo", "arguments": {}}));
@@ -317,6 +306,9 @@ fn aggregated_sessions_hear_when_the_tool_list_changes() {
             .filter(|t| !t["name"].as_str().unwrap().starts_with("agenthub__"))
             .count()
     };
+    // The aggregated initialize started `two` as well: stop it to see it come back.
+    hub.wait_status("two", "RUNNING", 5 * SEC);
+    assert_eq!(hub.post("/servers/two/stop").status, 200);
     let before = server_tools(c.call(json!(1), "tools/list", json!({})));
     let mut reader = c.open_stream();
     assert_eq!(hub.post("/servers/two/start").status, 200);
@@ -516,12 +508,13 @@ fn every_supported_protocol_version_is_served() {
 fn a_childs_request_is_never_handed_to_another_callers_client() {
     let hub = Hub::with_fixtures(&[("fx", json!({"auto_start": true}))]);
     hub.wait_status("fx", "RUNNING", 10 * SEC);
-    // Client B waits on a slow call with an SSE stream open, able to answer sampling.
-    let b = McpSession::connect(&hub, "/mcp/fx");
+    // Client B waits on a slow call with an SSE stream open; it declared no sampling.
+    let (b, _) = McpSession::initialize(&hub.addr, "/mcp/fx", &initialize_with(MCP_VERSION, json!({})));
+    b.initialized();
     let mut stream = b.post_streaming(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
         "params": {"name": "sleep", "arguments": {"ms": 1500}, "_meta": {"progressToken": "b"}}}));
     hub.wait_stderr("fx", "fixture: sleep start");
-    // A's REST call makes the child ask for sampling: it is A's, and A cannot answer.
+    // A's REST call makes the child ask for sampling: A cannot answer, nor can B.
     let a = hub.tool(
         "fx",
         "ask",

@@ -735,6 +735,13 @@ impl McpSession {
         self.stream("POST", &headers, msg.to_string().as_bytes())
     }
 
+    /// Ends the session (DELETE).
+    pub fn delete(&self) -> Resp {
+        let headers =
+            [("Mcp-Session-Id", self.session.as_str()), ("MCP-Protocol-Version", self.version.as_str())];
+        raw_request(&self.addr, "DELETE", &self.path, &headers, b"")
+    }
+
     /// Opens the session's GET stream and waits until it is open (its first comment).
     pub fn open_stream(&self) -> BufReader<TcpStream> {
         let headers = [

@@ -13,6 +13,7 @@ mod npm_servers;
 mod saves;
 mod security;
 mod servers;
+mod shared_child;
 mod shim;
 // Shared test support: not every helper is used by every test module.
 #[allow(dead_code)]

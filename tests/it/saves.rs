@@ -171,7 +171,9 @@ fn first_save_on_embedded_defaults_keeps_their_shape_and_says_so() {
         assert_eq!(&saved["servers"][name], server, "{name} written as shipped");
     }
     assert_eq!(saved["servers"]["mine"], json!({"command": "x"}));
-    assert!(hub.log().contains("first save: the embedded example servers"), "{}", hub.log());
+    wait_for("the first save in the log", 5 * SEC, || {
+        hub.log().contains("first save: the embedded example servers").then_some(())
+    });
     assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
 }
 

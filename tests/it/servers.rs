@@ -248,9 +248,13 @@ fn child_requests_are_answered_by_the_hub() {
     };
     assert_eq!(ask("rooted", "ping")["result"], json!({}));
     assert_eq!(ask("rooted", "roots/list")["result"]["roots"], json!([{"uri": "file:///tmp/project"}]));
-    assert_eq!(ask("plain", "roots/list")["error"]["code"], -32601);
+    // A REST caller cannot answer: the hub answers as a client without the capability would.
+    assert_eq!(ask("plain", "roots/list")["result"]["roots"], json!([]));
+    assert_eq!(ask("plain", "elicitation/create")["result"], json!({"action": "decline"}));
     let s = ask("plain", "sampling/createMessage");
-    assert!(s["error"]["message"].as_str().unwrap().contains("cannot be relayed"), "{s}");
+    assert_eq!(s["error"]["code"], -32601, "{s}");
+    let why = s["error"]["message"].as_str().unwrap();
+    assert!(why.contains("only REST or hub requests are in flight on plain"), "{why}");
     // Notifications reach the log and the activity feed.
     assert_eq!(tool_text(&hub.tool("plain", "notify", json!({}))), "notified");
     wait_for("the log notification in the feed", 5 * SEC, || {

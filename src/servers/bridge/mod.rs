@@ -26,17 +26,32 @@ use crate::queue::Queue;
 use lines::{STDERR_LINE_BYTES, STDERR_LINES};
 pub use lines::{STDOUT_LINE_BYTES, StderrRing};
 use lines::{drain_stderr, read_line_capped};
+use route::Origin;
+pub use route::{Caller, Can};
 
 /// Most bytes of requests waiting for a child that does not read its stdin: past it, new
 /// requests fail at once rather than grow the hub.
 pub const STDIN_BYTES: u64 = 64 << 20;
+/// Most requests of a child waiting for clients' answers at once: past it the hub answers.
+const MAX_CHILD_REQUESTS: usize = 256;
 /// What the hub does with messages the child starts: its requests (`ping`, `roots/list`, ...)
 /// and notifications.
 pub trait Peer: Send + Sync {
     /// The answer to a child's request: a result or an error.
     fn request(&self, server: &str, msg: &Value) -> Result<Value, RpcError>;
-    /// `relayed`: the message already went to the one client request in flight.
-    fn notification(&self, server: &str, msg: &Value, relayed: bool);
+    /// The answer to a child's request for a client (`roots/list`, sampling, elicitation) that
+    /// no caller in flight can take, `why` saying so: what a client without it would answer.
+    fn unrouted(&self, server: &str, msg: &Value, why: &str) -> Result<Value, RpcError> {
+        let _ = why;
+        self.request(server, msg)
+    }
+    /// Offers such a request, under its relay id, to a client outside any call (a session's
+    /// GET stream); true when one took it (its answer comes through `Bridge::answer_child`).
+    fn offer(&self, server: &str, forward: &Value) -> bool {
+        let _ = (server, forward);
+        false
+    }
+    fn notification(&self, server: &str, msg: &Value);
     /// The child's text (stderr, a line it should not have written) as the hub may keep and
     /// log it: the secrets it was started with taken out.
     fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
@@ -68,8 +83,10 @@ pub enum Next {
 struct Slot {
     events: Mutex<(VecDeque<Event>, bool)>,
     ready: Condvar,
-    /// A client's request relayed whole: it may receive progress and the child's requests.
+    /// A client's request relayed whole: it may receive progress.
     relay: bool,
+    /// Whose it is, for the child's requests to its client (`route`).
+    origin: Option<Origin>,
     /// The caller's own progress token, put back on progress notifications.
     client_token: Option<Value>,
     /// The hub's health ping: it cannot be why the child asks its client anything.
@@ -79,7 +96,7 @@ struct Slot {
 impl Slot {
     fn new(relay: bool, client_token: Option<Value>) -> Slot {
         let events = Mutex::new((VecDeque::new(), false));
-        Slot { events, ready: Condvar::new(), relay, client_token, ping: false }
+        Slot { events, ready: Condvar::new(), relay, origin: None, client_token, ping: false }
     }
 
     fn push(&self, e: Event) {
@@ -123,6 +140,7 @@ pub struct Bridge {
     outbox: Arc<Queue<String>>,
     closed: Arc<AtomicBool>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    peer: Arc<dyn Peer>,
 }
 
 impl Bridge {
@@ -152,6 +170,7 @@ impl Bridge {
             move || write_loop(stdin, &outbox, &queued)
         })?);
         let (s, t, c, p) = (shared.clone(), outbox.clone(), closed.clone(), peer.clone());
+        let (own_peer, peer) = (peer.clone(), peer);
         threads.push(
             std::thread::Builder::new()
                 .name(format!("stdout-{n}"))
@@ -163,7 +182,7 @@ impl Bridge {
                 .name(format!("stderr-{n}"))
                 .spawn(move || drain_stderr(stderr, &server, &ring, peer.as_ref()))?,
         );
-        Ok(Bridge { shared, outbox, closed, threads: Mutex::new(threads) })
+        Ok(Bridge { shared, outbox, closed, threads: Mutex::new(threads), peer: own_peer })
     }
 
     /// Whether the child's stdout has closed (it exited, or is exiting).
@@ -180,6 +199,11 @@ impl Bridge {
     /// Sends a client's request: a fresh hub id, and its progress token (if any) swapped for
     /// that id, so progress finds its way back to this caller alone.
     pub fn begin_relay(&self, request: &Value) -> Result<Pending, RpcError> {
+        self.begin_relay_for(request, Caller { session: String::new(), can: Can::ALL })
+    }
+
+    /// As `begin_relay`, for a caller whose client can answer what `caller` says.
+    pub fn begin_relay_for(&self, request: &Value, caller: Caller) -> Result<Pending, RpcError> {
         let mut params = request.get("params").cloned();
         let client_token = params.as_ref().and_then(|p| p.pointer("/_meta/progressToken")).cloned();
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -188,7 +212,8 @@ impl Bridge {
                 meta["progressToken"] = json!(id);
             }
         }
-        self.send_as(id, jsonrpc::method(request), params, Slot::new(true, client_token))
+        let slot = Slot { origin: Some(Origin::of(request, caller)), ..Slot::new(true, client_token) };
+        self.send_as(id, jsonrpc::method(request), params, slot)
     }
 
     fn send(&self, method: &str, params: Option<Value>, slot: Slot) -> Result<Pending, RpcError> {
@@ -303,20 +328,32 @@ impl Bridge {
             (Some(r), _) => msg["result"] = r.clone(),
             (None, Some(e)) => msg["error"] = e.clone(),
             (None, None) => {
-                msg["error"] = json!({"code": jsonrpc::INTERNAL_ERROR, "message": "empty answer"})
+                msg["error"] = json!({"code": jsonrpc::INVALID_REQUEST,
+                    "message": "the client's answer had neither result nor error"})
             }
         }
         self.outbox.push(msg.to_string())
     }
 
-    /// Answers a relayed child request with an error: its client cannot take it.
+    /// Answers a child request relayed to a caller that cannot take it (its answer is not a
+    /// stream) as a client without the capability would.
     pub fn refuse_relay(&self, msg: &Value) {
-        if jsonrpc::kind(msg) == Kind::Request {
-            if let Some(id) = msg.get("id").and_then(Value::as_str) {
-                let err = json!({"error": {"code": jsonrpc::METHOD_NOT_FOUND,
-                    "message": format!("{} cannot be relayed: the client's request is not streaming", jsonrpc::method(msg))}});
-                self.answer_child(id, &err);
-            }
+        if jsonrpc::kind(msg) != Kind::Request {
+            return;
+        }
+        let Some(id) = msg.get("id").and_then(Value::as_str) else { return };
+        let why = "the client's request that it belongs to does not take a stream";
+        let answer = match self.peer.unrouted(&self.shared.name, msg, why) {
+            Ok(r) => json!({"result": r}),
+            Err(e) => json!({"error": e.to_value()}),
+        };
+        self.answer_child(id, &answer);
+    }
+
+    /// Sends a request whose answer nobody waits for (it is logged and dropped when it comes).
+    pub fn send_only(&self, method: &str, params: Option<Value>) {
+        if let Ok(p) = self.begin(method, params) {
+            self.forget(p.id);
         }
     }
 
@@ -453,20 +490,14 @@ fn read_loop(
             }
             Kind::Request => {
                 let id = msg.get("id").cloned().unwrap_or(Value::Null);
-                if matches!(jsonrpc::method(&msg), "sampling/createMessage" | "elicitation/create") {
-                    if let Some(slot) = lone_relay(shared) {
-                        let n = shared.next_id.fetch_add(1, Ordering::Relaxed);
-                        let relay_id = format!("s:{}:{n}", shared.name);
-                        shared.child_requests.lock().insert(relay_id.clone(), id);
-                        let mut forward = msg;
-                        forward["id"] = json!(relay_id);
-                        slot.push(Event::Message(forward));
-                        continue;
-                    }
-                }
-                let answer = match peer.request(&shared.name, &msg) {
-                    Ok(result) => jsonrpc::result(id, result),
-                    Err(e) => json!({"jsonrpc": "2.0", "id": id, "error": e.to_value()}),
+                let outcome = match route::is_for_a_client(&msg) {
+                    true => for_a_client(shared, peer, msg),
+                    false => Some(peer.request(&shared.name, &msg)),
+                };
+                let answer = match outcome {
+                    None => continue,
+                    Some(Ok(result)) => jsonrpc::result(id, result),
+                    Some(Err(e)) => json!({"jsonrpc": "2.0", "id": id, "error": e.to_value()}),
                 };
                 outbox.push(answer.to_string());
             }
@@ -485,15 +516,7 @@ fn read_loop(
                     _ => log::debug!("{}: progress for no pending request", shared.name),
                 }
             }
-            Kind::Notification if jsonrpc::method(&msg) == "notifications/message" => {
-                // A log line while exactly one client request is in flight belongs to its stream.
-                let slot = lone_relay(shared);
-                if let Some(slot) = &slot {
-                    slot.push(Event::Message(msg.clone()));
-                }
-                peer.notification(&shared.name, &msg, slot.is_some());
-            }
-            Kind::Notification => peer.notification(&shared.name, &msg, false),
+            Kind::Notification => peer.notification(&shared.name, &msg),
             Kind::Invalid => {
                 log::warn!(
                     "{}: skipping an invalid JSON-RPC message: {:.200}",
@@ -514,17 +537,42 @@ fn read_loop(
     }
 }
 
-/// The client request a child's request belongs to, when that is certain: it is the only
-/// request in flight on the child (pings aside) and a client's relayed one. With another
-/// caller's request in flight too — a REST call, another client's — the child's request could
-/// be either's, and it is never guessed (it would hand one client's prompt to another).
-fn lone_relay(shared: &Shared) -> Option<Arc<Slot>> {
-    let pending = shared.pending.lock();
-    let mut callers = pending.as_ref()?.values().filter(|s| !s.ping);
-    let only = callers.next()?.clone();
-    (callers.next().is_none() && only.relay).then_some(only)
+/// A child's request for a client: to the caller it belongs to (`route`), else offered to a
+/// client outside any call, else answered by the peer. `None`: a client has it; it answers.
+fn for_a_client(shared: &Shared, peer: &dyn Peer, msg: Value) -> Option<Result<Value, RpcError>> {
+    let id = msg.get("id").cloned().unwrap_or(Value::Null);
+    let picked = match shared.pending.lock().as_ref() {
+        Some(p) => route::pick(&shared.name, p, &msg),
+        None => Err(format!("server {} is going away", shared.name)),
+    };
+    let n = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let relay_id = format!("s:{}:{n}", shared.name);
+    let mut forward = msg.clone();
+    forward["id"] = json!(relay_id);
+    let why = match picked {
+        Ok(slot) => {
+            shared.child_requests.lock().insert(relay_id, id);
+            slot.push(Event::Message(forward));
+            return None;
+        }
+        Err(why) => why,
+    };
+    {
+        let mut waiting = shared.child_requests.lock();
+        if waiting.len() >= MAX_CHILD_REQUESTS {
+            let why = format!("{why}; {MAX_CHILD_REQUESTS} requests already wait for clients");
+            return Some(peer.unrouted(&shared.name, &msg, &why));
+        }
+        waiting.insert(relay_id.clone(), id);
+    }
+    if peer.offer(&shared.name, &forward) {
+        return None;
+    }
+    shared.child_requests.lock().remove(&relay_id);
+    Some(peer.unrouted(&shared.name, &msg, &why))
 }
 
 mod lines;
+pub mod route;
 #[cfg(test)]
 mod tests;

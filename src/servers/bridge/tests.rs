@@ -87,7 +87,7 @@ impl Drop for PipeWriter {
 #[derive(Default)]
 struct Recorder {
     requests: Mutex<Vec<Value>>,
-    notifications: Mutex<Vec<(Value, bool)>>,
+    notifications: Mutex<Vec<Value>>,
 }
 
 impl Recorder {
@@ -105,8 +105,13 @@ impl Peer for Recorder {
         }
     }
 
-    fn notification(&self, _: &str, msg: &Value, relayed: bool) {
-        self.notifications.lock().push((msg.clone(), relayed));
+    fn unrouted(&self, _: &str, msg: &Value, why: &str) -> Result<Value, RpcError> {
+        self.requests.lock().push(msg.clone());
+        Ok(json!({"from": "peer", "method": jsonrpc::method(msg), "why": why}))
+    }
+
+    fn notification(&self, _: &str, msg: &Value) {
+        self.notifications.lock().push(msg.clone());
     }
 }
 
@@ -378,32 +383,42 @@ fn a_request_that_times_out_gives_32001_and_the_child_is_told() {
     child.sync();
 }
 
+/// Who is in flight when the child asks its client something.
+#[derive(Clone, Copy)]
+enum Flight {
+    /// The hub's own request or a REST caller's.
+    Own,
+    /// A client's relayed request; its client can answer what `Can` says; its tool arguments.
+    Client(Can, &'static str),
+}
+
 #[test]
-fn the_childs_requests_go_to_the_lone_relayed_caller_or_else_to_the_peer() {
+fn the_childs_requests_go_to_the_caller_that_can_answer_or_else_to_the_peer() {
     enum To {
-        Caller,
-        Peer,
+        Caller(usize),
+        Peer(&'static str),
     }
-    /// `relays`: the requests in flight, each a client's relayed request (true) or the hub's own.
-    fn check(relays: &[bool], method: &str, to: To) {
+    fn check(flights: &[Flight], method: &str, params: Value, to: To) {
         let child = Child::start();
-        let pending: Vec<Pending> = relays
+        let pending: Vec<Pending> = flights
             .iter()
-            .map(|&relay| match relay {
-                true => child.bridge.begin_relay(&tools_call(json!(1), json!({}))).unwrap(),
-                false => child.bridge.begin("tools/list", None).unwrap(),
+            .map(|f| match *f {
+                Flight::Client(can, arg) => {
+                    let caller = Caller { session: "s".into(), can };
+                    let call = tools_call(json!(1), json!({"name": "t", "arguments": {"prompt": arg}}));
+                    child.bridge.begin_relay_for(&call, caller).unwrap()
+                }
+                Flight::Own => child.bridge.begin("tools/list", None).unwrap(),
             })
             .collect();
         for _ in &pending {
             child.heard();
         }
-        let params = json!({"messages": [], "maxTokens": 10});
         // The child's ids are its own: 1 is also a hub id in flight.
         child.say(json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}));
         match to {
-            To::Caller => {
-                let caller = &pending[relays.iter().position(|&r| r).unwrap()];
-                let m = child.message(caller);
+            To::Caller(i) => {
+                let m = child.message(&pending[i]);
                 let relay_id = m["id"].as_str().expect("a string id").to_string();
                 let n = relay_id.strip_prefix("s:fx:").expect("s:<server>:<n>");
                 assert!(n.parse::<u64>().is_ok(), "{relay_id}");
@@ -414,28 +429,75 @@ fn the_childs_requests_go_to_the_lone_relayed_caller_or_else_to_the_peer() {
                 assert!(!child.bridge.answer_child(&relay_id, &answer), "answered once only");
                 assert!(child.peer.asked(method).is_empty());
             }
-            To::Peer => {
-                let answer = json!({"jsonrpc": "2.0", "id": 1, "result": {"from": "peer", "method": method}});
-                assert_eq!(child.heard(), answer);
+            To::Peer(why) => {
+                let heard = child.heard();
+                assert_eq!(heard["result"]["from"], "peer", "{heard}");
+                let said = heard["result"]["why"].as_str().unwrap_or("").to_string();
+                assert!(said.contains(why), "{said:?} does not say {why:?}");
                 assert_eq!(child.peer.asked(method).len(), 1);
             }
         }
         child.sync();
-        for p in &pending {
-            child.nothing_for(p);
+        for (i, p) in pending.iter().enumerate() {
+            if !matches!(to, To::Caller(c) if c == i) {
+                child.nothing_for(p);
+            }
         }
     }
-    check(&[true], "sampling/createMessage", To::Caller);
-    check(&[true], "elicitation/create", To::Caller);
-    // Another request in flight could be the cause: the child's request is not guessed.
-    check(&[false, true, false], "sampling/createMessage", To::Peer);
-    check(&[true, false], "elicitation/create", To::Peer);
-    check(&[], "sampling/createMessage", To::Peer);
-    check(&[], "elicitation/create", To::Peer);
-    check(&[false], "sampling/createMessage", To::Peer);
-    check(&[true, true], "sampling/createMessage", To::Peer);
-    check(&[true, false, true], "elicitation/create", To::Peer);
-    check(&[true], "roots/list", To::Peer);
+    let all = Can::ALL;
+    let none = Can::default();
+    let sampling = Can { sampling: true, ..none };
+    let form = Can { form: true, ..none };
+    let url = Can { url: true, ..none };
+    let roots = Can { roots: true, ..none };
+    let sample = json!({"messages": [], "maxTokens": 10});
+    let url_mode =
+        json!({"mode": "url", "url": "https://example.com", "message": "go", "elicitationId": "e"});
+    check(&[Flight::Client(all, "x")], "sampling/createMessage", sample.clone(), To::Caller(0));
+    check(&[Flight::Client(form, "x")], "elicitation/create", json!({}), To::Caller(0));
+    check(&[Flight::Client(roots, "x")], "roots/list", json!({}), To::Caller(0));
+    check(&[Flight::Client(url, "x")], "elicitation/create", url_mode.clone(), To::Caller(0));
+    // A REST or hub request cannot answer: the one client request that can does.
+    check(
+        &[Flight::Own, Flight::Client(all, "x"), Flight::Own],
+        "sampling/createMessage",
+        sample.clone(),
+        To::Caller(1),
+    );
+    // Only the client that declared the capability is asked.
+    check(
+        &[Flight::Client(none, "x"), Flight::Client(sampling, "y")],
+        "sampling/createMessage",
+        sample.clone(),
+        To::Caller(1),
+    );
+    check(&[Flight::Client(form, "x")], "elicitation/create", url_mode, To::Peer("declared url elicitation"));
+    check(&[Flight::Client(sampling, "x")], "roots/list", json!({}), To::Peer("declared roots"));
+    // Several could: the one whose arguments the request quotes, else nobody.
+    let quoting = json!({"messages": [{"role": "user", "content": {"type": "text", "text": "context: second prompt"}}], "maxTokens": 10});
+    let two = [Flight::Client(sampling, "first prompt"), Flight::Client(sampling, "second prompt")];
+    check(&two, "sampling/createMessage", quoting, To::Caller(1));
+    check(&two, "sampling/createMessage", sample.clone(), To::Peer("2 client requests that could answer"));
+    check(&[], "sampling/createMessage", sample.clone(), To::Peer("no client request is in flight on fx"));
+    check(&[], "elicitation/create", json!({}), To::Peer("no client request is in flight"));
+    check(&[Flight::Own], "sampling/createMessage", sample, To::Peer("only REST or hub requests"));
+}
+
+#[test]
+fn a_request_naming_a_task_goes_to_that_tasks_caller() {
+    let child = Child::start();
+    let caller = Caller { session: "s".into(), can: Can::ALL };
+    let other =
+        child.bridge.begin_relay_for(&tools_call(json!(1), json!({"name": "t"})), caller.clone()).unwrap();
+    let result = json!({"jsonrpc": "2.0", "id": 2, "method": "tasks/result", "params": {"taskId": "task-7"}});
+    let waiting = child.bridge.begin_relay_for(&result, caller).unwrap();
+    child.heard();
+    child.heard();
+    child.say(json!({"jsonrpc": "2.0", "id": 3, "method": "elicitation/create",
+        "params": {"message": "?", "requestedSchema": {}, "_meta": {"io.modelcontextprotocol/related-task": {"taskId": "task-7"}}}}));
+    assert_eq!(child.message(&waiting)["method"], "elicitation/create");
+    child.sync();
+    child.nothing_for(&other);
 }
 
 #[test]
@@ -463,7 +525,7 @@ fn the_clients_answer_reaches_the_child_under_the_childs_id() {
     let declined = json!({"code": -1, "message": "declined"});
     check(json!({"id": "x", "result": {"a": 1}}), json!({"jsonrpc": "2.0", "id": "c-7", "result": {"a": 1}}));
     check(json!({"error": declined}), json!({"jsonrpc": "2.0", "id": "c-7", "error": declined}));
-    let empty = json!({"code": jsonrpc::INTERNAL_ERROR, "message": "empty answer"});
+    let empty = json!({"code": jsonrpc::INVALID_REQUEST, "message": "the client's answer had neither result nor error"});
     check(json!({}), json!({"jsonrpc": "2.0", "id": "c-7", "error": empty}));
 }
 
@@ -476,8 +538,10 @@ fn wait_refuses_the_childs_requests_for_its_caller() {
         let id = child.heard()["id"].clone();
         child.say(json!({"jsonrpc": "2.0", "id": 4, "method": "elicitation/create", "params": {}}));
         let refused = child.heard();
+        // Answered as a client without the capability would (the peer's fallback), saying why.
         assert_eq!(refused["id"], 4);
-        assert_eq!(refused["error"]["code"], jsonrpc::METHOD_NOT_FOUND);
+        assert_eq!(refused["result"]["from"], "peer");
+        assert!(refused["result"]["why"].as_str().unwrap().contains("does not take a stream"), "{refused}");
         child.say(json!({"jsonrpc": "2.0", "id": id, "result": {}}));
         caller.join().unwrap()
     });
@@ -519,32 +583,19 @@ fn the_peer_answers_pings_and_lines_that_are_not_json_rpc_are_skipped() {
 }
 
 #[test]
-fn log_lines_go_to_the_lone_relayed_caller_and_always_to_the_peer() {
-    fn check(relays: usize, to_caller: bool) {
-        let child = Child::start();
-        let pending: Vec<Pending> = (0..relays)
-            .map(|_| child.bridge.begin_relay(&tools_call(json!(1), json!({}))).unwrap())
-            .collect();
-        for _ in &pending {
-            child.heard();
-        }
-        let log = json!({"jsonrpc": "2.0", "method": "notifications/message",
-            "params": {"level": "info", "data": "working"}});
-        child.say(log.clone());
-        let other = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
-        child.say(other.clone());
-        if to_caller {
-            assert_eq!(child.message(&pending[0]), log);
-        }
-        child.sync();
-        for p in &pending {
-            child.nothing_for(p);
-        }
-        assert_eq!(*child.peer.notifications.lock(), [(log, to_caller), (other, false)]);
-    }
-    check(0, false);
-    check(1, true);
-    check(2, false);
+fn log_lines_go_to_the_peer_whoever_is_in_flight() {
+    // The gateway sends them on, to the sessions that set a level: never guessed onto a stream.
+    let child = Child::start();
+    let p = child.bridge.begin_relay(&tools_call(json!(1), json!({}))).unwrap();
+    child.heard();
+    let log = json!({"jsonrpc": "2.0", "method": "notifications/message",
+        "params": {"level": "info", "data": "working"}});
+    child.say(log.clone());
+    let other = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+    child.say(other.clone());
+    child.sync();
+    child.nothing_for(&p);
+    assert_eq!(*child.peer.notifications.lock(), [log, other]);
 }
 
 #[test]
