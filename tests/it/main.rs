@@ -9,6 +9,7 @@ mod enhance;
 mod front;
 mod gateway;
 mod npm_servers;
+mod parity;
 mod security;
 mod servers;
 mod shared_child;
