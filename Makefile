@@ -17,8 +17,9 @@ PYTHON ?= python3
 
 # Third-party parts the tests run against, pinned: MCP servers from npm (tests/npm), the
 # official Python SDK (tests/python/requirements.txt), the MCP conformance suite and the
-# Node 22 it needs (tests/conformance).
-test-deps: .deps/npm/node_modules/.installed .deps/venv/.installed .deps/conformance/node_modules/.installed
+# Node 22 it needs (tests/conformance), the official TypeScript SDK's client (tests/ts-sdk).
+test-deps: .deps/npm/node_modules/.installed .deps/venv/.installed .deps/conformance/node_modules/.installed \
+	.deps/ts-sdk/node_modules/.installed
 
 .deps/venv/.installed: tests/python/requirements.txt
 	$(PYTHON) -m venv .deps/venv
@@ -29,6 +30,12 @@ test-deps: .deps/npm/node_modules/.installed .deps/venv/.installed .deps/conform
 	mkdir -p .deps/conformance
 	cp tests/conformance/package.json tests/conformance/package-lock.json .deps/conformance/
 	cd .deps/conformance && npm ci --no-audit --no-fund --ignore-scripts --cache ../npm-cache
+	touch $@
+
+.deps/ts-sdk/node_modules/.installed: tests/ts-sdk/package.json tests/ts-sdk/package-lock.json
+	mkdir -p .deps/ts-sdk
+	cp tests/ts-sdk/package.json tests/ts-sdk/package-lock.json .deps/ts-sdk/
+	cd .deps/ts-sdk && npm ci --no-audit --no-fund --ignore-scripts --cache ../npm-cache
 	touch $@
 
 .deps/npm/node_modules/.installed: tests/npm/package.json tests/npm/package-lock.json

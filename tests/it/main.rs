@@ -10,6 +10,7 @@ mod front;
 mod gateway;
 mod imports;
 mod npm_servers;
+mod parity;
 mod saves;
 mod security;
 mod servers;
