@@ -379,7 +379,7 @@ fn serve(front: &Front, mut conn: Conn) {
                 return;
             }
         }
-        log_request(&req, &reply, started);
+        response::log_request(&req, &reply, started);
         let sent = match reply.stream.is_some() {
             true => write_stream(&mut conn, reply, origin.as_deref(), keep),
             false => write_whole(&mut conn, reply, origin.as_deref(), &method, keep, http10),
@@ -473,34 +473,6 @@ fn log_line(req: &Req, status: u16, started: Instant) {
         req.path,
         started.elapsed().as_secs_f64() * 1000.0,
         req.client_name().unwrap_or("-")
-    );
-}
-
-/// The line of a request that was answered: on the MCP endpoints it names the JSON-RPC method
-/// and the client (`X-Client-Name`, else its `clientInfo.name`).
-fn log_request(req: &Req, reply: &Reply, started: Instant) {
-    if !log::log_enabled!(log::Level::Debug) {
-        return;
-    }
-    let body: Option<serde_json::Value> =
-        match req.method == "POST" && req.path.starts_with("/mcp") && req.path.matches('/').count() <= 2 {
-            true => serde_json::from_slice(&req.body).ok(),
-            false => None,
-        };
-    let rpc = match &body {
-        Some(serde_json::Value::Array(_)) => "batch".to_string(),
-        Some(b) => crate::jsonrpc::method(b).to_string(),
-        None => String::new(),
-    };
-    let from_body = body.as_ref().and_then(|b| b.pointer("/params/clientInfo/name")).and_then(|n| n.as_str());
-    let client = req.client_name().or(reply.client.as_deref()).or(from_body).unwrap_or("-");
-    let rpc = if rpc.is_empty() { String::new() } else { format!(" rpc={rpc}") };
-    log::debug!(
-        "{} {} {} {:.3}ms client={client}{rpc}",
-        req.method,
-        req.path,
-        reply.status,
-        started.elapsed().as_secs_f64() * 1000.0,
     );
 }
 

@@ -287,6 +287,34 @@ impl<W: Write> Write for WriteWatch<'_, W> {
     }
 }
 
+/// The line of a request that was answered: on the MCP endpoints it names the JSON-RPC method
+/// and the client (`X-Client-Name`, else its `clientInfo.name`).
+pub fn log_request(req: &Req, reply: &Reply, started: std::time::Instant) {
+    if !log::log_enabled!(log::Level::Debug) {
+        return;
+    }
+    let body: Option<serde_json::Value> =
+        match req.method == "POST" && req.path.starts_with("/mcp") && req.path.matches('/').count() <= 2 {
+            true => serde_json::from_slice(&req.body).ok(),
+            false => None,
+        };
+    let rpc = match &body {
+        Some(serde_json::Value::Array(_)) => "batch".to_string(),
+        Some(b) => crate::jsonrpc::method(b).to_string(),
+        None => String::new(),
+    };
+    let from_body = body.as_ref().and_then(|b| b.pointer("/params/clientInfo/name")).and_then(|n| n.as_str());
+    let client = req.client_name().or(reply.client.as_deref()).or(from_body).unwrap_or("-");
+    let rpc = if rpc.is_empty() { String::new() } else { format!(" rpc={rpc}") };
+    log::debug!(
+        "{} {} {} {:.3}ms client={client}{rpc}",
+        req.method,
+        req.path,
+        reply.status,
+        started.elapsed().as_secs_f64() * 1000.0,
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -491,7 +491,7 @@ fn read_loop(
             Kind::Request => {
                 let id = msg.get("id").cloned().unwrap_or(Value::Null);
                 let outcome = match route::is_for_a_client(&msg) {
-                    true => for_a_client(shared, peer, msg),
+                    true => route::for_a_client(shared, peer, msg),
                     false => Some(peer.request(&shared.name, &msg)),
                 };
                 let answer = match outcome {
@@ -535,41 +535,6 @@ fn read_loop(
     for slot in waiting.into_iter().flat_map(HashMap::into_values) {
         slot.gone();
     }
-}
-
-/// A child's request for a client: to the caller it belongs to (`route`), else offered to a
-/// client outside any call, else answered by the peer. `None`: a client has it; it answers.
-fn for_a_client(shared: &Shared, peer: &dyn Peer, msg: Value) -> Option<Result<Value, RpcError>> {
-    let id = msg.get("id").cloned().unwrap_or(Value::Null);
-    let picked = match shared.pending.lock().as_ref() {
-        Some(p) => route::pick(&shared.name, p, &msg),
-        None => Err(format!("server {} is going away", shared.name)),
-    };
-    let n = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let relay_id = format!("s:{}:{n}", shared.name);
-    let mut forward = msg.clone();
-    forward["id"] = json!(relay_id);
-    let why = match picked {
-        Ok(slot) => {
-            shared.child_requests.lock().insert(relay_id, id);
-            slot.push(Event::Message(forward));
-            return None;
-        }
-        Err(why) => why,
-    };
-    {
-        let mut waiting = shared.child_requests.lock();
-        if waiting.len() >= MAX_CHILD_REQUESTS {
-            let why = format!("{why}; {MAX_CHILD_REQUESTS} requests already wait for clients");
-            return Some(peer.unrouted(&shared.name, &msg, &why));
-        }
-        waiting.insert(relay_id.clone(), id);
-    }
-    if peer.offer(&shared.name, &forward) {
-        return None;
-    }
-    shared.child_requests.lock().remove(&relay_id);
-    Some(peer.unrouted(&shared.name, &msg, &why))
 }
 
 mod lines;

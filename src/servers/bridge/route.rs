@@ -7,15 +7,19 @@
 //! declared what is asked; else, among several, the one whose own tool arguments (strings no
 //! other sent) the child's request quotes, when only one's are. Otherwise nobody, with the
 //! reason, and the hub answers as a client without the capability would (`peer`). A REST or
-//! hub request is never the target.
+//! hub request is never the target. `for_a_client` carries the choice out for the stdout reader.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::Slot;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+
+use super::{Event, MAX_CHILD_REQUESTS, Peer, Shared, Slot};
 use crate::jsonrpc;
+use crate::jsonrpc::RpcError;
 
 /// The `_meta` key naming the task a message belongs to.
 pub const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
@@ -186,4 +190,39 @@ pub(super) fn pick(
             }
         }
     }
+}
+
+/// A child's request for a client: to the caller it belongs to (`route`), else offered to a
+/// client outside any call, else answered by the peer. `None`: a client has it; it answers.
+pub(super) fn for_a_client(shared: &Shared, peer: &dyn Peer, msg: Value) -> Option<Result<Value, RpcError>> {
+    let id = msg.get("id").cloned().unwrap_or(Value::Null);
+    let picked = match shared.pending.lock().as_ref() {
+        Some(p) => pick(&shared.name, p, &msg),
+        None => Err(format!("server {} is going away", shared.name)),
+    };
+    let n = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let relay_id = format!("s:{}:{n}", shared.name);
+    let mut forward = msg.clone();
+    forward["id"] = json!(relay_id);
+    let why = match picked {
+        Ok(slot) => {
+            shared.child_requests.lock().insert(relay_id, id);
+            slot.push(Event::Message(forward));
+            return None;
+        }
+        Err(why) => why,
+    };
+    {
+        let mut waiting = shared.child_requests.lock();
+        if waiting.len() >= MAX_CHILD_REQUESTS {
+            let why = format!("{why}; {MAX_CHILD_REQUESTS} requests already wait for clients");
+            return Some(peer.unrouted(&shared.name, &msg, &why));
+        }
+        waiting.insert(relay_id.clone(), id);
+    }
+    if peer.offer(&shared.name, &forward) {
+        return None;
+    }
+    shared.child_requests.lock().remove(&relay_id);
+    Some(peer.unrouted(&shared.name, &msg, &why))
 }
