@@ -5,7 +5,7 @@ CARGO ?= cargo
 TARGET := x86_64-unknown-linux-gnu
 STATIC_BIN := target/$(TARGET)/release/agenthub
 
-.PHONY: run test test-deps bench bench-deps soak lint release clean
+.PHONY: run test test-deps chromium bench bench-deps soak lint release clean
 
 run:
 	$(CARGO) run --release --
@@ -17,9 +17,19 @@ PYTHON ?= python3
 
 # Third-party parts the tests run against, pinned: MCP servers from npm (tests/npm), the
 # official Python SDK (tests/python/requirements.txt), the MCP conformance suite and the
-# Node 22 it needs (tests/conformance), the official TypeScript SDK's client (tests/ts-sdk).
+# Node 22 it needs (tests/conformance), the official TypeScript SDK's client (tests/ts-sdk), and
+# the browser the dashboard test drives: Debian's chromium and playwright-core (tests/browser).
 test-deps: .deps/npm/node_modules/.installed .deps/venv/.installed .deps/conformance/node_modules/.installed \
-	.deps/ts-sdk/node_modules/.installed
+	.deps/ts-sdk/node_modules/.installed .deps/browser/node_modules/.installed chromium
+
+chromium:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
+
+.deps/browser/node_modules/.installed: tests/browser/package.json tests/browser/package-lock.json
+	mkdir -p .deps/browser
+	cp tests/browser/package.json tests/browser/package-lock.json .deps/browser/
+	cd .deps/browser && npm ci --no-audit --no-fund --ignore-scripts --cache ../npm-cache
+	touch $@
 
 .deps/venv/.installed: tests/python/requirements.txt
 	$(PYTHON) -m venv .deps/venv

@@ -161,6 +161,12 @@ fn strip_scheme(s: &str) -> &str {
     s.split_once("://").map_or(s, |(_, rest)| rest)
 }
 
+/// What answers without the token: the dashboard's page (it holds no data and asks for the
+/// token itself) and the redirect to it. A browser cannot send a bearer header on navigation.
+pub fn is_public(method: &str, path: &str) -> bool {
+    matches!(method, "GET" | "HEAD") && matches!(path, "/" | "/dashboard")
+}
+
 /// Compares without an early exit, so timing does not reveal a matching prefix.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {

@@ -6,6 +6,7 @@ use std::time::Instant;
 use serde_json::{Map, Value, json};
 
 use super::App;
+use super::dashboard;
 use super::response::{Reply, Req, rfc3339, round3};
 use crate::config::ServerConfig;
 use crate::enhance::Prepared;
@@ -59,6 +60,9 @@ const ROUTES: &[Route] = &[
     route("POST", "/ollama/enhance", enhance_prompt),
     route("GET", "/ollama/models", ollama_models),
     route("POST", "/cache/clear", clear_cache),
+    route("GET", "/", dashboard::root),
+    route("GET", "/dashboard", dashboard::page),
+    route("GET", "/dashboard/state", dashboard::state),
 ];
 
 /// Routes a request: the handler's reply, 404 for an unknown path, 405 (with `Allow`) for a
@@ -498,7 +502,7 @@ fn activity(app: &App, req: &Req, _: &Params) -> Result<Reply> {
     Ok(Reply::ok(&json!({"events": app.activity.since(since, 200)})))
 }
 
-fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+pub(super) fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
     query.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         (k == key).then_some(v)

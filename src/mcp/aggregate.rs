@@ -67,6 +67,18 @@ enum List {
 }
 
 impl Gateway {
+    /// Tools per server as the aggregated view last listed them; `None` while that list is cold
+    /// (finding out would ask the servers).
+    pub fn tool_counts(&self) -> Option<HashMap<String, usize>> {
+        let c = self.catalog.lock();
+        let tools = c.tools.as_ref()?;
+        let mut counts = HashMap::new();
+        for e in tools {
+            *counts.entry(e.server.clone()).or_insert(0) += 1;
+        }
+        Some(counts)
+    }
+
     pub(super) fn aggregate(
         self: &Arc<Self>,
         session: &Arc<Session>,

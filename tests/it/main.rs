@@ -5,6 +5,7 @@ mod calls;
 mod children;
 mod config_api;
 mod core;
+mod dashboard;
 mod enhance;
 mod front;
 mod gateway;
