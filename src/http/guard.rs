@@ -309,6 +309,20 @@ mod tests {
     }
 
     #[test]
+    fn only_the_dashboard_page_is_public() {
+        fn check(method: &str, path: &str, expected: bool) {
+            assert_eq!(is_public(method, path), expected, "{method} {path}");
+        }
+        check("GET", "/", true);
+        check("HEAD", "/dashboard", true);
+        check("GET", "/dashboard", true);
+        check("GET", "/dashboard/state", false);
+        check("POST", "/dashboard", false);
+        check("GET", "/dashboard/", false);
+        check("GET", "/health", false);
+    }
+
+    #[test]
     fn bearer_token() {
         let open = policy(&[], None);
         assert!(open.authorized(None));
