@@ -92,18 +92,10 @@ fn state_json(app: &App, since: u64, now: Instant) -> Value {
         .list()
         .iter()
         .map(|s| {
-            json!({
-                "name": s.name,
-                "display_name": s.display_name,
-                "transport": s.transport().as_str(),
-                "status": s.info.status,
-                "pid": s.info.pid,
-                "uptime_s": s.info.uptime_s(now).map(round3),
-                "restart_count": s.info.restart_count,
-                "last_error": s.info.last_error,
-                "circuit": app.breakers.state(&s.name, now).as_str(),
-                "tools": tools.as_ref().and_then(|t| t.get(&s.name)),
-            })
+            let mut v = super::routes::server_status_json(s, now);
+            v["circuit"] = json!(app.breakers.state(&s.name, now).as_str());
+            v["tools"] = json!(tools.as_ref().and_then(|t| t.get(&s.name)));
+            v
         })
         .collect();
     let ollama = app.enhancer.probe.current(now);

@@ -516,18 +516,24 @@ fn find(app: &App, name: &str) -> Result<Snapshot> {
 /// The API's view of a server: its safe `name` (paths, `server__tool`) and its `display_name`
 /// as written in its file; secrets masked (`config::secrets`).
 pub fn server_json(s: &Snapshot, now: Instant) -> Value {
+    let mut v = server_status_json(s, now);
+    v["started_at"] = json!(s.info.started_at.map(|(wall, _)| rfc3339(wall)));
+    v["origin"] = json!(s.origin);
+    v["config"] = s.config.to_json(true);
+    v
+}
+
+/// What a server is doing now: names, transport, status, pid, uptime, restarts, last error.
+pub fn server_status_json(s: &Snapshot, now: Instant) -> Value {
     json!({
         "name": s.name,
         "display_name": s.display_name,
         "transport": s.transport().as_str(),
         "status": s.info.status,
         "pid": s.info.pid,
-        "started_at": s.info.started_at.map(|(wall, _)| rfc3339(wall)),
         "uptime_s": s.info.uptime_s(now).map(round3),
         "restart_count": s.info.restart_count,
         "last_error": s.info.last_error,
-        "origin": s.origin,
-        "config": s.config.to_json(true),
     })
 }
 

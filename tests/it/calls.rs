@@ -207,22 +207,24 @@ fn calls_in_flight_are_bounded_across_the_hub() {
     assert_eq!(tool_text(&hub.tool("fy", "echo", json!({"text": "room again"}))), "room again");
 }
 
+/// Sends a REST call of the fixture's `hang` tool on a connection of its own, left open.
+fn call_hang(hub: &Hub, server: &str) -> std::net::TcpStream {
+    let body = json!({"name": "hang", "arguments": {}}).to_string();
+    let mut s = std::net::TcpStream::connect(&hub.addr).unwrap();
+    let head = format!(
+        "POST /mcp/{server}/tools/call HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
+        hub.addr,
+        body.len()
+    );
+    std::io::Write::write_all(&mut s, (head + &body).as_bytes()).unwrap();
+    s
+}
+
 #[test]
 fn a_client_that_leaves_has_its_call_cancelled_at_the_server() {
     let hub = Hub::builder().fixtures(&[("fx", json!({"auto_start": true, "request_timeout": 60}))]).start();
     hub.wait_status("fx", "RUNNING", 10 * SEC);
-    let body = json!({"name": "hang", "arguments": {}}).to_string();
-    let mut s = std::net::TcpStream::connect(&hub.addr).unwrap();
-    std::io::Write::write_all(
-        &mut s,
-        format!(
-            "POST /mcp/fx/tools/call HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n{body}",
-            hub.addr,
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .unwrap();
+    let s = call_hang(&hub, "fx");
     hub.wait_stderr("fx", "fixture: call hang");
     drop(s);
     // Not at the 60 s deadline: as soon as the hub sees the client gone.
@@ -244,18 +246,7 @@ fn a_client_that_leaves_has_its_remote_call_cancelled_upstream() {
     let servers = json!({"servers": {"remote": {"transport": "http", "url": url, "request_timeout": 60}}});
     let hub = Hub::builder().servers(&servers.to_string()).start();
     assert_eq!(hub.post("/servers/remote/start").status, 200);
-    let body = json!({"name": "hang", "arguments": {}}).to_string();
-    let mut s = std::net::TcpStream::connect(&hub.addr).unwrap();
-    std::io::Write::write_all(
-        &mut s,
-        format!(
-            "POST /mcp/remote/tools/call HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n{body}",
-            hub.addr,
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .unwrap();
+    let s = call_hang(&hub, "remote");
     inner.wait_stderr("fx", "fixture: call hang");
     drop(s);
     // Not at the 60 s deadline: as soon as the hub sees the client gone.
