@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::{Answer, Gateway, Session, reply};
 use crate::jsonrpc::{self, RpcError};
+use crate::servers::bridge::route::RELATED_TASK;
 use crate::servers::{Request, Status};
 
 /// The aggregated endpoint joins server and tool names with this.
@@ -138,7 +139,34 @@ impl Gateway {
                     return Ok(not_found(&format!("unknown {what} \"{name}\"")));
                 };
                 msg["params"]["name"] = json!(entry.original);
-                self.relay(&entry.server, session, msg, sse)
+                if list == List::Prompts {
+                    return Ok(self.relay(&entry.server, session, msg, sse));
+                }
+                // A call made a task: its id names the server from now on.
+                let server = entry.server.clone();
+                self.relay_then(&entry.server, session, msg, sse, move |how| {
+                    how.then(move |r| public_task_ids(&server, r))
+                })
+            }
+            "tasks/get" | "tasks/result" | "tasks/cancel" => {
+                let public = msg.pointer("/params/taskId").and_then(Value::as_str).unwrap_or("").to_string();
+                let owned = public
+                    .split_once(SEPARATOR)
+                    .filter(|(server, task)| self.owners.lock().owns_task(server, task, &session.id));
+                let Some((server, task)) = owned else {
+                    return Ok(not_found(&format!("unknown task: {public}")));
+                };
+                msg["params"]["taskId"] = json!(task);
+                let server = server.to_string();
+                self.relay_then(&server.clone(), session, msg, sse, move |how| {
+                    how.then(move |r| public_task_ids(&server, r))
+                })
+            }
+            "tasks/list" => {
+                if !own {
+                    return Err(msg);
+                }
+                reply(jsonrpc::result(id, json!({ "tasks": self.tasks_of(session) })))
             }
             "resources/list" | "resources/templates/list" => {
                 if !own {
@@ -204,6 +232,62 @@ impl Gateway {
             }
             m => reply(jsonrpc::error(id, jsonrpc::METHOD_NOT_FOUND, &format!("method not found: {m}"))),
         })
+    }
+
+    /// The tasks a session created, on every server, under their public ids.
+    fn tasks_of(&self, session: &Session) -> Vec<Value> {
+        let mut out = Vec::new();
+        for (server, got) in self.fan_out(self.offering("tasks"), |s| self.collect(s, "tasks/list", "tasks"))
+        {
+            let items = match got {
+                Ok(items) => items,
+                Err(e) => {
+                    let why = self.servers.redact(&server, &e.message);
+                    log::warn!("aggregated tasks/list: leaving out {server}: {why}");
+                    continue;
+                }
+            };
+            let o = self.owners.lock();
+            let mine = |t: &Value| {
+                t.get("taskId").and_then(Value::as_str).is_some_and(|t| o.owns_task(&server, t, &session.id))
+            };
+            out.extend(items.into_iter().filter(mine).map(|t| public_task_ids(&server, t)));
+        }
+        out
+    }
+
+    /// What the aggregated endpoint offers: the hub's own lists, and what any running server
+    /// offers of resource subscriptions and tasks.
+    pub(super) fn capabilities(&self) -> Value {
+        let mut caps = json!({"tools": {"listChanged": true}, "prompts": {"listChanged": true},
+                              "resources": {"listChanged": true}, "logging": {}, "completions": {}});
+        let running = self.servers.list().into_iter().filter(|s| s.info.status == Status::Running);
+        let inits: Vec<Value> = running.filter_map(|s| s.initialize).collect();
+        if inits.iter().any(|i| i.pointer("/capabilities/resources/subscribe") == Some(&json!(true))) {
+            caps["resources"]["subscribe"] = json!(true);
+        }
+        let mut tasks = None;
+        for t in inits.iter().filter_map(|i| i.pointer("/capabilities/tasks")) {
+            merge(tasks.get_or_insert_with(|| json!({})), t);
+        }
+        if let Some(t) = tasks {
+            caps["tasks"] = t;
+        }
+        caps
+    }
+
+    /// The hub's instructions, then each running server's under its name.
+    pub(super) fn instructions(&self) -> String {
+        let mut text = String::from(
+            "AgentHub: the tools, prompts and resources of every running MCP server behind this hub. Names are <server>__<name>.",
+        );
+        for s in self.servers.list().into_iter().filter(|s| s.info.status == Status::Running) {
+            let own = s.initialize.as_ref().and_then(|i| i.get("instructions")).and_then(Value::as_str);
+            if let Some(i) = own.filter(|i| !i.trim().is_empty()) {
+                text.push_str(&format!("\n\n## {}\n\n{i}", s.name));
+            }
+        }
+        text
     }
 
     pub(super) fn running(&self) -> Vec<String> {
@@ -409,6 +493,32 @@ impl Gateway {
     }
 }
 
+/// A server's task ids in a result or a message's params (`taskId`, `task.taskId`, the
+/// related-task `_meta`) as the aggregated endpoint shows them: `server__id`.
+pub(super) fn public_task_ids(server: &str, mut v: Value) -> Value {
+    let meta = format!("/_meta/{}/taskId", RELATED_TASK.replace('/', "~1"));
+    for pointer in ["/taskId", "/task/taskId", meta.as_str()] {
+        if let Some(id) = v.pointer_mut(pointer) {
+            if let Some(original) = id.as_str() {
+                *id = json!(format!("{server}{SEPARATOR}{original}"));
+            }
+        }
+    }
+    v
+}
+
+/// Objects merged key by key (`from` wins on anything that is not an object on both sides).
+fn merge(into: &mut Value, from: &Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (into, from) => *into = from.clone(),
+    }
+}
+
 fn enhance_tool() -> Value {
     json!({
         "name": ENHANCE_TOOL,
@@ -448,5 +558,30 @@ mod tests {
         assert_ne!(long, public_name("server", &format!("{}y", "x".repeat(80))));
         let odd = public_name("s", "has space/slash");
         assert!(odd.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)), "{odd}");
+    }
+
+    #[test]
+    fn task_ids_name_their_server() {
+        fn check(v: Value, expected: Value) {
+            assert_eq!(public_task_ids("e", v), expected);
+        }
+        check(json!({"taskId": "t1", "status": "working"}), json!({"taskId": "e__t1", "status": "working"}));
+        check(json!({"task": {"taskId": "t1"}}), json!({"task": {"taskId": "e__t1"}}));
+        check(
+            json!({"content": [], "_meta": {RELATED_TASK: {"taskId": "t1"}}}),
+            json!({"content": [], "_meta": {RELATED_TASK: {"taskId": "e__t1"}}}),
+        );
+        check(json!({"content": []}), json!({"content": []}));
+    }
+
+    #[test]
+    fn capabilities_merge_key_by_key() {
+        let mut caps = json!({"list": {}});
+        merge(&mut caps, &json!({"cancel": {}, "requests": {"tools": {"call": {}}}}));
+        merge(&mut caps, &json!({"requests": {"sampling": {}}}));
+        assert_eq!(
+            caps,
+            json!({"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}, "sampling": {}}})
+        );
     }
 }

@@ -26,7 +26,7 @@ use crate::servers::{
 use aggregate::{Catalog, Place};
 pub use relay::{Relayed, StreamBody, relay, write_event};
 pub use session::{Client, Session, Sessions, Target};
-use share::{Share, caller_of};
+use share::{Relaying, Share, caller_of};
 
 /// Heartbeat on idle GET streams, to notice clients that went away.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -230,11 +230,10 @@ impl Gateway {
                 // `list_changed` when it is RUNNING, and none is waited for here.
                 self.servers.start_stopped_background();
                 json!({
-                "protocolVersion": version,
-                "capabilities": {"tools": {"listChanged": true}, "prompts": {"listChanged": true},
-                                 "resources": {"listChanged": true}, "logging": {}, "completions": {}},
-                "serverInfo": {"name": "agenthub", "version": crate::VERSION},
-                "instructions": "AgentHub: the tools, prompts and resources of every running MCP server behind this hub. Names are <server>__<name>.",
+                    "protocolVersion": version,
+                    "capabilities": self.capabilities(),
+                    "serverInfo": {"name": "agenthub", "version": crate::VERSION},
+                    "instructions": self.instructions(),
                 })
             }
             Target::Server(name) => {
@@ -286,18 +285,30 @@ impl Gateway {
 
     /// Sends a client's request to `server` and answers with its response (or a stream). A
     /// server still starting is waited for off the worker.
-    fn relay(self: &Arc<Self>, server: &str, session: &Arc<Session>, mut msg: Value, sse: bool) -> Answer {
+    fn relay(self: &Arc<Self>, server: &str, session: &Arc<Session>, msg: Value, sse: bool) -> Answer {
+        self.relay_then(server, session, msg, sse, |r| r)
+    }
+
+    /// As `relay`, with what the gateway itself must do to the result (after the share's hook).
+    fn relay_then(
+        self: &Arc<Self>,
+        server: &str,
+        session: &Arc<Session>,
+        mut msg: Value,
+        sse: bool,
+        then: impl FnOnce(Relaying) -> Relaying,
+    ) -> Answer {
         let id = msg.get("id").cloned().unwrap_or(Value::Null);
-        let hook = match self.share(server, session, &mut msg) {
+        let how = match self.share(server, session, &mut msg) {
             Share::Answer(body) => return reply(body),
-            Share::Relay(hook) => hook,
+            Share::Relay(how) => then(how),
         };
         match self.servers.try_acquire(server, Outgoing::Relay(msg, caller_of(session))) {
-            Ok(Acquired::Ready(call)) => relay_call(call, session, id, sse, hook),
+            Ok(Acquired::Ready(call)) => relay_call(call, session, id, sse, how),
             Ok(Acquired::Starting(request)) => {
                 let (gw, server, session) = (self.clone(), server.to_string(), session.clone());
                 Answer::Later(Box::new(move || match gw.servers.acquire(&server, request) {
-                    Ok(call) => relay_call(call, &session, id, sse, hook),
+                    Ok(call) => relay_call(call, &session, id, sse, how),
                     Err(e) => reply(unavailable(id, &e)),
                 }))
             }
@@ -412,18 +423,13 @@ impl Gateway {
     }
 }
 
-type ResultHook = Box<dyn FnOnce(Value) -> Value + Send>;
-
 /// A call the session tracks (so the client can cancel it) until it ends, however it ends.
-fn relay_call(
-    mut call: Call,
-    session: &Arc<Session>,
-    id: Value,
-    sse: bool,
-    hook: Option<ResultHook>,
-) -> Answer {
-    if let Some(f) = hook {
+fn relay_call(mut call: Call, session: &Arc<Session>, id: Value, sse: bool, how: Relaying) -> Answer {
+    if let Some(f) = how.hook {
         call.on_result(f);
+    }
+    if let Some(until) = how.task_life {
+        call.last_until(until);
     }
     session.track(&id, call.server(), call.hub_id());
     let (s, tracked) = (session.clone(), id.clone());

@@ -23,10 +23,16 @@ pub fn rank(level: &str) -> u8 {
     LEVELS.iter().position(|l| *l == level).unwrap_or(1) as u8
 }
 
+struct Task {
+    session: String,
+    expires: Option<Instant>,
+}
+
 #[derive(Default)]
 pub struct Owners {
-    /// (server, task id) → the creating session, in creation order per server.
-    tasks: HashMap<(String, String), String>,
+    /// (server, task id) → the creating session and when the task expires (its `ttl`), in
+    /// creation order per server.
+    tasks: HashMap<(String, String), Task>,
     task_order: Vec<(String, String)>,
     /// (server, uri) → the sessions subscribed to it.
     subscriptions: HashMap<(String, String), BTreeSet<String>>,
@@ -46,9 +52,11 @@ pub struct Ended {
 }
 
 impl Owners {
-    pub fn task_created(&mut self, server: &str, task: &str, session: &str) {
+    /// `expires`: when the task's `ttl` runs out (`None`: the server gave none).
+    pub fn task_created(&mut self, server: &str, task: &str, session: &str, expires: Option<Instant>) {
         let key = (server.to_string(), task.to_string());
-        if self.tasks.insert(key.clone(), session.to_string()).is_none() {
+        let t = Task { session: session.to_string(), expires };
+        if self.tasks.insert(key.clone(), t).is_none() {
             self.task_order.push(key);
         }
         if self.task_order.len() > MAX_TASKS {
@@ -58,7 +66,12 @@ impl Owners {
     }
 
     pub fn task_owner(&self, server: &str, task: &str) -> Option<&str> {
-        self.tasks.get(&(server.to_string(), task.to_string())).map(String::as_str)
+        self.tasks.get(&(server.to_string(), task.to_string())).map(|t| t.session.as_str())
+    }
+
+    /// When a task's `ttl` runs out, if the server said.
+    pub fn task_expiry(&self, server: &str, task: &str) -> Option<Instant> {
+        self.tasks.get(&(server.to_string(), task.to_string())).and_then(|t| t.expires)
     }
 
     pub fn owns_task(&self, server: &str, task: &str, session: &str) -> bool {
@@ -124,7 +137,7 @@ impl Owners {
                 ended.unsubscribe.push((server, uri));
             }
         }
-        self.tasks.retain(|_, s| s != session);
+        self.tasks.retain(|_, t| t.session != session);
         self.task_order.retain(|k| self.tasks.contains_key(k));
         self.roots.retain(|_, (s, _)| s != session);
         if let Some((target, _)) = self.levels.get(session).cloned() {
@@ -159,8 +172,10 @@ mod tests {
     #[test]
     fn tasks_belong_to_their_creator() {
         let mut o = Owners::default();
-        o.task_created("e", "t1", "a");
+        let expires = Instant::now() + Duration::from_secs(60);
+        o.task_created("e", "t1", "a", Some(expires));
         assert!(o.owns_task("e", "t1", "a"));
+        assert_eq!(o.task_expiry("e", "t1"), Some(expires));
         assert!(!o.owns_task("e", "t1", "b"));
         assert!(!o.owns_task("f", "t1", "a"), "per server");
         o.session_ended("a");

@@ -6,7 +6,7 @@
 //! asked. A child's request no call in flight can take may still have a client: a task's
 //! owner, or the session whose roots just changed, over its GET stream.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -19,8 +19,35 @@ use crate::servers::bridge::route::{Can, RELATED_TASK};
 pub(super) enum Share {
     /// The hub answers it (this response).
     Answer(Value),
-    /// It goes to the child; its result, when there is one, passes through the hook.
-    Relay(Option<Box<dyn FnOnce(Value) -> Value + Send>>),
+    /// It goes to the child.
+    Relay(Relaying),
+}
+
+pub(super) type ResultHook = Box<dyn FnOnce(Value) -> Value + Send>;
+
+/// How a request to a shared child is relayed.
+#[derive(Default)]
+pub(super) struct Relaying {
+    /// The result, when there is one, passes through this.
+    pub hook: Option<ResultHook>,
+    /// Waiting on a task (`tasks/result`): the call lasts as long as the task may, until this
+    /// (`None`: the server gave no ttl, so the server's `max_request_timeout`).
+    pub task_life: Option<Option<Instant>>,
+}
+
+impl Relaying {
+    fn hook(f: impl FnOnce(Value) -> Value + Send + 'static) -> Share {
+        Share::Relay(Relaying { hook: Some(Box::new(f)), task_life: None })
+    }
+
+    /// `f` after the hook there is.
+    pub(super) fn then(mut self, f: impl FnOnce(Value) -> Value + Send + 'static) -> Relaying {
+        self.hook = Some(match self.hook.take() {
+            Some(first) => Box::new(move |v| f(first(v))),
+            None => Box::new(f),
+        });
+        self
+    }
 }
 
 impl Gateway {
@@ -32,20 +59,20 @@ impl Gateway {
             |k: &str| msg.pointer(&format!("/params/{k}")).and_then(Value::as_str).map(str::to_string);
         let (srv, sid) = (server.to_string(), session.id.clone());
         match jsonrpc::method(msg) {
-            "tasks/get" | "tasks/result" | "tasks/cancel" => {
+            method @ ("tasks/get" | "tasks/result" | "tasks/cancel") => {
                 let task = str_param("taskId").unwrap_or_default();
-                match self.owners.lock().owns_task(server, &task, &session.id) {
-                    true => Share::Relay(None),
-                    false => Share::Answer(jsonrpc::error(
-                        id,
-                        jsonrpc::INVALID_PARAMS,
-                        &format!("unknown task: {task}"),
-                    )),
+                let o = self.owners.lock();
+                if !o.owns_task(server, &task, &session.id) {
+                    let why = format!("unknown task: {task}");
+                    return Share::Answer(jsonrpc::error(id, jsonrpc::INVALID_PARAMS, &why));
                 }
+                // `tasks/result` blocks until the task ends: its life, not the request deadline.
+                let task_life = (method == "tasks/result").then(|| o.task_expiry(server, &task));
+                Share::Relay(Relaying { hook: None, task_life })
             }
             "tasks/list" => {
                 let owners = self.owners.clone();
-                Share::Relay(Some(Box::new(move |mut result: Value| {
+                Relaying::hook(move |mut result: Value| {
                     if let Some(Value::Array(tasks)) = result.get_mut("tasks") {
                         let o = owners.lock();
                         tasks.retain(|t| {
@@ -55,26 +82,28 @@ impl Gateway {
                         });
                     }
                     result
-                })))
+                })
             }
             "tools/call" if msg.pointer("/params/task").is_some() => {
                 let owners = self.owners.clone();
-                Share::Relay(Some(Box::new(move |result: Value| {
+                Relaying::hook(move |result: Value| {
                     if let Some(task) = result.pointer("/task/taskId").and_then(Value::as_str) {
-                        owners.lock().task_created(&srv, task, &sid);
+                        let ttl = result.pointer("/task/ttl").and_then(Value::as_u64);
+                        let expires = ttl.map(|ms| Instant::now() + Duration::from_millis(ms));
+                        owners.lock().task_created(&srv, task, &sid, expires);
                     }
                     result
-                })))
+                })
             }
             "resources/subscribe" => {
                 let uri = str_param("uri").unwrap_or_default();
                 self.owners.lock().subscribe(server, &uri, &session.id);
-                Share::Relay(None)
+                Share::Relay(Relaying::default())
             }
             "resources/unsubscribe" => {
                 let uri = str_param("uri").unwrap_or_default();
                 match self.owners.lock().unsubscribe(server, &uri, &session.id) {
-                    true => Share::Relay(None),
+                    true => Share::Relay(Relaying::default()),
                     // Others still want it: the child keeps sending, the hub stops delivering.
                     false => Share::Answer(jsonrpc::result(id, json!({}))),
                 }
@@ -82,11 +111,11 @@ impl Gateway {
             "logging/setLevel" => match self.set_level(session, server, str_param("level").as_deref()) {
                 Ok(level) => {
                     msg["params"]["level"] = json!(level);
-                    Share::Relay(None)
+                    Share::Relay(Relaying::default())
                 }
                 Err(why) => Share::Answer(jsonrpc::error(id, jsonrpc::INVALID_PARAMS, &why)),
             },
-            _ => Share::Relay(None),
+            _ => Share::Relay(Relaying::default()),
         }
     }
 
@@ -129,7 +158,7 @@ impl Gateway {
             "notifications/tasks/status" => {
                 let owner = self.owners.lock().task_owner(server, param("taskId")).map(str::to_string);
                 if let Some(s) = owner.and_then(|id| self.sessions.peek(&id)) {
-                    s.deliver(msg.clone());
+                    s.deliver(as_seen_by(&s, server, msg.clone()));
                 }
             }
             _ => {
@@ -156,7 +185,7 @@ impl Gateway {
             _ => None,
         };
         let Some(s) = session.and_then(|id| self.sessions.peek(&id)) else { return false };
-        s.client.can.answers(forward) && s.deliver(forward.clone())
+        s.client.can.answers(forward) && s.deliver(as_seen_by(&s, server, forward.clone()))
     }
 
     /// A session's `notifications/roots/list_changed`: passed on to its servers, whose next
@@ -185,6 +214,17 @@ impl Gateway {
             self.servers.send_only(&server, "logging/setLevel", Some(json!({"level": level})));
         }
     }
+}
+
+/// A child's message about a task as the session knows the task: on the aggregated endpoint,
+/// under the id that names the server.
+fn as_seen_by(session: &Session, server: &str, mut msg: Value) -> Value {
+    if session.target == Target::Aggregate {
+        if let Some(params) = msg.get_mut("params").map(Value::take) {
+            msg["params"] = super::aggregate::public_task_ids(server, params);
+        }
+    }
+    msg
 }
 
 /// What a session's client can answer, for the calls it relays.

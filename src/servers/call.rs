@@ -353,6 +353,14 @@ impl Call {
         self.on_result = Some(Box::new(f));
     }
 
+    /// Waits on something with a life of its own (a task's result): the deadline moves to
+    /// `until`, or with none to the server's `max_request_timeout`; never earlier.
+    pub fn last_until(&mut self, until: Option<Instant>) {
+        let until = until.unwrap_or(self.latest);
+        self.latest = self.latest.max(until);
+        self.deadline = self.deadline.max(until);
+    }
+
     /// Runs `f` when the call ends, however it ends.
     pub fn on_end(&mut self, f: impl FnOnce() + Send + 'static) {
         self.on_end = Some(Box::new(f));

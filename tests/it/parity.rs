@@ -75,3 +75,137 @@ fn the_typescript_sdk_sees_through_the_hub_what_it_sees_directly() {
     let hub = hub();
     compare(&hub, typescript, "the TypeScript SDK");
 }
+
+/// A raw JSON-RPC client of a stdio server: neither SDK has a client runtime for tasks yet
+/// (the TypeScript SDK 2.3.1 leaves them out of its typed surface, the Python SDK 2.3.0 has
+/// none), so the tasks part of the parity suite speaks the wire itself.
+struct StdioPeer {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Its `initialize` result.
+    init: Option<Value>,
+}
+
+impl StdioPeer {
+    fn start(command: &std::path::Path) -> StdioPeer {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut child = Command::new(command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the server");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let stdin = child.stdin.take().expect("piped stdin");
+        let mut peer = StdioPeer { child, stdin, lines, init: None };
+        let init = peer.call(json!(0), "initialize", initialize_params(MCP_VERSION, json!({})));
+        peer.send(&initialized_note());
+        peer.init = Some(init["result"].clone());
+        peer
+    }
+
+    fn send(&mut self, msg: &Value) {
+        use std::io::Write;
+        writeln!(self.stdin, "{msg}").expect("write to the server");
+    }
+}
+
+/// One side of the comparison: a request and its whole response.
+trait Peer {
+    fn call(&mut self, id: Value, method: &str, params: Value) -> Value;
+}
+
+impl Peer for StdioPeer {
+    fn call(&mut self, id: Value, method: &str, params: Value) -> Value {
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        wait_for(&format!("the answer to {method}"), 20 * SEC, || {
+            let line = self.lines.recv_timeout(std::time::Duration::from_millis(100)).ok()?;
+            let msg: Value = serde_json::from_str(&line).ok()?;
+            (msg.get("id") == Some(&id) && msg.get("method").is_none()).then_some(msg)
+        })
+    }
+}
+
+impl Peer for McpSession {
+    fn call(&mut self, id: Value, method: &str, params: Value) -> Value {
+        McpSession::call(self, id, method, params)
+    }
+}
+
+impl Drop for StdioPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a client sees of server-everything's tasks (its `simulate-research-query` runs as one
+/// in about 4 s): ids with `prefix` stripped, so the views compare.
+fn tasks_report(peer: &mut dyn Peer, prefix: &str) -> Value {
+    let tool = format!("{prefix}simulate-research-query");
+    let start = |peer: &mut dyn Peer, id: i64| {
+        let args = json!({"name": tool, "arguments": {"topic": "parity"}, "task": {"ttl": 60000}});
+        let r = peer.call(json!(id), "tools/call", args);
+        let task = r["result"]["task"].clone();
+        assert!(task["taskId"].is_string(), "{r}");
+        task
+    };
+    let made = start(peer, 1);
+    let id = made["taskId"].as_str().unwrap_or_default().to_string();
+    let bare = id.strip_prefix(prefix).map(str::to_string);
+    let got = peer.call(json!(2), "tasks/get", json!({"taskId": id}));
+    let listed = peer.call(json!(3), "tasks/list", json!({}));
+    let listed = listed["result"]["tasks"].as_array().cloned().unwrap_or_default();
+    let result = peer.call(json!(4), "tasks/result", json!({"taskId": id}));
+    let text = result["result"]["content"][0]["text"].as_str().unwrap_or_default();
+    let after = peer.call(json!(5), "tasks/get", json!({"taskId": id}));
+    let other = start(peer, 6)["taskId"].clone();
+    let cancelled = peer.call(json!(7), "tasks/cancel", json!({"taskId": other}));
+    json!({
+        "created": [made["status"], made["ttl"], bare.is_some()],
+        "get": [got["result"]["taskId"] == json!(id), got["result"]["status"].is_string()],
+        "list": listed.iter().any(|t| t["taskId"] == json!(id)),
+        "result": text.lines().next().unwrap_or_default(),
+        "after": after["result"]["status"],
+        "cancel": [cancelled["result"]["status"].clone(), cancelled["result"]["taskId"] == other],
+        "unknown": peer.call(json!(8), "tasks/get", json!({"taskId": format!("{prefix}nope")}))["error"]["code"],
+    })
+}
+
+#[test]
+fn tasks_and_the_handshake_through_the_hub_are_what_the_server_gives() {
+    let hub = hub();
+    let mut direct = StdioPeer::start(&npm_bin("mcp-server-everything"));
+    let init = direct.init.take().expect("initialized");
+    let want = tasks_report(&mut direct, "");
+    assert_eq!(want["created"][0], "working", "{want}");
+    assert_eq!(want["after"], "completed", "{want}");
+
+    let (mut server, seen) =
+        McpSession::initialize(&hub.addr, "/mcp/everything", &initialize_body(MCP_VERSION));
+    server.initialized();
+    let seen = seen.json()["result"].clone();
+    assert_eq!(seen["capabilities"], init["capabilities"]);
+    assert_eq!(seen["instructions"], init["instructions"]);
+    assert_eq!(tasks_report(&mut server, ""), want, "tasks through /mcp/everything");
+
+    let (mut all, seen) = McpSession::initialize(&hub.addr, "/mcp", &initialize_body(MCP_VERSION));
+    all.initialized();
+    let seen = seen.json()["result"].clone();
+    assert_eq!(seen["capabilities"]["tasks"], init["capabilities"]["tasks"], "{seen}");
+    assert_eq!(
+        seen["capabilities"]["resources"]["subscribe"],
+        init["capabilities"]["resources"]["subscribe"]
+    );
+    let theirs = init["instructions"].as_str().expect("everything has instructions");
+    assert!(seen["instructions"].as_str().unwrap_or_default().contains(theirs), "{seen}");
+    assert_eq!(tasks_report(&mut all, "everything__"), want, "tasks through /mcp");
+}

@@ -155,6 +155,68 @@ fn tasks_belong_to_the_session_that_created_them() {
 }
 
 #[test]
+fn tasks_on_the_aggregated_endpoint_name_their_server() {
+    // fx answers within 1 s, but a task's result may take as long as the task lives.
+    let hub = Hub::with_fixtures(&[
+        ("fx", json!({"auto_start": true, "request_timeout": 1})),
+        ("fx2", json!({"auto_start": true})),
+    ]);
+    hub.wait_status("fx", "RUNNING", 10 * SEC);
+    hub.wait_status("fx2", "RUNNING", 10 * SEC);
+    let (a, init) = McpSession::initialize(&hub.addr, "/mcp", &initialize_with(MCP_VERSION, json!({})));
+    a.initialized();
+    let init = init.json()["result"].clone();
+    assert!(init["capabilities"]["tasks"]["requests"]["tools"]["call"].is_object(), "{init}");
+    let instructions = init["instructions"].as_str().unwrap_or_default();
+    assert!(instructions.contains("## fx\n\na fixture for tests"), "{instructions}");
+    assert!(instructions.contains("## fx2\n\na fixture for tests"), "{instructions}");
+    let b = client(&hub, "/mcp", json!({}));
+
+    let task =
+        |r: &Value| r["result"]["task"]["taskId"].as_str().unwrap_or_else(|| panic!("{r}")).to_string();
+    let call = json!({"name": "fx__sleep", "arguments": {"ms": 2500}, "task": {"ttl": 60000}});
+    let mine = task(&a.call(json!(1), "tools/call", call));
+    assert_eq!(mine, "fx__task-1");
+    let theirs =
+        task(&b.call(json!(1), "tools/call", json!({"name": "fx2__sleep", "arguments": {}, "task": {}})));
+    assert_eq!(theirs, "fx2__task-1");
+
+    assert_eq!(a.call(json!(2), "tasks/get", json!({"taskId": mine}))["result"]["taskId"], mine.as_str());
+    let refused = b.call(json!(2), "tasks/get", json!({"taskId": mine}));
+    assert_eq!(refused["error"]["message"], format!("unknown task: {mine}"), "{refused}");
+    let nonsense = a.call(json!(3), "tasks/get", json!({"taskId": "no-such"}));
+    assert_eq!(nonsense["error"]["code"], -32602, "{nonsense}");
+    let ids = |r: Value| {
+        r["result"]["tasks"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{r}"))
+            .iter()
+            .map(|t| t["taskId"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(a.call(json!(4), "tasks/list", json!({}))), [json!(mine)]);
+    assert_eq!(ids(b.call(json!(4), "tasks/list", json!({}))), [json!(theirs)]);
+
+    // Status notifications reach the owner under the public id.
+    let mut stream = a.open_stream();
+    hub.tool("fx", "notify", json!({"task": "task-1"}));
+    let status =
+        next_matching(&mut stream, "the task's status", |v| v["method"] == "notifications/tasks/status");
+    assert_eq!(status["params"]["taskId"], mine.as_str());
+
+    // The result comes after 2.5 s, past fx's 1 s request timeout: the task's life bounds it.
+    let started = Instant::now();
+    let done = a.call(json!(5), "tasks/result", json!({"taskId": mine}));
+    assert_eq!(done["result"]["content"][0]["text"], "task-1 done", "{done}");
+    assert_eq!(done["result"]["_meta"]["io.modelcontextprotocol/related-task"]["taskId"], mine.as_str());
+    assert!(started.elapsed() >= Duration::from_secs(2), "answered before the task was done");
+
+    let cancelled = b.call(json!(5), "tasks/cancel", json!({"taskId": theirs}));
+    assert_eq!(cancelled["result"]["status"], "cancelled", "{cancelled}");
+    assert_eq!(cancelled["result"]["taskId"], theirs.as_str());
+}
+
+#[test]
 fn log_messages_reach_only_sessions_that_asked_at_their_level() {
     let hub = Hub::with_fixtures(&[("fx", json!({"auto_start": true}))]);
     hub.wait_status("fx", "RUNNING", 10 * SEC);
