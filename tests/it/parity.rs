@@ -1,9 +1,11 @@
 //! The parity suite: the official Python and TypeScript SDKs each connect to server-everything
-//! straight over stdio, then through `/mcp/everything` and `/mcp` (prefixed names), and report
-//! what they see feature by feature (`tests/python/parity.py`, `tests/ts-sdk/parity.mjs`):
-//! tools with their schemas in order, a call, a resource and a subscription, a prompt,
+//! straight over stdio, then through `/mcp/everything`, `/mcp` (prefixed names) and the shim
+//! (`agenthub stdio`) to either, and report what they see feature by feature
+//! (`tests/python/parity.py`, `tests/ts-sdk/parity.mjs`): tools with their schemas in order, a
+//! call, progress past the request deadline, a resource and a subscription, a prompt,
 //! completion, logging, sampling, form and url elicitation, roots. Through the hub each must
-//! see what it sees directly.
+//! see what it sees directly. Tasks and the handshake are compared on the wire (no SDK has a
+//! task client yet).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -12,11 +14,11 @@ use serde_json::{Value, json};
 
 use crate::harness::*;
 
-/// A hub running server-everything, with a stopped fixture beside it (so `/mcp` is not
-/// everything's alone).
+/// A hub running server-everything, whose requests time out after 2 s unless progress comes.
 fn hub() -> Hub {
-    let servers =
-        json!({"servers": {"everything": {"command": npm_bin("mcp-server-everything"), "auto_start": true}}});
+    let everything =
+        json!({"command": npm_bin("mcp-server-everything"), "auto_start": true, "request_timeout": 2});
+    let servers = json!({"servers": {"everything": everything}});
     let hub = Hub::builder().servers(&servers.to_string()).start();
     hub.wait_status("everything", "RUNNING", 30 * SEC);
     hub
@@ -31,7 +33,8 @@ fn report(mut cmd: Command, what: &str) -> Value {
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{what}: not a report ({e}): {stdout}\n{stderr}"))
 }
 
-/// The three ways in: directly over stdio, `/mcp/everything`, `/mcp` with prefixed names.
+/// The ways in: directly over stdio, `/mcp/everything`, `/mcp` with prefixed names, and the
+/// shim (`agenthub stdio`, the Claude Desktop path) to either.
 fn compare(hub: &Hub, sdk: impl Fn(&[&str]) -> Command, name: &str) {
     let everything = npm_bin("mcp-server-everything");
     let direct = report(sdk(&["stdio", "-", everything.to_str().unwrap()]), &format!("{name} over stdio"));
@@ -42,8 +45,22 @@ fn compare(hub: &Hub, sdk: impl Fn(&[&str]) -> Command, name: &str) {
     let server = report(sdk(&["http", "-", &url]), &format!("{name} on /mcp/everything"));
     let all = format!("http://{}/mcp", hub.addr);
     let aggregate = report(sdk(&["http", "everything__", &all]), &format!("{name} on /mcp"));
+    let hub_url = format!("http://{}", hub.addr);
+    let shim = |prefix: &str, server: Option<&str>| {
+        let mut args = vec!["stdio", prefix, BIN, "stdio"];
+        args.extend(server);
+        args.extend(["--url", &hub_url]);
+        report(sdk(&args), &format!("{name} through agenthub stdio {server:?}"))
+    };
+    let (shim_server, shim_all) = (shim("-", Some("everything")), shim("everything__", None));
     let features = direct.as_object().expect("a report object");
-    for (through, seen) in [("/mcp/everything", &server), ("/mcp", &aggregate)] {
+    let ways = [
+        ("/mcp/everything", &server),
+        ("/mcp", &aggregate),
+        ("agenthub stdio everything", &shim_server),
+        ("agenthub stdio", &shim_all),
+    ];
+    for (through, seen) in ways {
         for (feature, want) in features {
             assert_eq!(&seen[feature], want, "{name}: {feature} through {through} differs from stdio");
         }

@@ -59,6 +59,16 @@ async def exercise(read, write, prefix: str) -> dict:
             return [c.text for c in r.content if getattr(c, "type", "") == "text"]
 
         report["call"] = await call("echo", {"message": "parity"})
+        # 3 s of work reporting progress each second: past the hub's 2 s request timeout.
+        seen: list = []
+
+        async def progress(done, total, message):
+            seen.append(done)
+
+        long = await s.call_tool(prefix + "trigger-long-running-operation", {"duration": 3, "steps": 3},
+                                 progress_callback=progress)
+        # The last one races the response in the SDKs (seen or not, directly too): the first two.
+        report["progress"] = [seen[:2], [c.text for c in long.content if getattr(c, "type", "") == "text"]]
         doc = await s.read_resource("demo://resource/static/document/features.md")
         report["resource"] = len(doc.contents[0].text)
         prompt = await s.get_prompt(prefix + "args-prompt", {"city": "Lisbon", "state": "Lisboa"})

@@ -64,6 +64,14 @@ async function main() {
     return r.content.filter((c) => c.type === "text").map((c) => c.text);
   };
   report.call = await call("echo", { message: "parity" });
+  // 3 s of work reporting progress each second: past the hub's 2 s request timeout.
+  const seen = [];
+  const long = await client.callTool(
+    { name: prefix + "trigger-long-running-operation", arguments: { duration: 3, steps: 3 } },
+    { onprogress: (p) => seen.push(p.progress), resetTimeoutOnProgress: true },
+  );
+  // The last one races the response in the SDKs (seen or not, directly too): the first two.
+  report.progress = [seen.slice(0, 2), long.content.filter((c) => c.type === "text").map((c) => c.text)];
   const doc = await client.readResource({ uri: "demo://resource/static/document/features.md" });
   report.resource = doc.contents[0].text.length;
   const prompt = await client.getPrompt({ name: prefix + "args-prompt", arguments: { city: "Lisbon", state: "Lisboa" } });
