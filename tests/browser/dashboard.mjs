@@ -16,7 +16,6 @@ let expectInstallError = false;
 // Every poll of /dashboard/state the page starts: when, and (once known) whether it failed.
 const polls = [];
 let offline = false;
-const T0 = Date.now();
 
 const browser = await chromium.launch({
   executablePath: "/usr/bin/chromium",
@@ -167,7 +166,7 @@ async function checkEverything(page) {
   await pollsDone(1, 5000);
   const after = await feedNow();
   if (after.text !== held.text || after.top !== held.top) throw new Error("the feed changed while scrolled: " + JSON.stringify({ held, after }).slice(0, 400));
-  await page.locator("#more", { hasText: "2 new" }).waitFor({ timeout: 3000 });
+  await page.locator("#more", { hasText: /\d+ new/ }).waitFor({ timeout: 3000 });
   await page.evaluate(() => { document.getElementById("feed").scrollTop = 0; });
   await page.locator("#feed li", { hasText: "while paused 2" }).waitFor({ timeout: 3000 });
   await page.locator("#feed li", { hasText: "while paused 1" }).waitFor({ timeout: 3000 });
@@ -287,7 +286,7 @@ async function checkHiddenAndBackOff(page) {
   const hiddenAt = Date.now();
   if (await pollWithin(3000)) throw new Error("polled " + (polls[polls.length - 1].at - hiddenAt) + " ms after the tab was hidden");
   await page.evaluate(() => { delete document.visibilityState; delete document.hidden; document.dispatchEvent(new Event("visibilitychange")); });
-  if (!(await pollWithin(500))) throw new Error("no poll within 500 ms of the tab showing again");
+  if (!(await pollWithin(1000))) throw new Error("no poll within 1 s of the tab showing again");
   await pollsDone(1, 3000);
 
   // The hub stops answering: a banner with the time it went, and retries that back off.
