@@ -1,5 +1,8 @@
 // Drives the dashboard in headless Chromium against a running hub (started by
-// tests/it/dashboard.rs). Usage: node dashboard.mjs <hub url> <mode: open|token> <screenshot|-> [token]
+// tests/it/dashboard.rs). Usage: node dashboard.mjs <hub url> <mode> <screenshot|-> [token]
+// Modes: open (everything, then keyboard and a 375 px window; a second screenshot *-narrow.png),
+// token, offline (hidden tab, back-off while the hub does not answer), many (50 servers, the
+// DOM untouched while nothing changes).
 // Every wait has a deadline; any failure exits non-zero with the reason on stderr.
 import { createRequire } from "node:module";
 
@@ -10,6 +13,9 @@ const [url, mode, shot, token] = process.argv.slice(2);
 const T = 15000;
 const problems = [];
 let expectInstallError = false;
+// Every poll of /dashboard/state the page starts: when, and (once known) whether it failed.
+const polls = [];
+let offline = false;
 
 const browser = await chromium.launch({
   executablePath: "/usr/bin/chromium",
@@ -23,16 +29,23 @@ try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 }, colorScheme: mode === "open" ? "dark" : "light" });
   page.setDefaultTimeout(T);
   // Chromium logs every 4xx answer to the console: the ones this script provokes are expected.
-  const expected = (text) => (mode === "token" && text.includes("status of 401")) || text.includes("status of 400 (Bad Request)") && expectInstallError;
+  const expected = (text) => (mode === "token" && text.includes("status of 401")) || text.includes("status of 400 (Bad Request)") && expectInstallError
+    || mode === "offline" && text.includes("ERR_CONNECTION_REFUSED");
   page.on("console", (m) => { if (m.type() === "error" && !expected(m.text())) problems.push("console error: " + m.text()); });
   page.on("pageerror", (e) => problems.push("page error: " + e.message));
-  page.on("requestfailed", (r) => problems.push("failed request: " + r.url() + " " + (r.failure() || {}).errorText));
+  page.on("request", (r) => { if (r.url().includes("/dashboard/state")) polls.push({ at: Date.now(), request: r, failed: null }); });
+  page.on("requestfailed", (r) => {
+    const p = polls.find((p) => p.request === r); if (p) p.failed = true;
+    if (!(offline && p)) problems.push("failed request: " + r.url() + " " + (r.failure() || {}).errorText);
+  });
+  page.on("requestfinished", (r) => { const p = polls.find((p) => p.request === r); if (p) p.failed = false; });
   page.on("response", (r) => {
     const expected401 = mode === "token" && r.status() === 401;
     if (r.status() >= 400 && !expected401 && !(expectInstallError && r.url().endsWith("/servers/install"))) problems.push("HTTP " + r.status() + " " + r.url());
     if (!r.url().startsWith(url)) problems.push("request off the hub: " + r.url());
   });
-  page.on("dialog", (d) => d.accept());
+  // The page asks in the page itself, never with a native dialog.
+  page.on("dialog", (d) => { problems.push("native dialog: " + d.message()); d.dismiss(); });
 
   const resp = await page.goto(url + "/", { waitUntil: "load" });
   if (!resp.url().endsWith("/dashboard")) throw new Error("/ did not redirect to /dashboard: " + resp.url());
@@ -49,9 +62,14 @@ try {
     if (stored !== token) throw new Error("token not kept in sessionStorage");
     await page.click("#clear-cache");
     await page.locator("#c-size", { hasText: "0" }).waitFor();
+  } else if (mode === "offline") {
+    await checkHiddenAndBackOff(page);
+  } else if (mode === "many") {
+    await checkManyServers(page);
   } else {
     await checkEverything(page);
     if (shot !== "-") await page.screenshot({ path: shot, fullPage: true });
+    await checkKeyboardAndNarrow(page);
   }
   // No request may carry the token in its URL.
   if (token && problems.some((p) => p.includes(token))) throw new Error("the token appeared in a URL");
@@ -64,6 +82,33 @@ try {
 if (problems.length) { console.error(problems.join("\n")); failed = true; }
 console.log(failed ? "dashboard: failed" : "dashboard: ok");
 process.exit(failed ? 1 : 0);
+
+/// Waits until `cond()` (in this script) holds; throws `what` after `ms`.
+async function until(what, ms, cond) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await cond();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error("timed out (" + ms + " ms) waiting for " + what);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+/// Resolves once `n` more polls than now have finished (answered or failed).
+async function pollsDone(n, ms) {
+  const start = polls.length;
+  await until(n + " more polls", ms, () => polls.length >= start + n && polls.slice(start, start + n).every((p) => p.failed !== null));
+}
+/// True when a new poll starts within `ms`.
+async function pollWithin(ms) {
+  const start = polls.length;
+  try { await until("a poll", ms, () => polls.length > start); return true; } catch (_) { return false; }
+}
+async function hub(method, path, body) {
+  const r = await fetch(url + path, { method, headers: { "Content-Type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (!r.ok) throw new Error(method + " " + path + ": HTTP " + r.status);
+  return r.json();
+}
+function notify(data) { return hub("POST", "/mcp/fx/tools/call", { name: "notify", arguments: { data } }); }
 
 async function checkEverything(page) {
   const card = (name) => page.locator(`.card[data-name="${name}"]`);
@@ -98,9 +143,7 @@ async function checkEverything(page) {
   await card("fx").locator("pre.logs", { hasText: "fixture" }).waitFor();
 
   // An event the test causes appears in the feed within one poll (2 s) and a margin.
-  const r = await fetch(url + "/mcp/fx/tools/call", { method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ name: "notify", arguments: {} }) });
-  if (!r.ok) throw new Error("notify: HTTP " + r.status);
+  await notify("hello from fixture");
   await page.locator("#feed li", { hasText: "hello from fixture" }).waitFor({ timeout: 3000 });
   await page.selectOption("#f-kind", "server");
   if (await page.locator("#feed li:not(.hide)", { hasText: "hello from fixture" }).count()) throw new Error("kind filter ignored");
@@ -108,6 +151,26 @@ async function checkEverything(page) {
   await page.selectOption("#f-kind", "");
   if (await page.locator("#feed li:not(.hide)", { hasText: "hello from fixture" }).count()) throw new Error("server filter ignored");
   await page.selectOption("#f-server", "");
+
+  // The feed holds still while scrolled away from its top, and catches up back at the top.
+  for (let i = 0; i < 24; i++) await notify("burst " + i);
+  await page.locator("#feed li", { hasText: "burst 23" }).waitFor({ timeout: 5000 });
+  await page.evaluate(() => { document.getElementById("feed").scrollTop = 150; });
+  await page.waitForFunction(() => document.getElementById("feed").scrollTop >= 100, null, { timeout: 3000 });
+  const feedNow = () => page.evaluate(() => ({ top: document.getElementById("feed").scrollTop,
+    text: [...document.querySelectorAll("#feed li")].map((li) => li.textContent).join("\n") }));
+  const held = await feedNow();
+  await notify("while paused 1");
+  await notify("while paused 2");
+  await page.waitForResponse(async (r) => r.url().includes("/dashboard/state") && (await r.text()).includes("while paused 2"), { timeout: 5000 });
+  await pollsDone(1, 5000);
+  const after = await feedNow();
+  if (after.text !== held.text || after.top !== held.top) throw new Error("the feed changed while scrolled: " + JSON.stringify({ held, after }).slice(0, 400));
+  await page.locator("#more", { hasText: /\d+ new/ }).waitFor({ timeout: 3000 });
+  await page.evaluate(() => { document.getElementById("feed").scrollTop = 0; });
+  await page.locator("#feed li", { hasText: "while paused 2" }).waitFor({ timeout: 3000 });
+  await page.locator("#feed li", { hasText: "while paused 1" }).waitFor({ timeout: 3000 });
+  await page.locator("#more").waitFor({ state: "hidden", timeout: 3000 });
 
   // Prompt tester: a real answer from the (fake) model, then the same from the cache.
   await page.selectOption("#t-rule", "vscode");
@@ -132,6 +195,30 @@ async function checkEverything(page) {
   await page.locator("#p-text", { hasText: "hello from the playground" }).waitFor();
   await page.locator("#p-iserror", { hasText: "false" }).waitFor();
 
+  // A tool annotated destructiveHint asks first, in the page: Escape (the focus starts on
+  // Cancel) calls nothing; "Run anyway" calls it.
+  const wipes = [];
+  page.on("request", (r) => { if (r.url().endsWith("/tools/call") && (r.postData() || "").includes('"wipe"')) wipes.push(r); });
+  await page.selectOption("#p-tool", "wipe");
+  await page.click("#p-run");
+  const ask = page.locator("#p-confirm");
+  await ask.waitFor({ state: "visible", timeout: 3000 });
+  if (!/destructive/i.test(await ask.textContent())) throw new Error("the confirmation does not say why: " + await ask.textContent());
+  await page.waitForFunction(() => document.activeElement && document.activeElement.id === "p-no", null, { timeout: 3000 });
+  await page.keyboard.press("Escape");
+  await ask.waitFor({ state: "hidden", timeout: 3000 });
+  await pollsDone(2, 6000);
+  const activity = JSON.stringify(await hub("GET", "/activity"));
+  if (wipes.length || activity.includes("wiped by fixture")) throw new Error("a dismissed destructive tool was called");
+  await page.click("#p-run");
+  await ask.waitFor({ state: "visible", timeout: 3000 });
+  await page.keyboard.press("Shift+Tab");
+  await page.waitForFunction(() => document.activeElement && document.activeElement.id === "p-yes", null, { timeout: 3000 });
+  await page.keyboard.press("Enter");
+  await page.locator("#p-text", { hasText: "wiped" }).waitFor();
+  await page.locator("#feed li", { hasText: "wiped by fixture" }).waitFor({ timeout: 5000 });
+  if (wipes.length !== 1) throw new Error("wipe called " + wipes.length + " times");
+
   // Install: a bad name is refused and the error shown.
   expectInstallError = true;
   await page.fill("#i-package", "Not A Package!");
@@ -147,4 +234,122 @@ async function checkEverything(page) {
   await page.locator("#snippet", { hasText: "stdio" }).waitFor();
   await page.click("#snippets .tab >> text=VS Code");
   await page.evaluate(() => window.scrollTo(0, 0));
+}
+
+async function checkKeyboardAndNarrow(page) {
+  const card = (name) => page.locator(`.card[data-name="${name}"]`);
+  // Keyboard: Tab from the top of the page reaches a server's buttons, and Enter acts.
+  await card("idle").locator(".status", { hasText: "STOPPED" }).waitFor();
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.mouse.click(5, 5);
+  let reached = false;
+  for (let i = 0; i < 80 && !reached; i++) {
+    await page.keyboard.press("Tab");
+    reached = await page.evaluate(() => document.activeElement.matches('.card[data-name="idle"] button[data-action="start"]'));
+  }
+  if (!reached) throw new Error("Tab never reached idle's Start");
+  const started = page.waitForRequest((r) => r.method() === "POST" && r.url().endsWith("/servers/idle/start"), { timeout: 3000 });
+  await page.keyboard.press("Enter");
+  await started;
+  await card("idle").locator(".status", { hasText: "RUNNING" }).waitFor();
+
+  // A phone-sized window: nothing scrolls sideways; cards and controls are on screen and work.
+  await page.setViewportSize({ width: 375, height: 800 });
+  await page.evaluate(() => window.scrollTo(0, 0));
+  const fit = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, width: innerWidth,
+    wide: [...document.querySelectorAll("body *")].filter((e) => e.getBoundingClientRect().right > innerWidth + 0.5)
+      .slice(0, 6).map((e) => e.tagName + (e.id ? "#" + e.id : "") + (e.className ? "." + e.className : "")) }));
+  if (fit.scroll > fit.width) throw new Error("at 375 px the page scrolls sideways: " + JSON.stringify(fit));
+  for (const sel of ['.card[data-name="fx"]', '.card[data-name="fx2"]', '.card[data-name="idle"]', "#clear-cache", "#p-run", "#t-run", "#i-run", "#f-kind", "#f-server"]) {
+    const l = page.locator(sel);
+    await l.scrollIntoViewIfNeeded();
+    const box = await l.boundingBox();
+    if (!box || box.x < 0 || box.x + box.width > 375.5 || !(await l.isVisible())) throw new Error(sel + " is not on screen at 375 px: " + JSON.stringify(box));
+  }
+  await card("fx2").locator('button[data-action="start"]').click();
+  await card("fx2").locator(".status", { hasText: "RUNNING" }).waitFor();
+  await page.evaluate(() => window.scrollTo(0, 0));
+  if (shot !== "-") await page.screenshot({ path: shot.replace(/\.png$/, "-narrow.png"), fullPage: true });
+}
+
+async function checkHiddenAndBackOff(page) {
+  const card = (name) => page.locator(`.card[data-name="${name}"]`);
+  await card("fx2").locator(".status", { hasText: "RUNNING" }).waitFor();
+  // Hidden: no poll for 3 s (visible, one would come within 2 s); visible again: a poll at once.
+  await pollsDone(1, 5000);
+  await new Promise((r) => setTimeout(r, 200)); // let the page schedule its next poll
+  await page.evaluate(() => {
+    Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" });
+    Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+    document.dispatchEvent(new Event("visibilitychange"));
+  });
+  const hiddenAt = Date.now();
+  if (await pollWithin(3000)) throw new Error("polled " + (polls[polls.length - 1].at - hiddenAt) + " ms after the tab was hidden");
+  await page.evaluate(() => { delete document.visibilityState; delete document.hidden; document.dispatchEvent(new Event("visibilitychange")); });
+  if (!(await pollWithin(1000))) throw new Error("no poll within 1 s of the tab showing again");
+  await pollsDone(1, 3000);
+
+  // The hub stops answering: a banner with the time it went, and retries that back off.
+  offline = true;
+  const from = polls.length;
+  await page.route(/\/dashboard\/state/, (r) => r.abort("connectionrefused"));
+  const failures = () => polls.slice(from).filter((p) => p.failed === true);
+  await until("a failed poll", 5000, () => failures().length >= 1);
+  const banner = page.locator("#banner");
+  await banner.waitFor({ state: "visible", timeout: 3000 });
+  const sinceOf = async () => ((await banner.textContent()).match(/disconnected since (\d{1,2}:\d\d:\d\d)/i) || [])[1];
+  const since = await sinceOf();
+  if (!since) throw new Error("the banner does not say since when: " + await banner.textContent());
+  const first = new Date(failures()[0].at);
+  const [h, m, sec] = since.split(":").map(Number);
+  const drift = Math.abs((h * 3600 + m * 60 + sec) - (first.getHours() * 3600 + first.getMinutes() * 60 + first.getSeconds()));
+  if (drift > 2 && drift < 86398) throw new Error("banner says since " + since + ", the first failure was at " + first.toTimeString());
+  if (!(await page.evaluate(() => document.getElementById("conn").classList.contains("down")))) throw new Error("the dot does not show the hub down");
+  await until("3 failed polls", 20000, () => failures().length >= 3);
+  const f = failures();
+  const gaps = [f[1].at - f[0].at, f[2].at - f[1].at];
+  if (!(gaps[0] >= 1500 && gaps[1] >= 1.6 * gaps[0])) throw new Error("no back-off between failed polls: gaps " + gaps.join(", ") + " ms");
+  if ((await sinceOf()) !== since) throw new Error("the banner's time moved: " + await banner.textContent());
+
+  // Something changes while the page cannot see it; the hub answers again: banner gone, data new.
+  await hub("POST", "/servers/fx2/stop");
+  const lastFail = f[2].at;
+  await page.unroute(/\/dashboard\/state/);
+  await banner.waitFor({ state: "hidden", timeout: 20000 });
+  const back = polls.find((p) => p.at > lastFail && p.failed === false);
+  if (!back || back.at - lastFail < 1.6 * gaps[1]) throw new Error("the retry after " + gaps.join(", ") + " ms came after " + (back ? back.at - lastFail : "?") + " ms");
+  await card("fx2").locator(".status", { hasText: "STOPPED" }).waitFor({ timeout: 3000 });
+  if (!(await page.evaluate(() => document.getElementById("conn").classList.contains("up")))) throw new Error("the dot does not show the hub up again");
+}
+
+async function checkManyServers(page) {
+  await page.waitForFunction(() => document.querySelectorAll("#servers .card").length === 50, null, { timeout: T });
+  // Every running card has its tool count (fetched once per process) before the watch starts.
+  await page.waitForFunction(() => {
+    const running = [...document.querySelectorAll('#servers .card[data-status="RUNNING"]')];
+    return running.length === 5 && running.every((c) => /^\d+$/.test([...c.querySelectorAll("dt")].find((d) => d.textContent === "tools").nextElementSibling.textContent));
+  }, null, { timeout: T });
+  await pollsDone(1, 5000);
+  // Every change inside the server list, by card; an uptime ticking is a real change.
+  await page.evaluate(() => {
+    window.muts = [];
+    const uptime = (card) => [...card.querySelectorAll("dt")].find((d) => d.textContent === "uptime").nextElementSibling;
+    new MutationObserver((list) => { for (const m of list) {
+      const node = m.target.nodeType === 1 ? m.target : m.target.parentElement; const card = node.closest(".card");
+      window.muts.push({ card: card ? card.dataset.name : null, uptime: !!card && uptime(card).contains(node), type: m.type, attr: m.attributeName, tag: node.tagName });
+    } }).observe(document.getElementById("servers"), { subtree: true, childList: true, attributes: true, characterData: true });
+  });
+  const muts = async (test) => (await page.evaluate(() => window.muts)).filter(test);
+  const show = (list) => list.length + " mutations, e.g. " + JSON.stringify(list.slice(0, 4));
+  await pollsDone(3, 10000);
+  const idle = await muts((m) => !m.uptime || !["s00", "s01", "s02", "s03", "s04"].includes(m.card));
+  if (idle.length) throw new Error("polls that changed nothing touched the server list: " + show(idle));
+
+  await page.evaluate(() => { window.muts = []; });
+  await hub("POST", "/servers/s10/start");
+  await page.locator('.card[data-name="s10"][data-status="RUNNING"]').waitFor({ timeout: T });
+  await pollsDone(2, 6000);
+  const touched = await muts((m) => !m.uptime && m.card !== "s10");
+  if (touched.length) throw new Error("starting s10 touched other cards: " + show(touched));
+  if (!(await muts((m) => m.card === "s10")).length) throw new Error("s10's card never changed");
 }

@@ -17,7 +17,7 @@ const TOKEN: &str = "dashboard-test-token-0123456789";
 
 fn dashboard_hub(ollama: &FakeOllama, token: Option<&str>) -> Hub {
     let servers = [
-        ("fx", json!({"auto_start": true})),
+        ("fx", json!({"auto_start": true, "args": ["--destructive-tool"]})),
         ("fx2", json!({"auto_start": true})),
         ("idle", json!({"auto_start": false})),
     ];
@@ -74,7 +74,35 @@ fn the_dashboard_shows_and_acts_in_a_real_browser() {
     let hub = dashboard_hub(&ollama, None);
     let shot = concat!(env!("CARGO_MANIFEST_DIR"), "/target/dashboard.png");
     browse(&hub, "open", shot, "");
-    assert!(std::fs::metadata(shot).map(|m| m.len() > 10_000).unwrap_or(false), "no screenshot at {shot}");
+    let narrow = concat!(env!("CARGO_MANIFEST_DIR"), "/target/dashboard-narrow.png");
+    for shot in [shot, narrow] {
+        assert!(
+            std::fs::metadata(shot).map(|m| m.len() > 10_000).unwrap_or(false),
+            "no screenshot at {shot}"
+        );
+    }
+}
+
+#[test]
+fn hidden_the_dashboard_polls_less_and_offline_it_backs_off() {
+    let ollama = FakeOllama::start(&["llama3.2:3b"]);
+    let hub = dashboard_hub(&ollama, None);
+    browse(&hub, "offline", "-", "");
+}
+
+#[test]
+fn with_fifty_servers_a_quiet_poll_leaves_the_page_alone() {
+    let ollama = FakeOllama::start(&["llama3.2:3b"]);
+    let names: Vec<String> = (0..50).map(|i| format!("s{i:02}")).collect();
+    let servers: Vec<(&str, serde_json::Value)> =
+        names.iter().enumerate().map(|(i, n)| (n.as_str(), json!({"auto_start": i < 5}))).collect();
+    let hub = Hub::builder().fixtures(&servers).env("OLLAMA_URL", &ollama.url).start();
+    wait_for("s00..s04 to be RUNNING", 20 * SEC, || {
+        let s = hub.get("/dashboard/state").json();
+        let running = s["servers"].as_array()?.iter().filter(|v| v["status"] == "RUNNING").count();
+        (running == 5).then_some(())
+    });
+    browse(&hub, "many", "-", "");
 }
 
 #[test]
