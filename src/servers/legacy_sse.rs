@@ -8,7 +8,6 @@
 //! every waiting call fails, and `ended` tells the supervisor.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::BufRead;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -17,7 +16,8 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use super::bridge::{Peer, STDOUT_LINE_BYTES, read_line_capped};
+use super::bridge::Peer;
+use super::sse::Events;
 use super::upstream::{Ids, Piece, failed, unreachable};
 use crate::jsonrpc::{self, Kind, RpcError};
 
@@ -25,65 +25,6 @@ use crate::jsonrpc::{self, Kind, RpcError};
 const HAND_OVER: Duration = Duration::from_secs(1);
 /// The longest POST of the hub's own answer to a server's request.
 const ANSWER_POST: Duration = Duration::from_secs(5);
-
-/// One server-sent event: its `event:` name (`message` when it has none) and its data lines.
-#[derive(Debug, PartialEq)]
-pub struct Event {
-    pub name: String,
-    pub data: String,
-}
-
-/// Reads events one by one. An event (all its lines) may hold `STDOUT_LINE_BYTES` at most, as
-/// a child's stdout message may: past it the stream counts as broken.
-pub struct Events<R> {
-    reader: R,
-}
-
-impl<R: BufRead> Events<R> {
-    pub fn new(reader: R) -> Events<R> {
-        Events { reader }
-    }
-
-    /// The next event; `None` at the end of the stream (an unfinished event is dropped).
-    pub fn next_event(&mut self) -> Option<std::io::Result<Event>> {
-        let (mut name, mut data, mut line) = (String::new(), String::new(), Vec::new());
-        loop {
-            line.clear();
-            let room = STDOUT_LINE_BYTES.saturating_sub(data.len());
-            match read_line_capped(&mut self.reader, &mut line, room) {
-                Ok((0, _)) => return None,
-                Ok((_, true)) => {
-                    let e = format!("an event over {} MiB", STDOUT_LINE_BYTES >> 20);
-                    return Some(Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)));
-                }
-                Ok(_) => {}
-                Err(e) => return Some(Err(e)),
-            }
-            let text = String::from_utf8_lossy(&line);
-            let text = text.trim_end_matches(['\n', '\r']);
-            if text.is_empty() {
-                if data.is_empty() {
-                    name.clear();
-                    continue;
-                }
-                data.pop(); // the newline after the last data line
-                let name = if name.is_empty() { "message".to_string() } else { name };
-                return Some(Ok(Event { name, data }));
-            }
-            let (field, value) = text.split_once(':').unwrap_or((text, ""));
-            let value = value.strip_prefix(' ').unwrap_or(value);
-            match field {
-                "event" => name = value.to_string(),
-                "data" => {
-                    data.push_str(value);
-                    data.push('\n');
-                }
-                // Comments (`: ping`), `id`, `retry` and unknown fields: nothing the hub uses.
-                _ => {}
-            }
-        }
-    }
-}
 
 /// The URL the `endpoint` event's data names, resolved against the stream's URL (`base`). An
 /// endpoint on another origin is refused: the server's messages, and the headers configured
@@ -354,13 +295,12 @@ impl Shared {
             Ok(()) => "its event stream ended".to_string(),
             Err(e) => e,
         };
-        let why = format!("{} is down: {why}", self.name);
-        log::debug!("{why}");
-        let waiting = self.waiting.lock().end(why.clone());
-        let _ = ready.try_send(Err(RpcError::new(jsonrpc::SERVER_UNAVAILABLE, why.clone())));
+        log::debug!("{}: {why}", self.name);
+        let down = RpcError::new(jsonrpc::SERVER_UNAVAILABLE, format!("{} is down: {why}", self.name));
+        let _ = ready.try_send(Err(unreachable(&self.name, &why)));
+        let waiting = self.waiting.lock().end(why);
         for tx in waiting {
-            let e = RpcError::new(jsonrpc::SERVER_UNAVAILABLE, why.clone());
-            let _ = tx.send_timeout(Piece { message: Err(e), last: true }, HAND_OVER);
+            let _ = tx.send_timeout(Piece { message: Err(down.clone()), last: true }, HAND_OVER);
         }
     }
 
@@ -490,33 +430,6 @@ mod tests {
         check(base, "javascript:alert(1)", Err("not on the origin"));
         check(base, "", Err("unusable"));
         check(base, "/a b", Err("unusable"));
-    }
-
-    #[test]
-    fn events_are_parsed_as_server_sent_events() {
-        fn check(input: &str, expected: &[(&str, &str)]) {
-            let mut events = Events::new(input.as_bytes());
-            let mut got = Vec::new();
-            while let Some(e) = events.next_event() {
-                let e = e.unwrap();
-                got.push((e.name, e.data));
-            }
-            let expected: Vec<_> = expected.iter().map(|(n, d)| (n.to_string(), d.to_string())).collect();
-            assert_eq!(got, expected, "{input:?}");
-        }
-        check("event: endpoint\ndata: /message?sessionId=1\n\n", &[("endpoint", "/message?sessionId=1")]);
-        check("data: {\"a\":1}\n\n", &[("message", "{\"a\":1}")]);
-        check("event: message\r\ndata: x\r\n\r\n", &[("message", "x")]);
-        check("data: one\ndata:two\ndata:  three\n\n", &[("message", "one\ntwo\n three")]);
-        check(": keep-alive\n\n:comment\nevent: message\nid: 7\nretry: 10\ndata: d\n\n", &[("message", "d")]);
-        check(
-            "event: a\ndata: 1\n\nevent: b\ndata: 2\n\ndata: 3\n\n",
-            &[("a", "1"), ("b", "2"), ("message", "3")],
-        );
-        check("event: lonely\n\ndata: after\n\n", &[("message", "after")]);
-        check("data\n\n", &[("message", "")]);
-        check("data: unfinished", &[]);
-        check("", &[]);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! handshake, stop), `supervisor` (the loop that restarts crashed or hung children), `edits`
 //! (add, replace, remove, atomic saves), `call` (one request: `Call`), `peer` (answers to a
 //! child's own requests), `bridge` (a child's stdio threads), `upstream` (a remote server; `legacy_sse`, its
-//! legacy HTTP+SSE transport),
+//! legacy HTTP+SSE transport; `sse`, the event streams both read),
 //! `process` (spawning and signalling), `installer` (npm).
 //!
 //! Locks: each `Server` has its own mutex (state) and condvar (status changes); the table has
@@ -22,6 +22,7 @@ mod lifecycle;
 mod peer;
 mod phase;
 pub mod process;
+mod sse;
 mod supervisor;
 pub mod upstream;
 

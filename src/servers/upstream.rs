@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use super::bridge::Peer;
 use super::legacy_sse::{Connection, Ticket};
+use super::sse::Events;
 use crate::jsonrpc::{self, RpcError};
 
 /// One Streamable HTTP endpoint and the session the hub holds with it.
@@ -45,8 +46,8 @@ pub enum Body {
     Empty,
     /// One JSON body (an object, or a batch's array).
     One(Option<Value>),
-    /// An SSE stream: one message per `data:` line.
-    Events(Box<dyn BufRead + Send>),
+    /// An SSE stream: one message per event.
+    Events(Events<Box<dyn BufRead + Send>>),
 }
 
 impl Body {
@@ -55,15 +56,13 @@ impl Body {
         match self {
             Body::Empty => None,
             Body::One(v) => v.take().map(Ok),
-            Body::Events(reader) => loop {
-                let mut line = String::new();
-                match reader.read_line(&mut line) {
-                    Ok(0) => return None,
-                    Ok(_) => {}
+            Body::Events(events) => loop {
+                match events.next_event()? {
+                    Ok(event) => match serde_json::from_str(&event.data) {
+                        Ok(v) => return Some(Ok(v)),
+                        Err(_) => log::trace!("skipped an event that is not JSON: {:.200}", event.data),
+                    },
                     Err(e) => return Some(Err(e)),
-                }
-                if let Some(v) = jsonrpc::sse_data(&line) {
-                    return Some(Ok(v));
                 }
             },
         }
@@ -171,7 +170,9 @@ impl Endpoint {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|c| c.starts_with("text/event-stream"));
         if sse {
-            return answer(Body::Events(Box::new(BufReader::new(resp.into_body().into_reader()))));
+            return answer(Body::Events(Events::new(Box::new(BufReader::new(
+                resp.into_body().into_reader(),
+            )))));
         }
         let text = resp.body_mut().read_to_string().map_err(|e| unreachable(&self.name, e))?;
         match serde_json::from_str::<Value>(&text) {
@@ -202,7 +203,7 @@ impl Endpoint {
         }
         match req.call() {
             Ok(resp) if resp.status().as_u16() == 200 => {
-                Some(Body::Events(Box::new(BufReader::new(resp.into_body().into_reader()))))
+                Some(Body::Events(Events::new(Box::new(BufReader::new(resp.into_body().into_reader())))))
             }
             Ok(resp) => {
                 log::debug!("{}: no GET stream ({})", self.name, resp.status());
