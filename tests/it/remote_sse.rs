@@ -1,8 +1,13 @@
-//! Remote servers over the legacy HTTP+SSE transport (`"type": "sse"`, MCP 2024-11-05), against
-//! server-everything in its `sse` mode: started, relayed (REST and MCP, progress included),
-//! taken down when its stream drops and brought back by the restart policy, stopped cleanly.
+//! Remote servers over the legacy HTTP+SSE transport (`"type": "sse"`, MCP 2024-11-05): against
+//! server-everything in its `sse` mode (started, relayed over REST and MCP with progress, taken
+//! down when its stream drops and brought back by the restart policy, stopped cleanly), and
+//! against a hand-written one for what everything does not do (its own pings, cancellations
+//! it records, an endpoint on another origin).
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde_json::{Value, json};
@@ -66,6 +71,15 @@ fn legacy_sse_servers_run_relay_fail_fast_and_come_back() {
     assert_eq!(r["id"], "e1");
     assert!(r["result"]["content"][0]["text"].as_str().unwrap().contains("through mcp"), "{r}");
 
+    // What the server sends on its own (a log message) reaches the hub as a stdio child's does.
+    assert!(tool_text(&hub.tool("legacy", "toggle-simulated-logging", json!({}))).contains("Started"));
+    let logged = wait_for("the server's log message in the activity feed", 10 * SEC, || {
+        let feed = hub.get("/activity").json();
+        let events = feed["events"].as_array()?.clone();
+        events.into_iter().find(|e| e["kind"] == "log" && e["server"] == "legacy")
+    });
+    assert!(logged["message"].as_str().unwrap().contains("message"), "{logged}");
+
     // Progress from the stream reaches the caller, under its own token, as it comes.
     let r = c.send(&json!({"jsonrpc": "2.0", "id": "lr", "method": "tools/call", "params": {
         "name": "trigger-long-running-operation", "arguments": {"duration": 1, "steps": 3}, "_meta": {"progressToken": "tok"}}}));
@@ -125,4 +139,138 @@ fn legacy_sse_servers_run_relay_fail_fast_and_come_back() {
     assert_eq!(hub.post("/servers/legacy/stop").json()["status"], "STOPPED");
     let left = threads(&hub);
     assert!(!left.iter().any(|t| t.starts_with("sse-")), "{left:?}");
+}
+
+/// A legacy HTTP+SSE server written out by hand: `GET /sse` names the endpoint `/message?sessionId=s1`
+/// (`GET /foreign-sse` one on another origin); every POST is recorded and answered 202, and
+/// what it asks for is answered on the stream: `initialize`, `tools/call` (an echo), and
+/// `tools/call` of `hang`, which the server answers only with a `ping` of its own.
+struct FakeLegacy {
+    port: u16,
+    posts: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+impl FakeLegacy {
+    fn start() -> FakeLegacy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let posts = Arc::new(Mutex::new(Vec::new()));
+        let events: Arc<Mutex<Option<TcpStream>>> = Arc::default();
+        let recorded = posts.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (posts, events) = (recorded.clone(), events.clone());
+                std::thread::spawn(move || FakeLegacy::serve(conn, &posts, &events));
+            }
+        });
+        FakeLegacy { port, posts }
+    }
+
+    fn serve(conn: TcpStream, posts: &Mutex<Vec<(String, Value)>>, events: &Mutex<Option<TcpStream>>) {
+        let mut reader = BufReader::new(conn.try_clone().unwrap());
+        let mut head = String::new();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+        let mut out = conn;
+        if head.starts_with("GET") {
+            let endpoint =
+                if path == "/foreign-sse" { "http://evil.example/message" } else { "/message?sessionId=s1" };
+            let _ = write!(
+                out,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n: hello\n\nevent: endpoint\ndata: {endpoint}\n\n"
+            );
+            *events.lock().unwrap() = Some(out);
+            return;
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        let msg: Value = serde_json::from_slice(&body).unwrap();
+        posts.lock().unwrap().push((path, msg.clone()));
+        let _ = out.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 8\r\n\r\nAccepted");
+        let answer = match msg["method"].as_str() {
+            Some("initialize") => {
+                json!({"jsonrpc": "2.0", "id": msg["id"], "result": {"protocolVersion": "2024-11-05",
+                "capabilities": {"tools": {}}, "serverInfo": {"name": "fake-legacy", "version": "0"}}})
+            }
+            Some("tools/call") if msg["params"]["name"] == "hang" => {
+                json!({"jsonrpc": "2.0", "id": "srv-ping", "method": "ping"})
+            }
+            Some("tools/call") => json!({"jsonrpc": "2.0", "id": msg["id"], "result": {
+                "content": [{"type": "text", "text": msg["params"]["arguments"]["text"]}]}}),
+            _ => return,
+        };
+        // Split over two data lines, as a server may.
+        let text = answer.to_string().replacen(',', ",\ndata: ", 1);
+        if let Some(stream) = events.lock().unwrap().as_mut() {
+            let _ = write!(stream, "event: message\ndata: {text}\n\n");
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Waits for a POST whose message `f` picks.
+    fn wait_post(&self, what: &str, f: impl Fn(&str, &Value) -> bool) -> Value {
+        wait_for(what, 10 * SEC, || {
+            self.posts.lock().unwrap().iter().find(|(path, m)| f(path, m)).map(|(_, m)| m.clone())
+        })
+    }
+}
+
+#[test]
+fn legacy_servers_get_pings_answered_cancellations_and_no_foreign_endpoint() {
+    let fake = FakeLegacy::start();
+    let servers = json!({"servers": {
+        "fake": {"type": "sse", "url": fake.url("/sse"), "request_timeout": 3},
+        "foreign": {"type": "sse", "url": fake.url("/foreign-sse"), "max_restarts": 0},
+    }});
+    let hub = Hub::builder().servers(&servers.to_string()).start();
+    let msg = hub.post("/servers/foreign/start").expect_error(502, "upstream_error");
+    assert!(msg.contains("not on the origin") && msg.contains("evil.example"), "{msg}");
+
+    let s = hub.post("/servers/fake/start");
+    assert_eq!(s.status, 200, "{}", s.text());
+    let init = fake
+        .wait_post("initialize", |path, m| path == "/message?sessionId=s1" && m["method"] == "initialize");
+    assert_eq!(init["params"]["clientInfo"]["name"], "agenthub");
+    fake.wait_post("notifications/initialized", |_, m| m["method"] == "notifications/initialized");
+    let r = hub.call("fake", "tools/call", &json!({"name": "echo", "arguments": {"text": "split data"}}));
+    assert_eq!(tool_text(&r), "split data");
+
+    // The server's own ping is answered; the client that leaves has its request cancelled.
+    let c = McpSession::connect(&hub, "/mcp/fake");
+    let reader = c.post_streaming(&json!({"jsonrpc": "2.0", "id": "h", "method": "tools/call",
+        "params": {"name": "hang", "arguments": {}}}));
+    let pong = fake.wait_post("the answer to the server's ping", |_, m| m["id"] == "srv-ping");
+    assert_eq!(pong["result"], json!({}), "{pong}");
+    let hang = fake.wait_post("the hang call", |_, m| m["params"]["name"] == "hang");
+    assert_ne!(hang["id"], "h", "the server sees the hub's id");
+    drop(reader);
+    let cancel = fake.wait_post("the cancellation", |_, m| {
+        m["method"] == "notifications/cancelled" && m["params"]["requestId"] == hang["id"]
+    });
+    assert_eq!(cancel["params"]["reason"], "the client went away", "{cancel}");
+
+    // A call the server never answers times out, and is cancelled at the server.
+    let t = Instant::now();
+    hub.call("fake", "tools/call", &json!({"name": "hang", "arguments": {}})).expect_error(504, "timeout");
+    assert!(t.elapsed() < 6 * SEC, "{:?}", t.elapsed());
+    fake.wait_post("the timed-out call's cancellation", |_, m| {
+        m["method"] == "notifications/cancelled"
+            && m["params"]["reason"].as_str().is_some_and(|r| r.contains("timed out"))
+    });
 }
