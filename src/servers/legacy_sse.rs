@@ -52,10 +52,9 @@ pub fn resolve(base: &str, endpoint: &str) -> Result<String, String> {
             return Ok(format!("{prefix}{}", normalize(&format!("{dir}{e}"))));
         }
     };
-    if origin(&absolute) == origin(base) {
-        Ok(absolute)
-    } else {
-        Err(format!("endpoint {absolute} is not on the origin of {base}; refused"))
+    match (origin(&absolute), origin(base)) {
+        (Some(a), Some(b)) if a == b => Ok(absolute),
+        _ => Err(format!("endpoint {absolute} is not on the origin of {base}; refused")),
     }
 }
 
@@ -428,6 +427,7 @@ mod tests {
         check(base, "http://evil.example/message", Err("not on the origin"));
         check(base, "//evil.example/m", Err("not on the origin"));
         check(base, "javascript:alert(1)", Err("not on the origin"));
+        check("ftp://h/sse", "ftp://h/m", Err("not on the origin"));
         check(base, "", Err("unusable"));
         check(base, "/a b", Err("unusable"));
     }
