@@ -318,7 +318,7 @@ impl Upstream {
         json!(self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Sends a request under the hub id `id` and returns its answer as it arrives.
+    /// POSTs `msg` (under the hub's ids already) and returns its answer as it arrives.
     fn open(&self, endpoint: &Endpoint, ids: Ids, msg: &Value, timeout: Duration) -> Result<Reply, RpcError> {
         let mut answer = endpoint.post(msg, Some(timeout))?;
         if answer.session_lost {
