@@ -35,9 +35,6 @@ pub fn report(
             problems += 1;
             out.push(format!("    error: {p}"));
         }
-        if s.config.transport == Transport::Sse {
-            out.push("    note: legacy SSE transport not supported yet; it will not start".into());
-        }
     }
     (out, problems)
 }

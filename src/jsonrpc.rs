@@ -68,12 +68,6 @@ pub fn error(id: Value, code: i64, message: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
 }
 
-/// The JSON-RPC message on an SSE `data:` line; None for other lines (event names, comments,
-/// blank separators) and for data that is not JSON.
-pub fn sse_data(line: &str) -> Option<Value> {
-    serde_json::from_str(line.trim_end().strip_prefix("data:")?.trim()).ok()
-}
-
 /// An error a call ended with: from the server (its error object) or from the hub.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RpcError {
@@ -153,15 +147,6 @@ mod tests {
         check(r#"{"jsonrpc":"2.0","id":1}"#, Kind::Invalid);
         check(r#"[1]"#, Kind::Invalid);
         check(r#""text""#, Kind::Invalid);
-    }
-
-    #[test]
-    fn sse_lines() {
-        assert_eq!(sse_data("data: {\"id\":1}\r\n"), Some(json!({"id": 1})));
-        assert_eq!(sse_data("data:{}"), Some(json!({})));
-        assert_eq!(sse_data("event: message"), None);
-        assert_eq!(sse_data(": heartbeat"), None);
-        assert_eq!(sse_data("data: not json"), None);
     }
 
     #[test]

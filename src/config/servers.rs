@@ -17,7 +17,7 @@ use crate::error::Result;
 pub enum Transport {
     Stdio,
     Http,
-    /// The legacy HTTP+SSE transport (`"type": "sse"`): loaded, not yet run (see lifecycle).
+    /// The legacy HTTP+SSE transport (`"type": "sse"`, MCP 2024-11-05): `servers::legacy_sse`.
     Sse,
 }
 

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::RecvTimeoutError;
 
 use super::bridge::{Bridge, Caller, Event, Next, Pending};
-use super::upstream::{Piece, Upstream};
+use super::upstream::{Piece, Pieces, Upstream};
 use super::{Channel, Run, Servers, Status};
 use crate::config::Transport;
 use crate::error::{Error, Result};
@@ -182,7 +182,7 @@ impl Servers {
 
     /// Whether a server is remote (its calls always block on the network).
     pub fn is_remote(&self, name: &str) -> bool {
-        self.find(name).is_some_and(|s| s.state.lock().config.transport == Transport::Http)
+        self.find(name).is_some_and(|s| s.state.lock().config.transport != Transport::Stdio)
     }
 
     /// Hands a client's answer to a request the child sent it (sampling, elicitation) back to
@@ -230,7 +230,7 @@ pub enum Step {
 struct Remote {
     upstream: Arc<Upstream>,
     request: Option<Value>,
-    answer: Option<Receiver<Piece>>,
+    answer: Option<Pieces>,
     id: Value,
 }
 

@@ -146,15 +146,27 @@ impl Servers {
     ) -> std::result::Result<Run, (String, bool)> {
         let env = |k: &str| std::env::var(k).ok();
         let cfg = ticket.config.expanded(&env).map_err(|why| (why, false))?;
-        if cfg.transport == Transport::Sse {
-            // Loaded so that a file with one never fails whole; running it is the relay's job.
-            return Err(("legacy SSE transport not supported yet (\"type\": \"sse\")".into(), false));
-        }
-        if cfg.transport == Transport::Http {
+        let peer = || {
+            Arc::new(ChildPeer::new(
+                &cfg,
+                secrets.clone(),
+                self.ctx.activity.clone(),
+                self.listener.get().cloned(),
+                self.router.get().cloned(),
+            ))
+        };
+        if cfg.transport != Transport::Stdio {
             let url = cfg.url.clone().unwrap_or_default();
-            let upstream = Arc::new(Upstream::new(&srv.name, &url, cfg.headers.clone()));
-            let init = upstream.initialize(cfg.handshake_timeout).map_err(|e| (e.message, true))?;
-            return Ok(Run { link: Link::Http(upstream), initialize: init });
+            let deadline = Instant::now() + cfg.handshake_timeout;
+            let upstream = match cfg.transport {
+                Transport::Sse => Upstream::legacy(&srv.name, &url, cfg.headers.clone(), peer(), deadline)
+                    .map_err(|e| (e.message, true))?,
+                _ => Upstream::new(&srv.name, &url, cfg.headers.clone()),
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            // Dropped on failure, a legacy stream is closed and its reader joined.
+            let init = upstream.initialize(left).map_err(|e| (e.message, true))?;
+            return Ok(Run { link: Link::Http(Arc::new(upstream)), initialize: init });
         }
         let (mut process, pipes) = Process::spawn(&srv.name, &cfg, &self.ctx.npm_prefix.join(&srv.name))
             .map_err(|e| (e.to_string(), false))?;
@@ -166,15 +178,8 @@ impl Servers {
             process.kill();
             return Err(("stopped while it started".into(), true));
         }
-        let peer = Arc::new(ChildPeer::new(
-            &cfg,
-            secrets.clone(),
-            self.ctx.activity.clone(),
-            self.listener.get().cloned(),
-            self.router.get().cloned(),
-        ));
         let bridge =
-            Bridge::start(&srv.name, pipes.stdin, pipes.stdout, pipes.stderr, srv.stderr.clone(), peer)
+            Bridge::start(&srv.name, pipes.stdin, pipes.stdout, pipes.stderr, srv.stderr.clone(), peer())
                 .map_err(|e| (format!("cannot start the bridge threads: {e}"), true))?;
         // Everything a client might do, so the child offers every tool: each request of the
         // child then goes to a client that can answer it, or gets the answer of one that cannot.

@@ -3,7 +3,8 @@
 //! lifecycle as data: pure transitions returning effects), `lifecycle` (start, launch,
 //! handshake, stop), `supervisor` (the loop that restarts crashed or hung children), `edits`
 //! (add, replace, remove, atomic saves), `call` (one request: `Call`), `peer` (answers to a
-//! child's own requests), `bridge` (a child's stdio threads), `upstream` (a remote server),
+//! child's own requests), `bridge` (a child's stdio threads), `upstream` (a remote server; `legacy_sse`, its
+//! legacy HTTP+SSE transport; `sse`, the event streams both read),
 //! `process` (spawning and signalling), `installer` (npm).
 //!
 //! Locks: each `Server` has its own mutex (state) and condvar (status changes); the table has
@@ -16,10 +17,12 @@ pub mod bridge;
 mod call;
 mod edits;
 pub mod installer;
+mod legacy_sse;
 mod lifecycle;
 mod peer;
 mod phase;
 pub mod process;
+mod sse;
 mod supervisor;
 pub mod upstream;
 
@@ -189,6 +192,14 @@ impl Run {
                 Some(now.saturating_duration_since(*closed_seen.get_or_insert(now)))
             }
             _ => None,
+        }
+    }
+
+    /// Why a remote server is gone, once it is (its legacy event stream ended).
+    fn lost(&self) -> Option<String> {
+        match &self.link {
+            Link::Http(u) => u.lost(),
+            Link::Stdio { .. } => None,
         }
     }
 

@@ -3,7 +3,8 @@
 //!
 //! 1. `reap` — a running child that exited, or that closed its stdout and lives on (nothing it
 //!    says can reach the hub any more: a crash too), is taken down and, within policy, a
-//!    restart is scheduled (else FAILED with the reason and the last stderr lines);
+//!    restart is scheduled (else FAILED with the reason and the last stderr lines); so is a
+//!    remote server whose legacy SSE stream ended (the stream is its only way to answer);
 //! 2. `ping` — a running child is pinged every `health_check_interval`; one that does not
 //!    answer within `PING_DEADLINE` is treated as hung, like a crash;
 //! 3. `settle` — running for `STABLE_AFTER` without a crash ends the restart streak;
@@ -56,9 +57,10 @@ impl Servers {
             let mut st = srv.state.lock();
             let mut down = None;
             let mut fx = Effects::new();
-            let failure = match st.run_mut().map(|r| (r.try_wait(), r.closed_for(now))) {
-                Some((Some(status), _)) => Some(exit_reason(srv, status)),
-                Some((None, Some(closed))) if closed >= CLOSED_GRACE => Some(closed_reason(srv)),
+            let failure = match st.run_mut().map(|r| (r.try_wait(), r.closed_for(now), r.lost())) {
+                Some((Some(status), _, _)) => Some(exit_reason(srv, status)),
+                Some((None, Some(closed), _)) if closed >= CLOSED_GRACE => Some(closed_reason(srv)),
+                Some((None, _, Some(why))) => Some(why),
                 _ => ping(&mut st, now),
             };
             if let Some(reason) = failure {

@@ -1,20 +1,24 @@
-//! The hub as a Streamable HTTP client. `Endpoint` is the one client of the transport: a URL
+//! The hub as an MCP client over HTTP. `Endpoint` is the one client of Streamable HTTP: a URL
 //! with its session and protocol version, POSTs whose answers are read message by message
 //! (plain JSON or SSE), the GET stream, DELETE. Two users share it: `Upstream`, a remote MCP
-//! server (`transport: "http"`) that the hub initializes itself and whose ids it rewrites like a
-//! stdio child's, and the stdio shim (`agenthub stdio`), which passes a client's messages to a hub
-//! as they are.
+//! server that the hub initializes itself and whose ids it rewrites like a stdio child's
+//! (`Ids`), and the stdio shim (`agenthub stdio`), which passes a client's messages to a hub
+//! as they are. An `Upstream` is reached over Streamable HTTP (`transport: "http"`) or the
+//! legacy HTTP+SSE transport (`"type": "sse"`, `legacy_sse`): its `Wire`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
+use super::bridge::Peer;
+use super::legacy_sse::{Connection, Ticket};
+use super::sse::Events;
 use crate::jsonrpc::{self, RpcError};
 
 /// One Streamable HTTP endpoint and the session the hub holds with it.
@@ -42,8 +46,8 @@ pub enum Body {
     Empty,
     /// One JSON body (an object, or a batch's array).
     One(Option<Value>),
-    /// An SSE stream: one message per `data:` line.
-    Events(Box<dyn BufRead + Send>),
+    /// An SSE stream: one message per event.
+    Events(Events<Box<dyn BufRead + Send>>),
 }
 
 impl Body {
@@ -52,15 +56,13 @@ impl Body {
         match self {
             Body::Empty => None,
             Body::One(v) => v.take().map(Ok),
-            Body::Events(reader) => loop {
-                let mut line = String::new();
-                match reader.read_line(&mut line) {
-                    Ok(0) => return None,
-                    Ok(_) => {}
+            Body::Events(events) => loop {
+                match events.next_event()? {
+                    Ok(event) => match serde_json::from_str(&event.data) {
+                        Ok(v) => return Some(Ok(v)),
+                        Err(_) => log::trace!("skipped an event that is not JSON: {:.200}", event.data),
+                    },
                     Err(e) => return Some(Err(e)),
-                }
-                if let Some(v) = jsonrpc::sse_data(&line) {
-                    return Some(Ok(v));
                 }
             },
         }
@@ -68,8 +70,19 @@ impl Body {
 }
 
 /// How one exchange failed.
-fn unreachable(name: &str, e: impl std::fmt::Display) -> RpcError {
+pub(super) fn unreachable(name: &str, e: impl std::fmt::Display) -> RpcError {
     RpcError::new(jsonrpc::SERVER_UNAVAILABLE, format!("{name} is unreachable: {e}"))
+}
+
+/// A request to `name` that got no answer: timed out (after `timeout`), or unreachable.
+pub(super) fn failed(name: &str, timeout: Option<Duration>, e: ureq::Error) -> RpcError {
+    match e {
+        ureq::Error::Timeout(_) => RpcError::new(
+            jsonrpc::REQUEST_TIMEOUT,
+            format!("request to {name} timed out after {}s", timeout.unwrap_or_default().as_secs_f64()),
+        ),
+        e => unreachable(name, e),
+    }
 }
 
 impl Endpoint {
@@ -141,17 +154,7 @@ impl Endpoint {
         for (k, v) in self.headers.lock().iter() {
             req = req.header(k, v);
         }
-        let mut resp = req.send(msg.to_string()).map_err(|e| match e {
-            ureq::Error::Timeout(_) => RpcError::new(
-                jsonrpc::REQUEST_TIMEOUT,
-                format!(
-                    "request to {} timed out after {}s",
-                    self.name,
-                    timeout.unwrap_or_default().as_secs_f64()
-                ),
-            ),
-            e => unreachable(&self.name, e),
-        })?;
+        let mut resp = req.send(msg.to_string()).map_err(|e| failed(&self.name, timeout, e))?;
         if let Some(s) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
             *self.session.lock() = Some(s.to_string());
         }
@@ -167,7 +170,9 @@ impl Endpoint {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|c| c.starts_with("text/event-stream"));
         if sse {
-            return answer(Body::Events(Box::new(BufReader::new(resp.into_body().into_reader()))));
+            return answer(Body::Events(Events::new(Box::new(BufReader::new(
+                resp.into_body().into_reader(),
+            )))));
         }
         let text = resp.body_mut().read_to_string().map_err(|e| unreachable(&self.name, e))?;
         match serde_json::from_str::<Value>(&text) {
@@ -198,7 +203,7 @@ impl Endpoint {
         }
         match req.call() {
             Ok(resp) if resp.status().as_u16() == 200 => {
-                Some(Body::Events(Box::new(BufReader::new(resp.into_body().into_reader()))))
+                Some(Body::Events(Events::new(Box::new(BufReader::new(resp.into_body().into_reader())))))
             }
             Ok(resp) => {
                 log::debug!("{}: no GET stream ({})", self.name, resp.status());
@@ -225,40 +230,86 @@ impl Endpoint {
     }
 }
 
-/// A remote MCP server, shared by every caller like a stdio child: the hub initializes it,
-/// rewrites ids, and initializes again when the upstream forgets the session.
+/// A remote MCP server, shared by every caller like a stdio child: the hub initializes it and
+/// rewrites ids (`Ids`). How it is reached is its `Wire`; everything else is the same for both.
 pub struct Upstream {
-    endpoint: Endpoint,
+    name: String,
     next_id: AtomicU64,
+    wire: Wire,
+}
+
+/// How requests reach a remote server and where their answers come from.
+enum Wire {
+    /// Streamable HTTP (`transport: "http"`): each POST's answer carries what the server sends
+    /// for that request; a forgotten session is initialized again.
+    Streamable(Endpoint),
+    /// Legacy HTTP+SSE (`"type": "sse"`): POSTs are only accepted; every answer comes on the
+    /// one event stream, handed to its call by id. The stream's end is the server's.
+    Legacy(Connection),
 }
 
 impl Upstream {
+    /// A Streamable HTTP server.
     pub fn new(name: &str, url: &str, headers: BTreeMap<String, String>) -> Upstream {
         let endpoint = Endpoint::new(&format!("server {name}"), url, headers, Duration::from_secs(5));
-        Upstream { endpoint, next_id: AtomicU64::new(1) }
+        Upstream::over(name, Wire::Streamable(endpoint))
+    }
+
+    /// A legacy HTTP+SSE server: its stream opened and its endpoint known by `deadline`. What
+    /// the server sends outside the hub's calls goes to `peer`, as a stdio child's does.
+    pub fn legacy(
+        name: &str,
+        url: &str,
+        headers: BTreeMap<String, String>,
+        peer: Arc<dyn Peer>,
+        deadline: Instant,
+    ) -> Result<Upstream, RpcError> {
+        let conn = Connection::open(name, url, headers, peer, deadline)?;
+        Ok(Upstream::over(name, Wire::Legacy(conn)))
+    }
+
+    fn over(name: &str, wire: Wire) -> Upstream {
+        Upstream { name: format!("server {name}"), next_id: AtomicU64::new(1), wire }
     }
 
     /// The handshake: `initialize`, then `notifications/initialized`. Returns the result.
     pub fn initialize(&self, timeout: Duration) -> Result<Value, RpcError> {
-        self.endpoint.forget_session();
         let params = json!({
             "protocolVersion": super::PROTOCOL_VERSION,
             "capabilities": {},
             "clientInfo": {"name": "agenthub", "version": crate::VERSION},
         });
-        let id = self.fresh_id();
-        let request = jsonrpc::request(id.clone(), "initialize", Some(params));
-        let mut reply = self.reply(id, Value::Null, self.endpoint.post(&request, Some(timeout))?);
-        let mut response = None;
-        while let Some(m) = reply.next_message() {
-            response = Some(m?);
-        }
-        let response = response.ok_or_else(|| unreachable(&self.endpoint.name, "no answer to initialize"))?;
+        let (ids, request) = Ids::outgoing(self.fresh_id(), &jsonrpc::request(0, "initialize", Some(params)));
+        let response = match &self.wire {
+            Wire::Streamable(endpoint) => {
+                endpoint.forget_session();
+                let mut reply = self.reply(ids, endpoint.post(&request, Some(timeout))?);
+                let mut response = None;
+                while let Some(m) = reply.next_message() {
+                    response = Some(m?);
+                }
+                response
+            }
+            Wire::Legacy(conn) => {
+                let (_ticket, rx) = conn.register(ids)?;
+                conn.post(&request, timeout)?;
+                match rx.recv_timeout(timeout) {
+                    Ok(piece) => Some(piece.message?),
+                    Err(_) => {
+                        let why = format!("no answer to initialize within {}s", timeout.as_secs_f64());
+                        return Err(RpcError::new(jsonrpc::REQUEST_TIMEOUT, why));
+                    }
+                }
+            }
+        };
+        let response = response.ok_or_else(|| unreachable(&self.name, "no answer to initialize"))?;
         let result = jsonrpc::outcome(&response)?;
-        let version =
-            result.get("protocolVersion").and_then(Value::as_str).unwrap_or(super::PROTOCOL_VERSION);
-        self.endpoint.set_version(version);
-        self.endpoint.post(&jsonrpc::notification("notifications/initialized", None), Some(timeout))?;
+        if let Wire::Streamable(endpoint) = &self.wire {
+            let version =
+                result.get("protocolVersion").and_then(Value::as_str).unwrap_or(super::PROTOCOL_VERSION);
+            endpoint.set_version(version);
+        }
+        self.post(&jsonrpc::notification("notifications/initialized", None), timeout)?;
         Ok(result)
     }
 
@@ -267,37 +318,37 @@ impl Upstream {
         json!(self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Sends a request under the hub id `id` and returns its answer as it arrives.
-    pub fn open(&self, id: Value, request: &Value, timeout: Duration) -> Result<Reply, RpcError> {
-        let client_id = request.get("id").cloned().unwrap_or(Value::Null);
-        let mut msg = request.clone();
-        msg["id"] = id.clone();
-        let mut answer = self.endpoint.post(&msg, Some(timeout))?;
+    /// POSTs `msg` (under the hub's ids already) and returns its answer as it arrives.
+    fn open(&self, endpoint: &Endpoint, ids: Ids, msg: &Value, timeout: Duration) -> Result<Reply, RpcError> {
+        let mut answer = endpoint.post(msg, Some(timeout))?;
         if answer.session_lost {
             // The upstream forgot the session (it restarted): start a new one, once.
-            log::info!("{}: upstream session expired; initializing again", self.endpoint.name);
+            log::info!("{}: upstream session expired; initializing again", self.name);
             self.initialize(timeout)?;
-            answer = self.endpoint.post(&msg, Some(timeout))?;
+            answer = endpoint.post(msg, Some(timeout))?;
         }
-        Ok(self.reply(id, client_id, answer))
+        Ok(self.reply(ids, answer))
     }
 
-    /// Sends a request under the hub id `id` from a thread of its own, which reads the answer
-    /// into the returned channel, so that the caller can wait in slices and give up. The
-    /// thread ends after the response, at the first message once the receiver is gone, or at
-    /// `timeout` at the latest (the HTTP client's global timeout bounds the whole answer).
-    pub fn send(
-        self: &Arc<Self>,
-        id: Value,
-        request: Value,
-        timeout: Duration,
-    ) -> Result<Receiver<Piece>, RpcError> {
+    /// Sends a request under the hub id `id`; its answer is read into the returned `Pieces`, so
+    /// that the caller can wait in slices and give up. Over Streamable HTTP a thread of its own
+    /// POSTs and reads the answer: it ends after the response, at the first message once the
+    /// receiver is gone, or at `timeout` at the latest (the HTTP client's global timeout bounds
+    /// the whole answer). Over legacy SSE the answer comes from the stream's reader.
+    pub fn send(self: &Arc<Self>, id: Value, request: Value, timeout: Duration) -> Result<Pieces, RpcError> {
+        let (ids, msg) = Ids::outgoing(id, &request);
+        if let Wire::Legacy(conn) = &self.wire {
+            let (ticket, rx) = conn.register(ids)?;
+            conn.post_in_background(msg, &ticket, timeout)?;
+            return Ok(Pieces { rx, _ticket: Some(ticket) });
+        }
         let (tx, rx) = crossbeam_channel::bounded(16);
         let upstream = self.clone();
         std::thread::Builder::new()
             .name("upstream-call".into())
             .spawn(move || {
-                let mut piece = match upstream.open(id, &request, timeout) {
+                let Wire::Streamable(endpoint) = &upstream.wire else { return };
+                let mut piece = match upstream.open(endpoint, ids, &msg, timeout) {
                     Ok(reply) => Some(reply),
                     Err(e) => {
                         let _ = tx.send(Piece { message: Err(e), last: true });
@@ -308,10 +359,7 @@ impl Upstream {
                     let next = match reply.next_message() {
                         Some(m) => Piece { last: reply.is_done() || m.is_err(), message: m },
                         None => Piece {
-                            message: Err(unreachable(
-                                &upstream.endpoint.name,
-                                "the answer ended without a response",
-                            )),
+                            message: Err(unreachable(&upstream.name, "the answer ended without a response")),
                             last: true,
                         },
                     };
@@ -321,12 +369,20 @@ impl Upstream {
                     }
                 }
             })
-            .map_err(|e| unreachable(&self.endpoint.name, format!("cannot start a thread: {e}")))?;
-        Ok(rx)
+            .map_err(|e| unreachable(&self.name, format!("cannot start a thread: {e}")))?;
+        Ok(Pieces { rx, _ticket: None })
     }
 
-    fn reply(&self, id: Value, client_id: Value, answer: Answer) -> Reply {
-        Reply { name: self.endpoint.name.clone(), body: answer.body, id, client_id, done: false }
+    fn reply(&self, ids: Ids, answer: Answer) -> Reply {
+        Reply { name: self.name.clone(), body: answer.body, ids, done: false }
+    }
+
+    /// POSTs a notification.
+    fn post(&self, msg: &Value, timeout: Duration) -> Result<(), RpcError> {
+        match &self.wire {
+            Wire::Streamable(endpoint) => endpoint.post(msg, Some(timeout)).map(drop),
+            Wire::Legacy(conn) => conn.post(msg, timeout),
+        }
     }
 
     /// Tells the upstream to stop working on the request with hub id `id`.
@@ -335,14 +391,40 @@ impl Upstream {
             "notifications/cancelled",
             Some(json!({"requestId": id, "reason": reason})),
         );
-        if let Err(e) = self.endpoint.post(&msg, Some(Duration::from_secs(2))) {
-            log::debug!("{}: cancellation not delivered: {}", self.endpoint.name, e.message);
+        if let Err(e) = self.post(&msg, Duration::from_secs(2)) {
+            log::debug!("{}: cancellation not delivered: {}", self.name, e.message);
         }
     }
 
-    /// Ends the upstream session (DELETE), if there is one.
+    /// Why the server is gone, once it is (a legacy stream that ended); a Streamable HTTP server
+    /// is never known gone: its calls fail, and its breaker opens.
+    pub fn lost(&self) -> Option<String> {
+        match &self.wire {
+            Wire::Streamable(_) => None,
+            Wire::Legacy(conn) => conn.ended(),
+        }
+    }
+
+    /// Ends the upstream session: DELETE over Streamable HTTP, the stream closed (and its
+    /// reader joined) over legacy SSE.
     pub fn close(&self) {
-        self.endpoint.close();
+        match &self.wire {
+            Wire::Streamable(endpoint) => endpoint.close(),
+            Wire::Legacy(conn) => conn.close(),
+        }
+    }
+}
+
+/// One request's answer as `Upstream::send` delivers it, message by message. Dropped, the
+/// upstream forgets the request (a legacy stream no longer routes anything to it).
+pub struct Pieces {
+    rx: Receiver<Piece>,
+    _ticket: Option<Ticket>,
+}
+
+impl Pieces {
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<Piece, RecvTimeoutError> {
+        self.rx.recv_deadline(deadline)
     }
 }
 
@@ -352,18 +434,53 @@ pub struct Piece {
     pub last: bool,
 }
 
-/// One request's answer from an upstream, message by message: notifications and requests the
-/// upstream sends first, then the response (with the client's id put back).
-pub struct Reply {
+/// The ids of one relayed request: the upstream sees the hub's id, and the hub's id as its
+/// progress token when the client sent one; what comes back for it gets the client's back.
+pub struct Ids {
+    pub hub: Value,
+    client: Value,
+    token: Option<Value>,
+}
+
+impl Ids {
+    /// `request` as the upstream gets it, under hub id `hub`, and the ids to put back.
+    pub fn outgoing(hub: Value, request: &Value) -> (Ids, Value) {
+        let mut msg = request.clone();
+        let client = msg.get("id").cloned().unwrap_or(Value::Null);
+        msg["id"] = hub.clone();
+        let token = msg.pointer_mut("/params/_meta/progressToken").map(|t| std::mem::replace(t, hub.clone()));
+        (Ids { hub, client, token }, msg)
+    }
+
+    /// A message the upstream sent for this request, with the client's ids back; true when it
+    /// is the response.
+    pub fn incoming(&self, mut msg: Value) -> (Value, bool) {
+        if jsonrpc::kind(&msg) == jsonrpc::Kind::Response && msg.get("id") == Some(&self.hub) {
+            msg["id"] = self.client.clone();
+            return (msg, true);
+        }
+        if jsonrpc::method(&msg) == "notifications/progress" {
+            if let (Some(token), Some(t)) = (&self.token, msg.pointer_mut("/params/progressToken")) {
+                if *t == self.hub {
+                    *t = token.clone();
+                }
+            }
+        }
+        (msg, false)
+    }
+}
+
+/// One request's answer from a Streamable HTTP upstream, message by message: notifications and
+/// requests the upstream sends first, then the response (with the client's ids put back).
+struct Reply {
     name: String,
     body: Body,
-    id: Value,
-    client_id: Value,
+    ids: Ids,
     done: bool,
 }
 
 impl Reply {
-    pub fn next_message(&mut self) -> Option<Result<Value, RpcError>> {
+    fn next_message(&mut self) -> Option<Result<Value, RpcError>> {
         if self.done {
             return None;
         }
@@ -381,16 +498,13 @@ impl Reply {
                 };
             }
         };
-        let mut msg = msg;
-        if msg.get("id") == Some(&self.id) && jsonrpc::kind(&msg) == jsonrpc::Kind::Response {
-            msg["id"] = self.client_id.clone();
-            self.done = true;
-        }
+        let (msg, response) = self.ids.incoming(msg);
+        self.done = response;
         Some(Ok(msg))
     }
 
     /// Whether the last message returned was the response.
-    pub fn is_done(&self) -> bool {
+    fn is_done(&self) -> bool {
         self.done
     }
 }

@@ -127,7 +127,7 @@ const VSCODE: Case = Case {
         stopped("legacy", "sse"),
     ],
     warnings: &[],
-    report: &["3 server(s)", "legacy SSE transport not supported yet", "AGENTHUB_INPUT_UNSET_ONE"],
+    report: &["3 server(s)", "sse   http://127.0.0.1:9/sse", "AGENTHUB_INPUT_UNSET_ONE"],
     hidden: &["ghp-input-secret"],
 };
 
@@ -205,7 +205,11 @@ fn check(case: &Case) {
     }
     if case.file.contains("vscode") {
         let legacy = hub.server("legacy");
-        assert!(legacy["last_error"].as_str().unwrap_or("").contains("legacy SSE transport"), "{legacy}");
+        // Nothing listens there: the legacy SSE server is tried, and its stream cannot open.
+        assert!(
+            legacy["last_error"].as_str().unwrap_or("").contains("cannot open its event stream"),
+            "{legacy}"
+        );
     }
 
     // What it warned about at start, and what it never shows.

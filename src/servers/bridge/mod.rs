@@ -22,10 +22,11 @@ use serde_json::{Value, json};
 
 use crate::jsonrpc::{self, Kind, RpcError};
 use crate::queue::Queue;
+use lines::drain_stderr;
+pub(super) use lines::read_line_capped;
 #[cfg(test)]
 use lines::{STDERR_LINE_BYTES, STDERR_LINES};
 pub use lines::{STDOUT_LINE_BYTES, StderrRing};
-use lines::{drain_stderr, read_line_capped};
 use route::Origin;
 pub use route::{Caller, Can};
 
