@@ -1,6 +1,6 @@
 //! The one wiring of the hub: `App::build` turns settings and the loaded configuration into
 //! the running parts (breakers, activity feed, server table, enhancement service, MCP gateway,
-//! installer, request guards), and `App::stop` takes them down in order. `main`, the tests
+//! installer, pipelines, request guards), and `App::stop` takes them down in order. `main`, the tests
 //! and the benchmark build the hub the same way. Every HTTP handler receives the `App`.
 
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use crate::config::{Loaded, Settings};
 use crate::enhance;
 use crate::http::guard::Policy;
 use crate::mcp::Gateway;
+use crate::pipelines::Pipelines;
 use crate::resilience::{BreakerConfig, Breakers};
 use crate::servers::installer::Installer;
 use crate::servers::{Context, Servers};
@@ -25,6 +26,7 @@ pub struct App {
     pub activity: Arc<Activity>,
     pub gateway: Arc<Gateway>,
     pub enhancer: Arc<enhance::Service>,
+    pub pipelines: Arc<Pipelines>,
     pub policy: Policy,
 }
 
@@ -60,8 +62,11 @@ impl App {
             settings.cache_size,
             breakers.clone(),
         ));
+        let pipelines =
+            Arc::new(Pipelines::new(loaded.pipelines, servers.clone(), enhancer.clone(), activity.clone()));
         Arc::new(App {
-            gateway: Gateway::new(servers.clone(), Some(enhancer.clone())),
+            gateway: Gateway::new(servers.clone(), Some(enhancer.clone()), Some(pipelines.clone())),
+            pipelines,
             policy: Policy { allowed: settings.allowed_origins.clone(), token: settings.token.clone() },
             enhancer,
             servers,
@@ -78,9 +83,12 @@ impl App {
         self.gateway.shutdown();
     }
 
-    /// Stops every child and the Ollama probe; returns when they are down.
+    /// Stops pipeline runs, every child and the Ollama probe; returns when they are down.
     pub fn stop(&self) {
+        // Runs stop after their current step, which fails fast once the servers are down.
+        self.pipelines.begin_shutdown();
         self.servers.shutdown();
+        self.pipelines.join();
         self.enhancer.stop();
     }
 }

@@ -13,6 +13,7 @@ mod error;
 mod http;
 mod jsonrpc;
 mod mcp;
+mod pipelines;
 mod queue;
 mod resilience;
 mod servers;

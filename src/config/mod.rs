@@ -11,6 +11,7 @@
 mod file;
 mod jsonc;
 mod names;
+pub mod pipelines;
 mod rules;
 mod secrets;
 mod servers;
@@ -37,9 +38,12 @@ pub use vars::Scope;
 pub const DEFAULT_SERVERS_JSON: &str = include_str!("../../configs/mcp-servers.json");
 /// The example rules file shipped in `configs/`, used when no file is found.
 pub const DEFAULT_RULES_JSON: &str = include_str!("../../configs/enhancement-rules.json");
+/// The pipelines shipped in `configs/`, used when the config dir has none.
+pub const DEFAULT_PIPELINES_JSON: &str = include_str!("../../configs/pipelines.json");
 
 pub const SERVERS_FILE_NAME: &str = "mcp-servers.json";
 pub const RULES_FILE_NAME: &str = "enhancement-rules.json";
+pub const PIPELINES_FILE_NAME: &str = "pipelines.json";
 /// The origin of the embedded example servers.
 pub const EMBEDDED: &str = "embedded defaults";
 
@@ -48,6 +52,7 @@ pub const EMBEDDED: &str = "embedded defaults";
 pub struct Loaded {
     pub servers: Vec<ServerEntry>,
     pub rules: Rules,
+    pub pipelines: Vec<pipelines::Pipeline>,
     /// The hub's own servers file: where API changes are saved.
     pub servers_path: PathBuf,
     /// That file as read (or the embedded defaults, or nothing yet): what saves start from.
@@ -122,7 +127,26 @@ pub fn load(settings: &Settings, env: &dyn Fn(&str) -> Option<String>) -> Result
     let (text, label) = read_or_default(&dir.join(RULES_FILE_NAME), DEFAULT_RULES_JSON)?;
     sources.push(format!("rules: {label}"));
     let rules = parse_rules(&text, &label)?;
-    Ok(Loaded { servers, rules, servers_path, document: own.document, sources, warnings })
+
+    let (text, label) = read_or_default(&dir.join(PIPELINES_FILE_NAME), DEFAULT_PIPELINES_JSON)?;
+    sources.push(format!("pipelines: {label}"));
+    let pipelines = pipelines::parse_pipelines(&text, &label)?;
+    for p in &pipelines {
+        for server in pipelines::servers_used(p) {
+            if !servers.iter().any(|s| s.name == server) {
+                let step = p
+                    .steps
+                    .iter()
+                    .find(|s| matches!(&s.kind, pipelines::Kind::Tool { server: n, .. } if *n == server));
+                let step = step.map(|s| s.id.as_str()).unwrap_or_default();
+                warnings.push(format!(
+                    "{label}: pipeline \"{}\", step \"{step}\": no server named \"{server}\"; the step fails until one is added",
+                    p.name
+                ));
+            }
+        }
+    }
+    Ok(Loaded { servers, rules, pipelines, servers_path, document: own.document, sources, warnings })
 }
 
 /// A file's text, or None when it does not exist.
@@ -259,6 +283,18 @@ mod tests {
         assert!(!f.entries.is_empty() && f.warnings.is_empty());
         assert!(f.entries.iter().all(|e| e.problem.is_none()));
         let rules = parse_rules(DEFAULT_RULES_JSON, "embedded").unwrap();
+        let pipelines = pipelines::parse_pipelines(DEFAULT_PIPELINES_JSON, "embedded").unwrap();
+        let names: Vec<&str> = pipelines.iter().map(|p| p.name.as_str()).collect();
+        assert!(names.contains(&"documentation"), "{names:?}");
+        for p in &pipelines {
+            for server in pipelines::servers_used(p) {
+                assert!(
+                    f.entries.iter().any(|e| e.name == server),
+                    "{}: no embedded server {server}",
+                    p.name
+                );
+            }
+        }
         for client in ["vscode", "claude-desktop", "cursor", "raycast"] {
             assert_eq!(rules.for_client(Some(client)).0, client);
         }

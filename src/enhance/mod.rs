@@ -168,26 +168,15 @@ impl Service {
         let answer = |prompt: String, enhanced: bool, reason: Option<&'static str>| {
             self.answer(req, prompt, enhanced, false, reason)
         };
-        if !self.breakers.allow(BREAKER, Instant::now()) {
-            return answer(req.prompt.to_string(), false, Some("breaker_open"));
-        }
-        let started = Instant::now();
-        let result = self.client.generate(&model, req.prompt, &rule.system_prompt, &rule.options);
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
-        {
-            let mut stats = self.stats.lock();
-            let s = stats.entry(model.clone()).or_default();
-            s.calls += 1;
-            s.total_ms += ms;
-            s.last_ms = ms;
-            if result.is_err() {
-                s.errors += 1;
-            }
-        }
-        match result {
+        let g = ollama::Generation {
+            model: &model,
+            prompt: req.prompt,
+            system: &rule.system_prompt,
+            options: &rule.options,
+            format: None,
+        };
+        match self.complete(&g) {
             Ok(g) => {
-                self.breakers.record_success(BREAKER, Instant::now());
-                self.probe.record(true, Instant::now());
                 let text = g.response.trim().to_string();
                 if text.is_empty() {
                     return answer(req.prompt.to_string(), false, Some("ollama_error"));
@@ -198,18 +187,55 @@ impl Service {
                 a
             }
             Err(f) => {
-                if f.is_outage() {
-                    self.breakers.record_failure(BREAKER, Instant::now());
-                    if matches!(f, ollama::Failure::Unreachable(_)) {
-                        self.probe.record(false, Instant::now());
-                    }
-                } else {
-                    self.breakers.record_success(BREAKER, Instant::now());
+                if f != ollama::Failure::BreakerOpen {
+                    log::warn!("enhancement with {model} fell back to the original prompt: {f}");
                 }
-                log::warn!("enhancement with {model} fell back to the original prompt: {f}");
                 answer(req.prompt.to_string(), false, Some(f.reason()))
             }
         }
+    }
+
+    /// One generation behind Ollama's breaker, counted in the model's stats (enhancement and
+    /// pipelines' `llm` steps alike). An open breaker is `Failure::BreakerOpen`.
+    pub fn complete(
+        &self,
+        g: &ollama::Generation,
+    ) -> std::result::Result<ollama::Generated, ollama::Failure> {
+        if !self.breakers.allow(BREAKER, Instant::now()) {
+            return Err(ollama::Failure::BreakerOpen);
+        }
+        let started = Instant::now();
+        let result = self.client.generate_with(g);
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        {
+            let mut stats = self.stats.lock();
+            let s = stats.entry(g.model.to_string()).or_default();
+            s.calls += 1;
+            s.total_ms += ms;
+            s.last_ms = ms;
+            if result.is_err() {
+                s.errors += 1;
+            }
+        }
+        match &result {
+            Ok(_) => {
+                self.breakers.record_success(BREAKER, Instant::now());
+                self.probe.record(true, Instant::now());
+            }
+            Err(f) if f.is_outage() => {
+                self.breakers.record_failure(BREAKER, Instant::now());
+                if matches!(f, ollama::Failure::Unreachable(_)) {
+                    self.probe.record(false, Instant::now());
+                }
+            }
+            Err(_) => self.breakers.record_success(BREAKER, Instant::now()),
+        }
+        result
+    }
+
+    /// The model a rule gives a client (the default rule's without one).
+    pub fn model_for(&self, client: Option<&str>) -> String {
+        self.rules.for_client(client).1.model.clone()
     }
 
     pub fn stats(&self) -> BTreeMap<String, ModelStats> {

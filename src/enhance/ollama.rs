@@ -23,6 +23,15 @@ pub struct Client {
     timeout: Duration,
 }
 
+/// One `POST /api/generate`.
+pub struct Generation<'a> {
+    pub model: &'a str,
+    pub prompt: &'a str,
+    pub system: &'a str,
+    pub options: &'a Map<String, Value>,
+    pub format: Option<&'a Value>,
+}
+
 /// How a call to Ollama failed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Failure {
@@ -36,6 +45,8 @@ pub enum Failure {
     Status(u16, String),
     /// An answer that is not what the API documents.
     BadAnswer(String),
+    /// Ollama's circuit breaker is open: not asked at all.
+    BreakerOpen,
 }
 
 impl Failure {
@@ -46,6 +57,7 @@ impl Failure {
             Failure::Timeout => "timeout",
             Failure::ModelNotFound(_) => "model_not_found",
             Failure::Status(..) | Failure::BadAnswer(_) => "ollama_error",
+            Failure::BreakerOpen => "breaker_open",
         }
     }
 
@@ -54,7 +66,7 @@ impl Failure {
         match self {
             Failure::Unreachable(_) | Failure::Timeout => true,
             Failure::Status(s, _) => *s >= 500,
-            Failure::ModelNotFound(_) | Failure::BadAnswer(_) => false,
+            Failure::ModelNotFound(_) | Failure::BadAnswer(_) | Failure::BreakerOpen => false,
         }
     }
 }
@@ -67,6 +79,7 @@ impl std::fmt::Display for Failure {
             Failure::ModelNotFound(m) => write!(f, "{m}"),
             Failure::Status(s, e) => write!(f, "ollama answered {s}: {e}"),
             Failure::BadAnswer(e) => write!(f, "unexpected answer from ollama: {e}"),
+            Failure::BreakerOpen => f.write_str("ollama's circuit breaker is open"),
         }
     }
 }
@@ -153,12 +166,21 @@ impl Client {
         system: &str,
         options: &Map<String, Value>,
     ) -> std::result::Result<Generated, Failure> {
+        self.generate_with(&Generation { model, prompt, system, options, format: None })
+    }
+
+    /// As `generate`, with every field of the request (`format`: `"json"` or a JSON schema).
+    pub fn generate_with(&self, g: &Generation) -> std::result::Result<Generated, Failure> {
+        let (model, prompt) = (g.model, g.prompt);
         let mut body = json!({"model": model, "prompt": prompt, "stream": false});
-        if !system.is_empty() {
-            body["system"] = json!(system);
+        if !g.system.is_empty() {
+            body["system"] = json!(g.system);
         }
-        if !options.is_empty() {
-            body["options"] = Value::Object(options.clone());
+        if !g.options.is_empty() {
+            body["options"] = Value::Object(g.options.clone());
+        }
+        if let Some(f) = g.format {
+            body["format"] = f.clone();
         }
         let v = self.post_json("/api/generate", &body, model)?;
         let response = v

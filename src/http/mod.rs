@@ -9,6 +9,7 @@
 mod conn;
 mod dashboard;
 pub mod guard;
+mod pipelines;
 pub mod response;
 pub mod routes;
 
@@ -492,6 +493,7 @@ mod tests {
         let loaded = crate::config::Loaded {
             servers: Vec::new(),
             rules: crate::config::parse_rules(crate::config::DEFAULT_RULES_JSON, "embedded").expect("rules"),
+            pipelines: Vec::new(),
             servers_path: std::env::temp_dir().join("agenthub-unit-never-saved.json"),
             document: crate::config::Document::empty(Default::default()),
             sources: Vec::new(),

@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::App;
 use super::dashboard;
+use super::pipelines;
 use super::response::{Reply, Req, rfc3339, round3};
 use crate::config::ServerConfig;
 use crate::enhance::Prepared;
@@ -60,6 +61,10 @@ const ROUTES: &[Route] = &[
     route("POST", "/ollama/enhance", enhance_prompt),
     route("GET", "/ollama/models", ollama_models),
     route("POST", "/cache/clear", clear_cache),
+    route("GET", "/pipelines", pipelines::list),
+    route("GET", "/pipelines/runs", pipelines::runs),
+    route("GET", "/pipelines/runs/{id}", pipelines::run),
+    route("POST", "/pipelines/{name}", pipelines::start),
     route("GET", "/", dashboard::root),
     route("GET", "/dashboard", dashboard::page),
     route("GET", "/dashboard/state", dashboard::state),

@@ -20,8 +20,12 @@ use crate::servers::{Request, Status};
 pub const SEPARATOR: &str = "__";
 /// The hub's own tool on the aggregated endpoint.
 pub const ENHANCE_TOOL: &str = "agenthub__enhance_prompt";
+/// The hub's pipelines on the aggregated endpoint: `agenthub__pipeline_<name>`.
+pub const PIPELINE_TOOL_PREFIX: &str = "agenthub__pipeline_";
 /// Longest the aggregated endpoint waits for any one server's lists.
 pub const FANOUT_DEADLINE: Duration = Duration::from_secs(10);
+/// Longest a pipeline tool call waits for its run.
+const PIPELINE_WAIT: Duration = Duration::from_secs(3600);
 
 /// One tool or prompt of the aggregated view: its public name and where it lives.
 #[derive(Clone)]
@@ -113,9 +117,12 @@ impl Gateway {
             "tools/list" => {
                 let Some(entries) = self.entries(List::Tools, at) else { return Err(msg) };
                 let mut tools: Vec<Value> = entries.iter().map(|e| e.item.clone()).collect();
-                if self.enhancer.is_some() {
-                    tools.insert(0, enhance_tool());
-                }
+                let mut own_tools: Vec<Value> = self.enhancer.iter().map(|_| enhance_tool()).collect();
+                own_tools.extend(self.pipelines.iter().flat_map(|p| p.list()).map(|p| {
+                    json!({"name": format!("{PIPELINE_TOOL_PREFIX}{}", p.name), "description": p.description,
+                           "inputSchema": p.schema})
+                }));
+                tools.splice(0..0, own_tools);
                 reply(jsonrpc::result(id, json!({ "tools": tools })))
             }
             "tools/call" if msg.pointer("/params/name") == Some(&json!(ENHANCE_TOOL)) => {
@@ -124,6 +131,18 @@ impl Gateway {
                     return Err(msg);
                 }
                 reply(jsonrpc::result(id, self.enhance_call(msg.pointer("/params/arguments"))))
+            }
+            "tools/call"
+                if msg
+                    .pointer("/params/name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| n.starts_with(PIPELINE_TOOL_PREFIX)) =>
+            {
+                // A run takes as long as its steps: never on the worker.
+                if !own {
+                    return Err(msg);
+                }
+                self.pipeline_call(&msg, sse)
             }
             "prompts/list" => {
                 let Some(entries) = self.entries(List::Prompts, at) else { return Err(msg) };
@@ -474,6 +493,65 @@ impl Gateway {
         self.resources("resources/list", "resources");
         self.resources("resources/templates/list", "resourceTemplates");
         Some(find(&self.catalog.lock()))
+    }
+
+    /// A pipeline run as a tool call: its report as the result (`isError` when it failed),
+    /// with a progress notification after each step when the caller sent a `progressToken`
+    /// and takes an event stream.
+    fn pipeline_call(&self, msg: &Value, sse: bool) -> Answer {
+        let id = msg.get("id").cloned().unwrap_or(Value::Null);
+        let tool = msg.pointer("/params/name").and_then(Value::as_str).unwrap_or("");
+        let name = tool.strip_prefix(PIPELINE_TOOL_PREFIX).unwrap_or("");
+        let args = msg.pointer("/params/arguments").cloned().unwrap_or(Value::Null);
+        let Some(pipelines) = &self.pipelines else {
+            return reply(jsonrpc::error(id, jsonrpc::INVALID_PARAMS, &format!("unknown tool \"{tool}\"")));
+        };
+        let token = msg.pointer("/params/_meta/progressToken").cloned().filter(|_| sse);
+        let (tx, rx) = crossbeam_channel::unbounded::<Value>();
+        let progress: Option<crate::pipelines::Progress> = token.map(|token| {
+            Box::new(move |step: &crate::pipelines::StepReport, done: usize, total: usize| {
+                let message = format!("step {} {} ({} ms)", step.id, step.status, step.duration_ms);
+                let params =
+                    json!({"progressToken": token, "progress": done, "total": total, "message": message});
+                let _ = tx.send(jsonrpc::notification("notifications/progress", Some(params)));
+            }) as crate::pipelines::Progress
+        });
+        let streaming = progress.is_some();
+        let run = match pipelines.start(name, &args, progress) {
+            Ok(run) => run,
+            Err(e @ crate::error::Error::NotFound(_)) => {
+                return reply(jsonrpc::error(
+                    id,
+                    jsonrpc::INVALID_PARAMS,
+                    &format!("unknown tool \"{tool}\": {e}"),
+                ));
+            }
+            Err(e) => return reply(jsonrpc::error(id, jsonrpc::INVALID_PARAMS, &e.to_string())),
+        };
+        let outcome = move |run: &crate::pipelines::Run| {
+            let report = run.report();
+            let failed = report["status"] != "ok";
+            let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+            jsonrpc::result(
+                id.clone(),
+                json!({"content": [{"type": "text", "text": text}],
+                                                "structuredContent": report, "isError": failed}),
+            )
+        };
+        if !streaming {
+            run.wait(PIPELINE_WAIT);
+            return reply(outcome(&run));
+        }
+        Answer::Stream(Box::new(move |w: &mut dyn std::io::Write| {
+            // The run's thread lets go of the sender when the run ends.
+            for note in rx.iter() {
+                if super::write_event(w, &note).is_err() {
+                    return;
+                }
+            }
+            run.wait(PIPELINE_WAIT);
+            let _ = super::write_event(w, &outcome(&run));
+        }))
     }
 
     fn enhance_call(&self, args: Option<&Value>) -> Value {

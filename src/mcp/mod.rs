@@ -69,6 +69,8 @@ pub struct Gateway {
     servers: Arc<Servers>,
     /// Offered on the aggregated endpoint as the tool `agenthub__enhance_prompt`.
     enhancer: Option<Arc<crate::enhance::Service>>,
+    /// Offered on the aggregated endpoint as tools `agenthub__pipeline_<name>`.
+    pipelines: Option<Arc<crate::pipelines::Pipelines>>,
     pub sessions: Sessions,
     catalog: Mutex<Catalog>,
     /// What each session owns of the children it shares (`share`).
@@ -76,10 +78,15 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(servers: Arc<Servers>, enhancer: Option<Arc<crate::enhance::Service>>) -> Arc<Gateway> {
+    pub fn new(
+        servers: Arc<Servers>,
+        enhancer: Option<Arc<crate::enhance::Service>>,
+        pipelines: Option<Arc<crate::pipelines::Pipelines>>,
+    ) -> Arc<Gateway> {
         let gw = Arc::new(Gateway {
             servers: servers.clone(),
             enhancer,
+            pipelines,
             sessions: Sessions::default(),
             catalog: Mutex::default(),
             owners: Arc::default(),

@@ -1,0 +1,337 @@
+//! Pipelines: declarative multi-step flows across servers (`configs/pipelines.json`). A run is
+//! started with validated inputs and executes on a thread of its own (never an HTTP worker),
+//! step after step (`run.rs`); its report grows as steps end, and callers wait on it or poll
+//! it. The last `KEPT_RUNS` finished runs are kept. Tool steps go through the one call path
+//! (`Servers::acquire`), so deadlines, breakers, restarts and the activity feed apply.
+
+pub mod refs;
+mod run;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::{Condvar, Mutex};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::activity::Activity;
+use crate::config::pipelines::{Pipeline, has_type, servers_used};
+use crate::enhance;
+use crate::error::{Error, Result};
+use crate::servers::Servers;
+
+/// Finished runs kept for `GET /pipelines/runs`.
+pub const KEPT_RUNS: usize = 50;
+
+/// What a run is told after each step: the step's report, how many steps are done, and of how
+/// many.
+pub type Progress = Box<dyn Fn(&StepReport, usize, usize) + Send>;
+
+/// What the steps use.
+struct Context {
+    servers: Arc<Servers>,
+    enhancer: Arc<enhance::Service>,
+    activity: Arc<Activity>,
+    stopping: AtomicBool,
+}
+
+pub struct Pipelines {
+    defs: Vec<Arc<Pipeline>>,
+    ctx: Arc<Context>,
+    runs: Mutex<VecDeque<Arc<Run>>>,
+    next_id: AtomicU64,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Running,
+    Ok,
+    Failed,
+}
+
+/// One step as the report shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub id: String,
+    pub kind: &'static str,
+    /// `ok`, `failed` or `skipped`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// How many items a `foreach` went through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items: Option<usize>,
+    /// Tries beyond the first (`retries`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub retried: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// One run of a pipeline.
+pub struct Run {
+    pub id: String,
+    pub pipeline: String,
+    started_at: SystemTime,
+    started: Instant,
+    total: usize,
+    state: Mutex<RunState>,
+    changed: Condvar,
+}
+
+struct RunState {
+    status: Status,
+    steps: Vec<StepReport>,
+    result: Value,
+    duration_ms: Option<u64>,
+}
+
+impl Run {
+    pub fn is_done(&self) -> bool {
+        self.state.lock().status != Status::Running
+    }
+
+    /// The report: `{pipeline, run_id, status, started_at, duration_ms, steps, result}`.
+    pub fn report(&self) -> Value {
+        let st = self.state.lock();
+        let ms = st.duration_ms.unwrap_or_else(|| self.started.elapsed().as_millis() as u64);
+        json!({
+            "pipeline": self.pipeline,
+            "run_id": self.id,
+            "status": st.status,
+            "started_at_ms": self.started_at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            "duration_ms": ms,
+            "steps_done": st.steps.len(),
+            "steps_total": self.total,
+            "steps": st.steps,
+            "result": st.result,
+        })
+    }
+
+    /// Waits until the run ends or `timeout` passes; true when it ended.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let until = Instant::now() + timeout;
+        let mut st = self.state.lock();
+        while st.status == Status::Running {
+            if self.changed.wait_until(&mut st, until).timed_out() {
+                break;
+            }
+        }
+        st.status != Status::Running
+    }
+
+    fn step_done(&self, report: StepReport) {
+        self.state.lock().steps.push(report);
+        self.changed.notify_all();
+    }
+
+    fn finish(&self, status: Status, result: Value) {
+        let mut st = self.state.lock();
+        st.status = status;
+        st.result = result;
+        st.duration_ms = Some(self.started.elapsed().as_millis() as u64);
+        drop(st);
+        self.changed.notify_all();
+    }
+}
+
+impl Pipelines {
+    pub fn new(
+        defs: Vec<Pipeline>,
+        servers: Arc<Servers>,
+        enhancer: Arc<enhance::Service>,
+        activity: Arc<Activity>,
+    ) -> Pipelines {
+        Pipelines {
+            defs: defs.into_iter().map(Arc::new).collect(),
+            ctx: Arc::new(Context { servers, enhancer, activity, stopping: AtomicBool::new(false) }),
+            runs: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            threads: Mutex::default(),
+        }
+    }
+
+    pub fn list(&self) -> Vec<Arc<Pipeline>> {
+        self.defs.clone()
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Pipeline>> {
+        self.defs.iter().find(|p| p.name == name).cloned()
+    }
+
+    /// The servers a pipeline uses that the hub does not have.
+    pub fn missing_servers(&self, p: &Pipeline) -> Vec<String> {
+        servers_used(p).into_iter().filter(|s| self.ctx.servers.get(s).is_none()).collect()
+    }
+
+    /// A pipeline as `GET /pipelines` lists it.
+    pub fn describe(&self, p: &Pipeline) -> Value {
+        let mut v = json!({"name": p.name, "description": p.description, "inputs": p.schema,
+                           "steps": p.steps.iter().map(|s| json!({"id": s.id, "kind": s.kind.name()})).collect::<Vec<_>>()});
+        let missing = self.missing_servers(p);
+        if !missing.is_empty() {
+            v["missing_servers"] = json!(missing);
+        }
+        v
+    }
+
+    /// Validates the inputs and starts a run on a thread of its own.
+    pub fn start(&self, name: &str, inputs: &Value, progress: Option<Progress>) -> Result<Arc<Run>> {
+        let p = self.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.defs.iter().map(|p| p.name.as_str()).collect();
+            Error::NotFound(format!("no pipeline named \"{name}\" (known: {})", known.join(", ")))
+        })?;
+        let inputs = validate(&p, inputs)?;
+        if self.ctx.stopping.load(Ordering::SeqCst) {
+            return Err(Error::Unavailable("the hub is stopping".into()));
+        }
+        let id = format!("run-{}", self.next_id.fetch_add(1, Ordering::SeqCst));
+        let run = Arc::new(Run {
+            id: id.clone(),
+            pipeline: p.name.clone(),
+            started_at: SystemTime::now(),
+            started: Instant::now(),
+            total: p.steps.len(),
+            state: Mutex::new(RunState {
+                status: Status::Running,
+                steps: Vec::new(),
+                result: Value::Null,
+                duration_ms: None,
+            }),
+            changed: Condvar::new(),
+        });
+        self.keep(run.clone());
+        let (ctx, r) = (self.ctx.clone(), run.clone());
+        let handle = std::thread::Builder::new()
+            .name(format!("pipeline-{id}"))
+            .spawn(move || run::execute(&ctx, &p, &r, inputs, progress))
+            .map_err(|e| Error::io("starting a pipeline run", e))?;
+        let mut threads = self.threads.lock();
+        threads.retain(|h| !h.is_finished());
+        threads.push(handle);
+        Ok(run)
+    }
+
+    fn keep(&self, run: Arc<Run>) {
+        let mut runs = self.runs.lock();
+        runs.push_back(run);
+        while runs.iter().filter(|r| r.is_done()).count() > KEPT_RUNS {
+            let Some(oldest) = runs.iter().position(|r| r.is_done()) else { break };
+            runs.remove(oldest);
+        }
+    }
+
+    pub fn run(&self, id: &str) -> Option<Arc<Run>> {
+        self.runs.lock().iter().find(|r| r.id == id).cloned()
+    }
+
+    /// The runs kept, newest first.
+    pub fn runs(&self) -> Vec<Arc<Run>> {
+        self.runs.lock().iter().rev().cloned().collect()
+    }
+
+    /// No new run starts and running ones stop after their current step.
+    pub fn begin_shutdown(&self) {
+        self.ctx.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits for every run's thread (call after the servers are down, so no step waits long).
+    pub fn join(&self) {
+        let threads = std::mem::take(&mut *self.threads.lock());
+        for h in threads {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The inputs checked against the pipeline's schema, defaults filled in; a 400 names the field.
+fn validate(p: &Pipeline, given: &Value) -> Result<Map<String, Value>> {
+    let given = match given {
+        Value::Null => Map::new(),
+        Value::Object(m) => m.clone(),
+        _ => return Err(Error::BadRequest("inputs: expected a JSON object of inputs by name".into())),
+    };
+    let known: Vec<&str> = p.inputs.iter().map(|i| i.name.as_str()).collect();
+    if let Some(k) = given.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(Error::BadRequest(format!("inputs.{k}: unknown input (known: {})", known.join(", "))));
+    }
+    let mut out = Map::new();
+    for input in &p.inputs {
+        let v = match given.get(&input.name).filter(|v| !v.is_null()) {
+            Some(v) => v.clone(),
+            None => match (&input.default, input.required) {
+                (Some(d), _) => d.clone(),
+                (None, true) => return Err(Error::BadRequest(format!("inputs.{}: required", input.name))),
+                (None, false) => continue,
+            },
+        };
+        if let Some(kind) = &input.kind {
+            if !has_type(&v, kind) {
+                return Err(Error::BadRequest(format!(
+                    "inputs.{}: expected {} {kind}",
+                    input.name,
+                    article(kind)
+                )));
+            }
+        }
+        if let Some(choices) = &input.choices {
+            if !choices.contains(&v) {
+                let list: Vec<String> = choices.iter().map(Value::to_string).collect();
+                return Err(Error::BadRequest(format!(
+                    "inputs.{}: must be one of {}",
+                    input.name,
+                    list.join(", ")
+                )));
+            }
+        }
+        out.insert(input.name.clone(), v);
+    }
+    Ok(out)
+}
+
+fn article(kind: &str) -> &'static str {
+    if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::pipelines::parse_pipelines;
+
+    #[test]
+    fn inputs_are_checked_and_defaulted() {
+        let text = r#"{"pipelines": {"p": {"inputs": {"path": {"type": "string"}, "depth": {"type": "integer", "default": 2},
+            "mode": {"enum": ["a", "b"]}}, "required": ["path"], "steps": [{"id": "t", "template": "x"}]}}}"#;
+        let p = &parse_pipelines(text, "p.json").unwrap()[0];
+        let check = |given: Value, want: std::result::Result<Value, &str>| {
+            let got = validate(p, &given).map(Value::Object).map_err(|e| e.to_string());
+            assert_eq!(got, want.map_err(str::to_string), "{given}");
+        };
+        check(json!({"path": "/r"}), Ok(json!({"path": "/r", "depth": 2})));
+        check(
+            json!({"path": "/r", "depth": 5, "mode": "b"}),
+            Ok(json!({"path": "/r", "depth": 5, "mode": "b"})),
+        );
+        check(json!({}), Err("inputs.path: required"));
+        check(json!({"path": 3}), Err("inputs.path: expected a string"));
+        check(json!({"path": "/r", "depth": 1.5}), Err("inputs.depth: expected an integer"));
+        check(json!({"path": "/r", "mode": "c"}), Err("inputs.mode: must be one of \"a\", \"b\""));
+        check(
+            json!({"path": "/r", "colour": 1}),
+            Err("inputs.colour: unknown input (known: path, depth, mode)"),
+        );
+        check(json!([1]), Err("inputs: expected a JSON object of inputs by name"));
+    }
+}
