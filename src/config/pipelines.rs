@@ -131,7 +131,8 @@ pub fn parse_pipelines(text: &str, file: &str) -> Result<Vec<Pipeline>> {
 fn parse_pipeline(name: &str, v: &Value, text: &str, file: &str) -> Result<Pipeline> {
     let at = format!("pipelines.{name}");
     let f = Fields::new(v, file, &at)?;
-    let required: BTreeSet<String> = f.str_list("required")?.unwrap_or_default().into_iter().collect();
+    let mut required: Vec<String> = f.str_list("required")?.unwrap_or_default();
+    required.dedup();
     let (inputs, properties) = parse_inputs(&f, &required, file, &at)?;
     if let Some(missing) = required.iter().find(|r| !inputs.iter().any(|i| &i.name == *r)) {
         return Err(f.err("required", &format!("\"{missing}\" is not among the inputs")));
@@ -177,7 +178,7 @@ fn parse_pipeline(name: &str, v: &Value, text: &str, file: &str) -> Result<Pipel
     }
     let mut schema = json!({"type": "object", "properties": properties});
     if !required.is_empty() {
-        schema["required"] = json!(required.iter().collect::<Vec<_>>());
+        schema["required"] = json!(required);
     }
     Ok(Pipeline {
         name: name.to_string(),
@@ -191,7 +192,7 @@ fn parse_pipeline(name: &str, v: &Value, text: &str, file: &str) -> Result<Pipel
 
 fn parse_inputs(
     f: &Fields,
-    required: &BTreeSet<String>,
+    required: &[String],
     file: &str,
     at: &str,
 ) -> Result<(Vec<Input>, Map<String, Value>)> {
@@ -455,7 +456,11 @@ mod tests {
         check("hello ${inputs.who}", "hello ${steps.shout.text}", "step \"shout\" comes later");
         check("hello ${inputs.who}", "hello ${inputs.nobody}", "no input named \"nobody\"");
         check("hello ${inputs.who}", "hello ${inputs.who|exec}", "unknown filter \"exec\"");
-        check("\"echo/echo\"", "\"echo\"", "steps[1].tool (step \"shout\"): \"echo\": expected \"server/tool\"");
+        check(
+            "\"echo/echo\"",
+            "\"echo\"",
+            "steps[1].tool (step \"shout\"): \"echo\": expected \"server/tool\"",
+        );
         check(r#""id": "shout""#, r#""id": "greet""#, "\"greet\" is used twice");
         check(r#""type": "integer""#, r#""type": "int""#, "pipelines.hello.inputs.times.type");
         check(

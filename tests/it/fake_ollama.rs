@@ -50,6 +50,24 @@ impl FakeOllama {
     }
 }
 
+/// A value of a JSON schema's shape: objects with each property, two-item arrays, strings
+/// naming the model.
+fn shaped(schema: &Value, model: &str) -> Value {
+    match schema["type"].as_str() {
+        Some("object") | None => {
+            let props = schema["properties"].as_object().cloned().unwrap_or_default();
+            Value::Object(props.iter().map(|(k, s)| (k.clone(), shaped(s, model))).collect())
+        }
+        Some("array") if schema["items"]["type"] == "string" => {
+            json!([format!("[{model}] one"), format!("[{model}] two")])
+        }
+        Some("array") => json!([shaped(&schema["items"], model), shaped(&schema["items"], model)]),
+        Some("number") | Some("integer") => json!(1),
+        Some("boolean") => json!(true),
+        _ => json!(format!("[{model}] text")),
+    }
+}
+
 fn answer(
     mut rq: tiny_http::Request,
     models: &[String],
@@ -89,7 +107,11 @@ fn answer(
             json_resp(404, json!({"error": format!("model '{model}' not found")}))
         }
         ("POST", "/api/generate") => {
-            let text = format!("[{model}] {}", body["prompt"].as_str().unwrap_or(""));
+            let mut text = format!("[{model}] {}", body["prompt"].as_str().unwrap_or(""));
+            if !body["format"].is_null() {
+                // Asked for JSON: an answer of the schema's shape (a "json" format gets an object).
+                text = shaped(&body["format"], &model).to_string();
+            }
             if body["stream"] == json!(false) {
                 json_resp(
                     200,

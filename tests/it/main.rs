@@ -12,6 +12,7 @@ mod gateway;
 mod imports;
 mod npm_servers;
 mod parity;
+mod pipelines;
 mod remote_sse;
 mod saves;
 mod security;

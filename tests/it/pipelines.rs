@@ -1,0 +1,267 @@
+//! Pipelines with the real servers they chain (server-filesystem, sequential-thinking and
+//! desktop-commander from npm, telemetry and remote feature flags off) and the fake Ollama:
+//! the documentation pipeline on a copy of this repository into a temp vault, with and without
+//! the model; failures, bad inputs, async runs, and the same pipeline over `/mcp` with the
+//! Python SDK.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::fake_ollama::FakeOllama;
+use crate::harness::*;
+
+/// A repository (a copy of this project's tree), a vault, and the hub running the servers the
+/// documentation pipeline uses, stopped until the pipeline needs them.
+struct World {
+    root: TempDir,
+    repo: PathBuf,
+    vault: PathBuf,
+    hub: Hub,
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().map_while(Result::ok) {
+        let name = entry.file_name();
+        if [".git", "target", ".deps", "node_modules"].iter().any(|n| name == *n) {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(&name));
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
+fn world(ollama_url: &str) -> World {
+    let root = TempDir::new("pipelines");
+    let base = root.path().canonicalize().unwrap();
+    let (repo, vault, home) = (base.join("repo"), base.join("vault"), base.join("home"));
+    let project = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for part in ["src", "configs", "assets"] {
+        copy_tree(&project.join(part), &repo.join(part));
+    }
+    for file in ["Cargo.toml", "Makefile", "README.md", "ARCHITECTURE.md", "Dockerfile"] {
+        std::fs::copy(project.join(file), repo.join(file)).unwrap();
+    }
+    std::fs::create_dir_all(&vault).unwrap();
+    std::fs::create_dir_all(home.join(".claude-server-commander")).unwrap();
+    let dc = json!({"telemetryEnabled": false, "allowedDirectories": [base.to_str().unwrap()]});
+    std::fs::write(home.join(".claude-server-commander/config.json"), dc.to_string()).unwrap();
+    let root_str = base.to_str().unwrap().to_string();
+    let servers = json!({"servers": {
+        "filesystem": {"command": npm_bin("mcp-server-filesystem"), "args": [root_str],
+                       "roots": [format!("file://{root_str}")]},
+        "sequential-thinking": {"command": npm_bin("mcp-server-sequential-thinking"),
+                                "env": {"DISABLE_THOUGHT_LOGGING": "true"}},
+        "desktop-commander": {"command": npm_bin("desktop-commander"),
+                              "env": {"HOME": home.to_str().unwrap(), "DC_FLAG_URL": "http://127.0.0.1:9/flags.json"}},
+    }});
+    let hub = Hub::builder().servers(&servers.to_string()).env("OLLAMA_URL", ollama_url).start();
+    World { root, repo, vault, hub }
+}
+
+impl World {
+    fn inputs(&self, project: &str) -> Value {
+        json!({"repo_path": self.repo, "project_name": project, "vault_path": self.vault})
+    }
+
+    /// A run, waited for through its `Location` (a synchronous POST would wait as long).
+    fn run(&self, inputs: &Value) -> Value {
+        let headers = [("Content-Type", "application/json"), ("Prefer", "respond-async")];
+        let r = self.hub.request("POST", "/pipelines/documentation", &headers, inputs.to_string().as_bytes());
+        assert_eq!(r.status, 202, "{}", r.text());
+        let location = r.header("location").expect("a Location").to_string();
+        wait_for("the run to end", 120 * SEC, || {
+            let v = self.hub.get(&location).json();
+            (v["status"] != "running").then_some(v)
+        })
+    }
+}
+
+/// The report's steps as `id: status`.
+fn statuses(report: &Value) -> Vec<String> {
+    let steps = report["steps"].as_array().unwrap_or_else(|| panic!("{report}"));
+    steps
+        .iter()
+        .map(|s| format!("{}: {}", s["id"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect()
+}
+
+/// The note's front matter as key → value (one `key: value` per line).
+fn front_matter(note: &str) -> Vec<(String, String)> {
+    let body = note.strip_prefix("---\n").unwrap_or_else(|| panic!("no front matter:\n{note}"));
+    let end = body.find("\n---\n").expect("the front matter ends");
+    body[..end]
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once(": ").unwrap_or_else(|| panic!("not key: value: {l}"));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn the_documentation_pipeline_writes_a_note_from_a_real_repository() {
+    let ollama = FakeOllama::start(&["llama3.2:3b"]);
+    let w = world(&ollama.url);
+    let report = w.run(&w.inputs("AgentHub"));
+    assert_eq!(report["status"], "ok", "{report:#}");
+    for s in statuses(&report) {
+        assert!(s.ends_with(": ok") || s == "package: skipped", "{s}: {report:#}");
+    }
+    let note_path = w.vault.join("AgentHub/AgentHub.md");
+    assert_eq!(report["result"]["note"], note_path.to_str().unwrap());
+    assert_eq!(report["result"]["model_used"], true);
+    let note = std::fs::read_to_string(&note_path).expect("the note is written");
+    let front = front_matter(&note);
+    let keys: Vec<&str> = front.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["title", "tags", "source", "generated"], "{note}");
+    assert_eq!(serde_json::from_str::<String>(&front[0].1).unwrap(), "AgentHub");
+    assert_eq!(serde_json::from_str::<String>(&front[2].1).unwrap(), w.repo.to_str().unwrap());
+    assert!(front[3].1.len() == 10 && front[3].1.as_bytes()[4] == b'-', "a date: {}", front[3].1);
+    // The facts are the repository's, quoted; the narrative is the model's.
+    assert!(note.contains("\n- src/\n"), "the directory map names src/:\n{note}");
+    assert!(note.contains("make run") && note.contains("make test"), "{note}");
+    assert!(note.contains("[llama3.2:3b]"), "the model's draft is in the note:\n{note}");
+    // Each planned section was recorded as a thought, in order.
+    let thoughts =
+        report["steps"].as_array().unwrap().iter().find(|s| s["id"] == "thoughts").unwrap().clone();
+    assert_eq!(thoughts["items"], 2, "{thoughts}");
+    let generations = ollama.received("/api/generate");
+    assert!(generations.iter().any(|g| g.body["format"]["properties"]["sections"].is_object()));
+    let events = w.hub.get("/activity?since=0").json();
+    let steps_seen = events["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "pipeline").count();
+    assert!(steps_seen >= 14, "each step is an activity event: {events}");
+
+    // Again, after the README changed: the note is replaced, not duplicated.
+    let readme = w.repo.join("README.md");
+    let text = std::fs::read_to_string(&readme).unwrap();
+    std::fs::write(&readme, format!("{text}\n```sh\nmake pipeline-marker\n```\n")).unwrap();
+    assert_eq!(w.run(&w.inputs("AgentHub"))["status"], "ok");
+    let again = std::fs::read_to_string(&note_path).unwrap();
+    assert!(again.contains("make pipeline-marker"), "{again}");
+    assert_eq!(again.matches("\ntitle: ").count(), 1, "{again}");
+    let files: Vec<_> = std::fs::read_dir(w.vault.join("AgentHub")).unwrap().collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+}
+
+#[test]
+fn without_the_model_the_note_holds_the_facts_and_says_so() {
+    // Nothing listens where Ollama should be. A synchronous POST: the report when the run ends.
+    let w = world(&format!("http://127.0.0.1:{}", free_port()));
+    let r = w.hub.post_json("/pipelines/documentation", &w.inputs("Offline"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let report = r.json();
+    assert_eq!(report["status"], "ok", "{report:#}");
+    let steps = statuses(&report);
+    assert!(
+        steps.contains(&"plan: failed".to_string()) && steps.contains(&"draft: skipped".to_string()),
+        "{steps:?}"
+    );
+    let plan = report["steps"].as_array().unwrap().iter().find(|s| s["id"] == "plan").unwrap().clone();
+    assert!(plan["error"].as_str().unwrap_or_default().contains("ollama_unreachable"), "{plan}");
+    assert_eq!(report["result"]["model_used"], false);
+    let note = std::fs::read_to_string(w.vault.join("Offline/Offline.md")).unwrap();
+    assert!(note.contains("Written without the local model"), "{note}");
+    assert!(note.contains("\n- src/\n") && note.contains("make test"), "{note}");
+    drop(w.root);
+}
+
+#[test]
+fn pipeline_runs_report_failures_bad_inputs_async_and_over_mcp() {
+    let ollama = FakeOllama::start(&["llama3.2:3b"]);
+    let w = world(&ollama.url);
+
+    let listed = w.hub.get("/pipelines").json();
+    let names: Vec<&str> =
+        listed["pipelines"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["documentation", "file-summary"]);
+    assert_eq!(
+        listed["pipelines"][0]["inputs"]["required"],
+        json!(["repo_path", "project_name", "vault_path"])
+    );
+
+    // Bad inputs are the only 4xx, and they name the field.
+    let check = |body: Value, status: u16, message: &str| {
+        let r = w.hub.post_json("/pipelines/documentation", &body);
+        assert_eq!(r.status, status, "{}", r.text());
+        assert!(r.json()["error"]["message"].as_str().unwrap_or_default().contains(message), "{}", r.text());
+    };
+    check(json!({"repo_path": "/r", "project_name": "p"}), 400, "inputs.vault_path: required");
+    check(
+        json!({"repo_path": 1, "project_name": "p", "vault_path": "/v"}),
+        400,
+        "inputs.repo_path: expected a string",
+    );
+    check(
+        json!({"repo_path": "/r", "project_name": "p", "vault_path": "/v", "colour": 1}),
+        400,
+        "inputs.colour: unknown input",
+    );
+    let r = w.hub.post_json("/pipelines/nope", &json!({}));
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(r.text().contains("documentation"), "names the known pipelines: {}", r.text());
+
+    // A vault that cannot be written: the run stops at that step, earlier results kept.
+    let blocker = w.root.path().canonicalize().unwrap().join("not-a-dir");
+    std::fs::write(&blocker, "a file").unwrap();
+    let mut inputs = w.inputs("Blocked");
+    inputs["vault_path"] = json!(blocker.join("vault"));
+    let report = w.run(&inputs);
+    assert_eq!(report["status"], "failed", "{report:#}");
+    let steps = statuses(&report);
+    let failed: Vec<&String> = steps.iter().filter(|s| s.ends_with(": failed")).collect();
+    assert_eq!(failed.len(), 1, "{steps:?}");
+    let at = failed[0].split(':').next().unwrap();
+    assert!(["confine", "folder"].contains(&at), "{steps:?}");
+    assert!(
+        steps.contains(&"note: ok".to_string()) && !steps.iter().any(|s| s.starts_with("write:")),
+        "{steps:?}"
+    );
+    assert_eq!(report["result"], Value::Null);
+
+    // Async: 202 with a Location that reports until the run is done.
+    let r = w.hub.request(
+        "POST",
+        "/pipelines/documentation",
+        &[("Content-Type", "application/json"), ("Prefer", "respond-async")],
+        w.inputs("Later").to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let location = r.header("location").expect("a Location").to_string();
+    assert_eq!(r.json()["status"], "running");
+    let done = wait_for("the async run to end", 120 * SEC, || {
+        let v = w.hub.get(&location).json();
+        (v["status"] != "running").then_some(v)
+    });
+    assert_eq!(done["status"], "ok", "{done:#}");
+    let runs = w.hub.get("/pipelines/runs").json();
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 2, "{runs}");
+    assert_eq!(w.hub.get("/pipelines/runs/run-999").status, 404);
+
+    // The same pipeline as an MCP tool, with progress per step, through the Python SDK.
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/pipeline.py");
+    let out = Command::new(dep("venv/bin/python"))
+        .arg(script)
+        .arg(format!("http://{}/mcp", w.hub.addr))
+        .arg("agenthub__pipeline_documentation")
+        .arg(w.inputs("OverMcp").to_string())
+        .output()
+        .expect("run the Python SDK");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let seen: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(seen["properties"], json!(["goal", "project_name", "repo_path", "vault_path"]), "{seen}");
+    assert_eq!(seen["is_error"], false, "{seen}");
+    assert_eq!(seen["report"]["status"], "ok", "{seen}");
+    let progress = seen["progress"].as_array().unwrap();
+    assert_eq!(progress.len(), 15, "one per step: {seen}");
+    assert_eq!(progress[14][0], 15.0);
+    assert!(progress[0][2].as_str().unwrap_or_default().starts_with("step top ok"), "{seen}");
+    assert!(w.vault.join("OverMcp/OverMcp.md").exists());
+}
