@@ -8,7 +8,8 @@ use std::path::Path;
 use crate::config::{Loaded, ServerEntry, Settings, Transport, mask_args, mask_url};
 use crate::servers::process;
 
-/// The report's lines, and how many servers cannot start as configured.
+/// The report's lines, and how many servers cannot start as configured (or pipelines of the
+/// user's own use servers that are not there).
 pub fn report(
     settings: &Settings,
     loaded: &Loaded,
@@ -34,6 +35,24 @@ pub fn report(
         if let Some(p) = s.problem.as_ref().or(error.as_ref()) {
             problems += 1;
             out.push(format!("    error: {p}"));
+        }
+    }
+    out.push(format!("{} pipeline(s):", loaded.pipelines.len()));
+    for p in &loaded.pipelines {
+        let steps: Vec<&str> = p.steps.iter().map(|s| s.id.as_str()).collect();
+        out.push(format!("  {:<24} {}", p.name, steps.join(" → ")));
+        for server in crate::config::pipelines::servers_used(p) {
+            if loaded.servers.iter().any(|s| s.name == server) {
+                continue;
+            }
+            let what = format!("uses server \"{server}\", which is not configured");
+            // The shipped pipelines are examples: only a file of the user's is held to them.
+            if loaded.pipelines_embedded {
+                out.push(format!("    note: {what}; it fails until the server is added"));
+            } else {
+                problems += 1;
+                out.push(format!("    error: {what}"));
+            }
         }
     }
     (out, problems)

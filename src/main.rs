@@ -222,7 +222,9 @@ fn check_config(flags: &HashMap<&'static str, String>, env: &dyn Fn(&str) -> Opt
         }
     );
     if problems > 0 {
-        eprintln!("invalid: {problems} server(s) cannot start as configured");
+        eprintln!(
+            "invalid: {problems} problem(s): servers that cannot start as configured, pipelines without their servers"
+        );
         return ExitCode::FAILURE;
     }
     println!("valid");

@@ -53,6 +53,8 @@ pub struct Loaded {
     pub servers: Vec<ServerEntry>,
     pub rules: Rules,
     pub pipelines: Vec<pipelines::Pipeline>,
+    /// The pipelines are the embedded ones (no `pipelines.json` of the user's).
+    pub pipelines_embedded: bool,
     /// The hub's own servers file: where API changes are saved.
     pub servers_path: PathBuf,
     /// That file as read (or the embedded defaults, or nothing yet): what saves start from.
@@ -131,7 +133,8 @@ pub fn load(settings: &Settings, env: &dyn Fn(&str) -> Option<String>) -> Result
     let (text, label) = read_or_default(&dir.join(PIPELINES_FILE_NAME), DEFAULT_PIPELINES_JSON)?;
     sources.push(format!("pipelines: {label}"));
     let pipelines = pipelines::parse_pipelines(&text, &label)?;
-    for p in &pipelines {
+    // The shipped pipelines are examples: `GET /pipelines` says what they miss.
+    for p in pipelines.iter().filter(|_| label != EMBEDDED) {
         for server in pipelines::servers_used(p) {
             if !servers.iter().any(|s| s.name == server) {
                 let step = p
@@ -146,7 +149,17 @@ pub fn load(settings: &Settings, env: &dyn Fn(&str) -> Option<String>) -> Result
             }
         }
     }
-    Ok(Loaded { servers, rules, pipelines, servers_path, document: own.document, sources, warnings })
+    let pipelines_embedded = label == EMBEDDED;
+    Ok(Loaded {
+        servers,
+        rules,
+        pipelines,
+        pipelines_embedded,
+        servers_path,
+        document: own.document,
+        sources,
+        warnings,
+    })
 }
 
 /// A file's text, or None when it does not exist.

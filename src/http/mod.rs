@@ -494,6 +494,7 @@ mod tests {
             servers: Vec::new(),
             rules: crate::config::parse_rules(crate::config::DEFAULT_RULES_JSON, "embedded").expect("rules"),
             pipelines: Vec::new(),
+            pipelines_embedded: true,
             servers_path: std::env::temp_dir().join("agenthub-unit-never-saved.json"),
             document: crate::config::Document::empty(Default::default()),
             sources: Vec::new(),

@@ -265,3 +265,39 @@ fn pipeline_runs_report_failures_bad_inputs_async_and_over_mcp() {
     assert!(progress[0][2].as_str().unwrap_or_default().starts_with("step top ok"), "{seen}");
     assert!(w.vault.join("OverMcp/OverMcp.md").exists());
 }
+
+#[test]
+fn a_pipelines_file_is_checked_before_anything_runs() {
+    let check = |pipelines: &str, code: i32, want: &str| {
+        let dir = TempDir::new("pipelines-check");
+        dir.write("mcp-servers.json", &fixture_servers(&[("fx", json!({}))]));
+        dir.write("pipelines.json", pipelines);
+        let out = hub_command(dir.path())
+            .args(["check-config", "--config-dir", dir.path().to_str().unwrap()])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run check-config");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{text}");
+        assert!(text.contains(want), "{want:?} not in:\n{text}");
+    };
+    let one = |steps: &str| format!("{{\"pipelines\": {{\"p\": {{\n  \"steps\": [\n{steps}\n  ]\n}}}}}}");
+    check(
+        &one(r#"    {"id": "a", "tool": "fx/echo", "args": {"message": "hi"}}"#),
+        0,
+        "p                        a",
+    );
+    check(
+        &one(r#"    {"id": "a", "tool": "nosuch/echo"}"#),
+        1,
+        "error: uses server \"nosuch\", which is not configured",
+    );
+    check(
+        &one(
+            "    {\"id\": \"a\", \"template\": \"${steps.b.text}\"},\n    {\"id\": \"b\", \"template\": \"x\"}",
+        ),
+        1,
+        "pipelines.json:3: pipelines.p.steps[0] (step \"a\"): step \"b\" comes later",
+    );
+    check(&one(r#"    {"id": "a", "run": "rm -rf /"}"#), 1, "steps[0].run (step \"a\"): unknown field");
+}
