@@ -14,6 +14,18 @@ const RULES: &str = r#"{
   "clients": {"vscode": {"model": "qwen2.5-coder:7b"}}
 }"#;
 const TOKEN: &str = "dashboard-test-token-0123456789";
+/// A pipeline over the fixture, its last step slow enough to watch the run on the page.
+const PIPELINES: &str = r#"{"pipelines": {"greet": {
+  "description": "Greets through the fixture",
+  "inputs": {"who": {"type": "string", "description": "Whom to greet"}, "times": {"type": "integer", "default": 2}},
+  "required": ["who"],
+  "steps": [
+    {"id": "line", "template": "hello ${inputs.who} x${inputs.times}"},
+    {"id": "echo", "tool": "fx/echo", "args": {"text": "${steps.line.text}"}},
+    {"id": "later", "tool": "fx/sleep", "args": {"ms": 1500}}
+  ],
+  "result": {"said": "${steps.echo.text}"}
+}}}"#;
 
 fn dashboard_hub(ollama: &FakeOllama, token: Option<&str>) -> Hub {
     let servers = [
@@ -24,6 +36,7 @@ fn dashboard_hub(ollama: &FakeOllama, token: Option<&str>) -> Hub {
     let mut b = Hub::builder()
         .fixtures(&servers)
         .file("enhancement-rules.json", RULES)
+        .file("pipelines.json", PIPELINES)
         .env("OLLAMA_URL", &ollama.url);
     if let Some(t) = token {
         b = b.env("AGENTHUB_TOKEN", t);
