@@ -198,7 +198,8 @@ impl Gateway {
             Target::Server(s) => vec![s.clone()],
             Target::Aggregate => self.running(),
         };
-        for server in servers {
+        // The hub declares roots to its stdio children only: a remote server never asks.
+        for server in servers.into_iter().filter(|s| !self.servers.is_remote(s)) {
             self.owners.lock().roots_changed(&server, &session.id, Instant::now());
             self.servers.notify(&server, "notifications/roots/list_changed", None);
         }

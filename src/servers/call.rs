@@ -162,21 +162,33 @@ impl Servers {
         }
     }
 
-    /// Sends a notification to a server (stdio only: telling a remote one is a request of its own).
+    /// Sends a notification to a server; a remote one is told from a thread of its own.
     pub fn notify(&self, name: &str, method: &str, params: Option<Value>) {
-        if let Some(b) =
-            self.find(name).and_then(|srv| srv.state.lock().run().and_then(|r| r.bridge().cloned()))
-        {
-            b.notify(method, params);
-        }
+        self.tell(name, method, params, false);
     }
 
-    /// Sends the hub's own request to a stdio server without waiting for its answer (what the
-    /// hub tells a child once a session has ended).
+    /// Sends the hub's own request to a server without waiting for its answer (what the hub
+    /// tells a server once a session has ended).
     pub fn send_only(&self, name: &str, method: &str, params: Option<Value>) {
-        match self.find(name).and_then(|srv| srv.state.lock().run().and_then(|r| r.bridge().cloned())) {
-            Some(b) => b.send_only(method, params),
-            None => log::debug!("{method} not sent to {name}: not a running stdio server"),
+        self.tell(name, method, params, true);
+    }
+
+    fn tell(&self, name: &str, method: &str, params: Option<Value>, request: bool) {
+        let channel = self.find(name).and_then(|srv| srv.state.lock().run().map(Run::channel));
+        match channel {
+            Some(Channel::Stdio(b)) if request => b.send_only(method, params),
+            Some(Channel::Stdio(b)) => b.notify(method, params),
+            Some(Channel::Http(u)) => {
+                // An HTTP request of its own, bounded by its 2 s timeout; the caller may be a worker.
+                let method = method.to_string();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("upstream-tell-{}", name.chars().take(8).collect::<String>()))
+                    .spawn(move || u.tell(&method, params, request));
+                if let Err(e) = spawned {
+                    log::warn!("server {name}: cannot start a thread to tell it something: {e}");
+                }
+            }
+            None => log::debug!("{method} not sent to {name}: not running"),
         }
     }
 

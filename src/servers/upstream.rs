@@ -396,6 +396,19 @@ impl Upstream {
         }
     }
 
+    /// Tells the upstream something without waiting for any answer of its (a notification, or
+    /// the hub's own request whose result nobody reads: a session's end undone). Blocks on the
+    /// network for up to 2 s: call it off the worker.
+    pub fn tell(&self, method: &str, params: Option<Value>, request: bool) {
+        let msg = match request {
+            true => jsonrpc::request(self.fresh_id(), method, params),
+            false => jsonrpc::notification(method, params),
+        };
+        if let Err(e) = self.post(&msg, Duration::from_secs(2)) {
+            log::debug!("{}: {method} not delivered: {}", self.name, e.message);
+        }
+    }
+
     /// Why the server is gone, once it is (a legacy stream that ended); a Streamable HTTP server
     /// is never known gone: its calls fail, and its breaker opens.
     pub fn lost(&self) -> Option<String> {

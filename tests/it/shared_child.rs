@@ -331,3 +331,20 @@ fn children_are_offered_every_capability() {
         assert!(names.contains(&tool), "{tool} missing from {names:?}");
     }
 }
+
+#[test]
+fn a_remote_server_is_unsubscribed_when_its_last_subscriber_goes() {
+    // The remote server is another hub's fixture: its stderr shows what reaches the child.
+    let inner = Hub::builder().fixtures(&[("fx", json!({"auto_start": true}))]).start();
+    inner.wait_status("fx", "RUNNING", 10 * SEC);
+    let url = format!("http://{}/mcp/fx", inner.addr);
+    let servers = json!({"servers": {"remote": {"transport": "http", "url": url}}});
+    let hub = Hub::builder().servers(&servers.to_string()).start();
+    assert_eq!(hub.post("/servers/remote/start").status, 200);
+    let c = client(&hub, "/mcp/remote", json!({}));
+    assert_eq!(c.call(json!(1), "resources/subscribe", json!({"uri": "fx://one"}))["result"], json!({}));
+    inner.wait_stderr("fx", "fixture: resources/subscribe fx://one");
+    // The last subscriber leaves: the remote server is unsubscribed.
+    assert_eq!(c.delete().status, 200);
+    inner.wait_stderr("fx", "fixture: resources/unsubscribe fx://one");
+}
