@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use serde_json::{Value, json};
+
 use crate::activity::Activity;
 use crate::config::{Loaded, Settings};
 use crate::enhance;
@@ -14,7 +16,7 @@ use crate::mcp::Gateway;
 use crate::pipelines::Pipelines;
 use crate::resilience::{BreakerConfig, Breakers};
 use crate::servers::installer::Installer;
-use crate::servers::{Context, Servers};
+use crate::servers::{Context, Sampler, Servers};
 
 /// The hub's shared state, handed to every handler.
 pub struct App {
@@ -62,6 +64,7 @@ impl App {
             settings.cache_size,
             breakers.clone(),
         ));
+        servers.set_sampler(local_sampler(&servers, &enhancer, &activity));
         let pipelines =
             Arc::new(Pipelines::new(loaded.pipelines, servers.clone(), enhancer.clone(), activity.clone()));
         Arc::new(App {
@@ -91,4 +94,48 @@ impl App {
         self.pipelines.join();
         self.enhancer.stop();
     }
+}
+
+/// Sampling by the local model: each request on a `sample-*` thread of its own (bounded by
+/// `OLLAMA_TIMEOUT_S`), its answer handed back to the child, the choice of model and why in the
+/// activity feed.
+fn local_sampler(
+    servers: &Arc<Servers>,
+    enhancer: &Arc<enhance::Service>,
+    activity: &Arc<Activity>,
+) -> Sampler {
+    let (servers, enhancer, activity) = (Arc::downgrade(servers), enhancer.clone(), activity.clone());
+    Arc::new(move |server: &str, forward: &Value, model: Option<&str>, why: &str| {
+        let (servers, enhancer, activity) = (servers.clone(), enhancer.clone(), activity.clone());
+        let (server, forward, model) = (server.to_string(), forward.clone(), model.map(str::to_string));
+        let why = why.to_string();
+        let name = format!("sample-{}", server.chars().take(8).collect::<String>());
+        let spawned = std::thread::Builder::new().name(name).spawn(move || {
+            let started = Instant::now();
+            let relay_id = forward.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+            let answer =
+                match enhancer.sample(forward.get("params").unwrap_or(&Value::Null), model.as_deref()) {
+                    Ok(s) => {
+                        let ms = started.elapsed().as_millis();
+                        activity.record(
+                            "sampling",
+                            Some(&server),
+                            format!("answered by {} ({}) in {ms} ms", s.model, s.why),
+                        );
+                        json!({"result": s.result})
+                    }
+                    Err(failed) => {
+                        let message = format!("sampling/createMessage from {server}: {why}; {failed}");
+                        activity.record("sampling", Some(&server), message.clone());
+                        json!({"error": {"code": crate::jsonrpc::SERVER_UNAVAILABLE, "message": message}})
+                    }
+                };
+            if let Some(servers) = servers.upgrade() {
+                if !servers.answer_child(&server, &relay_id, &answer) {
+                    log::debug!("server {server}: the sampling answer {relay_id} found nobody waiting");
+                }
+            }
+        });
+        spawned.is_ok()
+    })
 }

@@ -30,7 +30,7 @@ pub use file::Document;
 pub use names::validate_server_name;
 pub use rules::{Rules, parse_rules};
 pub use secrets::{Secrets, mask_args, mask_url};
-pub use servers::{ServerConfig, ServerEntry, Transport};
+pub use servers::{Elicitation, Sampling, ServerConfig, ServerEntry, Transport};
 pub use settings::{SETTINGS, Settings, is_loopback_host};
 pub use vars::Scope;
 

@@ -31,6 +31,47 @@ impl Transport {
     }
 }
 
+/// Who answers a server's `sampling/createMessage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sampling {
+    /// Relayed to the client the request belongs to; without one, an error.
+    Client,
+    /// Always the local model.
+    Local,
+    /// The client when it declared sampling, else the local model (the default).
+    ClientThenLocal,
+    /// Refused.
+    Deny,
+}
+
+impl Sampling {
+    pub fn parse(s: &str) -> Option<Sampling> {
+        Some(match s {
+            "client" => Sampling::Client,
+            "local" => Sampling::Local,
+            "client_then_local" => Sampling::ClientThenLocal,
+            "deny" => Sampling::Deny,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sampling::Client => "client",
+            Sampling::Local => "local",
+            Sampling::ClientThenLocal => "client_then_local",
+            Sampling::Deny => "deny",
+        }
+    }
+}
+
+/// Who answers a server's `elicitation/create`: a hub cannot fill a form for a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Elicitation {
+    Client,
+    Decline,
+}
+
 /// Every field a server object may have; anything else is a warning.
 const KNOWN_FIELDS: &[&str] = &[
     "transport",
@@ -51,6 +92,10 @@ const KNOWN_FIELDS: &[&str] = &[
     "handshake_timeout",
     "health_check_interval",
     "request_timeout",
+    "max_request_timeout",
+    "sampling",
+    "sampling_model",
+    "elicitation",
     "roots",
     "description",
     "enabled",
@@ -82,6 +127,12 @@ pub struct ServerConfig {
     pub request_timeout: Option<Duration>,
     /// How far progress may push a request's deadline out, from its start.
     pub max_request_timeout: Duration,
+    /// Who answers the server's `sampling/createMessage`.
+    pub sampling: Sampling,
+    /// The local model for its sampling when its request's hints name none Ollama has.
+    pub sampling_model: Option<String>,
+    /// Who answers the server's `elicitation/create`.
+    pub elicitation: Elicitation,
     pub roots: Vec<String>,
     pub description: Option<String>,
     pub enabled: bool,
@@ -110,6 +161,9 @@ impl Default for ServerConfig {
             health_check_interval: Duration::from_secs(30),
             request_timeout: None,
             max_request_timeout: Duration::from_secs(600),
+            sampling: Sampling::ClientThenLocal,
+            sampling_model: None,
+            elicitation: Elicitation::Client,
             roots: Vec::new(),
             description: None,
             enabled: true,
@@ -207,6 +261,24 @@ impl ServerConfig {
             health_check_interval: f.secs("health_check_interval")?.unwrap_or(d.health_check_interval),
             request_timeout: f.secs("request_timeout")?,
             max_request_timeout: f.secs("max_request_timeout")?.unwrap_or(d.max_request_timeout),
+            sampling: match f.str("sampling")?.as_deref() {
+                None => d.sampling,
+                Some(v) => Sampling::parse(v).ok_or_else(|| {
+                    f.err(
+                        "sampling",
+                        &format!("expected client, local, client_then_local or deny, got \"{v}\""),
+                    )
+                })?,
+            },
+            sampling_model: f.str("sampling_model")?,
+            elicitation: match f.str("elicitation")?.as_deref() {
+                None => d.elicitation,
+                Some("client") => Elicitation::Client,
+                Some("decline") => Elicitation::Decline,
+                Some(v) => {
+                    return Err(f.err("elicitation", &format!("expected client or decline, got \"{v}\"")));
+                }
+            },
             roots: f.str_list("roots")?.unwrap_or_default(),
             description: f.str("description")?,
             enabled: f.bool("enabled")?.unwrap_or(d.enabled) && !disabled,
@@ -297,6 +369,15 @@ impl ServerConfig {
         }
         if self.max_request_timeout != ServerConfig::default().max_request_timeout {
             m.insert("max_request_timeout".into(), secs(self.max_request_timeout));
+        }
+        if self.sampling != ServerConfig::default().sampling {
+            m.insert("sampling".into(), self.sampling.as_str().into());
+        }
+        if let Some(model) = &self.sampling_model {
+            m.insert("sampling_model".into(), model.clone().into());
+        }
+        if self.elicitation == Elicitation::Decline {
+            m.insert("elicitation".into(), "decline".into());
         }
         if !self.roots.is_empty() {
             m.insert("roots".into(), self.roots.clone().into());

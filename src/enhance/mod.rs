@@ -3,6 +3,7 @@
 //! the original prompt comes back with the reason: enhancement never fails a caller.
 
 pub mod ollama;
+pub mod sampling;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -55,6 +56,8 @@ pub struct Enhancement {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ModelStats {
     pub calls: u64,
+    /// Of those, sampling requests of MCP servers answered by the model.
+    pub sampling: u64,
     pub errors: u64,
     pub total_ms: f64,
     pub last_ms: f64,
@@ -201,16 +204,28 @@ impl Service {
         &self,
         g: &ollama::Generation,
     ) -> std::result::Result<ollama::Generated, ollama::Failure> {
+        self.guarded(g.model, false, || self.client.generate_with(g))
+    }
+
+    /// A call to Ollama for `model` behind its breaker, counted in the model's stats
+    /// (`sampling`: counted apart too), its outcome telling the probe and the breaker.
+    fn guarded<T>(
+        &self,
+        model: &str,
+        sampling: bool,
+        call: impl FnOnce() -> std::result::Result<T, ollama::Failure>,
+    ) -> std::result::Result<T, ollama::Failure> {
         if !self.breakers.allow(BREAKER, Instant::now()) {
             return Err(ollama::Failure::BreakerOpen);
         }
         let started = Instant::now();
-        let result = self.client.generate_with(g);
+        let result = call();
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         {
             let mut stats = self.stats.lock();
-            let s = stats.entry(g.model.to_string()).or_default();
+            let s = stats.entry(model.to_string()).or_default();
             s.calls += 1;
+            s.sampling += u64::from(sampling);
             s.total_ms += ms;
             s.last_ms = ms;
             if result.is_err() {

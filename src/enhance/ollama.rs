@@ -84,6 +84,15 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// One chat answer.
+#[derive(Debug, Clone)]
+pub struct Chatted {
+    pub text: String,
+    pub model: String,
+    /// `stop`, `length`, ...
+    pub done_reason: Option<String>,
+}
+
 /// One generation.
 #[derive(Debug, Clone)]
 pub struct Generated {
@@ -100,6 +109,8 @@ struct Tags {
 #[derive(Deserialize)]
 struct TagModel {
     name: String,
+    #[serde(default)]
+    size: u64,
 }
 
 fn failure(e: ureq::Error) -> Failure {
@@ -143,10 +154,20 @@ impl Client {
 
     /// `GET /api/tags`: the names of the models pulled locally.
     pub fn models(&self) -> Result<Vec<String>> {
-        let tags = self.get_json(&self.quick, "/api/tags").map_err(|e| Error::Upstream(e.to_string()))?;
+        Ok(self
+            .sized_models()
+            .map_err(|e| Error::Upstream(e.to_string()))?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect())
+    }
+
+    /// `GET /api/tags`: the models pulled locally with their sizes in bytes.
+    pub fn sized_models(&self) -> std::result::Result<Vec<(String, u64)>, Failure> {
+        let tags = self.get_json(&self.quick, "/api/tags")?;
         let tags: Tags =
-            serde_json::from_value(tags).map_err(|e| Error::Upstream(format!("/api/tags: {e}")))?;
-        Ok(tags.models.into_iter().map(|m| m.name).collect())
+            serde_json::from_value(tags).map_err(|e| Failure::BadAnswer(format!("/api/tags: {e}")))?;
+        Ok(tags.models.into_iter().map(|m| (m.name, m.size)).collect())
     }
 
     /// `GET /api/version`.
@@ -190,6 +211,28 @@ impl Client {
         Ok(Generated {
             response: response.to_string(),
             model: v.get("model").and_then(Value::as_str).unwrap_or(model).to_string(),
+        })
+    }
+
+    /// `POST /api/chat` with `stream: false` and the given body fields (`messages`, `options`,
+    /// ...): the assistant's text, the model that answered and why it stopped.
+    pub fn chat_with(
+        &self,
+        model: &str,
+        fields: &Map<String, Value>,
+    ) -> std::result::Result<Chatted, Failure> {
+        let mut body = Value::Object(fields.clone());
+        body["model"] = json!(model);
+        body["stream"] = json!(false);
+        let v = self.post_json("/api/chat", &body, model)?;
+        let text = v
+            .pointer("/message/content")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Failure::BadAnswer("no message content".into()))?;
+        Ok(Chatted {
+            text: text.to_string(),
+            model: v.get("model").and_then(Value::as_str).unwrap_or(model).to_string(),
+            done_reason: v.get("done_reason").and_then(Value::as_str).map(str::to_string),
         })
     }
 

@@ -104,7 +104,7 @@ fn state_json(app: &App, since: u64, now: Instant) -> Value {
         let mean = if s.calls == 0 { 0.0 } else { s.total_ms / s.calls as f64 };
         models.insert(
             model,
-            json!({"calls": s.calls, "errors": s.errors, "mean_ms": round3(mean), "last_ms": round3(s.last_ms)}),
+            json!({"calls": s.calls, "sampling": s.sampling, "errors": s.errors, "mean_ms": round3(mean), "last_ms": round3(s.last_ms)}),
         );
     }
     let rules: Vec<&str> = app.enhancer.rules.clients.keys().map(String::as_str).collect();

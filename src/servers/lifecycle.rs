@@ -153,6 +153,7 @@ impl Servers {
                 self.ctx.activity.clone(),
                 self.listener.get().cloned(),
                 self.router.get().cloned(),
+                self.sampler.get().cloned(),
             ))
         };
         if cfg.transport != Transport::Stdio {

@@ -124,6 +124,11 @@ pub type Listener = Arc<dyn Fn(&str, &Value) + Send + Sync>;
 /// session whose roots changed).
 pub type Router = Arc<dyn Fn(&str, &Value) -> bool + Send + Sync>;
 
+/// Takes (server, `sampling/createMessage` under its relay id, the server's `sampling_model`,
+/// why no client answers it) for the local model; true when it took it: the answer comes later,
+/// through `Servers::answer_child`.
+pub type Sampler = Arc<dyn Fn(&str, &Value, Option<&str>, &str) -> bool + Send + Sync>;
+
 /// What the server table needs from the rest of the hub.
 pub struct Context {
     /// npm installs go here, one prefix per server (`<data dir>/npm/<server>`).
@@ -308,6 +313,7 @@ pub struct Servers {
     /// Calls in flight on all servers (bounded by `Context::max_calls_total`).
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
     router: std::sync::OnceLock<Router>,
+    sampler: std::sync::OnceLock<Sampler>,
 }
 
 impl Servers {
@@ -331,6 +337,7 @@ impl Servers {
             threads: Mutex::new(Vec::new()),
             listener: std::sync::OnceLock::new(),
             router: std::sync::OnceLock::new(),
+            sampler: std::sync::OnceLock::new(),
         })
     }
 
@@ -406,6 +413,11 @@ impl Servers {
     /// Receives the children's requests for clients that no call in flight can take.
     pub fn set_router(&self, router: Router) {
         let _ = self.router.set(router);
+    }
+
+    /// Answers the children's sampling with the local model, as their `sampling` policy says.
+    pub fn set_sampler(&self, sampler: Sampler) {
+        let _ = self.sampler.set(sampler);
     }
 
     /// Does what a transition asked for. Called with the server's lock released: logging, the

@@ -1,6 +1,7 @@
 //! The hub's answers to a child's own requests (`ping`; `roots/list`, sampling and
-//! elicitation when no client can take them, as a client without the capability would) and what it does with the child's
-//! notifications (the log, the activity feed, the listeners).
+//! elicitation when no client can take them, as a client without the capability would, or as
+//! the server's `sampling` and `elicitation` policies say: sampling by the local model) and what
+//! it does with the child's notifications (the log, the activity feed, the listeners).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -8,14 +9,18 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::bridge::Peer;
-use super::{Listener, Router};
+use super::{Listener, Router, Sampler};
 use crate::activity::Activity;
-use crate::config::{Secrets, ServerConfig};
+use crate::config::{Elicitation, Sampling, Secrets, ServerConfig};
 use crate::jsonrpc::{self, RpcError};
 
 /// Answers a child's own requests and records its notifications.
 pub(super) struct ChildPeer {
     roots: Vec<String>,
+    sampling: Sampling,
+    sampling_model: Option<String>,
+    elicitation: Elicitation,
+    sampler: Option<Sampler>,
     /// What the child was started with that its text must not carry into the log or the feed.
     secrets: Arc<Secrets>,
     activity: Arc<Activity>,
@@ -30,20 +35,42 @@ impl ChildPeer {
         activity: Arc<Activity>,
         listener: Option<Listener>,
         router: Option<Router>,
+        sampler: Option<Sampler>,
     ) -> ChildPeer {
-        ChildPeer { roots: cfg.roots.clone(), secrets, activity, listener, router }
+        ChildPeer {
+            roots: cfg.roots.clone(),
+            sampling: cfg.sampling,
+            sampling_model: cfg.sampling_model.clone(),
+            elicitation: cfg.elicitation,
+            sampler,
+            secrets,
+            activity,
+            listener,
+            router,
+        }
     }
 }
 
 impl ChildPeer {
-    /// What a client without sampling answers, as the hub gives it. Issue 15 plugs the local
-    /// model in here (the server's `sampling` policy); until then, an error saying why.
+    /// Sampling no client answers (the local model took it otherwise): an error that says why.
     fn sample_without_client(&self, server: &str, why: &str) -> Result<Value, RpcError> {
+        let policy = match self.sampling {
+            Sampling::Deny => {
+                return Err(RpcError::new(
+                    jsonrpc::METHOD_NOT_FOUND,
+                    format!(
+                        "sampling/createMessage from {server} is refused: its configuration says \"sampling\": \"deny\""
+                    ),
+                ));
+            }
+            Sampling::Client => {
+                "its configuration relays sampling to clients only (\"sampling\": \"client\")"
+            }
+            Sampling::Local | Sampling::ClientThenLocal => "no local model can take it",
+        };
         Err(RpcError::new(
             jsonrpc::METHOD_NOT_FOUND,
-            format!(
-                "sampling/createMessage from {server} was not answered: {why}, and the hub samples no local model"
-            ),
+            format!("sampling/createMessage from {server} was not answered: {why}, and {policy}"),
         ))
     }
 }
@@ -76,6 +103,24 @@ impl Peer for ChildPeer {
 
     fn offer(&self, server: &str, forward: &Value) -> bool {
         self.router.as_ref().is_some_and(|r| r(server, forward))
+    }
+
+    fn answers_first(&self, _server: &str, msg: &Value) -> bool {
+        match jsonrpc::method(msg) {
+            "sampling/createMessage" => matches!(self.sampling, Sampling::Local | Sampling::Deny),
+            "elicitation/create" => self.elicitation == Elicitation::Decline,
+            _ => false,
+        }
+    }
+
+    fn answer_later(&self, server: &str, forward: &Value, why: &str) -> bool {
+        let local = matches!(self.sampling, Sampling::Local | Sampling::ClientThenLocal);
+        match (&self.sampler, jsonrpc::method(forward)) {
+            (Some(sample), "sampling/createMessage") if local => {
+                sample(server, forward, self.sampling_model.as_deref(), why)
+            }
+            _ => false,
+        }
     }
 
     fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {

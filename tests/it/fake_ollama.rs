@@ -50,6 +50,12 @@ impl FakeOllama {
     }
 }
 
+/// A model's size as its tag says (`:3b` → 3 GB), else about 2 GB.
+fn size_of(model: &str) -> u64 {
+    let tag = model.rsplit(':').next().unwrap_or("");
+    tag.strip_suffix('b').and_then(|n| n.parse::<f64>().ok()).map_or(2_019_393_189, |b| (b * 1e9) as u64)
+}
+
 /// A value of a JSON schema's shape: objects with each property, two-item arrays, strings
 /// naming the model.
 fn shaped(schema: &Value, model: &str) -> Value {
@@ -100,7 +106,7 @@ fn answer(
         ("GET", "/api/version") => json_resp(200, json!({"version": "0.12.0"})),
         ("GET", "/api/tags") => json_resp(
             200,
-            json!({"models": models.iter().map(|m| json!({"name": m, "model": m, "size": 2_019_393_189u64,
+            json!({"models": models.iter().map(|m| json!({"name": m, "model": m, "size": size_of(m),
                 "digest": "a80c4f17acd5", "details": {"format": "gguf", "family": "llama"}})).collect::<Vec<_>>()}),
         ),
         ("POST", "/api/generate" | "/api/chat") if !models.contains(&model) => {

@@ -14,6 +14,7 @@ mod npm_servers;
 mod parity;
 mod pipelines;
 mod remote_sse;
+mod sampling;
 mod saves;
 mod security;
 mod servers;

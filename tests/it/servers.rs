@@ -252,9 +252,10 @@ fn child_requests_are_answered_by_the_hub() {
     assert_eq!(ask("plain", "roots/list")["result"]["roots"], json!([]));
     assert_eq!(ask("plain", "elicitation/create")["result"], json!({"action": "decline"}));
     let s = ask("plain", "sampling/createMessage");
-    assert_eq!(s["error"]["code"], -32601, "{s}");
+    assert_eq!(s["error"]["code"], -32000, "{s}");
     let why = s["error"]["message"].as_str().unwrap();
     assert!(why.contains("only REST or hub requests are in flight on plain"), "{why}");
+    assert!(why.contains("the request has no messages"), "{why}");
     // Notifications reach the log and the activity feed.
     assert_eq!(tool_text(&hub.tool("plain", "notify", json!({}))), "notified");
     wait_for("the log notification in the feed", 5 * SEC, || {

@@ -52,6 +52,18 @@ pub trait Peer: Send + Sync {
         let _ = (server, forward);
         false
     }
+    /// Whether the hub answers such a request itself before any client is asked (the
+    /// server's policy: sampling by the local model or refused, elicitation declined).
+    fn answers_first(&self, server: &str, msg: &Value) -> bool {
+        let _ = (server, msg);
+        false
+    }
+    /// Takes such a request, under its relay id, to answer it later through
+    /// `Bridge::answer_child` (sampling by the local model); true when it took it.
+    fn answer_later(&self, server: &str, forward: &Value, why: &str) -> bool {
+        let _ = (server, forward, why);
+        false
+    }
     fn notification(&self, server: &str, msg: &Value);
     /// The child's text (stderr, a line it should not have written) as the hub may keep and
     /// log it: the secrets it was started with taken out.
@@ -344,6 +356,9 @@ impl Bridge {
         }
         let Some(id) = msg.get("id").and_then(Value::as_str) else { return };
         let why = "the client's request that it belongs to does not take a stream";
+        if self.peer.answer_later(&self.shared.name, msg, why) {
+            return;
+        }
         let answer = match self.peer.unrouted(&self.shared.name, msg, why) {
             Ok(r) => json!({"result": r}),
             Err(e) => json!({"error": e.to_value()}),

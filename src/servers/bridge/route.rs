@@ -193,12 +193,16 @@ pub(super) fn pick(
 }
 
 /// A child's request for a client: to the caller it belongs to (`route`), else offered to a
-/// client outside any call, else answered by the peer. `None`: a client has it; it answers.
+/// client outside any call, else to the peer to answer later (the local model), else answered
+/// by the peer at once; the peer first when the server's policy says so. `None`: someone has
+/// it and answers through `Bridge::answer_child`.
 pub(super) fn for_a_client(shared: &Shared, peer: &dyn Peer, msg: Value) -> Option<Result<Value, RpcError>> {
     let id = msg.get("id").cloned().unwrap_or(Value::Null);
-    let picked = match shared.pending.lock().as_ref() {
-        Some(p) => pick(&shared.name, p, &msg),
-        None => Err(format!("server {} is going away", shared.name)),
+    let first = peer.answers_first(&shared.name, &msg);
+    let picked = match (first, shared.pending.lock().as_ref()) {
+        (true, _) => Err(format!("the configuration of {} has the hub answer it", shared.name)),
+        (false, Some(p)) => pick(&shared.name, p, &msg),
+        (false, None) => Err(format!("server {} is going away", shared.name)),
     };
     let n = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let relay_id = format!("s:{}:{n}", shared.name);
@@ -220,7 +224,10 @@ pub(super) fn for_a_client(shared: &Shared, peer: &dyn Peer, msg: Value) -> Opti
         }
         waiting.insert(relay_id.clone(), id);
     }
-    if peer.offer(&shared.name, &forward) {
+    if !first && peer.offer(&shared.name, &forward) {
+        return None;
+    }
+    if peer.answer_later(&shared.name, &forward, &why) {
         return None;
     }
     shared.child_requests.lock().remove(&relay_id);
