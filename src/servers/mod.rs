@@ -14,7 +14,7 @@
 
 pub mod bridge;
 mod call;
-mod edits;
+pub(crate) mod edits;
 pub mod installer;
 mod lifecycle;
 mod peer;
@@ -300,6 +300,11 @@ pub struct Servers {
 }
 
 impl Servers {
+    /// The hub's activity feed (the gateway records its clients there).
+    pub fn activity(&self) -> &Activity {
+        &self.ctx.activity
+    }
+
     pub fn new(
         entries: Vec<ServerEntry>,
         own: (PathBuf, Document),
