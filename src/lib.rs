@@ -24,7 +24,7 @@ mod sys;
 // What the binary uses.
 pub use app::App;
 pub use check::report as check_report;
-pub use clients::{Hub as ClientHub, RECIPES, find as find_client, markdown as clients_markdown};
+pub use clients::{Hub as ClientHub, RECIPES, Recipe, find as find_client, markdown as clients_markdown};
 pub use config::{SETTINGS, Settings, Transport, load as load_config};
 pub use connect::{Outcome as ConnectOutcome, connected, expand as expand_path, write as connect_write};
 pub use error::{Error, Result};

@@ -331,6 +331,7 @@ fn connect(c: &Connect, url: &str, env: &dyn Fn(&str) -> Option<String>) -> Resu
     }
     if c.list {
         println!("{:<16} {:<15} {:<19} file", "client", "id", "state");
+        let home = env("HOME").map(std::path::PathBuf::from);
         for r in RECIPES {
             let (state, file) = match r.file() {
                 None => (
@@ -342,7 +343,10 @@ fn connect(c: &Connect, url: &str, env: &dyn Fn(&str) -> Option<String>) -> Resu
                     let state = match std::fs::read_to_string(&path) {
                         Ok(text) if connected(r, &text) => "connected",
                         Ok(_) => "found",
-                        Err(_) if path.parent().is_some_and(|d| d.is_dir()) => "installed, no file",
+                        // Its own folder (not the home folder itself) says the client is here.
+                        Err(_) if path.parent().is_some_and(|d| d.is_dir() && Some(d) != home.as_deref()) => {
+                            "installed, no file"
+                        }
                         Err(_) => "not found",
                     };
                     (state.to_string(), path.display().to_string())

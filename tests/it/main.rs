@@ -3,6 +3,7 @@
 mod bridge;
 mod calls;
 mod children;
+mod clients;
 mod config_api;
 mod core;
 mod dashboard;
