@@ -5,6 +5,7 @@ mod calls;
 mod children;
 mod clients;
 mod config_api;
+mod container;
 mod core;
 mod dashboard;
 mod enhance;
