@@ -14,6 +14,7 @@ mod gateway;
 mod imports;
 mod npm_servers;
 mod parity;
+mod raycast;
 mod saves;
 mod security;
 mod servers;
