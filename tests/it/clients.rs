@@ -347,3 +347,22 @@ fn x_client_name_and_client_info_choose_different_rules() {
         "{feed:?}"
     );
 }
+
+#[test]
+fn get_clients_serves_the_table_for_this_hubs_address_behind_the_token() {
+    let hub = Hub::builder().servers(NO_SERVERS).env("AGENTHUB_TOKEN", TOKEN).start();
+    assert_eq!(hub.get("/clients").status, 401);
+    let r = hub.request("GET", "/clients", &[("Authorization", &format!("Bearer {TOKEN}"))], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    assert_eq!(body["token"], true);
+    let list = body["clients"].as_array().unwrap();
+    let ids: Vec<&str> = list.iter().filter_map(|c| c["id"].as_str()).collect();
+    let expected: Vec<&str> = recipes().map(|r| r.id).collect();
+    assert_eq!(ids, expected);
+    let vscode = list.iter().find(|c| c["id"] == "vscode").unwrap();
+    let snippet = vscode["snippet"].as_str().unwrap();
+    assert!(snippet.contains(&format!("http://{}/mcp", hub.addr)), "{snippet}");
+    assert!(snippet.contains("${env:AGENTHUB_TOKEN}") && !snippet.contains(TOKEN), "{snippet}");
+    assert_eq!(vscode["connect"], "agenthub connect vscode --write");
+}
