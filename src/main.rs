@@ -263,7 +263,7 @@ fn help() -> String {
     out.push_str(
         "\nfiles in the config dir: mcp-servers.json ({\"servers\": {...}}; Claude Desktop's and \
          Cursor's {\"mcpServers\": ...} and VS Code's {\"servers\": ...} are read as they are),\n\
-         enhancement-rules.json ({\"default\": rule, \"clients\": {name: rule}}).\n",
+         enhancement-rules.json ({\"default\": rule, \"clients\": {name: rule}, \"client_names\": {clientInfo.name: name}}).\n",
     );
     out
 }
@@ -514,6 +514,28 @@ mod tests {
         let cli = parse_args(&args(&["check-config", "--config-dir", "/x"])).unwrap();
         assert!(matches!(cli.command, Command::CheckConfig));
         assert!(matches!(parse_args(&[]).unwrap().command, Command::Serve));
+    }
+
+    #[test]
+    fn connect_and_healthcheck_take_their_flags() {
+        let cli =
+            parse_args(&args(&["connect", "vscode", "--write", "--file", "x.json", "--url", "http://h:1"]))
+                .unwrap();
+        let Command::Connect(c) = cli.command else { panic!("connect") };
+        assert_eq!(
+            (c.client.as_deref(), c.write, c.file.as_deref(), c.url.as_deref()),
+            (Some("vscode"), true, Some("x.json"), Some("http://h:1"))
+        );
+        assert!(matches!(
+            parse_args(&args(&["connect", "--list"])).unwrap().command,
+            Command::Connect(Connect { list: true, .. })
+        ));
+        let cli = parse_args(&args(&["healthcheck", "--strict", "--url", "http://h:2"])).unwrap();
+        assert!(
+            matches!(cli.command, Command::Healthcheck { strict: true, url: Some(ref u) } if u == "http://h:2")
+        );
+        assert!(parse_args(&args(&["connect", "a", "b"])).is_err());
+        assert!(parse_args(&args(&["healthcheck", "--write"])).is_err());
     }
 
     #[test]
