@@ -10,7 +10,8 @@ STATIC_BIN := target/$(TARGET)/release/agenthub
 run:
 	$(CARGO) run --release --
 
-test: test-deps
+# The static binary first (the container test builds the slim image from it).
+test: test-deps release
 	$(CARGO) test --locked
 
 PYTHON ?= python3

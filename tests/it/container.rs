@@ -201,7 +201,8 @@ struct Podman {
 
 impl Drop for Podman {
     fn drop(&mut self) {
-        let _ = Command::new("podman").args(["rm", "-f", "-t", "0", &self.container]).output();
+        // -v: the anonymous volume of /data goes with it.
+        let _ = Command::new("podman").args(["rm", "-f", "-v", "-t", "0", &self.container]).output();
         let _ = Command::new("podman").args(["rmi", "-f", &self.image]).output();
     }
 }
@@ -259,6 +260,7 @@ fn the_slim_image_runs_under_podman_healthy_small_and_not_root() {
         "-d",
         "--name",
         &p.container,
+        "--read-only",
         "--runtime",
         "runc",
         "--network",
@@ -285,6 +287,18 @@ fn the_slim_image_runs_under_podman_healthy_small_and_not_root() {
     assert_eq!(health.json()["status"], "ok", "{}\n{}", health.text(), logs());
     let r = raw_request(&addr, "GET", "/health", &[], b"");
     assert_eq!(r.status, 401, "without the token: {}", r.text());
+
+    // A read-only root, and /data (a volume, owned by 65532 in the image) takes a save.
+    let add = json!({"name": "remote", "transport": "http", "url": "http://127.0.0.1:9/mcp"});
+    let r = raw_request(
+        &addr,
+        "POST",
+        "/servers",
+        &[("Authorization", &bearer), JSON],
+        add.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{}\n{}", r.text(), logs());
+    assert!(logs().contains("/data/config/agenthub/mcp-servers.json"), "{}", logs());
 
     let (ok, out) = run(Command::new("podman").args(["exec", &p.container, "/agenthub", "healthcheck"]));
     assert!(ok && out.contains("ok"), "agenthub healthcheck inside the container: {out}\n{}", logs());
