@@ -388,6 +388,19 @@ fn merge_yaml(text: &str, key: &str, entry: &Value) -> std::result::Result<Strin
         let _ = b.header;
         return Ok(out);
     }
+    let empty = |l: &str| {
+        l.strip_prefix(key).and_then(|r| r.strip_prefix(':')).is_some_and(|r| {
+            let r = r.split(" #").next().unwrap_or(r).trim();
+            r == "[]" || r == "~" || r == "null"
+        })
+    };
+    if let Some(at) = lines.iter().position(|l| empty(l)) {
+        // An empty flow list (or nothing): the block list takes its place.
+        let mut out: String = lines[..at].concat();
+        out.push_str(&format!("{key}:\n{}", yaml_item(entry, "  ")));
+        out.push_str(&lines[at + 1..].concat());
+        return Ok(out);
+    }
     if lines.iter().any(|l| l.starts_with(&format!("{key}:"))) {
         return Err(format!("`{key}` is not a block list: add the entry by hand"));
     }
@@ -471,6 +484,12 @@ mod tests {
             "{}",
             "{\n  \"mcpServers\": {\n    \"agenthub\": {\n      \"url\": \"http://127.0.0.1:9090/mcp\",\n      \"headers\": {\n        \"X-Client-Name\": \"cursor\"\n      }\n    }\n  }\n}",
         );
+        // A byte-order mark stays where it was.
+        check(
+            "cursor",
+            "\u{feff}{\"mcpServers\": {}}",
+            "\u{feff}{\"mcpServers\": {\n  \"agenthub\": {\n    \"url\": \"http://127.0.0.1:9090/mcp\",\n    \"headers\": {\n      \"X-Client-Name\": \"cursor\"\n    }\n  }\n}}",
+        );
         // An existing entry is replaced in place.
         check(
             "claude-desktop",
@@ -510,6 +529,11 @@ mod tests {
             "continue",
             "",
             &format!("name: Local Config\nversion: 1.0.0\nschema: v1\nmcpServers:\n{item}"),
+        );
+        check(
+            "continue",
+            "a: 1\nmcpServers: [] # none yet\nb: 2\n",
+            &format!("a: 1\nmcpServers:\n{item}b: 2\n"),
         );
         let r = find("continue").unwrap();
         assert!(merge(r, "mcpServers: [{name: x}]\n", &json!({})).is_err());
