@@ -56,7 +56,7 @@ pub fn write(recipe: &Recipe, path: &Path, entry: &Value) -> Result<Outcome> {
 pub fn merge(recipe: &Recipe, text: &str, entry: &Value) -> std::result::Result<String, String> {
     match recipe.format {
         Format::Json | Format::Jsonc => merge_json(text, recipe.key, entry),
-        Format::Toml => Ok(merge_toml(text, recipe.key, entry)),
+        Format::Toml => merge_toml(text, recipe.key, entry),
         Format::Yaml => merge_yaml(text, recipe.key, entry),
     }
 }
@@ -67,7 +67,7 @@ pub fn connected(recipe: &Recipe, text: &str) -> bool {
         Format::Json | Format::Jsonc => serde_json::from_str::<Value>(&jsonc::to_json(text).0)
             .ok()
             .is_some_and(|v| v.get(recipe.key).and_then(|s| s.get(ENTRY)).is_some()),
-        Format::Toml => toml_section(text, recipe.key).is_some(),
+        Format::Toml => toml_section(text, recipe.key).is_some() || toml_inline(text, recipe.key),
         Format::Yaml => yaml_block(text, recipe.key).is_some_and(|b| b.entry.is_some()),
     }
 }
@@ -294,9 +294,27 @@ fn toml_section(text: &str, key: &str) -> Option<(usize, usize)> {
     Some((start, last))
 }
 
-fn merge_toml(text: &str, key: &str, entry: &Value) -> String {
+/// `agenthub = {...}` under `[mcp_servers]`, or `mcp_servers.agenthub = ...` at the top: a
+/// table written inline, which a `[mcp_servers.agenthub]` header would define twice.
+fn toml_inline(text: &str, key: &str) -> bool {
+    let mut table = String::new();
+    text.lines().map(str::trim).any(|l| {
+        if l.starts_with('[') {
+            table = l.trim_matches(['[', ']']).trim().to_string();
+            return false;
+        }
+        let k = l.split('=').next().unwrap_or("").trim().trim_matches('"');
+        l.contains('=')
+            && ((table == key && k == ENTRY) || (table.is_empty() && k == format!("{key}.{ENTRY}")))
+    })
+}
+
+fn merge_toml(text: &str, key: &str, entry: &Value) -> std::result::Result<String, String> {
     let table = toml_table(&format!("{key}.{ENTRY}"), entry);
-    match toml_section(text, key) {
+    if toml_section(text, key).is_none() && toml_inline(text, key) {
+        return Err(format!("`{key}.{ENTRY}` is written inline: replace it by hand"));
+    }
+    Ok(match toml_section(text, key) {
         Some((start, end)) => {
             let lines: Vec<&str> = text.split_inclusive('\n').collect();
             let mut out: String = lines[..start].concat();
@@ -314,7 +332,7 @@ fn merge_toml(text: &str, key: &str, entry: &Value) -> String {
             out.push_str(&table);
             out
         }
-    }
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -510,6 +528,18 @@ mod tests {
             "model = \"o3\"",
             "model = \"o3\"\n\n[mcp_servers.agenthub]\nurl = \"http://127.0.0.1:9090/mcp\"\nhttp_headers = { X-Client-Name = \"codex\" }\n",
         );
+    }
+
+    #[test]
+    fn toml_written_inline_is_left_alone() {
+        let r = find("codex").unwrap();
+        for text in
+            ["[mcp_servers]\nagenthub = { url = \"x\" }\n", "mcp_servers.agenthub = { url = \"x\" }\n"]
+        {
+            assert!(connected(r, text), "{text}");
+            assert!(merge(r, text, &json!({"url": "y"})).unwrap_err().contains("inline"), "{text}");
+        }
+        assert!(!connected(r, "[mcp_servers]\nother = { url = \"x\" }\n"));
     }
 
     #[test]
