@@ -5,12 +5,13 @@ CARGO ?= cargo
 TARGET := x86_64-unknown-linux-gnu
 STATIC_BIN := target/$(TARGET)/release/agenthub
 
-.PHONY: run test test-deps chromium bench bench-deps soak lint release clean
+.PHONY: run test test-deps chromium container-tools bench bench-deps soak lint release image-slim clean
 
 run:
 	$(CARGO) run --release --
 
-test: test-deps
+# The static binary first (the container test builds the slim image from it).
+test: test-deps release
 	$(CARGO) test --locked
 
 PYTHON ?= python3
@@ -20,10 +21,18 @@ PYTHON ?= python3
 # Node 22 it needs (tests/conformance), the official TypeScript SDK's client (tests/ts-sdk), and
 # the browser the dashboard test drives: Debian's chromium and playwright-core (tests/browser).
 test-deps: .deps/npm/node_modules/.installed .deps/venv/.installed .deps/conformance/node_modules/.installed \
-	.deps/ts-sdk/node_modules/.installed .deps/browser/node_modules/.installed chromium
+	.deps/ts-sdk/node_modules/.installed .deps/browser/node_modules/.installed chromium container-tools
 
 chromium:
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
+
+# The container tests: podman and runc build and run the slim image (from `make release`'s
+# binary, no registry needed), docker-compose validates the compose files; python3-yaml reads
+# Continue's YAML in the client tests.
+container-tools:
+	command -v podman >/dev/null && command -v runc >/dev/null && command -v docker-compose >/dev/null \
+		&& /usr/bin/python3 -c 'import yaml' 2>/dev/null \
+		|| (apt-get update && apt-get install -y --no-install-recommends podman runc docker-compose python3-yaml)
 
 .deps/browser/node_modules/.installed: tests/browser/package.json tests/browser/package-lock.json
 	mkdir -p .deps/browser
@@ -92,6 +101,11 @@ release:
 	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --locked --release --bin agenthub --target $(TARGET)
 	strip $(STATIC_BIN)
 	@ls -l $(STATIC_BIN)
+
+# The FROM-scratch image from the static binary, offline: podman (or docker) build.
+CONTAINER ?= podman
+image-slim: release
+	$(CONTAINER) build $(if $(filter podman,$(CONTAINER)),--format docker) -f Dockerfile --target slim --build-arg BINARY=prebuilt -t agenthub:slim .
 
 clean:
 	$(CARGO) clean

@@ -8,6 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agenthub::{App, Http, Shim, ShimOptions, VERSION, check_report, dispatch, shim_endpoint};
+use agenthub::{
+    ClientHub, ConnectOutcome, RECIPES, clients_markdown, connect_write, connected, expand_path, find_client,
+};
 use agenthub::{Error, Result, SETTINGS, Settings, load_config};
 
 /// How long in-flight requests may run on after a shutdown signal.
@@ -23,8 +26,25 @@ enum Command {
         client: Option<String>,
         wait: Option<String>,
     },
+    /// A client's entry for this hub: printed, or written into its file; or every client's state.
+    Connect(Connect),
+    /// GET `/health`: exit 0 on 200 (`--strict`: and not `degraded`).
+    Healthcheck {
+        url: Option<String>,
+        strict: bool,
+    },
     Help,
     Version,
+}
+
+#[derive(Default)]
+struct Connect {
+    client: Option<String>,
+    write: bool,
+    list: bool,
+    markdown: bool,
+    file: Option<String>,
+    url: Option<String>,
 }
 
 struct Cli {
@@ -53,12 +73,20 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::CheckConfig => check_config(&cli.flags, &env),
+        Command::Connect(c) => {
+            let url = hub_url(c.url.clone(), &cli.flags, &env);
+            match connect(&c, &url, &env) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("agenthub connect: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Healthcheck { url, strict } => healthcheck(&hub_url(url, &cli.flags, &env), strict, &env),
         Command::Stdio { server, url, client, wait } => {
             init_logging(log::LevelFilter::Warn);
-            let base = url.or_else(|| env("AGENTHUB_URL")).unwrap_or_else(|| {
-                let port = cli.flags.get("AGENTHUB_PORT").cloned().or_else(|| env("AGENTHUB_PORT"));
-                format!("http://127.0.0.1:{}", port.as_deref().unwrap_or("9090"))
-            });
+            let base = hub_url(url, &cli.flags, &env);
             let wait = match wait.as_deref().map(str::parse::<f64>) {
                 None => Duration::from_secs(30),
                 Some(Ok(s)) if s.is_finite() && s >= 0.0 => Duration::from_secs_f64(s),
@@ -127,6 +155,48 @@ fn parse_args(args: &[String]) -> std::result::Result<Cli, String> {
                     }
                 }
             }
+            "connect" if command.is_none() => command = Some(Command::Connect(Connect::default())),
+            "healthcheck" if command.is_none() => {
+                command = Some(Command::Healthcheck { url: None, strict: false })
+            }
+            "--strict" if matches!(command, Some(Command::Healthcheck { .. })) => {
+                if let Some(Command::Healthcheck { strict, .. }) = &mut command {
+                    *strict = true;
+                }
+            }
+            "--url" if matches!(command, Some(Command::Healthcheck { .. })) => {
+                let v = args.get(i).ok_or_else(|| format!("{arg} needs a value"))?.clone();
+                i += 1;
+                if let Some(Command::Healthcheck { url, .. }) = &mut command {
+                    *url = Some(v);
+                }
+            }
+            "--write" | "--list" | "--markdown" if matches!(command, Some(Command::Connect(_))) => {
+                if let Some(Command::Connect(c)) = &mut command {
+                    match arg {
+                        "--write" => c.write = true,
+                        "--list" => c.list = true,
+                        _ => c.markdown = true,
+                    }
+                }
+            }
+            "--file" | "--url" if matches!(command, Some(Command::Connect(_))) => {
+                let v = args.get(i).ok_or_else(|| format!("{arg} needs a value"))?.clone();
+                i += 1;
+                if let Some(Command::Connect(c)) = &mut command {
+                    match arg {
+                        "--file" => c.file = Some(v),
+                        _ => c.url = Some(v),
+                    }
+                }
+            }
+            _ if !arg.starts_with('-')
+                && matches!(&command, Some(Command::Connect(c)) if c.client.is_none()) =>
+            {
+                if let Some(Command::Connect(c)) = &mut command {
+                    c.client = Some(arg.to_string());
+                }
+            }
             _ if !arg.starts_with('-') && matches!(command, Some(Command::Stdio { server: None, .. })) => {
                 if let Some(Command::Stdio { server, .. }) = &mut command {
                     *server = Some(arg.to_string());
@@ -161,6 +231,8 @@ fn usage() -> String {
     "usage: agenthub [serve] [--host H] [--port P] [--config-dir D] [--servers-file F] \
      [--data-dir D] [--log-level L] [--workers N]\n       agenthub check-config [--config-dir D] \
      [--servers-file F]\n       agenthub stdio [SERVER] [--url http://127.0.0.1:9090] [--client NAME] [--wait SECONDS]\n       \
+     agenthub connect CLIENT [--write] [--file PATH] [--url URL] | connect --list\n       \
+     agenthub healthcheck [--url URL] [--strict]\n       \
      agenthub --help | --version"
         .to_string()
 }
@@ -173,7 +245,11 @@ fn help() -> String {
          stdio          a stdio MCP server forwarding to a running hub (AGENTHUB_URL, AGENTHUB_TOKEN):\n                 \
          all servers, or SERVER alone; for clients that only launch stdio servers.\n                 \
          --client sets X-Client-Name (default: the client's own name); --wait bounds the wait\n                 \
-         for a hub that is not up (default 30 s)\n\n\
+         for a hub that is not up (default 30 s)\n  \
+         connect        print CLIENT's entry for this hub (X-Client-Name set, the token by reference);\n                 \
+         --write merges it into the client's file (other entries, comments and mode kept,\n                 \
+         the previous file as .bak); --list shows the clients found and whether connected\n  \
+         healthcheck    GET /health (AGENTHUB_URL, AGENTHUB_TOKEN): exit 0 on 200; --strict: and not degraded\n\n\
          settings (flag, then environment variable, default):\n",
         usage()
     );
@@ -187,7 +263,7 @@ fn help() -> String {
     out.push_str(
         "\nfiles in the config dir: mcp-servers.json ({\"servers\": {...}}; Claude Desktop's and \
          Cursor's {\"mcpServers\": ...} and VS Code's {\"servers\": ...} are read as they are),\n\
-         enhancement-rules.json ({\"default\": rule, \"clients\": {name: rule}}).\n",
+         enhancement-rules.json ({\"default\": rule, \"clients\": {name: rule}, \"client_names\": {clientInfo.name: name}}).\n",
     );
     out
 }
@@ -228,6 +304,116 @@ fn check_config(flags: &HashMap<&'static str, String>, env: &dyn Fn(&str) -> Opt
         return ExitCode::FAILURE;
     }
     println!("valid");
+    ExitCode::SUCCESS
+}
+
+/// The hub's address for a client on this machine: `--url`, `AGENTHUB_URL`, else loopback on
+/// the configured port.
+fn hub_url(
+    url: Option<String>,
+    flags: &HashMap<&'static str, String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> String {
+    url.or_else(|| env("AGENTHUB_URL")).unwrap_or_else(|| {
+        let port = flags.get("AGENTHUB_PORT").cloned().or_else(|| env("AGENTHUB_PORT"));
+        format!("http://127.0.0.1:{}", port.as_deref().unwrap_or("9090"))
+    })
+}
+
+fn token_set(env: &dyn Fn(&str) -> Option<String>) -> bool {
+    env("AGENTHUB_TOKEN").is_some_and(|t| !t.trim().is_empty())
+}
+
+/// `agenthub connect`: the snippet on stdout (so it can be piped), what to do with it on stderr.
+fn connect(c: &Connect, url: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<()> {
+    let hub = ClientHub::new(url, token_set(env));
+    if c.markdown {
+        print!("{}", clients_markdown());
+        return Ok(());
+    }
+    if c.list {
+        println!("{:<16} {:<15} {:<19} file", "client", "id", "state");
+        let home = env("HOME").map(std::path::PathBuf::from);
+        for r in RECIPES {
+            let (state, file) = match r.file() {
+                None => (
+                    "no file".to_string(),
+                    "(agenthub connect ".to_string() + r.id + " prints what to paste)",
+                ),
+                Some(f) => {
+                    let path = expand_path(f, env);
+                    let state = match std::fs::read_to_string(&path) {
+                        Ok(text) if connected(r, &text) => "connected",
+                        Ok(_) => "found",
+                        // Its own folder (not the home folder itself) says the client is here.
+                        Err(_) if path.parent().is_some_and(|d| d.is_dir() && Some(d) != home.as_deref()) => {
+                            "installed, no file"
+                        }
+                        Err(_) => "not found",
+                    };
+                    (state.to_string(), path.display().to_string())
+                }
+            };
+            println!("{:<16} {:<15} {:<19} {file}", r.name, r.id, state);
+        }
+        return Ok(());
+    }
+    let Some(id) = c.client.as_deref() else {
+        let ids: Vec<&str> = RECIPES.iter().map(|r| r.id).collect();
+        return Err(Error::Config(format!("name a client: {}", ids.join(", "))));
+    };
+    let Some(r) = find_client(id) else {
+        let ids: Vec<&str> = RECIPES.iter().map(|r| r.id).collect();
+        return Err(Error::Config(format!("unknown client '{id}' (known: {})", ids.join(", "))));
+    };
+    let file = c.file.as_deref().or(r.file());
+    if !c.write {
+        print!("{}", r.snippet(&hub));
+        match file {
+            Some(f) => eprintln!("# {}: merge into {f}, or run: agenthub connect {} --write", r.name, r.id),
+            None => eprintln!("# {}: {}", r.name, r.note),
+        }
+        return Ok(());
+    }
+    let Some(f) = file else {
+        return Err(Error::Config(format!("{} has no configuration file: {}", r.name, r.note)));
+    };
+    let path = expand_path(f, env);
+    let outcome = connect_write(r, &path, &r.entry(&hub))?;
+    let how = match outcome {
+        ConnectOutcome::Created => "created".to_string(),
+        ConnectOutcome::Updated => format!("updated; the previous file is {}.bak", path.display()),
+        ConnectOutcome::Unchanged => "already connected, unchanged".to_string(),
+    };
+    println!("{}: {} ({how})", r.name, path.display());
+    if hub.token {
+        println!("the token is not in the file: {}", r.token_note().replace('`', ""));
+    }
+    Ok(())
+}
+
+/// `agenthub healthcheck`, for a container's `HEALTHCHECK` (no curl in the image).
+fn healthcheck(url: &str, strict: bool, env: &dyn Fn(&str) -> Option<String>) -> ExitCode {
+    let agent = agenthub::http_agent(Duration::from_secs(2), Some(Duration::from_secs(5)));
+    let mut req = agent.get(format!("{}/health", url.trim_end_matches('/')));
+    if let Some(t) = env("AGENTHUB_TOKEN").filter(|t| !t.trim().is_empty()) {
+        req = req.header("Authorization", format!("Bearer {}", t.trim()));
+    }
+    let mut resp = match req.call() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("unhealthy: {url}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = resp.status().as_u16();
+    let body: serde_json::Value = resp.body_mut().read_json().unwrap_or_default();
+    let status = body.get("status").and_then(|s| s.as_str()).unwrap_or("?").to_string();
+    if code != 200 || (strict && status != "ok") {
+        eprintln!("unhealthy: {url}/health answered {code} ({status})");
+        return ExitCode::FAILURE;
+    }
+    println!("{status}");
     ExitCode::SUCCESS
 }
 
@@ -330,6 +516,28 @@ mod tests {
         let cli = parse_args(&args(&["check-config", "--config-dir", "/x"])).unwrap();
         assert!(matches!(cli.command, Command::CheckConfig));
         assert!(matches!(parse_args(&[]).unwrap().command, Command::Serve));
+    }
+
+    #[test]
+    fn connect_and_healthcheck_take_their_flags() {
+        let cli =
+            parse_args(&args(&["connect", "vscode", "--write", "--file", "x.json", "--url", "http://h:1"]))
+                .unwrap();
+        let Command::Connect(c) = cli.command else { panic!("connect") };
+        assert_eq!(
+            (c.client.as_deref(), c.write, c.file.as_deref(), c.url.as_deref()),
+            (Some("vscode"), true, Some("x.json"), Some("http://h:1"))
+        );
+        assert!(matches!(
+            parse_args(&args(&["connect", "--list"])).unwrap().command,
+            Command::Connect(Connect { list: true, .. })
+        ));
+        let cli = parse_args(&args(&["healthcheck", "--strict", "--url", "http://h:2"])).unwrap();
+        assert!(
+            matches!(cli.command, Command::Healthcheck { strict: true, url: Some(ref u) } if u == "http://h:2")
+        );
+        assert!(parse_args(&args(&["connect", "a", "b"])).is_err());
+        assert!(parse_args(&args(&["healthcheck", "--write"])).is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! `vars` (`${...}`, `envFile`), `secrets` and `jsonc` each own one part.
 
 mod file;
-mod jsonc;
+pub(crate) mod jsonc;
 mod names;
 pub mod pipelines;
 mod rules;

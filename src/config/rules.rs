@@ -23,13 +23,27 @@ pub struct Rules {
     pub default: Rule,
     /// Keys are lower case: client names match case-insensitively.
     pub clients: BTreeMap<String, Rule>,
+    /// `client_names`: what clients call themselves (`clientInfo.name`, lower case) → the rule
+    /// name (`Visual Studio Code` → `vscode`).
+    pub names: BTreeMap<String, String>,
 }
 
 impl Rules {
+    /// The rule name a client goes by: `X-Client-Name` when sent, else its `clientInfo.name`,
+    /// either mapped through `client_names` (so the shim's default, the client's own name,
+    /// maps too).
+    pub fn client_name(&self, header: Option<&str>, client_info: Option<&str>) -> Option<String> {
+        let name = header.or(client_info).map(str::trim).filter(|n| !n.is_empty())?;
+        let lower = name.to_ascii_lowercase();
+        Some(self.names.get(&lower).cloned().unwrap_or(lower))
+    }
+
     /// The rule for a client name and the name it matched under (`default` when none did).
     pub fn for_client(&self, client: Option<&str>) -> (&str, &Rule) {
         if let Some(c) = client {
-            if let Some((name, rule)) = self.clients.get_key_value(&c.trim().to_ascii_lowercase()) {
+            let lower = c.trim().to_ascii_lowercase();
+            let lower = self.names.get(&lower).unwrap_or(&lower);
+            if let Some((name, rule)) = self.clients.get_key_value(lower) {
                 return (name, rule);
             }
         }
@@ -62,7 +76,22 @@ pub fn parse_rules(text: &str, file: &str) -> Result<Rules> {
         }
         Some(_) => return Err(top.err("clients", "expected an object of rules by client name")),
     }
-    Ok(Rules { default, clients })
+    let mut names = BTreeMap::new();
+    match top.get("client_names") {
+        None => {}
+        Some(Value::Object(m)) => {
+            for (name, v) in m {
+                let Some(rule) = v.as_str() else {
+                    return Err(top.err(&format!("client_names.{name}"), "expected a rule name"));
+                };
+                names.insert(name.to_ascii_lowercase(), rule.to_ascii_lowercase());
+            }
+        }
+        Some(_) => {
+            return Err(top.err("client_names", "expected an object of rule names by clientInfo.name"));
+        }
+    }
+    Ok(Rules { default, clients, names })
 }
 
 fn parse_rule(value: &Value, base: &Rule, file: &str, at: &str) -> Result<Rule> {
@@ -93,6 +122,23 @@ mod tests {
         assert!(!r.for_client(Some("OFF")).1.enabled);
         assert_eq!(r.for_client(Some("unknown")).0, "default");
         assert_eq!(r.for_client(None).0, "default");
+        let r = parse_rules(
+            r#"{"default": {"model": "m"}, "client_names": {"Visual Studio Code": "VSCode", "claude-ai": "claude-desktop"}}"#,
+            "r.json",
+        )
+        .unwrap();
+        let check = |header: Option<&str>, info: Option<&str>, expected: Option<&str>| {
+            assert_eq!(r.client_name(header, info).as_deref(), expected, "{header:?} {info:?}");
+        };
+        check(None, Some("Visual Studio Code"), Some("vscode"));
+        check(None, Some("CLAUDE-AI"), Some("claude-desktop"));
+        check(Some("raycast"), Some("Visual Studio Code"), Some("raycast"));
+        check(Some(" claude-ai "), None, Some("claude-desktop"));
+        check(None, Some("unknown-client"), Some("unknown-client"));
+        check(Some(" "), None, None);
+        let e =
+            parse_rules(r#"{"default": {"model": "m"}, "client_names": {"x": 1}}"#, "r.json").unwrap_err();
+        assert!(e.to_string().contains("client_names.x"), "{e}");
         let e = parse_rules(r#"{"clients": {}}"#, "r.json").unwrap_err().to_string();
         assert!(e.contains("r.json: default"), "{e}");
         let e = parse_rules(r#"{"default": {"model": "m", "enabled": "yes"}}"#, "r.json")

@@ -85,6 +85,14 @@ pub fn state(app: &App, req: &Req, _: &Params) -> Result<Reply> {
     Ok(Reply::ok(&state_json(app, since, Instant::now())))
 }
 
+/// `GET /clients`: the client recipes (`clients::RECIPES`) with their entries for this hub as
+/// the request reached it, for the page's "connect a client" panel.
+pub fn clients(app: &App, req: &Req, _: &Params) -> Result<Reply> {
+    let host = req.header("host").unwrap_or("127.0.0.1:9090");
+    let hub = crate::clients::Hub::new(&format!("http://{host}"), app.settings.token.is_some());
+    Ok(Reply::ok(&crate::clients::table_json(&hub)))
+}
+
 fn state_json(app: &App, since: u64, now: Instant) -> Value {
     let tools = app.gateway.tool_counts();
     let servers: Vec<Value> = app

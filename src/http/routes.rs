@@ -68,6 +68,7 @@ const ROUTES: &[Route] = &[
     route("GET", "/", dashboard::root),
     route("GET", "/dashboard", dashboard::page),
     route("GET", "/dashboard/state", dashboard::state),
+    route("GET", "/clients", dashboard::clients),
 ];
 
 /// Routes a request: the handler's reply, 404 for an unknown path, 405 (with `Allow`) for a
@@ -443,6 +444,7 @@ fn mcp_request(req: &Req) -> mcp::Request<'_> {
         session: req.header("mcp-session-id"),
         protocol_version: req.header("mcp-protocol-version"),
         accept: req.header("accept"),
+        client: req.client_name(),
     }
 }
 

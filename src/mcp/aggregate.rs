@@ -130,7 +130,7 @@ impl Gateway {
                 if !own {
                     return Err(msg);
                 }
-                reply(jsonrpc::result(id, self.enhance_call(msg.pointer("/params/arguments"))))
+                reply(jsonrpc::result(id, self.enhance_call(session, msg.pointer("/params/arguments"))))
             }
             "tools/call"
                 if msg
@@ -554,12 +554,15 @@ impl Gateway {
         }))
     }
 
-    fn enhance_call(&self, args: Option<&Value>) -> Value {
+    /// The tool's `client` argument, else the session's client (`X-Client-Name`, else its
+    /// `clientInfo.name` as mapped), chooses the rule.
+    fn enhance_call(&self, session: &Session, args: Option<&Value>) -> Value {
         let Some(enhancer) = &self.enhancer else {
             return json!({"content": [{"type": "text", "text": "prompt enhancement is not available"}], "isError": true});
         };
         let prompt = args.and_then(|a| a.get("prompt")).and_then(Value::as_str).unwrap_or("");
-        let client = args.and_then(|a| a.get("client")).and_then(Value::as_str);
+        let named = self.client_name(&session.client);
+        let client = args.and_then(|a| a.get("client")).and_then(Value::as_str).or(named.as_deref());
         match enhancer.enhance(&crate::enhance::Request { prompt, client, model: None }) {
             Ok(e) => json!({
                 "content": [{"type": "text", "text": e.prompt}],

@@ -39,6 +39,8 @@ pub struct Request<'a> {
     pub session: Option<&'a str>,
     pub protocol_version: Option<&'a str>,
     pub accept: Option<&'a str>,
+    /// `X-Client-Name`.
+    pub client: Option<&'a str>,
 }
 
 /// What to send back.
@@ -146,6 +148,7 @@ impl Gateway {
                 session: session.as_deref(),
                 protocol_version: version.as_deref(),
                 accept: None,
+                client: None,
             };
             let mut out = Vec::new();
             let mut session_id = None;
@@ -172,7 +175,9 @@ impl Gateway {
 
     fn message(self: &Arc<Self>, target: &Target, req: &Request, msg: Value, sse: bool) -> Answer {
         match jsonrpc::kind(&msg) {
-            Kind::Request if jsonrpc::method(&msg) == "initialize" => self.initialize(target, &msg),
+            Kind::Request if jsonrpc::method(&msg) == "initialize" => {
+                self.initialize(target, &msg, req.client.map(str::to_string))
+            }
             Kind::Request => match self.session(target, req) {
                 Ok(s) => self.request(target, &s, msg, sse),
                 Err(a) => a,
@@ -214,18 +219,18 @@ impl Gateway {
         Ok(s)
     }
 
-    fn initialize(self: &Arc<Self>, target: &Target, msg: &Value) -> Answer {
+    fn initialize(self: &Arc<Self>, target: &Target, msg: &Value, header: Option<String>) -> Answer {
         if let Target::Server(name) = target {
             if self.servers.get(name).is_some_and(|s| s.initialize.is_none()) {
                 // The server must start first (up to its handshake timeout): off the worker.
                 let (gw, target, msg) = (self.clone(), target.clone(), msg.clone());
-                return Answer::Later(Box::new(move || gw.initialize_now(&target, &msg)));
+                return Answer::Later(Box::new(move || gw.initialize_now(&target, &msg, header)));
             }
         }
-        self.initialize_now(target, msg)
+        self.initialize_now(target, msg, header)
     }
 
-    fn initialize_now(&self, target: &Target, msg: &Value) -> Answer {
+    fn initialize_now(&self, target: &Target, msg: &Value, header: Option<String>) -> Answer {
         let id = msg.get("id").cloned().unwrap_or(Value::Null);
         let asked = msg.pointer("/params/protocolVersion").and_then(Value::as_str).unwrap_or(DEFAULT_VERSION);
         let version =
@@ -259,9 +264,32 @@ impl Gateway {
                 r
             }
         };
-        let session = self.sessions.create_for(target.clone(), &version, Client::of(msg), Instant::now());
+        let client = Client { header, ..Client::of(msg) };
+        self.record_client(target, &client);
+        let session = self.sessions.create_for(target.clone(), &version, client, Instant::now());
         log::debug!("mcp session {} opened on {target:?} ({version})", session.id);
         Answer::Json { body: jsonrpc::result(id, result), session: Some(session.id.clone()) }
+    }
+
+    /// The rule name a session's client goes by: `X-Client-Name`, else its `clientInfo.name`,
+    /// mapped through the rules' `client_names`.
+    fn client_name(&self, client: &Client) -> Option<String> {
+        let (header, info) = (client.header.as_deref(), client.name.as_deref());
+        match &self.enhancer {
+            Some(e) => e.rules.client_name(header, info),
+            None => header.or(info).map(str::to_string),
+        }
+    }
+
+    /// A client's session in the activity feed, under the name its rules go by.
+    fn record_client(&self, target: &Target, client: &Client) {
+        let name = self.client_name(client).unwrap_or_else(|| "unnamed".into());
+        let info = client.name.as_deref().map(|n| format!(" (clientInfo {n:?})")).unwrap_or_default();
+        let (server, at) = match target {
+            Target::Server(s) => (Some(s.as_str()), format!("/mcp/{s}")),
+            Target::Aggregate => (None, "/mcp".to_string()),
+        };
+        self.servers.activity().record("client", server, format!("{name} connected to {at}{info}"));
     }
 
     /// The child's `initialize` result; a STOPPED server is started on first use.

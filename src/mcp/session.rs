@@ -33,6 +33,8 @@ pub enum Target {
 pub struct Client {
     pub can: Can,
     pub name: Option<String>,
+    /// `X-Client-Name` on its `initialize`, when sent.
+    pub header: Option<String>,
 }
 
 impl Client {
@@ -41,7 +43,7 @@ impl Client {
         let caps = params.and_then(|p| p.get("capabilities")).cloned().unwrap_or(Value::Null);
         let name =
             params.and_then(|p| p.pointer("/clientInfo/name")).and_then(Value::as_str).map(str::to_string);
-        Client { can: Can::of(&caps), name }
+        Client { can: Can::of(&caps), name, header: None }
     }
 }
 

@@ -212,7 +212,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// The file a path names once its symlinks are followed (a dangling link: where it points).
-fn through_symlinks(path: &Path) -> std::path::PathBuf {
+pub(crate) fn through_symlinks(path: &Path) -> std::path::PathBuf {
     let mut p = path.to_path_buf();
     // A bound, so a loop of links ends (the rename then replaces the last link seen).
     for _ in 0..40 {

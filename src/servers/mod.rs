@@ -15,7 +15,7 @@
 
 pub mod bridge;
 mod call;
-mod edits;
+pub(crate) mod edits;
 pub mod installer;
 mod legacy_sse;
 mod lifecycle;
@@ -317,6 +317,11 @@ pub struct Servers {
 }
 
 impl Servers {
+    /// The hub's activity feed (the gateway records its clients there).
+    pub fn activity(&self) -> &Activity {
+        &self.ctx.activity
+    }
+
     pub fn new(
         entries: Vec<ServerEntry>,
         own: (PathBuf, Document),

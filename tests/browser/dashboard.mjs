@@ -245,11 +245,17 @@ async function checkEverything(page) {
   await page.fill("#i-package", "");
   expectInstallError = false;
 
-  // Connect snippets name this hub's address.
+  // Connect snippets come from the hub's recipe table (GET /clients) and name this hub's address.
+  await page.click("#snippets .tab >> text=VS Code");
   await page.locator("#snippet", { hasText: url + "/mcp" }).waitFor();
   await page.locator("#snippet", { hasText: "X-Client-Name" }).waitFor();
+  await page.locator("#snippet-where", { hasText: "agenthub connect vscode --write" }).waitFor();
   await page.click("#snippets .tab >> text=Claude Desktop");
   await page.locator("#snippet", { hasText: "stdio" }).waitFor();
+  await page.click("#snippets .tab >> text=Codex CLI");
+  await page.locator("#snippet", { hasText: "[mcp_servers.agenthub]" }).waitFor();
+  await page.click("#snippets .tab >> text=Continue");
+  await page.locator("#snippet", { hasText: "streamable-http" }).waitFor();
   await page.click("#snippets .tab >> text=VS Code");
   await page.evaluate(() => window.scrollTo(0, 0));
 }

@@ -3,7 +3,9 @@
 mod bridge;
 mod calls;
 mod children;
+mod clients;
 mod config_api;
+mod container;
 mod core;
 mod dashboard;
 mod enhance;
@@ -13,6 +15,7 @@ mod imports;
 mod npm_servers;
 mod parity;
 mod pipelines;
+mod raycast;
 mod remote_sse;
 mod sampling;
 mod saves;
