@@ -70,6 +70,10 @@ fn main() {
             });
         }
     }
+    if wanted("cpu") {
+        let everything = deps().join("npm/node_modules/.bin/mcp-server-everything");
+        cpu_per_call(everything.exists().then_some(everything.as_path()), &mut rows);
+    }
     if wanted("children") {
         // Also the p50 of /dashboard/state with these ten servers.
         rss_with_children(&mut rows);
@@ -322,6 +326,74 @@ fn throughput(everything: &Path, rows: &mut Vec<Row>) {
         target: "≥ 0.8× direct".into(),
         pass: Some(hub_rps >= 0.8 * direct_rps),
     });
+}
+
+/// CPU time the hub and the child spend per forwarded `tools/call` echo, over a fixed number of
+/// calls (so the figure holds on a busy machine): REST and `/mcp/{server}`, 1 and 16 callers,
+/// the Rust fixture child and server-everything, the hub on its default worker count.
+fn cpu_per_call(everything: Option<&Path>, rows: &mut Vec<Row>) {
+    const CALLS: usize = 8000;
+    let mut children = vec![(
+        "fixture",
+        fixture_servers(&[("fx", json!({"auto_start": true}))]),
+        json!({"name": "echo", "arguments": {"text": "hello"}}),
+    )];
+    if let Some(bin) = everything {
+        let servers = json!({"servers": {"fx": {"command": bin, "auto_start": true}}});
+        children.push(("server-everything", servers.to_string(), json!({"name": "echo", "arguments": {"message": "hello"}})));
+    }
+    for (label, servers, args) in children {
+        let hub = bench_hub(&servers).start();
+        hub.wait_status("fx", "RUNNING", 30 * SEC);
+        let child = hub.server("fx")["pid"].as_i64().expect("a pid") as i32;
+        let rest = args.to_string();
+        let mcp = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": args}).to_string();
+        for (route, callers) in [("REST", 1), ("REST", 16), ("/mcp/fx", 1), ("/mcp/fx", 16)] {
+            let run = |calls: usize| {
+                std::thread::scope(|scope| {
+                    for _ in 0..callers {
+                        let (addr, rest, mcp) = (&hub.addr, &rest, &mcp);
+                        scope.spawn(move || {
+                            if route == "REST" {
+                                let mut c = Conn::new(addr);
+                                for _ in 0..calls / callers {
+                                    assert_eq!(c.post("/mcp/fx/tools/call", rest).status, 200);
+                                }
+                            } else {
+                                let c = McpSession::keep_alive(addr, "/mcp/fx");
+                                for _ in 0..calls / callers {
+                                    assert_eq!(c.send_raw(mcp.as_bytes()).status, 200);
+                                }
+                            }
+                        });
+                    }
+                })
+            };
+            run(400);
+            let (h0, c0) = (cpu_ns(hub.pid()), cpu_ns(child));
+            run(CALLS);
+            let per = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / 1e3 / CALLS as f64;
+            let (hub_us, child_us) = (per(h0, cpu_ns(hub.pid())), per(c0, cpu_ns(child)));
+            let target = if callers == 16 { "≤ 20 µs" } else { "" };
+            rows.push(Row {
+                metric: format!("hub CPU per call, {route}, {callers} caller(s), {label}"),
+                measured: format!("{hub_us:.1} µs (child {child_us:.1})"),
+                target: target.into(),
+                pass: (callers == 16).then_some(hub_us <= 20.0),
+            });
+        }
+    }
+}
+
+/// CPU time a process has used, in nanoseconds: user + system from `/proc/PID/stat`, which counts
+/// threads that have ended too (clock ticks of 10 ms: the runs are long enough for that).
+fn cpu_ns(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which may hold spaces: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest.split_whitespace().map(|v| v.parse().unwrap_or(0)).collect();
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    ticks * 10_000_000
 }
 
 fn rss_with_children(rows: &mut Vec<Row>) {
