@@ -340,10 +340,20 @@ fn cpu_per_call(everything: Option<&Path>, rows: &mut Vec<Row>) {
     )];
     if let Some(bin) = everything {
         let servers = json!({"servers": {"fx": {"command": bin, "auto_start": true}}});
-        children.push(("server-everything", servers.to_string(), json!({"name": "echo", "arguments": {"message": "hello"}})));
+        children.push((
+            "server-everything",
+            servers.to_string(),
+            json!({"name": "echo", "arguments": {"message": "hello"}}),
+        ));
     }
+    // AGENTHUB_BENCH_WORKERS=N measures another worker count (the default otherwise).
+    let workers = std::env::var("AGENTHUB_BENCH_WORKERS").ok();
     for (label, servers, args) in children {
-        let hub = bench_hub(&servers).start();
+        let mut hub = bench_hub(&servers);
+        if let Some(w) = &workers {
+            hub = hub.env("AGENTHUB_WORKERS", w);
+        }
+        let hub = hub.start();
         hub.wait_status("fx", "RUNNING", 30 * SEC);
         let child = hub.server("fx")["pid"].as_i64().expect("a pid") as i32;
         let rest = args.to_string();
