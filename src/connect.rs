@@ -439,8 +439,7 @@ fn merge_yaml(text: &str, key: &str, entry: &Value) -> std::result::Result<Strin
 /// fsync, rename over it, fsync the directory. A symlink is written through (it stays a link);
 /// a new file is 0600 in a directory created as needed.
 fn save(path: &Path, bytes: &[u8], existed: bool) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     let path = &crate::servers::edits::through_symlinks(path);
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
@@ -450,24 +449,7 @@ fn save(path: &Path, bytes: &[u8], existed: bool) -> Result<()> {
         std::fs::copy(path, &bak)
             .map_err(|e| Error::io(format!("cannot back up to {}", bak.display()), e))?;
     }
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("save");
-    let tmp = dir.join(format!(".{name}.agenthub-{}", std::process::id()));
-    let result = (|| {
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-        f.write_all(bytes)?;
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    result.map_err(|e: std::io::Error| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(format!("cannot save {}", path.display()), e)
-    })
+    crate::servers::edits::replace_file(path, dir, bytes, mode)
 }
 
 #[cfg(test)]

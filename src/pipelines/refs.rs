@@ -407,10 +407,16 @@ fn slug(s: &str) -> String {
     out.trim_end_matches('-').to_string()
 }
 
-/// A Unix time in seconds as a UTC date, `YYYY-MM-DD` (the civil calendar from days since
-/// 1970, as in Howard Hinnant's algorithm).
+/// A Unix time in seconds as a UTC date, `YYYY-MM-DD`.
 pub fn utc_date(unix_s: u64) -> String {
-    let days = (unix_s / 86_400) as i64 + 719_468;
+    let (y, m, d) = civil_date((unix_s / 86_400) as i64);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Days since 1970-01-01 as (year, month, day) of the civil calendar (Howard Hinnant's
+/// algorithm; no time crate).
+pub fn civil_date(days: i64) -> (i64, i64, i64) {
+    let days = days + 719_468;
     let era = days.div_euclid(146_097);
     let doe = days.rem_euclid(146_097);
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
@@ -418,8 +424,7 @@ pub fn utc_date(unix_s: u64) -> String {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 #[cfg(test)]

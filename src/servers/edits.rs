@@ -177,8 +177,7 @@ impl Servers {
 /// created 0700, an existing one keeps its mode when that is stricter (never looser than
 /// 0600), and a symlink is written through to its target, which keeps being a symlink.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let path = &through_symlinks(path);
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::DirBuilder::new()
@@ -187,6 +186,14 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         .create(dir)
         .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
     let mode = std::fs::metadata(path).map_or(0o600, |m| m.permissions().mode() & 0o600);
+    replace_file(path, dir, bytes, mode)
+}
+
+/// `path` (its symlinks already followed) replaced by `bytes` with `mode`: a temp file in
+/// `dir`, fsync, rename over, fsync the directory. A failure leaves the previous file whole.
+pub fn replace_file(path: &Path, dir: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("save"),
