@@ -147,6 +147,18 @@ pub fn fd_limit() -> io::Result<u64> {
     Ok(lim.rlim_cur)
 }
 
+/// Whether a write to `fd` would not block now (a poll that does not wait). For a pipe this
+/// means it is not full: a write of up to `PIPE_BUF` bytes then goes in whole, at once.
+pub fn writable_now(fd: std::os::fd::BorrowedFd) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
+    // SAFETY: one valid pollfd for the length given; a zero timeout never waits.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n == 1
+        && p.revents & libc::POLLOUT != 0
+        && p.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

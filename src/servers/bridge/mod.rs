@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -21,7 +21,6 @@ use parking_lot::{Condvar, Mutex};
 use serde_json::{Value, json};
 
 use crate::jsonrpc::{self, Kind, RpcError};
-use crate::queue::Queue;
 use lines::drain_stderr;
 pub(super) use lines::read_line_capped;
 #[cfg(test)]
@@ -29,6 +28,8 @@ use lines::{STDERR_LINE_BYTES, STDERR_LINES};
 pub use lines::{STDOUT_LINE_BYTES, StderrRing};
 use route::Origin;
 pub use route::{Caller, Can};
+pub use stdin::ChildInput;
+use stdin::{Stdin, write_loop};
 
 /// Most bytes of requests waiting for a child that does not read its stdin: past it, new
 /// requests fail at once rather than grow the hub.
@@ -150,7 +151,7 @@ impl Pending {
 
 pub struct Bridge {
     shared: Arc<Shared>,
-    outbox: Arc<Queue<String>>,
+    outbox: Arc<Stdin>,
     closed: Arc<AtomicBool>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     peer: Arc<dyn Peer>,
@@ -161,7 +162,7 @@ impl Bridge {
     /// process's: tests run a bridge over in-memory pipes, with no process.
     pub fn start(
         name: &str,
-        stdin: impl Write + Send + 'static,
+        stdin: impl ChildInput,
         stdout: impl Read + Send + 'static,
         stderr: impl Read + Send + 'static,
         ring: Arc<Mutex<StderrRing>>,
@@ -174,7 +175,7 @@ impl Bridge {
             child_requests: Mutex::new(HashMap::new()),
             queued: Arc::new(AtomicU64::new(0)),
         });
-        let outbox = Arc::new(Queue::default());
+        let outbox = Arc::new(Stdin::new(stdin.direct()));
         let closed = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(3);
         let n = short(name);
@@ -254,7 +255,7 @@ impl Bridge {
                 ),
             ));
         }
-        if !self.outbox.push(line) {
+        if !self.outbox.push(line, &self.shared.queued) {
             self.shared.queued.fetch_sub(size, Ordering::AcqRel);
             self.forget(id);
             return Err(self.gone());
@@ -345,7 +346,7 @@ impl Bridge {
                     "message": "the client's answer had neither result nor error"})
             }
         }
-        self.outbox.push(msg.to_string())
+        self.outbox.push(msg.to_string(), &self.shared.queued)
     }
 
     /// Answers a child request relayed to a caller that cannot take it (its answer is not a
@@ -374,7 +375,7 @@ impl Bridge {
     }
 
     pub fn notify(&self, method: &str, params: Option<Value>) {
-        self.outbox.push(jsonrpc::notification(method, params).to_string());
+        self.outbox.push(jsonrpc::notification(method, params).to_string(), &self.shared.queued);
     }
 
     /// Closes the child's stdin: the polite way to ask an MCP server to exit.
@@ -424,34 +425,7 @@ fn short(name: &str) -> &str {
     &name[..end]
 }
 
-fn write_loop(mut stdin: impl Write, outbox: &Queue<String>, queued: &AtomicU64) {
-    let mut buf = Vec::new();
-    while let Some(lines) = outbox.take_all() {
-        buf.clear();
-        for line in lines {
-            buf.extend_from_slice(line.as_bytes());
-            buf.push(b'\n');
-        }
-        // Taken lines count as written. The hub's answers and notifications were never counted
-        // in, so the count errs low, never high.
-        let _ = queued
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| Some(q.saturating_sub(buf.len() as u64)));
-        if stdin.write_all(&buf).and_then(|()| stdin.flush()).is_err() {
-            break;
-        }
-    }
-    // Nothing more reaches the child: later sends fail at once instead of waiting out their
-    // deadlines. Dropping stdin closes the pipe: the child sees EOF.
-    outbox.close();
-}
-
-fn read_loop(
-    stdout: impl Read,
-    shared: &Shared,
-    outbox: &Queue<String>,
-    closed: &AtomicBool,
-    peer: &dyn Peer,
-) {
+fn read_loop(stdout: impl Read, shared: &Shared, outbox: &Stdin, closed: &AtomicBool, peer: &dyn Peer) {
     let mut reader = BufReader::new(stdout);
     let mut line = Vec::new();
     loop {
@@ -515,7 +489,7 @@ fn read_loop(
                     Some(Ok(result)) => jsonrpc::result(id, result),
                     Some(Err(e)) => json!({"jsonrpc": "2.0", "id": id, "error": e.to_value()}),
                 };
-                outbox.push(answer.to_string());
+                outbox.push(answer.to_string(), &shared.queued);
             }
             Kind::Notification if jsonrpc::method(&msg) == "notifications/progress" => {
                 let slot = msg
@@ -555,5 +529,6 @@ fn read_loop(
 
 mod lines;
 pub mod route;
+mod stdin;
 #[cfg(test)]
 mod tests;

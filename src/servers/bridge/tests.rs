@@ -7,6 +7,8 @@ use std::io::BufRead;
 
 use super::lines::read_line_capped;
 use super::*;
+use crate::queue::Queue;
+use std::io::Write;
 
 #[test]
 fn ring_keeps_the_last_lines() {
@@ -62,6 +64,8 @@ impl Drop for PipeReader {
 }
 
 struct PipeWriter(Arc<Queue<Vec<u8>>>);
+
+impl super::ChildInput for PipeWriter {}
 
 impl Write for PipeWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -736,6 +740,8 @@ fn a_stdout_message_past_the_cap_closes_the_bridge() {
 
 /// A child's stdin that takes nothing: every write blocks until the test ends.
 struct Stuck(Mutex<std::sync::mpsc::Receiver<()>>);
+
+impl super::ChildInput for Stuck {}
 
 impl Write for Stuck {
     fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
