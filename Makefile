@@ -5,7 +5,7 @@ CARGO ?= cargo
 TARGET := x86_64-unknown-linux-gnu
 STATIC_BIN := target/$(TARGET)/release/agenthub
 
-.PHONY: run test test-deps chromium bench bench-deps soak lint release clean
+.PHONY: run test test-deps chromium promtool bench bench-deps soak lint release clean
 
 run:
 	$(CARGO) run --release --
@@ -20,10 +20,14 @@ PYTHON ?= python3
 # Node 22 it needs (tests/conformance), the official TypeScript SDK's client (tests/ts-sdk), and
 # the browser the dashboard test drives: Debian's chromium and playwright-core (tests/browser).
 test-deps: .deps/npm/node_modules/.installed .deps/venv/.installed .deps/conformance/node_modules/.installed \
-	.deps/ts-sdk/node_modules/.installed .deps/browser/node_modules/.installed chromium
+	.deps/ts-sdk/node_modules/.installed .deps/browser/node_modules/.installed chromium promtool
 
 chromium:
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
+
+# Prometheus's promtool checks /metrics (tests/it/metrics.rs).
+promtool:
+	command -v promtool >/dev/null || (apt-get update && apt-get install -y --no-install-recommends prometheus)
 
 .deps/browser/node_modules/.installed: tests/browser/package.json tests/browser/package-lock.json
 	mkdir -p .deps/browser

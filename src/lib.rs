@@ -13,6 +13,7 @@ mod error;
 mod http;
 mod jsonrpc;
 mod mcp;
+mod metrics;
 mod pipelines;
 mod queue;
 mod resilience;

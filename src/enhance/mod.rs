@@ -119,6 +119,12 @@ impl Service {
         reason: Option<&'static str>,
     ) -> Enhancement {
         let (client, rule) = self.rules.for_client(req.client);
+        let result = match (cached, enhanced) {
+            (true, _) => "cached",
+            (false, true) => "enhanced",
+            (false, false) => reason.unwrap_or("not_enhanced"),
+        };
+        crate::metrics::global().enhance(client, result);
         Enhancement {
             prompt,
             original: req.prompt.to_string(),
@@ -207,6 +213,11 @@ impl Service {
         let started = Instant::now();
         let result = self.client.generate_with(g);
         let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let (outcome, tokens) = match &result {
+            Ok(r) => ("ok", r.tokens),
+            Err(f) => (f.reason(), (0, 0)),
+        };
+        crate::metrics::global().ollama(g.model, outcome, started.elapsed(), tokens);
         {
             let mut stats = self.stats.lock();
             let s = stats.entry(g.model.to_string()).or_default();

@@ -89,6 +89,8 @@ impl std::fmt::Display for Failure {
 pub struct Generated {
     pub response: String,
     pub model: String,
+    /// Ollama's `prompt_eval_count` and `eval_count` (0 when it does not say).
+    pub tokens: (u64, u64),
 }
 
 #[derive(Deserialize)]
@@ -190,6 +192,10 @@ impl Client {
         Ok(Generated {
             response: response.to_string(),
             model: v.get("model").and_then(Value::as_str).unwrap_or(model).to_string(),
+            tokens: (
+                v.get("prompt_eval_count").and_then(Value::as_u64).unwrap_or(0),
+                v.get("eval_count").and_then(Value::as_u64).unwrap_or(0),
+            ),
         })
     }
 

@@ -382,6 +382,7 @@ fn serve(front: &Front, mut conn: Conn) {
             }
         }
         response::log_request(&req, &reply, started);
+        record(&req, &reply, started);
         let sent = match reply.stream.is_some() {
             true => write_stream(&mut conn, reply, origin.as_deref(), keep),
             false => write_whole(&mut conn, reply, origin.as_deref(), &method, keep, http10),
@@ -469,6 +470,7 @@ fn too_large(cap: usize) -> Reply {
 }
 
 fn log_line(req: &Req, status: u16, started: Instant) {
+    crate::metrics::global().http_request(routes::template(&req.path), status);
     log::debug!(
         "{} {} {status} {:.3}ms client={}",
         req.method,
@@ -476,6 +478,93 @@ fn log_line(req: &Req, status: u16, started: Instant) {
         started.elapsed().as_secs_f64() * 1000.0,
         req.client_name().unwrap_or("-")
     );
+}
+
+/// What an answered request adds to the metrics: its route and status, and for an MCP request
+/// (JSON-RPC on `/mcp...`, or the REST relay) the operation's duration by method and tool.
+fn record(req: &Req, reply: &Reply, started: Instant) {
+    let metrics = crate::metrics::global();
+    let route = routes::template(&req.path);
+    metrics.http_request(route, reply.status);
+    if req.method != "POST" {
+        return;
+    }
+    let mut segs = req.path.trim_start_matches('/').split('/').skip(1);
+    let server = segs.next().unwrap_or("");
+    let (method, tool) = match route {
+        "/mcp" | "/mcp/{server}" => rpc_of(&req.body),
+        "/mcp/{server}/{*method}" => (segs.collect::<Vec<_>>().join("/"), rpc_of(&req.body).1),
+        _ => return,
+    };
+    metrics.client_operation(server, &method, &tool, &error_type(reply), started.elapsed());
+}
+
+#[derive(serde::Deserialize)]
+struct RpcHead {
+    #[serde(default)]
+    method: String,
+    params: Option<RpcParams>,
+    /// A REST relay's body is the params themselves.
+    name: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct RpcParams {
+    name: Option<String>,
+}
+
+/// A JSON-RPC body's method and tool name (`batch` for an array), read without building a
+/// value of the whole body.
+fn rpc_of(body: &[u8]) -> (String, String) {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return ("batch".into(), String::new());
+    }
+    match serde_json::from_slice::<RpcHead>(body) {
+        Ok(h) => {
+            let tool = h.params.and_then(|p| p.name).or(h.name).unwrap_or_default();
+            (h.method, tool)
+        }
+        Err(_) => (String::new(), String::new()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct AnswerHead {
+    error: Option<AnswerError>,
+    result: Option<ResultHead>,
+    #[serde(rename = "isError")]
+    is_error: Option<bool>,
+}
+
+#[derive(serde::Deserialize)]
+struct AnswerError {
+    code: Option<i64>,
+}
+
+#[derive(serde::Deserialize)]
+struct ResultHead {
+    #[serde(rename = "isError")]
+    is_error: Option<bool>,
+}
+
+/// The OpenTelemetry `error.type` of an answer: the HTTP status past 400, the JSON-RPC error
+/// code (known ones; `other`), `tool_error` for an `isError` result, empty for success.
+fn error_type(reply: &Reply) -> String {
+    if reply.status >= 400 {
+        return reply.status.to_string();
+    }
+    if reply.content_type != "application/json" {
+        return String::new();
+    }
+    let Ok(a) = serde_json::from_slice::<AnswerHead>(&reply.body) else { return String::new() };
+    match a.error.and_then(|e| e.code) {
+        Some(code @ (-32700 | -32600 | -32601 | -32602 | -32603 | -32000 | -32001 | -32002)) => {
+            code.to_string()
+        }
+        Some(_) => crate::metrics::OTHER.into(),
+        None if a.result.and_then(|r| r.is_error).or(a.is_error) == Some(true) => "tool_error".into(),
+        None => String::new(),
+    }
 }
 
 #[cfg(test)]

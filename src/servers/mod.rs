@@ -425,11 +425,14 @@ impl Servers {
                         }
                     }
                 }
-                Effect::Restarting { reason, count, max, delay } => log::warn!(
-                    "server {}: {reason}; restart {count} of {max} in {:.1}s",
-                    srv.name,
-                    delay.as_secs_f64()
-                ),
+                Effect::Restarting { reason, count, max, delay } => {
+                    crate::metrics::global().server_restart(&srv.name);
+                    log::warn!(
+                        "server {}: {reason}; restart {count} of {max} in {:.1}s",
+                        srv.name,
+                        delay.as_secs_f64()
+                    )
+                }
                 Effect::FreshBreaker => self.ctx.breakers.remove(&srv.name),
                 Effect::Stable => log::info!("server {}: stable; restart count reset", srv.name),
             }

@@ -10,6 +10,7 @@ mod enhance;
 mod front;
 mod gateway;
 mod imports;
+mod metrics;
 mod npm_servers;
 mod parity;
 mod pipelines;
