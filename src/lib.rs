@@ -16,6 +16,7 @@ mod mcp;
 mod metrics;
 mod pipelines;
 mod queue;
+mod reload;
 mod resilience;
 mod servers;
 mod shim;
@@ -27,6 +28,7 @@ pub use check::report as check_report;
 pub use config::{SETTINGS, Settings, Transport, load as load_config};
 pub use error::{Error, Result};
 pub use http::{Http, routes::dispatch};
+pub use reload::Watcher as ConfigWatcher;
 pub use shim::{Options as ShimOptions, Shim, endpoint as shim_endpoint};
 pub use sys::{raise_fd_limit, set_child_subreaper};
 

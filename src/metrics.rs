@@ -294,6 +294,11 @@ impl Metrics {
         self.inner.lock().add(&HTTP_REQUESTS, vec![route.to_string(), status.to_string()], 1);
     }
 
+    /// A reload of the configuration: `applied` or `invalid`.
+    pub fn reload(&self, result: &'static str) {
+        self.inner.lock().add(&RELOADS, vec![result.to_string()], 1);
+    }
+
     /// Everything recorded, in the text format (no gauges).
     fn render_recorded(&self, out: &mut String) {
         let m = self.inner.lock();

@@ -22,6 +22,7 @@ mod lifecycle;
 mod peer;
 mod phase;
 pub mod process;
+mod reload;
 mod sse;
 mod supervisor;
 pub mod upstream;
@@ -308,6 +309,8 @@ pub struct Servers {
     /// Calls in flight on all servers (bounded by `Context::max_calls_total`).
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
     router: std::sync::OnceLock<Router>,
+    /// SHA-256 of the servers file as the hub last saved it (`last_saved`).
+    saved: Mutex<Option<[u8; 32]>>,
 }
 
 impl Servers {
@@ -331,6 +334,7 @@ impl Servers {
             threads: Mutex::new(Vec::new()),
             listener: std::sync::OnceLock::new(),
             router: std::sync::OnceLock::new(),
+            saved: Mutex::new(None),
         })
     }
 

@@ -14,6 +14,7 @@ mod metrics;
 mod npm_servers;
 mod parity;
 mod pipelines;
+mod reload;
 mod remote_sse;
 mod saves;
 mod security;
