@@ -17,6 +17,7 @@ mod metrics;
 mod pipelines;
 mod queue;
 mod reload;
+mod request_id;
 mod resilience;
 mod servers;
 mod shim;

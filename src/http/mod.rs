@@ -286,11 +286,12 @@ impl Drop for Registered<'_> {
 /// The main loop of a worker: take a request, produce its reply, until the front closes.
 fn worker(front: &Front) {
     while let Some(job) = front.jobs.pop() {
-        let reply =
-            catch_unwind(AssertUnwindSafe(|| (front.router)(&front.app, &job.req))).unwrap_or_else(|_| {
-                log::error!("handler for {} {} panicked", job.req.method, job.req.path);
-                Reply::error(500, "internal", "internal error (logged)")
-            });
+        let id = Some(job.req.id.clone());
+        let run = || crate::request_id::with(id, || (front.router)(&front.app, &job.req));
+        let reply = catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|_| {
+            log::error!("handler for {} {} panicked", job.req.method, job.req.path);
+            Reply::error(500, "internal", "internal error (logged)")
+        });
         job.done.push((job.req, reply));
     }
 }
@@ -305,7 +306,8 @@ fn serve(front: &Front, mut conn: Conn) {
             Ok(h) => h,
             Err(ReadError::Closed) => return,
             Err(ReadError::Refuse(status, why)) => {
-                return refuse(conn, &Reply::error(status, code_of(status), why), None);
+                let id = crate::request_id::generate();
+                return refuse(conn, Reply::error(status, code_of(status), why), None, &id);
             }
         };
         let started = Instant::now();
@@ -313,26 +315,28 @@ fn serve(front: &Front, mut conn: Conn) {
         let framing = conn::framing(&head);
         let (method, http10) = (head.method.clone(), head.http10);
         let mut req = request_of(head);
+        req.id = crate::request_id::of_header(req.header("x-request-id"));
         let origin = guard::check(&app.policy, &req).cors_origin();
         let framing = match framing {
             Ok(f) => f,
             Err(ReadError::Refuse(status, why)) => {
                 log_line(&req, status, started);
-                return refuse(conn, &Reply::error(status, code_of(status), why), origin.as_deref());
+                return refuse(conn, Reply::error(status, code_of(status), why), origin.as_deref(), &req.id);
             }
             Err(ReadError::Closed) => return,
         };
         // The guards run before any body is read: a refusal never waits for one.
-        if let Some(reply) = guard(app, &req, framing) {
+        if let Some(mut reply) = guard(app, &req, framing) {
             log_line(&req, reply.status, started);
             if reply.status == 204 && framing == Framing::Length(0) && keep {
+                reply.headers.push(("X-Request-Id", req.id.clone()));
                 // A CORS preflight: answered, and the connection stays.
                 if write_whole(&mut conn, reply, origin.as_deref(), &method, true, http10).is_err() {
                     return;
                 }
                 continue;
             }
-            return refuse(conn, &reply, origin.as_deref());
+            return refuse(conn, reply, origin.as_deref(), &req.id);
         }
         if framing != Framing::Length(0)
             && req.header("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
@@ -348,7 +352,7 @@ fn serve(front: &Front, mut conn: Conn) {
                     413 => too_large(app.settings.max_body_bytes),
                     _ => Reply::error(status, code_of(status), why),
                 };
-                return refuse(conn, &reply, origin.as_deref());
+                return refuse(conn, reply, origin.as_deref(), &req.id);
             }
             Err(ReadError::Closed) => return,
         }
@@ -367,7 +371,8 @@ fn serve(front: &Front, mut conn: Conn) {
             });
             front.watched.lock().push(watch.clone());
             while let Some(later) = reply.later.take() {
-                let run = || catch_unwind(AssertUnwindSafe(later));
+                let id = Some(req.id.clone());
+                let run = || crate::request_id::with(id, || catch_unwind(AssertUnwindSafe(later)));
                 reply = crate::servers::while_caller_watched(gone.clone(), run).unwrap_or_else(|_| {
                     log::error!("handler for {} {} panicked", req.method, req.path);
                     Reply::error(500, "internal", "internal error (logged)")
@@ -383,6 +388,7 @@ fn serve(front: &Front, mut conn: Conn) {
         }
         response::log_request(&req, &reply, started);
         record(&req, &reply, started);
+        reply.headers.push(("X-Request-Id", req.id.clone()));
         let sent = match reply.stream.is_some() {
             true => write_stream(&mut conn, reply, origin.as_deref(), keep),
             false => write_whole(&mut conn, reply, origin.as_deref(), &method, keep, http10),
@@ -399,7 +405,7 @@ fn request_of(head: Head) -> Req {
         Some((p, q)) => (p.to_string(), q.to_string()),
         None => (head.target, String::new()),
     };
-    Req { method: head.method, path, query, headers: head.headers, body: Vec::new() }
+    Req { method: head.method, path, query, headers: head.headers, body: Vec::new(), id: String::new() }
 }
 
 /// The refusal a request gets before its body is read, if any: Host, Origin, a CORS
@@ -448,8 +454,9 @@ fn dispatch(front: &Front, req: Req) -> Option<(Req, Reply)> {
 }
 
 /// Answers and closes: nothing more is read from a connection that was refused.
-fn refuse(mut conn: Conn, reply: &Reply, origin: Option<&str>) {
-    let head = head_of(reply, reply.body.len(), origin, false, false, true);
+fn refuse(mut conn: Conn, mut reply: Reply, origin: Option<&str>, id: &str) {
+    reply.headers.push(("X-Request-Id", id.to_string()));
+    let head = head_of(&reply, reply.body.len(), origin, false, false, true);
     if conn.write_all(&[head.as_bytes(), &reply.body].concat()).is_ok() {
         conn.linger_close();
     }
@@ -472,11 +479,12 @@ fn too_large(cap: usize) -> Reply {
 fn log_line(req: &Req, status: u16, started: Instant) {
     crate::metrics::global().http_request(routes::template(&req.path), status);
     log::debug!(
-        "{} {} {status} {:.3}ms client={}",
+        "{} {} {status} {:.3}ms client={} id={}",
         req.method,
         req.path,
         started.elapsed().as_secs_f64() * 1000.0,
-        req.client_name().unwrap_or("-")
+        req.client_name().unwrap_or("-"),
+        req.id
     );
 }
 

@@ -16,6 +16,7 @@ mod parity;
 mod pipelines;
 mod reload;
 mod remote_sse;
+mod request_id;
 mod saves;
 mod security;
 mod servers;
