@@ -190,3 +190,20 @@ fn rules_swap_and_only_the_changed_rules_cache_entries_go() {
         assert!(page.lines().any(|l| l == series), "{series} missing in\n{page}");
     }
 }
+
+#[test]
+fn enabled_toggled_stops_and_starts() {
+    let auto = json!({"auto_start": true});
+    let hub = Hub::builder().fixtures(&[("a", auto.clone()), ("b", auto.clone())]).start();
+    let (a, b) = (pid(&hub, "a"), pid(&hub, "b"));
+    edit(&hub, &[("a", auto.clone()), ("b", json!({"auto_start": true, "enabled": false}))]);
+    let msg = wait_reloads(&hub, 1);
+    assert!(msg.contains("stopped b"), "{msg}");
+    wait_for("b's process to be gone", 10 * SEC, || (!alive(b)).then_some(()));
+    hub.wait_status("b", "STOPPED", 10 * SEC);
+    edit(&hub, &[("a", auto.clone()), ("b", auto.clone())]);
+    let msg = wait_reloads(&hub, 2);
+    assert!(msg.contains("started b"), "{msg}");
+    assert_ne!(pid(&hub, "b"), b);
+    assert_eq!(pid(&hub, "a"), a);
+}
