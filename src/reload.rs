@@ -1,13 +1,13 @@
-//! Live reload of the hub's own configuration files: the servers file (and the imported one)
-//! and the enhancement rules. The `config-watch` thread looks at each file once a second (its
+//! Live reload of the hub's own configuration files: the servers file (and the imported one),
+//! the enhancement rules and the pipelines. The `config-watch` thread looks at each file once a second (its
 //! modification time, size and SHA-256: no file-watch dependency), and once a change has held
 //! still for `SETTLE` it loads the whole configuration again with the code start-up uses. A
 //! configuration that does not load is refused whole: the hub keeps running the old one and
 //! records a `config_error` event naming the file, the JSON path and the line. One that loads
 //! is applied: servers through `Servers::reload` (added, removed, restarted, updated live),
-//! rules swapped at once with only the changed rules' cache entries dropped. The hub's own
-//! saves (API edits) are recognised by their hash and reload nothing. `Watcher::reload_now`
-//! (SIGHUP) reloads without waiting. `pipelines.json` is read at start only.
+//! rules swapped at once with only the changed rules' cache entries dropped, pipelines swapped
+//! (a run under way keeps its definition). The hub's own saves (API edits) are recognised by
+//! their hash and reload nothing. `Watcher::reload_now` (SIGHUP) reloads without waiting.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -145,12 +145,16 @@ impl Drop for Watcher {
     }
 }
 
-/// The files a reload reads: the hub's own servers file first, then the rules, the imported
-/// servers file if any.
+/// The files a reload reads: the hub's own servers file first, then the rules, the pipelines,
+/// the imported servers file if any.
 fn files(app: &App) -> Vec<PathBuf> {
     let env = |k: &str| std::env::var(k).ok();
     let dir = app.settings.own_config_dir(&env);
-    let mut files = vec![dir.join(config::SERVERS_FILE_NAME), dir.join(config::RULES_FILE_NAME)];
+    let mut files = vec![
+        dir.join(config::SERVERS_FILE_NAME),
+        dir.join(config::RULES_FILE_NAME),
+        dir.join(config::PIPELINES_FILE_NAME),
+    ];
     files.extend(app.settings.servers_file.clone());
     files
 }
@@ -176,9 +180,16 @@ pub fn reload(app: &Arc<App>, why: &str) {
     }
     let changes = app.servers.reload(loaded.servers, loaded.document);
     let rules = app.enhancer.set_rules(loaded.rules);
+    let pipelines = app.pipelines.set(loaded.pipelines);
+    if !changes.is_empty() || !pipelines.is_empty() {
+        app.servers.announce_reload();
+    }
     let mut summary = changes.summary();
     if !rules.is_empty() {
         summary.push_str(&format!("; rules changed: {}", rules.join(", ")));
+    }
+    if !pipelines.is_empty() {
+        summary.push_str(&format!("; pipelines changed: {}", pipelines.join(", ")));
     }
     log::info!("configuration reloaded ({why}): {summary}");
     app.activity.record("config", None, format!("reloaded ({why}): {summary}"));

@@ -160,15 +160,18 @@ impl Servers {
                 }
             });
         }
-        // What the aggregated view lists may have changed (a server added or dropped that never
-        // ran, a description): its sessions hear of it.
-        if !changes.is_empty() {
-            if let Some(l) = self.listener.get() {
-                let note = json!({"jsonrpc": "2.0", "method": STATUS_NOTIFICATION, "params": {"status": "reloaded"}});
-                l("", &note);
-            }
-        }
         changes
+    }
+
+    /// Tells the listeners (the aggregated view) that what it lists may have changed without a
+    /// server starting or stopping (a server added that never ran, a description, a pipeline):
+    /// its catalog is dropped and its sessions hear `list_changed`.
+    pub fn announce_reload(&self) {
+        if let Some(l) = self.listener.get() {
+            let note =
+                json!({"jsonrpc": "2.0", "method": STATUS_NOTIFICATION, "params": {"status": "reloaded"}});
+            l("", &note);
+        }
     }
 
     /// The SHA-256 of what the hub itself last wrote to its servers file: a reload that finds

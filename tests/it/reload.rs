@@ -207,3 +207,22 @@ fn enabled_toggled_stops_and_starts() {
     assert_ne!(pid(&hub, "b"), b);
     assert_eq!(pid(&hub, "a"), a);
 }
+
+#[test]
+fn pipelines_reload_too() {
+    let one = |name: &str| {
+        json!({"pipelines": {name: {"steps": [{"id": "a", "tool": "fx/echo", "args": {"text": "hi"}}]}}})
+            .to_string()
+    };
+    let hub = Hub::builder().fixtures(&[("fx", json!({}))]).file("pipelines.json", &one("first")).start();
+    let names = || -> Vec<String> {
+        let list = hub.get("/pipelines").json();
+        let list = list["pipelines"].as_array().cloned().unwrap_or_default();
+        list.iter().filter_map(|p| p["name"].as_str().map(str::to_string)).collect()
+    };
+    assert_eq!(names(), ["first"]);
+    hub.dir.write("pipelines.json", &one("second"));
+    let msg = wait_reloads(&hub, 1);
+    assert!(msg.contains("pipelines changed: first, second"), "{msg}");
+    assert_eq!(names(), ["second"]);
+}
