@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::app::App;
+use crate::resilience::CircuitState;
 use crate::servers::Status;
 
 /// Histogram bucket bounds in seconds (5 ms … 120 s).
@@ -408,10 +409,10 @@ pub fn render(app: &App) -> String {
     let circuit: Vec<_> = servers
         .iter()
         .map(|s| {
-            let state = match app.breakers.state(&s.name, now).as_str() {
-                "closed" => 0.0,
-                "half_open" => 1.0,
-                _ => 2.0,
+            let state = match app.breakers.state(&s.name, now) {
+                CircuitState::Closed => 0.0,
+                CircuitState::HalfOpen => 1.0,
+                CircuitState::Open => 2.0,
             };
             (vec![s.name.clone()], state)
         })

@@ -183,7 +183,49 @@ impl Servers {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{shell_server, table};
     use super::*;
+
+    #[test]
+    fn stopped_servers_are_added_removed_and_updated_in_the_files_order() {
+        let servers = table("reload", vec![shell_server("a"), shell_server("b"), shell_server("c")]);
+        let mut a = shell_server("a");
+        a.config.description = Some("now described".into());
+        let mut c = shell_server("c");
+        c.config.args.push("extra".into());
+        let changes = servers.reload(vec![shell_server("n"), a, c], Document::empty(Default::default()));
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            changes,
+            Changes {
+                added: names(&["n"]),
+                removed: names(&["b"]),
+                // c does not run: its new command line waits for its next start.
+                updated: names(&["a", "c"]),
+                ..Changes::default()
+            }
+        );
+        let listed: Vec<String> = servers.list().into_iter().map(|s| s.name).collect();
+        assert_eq!(listed, ["n", "a", "c"]);
+        assert_eq!(servers.get("a").and_then(|s| s.config.description).as_deref(), Some("now described"));
+        assert_eq!(changes.summary(), "added n; removed b; updated a, c");
+        let again = vec![
+            shell_server("n"),
+            servers
+                .get("a")
+                .map(|s| ServerEntry {
+                    name: s.name,
+                    display_name: s.display_name,
+                    config: s.config,
+                    origin: "test".into(),
+                    problem: None,
+                })
+                .unwrap(),
+        ];
+        let changes = servers.reload(again, Document::empty(Default::default()));
+        assert_eq!(changes.removed, names(&["c"]));
+        servers.shutdown();
+    }
 
     #[test]
     fn what_restarts_a_process() {
