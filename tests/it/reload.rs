@@ -112,8 +112,10 @@ fn the_hubs_own_saves_reload_nothing_and_sighup_reloads_at_once() {
     let hub = Hub::builder().fixtures(&[("a", json!({}))]).start();
     let r = hub.post_json("/servers", &json!({"name": "b", "command": FIXTURE}));
     assert_eq!(r.status, 201, "{}", r.text());
-    // Absence takes a wait: past a poll and a settle, and then some.
-    std::thread::sleep(3 * SEC);
+    // The watcher saw the file change, and knew the save for the hub's own.
+    wait_for("the watcher to pass over the hub's own save", 10 * SEC, || {
+        hub.log().contains("the hub's own save; not reloaded").then_some(())
+    });
     assert!(
         !events(&hub, "config")
             .iter()
