@@ -96,10 +96,11 @@ impl Servers {
         self.open_call(name, request, false)
     }
 
+    /// `open_uncounted`, with a refusal counted in the metrics (the call counts its own outcome).
     fn open_call(&self, name: &str, request: Request, wait: bool) -> Result<Acquired> {
         let (method, tool) = request.method_and_tool();
         let started = Instant::now();
-        let opened = self.open_call_timed(name, request, wait);
+        let opened = self.open_uncounted(name, request, wait);
         if let Err(e) = &opened {
             let outcome = match e {
                 Error::Timeout(_) => Outcome::Timeout,
@@ -118,7 +119,7 @@ impl Servers {
         })
     }
 
-    fn open_call_timed(&self, name: &str, request: Request, wait: bool) -> Result<Acquired> {
+    fn open_uncounted(&self, name: &str, request: Request, wait: bool) -> Result<Acquired> {
         let srv = self.must_find(name)?;
         let started = Instant::now();
         let (channel, (timeout, max_timeout)) = {
