@@ -5,7 +5,7 @@ CARGO ?= cargo
 TARGET := x86_64-unknown-linux-gnu
 STATIC_BIN := target/$(TARGET)/release/agenthub
 
-.PHONY: run test test-deps chromium container-tools bench bench-deps soak lint release image-slim clean
+.PHONY: run test test-deps chromium container-tools promtool bench bench-deps soak lint release image-slim clean
 
 run:
 	$(CARGO) run --release --
@@ -21,7 +21,7 @@ PYTHON ?= python3
 # Node 22 it needs (tests/conformance), the official TypeScript SDK's client (tests/ts-sdk), and
 # the browser the dashboard test drives: Debian's chromium and playwright-core (tests/browser).
 test-deps: .deps/npm/node_modules/.installed .deps/venv/.installed .deps/conformance/node_modules/.installed \
-	.deps/ts-sdk/node_modules/.installed .deps/browser/node_modules/.installed chromium container-tools
+	.deps/ts-sdk/node_modules/.installed .deps/browser/node_modules/.installed chromium container-tools promtool
 
 chromium:
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
@@ -33,6 +33,10 @@ container-tools:
 	command -v podman >/dev/null && command -v runc >/dev/null && command -v docker-compose >/dev/null \
 		&& /usr/bin/python3 -c 'import yaml' 2>/dev/null \
 		|| (apt-get update && apt-get install -y --no-install-recommends podman runc docker-compose python3-yaml)
+
+# Prometheus's promtool checks /metrics (tests/it/metrics.rs).
+promtool:
+	command -v promtool >/dev/null || (apt-get update && apt-get install -y --no-install-recommends prometheus)
 
 .deps/browser/node_modules/.installed: tests/browser/package.json tests/browser/package-lock.json
 	mkdir -p .deps/browser

@@ -84,6 +84,9 @@ fn main() {
     if wanted("peers") {
         peers(&mut rows);
     }
+    if wanted("idle") {
+        idle_cpu(&mut rows);
+    }
 
     println!("\n{:<58} {:>26} {:>22}", "metric", "measured", "target");
     println!("{}", "-".repeat(116));
@@ -433,6 +436,19 @@ fn rss_with_children(rows: &mut Vec<Row>) {
         target: "≤ 300 µs".into(),
         pass: Some(pct(&lat, 50) <= Duration::from_micros(300)),
     });
+    // The Prometheus scrape, with the same ten servers and the traffic above recorded.
+    for _ in 0..200 {
+        c.get("/metrics");
+    }
+    let lat = sample(2000, || {
+        c.get("/metrics");
+    });
+    rows.push(Row {
+        metric: "/metrics with 10 servers, keep-alive p50 (p99)".into(),
+        measured: format!("{:.0} µs ({:.0} µs)", us(pct(&lat, 50)), us(pct(&lat, 99))),
+        target: "≤ 500 µs".into(),
+        pass: Some(pct(&lat, 50) <= Duration::from_micros(500)),
+    });
     std::thread::sleep(Duration::from_millis(500));
     let (rss, _) = rss_kib(hub.pid());
     rows.push(Row {
@@ -603,6 +619,58 @@ fn pct(sorted: &[Duration], p: usize) -> Duration {
 }
 
 /// VmRSS and VmHWM in KiB.
+/// CPU time (user + system, in clock ticks) of a process's threads, by thread name.
+fn cpu_ticks_by_thread(pid: i32) -> Vec<(String, u64)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
+        .filter_map(|stat| {
+            let name = stat[stat.find('(')? + 1..stat.rfind(')')?].to_string();
+            let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+            // utime and stime: fields 14 and 15 of stat, 12 and 13 after the name and state.
+            let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+            Some((name, ticks))
+        })
+        .collect()
+}
+
+/// An idle hub over a fixed window: its whole CPU time, and that of the `config-watch` thread
+/// polling the configuration files each second.
+fn idle_cpu(rows: &mut Vec<Row>) {
+    const WINDOW: Duration = Duration::from_secs(20);
+    let hub = bench_hub(NO_SERVERS).file("enhancement-rules.json", agenthub_rules()).start();
+    std::thread::sleep(Duration::from_secs(2));
+    let sum = |pid: i32, only: Option<&str>| -> u64 {
+        cpu_ticks_by_thread(pid).iter().filter(|(n, _)| only.is_none_or(|o| n == o)).map(|(_, t)| t).sum()
+    };
+    assert!(
+        cpu_ticks_by_thread(hub.pid()).iter().any(|(n, _)| n == "config-watch"),
+        "no config-watch thread"
+    );
+    let (all0, watch0) = (sum(hub.pid(), None), sum(hub.pid(), Some("config-watch")));
+    std::thread::sleep(WINDOW);
+    let (all1, watch1) = (sum(hub.pid(), None), sum(hub.pid(), Some("config-watch")));
+    // Clock ticks are 10 ms (USER_HZ 100).
+    let ms = |ticks: u64| ticks * 10;
+    rows.push(Row {
+        metric: format!("idle hub CPU over {} s, no servers", WINDOW.as_secs()),
+        measured: format!("{} ms", ms(all1 - all0)),
+        target: String::new(),
+        pass: None,
+    });
+    rows.push(Row {
+        metric: format!("config file polling (config-watch) CPU over {} s idle", WINDOW.as_secs()),
+        measured: format!("{} ms", ms(watch1 - watch0)),
+        target: "≤ 10 ms (one tick)".into(),
+        pass: Some(watch1 - watch0 <= 1),
+    });
+}
+
+/// A rules file for the idle hub to watch (the shipped example).
+fn agenthub_rules() -> &'static str {
+    include_str!("../configs/enhancement-rules.json")
+}
+
 fn rss_kib(pid: i32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {

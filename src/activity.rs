@@ -20,6 +20,9 @@ pub struct Event {
     pub kind: &'static str,
     pub server: Option<String>,
     pub message: String,
+    /// The HTTP request that caused it, when one did (`X-Request-Id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 #[derive(Default)]
@@ -40,9 +43,11 @@ impl Activity {
             message.truncate(end);
             message.push_str(" [...]");
         }
+        let request_id = crate::request_id::current();
         let mut inner = self.inner.lock();
         inner.0 += 1;
-        let event = Event { seq: inner.0, at_ms, kind, server: server.map(str::to_string), message };
+        let event =
+            Event { seq: inner.0, at_ms, kind, server: server.map(str::to_string), message, request_id };
         if inner.1.len() == CAPACITY {
             inner.1.pop_front();
         }

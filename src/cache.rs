@@ -126,6 +126,24 @@ impl<V: Clone> LruCache<V> {
         self.max_size
     }
 
+    /// Keeps only the entries `keep` says yes to, in their recency order (a reload dropping
+    /// what changed rules made). O(n): rare, never on a request.
+    pub fn retain(&mut self, keep: impl Fn(&V) -> bool) {
+        let mut order = Vec::with_capacity(self.slab.len());
+        let mut i = self.tail;
+        while i != NIL {
+            order.push(i);
+            i = self.slab[i].prev;
+        }
+        let mut slab: Vec<Option<Entry<V>>> = std::mem::take(&mut self.slab).into_iter().map(Some).collect();
+        self.clear();
+        for i in order {
+            if let Some(e) = slab[i].take().filter(|e| keep(&e.value)) {
+                self.set(e.key, e.value);
+            }
+        }
+    }
+
     /// Drops every entry; the counters stay, since they describe the cache's whole life.
     pub fn clear(&mut self) {
         self.index.clear();
@@ -350,5 +368,22 @@ mod tests {
         assert_eq!(hash_parts(&["x", "y"]), hash_parts(&["x", "y"]));
         let h = hash_parts(&["x"]);
         assert!(h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{h}");
+    }
+
+    #[test]
+    fn retain_keeps_the_chosen_entries_in_recency_order() {
+        let mut c = LruCache::new(4);
+        for (k, v) in [("a", 1), ("b", 2), ("c", 3), ("d", 4)] {
+            c.set(k.into(), v);
+        }
+        c.get("a");
+        c.retain(|v| v % 2 == 1);
+        assert!(c.contains("a") && c.contains("c") && !c.contains("b") && !c.contains("d"));
+        assert_eq!(c.len(), 2);
+        // c is now the least recent: the next two inserts past the bound evict it first.
+        c.set("e".into(), 5);
+        c.set("f".into(), 7);
+        c.set("g".into(), 9);
+        assert!(!c.contains("c") && c.contains("a"));
     }
 }

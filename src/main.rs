@@ -439,8 +439,8 @@ fn init_logging(level: log::LevelFilter) {
     }));
 }
 
-/// Builds the hub, serves until SIGINT/SIGTERM/SIGHUP (or a fatal listener error), then stops
-/// it.
+/// Builds the hub, serves until SIGINT/SIGTERM (or a fatal listener error), then stops it;
+/// SIGHUP reloads the configuration.
 fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()> {
     if let Err(e) = agenthub::raise_fd_limit() {
         log::warn!("cannot raise the open-file limit: {e}");
@@ -464,7 +464,7 @@ fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()>
 
     let (fatal_tx, fatal_rx) = crossbeam_channel::bounded::<String>(4);
     let (sig_tx, sig_rx) = crossbeam_channel::bounded::<i32>(4);
-    // SIGHUP too: a closed terminal must not kill the hub before it stops its children.
+    // SIGHUP reloads; SIGINT and SIGTERM stop the hub and its children.
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| Error::io("installing signal handlers", e))?;
@@ -483,13 +483,27 @@ fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()>
     log::info!("listening on http://{}", front.addr());
     app.servers.start_background();
 
-    let outcome = crossbeam_channel::select! {
-        recv(sig_rx) -> sig => {
-            log::info!("signal {} received; shutting down", sig.unwrap_or(0));
-            Ok(())
+    let watcher = agenthub::ConfigWatcher::start(app.clone())?;
+
+    let outcome = loop {
+        crossbeam_channel::select! {
+            recv(sig_rx) -> sig => match sig {
+                // SIGHUP reloads the configuration (a closed terminal does not stop the hub).
+                Ok(SIGHUP) => {
+                    log::info!("SIGHUP received; reloading the configuration");
+                    watcher.reload_now();
+                }
+                sig => {
+                    log::info!("signal {} received; shutting down", sig.unwrap_or(0));
+                    break Ok(());
+                }
+            },
+            recv(fatal_rx) -> msg => {
+                break Err(Error::Internal(msg.unwrap_or_else(|_| "the HTTP front stopped".into())));
+            }
         }
-        recv(fatal_rx) -> msg => Err(Error::Internal(msg.unwrap_or_else(|_| "the HTTP front stopped".into()))),
     };
+    drop(watcher);
     app.close_sessions();
     front.shutdown(SHUTDOWN_GRACE);
     app.stop();

@@ -18,7 +18,7 @@ use crate::pipelines::refs::{self, Ref};
 /// A pipeline step's longest wait when neither it nor the pipeline says.
 const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(120);
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Pipeline {
     pub name: String,
     pub description: String,
@@ -29,7 +29,7 @@ pub struct Pipeline {
     pub result: Value,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Input {
     pub name: String,
     pub kind: Option<String>,
@@ -38,7 +38,7 @@ pub struct Input {
     pub choices: Option<Vec<Value>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Step {
     pub id: String,
     pub kind: Kind,
@@ -51,7 +51,7 @@ pub struct Step {
     pub retries: u32,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
     Tool {
         server: String,

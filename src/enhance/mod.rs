@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
 use crate::cache::{CacheStats, LruCache, hash_parts};
@@ -27,6 +27,8 @@ pub const MAX_PROMPT_BYTES: usize = 32 * 1024;
 struct Cached {
     prompt: String,
     model: String,
+    /// The rule it was made by: a reload that changes the rule drops it.
+    rule: String,
 }
 
 /// What to enhance.
@@ -73,7 +75,8 @@ pub enum Prepared {
 pub struct CacheKey(String);
 
 pub struct Service {
-    pub rules: Rules,
+    /// Swapped whole by a reload: a request reads one set of rules from start to end.
+    rules: RwLock<Arc<Rules>>,
     pub client: Arc<ollama::Client>,
     pub probe: ollama::Probe,
     cache: Mutex<LruCache<Cached>>,
@@ -91,13 +94,37 @@ impl Service {
     ) -> Service {
         let client = Arc::new(ollama::Client::new(ollama_url, timeout));
         Service {
-            rules,
+            rules: RwLock::new(Arc::new(rules)),
             probe: ollama::Probe::start(client.clone()),
             client,
             cache: Mutex::new(LruCache::new(cache_size)),
             breakers,
             stats: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    pub fn rules(&self) -> Arc<Rules> {
+        self.rules.read().clone()
+    }
+
+    /// Swaps in reloaded rules at once; the cache keeps what the unchanged rules made. Returns
+    /// the names of the rules that changed (`default` for the default rule).
+    pub fn set_rules(&self, rules: Rules) -> Vec<String> {
+        let old = self.rules();
+        let mut changed: Vec<String> = Vec::new();
+        if old.default != rules.default {
+            changed.push("default".into());
+        }
+        for name in old.clients.keys().chain(rules.clients.keys()) {
+            if old.clients.get(name) != rules.clients.get(name) && !changed.contains(name) {
+                changed.push(name.clone());
+            }
+        }
+        *self.rules.write() = Arc::new(rules);
+        if !changed.is_empty() {
+            self.cache.lock().retain(|c| !changed.contains(&c.rule));
+        }
+        changed
     }
 
     pub fn stop(&self) {
@@ -121,7 +148,14 @@ impl Service {
         cached: bool,
         reason: Option<&'static str>,
     ) -> Enhancement {
-        let (client, rule) = self.rules.for_client(req.client);
+        let rules = self.rules();
+        let (client, rule) = rules.for_client(req.client);
+        let result = match (cached, enhanced) {
+            (true, _) => "cached",
+            (false, true) => "enhanced",
+            (false, false) => reason.unwrap_or("not_enhanced"),
+        };
+        crate::metrics::global().enhance(client, result);
         Enhancement {
             prompt,
             original: req.prompt.to_string(),
@@ -143,7 +177,8 @@ impl Service {
         if req.prompt.len() > MAX_PROMPT_BYTES {
             return Err(Error::PayloadTooLarge(format!("prompt exceeds {MAX_PROMPT_BYTES} bytes")));
         }
-        let (_, rule) = self.rules.for_client(req.client);
+        let rules = self.rules();
+        let (_, rule) = rules.for_client(req.client);
         if !rule.enabled {
             return Ok(Prepared::Answer(self.answer(
                 req,
@@ -166,7 +201,8 @@ impl Service {
 
     /// Asks the model; every failure becomes the original prompt with a reason.
     pub fn generate(&self, req: &Request, CacheKey(key): CacheKey) -> Enhancement {
-        let (_, rule) = self.rules.for_client(req.client);
+        let rules = self.rules();
+        let (rule_name, rule) = rules.for_client(req.client);
         let model = req.model.filter(|m| !m.trim().is_empty()).unwrap_or(&rule.model).to_string();
         let answer = |prompt: String, enhanced: bool, reason: Option<&'static str>| {
             self.answer(req, prompt, enhanced, false, reason)
@@ -184,7 +220,10 @@ impl Service {
                 if text.is_empty() {
                     return answer(req.prompt.to_string(), false, Some("ollama_error"));
                 }
-                self.cache.lock().set(key, Cached { prompt: text.clone(), model: g.model.clone() });
+                self.cache.lock().set(
+                    key,
+                    Cached { prompt: text.clone(), model: g.model.clone(), rule: rule_name.to_string() },
+                );
                 let mut a = answer(text, true, None);
                 a.model = g.model;
                 a
@@ -204,7 +243,7 @@ impl Service {
         &self,
         g: &ollama::Generation,
     ) -> std::result::Result<ollama::Generated, ollama::Failure> {
-        self.guarded(g.model, false, || self.client.generate_with(g))
+        self.guarded(g.model, false, || self.client.generate_with(g), |r| r.tokens)
     }
 
     /// A call to Ollama for `model` behind its breaker, counted in the model's stats
@@ -214,6 +253,7 @@ impl Service {
         model: &str,
         sampling: bool,
         call: impl FnOnce() -> std::result::Result<T, ollama::Failure>,
+        tokens: impl Fn(&T) -> (u64, u64),
     ) -> std::result::Result<T, ollama::Failure> {
         if !self.breakers.allow(BREAKER, Instant::now()) {
             return Err(ollama::Failure::BreakerOpen);
@@ -221,6 +261,11 @@ impl Service {
         let started = Instant::now();
         let result = call();
         let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let (outcome, tokens) = match &result {
+            Ok(r) => ("ok", tokens(r)),
+            Err(f) => (f.reason(), (0, 0)),
+        };
+        crate::metrics::global().ollama(model, outcome, started.elapsed(), tokens);
         {
             let mut stats = self.stats.lock();
             let s = stats.entry(model.to_string()).or_default();
@@ -250,7 +295,7 @@ impl Service {
 
     /// The model a rule gives a client (the default rule's without one).
     pub fn model_for(&self, client: Option<&str>) -> String {
-        self.rules.for_client(client).1.model.clone()
+        self.rules().for_client(client).1.model.clone()
     }
 
     pub fn stats(&self) -> BTreeMap<String, ModelStats> {

@@ -91,6 +91,8 @@ pub struct Chatted {
     pub model: String,
     /// `stop`, `length`, ...
     pub done_reason: Option<String>,
+    /// Prompt and completion tokens, as Ollama counted them.
+    pub tokens: (u64, u64),
 }
 
 /// One generation.
@@ -98,6 +100,8 @@ pub struct Chatted {
 pub struct Generated {
     pub response: String,
     pub model: String,
+    /// Ollama's `prompt_eval_count` and `eval_count` (0 when it does not say).
+    pub tokens: (u64, u64),
 }
 
 #[derive(Deserialize)]
@@ -211,6 +215,7 @@ impl Client {
         Ok(Generated {
             response: response.to_string(),
             model: v.get("model").and_then(Value::as_str).unwrap_or(model).to_string(),
+            tokens: tokens_of(&v),
         })
     }
 
@@ -233,6 +238,7 @@ impl Client {
             text: text.to_string(),
             model: v.get("model").and_then(Value::as_str).unwrap_or(model).to_string(),
             done_reason: v.get("done_reason").and_then(Value::as_str).map(str::to_string),
+            tokens: tokens_of(&v),
         })
     }
 
@@ -281,6 +287,12 @@ impl Client {
             s => Err(Failure::Status(s, error_text(&text))),
         }
     }
+}
+
+/// The prompt and completion token counts of an answer (0 when Ollama leaves them out).
+fn tokens_of(v: &Value) -> (u64, u64) {
+    let count = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    (count("prompt_eval_count"), count("eval_count"))
 }
 
 /// Ollama's `{"error": "..."}`, or the text itself.

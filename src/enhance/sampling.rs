@@ -28,7 +28,7 @@ impl Service {
         // Without the list the hints and priorities cannot be matched; the rest still holds.
         let local = self.client.sized_models().unwrap_or_default();
         let (model, why) = choose(params, configured, &local, &self.model_for(None));
-        match self.guarded(&model, true, || self.client.chat_with(&model, &body)) {
+        match self.guarded(&model, true, || self.client.chat_with(&model, &body), |c| c.tokens) {
             Ok(chatted) => Ok(Sampled { result: answer(&chatted), model: chatted.model, why }),
             Err(f) => Err(format!("the local model {model} could not answer: {f} ({})", f.reason())),
         }
@@ -204,7 +204,12 @@ mod tests {
             chat_body(&json!({"messages": [{"role": "user", "content": {"type": "audio", "data": ""}}]}))
                 .unwrap_err();
         assert!(audio.contains("messages[0]: audio"), "{audio}");
-        let a = answer(&Chatted { text: "t".into(), model: "m".into(), done_reason: Some("length".into()) });
+        let a = answer(&Chatted {
+            text: "t".into(),
+            model: "m".into(),
+            done_reason: Some("length".into()),
+            tokens: (1, 2),
+        });
         assert_eq!(
             a,
             json!({"role": "assistant", "content": {"type": "text", "text": "t"}, "model": "m", "stopReason": "maxTokens"})

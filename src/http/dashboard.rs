@@ -115,7 +115,8 @@ fn state_json(app: &App, since: u64, now: Instant) -> Value {
             json!({"calls": s.calls, "sampling": s.sampling, "errors": s.errors, "mean_ms": round3(mean), "last_ms": round3(s.last_ms)}),
         );
     }
-    let rules: Vec<&str> = app.enhancer.rules.clients.keys().map(String::as_str).collect();
+    let rules = app.enhancer.rules();
+    let rules: Vec<&str> = rules.clients.keys().map(String::as_str).collect();
     json!({
         "hub": {
             "version": env!("CARGO_PKG_VERSION"),

@@ -177,9 +177,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Methods and headers a browser may use cross-origin (for preflight answers).
 pub const CORS_METHODS: &str = "GET, POST, PUT, DELETE, OPTIONS";
-pub const CORS_HEADERS: &str =
-    "Content-Type, Authorization, Accept, X-Client-Name, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID";
-pub const CORS_EXPOSE: &str = "Mcp-Session-Id, MCP-Protocol-Version";
+pub const CORS_HEADERS: &str = "Content-Type, Authorization, Accept, X-Client-Name, X-Request-Id, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID";
+pub const CORS_EXPOSE: &str = "Mcp-Session-Id, MCP-Protocol-Version, X-Request-Id";
 
 #[cfg(test)]
 mod tests {

@@ -286,11 +286,12 @@ impl Drop for Registered<'_> {
 /// The main loop of a worker: take a request, produce its reply, until the front closes.
 fn worker(front: &Front) {
     while let Some(job) = front.jobs.pop() {
-        let reply =
-            catch_unwind(AssertUnwindSafe(|| (front.router)(&front.app, &job.req))).unwrap_or_else(|_| {
-                log::error!("handler for {} {} panicked", job.req.method, job.req.path);
-                Reply::error(500, "internal", "internal error (logged)")
-            });
+        let id = Some(job.req.id.clone());
+        let run = || crate::request_id::with(id, || (front.router)(&front.app, &job.req));
+        let reply = catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|_| {
+            log::error!("handler for {} {} panicked", job.req.method, job.req.path);
+            Reply::error(500, "internal", "internal error (logged)")
+        });
         job.done.push((job.req, reply));
     }
 }
@@ -305,7 +306,8 @@ fn serve(front: &Front, mut conn: Conn) {
             Ok(h) => h,
             Err(ReadError::Closed) => return,
             Err(ReadError::Refuse(status, why)) => {
-                return refuse(conn, &Reply::error(status, code_of(status), why), None);
+                let id = crate::request_id::generate();
+                return refuse(conn, Reply::error(status, code_of(status), why), None, &id);
             }
         };
         let started = Instant::now();
@@ -313,26 +315,28 @@ fn serve(front: &Front, mut conn: Conn) {
         let framing = conn::framing(&head);
         let (method, http10) = (head.method.clone(), head.http10);
         let mut req = request_of(head);
+        req.id = crate::request_id::of_header(req.header("x-request-id"));
         let origin = guard::check(&app.policy, &req).cors_origin();
         let framing = match framing {
             Ok(f) => f,
             Err(ReadError::Refuse(status, why)) => {
                 log_line(&req, status, started);
-                return refuse(conn, &Reply::error(status, code_of(status), why), origin.as_deref());
+                return refuse(conn, Reply::error(status, code_of(status), why), origin.as_deref(), &req.id);
             }
             Err(ReadError::Closed) => return,
         };
         // The guards run before any body is read: a refusal never waits for one.
-        if let Some(reply) = guard(app, &req, framing) {
+        if let Some(mut reply) = guard(app, &req, framing) {
             log_line(&req, reply.status, started);
             if reply.status == 204 && framing == Framing::Length(0) && keep {
+                reply.headers.push(("X-Request-Id", req.id.clone()));
                 // A CORS preflight: answered, and the connection stays.
                 if write_whole(&mut conn, reply, origin.as_deref(), &method, true, http10).is_err() {
                     return;
                 }
                 continue;
             }
-            return refuse(conn, &reply, origin.as_deref());
+            return refuse(conn, reply, origin.as_deref(), &req.id);
         }
         if framing != Framing::Length(0)
             && req.header("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
@@ -348,7 +352,7 @@ fn serve(front: &Front, mut conn: Conn) {
                     413 => too_large(app.settings.max_body_bytes),
                     _ => Reply::error(status, code_of(status), why),
                 };
-                return refuse(conn, &reply, origin.as_deref());
+                return refuse(conn, reply, origin.as_deref(), &req.id);
             }
             Err(ReadError::Closed) => return,
         }
@@ -367,7 +371,8 @@ fn serve(front: &Front, mut conn: Conn) {
             });
             front.watched.lock().push(watch.clone());
             while let Some(later) = reply.later.take() {
-                let run = || catch_unwind(AssertUnwindSafe(later));
+                let id = Some(req.id.clone());
+                let run = || crate::request_id::with(id, || catch_unwind(AssertUnwindSafe(later)));
                 reply = crate::servers::while_caller_watched(gone.clone(), run).unwrap_or_else(|_| {
                     log::error!("handler for {} {} panicked", req.method, req.path);
                     Reply::error(500, "internal", "internal error (logged)")
@@ -382,6 +387,8 @@ fn serve(front: &Front, mut conn: Conn) {
             }
         }
         response::log_request(&req, &reply, started);
+        record(&req, &reply, started);
+        reply.headers.push(("X-Request-Id", req.id.clone()));
         let sent = match reply.stream.is_some() {
             true => write_stream(&mut conn, reply, origin.as_deref(), keep),
             false => write_whole(&mut conn, reply, origin.as_deref(), &method, keep, http10),
@@ -398,7 +405,7 @@ fn request_of(head: Head) -> Req {
         Some((p, q)) => (p.to_string(), q.to_string()),
         None => (head.target, String::new()),
     };
-    Req { method: head.method, path, query, headers: head.headers, body: Vec::new() }
+    Req { method: head.method, path, query, headers: head.headers, body: Vec::new(), id: String::new() }
 }
 
 /// The refusal a request gets before its body is read, if any: Host, Origin, a CORS
@@ -447,8 +454,9 @@ fn dispatch(front: &Front, req: Req) -> Option<(Req, Reply)> {
 }
 
 /// Answers and closes: nothing more is read from a connection that was refused.
-fn refuse(mut conn: Conn, reply: &Reply, origin: Option<&str>) {
-    let head = head_of(reply, reply.body.len(), origin, false, false, true);
+fn refuse(mut conn: Conn, mut reply: Reply, origin: Option<&str>, id: &str) {
+    reply.headers.push(("X-Request-Id", id.to_string()));
+    let head = head_of(&reply, reply.body.len(), origin, false, false, true);
     if conn.write_all(&[head.as_bytes(), &reply.body].concat()).is_ok() {
         conn.linger_close();
     }
@@ -469,13 +477,102 @@ fn too_large(cap: usize) -> Reply {
 }
 
 fn log_line(req: &Req, status: u16, started: Instant) {
+    crate::metrics::global().http_request(routes::template(&req.path), status);
     log::debug!(
-        "{} {} {status} {:.3}ms client={}",
+        "{} {} {status} {:.3}ms client={} id={}",
         req.method,
         req.path,
         started.elapsed().as_secs_f64() * 1000.0,
-        req.client_name().unwrap_or("-")
+        req.client_name().unwrap_or("-"),
+        req.id
     );
+}
+
+/// What an answered request adds to the metrics: its route and status, and for an MCP request
+/// (JSON-RPC on `/mcp...`, or the REST relay) the operation's duration by method and tool.
+fn record(req: &Req, reply: &Reply, started: Instant) {
+    let metrics = crate::metrics::global();
+    let route = routes::template(&req.path);
+    metrics.http_request(route, reply.status);
+    if req.method != "POST" {
+        return;
+    }
+    let mut segs = req.path.trim_start_matches('/').split('/').skip(1);
+    let server = segs.next().unwrap_or("");
+    let (method, tool) = match route {
+        "/mcp" | "/mcp/{server}" => rpc_of(&req.body),
+        "/mcp/{server}/{*method}" => (segs.collect::<Vec<_>>().join("/"), rpc_of(&req.body).1),
+        _ => return,
+    };
+    metrics.client_operation(server, &method, &tool, &error_type(reply), started.elapsed());
+}
+
+#[derive(serde::Deserialize)]
+struct RpcHead {
+    #[serde(default)]
+    method: String,
+    params: Option<RpcParams>,
+    /// A REST relay's body is the params themselves.
+    name: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct RpcParams {
+    name: Option<String>,
+}
+
+/// A JSON-RPC body's method and tool name (`batch` for an array), read without building a
+/// value of the whole body.
+fn rpc_of(body: &[u8]) -> (String, String) {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return ("batch".into(), String::new());
+    }
+    match serde_json::from_slice::<RpcHead>(body) {
+        Ok(h) => {
+            let tool = h.params.and_then(|p| p.name).or(h.name).unwrap_or_default();
+            (h.method, tool)
+        }
+        Err(_) => (String::new(), String::new()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct AnswerHead {
+    error: Option<AnswerError>,
+    result: Option<ResultHead>,
+    #[serde(rename = "isError")]
+    is_error: Option<bool>,
+}
+
+#[derive(serde::Deserialize)]
+struct AnswerError {
+    code: Option<i64>,
+}
+
+#[derive(serde::Deserialize)]
+struct ResultHead {
+    #[serde(rename = "isError")]
+    is_error: Option<bool>,
+}
+
+/// The OpenTelemetry `error.type` of an answer: the HTTP status past 400, the JSON-RPC error
+/// code (known ones; `other`), `tool_error` for an `isError` result, empty for success.
+fn error_type(reply: &Reply) -> String {
+    if reply.status >= 400 {
+        return reply.status.to_string();
+    }
+    if reply.content_type != "application/json" {
+        return String::new();
+    }
+    let Ok(a) = serde_json::from_slice::<AnswerHead>(&reply.body) else { return String::new() };
+    match a.error.and_then(|e| e.code) {
+        Some(code @ (-32700 | -32600 | -32601 | -32602 | -32603 | -32000 | -32001 | -32002)) => {
+            code.to_string()
+        }
+        Some(_) => crate::metrics::OTHER.into(),
+        None if a.result.and_then(|r| r.is_error).or(a.is_error) == Some(true) => "tool_error".into(),
+        None => String::new(),
+    }
 }
 
 #[cfg(test)]

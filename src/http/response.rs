@@ -21,6 +21,9 @@ pub struct Req {
     /// Header names in lower case.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The request's id (`X-Request-Id`, sane or made by the hub): on its answer, its log line,
+    /// the activity it causes and its calls to remote servers.
+    pub id: String,
 }
 
 impl Req {
@@ -299,11 +302,12 @@ pub fn log_request(req: &Req, reply: &Reply, started: std::time::Instant) {
     let client = req.client_name().or(reply.client.as_deref()).or(from_body).unwrap_or("-");
     let rpc = if rpc.is_empty() { String::new() } else { format!(" rpc={rpc}") };
     log::debug!(
-        "{} {} {} {:.3}ms client={client}{rpc}",
+        "{} {} {} {:.3}ms client={client}{rpc} id={}",
         req.method,
         req.path,
         reply.status,
         started.elapsed().as_secs_f64() * 1000.0,
+        req.id,
     );
 }
 

@@ -69,7 +69,14 @@ const ROUTES: &[Route] = &[
     route("GET", "/dashboard", dashboard::page),
     route("GET", "/dashboard/state", dashboard::state),
     route("GET", "/clients", dashboard::clients),
+    route("GET", "/metrics", metrics),
 ];
+
+/// The route template a path matches (`/servers/{name}`), the label of its metrics; `other`
+/// for a path no route has. Never the raw path, so the label's values stay few.
+pub fn template(path: &str) -> &'static str {
+    ROUTES.iter().find(|r| match_path(r.pattern, path).is_some()).map_or(crate::metrics::OTHER, |r| r.pattern)
+}
 
 /// Routes a request: the handler's reply, 404 for an unknown path, 405 (with `Allow`) for a
 /// known path and the wrong method.
@@ -122,7 +129,15 @@ fn match_path(pattern: &'static str, path: &str) -> Option<Params> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Health
+// Metrics and health
+
+/// `GET /metrics`: the Prometheus text format.
+fn metrics(app: &App, _: &Req, _: &Params) -> Result<Reply> {
+    let mut reply = Reply::empty(200);
+    reply.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    reply.body = crate::metrics::render(app).into_bytes();
+    Ok(reply)
+}
 
 fn health(app: &App, _: &Req, _: &Params) -> Result<Reply> {
     let now = Instant::now();

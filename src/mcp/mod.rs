@@ -276,7 +276,7 @@ impl Gateway {
     fn client_name(&self, client: &Client) -> Option<String> {
         let (header, info) = (client.header.as_deref(), client.name.as_deref());
         match &self.enhancer {
-            Some(e) => e.rules.client_name(header, info),
+            Some(e) => e.rules().client_name(header, info),
             None => header.or(info).map(str::to_string),
         }
     }

@@ -245,6 +245,22 @@ impl Sessions {
         self.map.lock().by_target.get(target).map(|of| of.values().cloned().collect()).unwrap_or_default()
     }
 
+    /// Open sessions by endpoint path (`/mcp`, `/mcp/<server>`), for the metrics.
+    pub fn counts(&self) -> Vec<(String, usize)> {
+        let map = self.map.lock();
+        let mut counts: Vec<(String, usize)> = map
+            .by_target
+            .iter()
+            .map(|(t, of)| match t {
+                Target::Aggregate => ("/mcp".to_string(), of.len()),
+                Target::Server(s) => (format!("/mcp/{s}"), of.len()),
+            })
+            .collect();
+        drop(map);
+        counts.sort();
+        counts
+    }
+
     pub fn len(&self) -> usize {
         self.map.lock().by_id.len()
     }

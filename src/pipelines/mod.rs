@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -39,7 +39,8 @@ struct Context {
 }
 
 pub struct Pipelines {
-    defs: Vec<Arc<Pipeline>>,
+    /// Swapped whole by a reload; a run keeps the definition it started with.
+    defs: RwLock<Vec<Arc<Pipeline>>>,
     ctx: Arc<Context>,
     runs: Mutex<VecDeque<Arc<Run>>>,
     next_id: AtomicU64,
@@ -155,7 +156,7 @@ impl Pipelines {
         activity: Arc<Activity>,
     ) -> Pipelines {
         Pipelines {
-            defs: defs.into_iter().map(Arc::new).collect(),
+            defs: RwLock::new(defs.into_iter().map(Arc::new).collect()),
             ctx: Arc::new(Context { servers, enhancer, activity, stopping: AtomicBool::new(false) }),
             runs: Mutex::default(),
             next_id: AtomicU64::new(1),
@@ -164,11 +165,28 @@ impl Pipelines {
     }
 
     pub fn list(&self) -> Vec<Arc<Pipeline>> {
-        self.defs.clone()
+        self.defs.read().clone()
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Pipeline>> {
-        self.defs.iter().find(|p| p.name == name).cloned()
+        self.defs.read().iter().find(|p| p.name == name).cloned()
+    }
+
+    /// Swaps in reloaded definitions (runs under way go on with theirs); the names of the
+    /// pipelines added, removed or changed.
+    pub fn set(&self, defs: Vec<Pipeline>) -> Vec<String> {
+        let new: Vec<Arc<Pipeline>> = defs.into_iter().map(Arc::new).collect();
+        let mut defs = self.defs.write();
+        let mut changed: Vec<String> = Vec::new();
+        for p in defs.iter().chain(new.iter()) {
+            let before = defs.iter().find(|o| o.name == p.name);
+            let after = new.iter().find(|n| n.name == p.name);
+            if before != after && !changed.contains(&p.name) {
+                changed.push(p.name.clone());
+            }
+        }
+        *defs = new;
+        changed
     }
 
     /// The servers a pipeline uses that the hub does not have.
@@ -190,7 +208,8 @@ impl Pipelines {
     /// Validates the inputs and starts a run on a thread of its own.
     pub fn start(&self, name: &str, inputs: &Value, progress: Option<Progress>) -> Result<Arc<Run>> {
         let p = self.get(name).ok_or_else(|| {
-            let known: Vec<&str> = self.defs.iter().map(|p| p.name.as_str()).collect();
+            let defs = self.list();
+            let known: Vec<&str> = defs.iter().map(|p| p.name.as_str()).collect();
             Error::NotFound(format!("no pipeline named \"{name}\" (known: {})", known.join(", ")))
         })?;
         let inputs = validate(&p, inputs)?;

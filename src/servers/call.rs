@@ -22,6 +22,7 @@ use super::{Channel, Run, Servers, Status};
 use crate::config::Transport;
 use crate::error::{Error, Result};
 use crate::jsonrpc::{self, RpcError};
+use crate::metrics::Outcome;
 use crate::resilience::Breakers;
 
 /// How often a watched call looks at whether its caller is still there.
@@ -95,7 +96,30 @@ impl Servers {
         self.open_call(name, request, false)
     }
 
+    /// `open_uncounted`, with a refusal counted in the metrics (the call counts its own outcome).
     fn open_call(&self, name: &str, request: Request, wait: bool) -> Result<Acquired> {
+        let (method, tool) = request.method_and_tool();
+        let started = Instant::now();
+        let opened = self.open_uncounted(name, request, wait);
+        if let Err(e) = &opened {
+            let outcome = match e {
+                Error::Timeout(_) => Outcome::Timeout,
+                Error::CircuitOpen(_) => Outcome::CircuitOpen,
+                Error::NotFound(_) => return opened,
+                _ => Outcome::Unavailable,
+            };
+            crate::metrics::global().server_call(name, &method, &tool, outcome, started.elapsed());
+        }
+        opened.map(|a| match a {
+            Acquired::Ready(mut call) => {
+                call.labels = (method, tool);
+                Acquired::Ready(call)
+            }
+            starting => starting,
+        })
+    }
+
+    fn open_uncounted(&self, name: &str, request: Request, wait: bool) -> Result<Acquired> {
         let srv = self.must_find(name)?;
         let started = Instant::now();
         let (channel, (timeout, max_timeout)) = {
@@ -220,6 +244,16 @@ impl Request {
         Request::Own { method: method.to_string(), params }
     }
 
+    /// The method and, for `tools/call`, the tool: the call's metrics labels.
+    fn method_and_tool(&self) -> (String, String) {
+        let (method, params) = match self {
+            Request::Own { method, params } => (method.as_str(), params.as_ref()),
+            Request::Relay(msg, _) => (jsonrpc::method(msg), msg.get("params")),
+        };
+        let tool = params.and_then(|p| p.get("name")).and_then(Value::as_str).unwrap_or("");
+        (method.to_string(), tool.to_string())
+    }
+
     fn message(&self) -> Value {
         match self {
             Request::Own { method, params } => jsonrpc::request(0, method, params.clone()),
@@ -298,6 +332,9 @@ pub struct Call {
     on_end: Option<Box<dyn FnOnce() + Send>>,
     on_result: Option<Box<dyn FnOnce(Value) -> Value + Send>>,
     _in_flight: [InFlight; 2],
+    /// Method and tool, for the metrics.
+    labels: (String, String),
+    started: Instant,
 }
 
 impl Call {
@@ -333,6 +370,8 @@ impl Call {
             on_end: None,
             on_result: None,
             _in_flight: in_flight,
+            labels: (String::new(), String::new()),
+            started: Instant::now(),
         }
     }
 
@@ -512,6 +551,14 @@ impl Call {
     fn done(&mut self, outcome: Result<Value, RpcError>) -> Step {
         self.finished = true;
         record(&self.breakers, &self.server, outcome.as_ref().err());
+        let (method, tool) = &self.labels;
+        crate::metrics::global().server_call(
+            &self.server,
+            method,
+            tool,
+            outcome_of(&outcome),
+            self.started.elapsed(),
+        );
         match (outcome, self.on_result.take()) {
             (Ok(v), Some(f)) => Step::Done(Ok(f(v))),
             (outcome, _) => Step::Done(outcome),
@@ -551,6 +598,17 @@ fn record(breakers: &Breakers, server: &str, error: Option<&RpcError>) {
             breakers.record_failure(server, now)
         }
         _ => breakers.record_success(server, now),
+    }
+}
+
+/// How a call's outcome is counted: an `isError` result apart from a JSON-RPC error.
+fn outcome_of(outcome: &Result<Value, RpcError>) -> Outcome {
+    match outcome {
+        Ok(v) if v.get("isError").and_then(Value::as_bool) == Some(true) => Outcome::IsError,
+        Ok(_) => Outcome::Ok,
+        Err(e) if e.code == jsonrpc::REQUEST_TIMEOUT => Outcome::Timeout,
+        Err(e) if e.code == jsonrpc::SERVER_UNAVAILABLE => Outcome::Unavailable,
+        Err(_) => Outcome::RpcError,
     }
 }
 

@@ -7,6 +7,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use sha2::Digest;
+
 use super::{Server, Servers, Snapshot, Status};
 use crate::config::{self, ServerConfig, ServerEntry};
 use crate::error::{Error, Result};
@@ -149,6 +151,7 @@ impl Servers {
         let mut text = serde_json::to_string_pretty(&root).map_err(|e| Error::Internal(e.to_string()))?;
         text.push('\n');
         write_atomically(&self.file, text.as_bytes())?;
+        *self.saved.lock() = Some(sha2::Sha256::digest(text.as_bytes()).into());
         log::info!("saved {} server(s) to {}", servers.len(), self.file.display());
         if !embedded.is_empty() {
             log::info!(

@@ -251,10 +251,11 @@ impl Connection {
     /// waiting on its receiver); a failed POST is the call's outcome.
     pub fn post_in_background(&self, msg: Value, ticket: &Ticket, timeout: Duration) -> Result<(), RpcError> {
         let (shared, key) = (self.shared.clone(), ticket.key.clone());
+        let request_id = crate::request_id::current();
         std::thread::Builder::new()
             .name("upstream-call".into())
             .spawn(move || {
-                if let Err(e) = shared.post(&msg, timeout) {
+                if let Err(e) = crate::request_id::with(request_id, || shared.post(&msg, timeout)) {
                     let tx = shared.waiting.lock().forget(&key);
                     if let Some(tx) = tx {
                         let _ = tx.try_send(Piece { message: Err(e), last: true });
@@ -375,6 +376,9 @@ impl Shared {
             .header("Content-Type", "application/json");
         for (k, v) in &self.headers {
             req = req.header(k, v);
+        }
+        if let Some(id) = crate::request_id::current() {
+            req = req.header("X-Request-Id", id);
         }
         let mut resp = req.send(msg.to_string()).map_err(|e| failed(&self.name, Some(timeout), e))?;
         let status = resp.status().as_u16();

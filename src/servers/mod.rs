@@ -22,6 +22,7 @@ mod lifecycle;
 mod peer;
 mod phase;
 pub mod process;
+mod reload;
 mod sse;
 mod supervisor;
 pub mod upstream;
@@ -314,6 +315,8 @@ pub struct Servers {
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
     router: std::sync::OnceLock<Router>,
     sampler: std::sync::OnceLock<Sampler>,
+    /// SHA-256 of the servers file as the hub last saved it (`last_saved`).
+    saved: Mutex<Option<[u8; 32]>>,
 }
 
 impl Servers {
@@ -343,6 +346,7 @@ impl Servers {
             listener: std::sync::OnceLock::new(),
             router: std::sync::OnceLock::new(),
             sampler: std::sync::OnceLock::new(),
+            saved: Mutex::new(None),
         })
     }
 
@@ -442,11 +446,14 @@ impl Servers {
                         }
                     }
                 }
-                Effect::Restarting { reason, count, max, delay } => log::warn!(
-                    "server {}: {reason}; restart {count} of {max} in {:.1}s",
-                    srv.name,
-                    delay.as_secs_f64()
-                ),
+                Effect::Restarting { reason, count, max, delay } => {
+                    crate::metrics::global().server_restart(&srv.name);
+                    log::warn!(
+                        "server {}: {reason}; restart {count} of {max} in {:.1}s",
+                        srv.name,
+                        delay.as_secs_f64()
+                    )
+                }
                 Effect::FreshBreaker => self.ctx.breakers.remove(&srv.name),
                 Effect::Stable => log::info!("server {}: stable; restart count reset", srv.name),
             }

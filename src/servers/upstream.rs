@@ -154,6 +154,9 @@ impl Endpoint {
         for (k, v) in self.headers.lock().iter() {
             req = req.header(k, v);
         }
+        if let Some(id) = crate::request_id::current() {
+            req = req.header("X-Request-Id", id);
+        }
         let mut resp = req.send(msg.to_string()).map_err(|e| failed(&self.name, timeout, e))?;
         if let Some(s) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
             *self.session.lock() = Some(s.to_string());
@@ -344,11 +347,15 @@ impl Upstream {
         }
         let (tx, rx) = crossbeam_channel::bounded(16);
         let upstream = self.clone();
+        // The request's id goes out with the POST, made on the thread below.
+        let request_id = crate::request_id::current();
         std::thread::Builder::new()
             .name("upstream-call".into())
             .spawn(move || {
                 let Wire::Streamable(endpoint) = &upstream.wire else { return };
-                let mut piece = match upstream.open(endpoint, ids, &msg, timeout) {
+                let opened =
+                    crate::request_id::with(request_id, || upstream.open(endpoint, ids, &msg, timeout));
+                let mut piece = match opened {
                     Ok(reply) => Some(reply),
                     Err(e) => {
                         let _ = tx.send(Piece { message: Err(e), last: true });

@@ -1,6 +1,6 @@
 //! Children that cannot wedge the hub or outlive it: a child that closes its stdout and lives
 //! on, lifecycle operations racing on one server, grandchildren that leave the process group,
-//! SIGHUP, and a hub killed outright (the parent-death signal, the records of its groups).
+//! SIGINT, and a hub killed outright (the parent-death signal, the records of its groups).
 
 use std::path::Path;
 use std::time::Duration;
@@ -140,11 +140,11 @@ fn a_grandchild_that_left_the_group_dies_on_stop_restart_crash_and_shutdown() {
 }
 
 #[test]
-fn sighup_stops_the_hub_like_sigterm() {
+fn sigint_stops_the_hub_like_sigterm() {
     let mut hub = Hub::with_fixtures(&[("a", json!({"args": ["--grandchild"], "auto_start": true}))]);
     let pid = hub.wait_status("a", "RUNNING", 5 * SEC)["pid"].as_i64().unwrap();
     let _cleanup = Cleanup(vec![pid]);
-    hub.signal(libc::SIGHUP);
+    hub.signal(libc::SIGINT);
     let status = hub.wait_exit(10 * SEC);
     assert!(status.success(), "{status}\n{}", hub.log());
     let left = processes_in_group(pid);

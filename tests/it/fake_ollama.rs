@@ -122,7 +122,7 @@ fn answer(
                 json_resp(
                     200,
                     json!({"model": model, "created_at": "2026-11-25T00:00:00Z", "response": text,
-                    "done": true, "done_reason": "stop", "total_duration": 1_000_000u64, "eval_count": 3}),
+                    "done": true, "done_reason": "stop", "total_duration": 1_000_000u64, "prompt_eval_count": 5, "eval_count": 3}),
                 )
             } else {
                 let lines = format!(

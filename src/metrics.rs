@@ -1,0 +1,493 @@
+//! The hub's metrics, and `/metrics` in the Prometheus text format (0.0.4), written by hand. One
+//! registry per process, as there is one log: the request path, the calls and the enhancement
+//! service record into it with one call each, and `render` adds what is read at scrape time
+//! (servers up, breakers, cache, sessions, build).
+//!
+//! Every label value is bounded: servers are the configured ones, methods a fixed list, clients
+//! the rules' names, routes the route table's templates (never a raw path); tool and model names
+//! keep the first `MAX_NAMES` seen per family, and `other` stands for the rest.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::app::App;
+use crate::resilience::CircuitState;
+use crate::servers::Status;
+
+/// Histogram bucket bounds in seconds (5 ms … 120 s).
+const BUCKETS: [f64; 14] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+/// Distinct tool (per server) and model names kept as label values; past it, `other`.
+const MAX_NAMES: usize = 64;
+/// The label value standing for every value not kept.
+pub const OTHER: &str = "other";
+
+/// The MCP methods kept as label values.
+const METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "completion/complete",
+    "logging/setLevel",
+    "tasks/get",
+    "tasks/list",
+    "tasks/result",
+    "tasks/cancel",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/roots/list_changed",
+    "batch",
+];
+
+/// How a call to a server's tool ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// A result with `isError: true`: the tool ran and failed.
+    IsError,
+    RpcError,
+    Timeout,
+    Unavailable,
+    CircuitOpen,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::IsError => "is_error",
+            Outcome::RpcError => "rpc_error",
+            Outcome::Timeout => "timeout",
+            Outcome::Unavailable => "unavailable",
+            Outcome::CircuitOpen => "circuit_open",
+        }
+    }
+
+    /// The OpenTelemetry `error.type`: empty for success.
+    fn error_type(self) -> &'static str {
+        match self {
+            Outcome::Ok => "",
+            Outcome::IsError => "tool_error",
+            o => o.as_str(),
+        }
+    }
+}
+
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+}
+
+const SERVER_OPS: Family = Family {
+    name: "mcp_server_operation_duration_seconds",
+    kind: "histogram",
+    help: "MCP requests clients made to the hub, by method, tool and error type",
+    labels: &["mcp_method_name", "gen_ai_tool_name", "error_type"],
+};
+const CLIENT_OPS: Family = Family {
+    name: "mcp_client_operation_duration_seconds",
+    kind: "histogram",
+    help: "MCP requests the hub made to its servers, by server, method, tool and error type",
+    labels: &["server", "mcp_method_name", "gen_ai_tool_name", "error_type"],
+};
+const TOOL_CALLS: Family = Family {
+    name: "agenthub_tool_calls_total",
+    kind: "counter",
+    help: "Tool calls to servers by outcome (ok, is_error, rpc_error, timeout, unavailable, circuit_open)",
+    labels: &["server", "tool", "outcome"],
+};
+const RESTARTS: Family = Family {
+    name: "agenthub_server_restarts_total",
+    kind: "counter",
+    help: "Restarts of a server after it crashed or failed",
+    labels: &["server"],
+};
+const OLLAMA_REQUESTS: Family = Family {
+    name: "agenthub_ollama_requests_total",
+    kind: "counter",
+    help: "Generations asked of Ollama by model and outcome",
+    labels: &["model", "outcome"],
+};
+const OLLAMA_DURATION: Family = Family {
+    name: "agenthub_ollama_request_duration_seconds",
+    kind: "histogram",
+    help: "How long Ollama took to answer a generation",
+    labels: &["model"],
+};
+const OLLAMA_TOKENS: Family = Family {
+    name: "agenthub_ollama_tokens_total",
+    kind: "counter",
+    help: "Tokens Ollama counted (prompt_eval_count, eval_count) by model and kind",
+    labels: &["model", "kind"],
+};
+const ENHANCE: Family = Family {
+    name: "agenthub_enhance_total",
+    kind: "counter",
+    help: "Prompt enhancements by client rule and result (enhanced, cached or the fallback's reason)",
+    labels: &["client", "result"],
+};
+const HTTP_REQUESTS: Family = Family {
+    name: "agenthub_http_requests_total",
+    kind: "counter",
+    help: "HTTP requests by route template and status",
+    labels: &["route", "status"],
+};
+const RELOADS: Family = Family {
+    name: "agenthub_config_reloads_total",
+    kind: "counter",
+    help: "Reloads of the hub's configuration files by result (applied, invalid)",
+    labels: &["result"],
+};
+
+/// Families recorded as events, in the order they are rendered.
+const RECORDED: [&Family; 10] = [
+    &SERVER_OPS,
+    &CLIENT_OPS,
+    &TOOL_CALLS,
+    &RESTARTS,
+    &OLLAMA_REQUESTS,
+    &OLLAMA_DURATION,
+    &OLLAMA_TOKENS,
+    &ENHANCE,
+    &HTTP_REQUESTS,
+    &RELOADS,
+];
+
+#[derive(Clone, Default)]
+struct Histogram {
+    /// Per bucket, not cumulative (summed when rendered).
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, secs: f64) {
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.counts[i] += 1;
+        }
+        self.count += 1;
+        self.sum += secs;
+    }
+}
+
+#[derive(Default)]
+struct Series {
+    counters: BTreeMap<Vec<String>, u64>,
+    histograms: BTreeMap<Vec<String>, Histogram>,
+}
+
+#[derive(Default)]
+struct Inner {
+    series: BTreeMap<&'static str, Series>,
+    /// Tool names kept per server, and model names kept.
+    tools: BTreeMap<String, BTreeSet<String>>,
+    models: BTreeSet<String>,
+}
+
+impl Inner {
+    fn add(&mut self, f: &Family, labels: Vec<String>, n: u64) {
+        *self.series.entry(f.name).or_default().counters.entry(labels).or_default() += n;
+    }
+
+    fn observe(&mut self, f: &Family, labels: Vec<String>, secs: f64) {
+        self.series.entry(f.name).or_default().histograms.entry(labels).or_default().observe(secs);
+    }
+
+    fn tool(&mut self, server: &str, tool: &str) -> String {
+        if tool.is_empty() {
+            return String::new();
+        }
+        let kept = self.tools.entry(server.to_string()).or_default();
+        keep(kept, tool)
+    }
+
+    fn model(&mut self, model: &str) -> String {
+        keep(&mut self.models, model)
+    }
+}
+
+/// `value` if it is kept (or there is room to keep it), else `other`.
+fn keep(kept: &mut BTreeSet<String>, value: &str) -> String {
+    if kept.contains(value) {
+        return value.to_string();
+    }
+    if kept.len() < MAX_NAMES && value.len() <= 128 {
+        kept.insert(value.to_string());
+        return value.to_string();
+    }
+    OTHER.to_string()
+}
+
+/// A method as a label value: a known MCP method, else `other`.
+pub fn method_label(method: &str) -> &'static str {
+    METHODS.iter().find(|m| **m == method).copied().unwrap_or(OTHER)
+}
+
+/// The registry.
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+/// The process's registry.
+pub fn global() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::default)
+}
+
+impl Metrics {
+    /// A request the hub made to one of its servers and how it ended; a `tools/call` is also
+    /// counted in `agenthub_tool_calls_total`.
+    pub fn server_call(&self, server: &str, method: &str, tool: &str, outcome: Outcome, took: Duration) {
+        let mut m = self.inner.lock();
+        let tool = if method == "tools/call" { m.tool(server, tool) } else { String::new() };
+        let method = method_label(method);
+        let labels = vec![server.to_string(), method.to_string(), tool.clone(), outcome.error_type().into()];
+        m.observe(&CLIENT_OPS, labels, took.as_secs_f64());
+        if method == "tools/call" {
+            m.add(&TOOL_CALLS, vec![server.to_string(), tool, outcome.as_str().into()], 1);
+        }
+    }
+
+    /// A JSON-RPC request a client made to the hub (`server` names the endpoint's server, if
+    /// any, for the tool name's bound).
+    pub fn client_operation(&self, server: &str, method: &str, tool: &str, error_type: &str, took: Duration) {
+        let mut m = self.inner.lock();
+        let tool = if method == "tools/call" { m.tool(server, tool) } else { String::new() };
+        let labels = vec![method_label(method).to_string(), tool, error_type.to_string()];
+        m.observe(&SERVER_OPS, labels, took.as_secs_f64());
+    }
+
+    pub fn server_restart(&self, server: &str) {
+        self.inner.lock().add(&RESTARTS, vec![server.to_string()], 1);
+    }
+
+    /// One generation asked of Ollama: `outcome` is `ok` or the failure's reason.
+    pub fn ollama(&self, model: &str, outcome: &str, took: Duration, tokens: (u64, u64)) {
+        let mut m = self.inner.lock();
+        let model = m.model(model);
+        m.add(&OLLAMA_REQUESTS, vec![model.clone(), outcome.to_string()], 1);
+        m.observe(&OLLAMA_DURATION, vec![model.clone()], took.as_secs_f64());
+        m.add(&OLLAMA_TOKENS, vec![model.clone(), "prompt".into()], tokens.0);
+        m.add(&OLLAMA_TOKENS, vec![model, "completion".into()], tokens.1);
+    }
+
+    /// An enhancement answered for a client rule (`client` is the rule's name).
+    pub fn enhance(&self, client: &str, result: &str) {
+        self.inner.lock().add(&ENHANCE, vec![client.to_string(), result.to_string()], 1);
+    }
+
+    pub fn http_request(&self, route: &'static str, status: u16) {
+        self.inner.lock().add(&HTTP_REQUESTS, vec![route.to_string(), status.to_string()], 1);
+    }
+
+    /// A reload of the configuration: `applied` or `invalid`.
+    pub fn reload(&self, result: &'static str) {
+        self.inner.lock().add(&RELOADS, vec![result.to_string()], 1);
+    }
+
+    /// Everything recorded, in the text format (no gauges).
+    fn render_recorded(&self, out: &mut String) {
+        let m = self.inner.lock();
+        for f in RECORDED {
+            header(out, f);
+            let Some(series) = m.series.get(f.name) else { continue };
+            for (labels, n) in &series.counters {
+                sample(out, f.name, "", f.labels, labels, None, *n as f64);
+            }
+            for (labels, h) in &series.histograms {
+                let mut total = 0;
+                for (i, bound) in BUCKETS.iter().enumerate() {
+                    total += h.counts[i];
+                    sample(
+                        out,
+                        f.name,
+                        "_bucket",
+                        f.labels,
+                        labels,
+                        Some(&format_float(*bound)),
+                        total as f64,
+                    );
+                }
+                sample(out, f.name, "_bucket", f.labels, labels, Some("+Inf"), h.count as f64);
+                sample(out, f.name, "_sum", f.labels, labels, None, h.sum);
+                sample(out, f.name, "_count", f.labels, labels, None, h.count as f64);
+            }
+        }
+    }
+}
+
+fn header(out: &mut String, f: &Family) {
+    let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
+    let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
+}
+
+fn sample(
+    out: &mut String,
+    name: &str,
+    suffix: &str,
+    names: &[&str],
+    values: &[String],
+    le: Option<&str>,
+    value: f64,
+) {
+    out.push_str(name);
+    out.push_str(suffix);
+    let mut sep = '{';
+    for (n, v) in names.iter().zip(values) {
+        out.push(sep);
+        sep = ',';
+        out.push_str(n);
+        out.push_str("=\"");
+        escape(out, v);
+        out.push('"');
+    }
+    if let Some(le) = le {
+        out.push(sep);
+        sep = ',';
+        out.push_str("le=\"");
+        out.push_str(le);
+        out.push('"');
+    }
+    if sep == ',' {
+        out.push('}');
+    }
+    out.push(' ');
+    out.push_str(&format_float(value));
+    out.push('\n');
+}
+
+fn escape(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn format_float(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { format!("{v}") }
+}
+
+/// A gauge family read at scrape time.
+fn gauge(out: &mut String, name: &str, help: &str, labels: &[&str], rows: &[(Vec<String>, f64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (values, v) in rows {
+        sample(out, name, "", labels, values, None, *v);
+    }
+}
+
+/// The whole `/metrics` page: what was recorded, then what the hub reads now.
+pub fn render(app: &App) -> String {
+    let now = Instant::now();
+    let mut out = String::with_capacity(16 << 10);
+    global().render_recorded(&mut out);
+    let servers = app.servers.list();
+    let up: Vec<_> = servers
+        .iter()
+        .map(|s| (vec![s.name.clone()], f64::from(u8::from(s.info.status == Status::Running))))
+        .collect();
+    gauge(&mut out, "agenthub_server_up", "1 when the server is RUNNING", &["server"], &up);
+    let circuit: Vec<_> = servers
+        .iter()
+        .map(|s| {
+            let state = match app.breakers.state(&s.name, now) {
+                CircuitState::Closed => 0.0,
+                CircuitState::HalfOpen => 1.0,
+                CircuitState::Open => 2.0,
+            };
+            (vec![s.name.clone()], state)
+        })
+        .collect();
+    gauge(
+        &mut out,
+        "agenthub_circuit_state",
+        "The server's circuit breaker: 0 closed, 1 half-open, 2 open",
+        &["server"],
+        &circuit,
+    );
+    let cache = app.enhancer.cache_stats();
+    for (name, help, v) in [
+        ("agenthub_cache_hits_total", "Enhancement cache hits", cache.hits),
+        ("agenthub_cache_misses_total", "Enhancement cache misses", cache.misses),
+        ("agenthub_cache_evictions_total", "Enhancement cache evictions", cache.evictions),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+    }
+    gauge(
+        &mut out,
+        "agenthub_cache_entries",
+        "Entries in the enhancement cache",
+        &[],
+        &[(vec![], cache.size as f64)],
+    );
+    let sessions: Vec<_> =
+        app.gateway.sessions.counts().into_iter().map(|(endpoint, n)| (vec![endpoint], n as f64)).collect();
+    gauge(&mut out, "agenthub_mcp_sessions", "Open MCP sessions by endpoint", &["endpoint"], &sessions);
+    gauge(
+        &mut out,
+        "agenthub_build_info",
+        "The hub's version",
+        &["version"],
+        &[(vec![env!("CARGO_PKG_VERSION").to_string()], 1.0)],
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_render_in_the_text_format() {
+        let m = Metrics::default();
+        m.server_call("fx", "tools/call", "echo", Outcome::Ok, Duration::from_millis(7));
+        m.server_call("fx", "tools/call", "echo", Outcome::Timeout, Duration::from_secs(200));
+        m.http_request("/servers/{name}", 404);
+        let mut out = String::new();
+        m.render_recorded(&mut out);
+        for line in [
+            "agenthub_tool_calls_total{server=\"fx\",tool=\"echo\",outcome=\"ok\"} 1",
+            "agenthub_tool_calls_total{server=\"fx\",tool=\"echo\",outcome=\"timeout\"} 1",
+            "mcp_client_operation_duration_seconds_bucket{server=\"fx\",mcp_method_name=\"tools/call\",gen_ai_tool_name=\"echo\",error_type=\"\",le=\"0.01\"} 1",
+            "mcp_client_operation_duration_seconds_bucket{server=\"fx\",mcp_method_name=\"tools/call\",gen_ai_tool_name=\"echo\",error_type=\"timeout\",le=\"120\"} 0",
+            "mcp_client_operation_duration_seconds_bucket{server=\"fx\",mcp_method_name=\"tools/call\",gen_ai_tool_name=\"echo\",error_type=\"timeout\",le=\"+Inf\"} 1",
+            "agenthub_http_requests_total{route=\"/servers/{name}\",status=\"404\"} 1",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} missing in\n{out}");
+        }
+    }
+
+    #[test]
+    fn label_values_are_bounded_and_escaped() {
+        let m = Metrics::default();
+        for i in 0..(MAX_NAMES + 3) {
+            m.server_call("fx", "tools/call", &format!("t{i}"), Outcome::Ok, Duration::ZERO);
+        }
+        m.server_call("fx", "made/up", "", Outcome::Ok, Duration::ZERO);
+        m.enhance("a\"b\\c\n", "cached");
+        let mut out = String::new();
+        m.render_recorded(&mut out);
+        assert!(out.contains("tool=\"other\",outcome=\"ok\"} 3"), "{out}");
+        assert!(out.contains("mcp_method_name=\"other\""), "{out}");
+        assert!(out.contains("client=\"a\\\"b\\\\c\\n\""), "{out}");
+    }
+}
