@@ -106,22 +106,7 @@ struct StdioPeer {
 
 impl StdioPeer {
     fn start(command: &std::path::Path) -> StdioPeer {
-        use std::io::BufRead;
-        use std::process::Stdio;
-        let mut child = Command::new(command)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the server");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let stdin = child.stdin.take().expect("piped stdin");
+        let (child, stdin, lines) = spawn_lines(Command::new(command));
         let mut peer = StdioPeer { child, stdin, lines, init: None };
         let init = peer.call(json!(0), "initialize", initialize_params(MCP_VERSION, json!({})));
         peer.send(&initialized_note());

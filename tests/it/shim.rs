@@ -1,8 +1,8 @@
 //! `agenthub stdio`: the shim a stdio-only client (Claude Desktop) launches once and keeps, so
 //! it must ride out whatever the hub does: restarts, starting late, forgetting the session.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::io::Write;
+use std::process::{Child, ChildStdin, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -19,24 +19,10 @@ struct Shim {
 
 impl Shim {
     fn start(args: &[&str]) -> Shim {
-        let mut child = Command::new(BIN)
-            .arg("stdio")
-            .args(args)
-            .env_remove("AGENTHUB_URL")
-            .env_remove("AGENTHUB_TOKEN")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn the shim");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Shim { stdin: child.stdin.take(), child, lines }
+        let mut cmd = Command::new(BIN);
+        cmd.arg("stdio").args(args).env_remove("AGENTHUB_URL").env_remove("AGENTHUB_TOKEN");
+        let (child, stdin, lines) = spawn_lines(cmd);
+        Shim { stdin: Some(stdin), child, lines }
     }
 
     fn to(addr: &str, server: &str, extra: &[&str]) -> Shim {
