@@ -93,6 +93,8 @@ pub struct Chatted {
     pub done_reason: Option<String>,
     /// Prompt and completion tokens, as Ollama counted them.
     pub tokens: (u64, u64),
+    /// The tools the model asked to call (`message.tool_calls`).
+    pub tool_calls: Vec<Value>,
 }
 
 /// One generation.
@@ -239,7 +241,19 @@ impl Client {
             model: v.get("model").and_then(Value::as_str).unwrap_or(model).to_string(),
             done_reason: v.get("done_reason").and_then(Value::as_str).map(str::to_string),
             tokens: tokens_of(&v),
+            tool_calls: v
+                .pointer("/message/tool_calls")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
         })
+    }
+
+    /// `POST /api/show`: what a model can do (`completion`, `tools`, `vision`, ...).
+    pub fn capabilities(&self, model: &str) -> std::result::Result<Vec<String>, Failure> {
+        let v = self.post_json("/api/show", &json!({"model": model}), model)?;
+        let caps = v.get("capabilities").and_then(Value::as_array).cloned().unwrap_or_default();
+        Ok(caps.iter().filter_map(Value::as_str).map(str::to_string).collect())
     }
 
     /// `POST /api/chat` with `stream: false`: the assistant's message text.

@@ -28,6 +28,16 @@ impl Service {
         // Without the list the hints and priorities cannot be matched; the rest still holds.
         let local = self.client.sized_models().unwrap_or_default();
         let (model, why) = choose(params, configured, &local, &self.model_for(None));
+        if body.contains_key("tools") {
+            let caps =
+                self.client.capabilities(&model).map_err(|f| format!("the local model {model}: {f}"))?;
+            if !caps.iter().any(|c| c == "tools") {
+                return Err(format!(
+                    "the request asks for tools, and the local model {model} does not take them (Ollama says it can: {})",
+                    caps.join(", ")
+                ));
+            }
+        }
         match self.guarded(&model, true, || self.client.chat_with(&model, &body), |c| c.tokens) {
             Ok(chatted) => Ok(Sampled { result: answer(&chatted), model: chatted.model, why }),
             Err(f) => Err(format!("the local model {model} could not answer: {f} ({})", f.reason())),
@@ -77,12 +87,10 @@ pub fn choose(
 }
 
 /// `/api/chat` fields for a `sampling/createMessage`: the system prompt first, then each
-/// message's text (images as `images`), `maxTokens` as `num_predict`, `temperature` and
-/// `stopSequences` as options. Tools and audio are refused, saying so.
+/// message's text (images as `images`, earlier tool uses as `tool_calls`, tool results as
+/// `tool` messages), the request's `tools` as functions, `maxTokens` as `num_predict`,
+/// `temperature` and `stopSequences` as options. Audio is refused, saying so.
 pub fn chat_body(params: &Value) -> Result<Map<String, Value>, String> {
-    if params.get("tools").and_then(Value::as_array).is_some_and(|t| !t.is_empty()) {
-        return Err("the request asks for tools; the hub's local model samples without tools".into());
-    }
     let mut messages = Vec::new();
     if let Some(system) = params.get("systemPrompt").and_then(Value::as_str).filter(|s| !s.is_empty()) {
         messages.push(json!({"role": "system", "content": system}));
@@ -95,11 +103,18 @@ pub fn chat_body(params: &Value) -> Result<Map<String, Value>, String> {
             Some(one) => vec![one],
             None => Vec::new(),
         };
-        let (mut text, mut images) = (Vec::new(), Vec::new());
+        let (mut text, mut images, mut calls) = (Vec::new(), Vec::new(), Vec::new());
         for b in blocks {
             match b.get("type").and_then(Value::as_str) {
-                Some("text") => text.push(b.get("text").and_then(Value::as_str).unwrap_or("")),
+                Some("text") => text.push(b.get("text").and_then(Value::as_str).unwrap_or("").to_string()),
                 Some("image") => images.push(b.get("data").cloned().unwrap_or(Value::Null)),
+                Some("tool_use") => calls.push(json!({"function": {"name": b.get("name").cloned().unwrap_or(Value::Null),
+                                                                    "arguments": b.get("input").cloned().unwrap_or(json!({}))}})),
+                Some("tool_result") => {
+                    let inner = b.get("content").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+                    let said: Vec<&str> = inner.iter().filter_map(|c| c.get("text").and_then(Value::as_str)).collect();
+                    messages.push(json!({"role": "tool", "content": said.join("\n")}));
+                }
                 other => {
                     return Err(format!(
                         "messages[{i}]: {} content is not something the local model takes",
@@ -108,9 +123,15 @@ pub fn chat_body(params: &Value) -> Result<Map<String, Value>, String> {
                 }
             }
         }
+        if text.is_empty() && images.is_empty() && calls.is_empty() {
+            continue;
+        }
         let mut msg = json!({"role": role, "content": text.join("\n")});
         if !images.is_empty() {
             msg["images"] = Value::Array(images);
+        }
+        if !calls.is_empty() {
+            msg["tool_calls"] = Value::Array(calls);
         }
         messages.push(msg);
     }
@@ -126,20 +147,45 @@ pub fn chat_body(params: &Value) -> Result<Map<String, Value>, String> {
     }
     let mut body = Map::new();
     body.insert("messages".into(), Value::Array(messages));
+    if let Some(tools) = params.get("tools").and_then(Value::as_array).filter(|t| !t.is_empty()) {
+        let functions: Vec<Value> = tools
+            .iter()
+            .map(|t| {
+                json!({"type": "function", "function": {"name": t.get("name").cloned().unwrap_or(Value::Null),
+                "description": t.get("description").cloned().unwrap_or(json!("")),
+                "parameters": t.get("inputSchema").cloned().unwrap_or(json!({"type": "object"}))}})
+            })
+            .collect();
+        body.insert("tools".into(), Value::Array(functions));
+    }
     if !options.is_empty() {
         body.insert("options".into(), Value::Object(options));
     }
     Ok(body)
 }
 
-/// A chat answer as a `CreateMessageResult`.
+/// A chat answer as a `CreateMessageResult`: the text, or the tool uses the model asked for
+/// (`stopReason: toolUse`).
 fn answer(c: &Chatted) -> Value {
     let stop = match c.done_reason.as_deref() {
+        _ if !c.tool_calls.is_empty() => "toolUse",
         Some("length") => "maxTokens",
         Some("stop") | None => "endTurn",
         Some(other) => other,
     };
-    json!({"role": "assistant", "content": {"type": "text", "text": c.text}, "model": c.model, "stopReason": stop})
+    if c.tool_calls.is_empty() {
+        return json!({"role": "assistant", "content": {"type": "text", "text": c.text}, "model": c.model, "stopReason": stop});
+    }
+    let mut content: Vec<Value> = Vec::new();
+    if !c.text.trim().is_empty() {
+        content.push(json!({"type": "text", "text": c.text}));
+    }
+    for (i, call) in c.tool_calls.iter().enumerate() {
+        let f = call.get("function").unwrap_or(&Value::Null);
+        content.push(json!({"type": "tool_use", "id": format!("call_{i}"), "name": f.get("name").cloned().unwrap_or(Value::Null),
+                            "input": f.get("arguments").cloned().unwrap_or(json!({}))}));
+    }
+    json!({"role": "assistant", "content": content, "model": c.model, "stopReason": stop})
 }
 
 #[cfg(test)]
@@ -198,8 +244,20 @@ mod tests {
                                              {"role": "assistant", "content": "yes", "images": ["AAAA"]}])
         );
         assert_eq!(body["options"], json!({"num_predict": 50, "temperature": 0.2, "stop": ["END"]}));
-        let tools = chat_body(&json!({"messages": [], "tools": [{"name": "t"}]})).unwrap_err();
-        assert!(tools.contains("tools"), "{tools}");
+        let with_tools = json!({"messages": [
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "c1", "name": "add", "input": {"a": 1}}]},
+                {"role": "user", "content": [{"type": "tool_result", "toolUseId": "c1", "content": [{"type": "text", "text": "2"}]}]}],
+            "tools": [{"name": "add", "description": "Adds", "inputSchema": {"type": "object"}}]});
+        let body = chat_body(&with_tools).unwrap();
+        assert_eq!(
+            body["tools"],
+            json!([{"type": "function", "function": {"name": "add", "description": "Adds", "parameters": {"type": "object"}}}])
+        );
+        assert_eq!(
+            body["messages"],
+            json!([{"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "add", "arguments": {"a": 1}}}]},
+                                             {"role": "tool", "content": "2"}])
+        );
         let audio =
             chat_body(&json!({"messages": [{"role": "user", "content": {"type": "audio", "data": ""}}]}))
                 .unwrap_err();
@@ -209,10 +267,24 @@ mod tests {
             model: "m".into(),
             done_reason: Some("length".into()),
             tokens: (1, 2),
+            tool_calls: vec![],
         });
         assert_eq!(
             a,
             json!({"role": "assistant", "content": {"type": "text", "text": "t"}, "model": "m", "stopReason": "maxTokens"})
+        );
+        let call = json!({"function": {"name": "add", "arguments": {"a": 1}}});
+        let a = answer(&Chatted {
+            text: String::new(),
+            model: "m".into(),
+            done_reason: Some("stop".into()),
+            tokens: (0, 0),
+            tool_calls: vec![call],
+        });
+        assert_eq!(
+            a,
+            json!({"role": "assistant", "content": [{"type": "tool_use", "id": "call_0", "name": "add", "input": {"a": 1}}],
+                             "model": "m", "stopReason": "toolUse"})
         );
     }
 }

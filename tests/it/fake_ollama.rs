@@ -135,6 +135,23 @@ fn answer(
                 )
             }
         }
+        ("POST", "/api/show") if models.contains(&model) => {
+            // Models named like qwen take tools here, the others do not.
+            let caps =
+                if model.contains("qwen") { json!(["completion", "tools"]) } else { json!(["completion"]) };
+            json_resp(200, json!({"details": {"family": "llama"}, "capabilities": caps}))
+        }
+        ("POST", "/api/show") => json_resp(404, json!({"error": format!("model '{model}' not found")})),
+        ("POST", "/api/chat") if body["tools"].as_array().is_some_and(|t| !t.is_empty()) => {
+            // Asked with tools: a call of the first one.
+            let name = body["tools"][0]["function"]["name"].clone();
+            json_resp(
+                200,
+                json!({"model": model, "created_at": "2026-11-25T00:00:00Z",
+                "message": {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": name, "arguments": {"x": 1}}}]},
+                "done": true, "done_reason": "stop"}),
+            )
+        }
         ("POST", "/api/chat") => {
             let last = body["messages"]
                 .as_array()

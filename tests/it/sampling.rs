@@ -104,10 +104,22 @@ fn the_local_model_answers_sampling_no_client_can() {
     );
     assert_eq!(chats().len(), before, "the model was asked");
 
-    // A request for tools is refused, saying so.
+    // Tools: a model that takes them answers with a tool use; one that does not is refused.
     let mut p = said("use a tool");
-    p["tools"] = json!([{"name": "t", "inputSchema": {"type": "object"}}]);
-    assert!(sample(&hub, "fx", p)["error"]["message"].as_str().unwrap_or_default().contains("tools"));
+    p["tools"] = json!([{"name": "lookup", "description": "Looks up", "inputSchema": {"type": "object"}}]);
+    p["modelPreferences"] = json!({"hints": [{"name": "qwen"}]});
+    let r = sample(&hub, "fx", p.clone());
+    assert_eq!(r["result"]["stopReason"], "toolUse", "{r}");
+    assert_eq!(
+        r["result"]["content"],
+        json!([{"type": "tool_use", "id": "call_0", "name": "lookup", "input": {"x": 1}}])
+    );
+    let sent = chats().last().unwrap().body.clone();
+    assert_eq!(sent["tools"][0]["function"]["name"], "lookup");
+    p["modelPreferences"] = json!({});
+    let r = sample(&hub, "fx", p);
+    let why = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(why.contains("llama3.2:3b does not take them"), "{r}");
 }
 
 #[test]
