@@ -161,10 +161,10 @@ impl Gateway {
                 if list == List::Prompts {
                     return Ok(self.relay(&entry.server, session, msg, sse));
                 }
-                // A call made a task: its id names the server from now on.
+                // A call made a task: its id names the server from now on; so do its app's URIs.
                 let server = entry.server.clone();
                 self.relay_then(&entry.server, session, msg, sse, move |how| {
-                    how.then(move |r| public_task_ids(&server, r))
+                    how.then(move |r| public_ui_meta(&server, public_task_ids(&server, r)))
                 })
             }
             "tasks/get" | "tasks/result" | "tasks/cancel" => {
@@ -196,6 +196,13 @@ impl Gateway {
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 let uri = msg.pointer("/params/uri").and_then(Value::as_str).unwrap_or("").to_string();
+                if let Some((server, original)) = self.private_ui(&uri) {
+                    // An app's URI names its server: no list needed to route it.
+                    msg["params"]["uri"] = json!(original);
+                    return Ok(self.relay_then(&server.clone(), session, msg, sse, move |how| {
+                        how.then(move |r| public_ui_contents(&server, r))
+                    }));
+                }
                 match self.resource_owner(&uri, at) {
                     None => return Err(msg),
                     Some(Some(server)) => self.relay(&server, session, msg, sse),
@@ -407,6 +414,9 @@ impl Gateway {
                         if list == List::Tools && item.get("description").is_none_or(Value::is_null) {
                             item["description"] = json!("");
                         }
+                        if list == List::Tools {
+                            item = public_ui_meta(&server, item);
+                        }
                         out.push(Entry { public, server: server.clone(), original, item });
                     }
                 }
@@ -428,7 +438,18 @@ impl Gateway {
     /// The entry with this public name (`Some(None)`: there is none); `None` when finding out
     /// needs the servers and `at` is the worker.
     fn lookup(&self, list: List, public: &str, at: Place) -> Option<Option<Entry>> {
-        let find = |v: &[Entry]| v.iter().find(|e| e.public == public).cloned();
+        // A public name, else (tools only: an MCP app calls its tools by their own names) the
+        // one server's tool of that name when exactly one server has it.
+        let find = |v: &[Entry]| {
+            v.iter().find(|e| e.public == public).cloned().or_else(|| {
+                let bare: Vec<&Entry> =
+                    v.iter().filter(|e| list == List::Tools && e.original == public).collect();
+                match bare.as_slice() {
+                    [one] => Some((*one).clone()),
+                    _ => None,
+                }
+            })
+        };
         if let Some(e) = self.entries(list, Place::Worker).as_deref().and_then(find) {
             return Some(Some(e));
         }
@@ -449,6 +470,7 @@ impl Gateway {
         for (server, got) in self.fan_out(self.offering("resources"), |s| self.collect(s, method, key)) {
             match got {
                 Ok(items) => {
+                    let items: Vec<Value> = items.into_iter().map(|i| public_ui_uri_of(&server, i)).collect();
                     let mut c = self.catalog.lock();
                     for item in &items {
                         let uri = item
@@ -588,6 +610,49 @@ pub(super) fn public_task_ids(server: &str, mut v: Value) -> Value {
     v
 }
 
+/// An MCP app's `ui://` URI as the aggregated endpoint shows it: `ui://{server}+{rest}`, so it
+/// stays a valid URI and routes back.
+fn public_ui(server: &str, uri: &str) -> Option<String> {
+    uri.strip_prefix("ui://").map(|rest| format!("ui://{server}+{rest}"))
+}
+
+impl Gateway {
+    /// The server and the server's own URI behind a public `ui://` URI.
+    fn private_ui(&self, uri: &str) -> Option<(String, String)> {
+        let (server, rest) = uri.strip_prefix("ui://")?.split_once('+')?;
+        self.servers.get(server).map(|_| (server.to_string(), format!("ui://{rest}")))
+    }
+}
+
+/// A tool's (or a call result's) app URIs, `_meta.ui.resourceUri` and the older flat
+/// `_meta["ui/resourceUri"]`, made public.
+fn public_ui_meta(server: &str, mut v: Value) -> Value {
+    for pointer in ["/_meta/ui/resourceUri", "/_meta/ui~1resourceUri"] {
+        if let Some(uri) = v.pointer_mut(pointer) {
+            if let Some(public) = uri.as_str().and_then(|u| public_ui(server, u)) {
+                *uri = json!(public);
+            }
+        }
+    }
+    v
+}
+
+/// A listed resource (or a read's content) with its `ui://` URI made public.
+fn public_ui_uri_of(server: &str, mut item: Value) -> Value {
+    if let Some(public) = item.get("uri").and_then(Value::as_str).and_then(|u| public_ui(server, u)) {
+        item["uri"] = json!(public);
+    }
+    item
+}
+
+/// A `resources/read` result with its contents' `ui://` URIs made public.
+fn public_ui_contents(server: &str, mut r: Value) -> Value {
+    if let Some(Value::Array(contents)) = r.get_mut("contents").map(Value::take) {
+        r["contents"] = Value::Array(contents.into_iter().map(|c| public_ui_uri_of(server, c)).collect());
+    }
+    r
+}
+
 /// Objects merged key by key (`from` wins on anything that is not an object on both sides).
 fn merge(into: &mut Value, from: &Value) {
     match (into, from) {
@@ -653,6 +718,19 @@ mod tests {
             json!({"content": [], "_meta": {RELATED_TASK: {"taskId": "e__t1"}}}),
         );
         check(json!({"content": []}), json!({"content": []}));
+    }
+
+    #[test]
+    fn app_uris_name_their_server() {
+        let tool = json!({"name": "show", "_meta": {"ui": {"resourceUri": "ui://fixture/app.html"}, "ui/resourceUri": "ui://x"}});
+        let shown = public_ui_meta("fx", tool);
+        assert_eq!(shown["_meta"]["ui"]["resourceUri"], "ui://fx+fixture/app.html");
+        assert_eq!(shown["_meta"]["ui/resourceUri"], "ui://fx+x");
+        let read = public_ui_contents(
+            "fx",
+            json!({"contents": [{"uri": "ui://a/b", "text": "t"}, {"uri": "file:///c"}]}),
+        );
+        assert_eq!(read["contents"], json!([{"uri": "ui://fx+a/b", "text": "t"}, {"uri": "file:///c"}]));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The one integration test binary: every test starts the real `agenthub` binary.
 
+mod apps;
 mod bridge;
 mod calls;
 mod children;

@@ -1,0 +1,49 @@
+//! MCP Apps through the aggregated endpoint: `ui://` URIs name their server wherever they
+//! appear (a tool's `_meta`, a call's result, the resource list, a read) and route back, the
+//! app's HTML passes untouched, and an app's call of its tool by its own name works when one
+//! server alone has that tool.
+
+use serde_json::json;
+
+use crate::harness::*;
+
+#[test]
+fn app_uris_stay_valid_through_mcp_and_bare_tool_names_route() {
+    let hub = Hub::with_fixtures(&[
+        ("fx", json!({"auto_start": true, "args": ["--app"]})),
+        ("fx2", json!({"auto_start": true})),
+    ]);
+    hub.wait_status("fx", "RUNNING", 10 * SEC);
+    hub.wait_status("fx2", "RUNNING", 10 * SEC);
+    let c = McpSession::connect(&hub, "/mcp");
+    let public = "ui://fx+fixture/app.html";
+
+    let tools = c.call(json!(1), "tools/list", json!({}));
+    let show = tools["result"]["tools"].as_array().unwrap().iter().find(|t| t["name"] == "fx__show").cloned();
+    let show = show.unwrap_or_else(|| panic!("{tools}"));
+    assert_eq!(show["_meta"]["ui"]["resourceUri"], public, "{show}");
+
+    let listed = c.call(json!(2), "resources/list", json!({}));
+    let app = listed["result"]["resources"].as_array().unwrap().iter().find(|r| r["name"] == "app").cloned();
+    let app = app.unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!(
+        (app["uri"].as_str(), app["mimeType"].as_str()),
+        (Some(public), Some("text/html;profile=mcp-app"))
+    );
+
+    let read = c.call(json!(3), "resources/read", json!({"uri": public}));
+    assert_eq!(read["result"]["contents"][0]["uri"], public, "{read}");
+    assert_eq!(read["result"]["contents"][0]["text"], "<html>fixture app</html>");
+    assert_eq!(read["result"]["contents"][0]["mimeType"], "text/html;profile=mcp-app");
+
+    // The app calls its tool by its own name: one server has it.
+    let called = c.call(json!(4), "tools/call", json!({"name": "show", "arguments": {}}));
+    assert_eq!(called["result"]["content"][0]["text"], "shown", "{called}");
+    assert_eq!(called["result"]["_meta"]["ui"]["resourceUri"], public);
+    // Two servers have `echo`: a bare name is ambiguous, and refused.
+    let ambiguous = c.call(json!(5), "tools/call", json!({"name": "echo", "arguments": {"text": "x"}}));
+    assert_eq!(ambiguous["error"]["message"], "unknown tool \"echo\"", "{ambiguous}");
+    // A ui:// URI naming no server is not found.
+    let nowhere = c.call(json!(6), "resources/read", json!({"uri": "ui://nobody+fixture/app.html"}));
+    assert_eq!(nowhere["error"]["code"], -32002, "{nowhere}");
+}
