@@ -1,6 +1,6 @@
 //! The aggregated endpoint `/mcp`: every running server's tools and prompts as
-//! `{server}__{name}`, resources routed by the server that listed them, and the hub's own
-//! `agenthub__enhance_prompt`. The merged lists are cached until a server's list changes; a
+//! `{server}__{name}`, resources routed by the server that listed them, tasks and apps' URIs
+//! named by their server (`extensions`), and the hub's own tools (`own_tools`). The merged lists are cached until a server's list changes; a
 //! request that needs the servers asked (a cold list, a name not in the cache, the fan-out of
 //! `logging/setLevel`) leaves the worker, and the servers are asked in parallel, each within
 //! `FANOUT_DEADLINE`. A server that fails or is slow is left out, never fatal.
@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use super::extensions::{public_task_ids, public_ui_contents, public_ui_meta, public_ui_uri_of};
+use super::own_tools::enhance_tool;
 use super::{Answer, Gateway, Session, reply};
 use crate::jsonrpc::{self, RpcError};
-use crate::servers::bridge::route::RELATED_TASK;
 use crate::servers::{Request, Status};
 
 /// The aggregated endpoint joins server and tool names with this.
@@ -24,8 +25,6 @@ pub const ENHANCE_TOOL: &str = "agenthub__enhance_prompt";
 pub const PIPELINE_TOOL_PREFIX: &str = "agenthub__pipeline_";
 /// Longest the aggregated endpoint waits for any one server's lists.
 pub const FANOUT_DEADLINE: Duration = Duration::from_secs(10);
-/// Longest a pipeline tool call waits for its run.
-const PIPELINE_WAIT: Duration = Duration::from_secs(3600);
 
 /// One tool or prompt of the aggregated view: its public name and where it lives.
 #[derive(Clone)]
@@ -260,68 +259,12 @@ impl Gateway {
         })
     }
 
-    /// The tasks a session created, on every server, under their public ids.
-    fn tasks_of(&self, session: &Session) -> Vec<Value> {
-        let mut out = Vec::new();
-        for (server, got) in self.fan_out(self.offering("tasks"), |s| self.collect(s, "tasks/list", "tasks"))
-        {
-            let items = match got {
-                Ok(items) => items,
-                Err(e) => {
-                    let why = self.servers.redact(&server, &e.message);
-                    log::warn!("aggregated tasks/list: leaving out {server}: {why}");
-                    continue;
-                }
-            };
-            let o = self.owners.lock();
-            let mine = |t: &Value| {
-                t.get("taskId").and_then(Value::as_str).is_some_and(|t| o.owns_task(&server, t, &session.id))
-            };
-            out.extend(items.into_iter().filter(mine).map(|t| public_task_ids(&server, t)));
-        }
-        out
-    }
-
-    /// What the aggregated endpoint offers: the hub's own lists, and what any running server
-    /// offers of resource subscriptions and tasks.
-    pub(super) fn capabilities(&self) -> Value {
-        let mut caps = json!({"tools": {"listChanged": true}, "prompts": {"listChanged": true},
-                              "resources": {"listChanged": true}, "logging": {}, "completions": {}});
-        let running = self.servers.list().into_iter().filter(|s| s.info.status == Status::Running);
-        let inits: Vec<Value> = running.filter_map(|s| s.initialize).collect();
-        if inits.iter().any(|i| i.pointer("/capabilities/resources/subscribe") == Some(&json!(true))) {
-            caps["resources"]["subscribe"] = json!(true);
-        }
-        let mut tasks = None;
-        for t in inits.iter().filter_map(|i| i.pointer("/capabilities/tasks")) {
-            merge(tasks.get_or_insert_with(|| json!({})), t);
-        }
-        if let Some(t) = tasks {
-            caps["tasks"] = t;
-        }
-        caps
-    }
-
-    /// The hub's instructions, then each running server's under its name.
-    pub(super) fn instructions(&self) -> String {
-        let mut text = String::from(
-            "AgentHub: the tools, prompts and resources of every running MCP server behind this hub. Names are <server>__<name>.",
-        );
-        for s in self.servers.list().into_iter().filter(|s| s.info.status == Status::Running) {
-            let own = s.initialize.as_ref().and_then(|i| i.get("instructions")).and_then(Value::as_str);
-            if let Some(i) = own.filter(|i| !i.trim().is_empty()) {
-                text.push_str(&format!("\n\n## {}\n\n{i}", s.name));
-            }
-        }
-        text
-    }
-
     pub(super) fn running(&self) -> Vec<String> {
         self.servers.list().into_iter().filter(|s| s.info.status == Status::Running).map(|s| s.name).collect()
     }
 
     /// The running servers whose handshake declared `capability`.
-    fn offering(&self, capability: &str) -> Vec<String> {
+    pub(super) fn offering(&self, capability: &str) -> Vec<String> {
         let pointer = format!("/capabilities/{capability}");
         self.servers
             .list()
@@ -333,7 +276,11 @@ impl Gateway {
     }
 
     /// `f` for every server at once, one thread each; the results in the servers' order.
-    fn fan_out<T: Send>(&self, servers: Vec<String>, f: impl Fn(&str) -> T + Sync) -> Vec<(String, T)> {
+    pub(super) fn fan_out<T: Send>(
+        &self,
+        servers: Vec<String>,
+        f: impl Fn(&str) -> T + Sync,
+    ) -> Vec<(String, T)> {
         if servers.len() <= 1 {
             return servers
                 .into_iter()
@@ -365,7 +312,7 @@ impl Gateway {
     }
 
     /// One request to one server, within the fan-out's deadline.
-    fn ask(&self, server: &str, method: &str, params: Option<Value>) -> Result<Value, RpcError> {
+    pub(super) fn ask(&self, server: &str, method: &str, params: Option<Value>) -> Result<Value, RpcError> {
         let until = Instant::now() + FANOUT_DEADLINE;
         match self.servers.acquire(server, Request::own(method, params)) {
             Ok(call) => call.wait_until(until),
@@ -374,7 +321,7 @@ impl Gateway {
     }
 
     /// Every page of `method` from one server, the items under `key`.
-    fn collect(&self, server: &str, method: &str, key: &str) -> Result<Vec<Value>, RpcError> {
+    pub(super) fn collect(&self, server: &str, method: &str, key: &str) -> Result<Vec<Value>, RpcError> {
         let mut items = Vec::new();
         let mut cursor: Option<Value> = None;
         for _ in 0..100 {
@@ -516,164 +463,6 @@ impl Gateway {
         self.resources("resources/templates/list", "resourceTemplates");
         Some(find(&self.catalog.lock()))
     }
-
-    /// A pipeline run as a tool call: its report as the result (`isError` when it failed),
-    /// with a progress notification after each step when the caller sent a `progressToken`
-    /// and takes an event stream.
-    fn pipeline_call(&self, msg: &Value, sse: bool) -> Answer {
-        let id = msg.get("id").cloned().unwrap_or(Value::Null);
-        let tool = msg.pointer("/params/name").and_then(Value::as_str).unwrap_or("");
-        let name = tool.strip_prefix(PIPELINE_TOOL_PREFIX).unwrap_or("");
-        let args = msg.pointer("/params/arguments").cloned().unwrap_or(Value::Null);
-        let Some(pipelines) = &self.pipelines else {
-            return reply(jsonrpc::error(id, jsonrpc::INVALID_PARAMS, &format!("unknown tool \"{tool}\"")));
-        };
-        let token = msg.pointer("/params/_meta/progressToken").cloned().filter(|_| sse);
-        let (tx, rx) = crossbeam_channel::unbounded::<Value>();
-        let progress: Option<crate::pipelines::Progress> = token.map(|token| {
-            Box::new(move |step: &crate::pipelines::StepReport, done: usize, total: usize| {
-                let message = format!("step {} {} ({} ms)", step.id, step.status, step.duration_ms);
-                let params =
-                    json!({"progressToken": token, "progress": done, "total": total, "message": message});
-                let _ = tx.send(jsonrpc::notification("notifications/progress", Some(params)));
-            }) as crate::pipelines::Progress
-        });
-        let streaming = progress.is_some();
-        let run = match pipelines.start(name, &args, progress) {
-            Ok(run) => run,
-            Err(e @ crate::error::Error::NotFound(_)) => {
-                return reply(jsonrpc::error(
-                    id,
-                    jsonrpc::INVALID_PARAMS,
-                    &format!("unknown tool \"{tool}\": {e}"),
-                ));
-            }
-            Err(e) => return reply(jsonrpc::error(id, jsonrpc::INVALID_PARAMS, &e.to_string())),
-        };
-        let outcome = move |run: &crate::pipelines::Run| {
-            let report = run.report();
-            let failed = report["status"] != "ok";
-            let text = serde_json::to_string_pretty(&report).unwrap_or_default();
-            jsonrpc::result(
-                id.clone(),
-                json!({"content": [{"type": "text", "text": text}],
-                                                "structuredContent": report, "isError": failed}),
-            )
-        };
-        if !streaming {
-            run.wait(PIPELINE_WAIT);
-            return reply(outcome(&run));
-        }
-        Answer::Stream(Box::new(move |w: &mut dyn std::io::Write| {
-            // The run's thread lets go of the sender when the run ends.
-            for note in rx.iter() {
-                if super::write_event(w, &note).is_err() {
-                    return;
-                }
-            }
-            run.wait(PIPELINE_WAIT);
-            let _ = super::write_event(w, &outcome(&run));
-        }))
-    }
-
-    /// The tool's `client` argument, else the session's client (`X-Client-Name`, else its
-    /// `clientInfo.name` as mapped), chooses the rule.
-    fn enhance_call(&self, session: &Session, args: Option<&Value>) -> Value {
-        let Some(enhancer) = &self.enhancer else {
-            return json!({"content": [{"type": "text", "text": "prompt enhancement is not available"}], "isError": true});
-        };
-        let prompt = args.and_then(|a| a.get("prompt")).and_then(Value::as_str).unwrap_or("");
-        let named = self.client_name(&session.client);
-        let client = args.and_then(|a| a.get("client")).and_then(Value::as_str).or(named.as_deref());
-        match enhancer.enhance(&crate::enhance::Request { prompt, client, model: None }) {
-            Ok(e) => json!({
-                "content": [{"type": "text", "text": e.prompt}],
-                "structuredContent": serde_json::to_value(&e).unwrap_or(Value::Null),
-                "isError": false
-            }),
-            Err(e) => json!({"content": [{"type": "text", "text": e.to_string()}], "isError": true}),
-        }
-    }
-}
-
-/// A server's task ids in a result or a message's params (`taskId`, `task.taskId`, the
-/// related-task `_meta`) as the aggregated endpoint shows them: `server__id`.
-pub(super) fn public_task_ids(server: &str, mut v: Value) -> Value {
-    let meta = format!("/_meta/{}/taskId", RELATED_TASK.replace('/', "~1"));
-    for pointer in ["/taskId", "/task/taskId", meta.as_str()] {
-        if let Some(id) = v.pointer_mut(pointer) {
-            if let Some(original) = id.as_str() {
-                *id = json!(format!("{server}{SEPARATOR}{original}"));
-            }
-        }
-    }
-    v
-}
-
-/// An MCP app's `ui://` URI as the aggregated endpoint shows it: `ui://{server}+{rest}`, so it
-/// stays a valid URI and routes back.
-fn public_ui(server: &str, uri: &str) -> Option<String> {
-    uri.strip_prefix("ui://").map(|rest| format!("ui://{server}+{rest}"))
-}
-
-impl Gateway {
-    /// The server and the server's own URI behind a public `ui://` URI.
-    fn private_ui(&self, uri: &str) -> Option<(String, String)> {
-        let (server, rest) = uri.strip_prefix("ui://")?.split_once('+')?;
-        self.servers.get(server).map(|_| (server.to_string(), format!("ui://{rest}")))
-    }
-}
-
-/// A tool's (or a call result's) app URIs, `_meta.ui.resourceUri` and the older flat
-/// `_meta["ui/resourceUri"]`, made public.
-fn public_ui_meta(server: &str, mut v: Value) -> Value {
-    for pointer in ["/_meta/ui/resourceUri", "/_meta/ui~1resourceUri"] {
-        if let Some(uri) = v.pointer_mut(pointer) {
-            if let Some(public) = uri.as_str().and_then(|u| public_ui(server, u)) {
-                *uri = json!(public);
-            }
-        }
-    }
-    v
-}
-
-/// A listed resource (or a read's content) with its `ui://` URI made public.
-fn public_ui_uri_of(server: &str, mut item: Value) -> Value {
-    if let Some(public) = item.get("uri").and_then(Value::as_str).and_then(|u| public_ui(server, u)) {
-        item["uri"] = json!(public);
-    }
-    item
-}
-
-/// A `resources/read` result with its contents' `ui://` URIs made public.
-fn public_ui_contents(server: &str, mut r: Value) -> Value {
-    if let Some(Value::Array(contents)) = r.get_mut("contents").map(Value::take) {
-        r["contents"] = Value::Array(contents.into_iter().map(|c| public_ui_uri_of(server, c)).collect());
-    }
-    r
-}
-
-/// Objects merged key by key (`from` wins on anything that is not an object on both sides).
-fn merge(into: &mut Value, from: &Value) {
-    match (into, from) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                merge(a.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-        (into, from) => *into = from.clone(),
-    }
-}
-
-fn enhance_tool() -> Value {
-    json!({
-        "name": ENHANCE_TOOL,
-        "description": "Rewrite a prompt through the local model with the rules for a client (vscode, cursor, claude-desktop, raycast, ...). Returns the prompt to use: the rewritten one, or the original when the model is unavailable.",
-        "inputSchema": {"type": "object", "properties": {
-            "prompt": {"type": "string", "description": "The prompt to rewrite"},
-            "client": {"type": "string", "description": "Whose rules to apply; default when absent"}
-        }, "required": ["prompt"]}
-    })
 }
 
 /// `server__name`, kept to 64 characters of `[A-Za-z0-9_.-]`: longer or odd names are cut and
@@ -704,43 +493,5 @@ mod tests {
         assert_ne!(long, public_name("server", &format!("{}y", "x".repeat(80))));
         let odd = public_name("s", "has space/slash");
         assert!(odd.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)), "{odd}");
-    }
-
-    #[test]
-    fn task_ids_name_their_server() {
-        fn check(v: Value, expected: Value) {
-            assert_eq!(public_task_ids("e", v), expected);
-        }
-        check(json!({"taskId": "t1", "status": "working"}), json!({"taskId": "e__t1", "status": "working"}));
-        check(json!({"task": {"taskId": "t1"}}), json!({"task": {"taskId": "e__t1"}}));
-        check(
-            json!({"content": [], "_meta": {RELATED_TASK: {"taskId": "t1"}}}),
-            json!({"content": [], "_meta": {RELATED_TASK: {"taskId": "e__t1"}}}),
-        );
-        check(json!({"content": []}), json!({"content": []}));
-    }
-
-    #[test]
-    fn app_uris_name_their_server() {
-        let tool = json!({"name": "show", "_meta": {"ui": {"resourceUri": "ui://fixture/app.html"}, "ui/resourceUri": "ui://x"}});
-        let shown = public_ui_meta("fx", tool);
-        assert_eq!(shown["_meta"]["ui"]["resourceUri"], "ui://fx+fixture/app.html");
-        assert_eq!(shown["_meta"]["ui/resourceUri"], "ui://fx+x");
-        let read = public_ui_contents(
-            "fx",
-            json!({"contents": [{"uri": "ui://a/b", "text": "t"}, {"uri": "file:///c"}]}),
-        );
-        assert_eq!(read["contents"], json!([{"uri": "ui://fx+a/b", "text": "t"}, {"uri": "file:///c"}]));
-    }
-
-    #[test]
-    fn capabilities_merge_key_by_key() {
-        let mut caps = json!({"list": {}});
-        merge(&mut caps, &json!({"cancel": {}, "requests": {"tools": {"call": {}}}}));
-        merge(&mut caps, &json!({"requests": {"sampling": {}}}));
-        assert_eq!(
-            caps,
-            json!({"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}, "sampling": {}}})
-        );
     }
 }

@@ -6,6 +6,8 @@
 //! This module knows nothing of HTTP framing; `http::routes` turns an `Answer` into a reply.
 
 mod aggregate;
+mod extensions;
+mod own_tools;
 mod owners;
 pub mod relay;
 pub mod session;

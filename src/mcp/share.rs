@@ -222,7 +222,7 @@ impl Gateway {
 fn as_seen_by(session: &Session, server: &str, mut msg: Value) -> Value {
     if session.target == Target::Aggregate {
         if let Some(params) = msg.get_mut("params").map(Value::take) {
-            msg["params"] = super::aggregate::public_task_ids(server, params);
+            msg["params"] = super::extensions::public_task_ids(server, params);
         }
     }
     msg

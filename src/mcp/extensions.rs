@@ -1,0 +1,179 @@
+//! MCP extensions and the handshake on the aggregated endpoint: task ids as `server__id`
+//! wherever they appear and one session's tasks merged across servers; MCP Apps' `ui://` URIs
+//! as `ui://server+rest` (so they stay valid and route back); the handshake's instructions and
+//! capabilities combined from the running servers.
+
+use serde_json::{Value, json};
+
+use super::aggregate::SEPARATOR;
+use super::{Gateway, Session};
+use crate::servers::Status;
+use crate::servers::bridge::route::RELATED_TASK;
+
+impl Gateway {
+    /// The tasks a session created, on every server, under their public ids.
+    pub(super) fn tasks_of(&self, session: &Session) -> Vec<Value> {
+        let mut out = Vec::new();
+        for (server, got) in self.fan_out(self.offering("tasks"), |s| self.collect(s, "tasks/list", "tasks"))
+        {
+            let items = match got {
+                Ok(items) => items,
+                Err(e) => {
+                    let why = self.servers.redact(&server, &e.message);
+                    log::warn!("aggregated tasks/list: leaving out {server}: {why}");
+                    continue;
+                }
+            };
+            let o = self.owners.lock();
+            let mine = |t: &Value| {
+                t.get("taskId").and_then(Value::as_str).is_some_and(|t| o.owns_task(&server, t, &session.id))
+            };
+            out.extend(items.into_iter().filter(mine).map(|t| public_task_ids(&server, t)));
+        }
+        out
+    }
+
+    /// What the aggregated endpoint offers: the hub's own lists, and what any running server
+    /// offers of resource subscriptions and tasks.
+    pub(super) fn capabilities(&self) -> Value {
+        let mut caps = json!({"tools": {"listChanged": true}, "prompts": {"listChanged": true},
+                              "resources": {"listChanged": true}, "logging": {}, "completions": {}});
+        let running = self.servers.list().into_iter().filter(|s| s.info.status == Status::Running);
+        let inits: Vec<Value> = running.filter_map(|s| s.initialize).collect();
+        if inits.iter().any(|i| i.pointer("/capabilities/resources/subscribe") == Some(&json!(true))) {
+            caps["resources"]["subscribe"] = json!(true);
+        }
+        let mut tasks = None;
+        for t in inits.iter().filter_map(|i| i.pointer("/capabilities/tasks")) {
+            merge(tasks.get_or_insert_with(|| json!({})), t);
+        }
+        if let Some(t) = tasks {
+            caps["tasks"] = t;
+        }
+        caps
+    }
+
+    /// The hub's instructions, then each running server's under its name.
+    pub(super) fn instructions(&self) -> String {
+        let mut text = String::from(
+            "AgentHub: the tools, prompts and resources of every running MCP server behind this hub. Names are <server>__<name>.",
+        );
+        for s in self.servers.list().into_iter().filter(|s| s.info.status == Status::Running) {
+            let own = s.initialize.as_ref().and_then(|i| i.get("instructions")).and_then(Value::as_str);
+            if let Some(i) = own.filter(|i| !i.trim().is_empty()) {
+                text.push_str(&format!("\n\n## {}\n\n{i}", s.name));
+            }
+        }
+        text
+    }
+
+    /// The server and the server's own URI behind a public `ui://` URI.
+    pub(super) fn private_ui(&self, uri: &str) -> Option<(String, String)> {
+        let (server, rest) = uri.strip_prefix("ui://")?.split_once('+')?;
+        self.servers.get(server).map(|_| (server.to_string(), format!("ui://{rest}")))
+    }
+}
+
+/// A server's task ids in a result or a message's params (`taskId`, `task.taskId`, the
+/// related-task `_meta`) as the aggregated endpoint shows them: `server__id`.
+pub(super) fn public_task_ids(server: &str, mut v: Value) -> Value {
+    let meta = format!("/_meta/{}/taskId", RELATED_TASK.replace('/', "~1"));
+    for pointer in ["/taskId", "/task/taskId", meta.as_str()] {
+        if let Some(id) = v.pointer_mut(pointer) {
+            if let Some(original) = id.as_str() {
+                *id = json!(format!("{server}{SEPARATOR}{original}"));
+            }
+        }
+    }
+    v
+}
+
+/// An MCP app's `ui://` URI as the aggregated endpoint shows it: `ui://{server}+{rest}`, so it
+/// stays a valid URI and routes back.
+fn public_ui(server: &str, uri: &str) -> Option<String> {
+    uri.strip_prefix("ui://").map(|rest| format!("ui://{server}+{rest}"))
+}
+
+/// A tool's (or a call result's) app URIs, `_meta.ui.resourceUri` and the older flat
+/// `_meta["ui/resourceUri"]`, made public.
+pub(super) fn public_ui_meta(server: &str, mut v: Value) -> Value {
+    for pointer in ["/_meta/ui/resourceUri", "/_meta/ui~1resourceUri"] {
+        if let Some(uri) = v.pointer_mut(pointer) {
+            if let Some(public) = uri.as_str().and_then(|u| public_ui(server, u)) {
+                *uri = json!(public);
+            }
+        }
+    }
+    v
+}
+
+/// A listed resource (or a read's content) with its `ui://` URI made public.
+pub(super) fn public_ui_uri_of(server: &str, mut item: Value) -> Value {
+    if let Some(public) = item.get("uri").and_then(Value::as_str).and_then(|u| public_ui(server, u)) {
+        item["uri"] = json!(public);
+    }
+    item
+}
+
+/// A `resources/read` result with its contents' `ui://` URIs made public.
+pub(super) fn public_ui_contents(server: &str, mut r: Value) -> Value {
+    if let Some(Value::Array(contents)) = r.get_mut("contents").map(Value::take) {
+        r["contents"] = Value::Array(contents.into_iter().map(|c| public_ui_uri_of(server, c)).collect());
+    }
+    r
+}
+
+/// Objects merged key by key (`from` wins on anything that is not an object on both sides).
+fn merge(into: &mut Value, from: &Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (into, from) => *into = from.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_ids_name_their_server() {
+        fn check(v: Value, expected: Value) {
+            assert_eq!(public_task_ids("e", v), expected);
+        }
+        check(json!({"taskId": "t1", "status": "working"}), json!({"taskId": "e__t1", "status": "working"}));
+        check(json!({"task": {"taskId": "t1"}}), json!({"task": {"taskId": "e__t1"}}));
+        check(
+            json!({"content": [], "_meta": {RELATED_TASK: {"taskId": "t1"}}}),
+            json!({"content": [], "_meta": {RELATED_TASK: {"taskId": "e__t1"}}}),
+        );
+        check(json!({"content": []}), json!({"content": []}));
+    }
+
+    #[test]
+    fn app_uris_name_their_server() {
+        let tool = json!({"name": "show", "_meta": {"ui": {"resourceUri": "ui://fixture/app.html"}, "ui/resourceUri": "ui://x"}});
+        let shown = public_ui_meta("fx", tool);
+        assert_eq!(shown["_meta"]["ui"]["resourceUri"], "ui://fx+fixture/app.html");
+        assert_eq!(shown["_meta"]["ui/resourceUri"], "ui://fx+x");
+        let read = public_ui_contents(
+            "fx",
+            json!({"contents": [{"uri": "ui://a/b", "text": "t"}, {"uri": "file:///c"}]}),
+        );
+        assert_eq!(read["contents"], json!([{"uri": "ui://fx+a/b", "text": "t"}, {"uri": "file:///c"}]));
+    }
+
+    #[test]
+    fn capabilities_merge_key_by_key() {
+        let mut caps = json!({"list": {}});
+        merge(&mut caps, &json!({"cancel": {}, "requests": {"tools": {"call": {}}}}));
+        merge(&mut caps, &json!({"requests": {"sampling": {}}}));
+        assert_eq!(
+            caps,
+            json!({"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}, "sampling": {}}})
+        );
+    }
+}
