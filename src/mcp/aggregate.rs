@@ -40,7 +40,9 @@ pub(super) struct Catalog {
     tools: Option<Vec<Entry>>,
     prompts: Option<Vec<Entry>>,
     /// Resource URI (or template prefix) → server.
-    resources: HashMap<String, String>,
+    pub(super) resources: HashMap<String, String>,
+    /// Skill URI → server (`skills/list`).
+    pub(super) skills: HashMap<String, String>,
 }
 
 impl Catalog {
@@ -49,7 +51,10 @@ impl Catalog {
         match method {
             Some("notifications/tools/list_changed") => self.tools = None,
             Some("notifications/prompts/list_changed") => self.prompts = None,
-            Some(_) => self.resources.clear(),
+            Some(_) => {
+                self.resources.clear();
+                self.skills.clear();
+            }
             None => *self = Catalog::default(),
         }
     }
@@ -206,6 +211,20 @@ impl Gateway {
                     None => return Err(msg),
                     Some(Some(server)) => self.relay(&server, session, msg, sse),
                     Some(None) => reply(jsonrpc::error(id, -32002, &format!("resource not found: {uri}"))),
+                }
+            }
+            "skills/list" => {
+                if !own {
+                    return Err(msg);
+                }
+                reply(jsonrpc::result(id, json!({ "skills": self.skills() })))
+            }
+            "skills/get" | "resources/directory/read" => {
+                let uri = msg.pointer("/params/uri").and_then(Value::as_str).unwrap_or("").to_string();
+                let Some(found) = self.skill_owner(&uri, &method, at) else { return Err(msg) };
+                match found {
+                    Ok(server) => self.relay(&server, session, msg, sse),
+                    Err((code, why)) => reply(jsonrpc::error(id, code, &why)),
                 }
             }
             "completion/complete" => {
@@ -461,6 +480,8 @@ impl Gateway {
         }
         self.resources("resources/list", "resources");
         self.resources("resources/templates/list", "resourceTemplates");
+        // A skill's files are listed by skills/list, not resources/list.
+        self.skills();
         Some(find(&self.catalog.lock()))
     }
 }

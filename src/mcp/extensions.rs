@@ -1,16 +1,95 @@
 //! MCP extensions and the handshake on the aggregated endpoint: task ids as `server__id`
 //! wherever they appear and one session's tasks merged across servers; MCP Apps' `ui://` URIs
-//! as `ui://server+rest` (so they stay valid and route back); the handshake's instructions and
-//! capabilities combined from the running servers.
+//! as `ui://server+rest` (so they stay valid and route back); skills merged across servers,
+//! `skills/get` and `resources/directory/read` routed to the skill's server (the latter only
+//! to servers that declared `directoryRead`); the handshake's instructions and capabilities
+//! combined from the running servers.
 
 use serde_json::{Value, json};
 
-use super::aggregate::SEPARATOR;
+use super::aggregate::{Place, SEPARATOR};
 use super::{Gateway, Session};
+use crate::jsonrpc;
 use crate::servers::Status;
+
+/// The skills extension's key in capabilities.
+const SKILLS: &str = "io.modelcontextprotocol/skills";
 use crate::servers::bridge::route::RELATED_TASK;
 
 impl Gateway {
+    /// Every running skills server's skills (each page), their URIs and their files' URIs
+    /// remembered as that server's.
+    pub(super) fn skills(&self) -> Vec<Value> {
+        let offering = self.offering(&format!("extensions/{}", SKILLS.replace('/', "~1")));
+        let mut out = Vec::new();
+        for (server, got) in self.fan_out(offering, |s| self.collect(s, "skills/list", "skills")) {
+            let skills = match got {
+                Ok(skills) => skills,
+                Err(e) => {
+                    let why = self.servers.redact(&server, &e.message);
+                    log::warn!("aggregated skills/list: leaving out {server}: {why}");
+                    continue;
+                }
+            };
+            let mut c = self.catalog.lock();
+            for skill in &skills {
+                if let Some(uri) = skill.get("uri").and_then(Value::as_str) {
+                    c.skills.insert(uri.to_string(), server.clone());
+                }
+                for file in skill.get("resources").and_then(Value::as_array).into_iter().flatten() {
+                    if let Some(uri) = file.get("uri").and_then(Value::as_str) {
+                        c.resources.insert(uri.to_string(), server.clone());
+                    }
+                }
+            }
+            drop(c);
+            out.extend(skills);
+        }
+        out
+    }
+
+    /// The server a skill's `skills/get` or `resources/directory/read` goes to (its URI, or the
+    /// longest skill URI it starts with), else the error to answer; `None` when finding out
+    /// needs the servers and `at` is the worker.
+    pub(super) fn skill_owner(
+        &self,
+        uri: &str,
+        method: &str,
+        at: Place,
+    ) -> Option<Result<String, (i64, String)>> {
+        let find = |m: &std::collections::HashMap<String, String>| {
+            m.get(uri).cloned().or_else(|| {
+                let prefixes = m.iter().filter(|(k, _)| uri.starts_with(k.as_str()));
+                prefixes.max_by_key(|(k, _)| k.len()).map(|(_, s)| s.clone())
+            })
+        };
+        let mut owner = find(&self.catalog.lock().skills);
+        if owner.is_none() {
+            if at == Place::Worker {
+                return None;
+            }
+            self.skills();
+            owner = find(&self.catalog.lock().skills);
+        }
+        let Some(server) = owner else {
+            return Some(Err((-32002, format!("skill not found: {uri}"))));
+        };
+        if method == "resources/directory/read" && !self.reads_directories(&server) {
+            let why = format!(
+                "{server} does not offer resources/directory/read (no directoryRead in its skills extension)"
+            );
+            return Some(Err((jsonrpc::METHOD_NOT_FOUND, why)));
+        }
+        Some(Ok(server))
+    }
+
+    /// Whether a running server declared the skills extension's `directoryRead`.
+    fn reads_directories(&self, server: &str) -> bool {
+        let pointer = format!("/capabilities/extensions/{}/directoryRead", SKILLS.replace('/', "~1"));
+        let init = self.servers.get(server).and_then(|s| s.initialize);
+        init.is_some_and(|i| i.pointer(&pointer) == Some(&json!(true)))
+    }
+
     /// The tasks a session created, on every server, under their public ids.
     pub(super) fn tasks_of(&self, session: &Session) -> Vec<Value> {
         let mut out = Vec::new();
@@ -49,6 +128,15 @@ impl Gateway {
         }
         if let Some(t) = tasks {
             caps["tasks"] = t;
+        }
+        let skills = format!("/capabilities/extensions/{}", SKILLS.replace('/', "~1"));
+        let offered: Vec<&Value> = inits.iter().filter_map(|i| i.pointer(&skills)).collect();
+        if !offered.is_empty() {
+            let mut ext = json!({});
+            if offered.iter().any(|s| s.get("directoryRead") == Some(&json!(true))) {
+                ext["directoryRead"] = json!(true);
+            }
+            caps["extensions"] = json!({ SKILLS: ext });
         }
         caps
     }

@@ -1,7 +1,8 @@
-//! MCP Apps through the aggregated endpoint: `ui://` URIs name their server wherever they
-//! appear (a tool's `_meta`, a call's result, the resource list, a read) and route back, the
-//! app's HTML passes untouched, and an app's call of its tool by its own name works when one
-//! server alone has that tool.
+//! MCP extensions through the aggregated endpoint. Apps: `ui://` URIs name their server
+//! wherever they appear (a tool's `_meta`, a call's result, the resource list, a read) and route
+//! back, the app's HTML passes untouched, and an app's call of its tool by its own name works
+//! when one server alone has that tool. Skills: merged, routed to their server, the extension
+//! (and `directoryRead`) offered only when a server offers it.
 
 use serde_json::json;
 
@@ -46,4 +47,42 @@ fn app_uris_stay_valid_through_mcp_and_bare_tool_names_route() {
     // A ui:// URI naming no server is not found.
     let nowhere = c.call(json!(6), "resources/read", json!({"uri": "ui://nobody+fixture/app.html"}));
     assert_eq!(nowhere["error"]["code"], -32002, "{nowhere}");
+}
+
+#[test]
+fn skills_are_merged_and_routed_to_their_server() {
+    let hub = Hub::with_fixtures(&[
+        ("fx", json!({"auto_start": true, "args": ["--skills"]})),
+        ("fx2", json!({"auto_start": true})),
+    ]);
+    hub.wait_status("fx", "RUNNING", 10 * SEC);
+    hub.wait_status("fx2", "RUNNING", 10 * SEC);
+    let (c, init) = McpSession::initialize(&hub.addr, "/mcp", &initialize_body(MCP_VERSION));
+    c.initialized();
+    let caps = init.json()["result"]["capabilities"].clone();
+    assert_eq!(
+        caps["extensions"]["io.modelcontextprotocol/skills"],
+        json!({"directoryRead": true}),
+        "{caps}"
+    );
+
+    // A skill's file, read before any skills/list: found through the skills.
+    let read = c.call(json!(1), "resources/read", json!({"uri": "skill://fixture/greet/SKILL.md"}));
+    assert_eq!(read["result"]["contents"][0]["text"], "# greet\nSay hello.", "{read}");
+    let listed = c.call(json!(2), "skills/list", json!({}));
+    let skills = listed["result"]["skills"].as_array().unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!(skills.len(), 1, "{listed}");
+    assert_eq!(skills[0]["frontmatter"]["name"], "greet");
+    let got = c.call(json!(3), "skills/get", json!({"uri": "skill://fixture/greet"}));
+    assert_eq!(got["result"]["content"], "# greet\nSay hello.", "{got}");
+    let dir = c.call(json!(4), "resources/directory/read", json!({"uri": "skill://fixture/greet"}));
+    assert_eq!(dir["result"]["entries"][0]["uri"], "skill://fixture/greet/SKILL.md", "{dir}");
+    let nowhere = c.call(json!(5), "skills/get", json!({"uri": "skill://nobody/x"}));
+    assert_eq!(nowhere["error"]["code"], -32002, "{nowhere}");
+
+    // Without a skills server the extension is not offered.
+    let plain = Hub::with_fixtures(&[("fx2", json!({"auto_start": true}))]);
+    plain.wait_status("fx2", "RUNNING", 10 * SEC);
+    let (_, init) = McpSession::initialize(&plain.addr, "/mcp", &initialize_body(MCP_VERSION));
+    assert!(init.json()["result"]["capabilities"].get("extensions").is_none(), "{}", init.text());
 }
