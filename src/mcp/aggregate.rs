@@ -171,7 +171,7 @@ impl Gateway {
                     how.then(move |r| public_ui_meta(&server, public_task_ids(&server, r)))
                 })
             }
-            "tasks/get" | "tasks/result" | "tasks/cancel" => {
+            "tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/update" => {
                 let public = msg.pointer("/params/taskId").and_then(Value::as_str).unwrap_or("").to_string();
                 let owned = public
                     .split_once(SEPARATOR)

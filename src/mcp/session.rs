@@ -35,6 +35,9 @@ pub struct Client {
     pub name: Option<String>,
     /// `X-Client-Name` on its `initialize`, when sent.
     pub header: Option<String>,
+    /// It opted in to tasks as servers may make them (the V2 extension,
+    /// `extensions["io.modelcontextprotocol/tasks"]`).
+    pub tasks_v2: bool,
 }
 
 impl Client {
@@ -43,7 +46,8 @@ impl Client {
         let caps = params.and_then(|p| p.get("capabilities")).cloned().unwrap_or(Value::Null);
         let name =
             params.and_then(|p| p.pointer("/clientInfo/name")).and_then(Value::as_str).map(str::to_string);
-        Client { can: Can::of(&caps), name, header: None }
+        let tasks_v2 = caps.pointer("/extensions/io.modelcontextprotocol~1tasks").is_some();
+        Client { can: Can::of(&caps), name, header: None, tasks_v2 }
     }
 }
 

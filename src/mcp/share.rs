@@ -59,7 +59,7 @@ impl Gateway {
             |k: &str| msg.pointer(&format!("/params/{k}")).and_then(Value::as_str).map(str::to_string);
         let (srv, sid) = (server.to_string(), session.id.clone());
         match jsonrpc::method(msg) {
-            method @ ("tasks/get" | "tasks/result" | "tasks/cancel") => {
+            method @ ("tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/update") => {
                 let task = str_param("taskId").unwrap_or_default();
                 let o = self.owners.lock();
                 if !o.owns_task(server, &task, &session.id) {
@@ -84,11 +84,18 @@ impl Gateway {
                     result
                 })
             }
-            "tools/call" if msg.pointer("/params/task").is_some() => {
+            "tools/call" if msg.pointer("/params/task").is_some() || session.client.tasks_v2 => {
+                // A call may become a task: asked for with `task` (V1: `task.taskId`, `ttl`), or
+                // made one by the server (V2: `resultType: "task"`, `taskId`, `ttlMs`).
                 let owners = self.owners.clone();
                 Relaying::hook(move |result: Value| {
-                    if let Some(task) = result.pointer("/task/taskId").and_then(Value::as_str) {
-                        let ttl = result.pointer("/task/ttl").and_then(Value::as_u64);
+                    let v2 = result.get("resultType").and_then(Value::as_str) == Some("task");
+                    let (id, ttl) = match v2 {
+                        true => ("/taskId", "/ttlMs"),
+                        false => ("/task/taskId", "/task/ttl"),
+                    };
+                    if let Some(task) = result.pointer(id).and_then(Value::as_str) {
+                        let ttl = result.pointer(ttl).and_then(Value::as_u64);
                         let expires = ttl.map(|ms| Instant::now() + Duration::from_millis(ms));
                         owners.lock().task_created(&srv, task, &sid, expires);
                     }
@@ -155,7 +162,7 @@ impl Gateway {
                     s.deliver(msg.clone());
                 }
             }
-            "notifications/tasks/status" => {
+            "notifications/tasks/status" | "notifications/tasks" => {
                 let owner = self.owners.lock().task_owner(server, param("taskId")).map(str::to_string);
                 if let Some(s) = owner.and_then(|id| self.sessions.peek(&id)) {
                     s.deliver(as_seen_by(&s, server, msg.clone()));

@@ -219,6 +219,43 @@ fn tasks_on_the_aggregated_endpoint_name_their_server() {
 }
 
 #[test]
+fn v2_tasks_belong_to_their_session_and_name_their_server_on_mcp() {
+    let hub = Hub::with_fixtures(&[("fx", json!({"auto_start": true}))]);
+    hub.wait_status("fx", "RUNNING", 10 * SEC);
+    // Clients opted in to tasks the server makes (2026-07-28's extension).
+    let v2 = json!({"extensions": {"io.modelcontextprotocol/tasks": {}}});
+    let (mine, other) = (client(&hub, "/mcp", v2.clone()), client(&hub, "/mcp", v2.clone()));
+    let made =
+        mine.call(json!(1), "tools/call", json!({"name": "fx__sleep", "arguments": {"v2_task": true}}));
+    assert_eq!(made["result"]["resultType"], "task", "{made}");
+    let task = made["result"]["taskId"].as_str().unwrap_or_default().to_string();
+    assert_eq!(task, "fx__task-1");
+    // tasks/update goes to the server under its own id, for the owner only.
+    let updated = mine.call(json!(2), "tasks/update", json!({"taskId": task, "inputResponses": {}}));
+    assert_eq!(updated["result"]["taskId"], task.as_str(), "{updated}");
+    hub.wait_stderr("fx", "fixture: tasks/update task-1");
+    let refused = other.call(json!(2), "tasks/update", json!({"taskId": task, "inputResponses": {}}));
+    assert_eq!(refused["error"]["message"], format!("unknown task: {task}"), "{refused}");
+    // The V2 notification reaches the owner under the public id.
+    let mut stream = mine.open_stream();
+    hub.tool("fx", "notify", json!({"task": "task-1", "v2": true}));
+    let note = next_matching(&mut stream, "the task notification", |v| v["method"] == "notifications/tasks");
+    assert_eq!(note["params"]["taskId"], task.as_str());
+    // On /mcp/fx the same task is the session's too.
+    let direct = client(&hub, "/mcp/fx", v2);
+    let made = direct.call(json!(1), "tools/call", json!({"name": "sleep", "arguments": {"v2_task": true}}));
+    let own = made["result"]["taskId"].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        direct.call(json!(2), "tasks/update", json!({"taskId": own, "inputResponses": {}}))["result"]["taskId"],
+        own.as_str()
+    );
+    assert_eq!(
+        mine.call(json!(3), "tasks/update", json!({"taskId": format!("fx__{own}")}))["error"]["code"],
+        -32602
+    );
+}
+
+#[test]
 fn log_messages_reach_only_sessions_that_asked_at_their_level() {
     let hub = Hub::with_fixtures(&[("fx", json!({"auto_start": true}))]);
     hub.wait_status("fx", "RUNNING", 10 * SEC);
