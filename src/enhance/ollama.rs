@@ -263,15 +263,12 @@ impl Client {
         messages: &[Value],
         options: &Map<String, Value>,
     ) -> std::result::Result<String, Failure> {
-        let mut body = json!({"model": model, "messages": messages, "stream": false});
+        let mut fields = Map::new();
+        fields.insert("messages".into(), Value::Array(messages.to_vec()));
         if !options.is_empty() {
-            body["options"] = Value::Object(options.clone());
+            fields.insert("options".into(), Value::Object(options.clone()));
         }
-        let v = self.post_json("/api/chat", &body, model)?;
-        v.pointer("/message/content")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .ok_or_else(|| Failure::BadAnswer("no message content".into()))
+        self.chat_with(model, &fields).map(|c| c.text)
     }
 
     fn get_json(&self, agent: &ureq::Agent, path: &str) -> std::result::Result<Value, Failure> {
