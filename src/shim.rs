@@ -10,6 +10,10 @@
 //! session gets the client's own `initialize` again and the request is sent once more, and
 //! every failure reaches the client as a JSON-RPC error. Stdin EOF ends the session once the
 //! answers in flight are written.
+//!
+//! A client of the 2026-07-28 revision holds no session: its `server/discover` and its
+//! requests (their `_meta` names the revision) are POSTed as they are, without one, with the
+//! `Mcp-Method`/`Mcp-Name` headers that revision's HTTP transport requires.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -39,6 +43,8 @@ pub struct Options {
 
 pub struct Shim {
     hub: Endpoint,
+    /// The same hub for requests of the 2026-07-28 revision: never a session.
+    stateless: Endpoint,
     url: String,
     wait: Duration,
     out: Mutex<std::io::Stdout>,
@@ -74,6 +80,7 @@ impl Shim {
         }
         let name = format!("the hub at {}", options.endpoint);
         Shim {
+            stateless: Endpoint::new(&name, &options.endpoint, headers.clone(), Duration::from_secs(5)),
             hub: Endpoint::new(&name, &options.endpoint, headers, Duration::from_secs(5)),
             url: options.endpoint,
             wait: options.wait,
@@ -106,31 +113,27 @@ impl Shim {
                 }
             };
             let request = jsonrpc::kind(&msg) == Kind::Request;
-            match jsonrpc::method(&msg) {
-                "server/discover" if request => {
-                    // The 2026-07-28 probe: this era's answer is "not here", so the client falls
-                    // back to `initialize` at once.
-                    let id = msg.get("id").cloned().unwrap_or(Value::Null);
-                    self.emit(&jsonrpc::error(
-                        id,
-                        jsonrpc::METHOD_NOT_FOUND,
-                        "server/discover is not supported; use initialize",
-                    ));
-                    continue;
+            if request && is_modern(&msg) {
+                let me = self.clone();
+                match std::thread::Builder::new().name("shim-post".into()).spawn(move || {
+                    me.forward_stateless(&msg);
+                }) {
+                    Ok(t) => threads.push(t),
+                    Err(e) => log::warn!("cannot start a thread for a request: {e}"),
                 }
-                "initialize" => {
-                    if let Some(name) = msg.pointer("/params/clientInfo/name").and_then(Value::as_str) {
-                        self.hub.default_header("X-Client-Name", name);
-                    }
-                    // A new handshake: in order, since later requests need its session.
-                    self.hub.forget_session();
-                    if self.forward(&msg) {
-                        *self.initialize.lock() = Some(msg);
-                        self.start_listening();
-                    }
-                    continue;
+                continue;
+            }
+            if jsonrpc::method(&msg) == "initialize" {
+                if let Some(name) = msg.pointer("/params/clientInfo/name").and_then(Value::as_str) {
+                    self.hub.default_header("X-Client-Name", name);
                 }
-                _ => {}
+                // A new handshake: in order, since later requests need its session.
+                self.hub.forget_session();
+                if self.forward(&msg) {
+                    *self.initialize.lock() = Some(msg);
+                    self.start_listening();
+                }
+                continue;
             }
             if !self.hub.has_session() {
                 self.forward(&msg);
@@ -205,6 +208,43 @@ impl Shim {
             }
         }
         ok
+    }
+
+    /// A request of the 2026-07-28 revision: POSTed without a session, with the headers that
+    /// copy its method and target; a hub that is away is waited for once.
+    fn forward_stateless(&self, msg: &Value) {
+        let id = msg.get("id").cloned().unwrap_or(Value::Null);
+        let headers = modern_headers(msg);
+        let mut answer = match self.stateless.post_with(msg, None, &headers) {
+            Err(e) if e.code == jsonrpc::SERVER_UNAVAILABLE && !self.hub_listens() => {
+                match self.wait_for_hub() {
+                    Ok(()) => self.stateless.post_with(msg, None, &headers),
+                    Err(e) => Err(e),
+                }
+            }
+            a => a,
+        };
+        let answer = match &mut answer {
+            Ok(a) => a,
+            Err(e) => {
+                log::warn!("{}", e.message);
+                return self.emit(&jsonrpc::error(id, e.code, &e.message));
+            }
+        };
+        while let Some(next) = answer.body.next_message() {
+            match next {
+                Ok(mut v) => {
+                    if v.get("id").is_some_and(Value::is_null) {
+                        v["id"] = id.clone();
+                    }
+                    self.emit(&v);
+                }
+                Err(e) => {
+                    let why = format!("reading the hub's answer: {e}");
+                    return self.emit(&jsonrpc::error(id, jsonrpc::SERVER_UNAVAILABLE, &why));
+                }
+            }
+        }
     }
 
     /// POSTs one message; a hub that is away or forgot the session is recovered once.
@@ -316,6 +356,34 @@ impl Shim {
             }
         }
     }
+}
+
+/// Whether a request is of the 2026-07-28 revision (its probe, or its `_meta` says so).
+fn is_modern(msg: &Value) -> bool {
+    jsonrpc::method(msg) == "server/discover"
+        || msg.pointer("/params/_meta/io.modelcontextprotocol~1protocolVersion").is_some()
+}
+
+/// The headers the 2026-07-28 HTTP transport takes from the body.
+fn modern_headers(msg: &Value) -> Vec<(&'static str, String)> {
+    let method = jsonrpc::method(msg);
+    let version = msg
+        .pointer("/params/_meta/io.modelcontextprotocol~1protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or(crate::mcp::MODERN_VERSION);
+    let mut h = vec![("Mcp-Method", method.to_string()), ("MCP-Protocol-Version", version.to_string())];
+    let named = match method {
+        "tools/call" | "prompts/get" => "name",
+        "resources/read" => "uri",
+        "tasks/get" | "tasks/cancel" | "tasks/update" | "tasks/result" => "taskId",
+        _ => "",
+    };
+    if let Some(name) =
+        msg.pointer(&format!("/params/{named}")).and_then(Value::as_str).filter(|_| !named.is_empty())
+    {
+        h.push(("Mcp-Name", name.to_string()));
+    }
+    h
 }
 
 #[cfg(test)]

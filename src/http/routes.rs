@@ -460,6 +460,8 @@ fn mcp_request(req: &Req) -> mcp::Request<'_> {
         protocol_version: req.header("mcp-protocol-version"),
         accept: req.header("accept"),
         client: req.client_name(),
+        method_header: req.header("mcp-method"),
+        name_header: req.header("mcp-name"),
     }
 }
 
@@ -502,6 +504,7 @@ fn mcp_reply(answer: Answer) -> Reply {
             status,
             &json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}}),
         ),
+        Answer::Refused { status, body } => Reply::json(status, &body),
         Answer::Stream(f) => Reply::event_stream(f),
         Answer::Ended => Reply::empty(200),
         Answer::Later(f) => Reply::later(Box::new(move || mcp_reply(f()))),

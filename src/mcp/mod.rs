@@ -7,6 +7,7 @@
 
 mod aggregate;
 mod extensions;
+mod modern;
 mod own_tools;
 mod owners;
 pub mod relay;
@@ -26,6 +27,7 @@ use crate::servers::{
     Acquired, Call, Request as Outgoing, STATUS_NOTIFICATION, SUPPORTED_VERSIONS, Servers, Status,
 };
 use aggregate::{Catalog, Place};
+pub use modern::MODERN_VERSION;
 pub use relay::{Relayed, StreamBody, relay, write_event};
 pub use session::{Client, Session, Sessions, Target};
 use share::{Relaying, Share, caller_of};
@@ -43,6 +45,10 @@ pub struct Request<'a> {
     pub accept: Option<&'a str>,
     /// `X-Client-Name`.
     pub client: Option<&'a str>,
+    /// `Mcp-Method` and `Mcp-Name` (the 2026-07-28 revision's copies of the body's method and
+    /// target).
+    pub method_header: Option<&'a str>,
+    pub name_header: Option<&'a str>,
 }
 
 /// What to send back.
@@ -53,6 +59,8 @@ pub enum Answer {
     Accepted,
     /// A transport-level refusal: this HTTP status, with a JSON-RPC error body.
     Fault { status: u16, code: i64, message: String },
+    /// A request refused with this HTTP status and JSON-RPC error response (its id kept).
+    Refused { status: u16, body: Value },
     /// 200 `text/event-stream`, written by the function.
     Stream(StreamBody),
     /// 200, empty: a session ended.
@@ -79,6 +87,10 @@ pub struct Gateway {
     catalog: Mutex<Catalog>,
     /// What each session owns of the children it shares (`share`).
     owners: Arc<Mutex<owners::Owners>>,
+    /// Modern clients' calls waiting for their retries (`modern`), and whether a thread
+    /// sweeps them.
+    parked: Mutex<modern::Lot>,
+    sweeping: std::sync::atomic::AtomicBool,
 }
 
 impl Gateway {
@@ -94,6 +106,8 @@ impl Gateway {
             sessions: Sessions::default(),
             catalog: Mutex::default(),
             owners: Arc::default(),
+            parked: Mutex::default(),
+            sweeping: std::sync::atomic::AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&gw);
         servers.set_listener(Arc::new(move |server: &str, msg: &Value| {
@@ -151,6 +165,8 @@ impl Gateway {
                 protocol_version: version.as_deref(),
                 accept: None,
                 client: None,
+                method_header: None,
+                name_header: None,
             };
             let mut out = Vec::new();
             let mut session_id = None;
@@ -177,6 +193,7 @@ impl Gateway {
 
     fn message(self: &Arc<Self>, target: &Target, req: &Request, msg: Value, sse: bool) -> Answer {
         match jsonrpc::kind(&msg) {
+            Kind::Request if modern::is_modern(req, &msg) => self.modern(target, req, msg, sse),
             Kind::Request if jsonrpc::method(&msg) == "initialize" => {
                 self.initialize(target, &msg, req.client.map(str::to_string))
             }
@@ -340,12 +357,13 @@ impl Gateway {
             Share::Answer(body) => return reply(body),
             Share::Relay(how) => then(how),
         };
+        let park = self.parker(session);
         match self.servers.try_acquire(server, Outgoing::Relay(msg, caller_of(session))) {
-            Ok(Acquired::Ready(call)) => relay_call(call, session, id, sse, how),
+            Ok(Acquired::Ready(call)) => relay_call(call, session, id, sse, how, park),
             Ok(Acquired::Starting(request)) => {
                 let (gw, server, session) = (self.clone(), server.to_string(), session.clone());
                 Answer::Later(Box::new(move || match gw.servers.acquire(&server, request) {
-                    Ok(call) => relay_call(call, &session, id, sse, how),
+                    Ok(call) => relay_call(call, &session, id, sse, how, park),
                     Err(e) => reply(unavailable(id, &e)),
                 }))
             }
@@ -461,7 +479,14 @@ impl Gateway {
 }
 
 /// A call the session tracks (so the client can cancel it) until it ends, however it ends.
-fn relay_call(mut call: Call, session: &Arc<Session>, id: Value, sse: bool, how: Relaying) -> Answer {
+fn relay_call(
+    mut call: Call,
+    session: &Arc<Session>,
+    id: Value,
+    sse: bool,
+    how: Relaying,
+    park: Option<relay::Park>,
+) -> Answer {
     if let Some(f) = how.hook {
         call.on_result(f);
     }
@@ -471,7 +496,7 @@ fn relay_call(mut call: Call, session: &Arc<Session>, id: Value, sse: bool, how:
     session.track(&id, call.server(), call.hub_id());
     let (s, tracked) = (session.clone(), id.clone());
     call.on_end(move || s.untrack(&tracked));
-    answer_of(relay(call, sse.then(|| id.clone())), id)
+    answer_of(relay::relay_parking(call, sse.then(|| id.clone()), park), id)
 }
 
 fn answer_of(relayed: Relayed, id: Value) -> Answer {

@@ -28,33 +28,51 @@ pub enum Relayed {
     Later(Box<dyn FnOnce() -> Relayed + Send>),
 }
 
+/// What becomes of a call whose server asks its client something the client cannot be sent
+/// (a client of the 2026-07-28 revision): it takes the call and the server's request, and
+/// gives the result to answer with instead (`input_required`).
+pub type Park = Box<dyn FnOnce(Call, Value) -> Value + Send>;
+
 /// Relays a call. `stream_id`: the client's id when it takes an event stream (the last event
 /// carries the response under it); without one, messages before the outcome are dropped and
 /// the server's requests refused.
 pub fn relay(call: Call, stream_id: Option<Value>) -> Relayed {
-    if !call.is_quick() {
-        return Relayed::Later(Box::new(move || wait(call, stream_id, None)));
-    }
-    wait(call, stream_id, Some(Instant::now() + QUICK_ANSWER))
+    relay_parking(call, stream_id, None)
 }
 
-fn wait(mut call: Call, stream_id: Option<Value>, quick: Option<Instant>) -> Relayed {
+/// As `relay`; a request of the server for the client goes to `park` when there is one.
+pub fn relay_parking(call: Call, stream_id: Option<Value>, park: Option<Park>) -> Relayed {
+    if !call.is_quick() {
+        return Relayed::Later(Box::new(move || wait(call, stream_id, None, park)));
+    }
+    wait(call, stream_id, Some(Instant::now() + QUICK_ANSWER), park)
+}
+
+fn is_request(m: &Value) -> bool {
+    m.get("method").is_some() && m.get("id").is_some()
+}
+
+fn wait(mut call: Call, stream_id: Option<Value>, quick: Option<Instant>, mut park: Option<Park>) -> Relayed {
     loop {
         match call.next(quick.unwrap_or_else(|| call.deadline())) {
             Some(Step::Done(r)) => return Relayed::Done(r),
+            Some(Step::Message(m)) if is_request(&m) && park.is_some() => {
+                let park = park.take().expect("checked");
+                return Relayed::Done(Ok(park(call, m)));
+            }
             Some(Step::Message(m)) => match stream_id {
-                Some(id) => return Relayed::Stream(stream(call, id, m)),
+                Some(id) => return Relayed::Stream(stream(call, id, m, park)),
                 None => call.refuse(&m),
             },
             None if quick.is_some() => {
-                return Relayed::Later(Box::new(move || wait(call, stream_id, None)));
+                return Relayed::Later(Box::new(move || wait(call, stream_id, None, park)));
             }
             None => {}
         }
     }
 }
 
-fn stream(mut call: Call, id: Value, first: Value) -> StreamBody {
+fn stream(mut call: Call, id: Value, first: Value, mut park: Option<Park>) -> StreamBody {
     // A failed write means the client went away: returning drops the call, which tells the
     // server and the breaker.
     Box::new(move |w: &mut dyn Write| {
@@ -63,6 +81,11 @@ fn stream(mut call: Call, id: Value, first: Value) -> StreamBody {
         }
         loop {
             let sent = match call.next(call.deadline()) {
+                Some(Step::Message(m)) if is_request(&m) && park.is_some() => {
+                    let park = park.take().expect("checked");
+                    let _ = write_event(w, &jsonrpc::response(id, Ok(park(call, m))));
+                    return;
+                }
                 Some(Step::Message(m)) => write_event(w, &m),
                 Some(Step::Done(r)) => {
                     let _ = write_event(w, &jsonrpc::response(id, r));

@@ -70,6 +70,21 @@ pub struct Session {
 }
 
 impl Session {
+    /// A session for one request, kept nowhere: what a client without sessions (the 2026-07-28
+    /// revision) gets; `id` is what owns what it creates.
+    pub fn transient(id: &str, target: Target, version: &str, client: Client) -> Session {
+        Session {
+            id: id.to_string(),
+            target,
+            version: version.to_string(),
+            client,
+            last_used: Mutex::new(Instant::now()),
+            used: std::sync::atomic::AtomicBool::new(true),
+            streams: Mutex::new(Vec::new()),
+            inflight: Mutex::new(HashMap::new()),
+        }
+    }
+
     pub fn touch(&self) {
         *self.last_used.lock() = Instant::now();
         self.used.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -283,7 +298,7 @@ impl Sessions {
 }
 
 /// 128 random bits from the kernel, hex.
-fn new_id() -> String {
+pub(super) fn new_id() -> String {
     let mut bytes = [0u8; 16];
     let filled = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
     if filled.is_err() {

@@ -135,6 +135,16 @@ impl Endpoint {
     /// POSTs one message. An error status with a JSON-RPC body is an answer (the body says
     /// what went wrong); a transport failure or any other body is an error.
     pub fn post(&self, msg: &Value, timeout: Option<Duration>) -> Result<Answer, RpcError> {
+        self.post_with(msg, timeout, &[])
+    }
+
+    /// As `post`, with headers of this message's own.
+    pub fn post_with(
+        &self,
+        msg: &Value,
+        timeout: Option<Duration>,
+        extra: &[(&str, String)],
+    ) -> Result<Answer, RpcError> {
         let mut req = self
             .agent
             .post(&self.url)
@@ -153,6 +163,9 @@ impl Endpoint {
         }
         for (k, v) in self.headers.lock().iter() {
             req = req.header(k, v);
+        }
+        for (k, v) in extra {
+            req = req.header(*k, v);
         }
         if let Some(id) = crate::request_id::current() {
             req = req.header("X-Request-Id", id);

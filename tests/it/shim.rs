@@ -170,13 +170,30 @@ fn answers_in_flight_when_stdin_closes_are_still_written() {
 }
 
 #[test]
-fn the_2026_probe_is_refused_at_once() {
-    // No hub at all: `server/discover` never leaves the shim.
+fn the_2026_probe_reaches_the_hub_and_without_one_fails_after_the_wait() {
+    let hub = Hub::with_fixtures(&[("fx", json!({"auto_start": true}))]);
+    hub.wait_status("fx", "RUNNING", 5 * SEC);
+    let mut shim = Shim::to(&hub.addr, "fx", &[]);
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "probe", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {}});
+    shim.send(&json!({"jsonrpc": "2.0", "id": "d", "method": "server/discover", "params": {"_meta": meta}}));
+    let r = shim.answer(&json!("d"), 10 * SEC);
+    assert!(r["result"]["supportedVersions"].as_array().unwrap().contains(&json!("2026-07-28")), "{r}");
+    assert_eq!(r["result"]["resultType"], "complete", "{r}");
+    // A request of that revision goes without a session, with the headers it needs.
+    shim.send(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": "modern"}, "_meta": meta}}));
+    let r = shim.answer(&json!(2), 10 * SEC);
+    assert_eq!(r["result"]["resultType"], "complete", "{r}");
+    assert!(r.to_string().contains("modern"), "{r}");
+
+    // No hub at all: the probe is answered with an error once the wait is over, never silence.
     let port = free_port();
-    let mut shim = Shim::to(&format!("127.0.0.1:{port}"), "fx", &[]);
-    shim.send(&json!({"jsonrpc": "2.0", "id": "d", "method": "server/discover", "params": {}}));
-    let r = shim.answer(&json!("d"), 2 * SEC);
-    assert_eq!(r["error"]["code"], -32601, "{r}");
+    let mut shim = Shim::to(&format!("127.0.0.1:{port}"), "fx", &["--wait", "0.5"]);
+    shim.send(&json!({"jsonrpc": "2.0", "id": "d", "method": "server/discover", "params": {"_meta": meta}}));
+    let r = shim.answer(&json!("d"), 10 * SEC);
+    assert_eq!(r["error"]["code"], -32000, "{r}");
 }
 
 #[test]
