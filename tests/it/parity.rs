@@ -81,6 +81,48 @@ fn typescript(args: &[&str]) -> Command {
     cmd
 }
 
+/// The TypeScript SDK negotiating its era: server-everything speaks only the initialize era,
+/// so directly the client falls back to it; through the hub (every way in) it gets 2026-07-28,
+/// where the server's sampling and elicitation requests reach it as `input_required` results
+/// it answers and retries, and sees the same tools, results, progress, resources, prompts,
+/// completions, sampling and elicitation as directly.
+#[test]
+fn the_typescript_sdk_in_auto_mode_gets_2026_07_28_through_the_hub_and_sees_the_same() {
+    let hub = hub();
+    let auto = |args: &[&str]| {
+        let mut cmd = typescript(args);
+        cmd.env("MCP_ERA", "auto");
+        cmd
+    };
+    let everything = npm_bin("mcp-server-everything");
+    let direct = report(auto(&["stdio", "-", everything.to_str().unwrap()]), "auto mode over stdio");
+    assert_eq!(direct["era"], "2025-11-25", "server-everything alone offers no server/discover");
+    let hub_url = format!("http://{}", hub.addr);
+    let ways = [
+        ("/mcp/everything", vec!["http", "-", &format!("{hub_url}/mcp/everything")]),
+        ("/mcp", vec!["http", "everything__", &format!("{hub_url}/mcp")]),
+        ("agenthub stdio everything", vec!["stdio", "-", BIN, "stdio", "everything", "--url", &hub_url]),
+        ("agenthub stdio", vec!["stdio", "everything__", BIN, "stdio", "--url", &hub_url]),
+    ]
+    .map(|(through, args)| (through, report(auto(&args), &format!("auto mode through {through}"))));
+    for (through, seen) in &ways {
+        assert_eq!(seen["era"], "2026-07-28", "through {through}: {seen}");
+        for (feature, want) in seen.as_object().unwrap().iter().filter(|(k, _)| *k != "era") {
+            // The 2026-07-28 codec of the SDK parses schemas into an order of its own: the
+            // schemas are compared as JSON (their order through the hub is the parity test's).
+            let parsed = |v: &Value| v.as_str().and_then(|s| serde_json::from_str::<Value>(s).ok());
+            let (want, got) = match feature.as_str() {
+                "tools" => (parsed(want), parsed(&direct[feature])),
+                _ => (Some(want.clone()), Some(direct[feature].clone())),
+            };
+            assert_eq!(got, want, "auto mode: {feature} through {through} differs from stdio");
+        }
+        for feature in ["sampling", "elicitation", "url_elicitation", "progress"] {
+            assert!(seen.get(feature).is_some(), "through {through}: {feature} was exercised: {seen}");
+        }
+    }
+}
+
 #[test]
 fn the_python_sdk_sees_through_the_hub_what_it_sees_directly() {
     let hub = hub();

@@ -4,7 +4,10 @@
 //
 // usage: node parity.mjs stdio PREFIX COMMAND...   (PREFIX "-" for none)
 //        node parity.mjs http PREFIX URL
-// TS_SDK names the directory the SDK is installed in (.deps/ts-sdk).
+// TS_SDK names the directory the SDK is installed in (.deps/ts-sdk). MCP_ERA=auto has the client
+// negotiate its era (`versionNegotiation: {mode: "auto"}`: 2026-07-28 where it is offered, else
+// initialize); the report then names the era it got, and leaves out what that revision removed
+// or deprecated (resource subscriptions, logging/setLevel, roots list changes).
 
 import { createRequire } from "node:module";
 import path from "node:path";
@@ -31,8 +34,10 @@ async function main() {
   const transport = kind === "http"
     ? new StreamableHTTPClientTransport(new URL(rest[0]))
     : new StdioClientTransport({ command: rest[0], args: rest.slice(1), stderr: "ignore" });
+  const auto = process.env.MCP_ERA === "auto";
   const client = new Client({ name: "ts-parity", version: "1.0.0" }, {
     capabilities: { sampling: {}, elicitation: { form: {}, url: {} }, roots: { listChanged: true } },
+    ...(auto && { versionNegotiation: { mode: "auto" } }),
   });
   const logs = [];
   const updates = [];
@@ -54,6 +59,9 @@ async function main() {
   await client.connect(transport);
 
   const report = {};
+  const era = client.getNegotiatedProtocolVersion();
+  const modern = era >= "2026-07-28";
+  if (auto) report.era = era;
   const { tools } = await client.listTools();
   // As text: the schemas' key order counts too.
   report.tools = JSON.stringify(tools
@@ -82,6 +90,7 @@ async function main() {
   });
   report.completion = done.completion.values;
 
+  if (!modern) {
   const uri = "demo://resource/dynamic/text/1";
   await client.subscribeResource({ uri });
   await call("toggle-subscriber-updates", {});
@@ -95,6 +104,7 @@ async function main() {
   await until("a log message", () => logs.length > 0);
   await call("toggle-simulated-logging", {});
   report.logging = "received";
+  }
 
   const sampled = await call("trigger-sampling-request", { prompt: "say hi", maxTokens: 10 });
   report.sampling = sampled[0].includes("typescript sampled") && sampled[0].includes("say hi");
@@ -103,9 +113,11 @@ async function main() {
   const url = (await call("trigger-url-elicitation", { url: "https://example.com/parity", message: "open it" })).join(" ");
   report.url_elicitation = [elicited.filter((m) => m === "url").length, url.toLowerCase().includes("accept")];
 
-  await client.sendRootsListChanged();
-  await until("the roots", async () => (await call("get-roots-list", {})).join(" ").includes(ROOT));
-  report.roots = ROOT;
+  if (!modern) {
+    await client.sendRootsListChanged();
+    await until("the roots", async () => (await call("get-roots-list", {})).join(" ").includes(ROOT));
+    report.roots = ROOT;
+  }
 
   await client.close();
   console.log(JSON.stringify(report));
