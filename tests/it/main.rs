@@ -14,6 +14,7 @@ mod front;
 mod gateway;
 mod imports;
 mod metrics;
+mod modern;
 mod npm_servers;
 mod parity;
 mod pipelines;
