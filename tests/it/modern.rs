@@ -15,9 +15,9 @@ fn envelope(caps: Value) -> Value {
 }
 
 /// A modern request: the body with the envelope merged into its `params._meta`, the headers
-/// the revision requires (`name` for Mcp-Name), plus `extra`.
+/// the revision requires (`name` for Mcp-Name).
 fn modern(hub: &Hub, path: &str, id: Value, method: &str, mut params: Value, name: Option<&str>) -> Resp {
-    modern_with(hub, path, id, method, &mut params, name, json!({"sampling": {}}), &[])
+    modern_with(hub, path, id, method, &mut params, name, json!({"sampling": {}}))
 }
 
 fn modern_with(
@@ -28,7 +28,6 @@ fn modern_with(
     params: &mut Value,
     name: Option<&str>,
     caps: Value,
-    extra: &[(&str, &str)],
 ) -> Resp {
     let meta = params.as_object_mut().unwrap().entry("_meta").or_insert(json!({}));
     for (k, v) in envelope(caps).as_object().unwrap() {
@@ -44,7 +43,6 @@ fn modern_with(
     if let Some(n) = name {
         headers.push(("Mcp-Name", n));
     }
-    headers.extend_from_slice(extra);
     hub.request("POST", path, &headers, body.to_string().as_bytes())
 }
 
@@ -204,7 +202,7 @@ fn a_client_without_the_capability_is_not_asked() {
     let hub = fixture_hub();
     let mut ask = json!({"name": "ask", "arguments": {"method": "sampling/createMessage",
         "params": {"messages": [], "maxTokens": 5}}});
-    let r = modern_with(&hub, "/mcp/fx", json!(1), "tools/call", &mut ask, Some("ask"), json!({}), &[]);
+    let r = modern_with(&hub, "/mcp/fx", json!(1), "tools/call", &mut ask, Some("ask"), json!({}));
     let result = r.json()["result"].clone();
     assert_eq!(result["resultType"], "complete", "{result}");
     assert!(result["content"][0]["text"].as_str().unwrap().contains("error"), "{result}");
