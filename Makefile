@@ -19,9 +19,11 @@ PYTHON ?= python3
 # Third-party parts the tests run against, pinned: MCP servers from npm (tests/npm), the
 # official Python SDK (tests/python/requirements.txt), the MCP conformance suite and the
 # Node 22 it needs (tests/conformance), the official TypeScript SDK's client (tests/ts-sdk), and
-# the browser the dashboard test drives: Debian's chromium and playwright-core (tests/browser).
+# the browser the dashboard test drives: Debian's chromium and playwright-core (tests/browser),
+# and the MCP Inspector's CLI (tests/inspector).
 test-deps: .deps/npm/node_modules/.installed .deps/venv/.installed .deps/conformance/node_modules/.installed \
-	.deps/ts-sdk/node_modules/.installed .deps/browser/node_modules/.installed chromium container-tools promtool
+	.deps/ts-sdk/node_modules/.installed .deps/browser/node_modules/.installed .deps/inspector/node_modules/.installed \
+	chromium container-tools promtool
 
 chromium:
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
@@ -42,6 +44,13 @@ promtool:
 	mkdir -p .deps/browser
 	cp tests/browser/package.json tests/browser/package-lock.json .deps/browser/
 	cd .deps/browser && npm ci --no-audit --no-fund --ignore-scripts --cache ../npm-cache
+	touch $@
+
+# The MCP Inspector's CLI (tests/inspector): skills and MCP Apps as that client sees them.
+.deps/inspector/node_modules/.installed: tests/inspector/package.json tests/inspector/package-lock.json
+	mkdir -p .deps/inspector
+	cp tests/inspector/package.json tests/inspector/package-lock.json .deps/inspector/
+	cd .deps/inspector && npm ci --no-audit --no-fund --ignore-scripts --cache ../npm-cache
 	touch $@
 
 .deps/venv/.installed: tests/python/requirements.txt

@@ -57,9 +57,15 @@ impl Gateway {
         method: &str,
         at: Place,
     ) -> Option<Result<String, (i64, String)>> {
+        // A skill is named by its `SKILL.md`; its files and directories are under the folder
+        // that holds it.
+        let folder = |k: &str| k.strip_suffix("SKILL.md").unwrap_or(k).to_string();
         let find = |m: &std::collections::HashMap<String, String>| {
             m.get(uri).cloned().or_else(|| {
-                let prefixes = m.iter().filter(|(k, _)| uri.starts_with(k.as_str()));
+                let prefixes = m
+                    .iter()
+                    .map(|(k, s)| (folder(k), s))
+                    .filter(|(k, _)| uri.starts_with(k.as_str()) || k.strip_suffix('/') == Some(uri));
                 prefixes.max_by_key(|(k, _)| k.len()).map(|(_, s)| s.clone())
             })
         };

@@ -40,7 +40,7 @@ const META_CLIENT: &str = "io.modelcontextprotocol/clientInfo";
 const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
 const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 const META_SERVER: &str = "io.modelcontextprotocol/serverInfo";
-/// The results a client may cache (SEP-2549).
+/// The results a client may cache (SEP-2549), the skills extension's included.
 const CACHEABLE: &[&str] = &[
     "tools/list",
     "prompts/list",
@@ -48,6 +48,8 @@ const CACHEABLE: &[&str] = &[
     "resources/templates/list",
     "resources/read",
     "server/discover",
+    "skills/list",
+    "skills/get",
 ];
 /// Methods of the initialize era this revision removed.
 const REMOVED: &[&str] =
