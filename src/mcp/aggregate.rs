@@ -278,6 +278,14 @@ impl Gateway {
         })
     }
 
+    /// A server's tool's `execution.taskSupport`, from the aggregated tool list (listed when
+    /// cold, so off the worker).
+    pub(super) fn task_support(&self, server: &str, tool: &str) -> Option<String> {
+        let tools = self.entries(List::Tools, Place::Own)?;
+        let entry = tools.iter().find(|e| e.server == server && e.original == tool)?;
+        entry.item.pointer("/execution/taskSupport").and_then(Value::as_str).map(str::to_string)
+    }
+
     pub(super) fn running(&self) -> Vec<String> {
         self.servers.list().into_iter().filter(|s| s.info.status == Status::Running).map(|s| s.name).collect()
     }

@@ -13,6 +13,7 @@ mod owners;
 pub mod relay;
 pub mod session;
 mod share;
+mod task_bridge;
 
 use std::io::Write;
 use std::sync::Arc;

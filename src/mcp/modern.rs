@@ -40,6 +40,7 @@ const META_CLIENT: &str = "io.modelcontextprotocol/clientInfo";
 const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
 const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 const META_SERVER: &str = "io.modelcontextprotocol/serverInfo";
+const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
 /// The results a client may cache (SEP-2549), the skills extension's included.
 const CACHEABLE: &[&str] = &[
     "tools/list",
@@ -157,14 +158,16 @@ impl Gateway {
                 _ => discover(),
             };
         }
+        // Tasks between eras may need the servers' tool lists and a task's outcome: off the worker.
+        let blocking = client.tasks_v2 && matches!(jsonrpc::method(&msg), "tools/call" | "tasks/get");
         let session = Arc::new(Session::transient(OWNER, target.clone(), MODERN_VERSION, client));
         let state = msg.pointer("/params/requestState").and_then(Value::as_str).map(str::to_string);
-        let answer = match state {
-            Some(state) if state.starts_with(STATE_PREFIX) => {
-                self.resume(target, &session, &state, &msg, sse)
-            }
-            _ => self.request(target, &session, msg, sse),
+        let (gw, to) = (self.clone(), target.clone());
+        let run = move || match state {
+            Some(state) if state.starts_with(STATE_PREFIX) => gw.resume(&to, &session, &state, &msg, sse),
+            _ => gw.request(&to, &session, msg, sse),
         };
+        let answer = if blocking { Answer::Later(Box::new(run)) } else { run() };
         finished(answer, Arc::new(finish))
     }
 
@@ -183,7 +186,7 @@ impl Gateway {
                 (init.get("capabilities").cloned().unwrap_or(json!({})), init.get("instructions").cloned())
             }
         };
-        result["capabilities"] = capabilities;
+        result["capabilities"] = modern_capabilities(capabilities);
         if let Some(i) = instructions.filter(|i| i.as_str().is_some_and(|s| !s.is_empty())) {
             result["instructions"] = i;
         }
@@ -373,6 +376,20 @@ fn strip_envelope(msg: &mut Value) {
             p.remove("_meta");
         }
     }
+}
+
+/// Capabilities as the revision has them: tasks are its extension, offered when the server's
+/// first-version tasks can be bridged (`task_bridge`) or it offers the extension itself.
+fn modern_capabilities(mut caps: Value) -> Value {
+    let Some(c) = caps.as_object_mut() else { return caps };
+    let bridged = c.remove("tasks").is_some_and(|t| t.pointer("/requests/tools/call").is_some());
+    if bridged {
+        let ext = c.entry("extensions").or_insert_with(|| json!({}));
+        if let Some(e) = ext.as_object_mut() {
+            e.entry(TASKS_EXTENSION).or_insert_with(|| json!({}));
+        }
+    }
+    caps
 }
 
 /// A result in the revision's shape.

@@ -68,7 +68,13 @@ impl Gateway {
                 }
                 // `tasks/result` blocks until the task ends: its life, not the request deadline.
                 let task_life = (method == "tasks/result").then(|| o.task_expiry(server, &task));
-                Share::Relay(Relaying { hook: None, task_life })
+                drop(o);
+                let hook = (method == "tasks/get" && self.bridges_tasks(server, session))
+                    .then(|| super::task_bridge::bridged_get(self.servers.clone(), srv.clone()));
+                Share::Relay(Relaying { hook, task_life })
+            }
+            "tools/call" if self.bridges_tasks(server, session) => {
+                Share::Relay(Relaying { hook: self.bridged_call(server, session, msg), task_life: None })
             }
             "tasks/list" => {
                 let owners = self.owners.clone();
