@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 
 use crossbeam_channel::RecvTimeoutError;
 
-use super::bridge::{Bridge, Caller, Event, Next, Pending};
+use super::bridge::{Bridge, Caller, Pending};
+use super::stdio_call::{Got, Rounds, next_stdio};
 use super::upstream::{Piece, Pieces, Upstream};
 use super::{Channel, Run, Servers, Status};
 use crate::config::Transport;
@@ -45,7 +46,7 @@ pub fn while_caller_watched<T>(gone: Arc<AtomicBool>, f: impl FnOnce() -> T) -> 
 }
 
 /// The watched caller's flag, if any, and how long to wait before looking at it again.
-fn watch_slice(until: Instant) -> (Option<Arc<AtomicBool>>, Instant) {
+pub(super) fn watch_slice(until: Instant) -> (Option<Arc<AtomicBool>>, Instant) {
     let watched = CALLER_GONE.with(|g| g.borrow().clone());
     let slice = match &watched {
         Some(_) => until.min(Instant::now() + WATCH_SLICE),
@@ -54,7 +55,7 @@ fn watch_slice(until: Instant) -> (Option<Arc<AtomicBool>>, Instant) {
     (watched, slice)
 }
 
-fn is_gone(watched: &Option<Arc<AtomicBool>>) -> bool {
+pub(super) fn is_gone(watched: &Option<Arc<AtomicBool>>) -> bool {
     watched.as_ref().is_some_and(|g| g.load(Ordering::Acquire))
 }
 
@@ -312,6 +313,8 @@ enum Link {
     Stdio {
         bridge: Arc<Bridge>,
         pending: Option<Pending>,
+        /// A modern child's request, kept to be sent again with its inputs' answers.
+        rounds: Option<Box<Rounds>>,
     },
     /// The request goes out on the first `next`: the POST blocks until the upstream answers,
     /// so it must happen on the thread that waits.
@@ -343,8 +346,9 @@ impl Call {
             Request::Own { method, params } => bridge.begin(method, params.clone()),
             Request::Relay(msg, caller) => bridge.begin_relay_for(msg, caller.clone()),
         };
+        let rounds = bridge.is_modern().then(|| Box::new(Rounds::of(&request)));
         let link = match sent {
-            Ok(p) => Link::Stdio { bridge, pending: Some(p) },
+            Ok(p) => Link::Stdio { bridge, pending: Some(p), rounds },
             Err(e) => Link::Failed(Some(e)),
         };
         Call::new(lease, link)
@@ -428,29 +432,12 @@ impl Call {
             Link::Failed(e) => {
                 Step::Done(Err(e.take().unwrap_or_else(|| RpcError::new(jsonrpc::INTERNAL_ERROR, "failed"))))
             }
-            Link::Stdio { bridge, pending } => {
-                let p = pending.as_ref()?;
-                let (watched, slice) = watch_slice(until);
-                match bridge.next(p, slice.min(self.deadline)) {
-                    Next::Event(Event::Message(m)) => Step::Message(m),
-                    Next::Event(Event::Response(r)) => {
-                        pending.take();
-                        Step::Done(jsonrpc::into_outcome(r))
-                    }
-                    Next::Gone => {
-                        pending.take();
-                        Step::Done(Err(exited(&self.server)))
-                    }
-                    Next::TimedOut if is_gone(&watched) => {
-                        let p = pending.take()?;
-                        bridge.cancel(p, "the client went away");
-                        return Some(self.abandoned());
-                    }
-                    Next::TimedOut if Instant::now() < self.deadline => return None,
-                    Next::TimedOut => {
-                        let p = pending.take()?;
-                        Step::Done(Err(bridge.timed_out(p, self.timeout)))
-                    }
+            Link::Stdio { bridge, pending, rounds } => {
+                let (server, deadline, timeout) = (self.server.as_str(), self.deadline, self.timeout);
+                match next_stdio(server, (deadline, timeout, until), bridge, pending, rounds) {
+                    Got::Step(step) => step,
+                    Got::Abandoned => return Some(self.abandoned()),
+                    Got::Nothing => return None,
                 }
             }
             Link::Http(remote) => {
@@ -573,9 +560,12 @@ impl Drop for Call {
             // trial riding on this call is given back, since it proved nothing either way.
             let reason = "the caller gave up";
             match &mut self.link {
-                Link::Stdio { bridge, pending } => {
+                Link::Stdio { bridge, pending, rounds } => {
                     if let Some(p) = pending.take() {
                         bridge.cancel(p, reason);
+                    }
+                    if let Some(asking) = rounds.as_mut().and_then(|r| r.asking.take()) {
+                        bridge.forget_inputs(&asking.earlier);
                     }
                 }
                 Link::Http(remote) if remote.answer.is_some() => remote.upstream.cancel(&remote.id, reason),
@@ -612,7 +602,7 @@ fn outcome_of(outcome: &Result<Value, RpcError>) -> Outcome {
     }
 }
 
-fn exited(server: &str) -> RpcError {
+pub(super) fn exited(server: &str) -> RpcError {
     RpcError::new(
         jsonrpc::SERVER_UNAVAILABLE,
         format!("server {server} exited while the request was in flight"),

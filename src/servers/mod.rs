@@ -19,11 +19,13 @@ pub(crate) mod edits;
 pub mod installer;
 mod legacy_sse;
 mod lifecycle;
+pub mod modern;
 mod peer;
 mod phase;
 pub mod process;
 mod reload;
 mod sse;
+mod stdio_call;
 mod supervisor;
 pub mod upstream;
 
@@ -43,6 +45,7 @@ use crate::error::{Error, Result};
 use crate::resilience::Breakers;
 use bridge::{Bridge, StderrRing};
 pub use call::{Acquired, Call, Request, Step, while_caller_watched};
+pub use modern::Era;
 use phase::{Effect, Effects, Live, State};
 use process::Process;
 use upstream::Upstream;
@@ -105,6 +108,8 @@ pub struct Snapshot {
     pub info: ProcessInfo,
     /// The child's `initialize` result (serverInfo, capabilities, instructions) while running.
     pub initialize: Option<Value>,
+    /// The era it speaks while running.
+    pub era: Option<Era>,
 }
 
 impl Snapshot {
@@ -150,6 +155,7 @@ pub struct Context {
 struct Run {
     link: Link,
     initialize: Value,
+    era: Era,
 }
 
 enum Link {
@@ -292,6 +298,7 @@ fn snapshot_of(srv: &Server, st: &State<Run>) -> Snapshot {
         origin: st.origin.clone(),
         info: st.info(),
         initialize: st.run().map(|r| r.initialize.clone()),
+        era: st.run().map(|r| r.era),
     }
 }
 

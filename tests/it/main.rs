@@ -14,6 +14,7 @@ mod front;
 mod gateway;
 mod imports;
 mod metrics;
+mod modern_upstream;
 mod npm_servers;
 mod parity;
 mod pipelines;

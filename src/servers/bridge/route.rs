@@ -17,7 +17,7 @@ use serde_json::Value;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 
-use super::{Event, MAX_CHILD_REQUESTS, Peer, Shared, Slot};
+use super::{Event, MAX_CHILD_REQUESTS, Peer, Shared, Slot, Waiting};
 use crate::jsonrpc;
 use crate::jsonrpc::RpcError;
 
@@ -210,7 +210,7 @@ pub(super) fn for_a_client(shared: &Shared, peer: &dyn Peer, msg: Value) -> Opti
     forward["id"] = json!(relay_id);
     let why = match picked {
         Ok(slot) => {
-            shared.child_requests.lock().insert(relay_id, id);
+            shared.child_requests.lock().insert(relay_id, Waiting::Child(id));
             slot.push(Event::Message(forward));
             return None;
         }
@@ -222,7 +222,7 @@ pub(super) fn for_a_client(shared: &Shared, peer: &dyn Peer, msg: Value) -> Opti
             let why = format!("{why}; {MAX_CHILD_REQUESTS} requests already wait for clients");
             return Some(peer.unrouted(&shared.name, &msg, &why));
         }
-        waiting.insert(relay_id.clone(), id);
+        waiting.insert(relay_id.clone(), Waiting::Child(id));
     }
     if !first && peer.offer(&shared.name, &forward) {
         return None;
@@ -232,4 +232,70 @@ pub(super) fn for_a_client(shared: &Shared, peer: &dyn Peer, msg: Value) -> Opti
     }
     shared.child_requests.lock().remove(&relay_id);
     Some(peer.unrouted(&shared.name, &msg, &why))
+}
+
+/// A modern child's `inputRequests` for the request waiting in `slot`: each is what a legacy
+/// child's own request would have been, and goes where that would have gone, with the caller
+/// known: relayed to the caller (under a relay id, as an `Event::Message`) when its client can
+/// answer and the server's policy does not have the hub answer first; else to the peer to
+/// answer later (the local model), else answered by the peer at once. Every answer lands in
+/// the slot as an `Event::Input` under its key.
+pub(super) fn ask_inputs(
+    shared: &Shared,
+    peer: &dyn Peer,
+    slot: &Arc<Slot>,
+    requests: &serde_json::Map<String, Value>,
+) {
+    for (key, request) in requests {
+        let method = request.get("method").and_then(Value::as_str).unwrap_or_default();
+        let mut msg = json!({"jsonrpc": "2.0", "id": Value::Null, "method": method});
+        if let Some(p) = request.get("params") {
+            msg["params"] = p.clone();
+        }
+        let n = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let relay_id = format!("s:{}:{n}", shared.name);
+        msg["id"] = json!(relay_id);
+        let first = peer.answers_first(&shared.name, &msg);
+        let can = slot.origin.as_ref().is_some_and(|o| o.caller.can.answers(&msg));
+        let why = match (first, &slot.origin) {
+            (true, _) => format!("the configuration of {} has the hub answer it", shared.name),
+            (false, None) => "it belongs to a REST or hub request, which cannot answer".to_string(),
+            (false, Some(_)) => {
+                format!("the client of the request it belongs to did not declare {}", capability(&msg))
+            }
+        };
+        {
+            let mut waiting = shared.child_requests.lock();
+            if waiting.len() >= MAX_CHILD_REQUESTS {
+                drop(waiting);
+                let why = format!("{why}; {MAX_CHILD_REQUESTS} requests already wait for clients");
+                slot.push(Event::Input(key.clone(), peer.unrouted(&shared.name, &msg, &why)));
+                continue;
+            }
+            waiting.insert(relay_id.clone(), Waiting::Input(slot.clone(), key.clone()));
+        }
+        if is_for_a_client(&msg) && can && !first {
+            slot.push(Event::Message(msg));
+            continue;
+        }
+        if peer.answer_later(&shared.name, &msg, &why) {
+            continue;
+        }
+        shared.child_requests.lock().remove(&relay_id);
+        slot.push(Event::Input(key.clone(), peer.unrouted(&shared.name, &msg, &why)));
+    }
+}
+
+/// A client's answer message (`result` or `error`) as an outcome.
+pub(super) fn outcome_of(answer: &Value) -> Result<Value, RpcError> {
+    match (answer.get("result"), answer.get("error")) {
+        (Some(r), _) => Ok(r.clone()),
+        (None, Some(e)) => Err(RpcError::new(
+            e.get("code").and_then(Value::as_i64).unwrap_or(jsonrpc::INTERNAL_ERROR),
+            e.get("message").and_then(Value::as_str).unwrap_or("the client answered with an error"),
+        )),
+        (None, None) => {
+            Err(RpcError::new(jsonrpc::INVALID_REQUEST, "the client's answer had neither result nor error"))
+        }
+    }
 }

@@ -1,0 +1,48 @@
+// A server of protocol revision 2026-07-28 only, on the TypeScript SDK's server package: it
+// refuses `initialize` (legacy: "reject") and answers `server/discover`. Tools: `echo`, `ask`
+// (asks its client a color through `inputRequired`, then says what came back and the state it
+// passed) and `nag` (asks again whatever the answer); a resource `demo://doc`.
+//
+// usage: TS_SDK=<dir of the SDK's node_modules> node modern_server.mjs
+import { createRequire } from "node:module";
+import path from "node:path";
+
+const require = createRequire(path.join(process.env.TS_SDK || ".deps/ts-sdk", "package.json"));
+const { McpServer, inputRequired, inputResponse } = require("@modelcontextprotocol/server");
+const { serveStdio } = require("@modelcontextprotocol/server/stdio");
+const z = require("zod");
+
+const stateOf = (req) => (typeof req.requestState === "function" ? req.requestState() : req.requestState);
+
+serveStdio(() => {
+  const s = new McpServer(
+    { name: "modern-only", version: "1.0.0" },
+    { capabilities: { tools: {}, resources: {} }, instructions: "a modern-only test server" },
+  );
+  s.registerTool("echo", { description: "echo", inputSchema: z.object({ message: z.string() }) },
+    async ({ message }) => ({ content: [{ type: "text", text: `Echo: ${message}` }] }));
+  s.registerTool("ask", { description: "asks its client a color", inputSchema: z.object({}) }, async (_a, ctx) => {
+    const r = inputResponse(ctx.mcpReq.inputResponses, "color");
+    if (r.kind !== "elicit") {
+      return inputRequired({
+        inputRequests: {
+          color: inputRequired.elicit({
+            message: "color?",
+            requestedSchema: { type: "object", properties: { color: { type: "string" } } },
+          }),
+        },
+        requestState: "state-1",
+      });
+    }
+    const said = r.action === "accept" ? r.content?.color : r.action;
+    return { content: [{ type: "text", text: `color ${said} state ${stateOf(ctx.mcpReq)}` }] };
+  });
+  s.registerTool("nag", { description: "asks, whatever it is told", inputSchema: z.object({}) }, async () =>
+    inputRequired({
+      inputRequests: { again: inputRequired.elicit({ message: "again?", requestedSchema: { type: "object", properties: {} } }) },
+      requestState: "nagging",
+    }));
+  s.registerResource("doc", "demo://doc", { mimeType: "text/plain" },
+    async () => ({ contents: [{ uri: "demo://doc", text: "hello from a modern server" }] }));
+  return s;
+}, { legacy: process.env.LEGACY || "reject" });
