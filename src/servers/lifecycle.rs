@@ -163,12 +163,24 @@ impl Servers {
             let upstream = match cfg.transport {
                 Transport::Sse => Upstream::legacy(&srv.name, &url, cfg.headers.clone(), peer(), deadline)
                     .map_err(|e| (e.message, true))?,
-                _ => Upstream::new(&srv.name, &url, cfg.headers.clone()),
+                _ => Upstream::new(&srv.name, &url, cfg.headers.clone(), Some(peer())),
             };
             let left = deadline.saturating_duration_since(Instant::now());
-            // Dropped on failure, a legacy stream is closed and its reader joined.
-            let init = upstream.initialize(left).map_err(|e| (e.message, true))?;
-            return Ok(Run { link: Link::Http(Arc::new(upstream)), initialize: init, era: Era::Legacy });
+            // A Streamable HTTP server is asked `server/discover` first (a modern one has no
+            // `initialize`; a legacy one answers it with an error, which changes nothing).
+            // Half the handshake's time at most: a legacy server that sits on it leaves the
+            // rest to `initialize`.
+            let (init, era) = match upstream.discover(left / 2) {
+                Some(init) => (init, Era::Modern),
+                None => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    // Dropped on failure, a legacy stream is closed and its reader joined.
+                    (upstream.initialize(left).map_err(|e| (e.message, true))?, Era::Legacy)
+                }
+            };
+            let version = init.get("protocolVersion").and_then(Value::as_str).unwrap_or("");
+            log::info!("server {}: protocol {version} ({} era)", srv.name, era.as_str());
+            return Ok(Run { link: Link::Http(Arc::new(upstream)), initialize: init, era });
         }
         let (mut process, pipes) = Process::spawn(&srv.name, &cfg, &self.ctx.npm_prefix.join(&srv.name))
             .map_err(|e| (e.to_string(), false))?;

@@ -24,6 +24,8 @@ mod peer;
 mod phase;
 pub mod process;
 mod reload;
+mod remote_call;
+mod remote_modern;
 mod sse;
 mod stdio_call;
 mod supervisor;

@@ -82,6 +82,23 @@ pub fn with_envelope(params: Option<Value>, capabilities: Value) -> Value {
     Value::Object(params)
 }
 
+/// The headers a 2026-07-28 POST of `msg` carries: `Mcp-Method`, and `Mcp-Name` for the
+/// requests that name a target (`tools/call`, `prompts/get`: `params.name`; `resources/read`:
+/// `params.uri`).
+pub fn method_headers(msg: &Value) -> Vec<(&'static str, String)> {
+    let Some(method) = msg.get("method").and_then(Value::as_str) else { return Vec::new() };
+    let mut headers = vec![("Mcp-Method", method.to_string())];
+    let name = match method {
+        "tools/call" | "prompts/get" => msg.pointer("/params/name"),
+        "resources/read" => msg.pointer("/params/uri"),
+        _ => None,
+    };
+    if let Some(n) = name.and_then(Value::as_str) {
+        headers.push(("Mcp-Name", n.to_string()));
+    }
+    headers
+}
+
 /// The params of the hub's `server/discover`.
 pub fn discover_params() -> Value {
     with_envelope(None, json!({}))
@@ -205,6 +222,19 @@ mod tests {
         assert_eq!(bare["serverInfo"]["name"], "srv");
         assert!(handshake(&json!({"supportedVersions": ["2027-01-01"]}), "srv").is_none());
         assert!(handshake(&json!({}), "srv").is_none());
+    }
+
+    #[test]
+    fn posts_name_their_method_and_target() {
+        let call = json!({"method": "tools/call", "params": {"name": "echo"}});
+        assert_eq!(
+            method_headers(&call),
+            vec![("Mcp-Method", "tools/call".into()), ("Mcp-Name", "echo".into())]
+        );
+        let read = json!({"method": "resources/read", "params": {"uri": "demo://doc"}});
+        assert_eq!(method_headers(&read)[1], ("Mcp-Name", "demo://doc".into()));
+        assert_eq!(method_headers(&json!({"method": "tools/list"})).len(), 1);
+        assert!(method_headers(&json!({"result": {}})).is_empty());
     }
 
     #[test]

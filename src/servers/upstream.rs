@@ -31,6 +31,9 @@ pub struct Endpoint {
     agent: ureq::Agent,
     session: Mutex<Option<String>>,
     version: Mutex<Option<String>>,
+    /// Each POST names its method (`Mcp-Method`) and, where the revision asks, its target
+    /// (`Mcp-Name`): 2026-07-28.
+    named: std::sync::atomic::AtomicBool,
 }
 
 /// What came back for one POST.
@@ -96,6 +99,7 @@ impl Endpoint {
             agent: crate::http_agent(connect, None),
             session: Mutex::new(None),
             version: Mutex::new(None),
+            named: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -127,6 +131,12 @@ impl Endpoint {
         *self.version.lock() = None;
     }
 
+    /// Whether every POST carries `Mcp-Method` and, for the requests that name a target,
+    /// `Mcp-Name` (revision 2026-07-28).
+    pub fn name_methods(&self, on: bool) {
+        self.named.store(on, Ordering::SeqCst);
+    }
+
     /// The protocol version agreed at initialize, sent with every later request.
     pub fn set_version(&self, version: &str) {
         *self.version.lock() = Some(version.to_string());
@@ -153,6 +163,11 @@ impl Endpoint {
         }
         for (k, v) in self.headers.lock().iter() {
             req = req.header(k, v);
+        }
+        if self.named.load(Ordering::SeqCst) {
+            for (k, v) in super::modern::method_headers(msg) {
+                req = req.header(k, v);
+            }
         }
         if let Some(id) = crate::request_id::current() {
             req = req.header("X-Request-Id", id);
@@ -236,13 +251,20 @@ impl Endpoint {
 /// A remote MCP server, shared by every caller like a stdio child: the hub initializes it and
 /// rewrites ids (`Ids`). How it is reached is its `Wire`; everything else is the same for both.
 pub struct Upstream {
-    name: String,
+    pub(super) name: String,
     next_id: AtomicU64,
-    wire: Wire,
+    pub(super) wire: Wire,
+    /// Spoken to in the 2026-07-28 era (`server/discover` answered): no session, the envelope.
+    pub(super) modern: std::sync::atomic::AtomicBool,
+    /// Answers what no client can (a modern server's input requests).
+    pub(super) peer: Option<Arc<dyn Peer>>,
+    /// A modern server's input requests relayed to a client or the local model, by relay id:
+    /// where the answer goes, and its key.
+    pub(super) inputs: Mutex<std::collections::HashMap<String, (super::remote_modern::Desk, String)>>,
 }
 
 /// How requests reach a remote server and where their answers come from.
-enum Wire {
+pub(super) enum Wire {
     /// Streamable HTTP (`transport: "http"`): each POST's answer carries what the server sends
     /// for that request; a forgotten session is initialized again.
     Streamable(Endpoint),
@@ -252,10 +274,16 @@ enum Wire {
 }
 
 impl Upstream {
-    /// A Streamable HTTP server.
-    pub fn new(name: &str, url: &str, headers: BTreeMap<String, String>) -> Upstream {
+    /// A Streamable HTTP server; `peer` answers a modern server's input requests that no
+    /// client takes.
+    pub fn new(
+        name: &str,
+        url: &str,
+        headers: BTreeMap<String, String>,
+        peer: Option<Arc<dyn Peer>>,
+    ) -> Upstream {
         let endpoint = Endpoint::new(&format!("server {name}"), url, headers, Duration::from_secs(5));
-        Upstream::over(name, Wire::Streamable(endpoint))
+        Upstream { peer, ..Upstream::over(name, Wire::Streamable(endpoint)) }
     }
 
     /// A legacy HTTP+SSE server: its stream opened and its endpoint known by `deadline`. What
@@ -272,7 +300,14 @@ impl Upstream {
     }
 
     fn over(name: &str, wire: Wire) -> Upstream {
-        Upstream { name: format!("server {name}"), next_id: AtomicU64::new(1), wire }
+        Upstream {
+            name: format!("server {name}"),
+            next_id: AtomicU64::new(1),
+            wire,
+            modern: Default::default(),
+            peer: None,
+            inputs: Default::default(),
+        }
     }
 
     /// The handshake: `initialize`, then `notifications/initialized`. Returns the result.
@@ -380,7 +415,7 @@ impl Upstream {
         Ok(Pieces { rx, _ticket: None })
     }
 
-    fn reply(&self, ids: Ids, answer: Answer) -> Reply {
+    pub(super) fn reply(&self, ids: Ids, answer: Answer) -> Reply {
         Reply { name: self.name.clone(), body: answer.body, ids, done: false }
     }
 
@@ -407,7 +442,16 @@ impl Upstream {
     /// the hub's own request whose result nobody reads: a session's end undone). Blocks on the
     /// network for up to 2 s: call it off the worker.
     pub fn tell(&self, method: &str, params: Option<Value>, request: bool) {
+        let modern = self.is_modern();
+        if modern && method == "notifications/roots/list_changed" {
+            return;
+        }
         let msg = match request {
+            true if modern => jsonrpc::request(
+                self.fresh_id(),
+                method,
+                Some(super::modern::with_envelope(params, json!({}))),
+            ),
             true => jsonrpc::request(self.fresh_id(), method, params),
             false => jsonrpc::notification(method, params),
         };
@@ -492,7 +536,7 @@ impl Ids {
 
 /// One request's answer from a Streamable HTTP upstream, message by message: notifications and
 /// requests the upstream sends first, then the response (with the client's ids put back).
-struct Reply {
+pub(super) struct Reply {
     name: String,
     body: Body,
     ids: Ids,
@@ -500,7 +544,7 @@ struct Reply {
 }
 
 impl Reply {
-    fn next_message(&mut self) -> Option<Result<Value, RpcError>> {
+    pub(super) fn next_message(&mut self) -> Option<Result<Value, RpcError>> {
         if self.done {
             return None;
         }
@@ -545,7 +589,7 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(200));
             }
         });
-        let u = Upstream::new("remote", &format!("https://127.0.0.1:{port}/mcp"), BTreeMap::new());
+        let u = Upstream::new("remote", &format!("https://127.0.0.1:{port}/mcp"), BTreeMap::new(), None);
         let e = u.initialize(Duration::from_secs(2)).unwrap_err();
         let _ = peer.join();
         assert_eq!(e.code, jsonrpc::SERVER_UNAVAILABLE);

@@ -146,3 +146,62 @@ fn input_the_hub_answers_itself_and_the_bound_on_rounds() {
     let s = hub.server("modern");
     assert_eq!((&s["status"], &s["restart_count"]), (&json!("RUNNING"), &json!(0)), "{s}");
 }
+
+/// The modern-only server over Streamable HTTP on a free port, each POST's headers logged.
+fn remote_server(dir: &TempDir) -> (ServerProcess, u16, PathBuf) {
+    let port = free_port();
+    let log = dir.path().join("posts.log");
+    let mut cmd = Command::new("node");
+    cmd.arg(script("tests/ts-sdk/modern_server.mjs"))
+        .args(["--http", &port.to_string()])
+        .arg(&log)
+        .env("TS_SDK", dep("ts-sdk"));
+    (ServerProcess::start(&mut cmd, port, 20 * SEC), port, log)
+}
+
+#[test]
+fn a_modern_only_remote_server_is_reached_in_its_era() {
+    let dir = TempDir::new("modern-remote");
+    let (_server, port, log) = remote_server(&dir);
+    let remote =
+        json!({"transport": "http", "url": format!("http://127.0.0.1:{port}/mcp"), "auto_start": true});
+    let servers = json!({"servers": {"remote": remote, "fx": {"command": FIXTURE, "auto_start": true}}});
+    let hub = Hub::builder().servers(&servers.to_string()).start();
+    let s = hub.wait_status("remote", "RUNNING", 20 * SEC);
+    assert_eq!((&s["era"], &s["protocol_version"]), (&json!("modern"), &json!("2026-07-28")), "{s}");
+
+    let url = format!("http://{}/mcp/remote", hub.addr);
+    let out = Command::new(dep("venv/bin/python"))
+        .arg(script("tests/python/modern_client.py"))
+        .arg(&url)
+        .output()
+        .expect("run the Python client");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the Python client failed: {stdout}\n{stderr}\n{}", hub.log());
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("not a report ({e}): {stdout}\n{stderr}"));
+    assert_eq!(report["server"], "modern-only");
+    assert_eq!(report["echo"], "Echo: from python");
+    assert_eq!(report["ask"], "color teal state state-1", "{report}");
+    assert_eq!(report["resource"], "hello from a modern server");
+    assert_eq!(report["leaks"], json!([]), "{report}");
+    let r = hub.tool("remote", "echo", json!({"message": "over REST"}));
+    assert_eq!(tool_text(&r), "Echo: over REST");
+    assert_legacy(&r.json(), "a REST tools/call");
+
+    // On the wire: no initialize, no session, each POST naming its method and target.
+    let posts: Vec<Value> = std::fs::read_to_string(&log)
+        .expect("the server's log")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(posts[0], json!(["POST", "server/discover", null, null, "2026-07-28"]), "{posts:?}");
+    for p in &posts {
+        assert_eq!((&p[3], &p[4]), (&Value::Null, &json!("2026-07-28")), "{posts:?}");
+        assert!(p[1].is_string(), "every POST names its method: {posts:?}");
+    }
+    let named = |method: &str, name: &str| posts.iter().any(|p| p[1] == method && p[2] == name);
+    assert!(named("tools/call", "echo") && named("tools/call", "ask"), "{posts:?}");
+    assert!(named("resources/read", "demo://doc"), "{posts:?}");
+    assert!(!posts.iter().any(|p| p[1] == "initialize"), "{posts:?}");
+}

@@ -3,18 +3,22 @@
 // (asks its client a color through `inputRequired`, then says what came back and the state it
 // passed) and `nag` (asks again whatever the answer); a resource `demo://doc`.
 //
-// usage: TS_SDK=<dir of the SDK's node_modules> node modern_server.mjs
+// usage: TS_SDK=<dir of the SDK's node_modules> node modern_server.mjs [--http PORT [LOG]]
+// Over stdio by default; with --http, Streamable HTTP on 127.0.0.1:PORT/mcp (createMcpHandler),
+// each POST's method, Mcp-Method, Mcp-Name and Mcp-Session-Id headers appended to LOG.
 import { createRequire } from "node:module";
+import { appendFileSync } from "node:fs";
+import http from "node:http";
 import path from "node:path";
 
 const require = createRequire(path.join(process.env.TS_SDK || ".deps/ts-sdk", "package.json"));
-const { McpServer, inputRequired, inputResponse } = require("@modelcontextprotocol/server");
+const { McpServer, inputRequired, inputResponse, createMcpHandler } = require("@modelcontextprotocol/server");
 const { serveStdio } = require("@modelcontextprotocol/server/stdio");
 const z = require("zod");
 
 const stateOf = (req) => (typeof req.requestState === "function" ? req.requestState() : req.requestState);
 
-serveStdio(() => {
+const factory = () => {
   const s = new McpServer(
     { name: "modern-only", version: "1.0.0" },
     { capabilities: { tools: {}, resources: {} }, instructions: "a modern-only test server" },
@@ -45,4 +49,27 @@ serveStdio(() => {
   s.registerResource("doc", "demo://doc", { mimeType: "text/plain" },
     async () => ({ contents: [{ uri: "demo://doc", text: "hello from a modern server" }] }));
   return s;
-}, { legacy: process.env.LEGACY || "reject" });
+};
+
+if (process.argv[2] === "--http") {
+  const [port, log] = [Number(process.argv[3]), process.argv[4]];
+  const handler = createMcpHandler(factory, { legacy: "reject" });
+  http.createServer(async (req, res) => {
+    const chunks = [];
+    for await (const c of req) chunks.push(c);
+    const h = req.headers;
+    if (log) {
+      const seen = [req.method, h["mcp-method"], h["mcp-name"], h["mcp-session-id"], h["mcp-protocol-version"]];
+      appendFileSync(log, JSON.stringify(seen) + "\n");
+    }
+    const headers = new Headers();
+    for (const [k, v] of Object.entries(h)) headers.set(k, Array.isArray(v) ? v.join(", ") : v);
+    const body = req.method === "GET" || req.method === "HEAD" ? undefined : Buffer.concat(chunks);
+    const response = await handler.fetch(new Request(`http://127.0.0.1:${port}${req.url}`, { method: req.method, headers, body }));
+    res.writeHead(response.status, Object.fromEntries(response.headers));
+    if (response.body) for await (const chunk of response.body) res.write(chunk);
+    res.end();
+  }).listen(port, "127.0.0.1");
+} else {
+  serveStdio(factory, { legacy: process.env.LEGACY || "reject" });
+}

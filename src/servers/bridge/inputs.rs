@@ -37,7 +37,9 @@ impl Bridge {
     /// Has a modern child's `inputRequests` for `earlier` answered: relayed to its caller,
     /// or by the hub (`route::ask_inputs`); the answers come as `Event::Input`.
     pub fn ask_inputs(&self, earlier: &Pending, requests: &serde_json::Map<String, Value>) {
-        route::ask_inputs(&self.shared, self.peer.as_ref(), &earlier.slot, requests);
+        let desk = route::SlotDesk { shared: &self.shared, slot: &earlier.slot };
+        let can = earlier.slot.origin.as_ref().map(|o| o.caller.can);
+        route::ask_inputs(&desk, self.peer.as_ref(), can, requests);
     }
 
     /// Forgets what still waits for the answers to `earlier`'s input requests (its caller is gone).

@@ -27,7 +27,7 @@ use lines::{STDERR_LINE_BYTES, STDERR_LINES};
 pub use lines::{STDOUT_LINE_BYTES, StderrRing};
 pub use peer::Peer;
 use route::Origin;
-pub use route::{Caller, Can};
+pub use route::{Caller, Can, InputDesk};
 pub use stdin::ChildInput;
 use stdin::{Stdin, write_loop};
 
