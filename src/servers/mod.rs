@@ -13,6 +13,7 @@
 //! `writes` (configuration changes with their save, so the file on disk always matches memory)
 //! and each server's `lifecycle` (its starts, stops and restarts, one at a time).
 
+mod answers;
 pub mod bridge;
 mod call;
 pub(crate) mod edits;
