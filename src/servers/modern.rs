@@ -42,11 +42,12 @@ impl Era {
     }
 }
 
-/// The capabilities a client that can answer `can` declares (and, `local_sampling`, the hub's
-/// own model answering sampling).
-pub fn capabilities(can: Can, local_sampling: bool) -> Value {
+/// The capabilities a client that can answer `can` declares, with what the hub answers itself
+/// when no client does: sampling by its own model (`local_sampling`), its configured roots
+/// (`roots`).
+pub fn capabilities(can: Can, local_sampling: bool, roots: bool) -> Value {
     let mut caps = Map::new();
-    if can.roots {
+    if can.roots || roots {
         caps.insert("roots".into(), json!({}));
     }
     if can.sampling || local_sampling {
@@ -198,12 +199,13 @@ mod tests {
     #[test]
     fn capabilities_say_what_can_be_answered() {
         let none = Can::default();
-        assert_eq!(capabilities(none, false), json!({}));
-        assert_eq!(capabilities(none, true), json!({"sampling": {}}));
+        assert_eq!(capabilities(none, false, false), json!({}));
+        assert_eq!(capabilities(none, true, false), json!({"sampling": {}}));
+        assert_eq!(capabilities(none, false, true), json!({"roots": {}}));
         let form = Can { form: true, ..none };
-        assert_eq!(capabilities(form, false), json!({"elicitation": {"form": {}}}));
+        assert_eq!(capabilities(form, false, false), json!({"elicitation": {"form": {}}}));
         assert_eq!(
-            capabilities(Can::ALL, false),
+            capabilities(Can::ALL, false, false),
             json!({"roots": {}, "sampling": {}, "elicitation": {"form": {}, "url": {}}})
         );
     }

@@ -127,6 +127,10 @@ impl Peer for ChildPeer {
         self.secrets.redact(text)
     }
 
+    fn has_roots(&self) -> bool {
+        !self.roots.is_empty()
+    }
+
     fn samples_locally(&self) -> bool {
         self.sampler.is_some() && matches!(self.sampling, Sampling::Local | Sampling::ClientThenLocal)
     }

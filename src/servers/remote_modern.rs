@@ -70,8 +70,9 @@ impl Upstream {
     /// those of the caller's client (`None`: the hub's own request) and the local model's.
     pub(super) fn with_envelope(&self, mut msg: Value, can: Option<Can>) -> Value {
         let local = self.peer.as_ref().is_some_and(|p| p.samples_locally());
+        let roots = self.peer.as_ref().is_some_and(|p| p.has_roots());
         let caps = match can {
-            Some(can) => modern::capabilities(can, local),
+            Some(can) => modern::capabilities(can, local, roots),
             None => serde_json::json!({}),
         };
         let params = msg.get_mut("params").map(Value::take);

@@ -4,11 +4,14 @@
 //! the modern era to the child; its clients see what a 2025 server would have sent them, and
 //! the server's `input_required` is answered by the client (or the hub) and retried.
 
+use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Instant;
 
 use serde_json::{Value, json};
 
+use crate::fake_ollama::FakeOllama;
 use crate::harness::*;
 
 fn script(rel: &str) -> String {
@@ -71,7 +74,7 @@ fn the_python_sdk_uses_a_modern_only_server_through_the_hub() {
     let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
         .unwrap_or_else(|e| panic!("not a report ({e}): {stdout}\n{stderr}"));
     assert_eq!(report["server"], "modern-only");
-    assert_eq!(report["tools"], json!(["ask", "echo", "nag"]));
+    assert_eq!(report["tools"], json!(["ask", "echo", "nag", "roots", "sample"]));
     assert_eq!(report["echo"], "Echo: from python");
     // The client's elicitation callback answered the server's input request, and the state
     // the server passed came back to it untouched.
@@ -104,7 +107,7 @@ fn a_legacy_client_sees_a_legacy_handshake_and_results() {
     c.initialized();
     let tools = c.call(json!(1), "tools/list", json!({}));
     assert_legacy(&tools["result"], "tools/list");
-    assert_eq!(tools["result"]["tools"].as_array().map(Vec::len), Some(3), "{tools}");
+    assert_eq!(tools["result"]["tools"].as_array().map(Vec::len), Some(5), "{tools}");
     let read = c.call(json!(2), "resources/read", json!({"uri": "demo://doc"}));
     assert_legacy(&read["result"], "resources/read");
     assert_eq!(read["result"]["contents"][0]["text"], "hello from a modern server");
@@ -145,6 +148,64 @@ fn input_the_hub_answers_itself_and_the_bound_on_rounds() {
     assert_eq!(tool_text(&r), "Echo: after");
     let s = hub.server("modern");
     assert_eq!((&s["status"], &s["restart_count"]), (&json!("RUNNING"), &json!(0)), "{s}");
+}
+
+#[test]
+fn the_hubs_own_answers_reach_a_modern_server() {
+    // A client with neither sampling nor roots: the local model samples (the server's policy),
+    // the configured roots answer roots/list, and the server is told the hub can do both.
+    let ollama = FakeOllama::start(&["llama3.2:3b"]);
+    let servers = json!({"servers": {"modern": modern(json!({"sampling": "local", "roots": ["file:///tmp/configured"]}))}});
+    let hub = Hub::builder().servers(&servers.to_string()).env("OLLAMA_URL", &ollama.url).start();
+    hub.wait_status("modern", "RUNNING", 30 * SEC);
+    let (c, _) = McpSession::initialize(&hub.addr, "/mcp/modern", &initialize_with(MCP_VERSION, json!({})));
+    c.initialized();
+    let r = c.call(json!(1), "tools/call", json!({"name": "sample", "arguments": {}}));
+    let text = r["result"]["content"][0]["text"].as_str().unwrap_or_default();
+    assert_eq!(text, "sampled [llama3.2:3b] hello modern", "{r}");
+    assert_eq!(ollama.received("/api/chat").len(), 1);
+    let r = c.call(json!(2), "tools/call", json!({"name": "roots", "arguments": {}}));
+    assert_eq!(r["result"]["content"][0]["text"], "roots file:///tmp/configured", "{r}");
+}
+
+/// The next message on an SSE answer that `f` accepts (within 10 s).
+fn next_matching(reader: &mut impl BufRead, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + 10 * SEC;
+    loop {
+        assert!(Instant::now() < deadline, "no {what}");
+        let v = next_event(reader, what);
+        if f(&v) {
+            return v;
+        }
+    }
+}
+
+#[test]
+fn each_callers_input_is_asked_of_its_own_client() {
+    // Two sessions' calls wait on the same child at once: each input request belongs to its
+    // call, so each client is asked its own, and each result carries its own client's answer.
+    let hub = hub(json!({}));
+    let session = || {
+        let init = initialize_with(MCP_VERSION, json!({"elicitation": {}}));
+        let (c, _) = McpSession::initialize(&hub.addr, "/mcp/modern", &init);
+        c.initialized();
+        c
+    };
+    let (a, b) = (session(), session());
+    let ask = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "ask", "arguments": {}}});
+    let mut sa = a.post_streaming(&ask);
+    let qa = next_matching(&mut sa, "a's elicitation", |v| v["method"] == "elicitation/create");
+    let mut sb = b.post_streaming(&ask);
+    let qb = next_matching(&mut sb, "b's elicitation", |v| v["method"] == "elicitation/create");
+    assert_ne!(qa["id"], qb["id"]);
+    let answer = |id: &Value, color: &str| json!({"jsonrpc": "2.0", "id": id, "result": {"action": "accept", "content": {"color": color}}});
+    assert_eq!(b.send(&answer(&qb["id"], "blue")).status, 202);
+    assert_eq!(a.send(&answer(&qa["id"], "amber")).status, 202);
+    let done = next_matching(&mut sa, "a's result", |v| v["id"] == 1);
+    assert_eq!(done["result"]["content"][0]["text"], "color amber state state-1", "{done}");
+    assert_legacy(&done["result"], "a streamed result");
+    let done = next_matching(&mut sb, "b's result", |v| v["id"] == 1);
+    assert_eq!(done["result"]["content"][0]["text"], "color blue state state-1", "{done}");
 }
 
 /// The modern-only server over Streamable HTTP on a free port, each POST's headers logged.

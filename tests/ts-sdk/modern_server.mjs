@@ -1,7 +1,7 @@
 // A server of protocol revision 2026-07-28 only, on the TypeScript SDK's server package: it
 // refuses `initialize` (legacy: "reject") and answers `server/discover`. Tools: `echo`, `ask`
 // (asks its client a color through `inputRequired`, then says what came back and the state it
-// passed) and `nag` (asks again whatever the answer); a resource `demo://doc`.
+// passed), `nag` (asks again whatever the answer), `sample` (a sampling) and `roots`; a resource `demo://doc`.
 //
 // usage: TS_SDK=<dir of the SDK's node_modules> node modern_server.mjs [--http PORT [LOG]]
 // Over stdio by default; with --http, Streamable HTTP on 127.0.0.1:PORT/mcp (createMcpHandler),
@@ -46,6 +46,19 @@ const factory = () => {
       inputRequests: { again: inputRequired.elicit({ message: "again?", requestedSchema: { type: "object", properties: {} } }) },
       requestState: "nagging",
     }));
+  s.registerTool("sample", { description: "asks its client's model", inputSchema: z.object({}) }, async (_a, ctx) => {
+    const r = inputResponse(ctx.mcpReq.inputResponses, "answer");
+    if (r.kind !== "sampling") {
+      const messages = [{ role: "user", content: { type: "text", text: "hello modern" } }];
+      return inputRequired({ inputRequests: { answer: inputRequired.createMessage({ messages, maxTokens: 40 }) } });
+    }
+    return { content: [{ type: "text", text: `sampled ${r.result.content.text}` }] };
+  });
+  s.registerTool("roots", { description: "asks its client's roots", inputSchema: z.object({}) }, async (_a, ctx) => {
+    const r = inputResponse(ctx.mcpReq.inputResponses, "roots");
+    if (r.kind !== "roots") return inputRequired({ inputRequests: { roots: inputRequired.listRoots() } });
+    return { content: [{ type: "text", text: `roots ${r.roots.map((x) => x.uri).join(" ")}` }] };
+  });
   s.registerResource("doc", "demo://doc", { mimeType: "text/plain" },
     async () => ({ contents: [{ uri: "demo://doc", text: "hello from a modern server" }] }));
   return s;

@@ -53,7 +53,11 @@ impl Bridge {
     /// What a modern child is told its request's client can answer.
     pub(super) fn capabilities(&self, slot: &Slot) -> Value {
         match &slot.origin {
-            Some(o) => crate::servers::modern::capabilities(o.caller.can, self.peer.samples_locally()),
+            Some(o) => crate::servers::modern::capabilities(
+                o.caller.can,
+                self.peer.samples_locally(),
+                self.peer.has_roots(),
+            ),
             None => json!({}),
         }
     }

@@ -40,6 +40,11 @@ pub trait Peer: Send + Sync {
     fn samples_locally(&self) -> bool {
         false
     }
+    /// Whether the hub has roots of its own to answer this server's `roots/list` with (its
+    /// configured `roots`) when no client does.
+    fn has_roots(&self) -> bool {
+        false
+    }
     fn notification(&self, server: &str, msg: &Value);
     /// The child's text (stderr, a line it should not have written) as the hub may keep and
     /// log it: the secrets it was started with taken out.
