@@ -21,6 +21,7 @@ pub const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 pub const META_CLIENT: &str = "io.modelcontextprotocol/clientInfo";
 pub const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
 pub const META_SERVER: &str = "io.modelcontextprotocol/serverInfo";
+pub const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 
 /// Which era a running server speaks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use super::bridge::route::{self, InputDesk};
 use super::bridge::{Can, Event};
 use super::modern::{self, MODERN_VERSION};
-use super::upstream::{Ids, Upstream, Wire};
+use super::upstream::{Ids, Piece, Pieces, Upstream, Wire};
 use crate::jsonrpc::{self, Kind, RpcError};
 
 /// Where the answers to one waiting call's input requests go.
@@ -77,7 +77,29 @@ impl Upstream {
         };
         let params = msg.get_mut("params").map(Value::take);
         msg["params"] = modern::with_envelope(params, caps);
+        if let Some(level) = self.log_level.lock().clone() {
+            msg["params"]["_meta"][modern::META_LOG_LEVEL] = serde_json::json!(level);
+        }
         msg
+    }
+
+    /// A modern server has no `logging/setLevel`: the hub keeps the level (sent with each
+    /// request from then on) and answers it; `None` for any other request.
+    pub(super) fn answered_here(&self, request: &Value) -> Option<Pieces> {
+        if !self.is_modern() || jsonrpc::method(request) != "logging/setLevel" {
+            return None;
+        }
+        self.set_log_level(request.get("params"));
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let id = request.get("id").cloned().unwrap_or(Value::Null);
+        let answer = serde_json::json!({"jsonrpc": "2.0", "id": id, "result": {}});
+        let _ = tx.send(Piece { message: Ok(answer), last: true });
+        Some(Pieces { rx, _ticket: None })
+    }
+
+    pub(super) fn set_log_level(&self, params: Option<&Value>) {
+        let level = params.and_then(|p| p.get("level")).and_then(Value::as_str);
+        *self.log_level.lock() = level.map(str::to_string);
     }
 
     /// Has a modern server's `inputRequests` answered, into `desk`.

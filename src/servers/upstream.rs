@@ -262,6 +262,8 @@ pub struct Upstream {
     /// A modern server's input requests relayed to a client or the local model, by relay id:
     /// where the answer goes, and its key.
     pub(super) inputs: Mutex<std::collections::HashMap<String, (super::remote_modern::Desk, String)>>,
+    /// The log level a modern server's requests ask for (it has no `logging/setLevel`).
+    pub(super) log_level: Mutex<Option<String>>,
 }
 
 /// How requests reach a remote server and where their answers come from.
@@ -308,6 +310,7 @@ impl Upstream {
             modern: Default::default(),
             peer: None,
             inputs: Default::default(),
+            log_level: Default::default(),
         }
     }
 
@@ -375,6 +378,9 @@ impl Upstream {
     /// receiver is gone, or at `timeout` at the latest (the HTTP client's global timeout bounds
     /// the whole answer). Over legacy SSE the answer comes from the stream's reader.
     pub fn send(self: &Arc<Self>, id: Value, request: Value, timeout: Duration) -> Result<Pieces, RpcError> {
+        if let Some(answered) = self.answered_here(&request) {
+            return Ok(answered);
+        }
         let (ids, msg) = Ids::outgoing(id, &request);
         if let Wire::Legacy(conn) = &self.wire {
             let (ticket, rx) = conn.register(ids)?;
@@ -445,6 +451,10 @@ impl Upstream {
     pub fn tell(&self, method: &str, params: Option<Value>, request: bool) {
         let modern = self.is_modern();
         if modern && method == "notifications/roots/list_changed" {
+            return;
+        }
+        if modern && method == "logging/setLevel" {
+            self.set_log_level(params.as_ref());
             return;
         }
         let msg = match request {

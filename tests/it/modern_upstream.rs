@@ -74,7 +74,7 @@ fn the_python_sdk_uses_a_modern_only_server_through_the_hub() {
     let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
         .unwrap_or_else(|e| panic!("not a report ({e}): {stdout}\n{stderr}"));
     assert_eq!(report["server"], "modern-only");
-    assert_eq!(report["tools"], json!(["ask", "echo", "nag", "roots", "sample"]));
+    assert_eq!(report["tools"], json!(["ask", "echo", "log", "nag", "roots", "sample"]));
     assert_eq!(report["echo"], "Echo: from python");
     // The client's elicitation callback answered the server's input request, and the state
     // the server passed came back to it untouched.
@@ -107,12 +107,20 @@ fn a_legacy_client_sees_a_legacy_handshake_and_results() {
     c.initialized();
     let tools = c.call(json!(1), "tools/list", json!({}));
     assert_legacy(&tools["result"], "tools/list");
-    assert_eq!(tools["result"]["tools"].as_array().map(Vec::len), Some(5), "{tools}");
+    assert_eq!(tools["result"]["tools"].as_array().map(Vec::len), Some(6), "{tools}");
     let read = c.call(json!(2), "resources/read", json!({"uri": "demo://doc"}));
     assert_legacy(&read["result"], "resources/read");
     assert_eq!(read["result"]["contents"][0]["text"], "hello from a modern server");
     let list = c.call(json!(3), "resources/list", json!({}));
     assert_legacy(&list["result"], "resources/list");
+    // A modern server has no logging/setLevel: the hub answers it and sends the level with
+    // each request (the envelope's logLevel), which the server's own filter goes by.
+    let set = c.call(json!(4), "logging/setLevel", json!({"level": "warning"}));
+    assert_eq!(set["result"], json!({}), "{set}");
+    let logged = c.call(json!(5), "tools/call", json!({"name": "log", "arguments": {}}));
+    assert_eq!(logged["result"]["content"][0]["text"], "logged", "{logged}");
+    wait_for("the warning in the hub's log", 5 * SEC, || hub.log().contains("a warning line").then_some(()));
+    assert!(!hub.log().contains("an info line"), "{}", hub.log());
     // The aggregated view lists it too, under its prefix.
     let all = McpSession::connect(&hub, "/mcp");
     let tools = all.call(json!(1), "tools/list", json!({}));

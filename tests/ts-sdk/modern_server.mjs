@@ -1,7 +1,7 @@
 // A server of protocol revision 2026-07-28 only, on the TypeScript SDK's server package: it
 // refuses `initialize` (legacy: "reject") and answers `server/discover`. Tools: `echo`, `ask`
 // (asks its client a color through `inputRequired`, then says what came back and the state it
-// passed), `nag` (asks again whatever the answer), `sample` (a sampling) and `roots`; a resource `demo://doc`.
+// passed), `nag` (asks again whatever the answer), `sample` (a sampling), `roots` and `log` (an info and a warning line); a resource `demo://doc`.
 //
 // usage: TS_SDK=<dir of the SDK's node_modules> node modern_server.mjs [--http PORT [LOG]]
 // Over stdio by default; with --http, Streamable HTTP on 127.0.0.1:PORT/mcp (createMcpHandler),
@@ -21,7 +21,7 @@ const stateOf = (req) => (typeof req.requestState === "function" ? req.requestSt
 const factory = () => {
   const s = new McpServer(
     { name: "modern-only", version: "1.0.0" },
-    { capabilities: { tools: {}, resources: {} }, instructions: "a modern-only test server" },
+    { capabilities: { tools: {}, resources: {}, logging: {} }, instructions: "a modern-only test server" },
   );
   s.registerTool("echo", { description: "echo", inputSchema: z.object({ message: z.string() }) },
     async ({ message }) => ({ content: [{ type: "text", text: `Echo: ${message}` }] }));
@@ -58,6 +58,11 @@ const factory = () => {
     const r = inputResponse(ctx.mcpReq.inputResponses, "roots");
     if (r.kind !== "roots") return inputRequired({ inputRequests: { roots: inputRequired.listRoots() } });
     return { content: [{ type: "text", text: `roots ${r.roots.map((x) => x.uri).join(" ")}` }] };
+  });
+  s.registerTool("log", { description: "logs at two levels", inputSchema: z.object({}) }, async (_a, ctx) => {
+    await ctx.mcpReq.log("info", "an info line");
+    await ctx.mcpReq.log("warning", "a warning line");
+    return { content: [{ type: "text", text: "logged" }] };
   });
   s.registerResource("doc", "demo://doc", { mimeType: "text/plain" },
     async () => ({ contents: [{ uri: "demo://doc", text: "hello from a modern server" }] }));

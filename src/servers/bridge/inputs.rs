@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::{Bridge, Pending, Slot, Waiting, route};
 use crate::jsonrpc::RpcError;
+use crate::servers::modern;
 
 impl Bridge {
     /// From now on the child is spoken to in the 2026-07-28 era: every request carries the
@@ -50,14 +51,33 @@ impl Bridge {
             .retain(|_, w| !matches!(w, Waiting::Input(slot, _) if Arc::ptr_eq(slot, &earlier.slot)));
     }
 
+    /// A request's params as a modern child gets them: with the envelope (and the log level
+    /// last set). `None`: the hub answered it (into the slot) and nothing is sent: a modern
+    /// child has no `logging/setLevel`, the level goes with each request instead.
+    pub(super) fn modern_params(
+        &self,
+        id: u64,
+        method: &str,
+        params: Option<Value>,
+        slot: &Slot,
+    ) -> Option<Value> {
+        if method == "logging/setLevel" {
+            let level = params.as_ref().and_then(|p| p.get("level")).and_then(Value::as_str);
+            *self.shared.log_level.lock() = level.map(str::to_string);
+            slot.push(super::Event::Response(json!({"jsonrpc": "2.0", "id": id, "result": {}})));
+            return None;
+        }
+        let mut params = modern::with_envelope(params, self.capabilities(slot));
+        if let Some(level) = self.shared.log_level.lock().clone() {
+            params["_meta"][modern::META_LOG_LEVEL] = json!(level);
+        }
+        Some(params)
+    }
+
     /// What a modern child is told its request's client can answer.
     pub(super) fn capabilities(&self, slot: &Slot) -> Value {
         match &slot.origin {
-            Some(o) => crate::servers::modern::capabilities(
-                o.caller.can,
-                self.peer.samples_locally(),
-                self.peer.has_roots(),
-            ),
+            Some(o) => modern::capabilities(o.caller.can, self.peer.samples_locally(), self.peer.has_roots()),
             None => json!({}),
         }
     }

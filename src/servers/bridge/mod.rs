@@ -100,6 +100,9 @@ struct Shared {
     child_requests: Mutex<HashMap<String, Waiting>>,
     /// The child speaks 2026-07-28 (`modern`): requests carry the envelope.
     modern: AtomicBool,
+    /// The log level its requests ask for (the envelope's `logLevel`; a modern child has no
+    /// `logging/setLevel`).
+    log_level: Mutex<Option<String>>,
     /// Bytes queued for the child's stdin and not yet written (bounded by `STDIN_BYTES`).
     queued: Arc<AtomicU64>,
 }
@@ -150,6 +153,7 @@ impl Bridge {
             next_id: AtomicU64::new(1),
             child_requests: Mutex::new(HashMap::new()),
             modern: AtomicBool::new(false),
+            log_level: Mutex::new(None),
             queued: Arc::new(AtomicU64::new(0)),
         });
         let outbox = Arc::new(Stdin::new(stdin.direct()));
@@ -224,7 +228,10 @@ impl Bridge {
         slot: Arc<Slot>,
     ) -> Result<Pending, RpcError> {
         let params = match self.is_modern() {
-            true => Some(super::modern::with_envelope(params, self.capabilities(&slot))),
+            true => match self.modern_params(id, method, params, &slot) {
+                Some(params) => Some(params),
+                None => return Ok(Pending { id, slot }),
+            },
             false => params,
         };
         match self.shared.pending.lock().as_mut() {
