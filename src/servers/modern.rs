@@ -138,15 +138,28 @@ pub fn is_input_required(result: &Value) -> bool {
     result.get("resultType").and_then(Value::as_str) == Some("input_required")
 }
 
-/// A modern result as a 2025 server would have sent it: no `resultType: "complete"`, no
-/// `ttlMs` or `cacheScope`, no server info under `_meta` (and no `_meta` left empty).
-pub fn to_legacy(result: &mut Value) {
+/// The requests whose results carry a cache hint (`ttlMs`, `cacheScope`).
+const CACHEABLE: &[&str] = &[
+    "tools/list",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "server/discover",
+];
+
+/// A modern result of `method` as a 2025 server would have sent it: no `resultType:
+/// "complete"`, no cache hint, no server info under `_meta` (and no `_meta` left empty). A
+/// task (`resultType: "task"`) keeps its `ttlMs`, which is the task's.
+pub fn to_legacy(result: &mut Value, method: &str) {
     let Some(r) = result.as_object_mut() else { return };
     if r.get("resultType").and_then(Value::as_str) == Some("complete") {
         r.remove("resultType");
     }
-    r.remove("ttlMs");
-    r.remove("cacheScope");
+    if CACHEABLE.contains(&method) {
+        r.remove("ttlMs");
+        r.remove("cacheScope");
+    }
     if let Some(Value::Object(meta)) = r.get_mut("_meta") {
         meta.remove(META_SERVER);
         if meta.is_empty() {
@@ -178,11 +191,12 @@ mod tests {
     fn results_lose_what_a_legacy_client_never_saw() {
         let mut r = json!({"tools": [], "resultType": "complete", "ttlMs": 0, "cacheScope": "private",
             "_meta": {META_SERVER: {"name": "m", "version": "1"}}});
-        to_legacy(&mut r);
+        to_legacy(&mut r, "tools/list");
         assert_eq!(r, json!({"tools": []}));
-        let mut r = json!({"resultType": "task", "taskId": "t", "_meta": {META_SERVER: {}, "x": 1}});
-        to_legacy(&mut r);
-        assert_eq!(r, json!({"resultType": "task", "taskId": "t", "_meta": {"x": 1}}));
+        let mut r =
+            json!({"resultType": "task", "taskId": "t", "ttlMs": 60000, "_meta": {META_SERVER: {}, "x": 1}});
+        to_legacy(&mut r, "tools/call");
+        assert_eq!(r, json!({"resultType": "task", "taskId": "t", "ttlMs": 60000, "_meta": {"x": 1}}));
     }
 
     #[test]

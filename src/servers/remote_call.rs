@@ -155,7 +155,7 @@ pub(super) fn next_http(
                         r.asking = Some(Asking { desk, waiting, answers: Map::new(), state });
                     }
                     Ok(mut v) => {
-                        modern::to_legacy(&mut v);
+                        modern::to_legacy(&mut v, &r.method);
                         return done(Ok(v));
                     }
                     Err(e) => return done(Err(e)),

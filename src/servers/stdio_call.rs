@@ -133,7 +133,7 @@ pub(super) fn next_stdio(
                         r.asking = Some(asking);
                     }
                     Ok(mut v) => {
-                        modern::to_legacy(&mut v);
+                        modern::to_legacy(&mut v, &r.method);
                         return done(Ok(v));
                     }
                     Err(e) => return done(Err(e)),
