@@ -364,25 +364,14 @@ fn is_modern(msg: &Value) -> bool {
         || msg.pointer("/params/_meta/io.modelcontextprotocol~1protocolVersion").is_some()
 }
 
-/// The headers the 2026-07-28 HTTP transport takes from the body.
+/// The headers the 2026-07-28 HTTP transport takes from the body, and its version.
 fn modern_headers(msg: &Value) -> Vec<(&'static str, String)> {
-    let method = jsonrpc::method(msg);
     let version = msg
         .pointer("/params/_meta/io.modelcontextprotocol~1protocolVersion")
         .and_then(Value::as_str)
         .unwrap_or(crate::mcp::MODERN_VERSION);
-    let mut h = vec![("Mcp-Method", method.to_string()), ("MCP-Protocol-Version", version.to_string())];
-    let named = match method {
-        "tools/call" | "prompts/get" => "name",
-        "resources/read" => "uri",
-        "tasks/get" | "tasks/cancel" | "tasks/update" | "tasks/result" => "taskId",
-        _ => "",
-    };
-    if let Some(name) =
-        msg.pointer(&format!("/params/{named}")).and_then(Value::as_str).filter(|_| !named.is_empty())
-    {
-        h.push(("Mcp-Name", name.to_string()));
-    }
+    let mut h = crate::servers::modern::method_headers(msg);
+    h.push(("MCP-Protocol-Version", version.to_string()));
     h
 }
 

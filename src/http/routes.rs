@@ -545,6 +545,9 @@ pub fn server_json(s: &Snapshot, now: Instant) -> Value {
     v["started_at"] = json!(s.info.started_at.map(|(wall, _)| rfc3339(wall)));
     v["origin"] = json!(s.origin);
     v["config"] = s.config.to_json(true);
+    // The era it speaks while running: "modern" (2026-07-28, no initialize) or "legacy".
+    v["era"] = json!(s.era.map(|e| e.as_str()));
+    v["protocol_version"] = json!(s.initialize.as_ref().and_then(|i| i.get("protocolVersion")));
     v
 }
 

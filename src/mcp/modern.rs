@@ -28,30 +28,16 @@ use crate::jsonrpc::{self, RpcError};
 use crate::servers::bridge::Can;
 use crate::servers::{Call, SUPPORTED_VERSIONS};
 
-/// The revision without sessions.
-pub const MODERN_VERSION: &str = "2026-07-28";
+pub use crate::servers::modern::MODERN_VERSION;
+use crate::servers::modern::{
+    CACHEABLE, META_CAPABILITIES, META_CLIENT, META_LOG_LEVEL, META_SERVER, META_VERSION,
+};
+
 /// A header says something else than the body (SEP-2243).
 pub const HEADER_MISMATCH: i64 = -32020;
 /// The request's protocol version is not one the hub speaks.
 pub const UNSUPPORTED_VERSION: i64 = -32022;
-
-const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
-const META_CLIENT: &str = "io.modelcontextprotocol/clientInfo";
-const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
-const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
-const META_SERVER: &str = "io.modelcontextprotocol/serverInfo";
 const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
-/// The results a client may cache (SEP-2549), the skills extension's included.
-const CACHEABLE: &[&str] = &[
-    "tools/list",
-    "prompts/list",
-    "resources/list",
-    "resources/templates/list",
-    "resources/read",
-    "server/discover",
-    "skills/list",
-    "skills/get",
-];
 /// Methods of the initialize era this revision removed.
 const REMOVED: &[&str] =
     &["initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"];

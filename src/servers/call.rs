@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crossbeam_channel::RecvTimeoutError;
-
-use super::bridge::{Bridge, Caller, Event, Next, Pending};
-use super::upstream::{Piece, Pieces, Upstream};
+use super::bridge::{Bridge, Caller, Pending};
+use super::remote_call::{Remote, next_http};
+use super::stdio_call::{Got, Rounds, next_stdio};
+use super::upstream::Upstream;
 use super::{Channel, Run, Servers, Status};
 use crate::config::Transport;
 use crate::error::{Error, Result};
@@ -45,7 +45,7 @@ pub fn while_caller_watched<T>(gone: Arc<AtomicBool>, f: impl FnOnce() -> T) -> 
 }
 
 /// The watched caller's flag, if any, and how long to wait before looking at it again.
-fn watch_slice(until: Instant) -> (Option<Arc<AtomicBool>>, Instant) {
+pub(super) fn watch_slice(until: Instant) -> (Option<Arc<AtomicBool>>, Instant) {
     let watched = CALLER_GONE.with(|g| g.borrow().clone());
     let slice = match &watched {
         Some(_) => until.min(Instant::now() + WATCH_SLICE),
@@ -54,7 +54,7 @@ fn watch_slice(until: Instant) -> (Option<Arc<AtomicBool>>, Instant) {
     (watched, slice)
 }
 
-fn is_gone(watched: &Option<Arc<AtomicBool>>) -> bool {
+pub(super) fn is_gone(watched: &Option<Arc<AtomicBool>>) -> bool {
     watched.as_ref().is_some_and(|g| g.load(Ordering::Acquire))
 }
 
@@ -224,8 +224,13 @@ impl Servers {
     /// Hands a client's answer to a request the child sent it (sampling, elicitation) back to
     /// the child; false when no such request is waiting.
     pub fn answer_child(&self, name: &str, relay_id: &str, answer: &Value) -> bool {
-        let bridge = self.find(name).and_then(|srv| srv.state.lock().run().and_then(|r| r.bridge().cloned()));
-        bridge.is_some_and(|b| b.answer_child(relay_id, answer))
+        let channel = self.find(name).and_then(|srv| srv.state.lock().run().map(Run::channel));
+        match channel {
+            Some(Channel::Stdio(b)) => b.answer_child(relay_id, answer),
+            // A modern remote server's input request (a legacy one's requests are answered by its peer).
+            Some(Channel::Http(u)) => u.answer_input(relay_id, answer),
+            None => false,
+        }
     }
 }
 
@@ -254,7 +259,7 @@ impl Request {
         (method.to_string(), tool.to_string())
     }
 
-    fn message(&self) -> Value {
+    pub(super) fn message(&self) -> Value {
         match self {
             Request::Own { method, params } => jsonrpc::request(0, method, params.clone()),
             Request::Relay(msg, _) => msg.clone(),
@@ -270,14 +275,6 @@ pub enum Step {
     Message(Value),
     /// The end: the result, or the error from the server, the deadline or the server's death.
     Done(Result<Value, RpcError>),
-}
-
-/// A remote request: sent on the first `next`, then its answer read message by message.
-struct Remote {
-    upstream: Arc<Upstream>,
-    request: Option<Value>,
-    answer: Option<Pieces>,
-    id: Value,
 }
 
 /// A server's permission for one request: its breaker let it through, with this deadline.
@@ -312,6 +309,8 @@ enum Link {
     Stdio {
         bridge: Arc<Bridge>,
         pending: Option<Pending>,
+        /// A modern child's request, kept to be sent again with its inputs' answers.
+        rounds: Option<Box<Rounds>>,
     },
     /// The request goes out on the first `next`: the POST blocks until the upstream answers,
     /// so it must happen on the thread that waits.
@@ -343,18 +342,16 @@ impl Call {
             Request::Own { method, params } => bridge.begin(method, params.clone()),
             Request::Relay(msg, caller) => bridge.begin_relay_for(msg, caller.clone()),
         };
+        let rounds = bridge.is_modern().then(|| Box::new(Rounds::of(&request)));
         let link = match sent {
-            Ok(p) => Link::Stdio { bridge, pending: Some(p) },
+            Ok(p) => Link::Stdio { bridge, pending: Some(p), rounds },
             Err(e) => Link::Failed(Some(e)),
         };
         Call::new(lease, link)
     }
 
     pub(super) fn http(lease: Lease, upstream: Arc<Upstream>, request: Request) -> Call {
-        let id = upstream.fresh_id();
-        let link =
-            Link::Http(Box::new(Remote { upstream, request: Some(request.message()), answer: None, id }));
-        Call::new(lease, link)
+        Call::new(lease, Link::Http(Box::new(Remote::new(upstream, &request))))
     }
 
     fn new(lease: Lease, link: Link) -> Call {
@@ -428,71 +425,20 @@ impl Call {
             Link::Failed(e) => {
                 Step::Done(Err(e.take().unwrap_or_else(|| RpcError::new(jsonrpc::INTERNAL_ERROR, "failed"))))
             }
-            Link::Stdio { bridge, pending } => {
-                let p = pending.as_ref()?;
-                let (watched, slice) = watch_slice(until);
-                match bridge.next(p, slice.min(self.deadline)) {
-                    Next::Event(Event::Message(m)) => Step::Message(m),
-                    Next::Event(Event::Response(r)) => {
-                        pending.take();
-                        Step::Done(jsonrpc::into_outcome(r))
-                    }
-                    Next::Gone => {
-                        pending.take();
-                        Step::Done(Err(exited(&self.server)))
-                    }
-                    Next::TimedOut if is_gone(&watched) => {
-                        let p = pending.take()?;
-                        bridge.cancel(p, "the client went away");
-                        return Some(self.abandoned());
-                    }
-                    Next::TimedOut if Instant::now() < self.deadline => return None,
-                    Next::TimedOut => {
-                        let p = pending.take()?;
-                        Step::Done(Err(bridge.timed_out(p, self.timeout)))
-                    }
+            Link::Stdio { bridge, pending, rounds } => {
+                let (server, deadline, timeout) = (self.server.as_str(), self.deadline, self.timeout);
+                match next_stdio(server, (deadline, timeout, until), bridge, pending, rounds) {
+                    Got::Step(step) => step,
+                    Got::Abandoned => return Some(self.abandoned()),
+                    Got::Nothing => return None,
                 }
             }
             Link::Http(remote) => {
-                let Remote { upstream, request, answer, id } = &mut **remote;
-                if let Some(msg) = request.take() {
-                    // The answer may take until `latest` if progress keeps coming.
-                    let remaining = self.latest.saturating_duration_since(Instant::now());
-                    match upstream.send(id.clone(), msg, remaining) {
-                        Ok(rx) => *answer = Some(rx),
-                        Err(e) => return Some(self.done(Err(e))),
-                    }
-                }
-                let rx = answer.as_ref()?;
-                let (watched, slice) = watch_slice(until);
-                match rx.recv_deadline(slice.min(self.deadline)) {
-                    Ok(Piece { message: Ok(m), last: false }) => Step::Message(m),
-                    Ok(Piece { message, .. }) => {
-                        *answer = None;
-                        Step::Done(message.and_then(jsonrpc::into_outcome))
-                    }
-                    Err(RecvTimeoutError::Disconnected) => {
-                        *answer = None;
-                        let e =
-                            RpcError::new(jsonrpc::SERVER_UNAVAILABLE, "the answer ended without a response");
-                        Step::Done(Err(e))
-                    }
-                    Err(RecvTimeoutError::Timeout) if is_gone(&watched) => {
-                        *answer = None;
-                        upstream.cancel(id, "the client went away");
-                        return Some(self.abandoned());
-                    }
-                    Err(RecvTimeoutError::Timeout) if Instant::now() < self.deadline => return None,
-                    Err(RecvTimeoutError::Timeout) => {
-                        *answer = None;
-                        let reason = format!("timed out after {}s", self.timeout.as_secs_f64());
-                        upstream.cancel(id, &reason);
-                        let e = RpcError::new(
-                            jsonrpc::REQUEST_TIMEOUT,
-                            format!("request to {} {reason}", self.server),
-                        );
-                        Step::Done(Err(e))
-                    }
+                let (server, timeout) = (self.server.as_str(), self.timeout);
+                match next_http(server, (self.deadline, self.latest, timeout, until), remote) {
+                    Got::Step(step) => step,
+                    Got::Abandoned => return Some(self.abandoned()),
+                    Got::Nothing => return None,
                 }
             }
         };
@@ -536,8 +482,10 @@ impl Call {
 
     /// Answers a server's request relayed to this caller with an error: it cannot take it.
     pub fn refuse(&self, msg: &Value) {
-        if let Link::Stdio { bridge, .. } = &self.link {
-            bridge.refuse_relay(msg);
+        match &self.link {
+            Link::Stdio { bridge, .. } => bridge.refuse_relay(msg),
+            Link::Http(remote) => remote.upstream.refuse_input(msg),
+            Link::Failed(_) => {}
         }
     }
 
@@ -573,13 +521,21 @@ impl Drop for Call {
             // trial riding on this call is given back, since it proved nothing either way.
             let reason = "the caller gave up";
             match &mut self.link {
-                Link::Stdio { bridge, pending } => {
+                Link::Stdio { bridge, pending, rounds } => {
                     if let Some(p) = pending.take() {
                         bridge.cancel(p, reason);
                     }
+                    if let Some(asking) = rounds.as_mut().and_then(|r| r.asking.take()) {
+                        bridge.forget_inputs(&asking.earlier);
+                    }
                 }
-                Link::Http(remote) if remote.answer.is_some() => remote.upstream.cancel(&remote.id, reason),
-                Link::Http(_) | Link::Failed(_) => {}
+                Link::Http(remote) => {
+                    if remote.answer.is_some() {
+                        remote.upstream.cancel(&remote.id, reason);
+                    }
+                    remote.forget_inputs();
+                }
+                Link::Failed(_) => {}
             }
             self.breakers.record_abandoned(&self.server, Instant::now());
         }
@@ -612,7 +568,7 @@ fn outcome_of(outcome: &Result<Value, RpcError>) -> Outcome {
     }
 }
 
-fn exited(server: &str) -> RpcError {
+pub(super) fn exited(server: &str) -> RpcError {
     RpcError::new(
         jsonrpc::SERVER_UNAVAILABLE,
         format!("server {server} exited while the request was in flight"),

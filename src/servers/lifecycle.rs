@@ -16,6 +16,7 @@ use parking_lot::MutexGuard;
 use serde_json::{Value, json};
 
 use super::bridge::Bridge;
+use super::modern::{self, Era};
 use super::peer::ChildPeer;
 use super::phase::Ticket;
 use super::{
@@ -162,12 +163,24 @@ impl Servers {
             let upstream = match cfg.transport {
                 Transport::Sse => Upstream::legacy(&srv.name, &url, cfg.headers.clone(), peer(), deadline)
                     .map_err(|e| (e.message, true))?,
-                _ => Upstream::new(&srv.name, &url, cfg.headers.clone()),
+                _ => Upstream::new(&srv.name, &url, cfg.headers.clone(), Some(peer())),
             };
             let left = deadline.saturating_duration_since(Instant::now());
-            // Dropped on failure, a legacy stream is closed and its reader joined.
-            let init = upstream.initialize(left).map_err(|e| (e.message, true))?;
-            return Ok(Run { link: Link::Http(Arc::new(upstream)), initialize: init });
+            // A Streamable HTTP server is asked `server/discover` first (a modern one has no
+            // `initialize`; a legacy one answers it with an error, which changes nothing).
+            // Half the handshake's time at most: a legacy server that sits on it leaves the
+            // rest to `initialize`.
+            let (init, era) = match upstream.discover(left / 2) {
+                Some(init) => (init, Era::Modern),
+                None => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    // Dropped on failure, a legacy stream is closed and its reader joined.
+                    (upstream.initialize(left).map_err(|e| (e.message, true))?, Era::Legacy)
+                }
+            };
+            let version = init.get("protocolVersion").and_then(Value::as_str).unwrap_or("");
+            log::info!("server {}: protocol {version} ({} era)", srv.name, era.as_str());
+            return Ok(Run { link: Link::Http(Arc::new(upstream)), initialize: init, era });
         }
         let (mut process, pipes) = Process::spawn(&srv.name, &cfg, &self.ctx.npm_prefix.join(&srv.name))
             .map_err(|e| (e.to_string(), false))?;
@@ -204,8 +217,9 @@ impl Servers {
             }
             (msg, true)
         };
-        let init = match bridge.call("initialize", Some(params), cfg.handshake_timeout) {
-            Ok(init) => init,
+        let deadline = Instant::now() + cfg.handshake_timeout;
+        let (init, era) = match bridge.call("initialize", Some(params), cfg.handshake_timeout) {
+            Ok(init) => (init, Era::Legacy),
             Err(e) if e.code == jsonrpc::REQUEST_TIMEOUT => {
                 let why = format!("no answer to initialize within {}s", cfg.handshake_timeout.as_secs_f64());
                 return Err(fail(&mut process, &bridge, why));
@@ -213,17 +227,30 @@ impl Servers {
             Err(e) if e.code == jsonrpc::SERVER_UNAVAILABLE => {
                 return Err(fail(&mut process, &bridge, "exited during the handshake".into()));
             }
-            Err(e) => return Err(fail(&mut process, &bridge, format!("initialize failed: {}", e.message))),
+            // Refused (a 2026-07-28 server answers -32022, unsupported protocol version): it
+            // may speak the modern era, which it says to `server/discover` on the same pipe.
+            Err(e) => match discover(&srv.name, &bridge, deadline) {
+                Ok(init) => (init, Era::Modern),
+                Err(why) => {
+                    let why = format!("initialize failed: {}{why}", e.message);
+                    return Err(fail(&mut process, &bridge, why));
+                }
+            },
         };
         let version = init.get("protocolVersion").and_then(Value::as_str).unwrap_or("");
-        if !SUPPORTED_VERSIONS.contains(&version) {
+        if era == Era::Legacy && !SUPPORTED_VERSIONS.contains(&version) {
             let why = format!("unsupported protocol version \"{version}\"");
             return Err(fail(&mut process, &bridge, why));
         }
-        bridge.notify("notifications/initialized", None);
+        match era {
+            Era::Legacy => bridge.notify("notifications/initialized", None),
+            Era::Modern => bridge.set_modern(),
+        }
+        log::info!("server {}: protocol {version} ({} era)", srv.name, era.as_str());
         Ok(Run {
             link: Link::Stdio { process, bridge: Arc::new(bridge), closed_seen: None },
             initialize: init,
+            era,
         })
     }
 
@@ -292,6 +319,19 @@ impl Servers {
         for t in threads {
             let _ = t.join();
         }
+    }
+}
+
+/// `server/discover` on a child that refused `initialize`: the handshake kept (shaped as an
+/// `initialize` result) when it speaks 2026-07-28, else what to add to the refusal.
+fn discover(name: &str, bridge: &Bridge, deadline: Instant) -> std::result::Result<Value, String> {
+    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(500));
+    match bridge.call("server/discover", Some(modern::discover_params()), left) {
+        Ok(found) => modern::handshake(&found, name).ok_or_else(|| {
+            let versions = found.get("supportedVersions").map(Value::to_string).unwrap_or_default();
+            format!("; server/discover offers {versions}, not {}", modern::MODERN_VERSION)
+        }),
+        Err(e) => Err(format!("; server/discover failed too: {}", e.message)),
     }
 }
 

@@ -13,17 +13,22 @@
 //! `writes` (configuration changes with their save, so the file on disk always matches memory)
 //! and each server's `lifecycle` (its starts, stops and restarts, one at a time).
 
+mod answers;
 pub mod bridge;
 mod call;
 pub(crate) mod edits;
 pub mod installer;
 mod legacy_sse;
 mod lifecycle;
+pub mod modern;
 mod peer;
 mod phase;
 pub mod process;
 mod reload;
+mod remote_call;
+mod remote_modern;
 mod sse;
+mod stdio_call;
 mod supervisor;
 pub mod upstream;
 
@@ -43,6 +48,7 @@ use crate::error::{Error, Result};
 use crate::resilience::Breakers;
 use bridge::{Bridge, StderrRing};
 pub use call::{Acquired, Call, Request, Step, while_caller_watched};
+pub use modern::Era;
 use phase::{Effect, Effects, Live, State};
 use process::Process;
 use upstream::Upstream;
@@ -105,6 +111,8 @@ pub struct Snapshot {
     pub info: ProcessInfo,
     /// The child's `initialize` result (serverInfo, capabilities, instructions) while running.
     pub initialize: Option<Value>,
+    /// The era it speaks while running.
+    pub era: Option<Era>,
 }
 
 impl Snapshot {
@@ -150,6 +158,7 @@ pub struct Context {
 struct Run {
     link: Link,
     initialize: Value,
+    era: Era,
 }
 
 enum Link {
@@ -292,6 +301,7 @@ fn snapshot_of(srv: &Server, st: &State<Run>) -> Snapshot {
         origin: st.origin.clone(),
         info: st.info(),
         initialize: st.run().map(|r| r.initialize.clone()),
+        era: st.run().map(|r| r.era),
     }
 }
 

@@ -127,6 +127,14 @@ impl Peer for ChildPeer {
         self.secrets.redact(text)
     }
 
+    fn has_roots(&self) -> bool {
+        !self.roots.is_empty()
+    }
+
+    fn samples_locally(&self) -> bool {
+        self.sampler.is_some() && matches!(self.sampling, Sampling::Local | Sampling::ClientThenLocal)
+    }
+
     fn notification(&self, server: &str, msg: &Value) {
         let method = jsonrpc::method(msg);
         match method {

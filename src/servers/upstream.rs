@@ -12,12 +12,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
+use super::answers::Reply;
+pub use super::answers::{Ids, Piece, Pieces};
 use super::bridge::Peer;
-use super::legacy_sse::{Connection, Ticket};
+use super::legacy_sse::Connection;
 use super::sse::Events;
 use crate::jsonrpc::{self, RpcError};
 
@@ -31,6 +32,9 @@ pub struct Endpoint {
     agent: ureq::Agent,
     session: Mutex<Option<String>>,
     version: Mutex<Option<String>>,
+    /// Each POST names its method (`Mcp-Method`) and, where the revision asks, its target
+    /// (`Mcp-Name`): 2026-07-28.
+    named: std::sync::atomic::AtomicBool,
 }
 
 /// What came back for one POST.
@@ -96,6 +100,7 @@ impl Endpoint {
             agent: crate::http_agent(connect, None),
             session: Mutex::new(None),
             version: Mutex::new(None),
+            named: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -125,6 +130,12 @@ impl Endpoint {
     pub fn forget_session(&self) {
         *self.session.lock() = None;
         *self.version.lock() = None;
+    }
+
+    /// Whether every POST carries `Mcp-Method` and, for the requests that name a target,
+    /// `Mcp-Name` (revision 2026-07-28).
+    pub fn name_methods(&self, on: bool) {
+        self.named.store(on, Ordering::SeqCst);
     }
 
     /// The protocol version agreed at initialize, sent with every later request.
@@ -163,6 +174,11 @@ impl Endpoint {
         }
         for (k, v) in self.headers.lock().iter() {
             req = req.header(k, v);
+        }
+        if self.named.load(Ordering::SeqCst) {
+            for (k, v) in super::modern::method_headers(msg) {
+                req = req.header(k, v);
+            }
         }
         for (k, v) in extra {
             req = req.header(*k, v);
@@ -249,13 +265,22 @@ impl Endpoint {
 /// A remote MCP server, shared by every caller like a stdio child: the hub initializes it and
 /// rewrites ids (`Ids`). How it is reached is its `Wire`; everything else is the same for both.
 pub struct Upstream {
-    name: String,
+    pub(super) name: String,
     next_id: AtomicU64,
-    wire: Wire,
+    pub(super) wire: Wire,
+    /// Spoken to in the 2026-07-28 era (`server/discover` answered): no session, the envelope.
+    pub(super) modern: std::sync::atomic::AtomicBool,
+    /// Answers what no client can (a modern server's input requests).
+    pub(super) peer: Option<Arc<dyn Peer>>,
+    /// A modern server's input requests relayed to a client or the local model, by relay id:
+    /// where the answer goes, and its key.
+    pub(super) inputs: Mutex<std::collections::HashMap<String, (super::remote_modern::Desk, String)>>,
+    /// The log level a modern server's requests ask for (it has no `logging/setLevel`).
+    pub(super) log_level: Mutex<Option<String>>,
 }
 
 /// How requests reach a remote server and where their answers come from.
-enum Wire {
+pub(super) enum Wire {
     /// Streamable HTTP (`transport: "http"`): each POST's answer carries what the server sends
     /// for that request; a forgotten session is initialized again.
     Streamable(Endpoint),
@@ -265,10 +290,16 @@ enum Wire {
 }
 
 impl Upstream {
-    /// A Streamable HTTP server.
-    pub fn new(name: &str, url: &str, headers: BTreeMap<String, String>) -> Upstream {
+    /// A Streamable HTTP server; `peer` answers a modern server's input requests that no
+    /// client takes.
+    pub fn new(
+        name: &str,
+        url: &str,
+        headers: BTreeMap<String, String>,
+        peer: Option<Arc<dyn Peer>>,
+    ) -> Upstream {
         let endpoint = Endpoint::new(&format!("server {name}"), url, headers, Duration::from_secs(5));
-        Upstream::over(name, Wire::Streamable(endpoint))
+        Upstream { peer, ..Upstream::over(name, Wire::Streamable(endpoint)) }
     }
 
     /// A legacy HTTP+SSE server: its stream opened and its endpoint known by `deadline`. What
@@ -285,7 +316,15 @@ impl Upstream {
     }
 
     fn over(name: &str, wire: Wire) -> Upstream {
-        Upstream { name: format!("server {name}"), next_id: AtomicU64::new(1), wire }
+        Upstream {
+            name: format!("server {name}"),
+            next_id: AtomicU64::new(1),
+            wire,
+            modern: Default::default(),
+            peer: None,
+            inputs: Default::default(),
+            log_level: Default::default(),
+        }
     }
 
     /// The handshake: `initialize`, then `notifications/initialized`. Returns the result.
@@ -352,6 +391,9 @@ impl Upstream {
     /// receiver is gone, or at `timeout` at the latest (the HTTP client's global timeout bounds
     /// the whole answer). Over legacy SSE the answer comes from the stream's reader.
     pub fn send(self: &Arc<Self>, id: Value, request: Value, timeout: Duration) -> Result<Pieces, RpcError> {
+        if let Some(answered) = self.answered_here(&request) {
+            return Ok(answered);
+        }
         let (ids, msg) = Ids::outgoing(id, &request);
         if let Wire::Legacy(conn) = &self.wire {
             let (ticket, rx) = conn.register(ids)?;
@@ -393,7 +435,7 @@ impl Upstream {
         Ok(Pieces { rx, _ticket: None })
     }
 
-    fn reply(&self, ids: Ids, answer: Answer) -> Reply {
+    pub(super) fn reply(&self, ids: Ids, answer: Answer) -> Reply {
         Reply { name: self.name.clone(), body: answer.body, ids, done: false }
     }
 
@@ -420,7 +462,20 @@ impl Upstream {
     /// the hub's own request whose result nobody reads: a session's end undone). Blocks on the
     /// network for up to 2 s: call it off the worker.
     pub fn tell(&self, method: &str, params: Option<Value>, request: bool) {
+        let modern = self.is_modern();
+        if modern && method == "notifications/roots/list_changed" {
+            return;
+        }
+        if modern && method == "logging/setLevel" {
+            self.set_log_level(params.as_ref());
+            return;
+        }
         let msg = match request {
+            true if modern => jsonrpc::request(
+                self.fresh_id(),
+                method,
+                Some(super::modern::with_envelope(params, json!({}))),
+            ),
             true => jsonrpc::request(self.fresh_id(), method, params),
             false => jsonrpc::notification(method, params),
         };
@@ -448,100 +503,6 @@ impl Upstream {
     }
 }
 
-/// One request's answer as `Upstream::send` delivers it, message by message. Dropped, the
-/// upstream forgets the request (a legacy stream no longer routes anything to it).
-pub struct Pieces {
-    rx: Receiver<Piece>,
-    _ticket: Option<Ticket>,
-}
-
-impl Pieces {
-    pub fn recv_deadline(&self, deadline: Instant) -> Result<Piece, RecvTimeoutError> {
-        self.rx.recv_deadline(deadline)
-    }
-}
-
-/// One message of an answer read by `Upstream::send`; `last` after the response or a failure.
-pub struct Piece {
-    pub message: Result<Value, RpcError>,
-    pub last: bool,
-}
-
-/// The ids of one relayed request: the upstream sees the hub's id, and the hub's id as its
-/// progress token when the client sent one; what comes back for it gets the client's back.
-pub struct Ids {
-    pub hub: Value,
-    client: Value,
-    token: Option<Value>,
-}
-
-impl Ids {
-    /// `request` as the upstream gets it, under hub id `hub`, and the ids to put back.
-    pub fn outgoing(hub: Value, request: &Value) -> (Ids, Value) {
-        let mut msg = request.clone();
-        let client = msg.get("id").cloned().unwrap_or(Value::Null);
-        msg["id"] = hub.clone();
-        let token = msg.pointer_mut("/params/_meta/progressToken").map(|t| std::mem::replace(t, hub.clone()));
-        (Ids { hub, client, token }, msg)
-    }
-
-    /// A message the upstream sent for this request, with the client's ids back; true when it
-    /// is the response.
-    pub fn incoming(&self, mut msg: Value) -> (Value, bool) {
-        if jsonrpc::kind(&msg) == jsonrpc::Kind::Response && msg.get("id") == Some(&self.hub) {
-            msg["id"] = self.client.clone();
-            return (msg, true);
-        }
-        if jsonrpc::method(&msg) == "notifications/progress" {
-            if let (Some(token), Some(t)) = (&self.token, msg.pointer_mut("/params/progressToken")) {
-                if *t == self.hub {
-                    *t = token.clone();
-                }
-            }
-        }
-        (msg, false)
-    }
-}
-
-/// One request's answer from a Streamable HTTP upstream, message by message: notifications and
-/// requests the upstream sends first, then the response (with the client's ids put back).
-struct Reply {
-    name: String,
-    body: Body,
-    ids: Ids,
-    done: bool,
-}
-
-impl Reply {
-    fn next_message(&mut self) -> Option<Result<Value, RpcError>> {
-        if self.done {
-            return None;
-        }
-        let msg = match self.body.next_message() {
-            Some(Ok(m)) => m,
-            Some(Err(e)) => {
-                self.done = true;
-                return Some(Err(unreachable(&self.name, e)));
-            }
-            None => {
-                self.done = true;
-                return match self.body {
-                    Body::Empty => None,
-                    _ => Some(Err(unreachable(&self.name, "the answer ended without a response"))),
-                };
-            }
-        };
-        let (msg, response) = self.ids.incoming(msg);
-        self.done = response;
-        Some(Ok(msg))
-    }
-
-    /// Whether the last message returned was the response.
-    fn is_done(&self) -> bool {
-        self.done
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -558,7 +519,7 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(200));
             }
         });
-        let u = Upstream::new("remote", &format!("https://127.0.0.1:{port}/mcp"), BTreeMap::new());
+        let u = Upstream::new("remote", &format!("https://127.0.0.1:{port}/mcp"), BTreeMap::new(), None);
         let e = u.initialize(Duration::from_secs(2)).unwrap_err();
         let _ = peer.join();
         assert_eq!(e.code, jsonrpc::SERVER_UNAVAILABLE);

@@ -15,6 +15,7 @@ mod gateway;
 mod imports;
 mod metrics;
 mod modern;
+mod modern_upstream;
 mod npm_servers;
 mod parity;
 mod pipelines;

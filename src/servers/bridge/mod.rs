@@ -9,7 +9,6 @@
 //! under load a channel's receiver spins and yields before it sleeps, taking the CPU the child
 //! needs.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufReader, Read};
 use std::sync::Arc;
@@ -26,8 +25,9 @@ pub(super) use lines::read_line_capped;
 #[cfg(test)]
 use lines::{STDERR_LINE_BYTES, STDERR_LINES};
 pub use lines::{STDOUT_LINE_BYTES, StderrRing};
+pub use peer::Peer;
 use route::Origin;
-pub use route::{Caller, Can};
+pub use route::{Caller, Can, InputDesk};
 pub use stdin::ChildInput;
 use stdin::{Stdin, write_loop};
 
@@ -36,43 +36,6 @@ use stdin::{Stdin, write_loop};
 pub const STDIN_BYTES: u64 = 64 << 20;
 /// Most requests of a child waiting for clients' answers at once: past it the hub answers.
 const MAX_CHILD_REQUESTS: usize = 256;
-/// What the hub does with messages the child starts: its requests (`ping`, `roots/list`, ...)
-/// and notifications.
-pub trait Peer: Send + Sync {
-    /// The answer to a child's request: a result or an error.
-    fn request(&self, server: &str, msg: &Value) -> Result<Value, RpcError>;
-    /// The answer to a child's request for a client (`roots/list`, sampling, elicitation) that
-    /// no caller in flight can take, `why` saying so: what a client without it would answer.
-    fn unrouted(&self, server: &str, msg: &Value, why: &str) -> Result<Value, RpcError> {
-        let _ = why;
-        self.request(server, msg)
-    }
-    /// Offers such a request, under its relay id, to a client outside any call (a session's
-    /// GET stream); true when one took it (its answer comes through `Bridge::answer_child`).
-    fn offer(&self, server: &str, forward: &Value) -> bool {
-        let _ = (server, forward);
-        false
-    }
-    /// Whether the hub answers such a request itself before any client is asked (the
-    /// server's policy: sampling by the local model or refused, elicitation declined).
-    fn answers_first(&self, server: &str, msg: &Value) -> bool {
-        let _ = (server, msg);
-        false
-    }
-    /// Takes such a request, under its relay id, to answer it later through
-    /// `Bridge::answer_child` (sampling by the local model); true when it took it.
-    fn answer_later(&self, server: &str, forward: &Value, why: &str) -> bool {
-        let _ = (server, forward, why);
-        false
-    }
-    fn notification(&self, server: &str, msg: &Value);
-    /// The child's text (stderr, a line it should not have written) as the hub may keep and
-    /// log it: the secrets it was started with taken out.
-    fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        Cow::Borrowed(text)
-    }
-}
-
 /// What reaches a caller before (and as) its answer.
 #[derive(Debug)]
 pub enum Event {
@@ -82,6 +45,9 @@ pub enum Event {
     Message(Value),
     /// The final answer, id still the hub's.
     Response(Value),
+    /// The answer to one of a modern server's `inputRequests` (by its key) for this request:
+    /// the client's result, or why there is none.
+    Input(String, Result<Value, RpcError>),
 }
 
 /// What `next` found.
@@ -130,10 +96,23 @@ struct Shared {
     /// stdout has closed: nobody may start waiting after that.
     pending: Mutex<Option<HashMap<u64, Arc<Slot>>>>,
     next_id: AtomicU64,
-    /// Requests of the child relayed to a client, by the hub id the client sees: the child's id.
-    child_requests: Mutex<HashMap<String, Value>>,
+    /// Requests of the child relayed to a client, by the hub id the client sees.
+    child_requests: Mutex<HashMap<String, Waiting>>,
+    /// The child speaks 2026-07-28 (`modern`): requests carry the envelope.
+    modern: AtomicBool,
+    /// The log level its requests ask for (the envelope's `logLevel`; a modern child has no
+    /// `logging/setLevel`).
+    log_level: Mutex<Option<String>>,
     /// Bytes queued for the child's stdin and not yet written (bounded by `STDIN_BYTES`).
     queued: Arc<AtomicU64>,
+}
+
+/// Whose answer a client's answer to a relayed request is.
+enum Waiting {
+    /// The child's own request, under the child's id.
+    Child(Value),
+    /// One of a modern child's `inputRequests` (its key), for the request waiting in the slot.
+    Input(Arc<Slot>, String),
 }
 
 /// A request sent and not yet answered.
@@ -173,6 +152,8 @@ impl Bridge {
             pending: Mutex::new(Some(HashMap::new())),
             next_id: AtomicU64::new(1),
             child_requests: Mutex::new(HashMap::new()),
+            modern: AtomicBool::new(false),
+            log_level: Mutex::new(None),
             queued: Arc::new(AtomicU64::new(0)),
         });
         let outbox = Arc::new(Stdin::new(stdin.direct()));
@@ -236,7 +217,23 @@ impl Bridge {
     }
 
     fn send_as(&self, id: u64, method: &str, params: Option<Value>, slot: Slot) -> Result<Pending, RpcError> {
-        let slot = Arc::new(slot);
+        self.send_in(id, method, params, Arc::new(slot))
+    }
+
+    fn send_in(
+        &self,
+        id: u64,
+        method: &str,
+        params: Option<Value>,
+        slot: Arc<Slot>,
+    ) -> Result<Pending, RpcError> {
+        let params = match self.is_modern() {
+            true => match self.modern_params(id, method, params, &slot) {
+                Some(params) => Some(params),
+                None => return Ok(Pending { id, slot }),
+            },
+            false => params,
+        };
         match self.shared.pending.lock().as_mut() {
             Some(p) => p.insert(id, slot.clone()),
             None => return Err(self.gone()),
@@ -288,6 +285,7 @@ impl Bridge {
             match self.next(&pending, deadline) {
                 Next::Event(Event::Response(msg)) => return Ok(msg),
                 Next::Event(Event::Message(m)) => self.refuse_relay(&m),
+                Next::Event(Event::Input(..)) => {}
                 Next::Gone => return Err(self.gone()),
                 Next::TimedOut => return Err(self.timed_out(pending, timeout)),
             }
@@ -336,7 +334,14 @@ impl Bridge {
 
     /// Hands a client's answer to a relayed child request back to the child.
     pub fn answer_child(&self, relay_id: &str, answer: &Value) -> bool {
-        let Some(child_id) = self.shared.child_requests.lock().remove(relay_id) else { return false };
+        let child_id = match self.shared.child_requests.lock().remove(relay_id) {
+            Some(Waiting::Child(id)) => id,
+            Some(Waiting::Input(slot, key)) => {
+                slot.push(Event::Input(key, route::outcome_of(answer)));
+                return true;
+            }
+            None => return false,
+        };
         let mut msg = json!({"jsonrpc": "2.0", "id": child_id});
         match (answer.get("result"), answer.get("error")) {
             (Some(r), _) => msg["result"] = r.clone(),
@@ -375,6 +380,10 @@ impl Bridge {
     }
 
     pub fn notify(&self, method: &str, params: Option<Value>) {
+        if self.is_modern() && method == "notifications/roots/list_changed" {
+            // A modern server asks for roots within a request; it has no list to refresh.
+            return;
+        }
         self.outbox.push(jsonrpc::notification(method, params).to_string(), &self.shared.queued);
     }
 
@@ -519,7 +528,13 @@ fn read_loop(stdout: impl Read, shared: &Shared, outbox: &Stdin, closed: &Atomic
     // All bookkeeping is gone before anyone hears of it: a waiter that wakes finds the bridge
     // closed and the child's requests forgotten.
     let waiting = shared.pending.lock().take();
-    shared.child_requests.lock().clear();
+    let asking = std::mem::take(&mut *shared.child_requests.lock());
+    for w in asking.into_values() {
+        if let Waiting::Input(slot, _) = w {
+            // A request waiting for its inputs' answers ends like one waiting for its own.
+            slot.gone();
+        }
+    }
     closed.store(true, Ordering::SeqCst);
     // Every waiter wakes at once with "exited".
     for slot in waiting.into_iter().flat_map(HashMap::into_values) {
@@ -527,7 +542,9 @@ fn read_loop(stdout: impl Read, shared: &Shared, outbox: &Stdin, closed: &Atomic
     }
 }
 
+mod inputs;
 mod lines;
+mod peer;
 pub mod route;
 mod stdin;
 #[cfg(test)]

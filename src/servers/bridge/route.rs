@@ -17,7 +17,7 @@ use serde_json::Value;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 
-use super::{Event, MAX_CHILD_REQUESTS, Peer, Shared, Slot};
+use super::{Event, MAX_CHILD_REQUESTS, Peer, Shared, Slot, Waiting};
 use crate::jsonrpc;
 use crate::jsonrpc::RpcError;
 
@@ -210,7 +210,7 @@ pub(super) fn for_a_client(shared: &Shared, peer: &dyn Peer, msg: Value) -> Opti
     forward["id"] = json!(relay_id);
     let why = match picked {
         Ok(slot) => {
-            shared.child_requests.lock().insert(relay_id, id);
+            shared.child_requests.lock().insert(relay_id, Waiting::Child(id));
             slot.push(Event::Message(forward));
             return None;
         }
@@ -222,7 +222,7 @@ pub(super) fn for_a_client(shared: &Shared, peer: &dyn Peer, msg: Value) -> Opti
             let why = format!("{why}; {MAX_CHILD_REQUESTS} requests already wait for clients");
             return Some(peer.unrouted(&shared.name, &msg, &why));
         }
-        waiting.insert(relay_id.clone(), id);
+        waiting.insert(relay_id.clone(), Waiting::Child(id));
     }
     if !first && peer.offer(&shared.name, &forward) {
         return None;
@@ -232,4 +232,110 @@ pub(super) fn for_a_client(shared: &Shared, peer: &dyn Peer, msg: Value) -> Opti
     }
     shared.child_requests.lock().remove(&relay_id);
     Some(peer.unrouted(&shared.name, &msg, &why))
+}
+
+/// Where a modern server's input requests for one waiting request are kept and answered: a
+/// stdio child's slot, or a remote call's channel (`Upstream`).
+pub trait InputDesk {
+    fn server(&self) -> &str;
+    /// A fresh relay id (`s:<server>:<n>`).
+    fn relay_id(&self) -> String;
+    /// Keeps `relay_id` waiting for the answer to input `key`; false when too many wait.
+    fn keep(&self, relay_id: &str, key: &str) -> bool;
+    fn drop_kept(&self, relay_id: &str);
+    /// An event for the waiting request: a request for its caller, or an input's answer.
+    fn push(&self, event: Event);
+}
+
+/// A modern server's `inputRequests` for a waiting request whose caller's client can answer
+/// `can` (`None`: a REST or hub request): each is what a legacy server's own request would
+/// have been, and goes where that would have gone, the caller known: relayed to the caller
+/// (under a relay id, as an `Event::Message`) when its client can answer and the server's
+/// policy does not have the hub answer first; else to the peer to answer later (the local
+/// model), else answered by the peer at once. Every answer lands as an `Event::Input` under
+/// its key.
+pub fn ask_inputs(
+    desk: &dyn InputDesk,
+    peer: &dyn Peer,
+    can: Option<Can>,
+    requests: &serde_json::Map<String, Value>,
+) {
+    let server = desk.server();
+    for (key, request) in requests {
+        let method = request.get("method").and_then(Value::as_str).unwrap_or_default();
+        let relay_id = desk.relay_id();
+        let mut msg = json!({"jsonrpc": "2.0", "id": relay_id, "method": method});
+        if let Some(p) = request.get("params") {
+            msg["params"] = p.clone();
+        }
+        let first = peer.answers_first(server, &msg);
+        let why = match (first, can) {
+            (true, _) => format!("the configuration of {server} has the hub answer it"),
+            (false, None) => "it belongs to a REST or hub request, which cannot answer".to_string(),
+            (false, Some(_)) => {
+                format!("the client of the request it belongs to did not declare {}", capability(&msg))
+            }
+        };
+        if !desk.keep(&relay_id, key) {
+            let why = format!("{why}; {MAX_CHILD_REQUESTS} requests already wait for clients");
+            desk.push(Event::Input(key.clone(), peer.unrouted(server, &msg, &why)));
+            continue;
+        }
+        if is_for_a_client(&msg) && can.is_some_and(|c| c.answers(&msg)) && !first {
+            desk.push(Event::Message(msg));
+            continue;
+        }
+        if peer.answer_later(server, &msg, &why) {
+            continue;
+        }
+        desk.drop_kept(&relay_id);
+        desk.push(Event::Input(key.clone(), peer.unrouted(server, &msg, &why)));
+    }
+}
+
+/// A stdio child's waiting request as an `InputDesk`.
+pub(super) struct SlotDesk<'a> {
+    pub shared: &'a Shared,
+    pub slot: &'a Arc<Slot>,
+}
+
+impl InputDesk for SlotDesk<'_> {
+    fn server(&self) -> &str {
+        &self.shared.name
+    }
+
+    fn relay_id(&self) -> String {
+        format!("s:{}:{}", self.shared.name, self.shared.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn keep(&self, relay_id: &str, key: &str) -> bool {
+        let mut waiting = self.shared.child_requests.lock();
+        if waiting.len() >= MAX_CHILD_REQUESTS {
+            return false;
+        }
+        waiting.insert(relay_id.to_string(), Waiting::Input(self.slot.clone(), key.to_string()));
+        true
+    }
+
+    fn drop_kept(&self, relay_id: &str) {
+        self.shared.child_requests.lock().remove(relay_id);
+    }
+
+    fn push(&self, event: Event) {
+        self.slot.push(event);
+    }
+}
+
+/// A client's answer message (`result` or `error`) as an outcome.
+pub fn outcome_of(answer: &Value) -> Result<Value, RpcError> {
+    match (answer.get("result"), answer.get("error")) {
+        (Some(r), _) => Ok(r.clone()),
+        (None, Some(e)) => Err(RpcError::new(
+            e.get("code").and_then(Value::as_i64).unwrap_or(jsonrpc::INTERNAL_ERROR),
+            e.get("message").and_then(Value::as_str).unwrap_or("the client answered with an error"),
+        )),
+        (None, None) => {
+            Err(RpcError::new(jsonrpc::INVALID_REQUEST, "the client's answer had neither result nor error"))
+        }
+    }
 }

@@ -785,3 +785,65 @@ fn a_child_that_does_not_read_cannot_grow_its_backlog_without_bound() {
     drop((stdout_w, stderr_w));
     bridge.join(WAIT);
 }
+
+#[test]
+fn a_modern_child_gets_the_envelope_and_its_input_requests_go_to_their_caller() {
+    let c = Child::start();
+    c.bridge.set_modern();
+    let meta = |m: &Value, key: &str| m["params"]["_meta"][format!("io.modelcontextprotocol/{key}")].clone();
+    let _own = c.bridge.begin("tools/list", None).unwrap();
+    let sent = c.heard();
+    assert_eq!(meta(&sent, "protocolVersion"), "2026-07-28");
+    assert_eq!(meta(&sent, "clientInfo")["name"], "agenthub");
+    assert_eq!(meta(&sent, "clientCapabilities"), json!({}), "the hub's own request");
+    // logging/setLevel is the hub's to answer: nothing reaches the child, nor roots/list_changed.
+    let level = c.bridge.begin("logging/setLevel", Some(json!({"level": "error"}))).unwrap();
+    assert_eq!(c.response(&level)["result"], json!({}));
+    c.bridge.notify("notifications/roots/list_changed", None);
+
+    let caller = Caller { session: "s".into(), can: Can { form: true, ..Can::default() } };
+    let call = json!({"jsonrpc": "2.0", "id": "c1", "method": "tools/call",
+        "params": {"name": "ask", "_meta": {"progressToken": "mine"}}});
+    let p = c.bridge.begin_relay_for(&call, caller).unwrap();
+    let sent = c.heard();
+    assert_eq!(sent["method"], "tools/call", "{sent}");
+    assert_eq!(meta(&sent, "clientCapabilities"), json!({"elicitation": {"form": {}}}));
+    assert_eq!(meta(&sent, "logLevel"), "error");
+    assert_eq!(sent["params"]["_meta"]["progressToken"], json!(p.id()));
+    c.say(json!({"jsonrpc": "2.0", "id": p.id(), "result": {"resultType": "input_required"}}));
+    c.response(&p);
+
+    let requests = json!({"color": {"method": "elicitation/create", "params": {"message": "color?"}},
+        "roots": {"method": "roots/list"}});
+    c.bridge.ask_inputs(&p, requests.as_object().unwrap());
+    // The caller's client can answer the elicitation: it gets it under a relay id.
+    let asked = c.message(&p);
+    assert_eq!(asked["method"], "elicitation/create");
+    assert!(asked["id"].as_str().is_some_and(|id| id.starts_with("s:fx:")), "{asked}");
+    // Not roots: the hub answers at once.
+    match c.next(&p) {
+        Next::Event(Event::Input(key, Ok(v))) => {
+            assert_eq!((key.as_str(), &v["method"]), ("roots", &json!("roots/list")))
+        }
+        other => panic!("expected the hub's answer for roots, got {other:?}"),
+    }
+    let id = asked["id"].as_str().unwrap();
+    assert!(c.bridge.answer_child(id, &json!({"result": {"action": "accept"}})));
+    assert!(!c.bridge.answer_child(id, &json!({"result": {}})), "answered once");
+    match c.next(&p) {
+        Next::Event(Event::Input(key, Ok(v))) => {
+            assert_eq!((key.as_str(), v), ("color", json!({"action": "accept"})))
+        }
+        other => panic!("expected the client's answer, got {other:?}"),
+    }
+    // Sent again under the same hub id, the caller's slot still waiting.
+    let again = c
+        .bridge
+        .resend(&p, "tools/call", json!({"name": "ask", "_meta": {"progressToken": "mine"}}))
+        .unwrap();
+    assert_eq!(again.id(), p.id());
+    let sent = c.heard();
+    assert_eq!((&sent["id"], &sent["params"]["_meta"]["progressToken"]), (&json!(p.id()), &json!(p.id())));
+    c.say(json!({"jsonrpc": "2.0", "id": p.id(), "result": {"content": []}}));
+    assert_eq!(c.response(&again)["result"], json!({"content": []}));
+}

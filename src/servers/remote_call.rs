@@ -1,0 +1,186 @@
+//! How a call to a remote server waits for its outcome: the request POSTed on the first
+//! `next` (the POST blocks, so on the thread that waits), its answer read message by message
+//! from `Upstream::send`'s pieces. For a modern (2026-07-28) server, as over stdio
+//! (`stdio_call`), an `input_required` answer is no outcome: its input requests are answered
+//! and the request is POSTed again with the answers, up to `MAX_INPUT_ROUNDS` rounds; every
+//! other result is made legacy.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use serde_json::{Map, Value};
+
+use super::bridge::{Can, Event};
+use super::call::{Request, Step, is_gone, watch_slice};
+use super::modern::{self, MAX_INPUT_ROUNDS};
+use super::stdio_call::Got;
+use super::upstream::{Piece, Pieces, Upstream};
+use crate::jsonrpc::{self, RpcError};
+
+/// A remote request: sent on the first `next`, then its answer read message by message.
+pub(super) struct Remote {
+    pub upstream: Arc<Upstream>,
+    pub request: Option<Value>,
+    pub answer: Option<Pieces>,
+    pub id: Value,
+    /// A modern server's request, kept to be sent again with its inputs' answers.
+    rounds: Option<Box<Rounds>>,
+}
+
+struct Rounds {
+    method: String,
+    params: Option<Value>,
+    /// What the caller's client can answer (`None`: a REST or hub request).
+    can: Option<Can>,
+    round: u32,
+    asking: Option<Asking>,
+}
+
+struct Asking {
+    desk: (Sender<Event>, Receiver<Event>),
+    waiting: BTreeSet<String>,
+    answers: Map<String, Value>,
+    state: Option<Value>,
+}
+
+impl Remote {
+    pub fn new(upstream: Arc<Upstream>, request: &Request) -> Remote {
+        let id = upstream.fresh_id();
+        let mut msg = request.message();
+        let rounds = upstream.is_modern().then(|| {
+            let can = match request {
+                Request::Own { .. } => None,
+                Request::Relay(_, caller) => Some(caller.can),
+            };
+            msg = upstream.with_envelope(msg.clone(), can);
+            let method = jsonrpc::method(&msg).to_string();
+            let params = match request {
+                Request::Own { params, .. } => params.clone(),
+                Request::Relay(m, _) => m.get("params").cloned(),
+            };
+            Box::new(Rounds { method, params, can, round: 0, asking: None })
+        });
+        Remote { upstream, request: Some(msg), answer: None, id, rounds }
+    }
+
+    /// The call ends: what still waits for its inputs' answers is forgotten.
+    pub fn forget_inputs(&mut self) {
+        if let Some(asking) = self.rounds.as_mut().and_then(|r| r.asking.take()) {
+            self.upstream.forget_inputs(&asking.desk.0);
+        }
+    }
+}
+
+/// The next step of a remote call (see the module's comment). `latest`: how long the answer
+/// may take if progress keeps coming.
+pub(super) fn next_http(
+    server: &str,
+    (deadline, latest, timeout, until): (Instant, Instant, Duration, Instant),
+    remote: &mut Remote,
+) -> Got {
+    let done = |r| Got::Step(Step::Done(r));
+    loop {
+        let (watched, slice) = watch_slice(until);
+        let wait = slice.min(deadline);
+        if let Some(r) = remote.rounds.as_deref_mut() {
+            if let Some(asking) = r.asking.as_mut() {
+                if asking.waiting.is_empty() {
+                    let asking = r.asking.take().expect("a round");
+                    let params =
+                        modern::retry_params(r.params.as_ref(), asking.answers, asking.state.as_ref());
+                    let msg = jsonrpc::request(0, &r.method, Some(params));
+                    remote.request = Some(remote.upstream.with_envelope(msg, r.can));
+                    continue;
+                }
+                let failed = match asking.desk.1.recv_deadline(wait) {
+                    Ok(Event::Message(m)) => return Got::Step(Step::Message(m)),
+                    Ok(Event::Response(_)) => continue,
+                    Ok(Event::Input(key, Ok(v))) => {
+                        if asking.waiting.remove(&key) {
+                            asking.answers.insert(key, v);
+                        }
+                        continue;
+                    }
+                    Ok(Event::Input(key, Err(e))) => {
+                        let why =
+                            format!("{server} asked for input {key:?}, which was not given: {}", e.message);
+                        done(Err(RpcError::new(e.code, why)))
+                    }
+                    Err(RecvTimeoutError::Timeout) if is_gone(&watched) => Got::Abandoned,
+                    Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => return Got::Nothing,
+                    Err(_) => {
+                        let why = format!(
+                            "request to {server} timed out after {}s waiting for the input it asked for",
+                            timeout.as_secs_f64()
+                        );
+                        done(Err(RpcError::new(jsonrpc::REQUEST_TIMEOUT, why)))
+                    }
+                };
+                remote.forget_inputs();
+                return failed;
+            }
+        }
+        let Remote { upstream, request, answer, id, rounds } = remote;
+        if let Some(msg) = request.take() {
+            let remaining = latest.saturating_duration_since(Instant::now());
+            match upstream.send(id.clone(), msg, remaining) {
+                Ok(rx) => *answer = Some(rx),
+                Err(e) => return done(Err(e)),
+            }
+        }
+        let Some(rx) = answer.as_ref() else { return Got::Nothing };
+        match rx.recv_deadline(wait) {
+            Ok(Piece { message: Ok(m), last: false }) => return Got::Step(Step::Message(m)),
+            Ok(Piece { message, .. }) => {
+                *answer = None;
+                let outcome = message.and_then(jsonrpc::into_outcome);
+                let Some(r) = rounds.as_deref_mut() else { return done(outcome) };
+                match outcome {
+                    Ok(v) if modern::is_input_required(&v) => {
+                        if r.round >= MAX_INPUT_ROUNDS {
+                            let why = format!(
+                                "{server} still asked for input after {MAX_INPUT_ROUNDS} rounds (the hub's bound)"
+                            );
+                            return done(Err(RpcError::new(jsonrpc::INTERNAL_ERROR, why)));
+                        }
+                        r.round += 1;
+                        let requests =
+                            v.get("inputRequests").and_then(Value::as_object).cloned().unwrap_or_default();
+                        let desk = crossbeam_channel::unbounded();
+                        let waiting = requests.keys().cloned().collect();
+                        let state = v.get("requestState").cloned();
+                        upstream.ask_inputs(&desk.0, r.can, &requests);
+                        r.asking = Some(Asking { desk, waiting, answers: Map::new(), state });
+                    }
+                    Ok(mut v) => {
+                        modern::to_legacy(&mut v, &r.method);
+                        return done(Ok(v));
+                    }
+                    Err(e) => return done(Err(e)),
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                *answer = None;
+                return done(Err(RpcError::new(
+                    jsonrpc::SERVER_UNAVAILABLE,
+                    "the answer ended without a response",
+                )));
+            }
+            Err(RecvTimeoutError::Timeout) if is_gone(&watched) => {
+                *answer = None;
+                upstream.cancel(id, "the client went away");
+                return Got::Abandoned;
+            }
+            Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => return Got::Nothing,
+            Err(RecvTimeoutError::Timeout) => {
+                *answer = None;
+                let reason = format!("timed out after {}s", timeout.as_secs_f64());
+                upstream.cancel(id, &reason);
+                let e = RpcError::new(jsonrpc::REQUEST_TIMEOUT, format!("request to {server} {reason}"));
+                return done(Err(e));
+            }
+        }
+    }
+}

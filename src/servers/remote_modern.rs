@@ -1,0 +1,181 @@
+//! A remote server of revision 2026-07-28 over Streamable HTTP: probed with `server/discover`
+//! (a POST with no session, naming its method and the revision in headers) before any
+//! `initialize`; when it answers, every later POST is stateless (no session id), names its
+//! method (`Mcp-Method`) and target (`Mcp-Name`), and carries the `_meta` envelope. Its input
+//! requests (`input_required`) go through the same routing as a stdio child's
+//! (`bridge::route::ask_inputs`), their answers to the waiting call's channel.
+
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use serde_json::{Map, Value};
+
+use super::bridge::route::{self, InputDesk};
+use super::bridge::{Can, Event};
+use super::modern::{self, MODERN_VERSION};
+use super::upstream::{Ids, Piece, Pieces, Upstream, Wire};
+use crate::jsonrpc::{self, Kind, RpcError};
+
+/// Where the answers to one waiting call's input requests go.
+pub(super) type Desk = Sender<Event>;
+
+/// Most input requests waiting for answers on one remote server.
+const MAX_WAITING: usize = 256;
+
+impl Upstream {
+    pub fn is_modern(&self) -> bool {
+        self.modern.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The server's name as configured (what the peer and the sampler are told).
+    fn server(&self) -> &str {
+        self.name.strip_prefix("server ").unwrap_or(&self.name)
+    }
+
+    /// Asks a Streamable HTTP server `server/discover`: its handshake (shaped as an
+    /// `initialize` result) when it speaks 2026-07-28, and from then on the server is spoken
+    /// to in that era; `None` for anything else (the caller initializes it).
+    pub fn discover(&self, timeout: Duration) -> Option<Value> {
+        let Wire::Streamable(endpoint) = &self.wire else { return None };
+        endpoint.forget_session();
+        endpoint.set_version(MODERN_VERSION);
+        endpoint.name_methods(true);
+        let request = jsonrpc::request(0, "server/discover", Some(modern::discover_params()));
+        let (ids, request) = Ids::outgoing(self.fresh_id(), &request);
+        let found = endpoint.post(&request, Some(timeout)).ok().and_then(|answer| {
+            let mut reply = self.reply(ids, answer);
+            let mut last = None;
+            while let Some(Ok(m)) = reply.next_message() {
+                if jsonrpc::kind(&m) == Kind::Response {
+                    last = Some(m);
+                    break;
+                }
+            }
+            last
+        });
+        let handshake = found
+            .and_then(|r| jsonrpc::outcome(&r).ok())
+            .and_then(|result| modern::handshake(&result, self.server()));
+        match &handshake {
+            Some(_) => self.modern.store(true, std::sync::atomic::Ordering::SeqCst),
+            None => {
+                endpoint.forget_session();
+                endpoint.name_methods(false);
+            }
+        }
+        handshake
+    }
+
+    /// A request as a modern server gets it: the envelope in its params, the capabilities
+    /// those of the caller's client (`None`: the hub's own request) and the local model's.
+    pub(super) fn with_envelope(&self, mut msg: Value, can: Option<Can>) -> Value {
+        let local = self.peer.as_ref().is_some_and(|p| p.samples_locally());
+        let roots = self.peer.as_ref().is_some_and(|p| p.has_roots());
+        let caps = match can {
+            Some(can) => modern::capabilities(can, local, roots),
+            None => serde_json::json!({}),
+        };
+        let params = msg.get_mut("params").map(Value::take);
+        msg["params"] = modern::with_envelope(params, caps);
+        if let Some(level) = self.log_level.lock().clone() {
+            msg["params"]["_meta"][modern::META_LOG_LEVEL] = serde_json::json!(level);
+        }
+        msg
+    }
+
+    /// A modern server has no `logging/setLevel`: the hub keeps the level (sent with each
+    /// request from then on) and answers it; `None` for any other request.
+    pub(super) fn answered_here(&self, request: &Value) -> Option<Pieces> {
+        if !self.is_modern() || jsonrpc::method(request) != "logging/setLevel" {
+            return None;
+        }
+        self.set_log_level(request.get("params"));
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let id = request.get("id").cloned().unwrap_or(Value::Null);
+        let answer = serde_json::json!({"jsonrpc": "2.0", "id": id, "result": {}});
+        let _ = tx.send(Piece { message: Ok(answer), last: true });
+        Some(Pieces { rx, _ticket: None })
+    }
+
+    pub(super) fn set_log_level(&self, params: Option<&Value>) {
+        let level = params.and_then(|p| p.get("level")).and_then(Value::as_str);
+        *self.log_level.lock() = level.map(str::to_string);
+    }
+
+    /// Has a modern server's `inputRequests` answered, into `desk`.
+    pub(super) fn ask_inputs(&self, desk: &Desk, can: Option<Can>, requests: &Map<String, Value>) {
+        let Some(peer) = self.peer.clone() else {
+            for key in requests.keys() {
+                let why = format!("{} asked for input and nobody can answer it", self.name);
+                let _ =
+                    desk.send(Event::Input(key.clone(), Err(RpcError::new(jsonrpc::INTERNAL_ERROR, why))));
+            }
+            return;
+        };
+        route::ask_inputs(&RemoteDesk { upstream: self, desk }, peer.as_ref(), can, requests);
+    }
+
+    /// A client's (or the local model's) answer to an input request relayed under `relay_id`;
+    /// false when none waits under it.
+    pub fn answer_input(&self, relay_id: &str, answer: &Value) -> bool {
+        let Some((desk, key)) = self.inputs.lock().remove(relay_id) else { return false };
+        let _ = desk.send(Event::Input(key, route::outcome_of(answer)));
+        true
+    }
+
+    /// An input request relayed to a caller that cannot take it (its answer is no stream):
+    /// answered as a client without the capability would.
+    pub(super) fn refuse_input(&self, msg: &Value) {
+        let (Some(peer), Some(id)) = (&self.peer, msg.get("id").and_then(Value::as_str)) else { return };
+        if !self.inputs.lock().contains_key(id) {
+            return;
+        }
+        let why = "the client's request that it belongs to does not take a stream";
+        if peer.answer_later(self.server(), msg, why) {
+            return;
+        }
+        let answer = match peer.unrouted(self.server(), msg, why) {
+            Ok(r) => serde_json::json!({"result": r}),
+            Err(e) => serde_json::json!({"error": e.to_value()}),
+        };
+        self.answer_input(id, &answer);
+    }
+
+    /// Forgets the input requests still waiting for `desk` (its call ended).
+    pub(super) fn forget_inputs(&self, desk: &Desk) {
+        self.inputs.lock().retain(|_, (d, _)| !d.same_channel(desk));
+    }
+}
+
+struct RemoteDesk<'a> {
+    upstream: &'a Upstream,
+    desk: &'a Desk,
+}
+
+impl InputDesk for RemoteDesk<'_> {
+    fn server(&self) -> &str {
+        self.upstream.server()
+    }
+
+    fn relay_id(&self) -> String {
+        let n = self.upstream.fresh_id();
+        format!("s:{}:r{n}", self.upstream.server())
+    }
+
+    fn keep(&self, relay_id: &str, key: &str) -> bool {
+        let mut inputs = self.upstream.inputs.lock();
+        if inputs.len() >= MAX_WAITING {
+            return false;
+        }
+        inputs.insert(relay_id.to_string(), (self.desk.clone(), key.to_string()));
+        true
+    }
+
+    fn drop_kept(&self, relay_id: &str) {
+        self.upstream.inputs.lock().remove(relay_id);
+    }
+
+    fn push(&self, event: Event) {
+        let _ = self.desk.send(event);
+    }
+}
