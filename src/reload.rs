@@ -93,12 +93,15 @@ impl Watcher {
     /// Starts watching the files the hub loaded its configuration from.
     pub fn start(app: Arc<App>) -> Result<Watcher> {
         let files = files(&app);
+        // What is on disk now is what was loaded: looked at here, before the thread runs, so a
+        // change made while it starts is a change.
+        let loaded = files.iter().map(|f| look(f)).collect();
         let (tx, rx) = crossbeam_channel::bounded::<Msg>(4);
         let thread = std::thread::Builder::new()
             .name("config-watch".into())
             .spawn(move || {
                 let servers_file = files[0].clone();
-                let mut follow = Follow { loaded: files.iter().map(|f| look(f)).collect(), changing: None };
+                let mut follow = Follow { loaded, changing: None };
                 loop {
                     match rx.recv_timeout(follow.wait()) {
                         Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,

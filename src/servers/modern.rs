@@ -107,6 +107,13 @@ pub fn discover_params() -> Value {
     with_envelope(None, json!({}))
 }
 
+/// Whether a `server/discover` result offers a version of the initialize era the hub speaks.
+pub fn speaks_legacy(discover: &Value) -> bool {
+    let versions = discover.get("supportedVersions").and_then(Value::as_array);
+    versions
+        .is_some_and(|v| v.iter().any(|v| v.as_str().is_some_and(|v| super::SUPPORTED_VERSIONS.contains(&v))))
+}
+
 /// What the hub keeps of a `server/discover` result, shaped as an `initialize` result (the
 /// gateway answers its clients' `initialize` from it); `None` when the server does not speak
 /// `MODERN_VERSION`.
@@ -243,6 +250,8 @@ mod tests {
         assert_eq!(bare["serverInfo"]["name"], "srv");
         assert!(handshake(&json!({"supportedVersions": ["2027-01-01"]}), "srv").is_none());
         assert!(handshake(&json!({}), "srv").is_none());
+        assert!(speaks_legacy(&json!({"supportedVersions": ["2025-11-25", "2026-07-28"]})));
+        assert!(!speaks_legacy(&d));
     }
 
     #[test]

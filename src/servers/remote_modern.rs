@@ -33,8 +33,8 @@ impl Upstream {
     }
 
     /// Asks a Streamable HTTP server `server/discover`: its handshake (shaped as an
-    /// `initialize` result) when it speaks 2026-07-28, and from then on the server is spoken
-    /// to in that era; `None` for anything else (the caller initializes it).
+    /// `initialize` result) when it speaks 2026-07-28 only, and from then on the server is
+    /// spoken to in that era; `None` for anything else (the caller initializes it).
     pub fn discover(&self, timeout: Duration) -> Option<Value> {
         let Wire::Streamable(endpoint) = &self.wire else { return None };
         endpoint.forget_session();
@@ -53,8 +53,11 @@ impl Upstream {
             }
             last
         });
+        // A server that speaks the initialize era too is spoken to in it, as over stdio: what
+        // the hub relays there (subscriptions, the server's requests, its stream) is fuller.
         let handshake = found
             .and_then(|r| jsonrpc::outcome(&r).ok())
+            .filter(|result| !modern::speaks_legacy(result))
             .and_then(|result| modern::handshake(&result, self.server()));
         match &handshake {
             Some(_) => self.modern.store(true, std::sync::atomic::Ordering::SeqCst),
