@@ -141,6 +141,22 @@ pub fn handshake(discover: &Value, name: &str) -> Option<Value> {
     Some(init)
 }
 
+/// An `input_required` answer's next round: its requests and its state, or, past the hub's
+/// bound on rounds, the error that ends the call.
+pub fn next_round(
+    server: &str,
+    round: &mut u32,
+    result: &Value,
+) -> Result<(serde_json::Map<String, Value>, Option<Value>), crate::jsonrpc::RpcError> {
+    if *round >= MAX_INPUT_ROUNDS {
+        let why = format!("{server} still asked for input after {MAX_INPUT_ROUNDS} rounds (the hub's bound)");
+        return Err(crate::jsonrpc::RpcError::new(crate::jsonrpc::INTERNAL_ERROR, why));
+    }
+    *round += 1;
+    let requests = result.get("inputRequests").and_then(Value::as_object).cloned().unwrap_or_default();
+    Ok((requests, result.get("requestState").cloned()))
+}
+
 /// Whether a result asks the client for input before it can complete.
 pub fn is_input_required(result: &Value) -> bool {
     result.get("resultType").and_then(Value::as_str) == Some("input_required")

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use super::bridge::{Can, Event};
 use super::call::{Request, Step, is_gone, watch_slice};
-use super::modern::{self, MAX_INPUT_ROUNDS};
+use super::modern;
 use super::stdio_call::Got;
 use super::upstream::{Piece, Pieces, Upstream};
 use crate::jsonrpc::{self, RpcError};
@@ -139,18 +139,12 @@ pub(super) fn next_http(
                 let Some(r) = rounds.as_deref_mut() else { return done(outcome) };
                 match outcome {
                     Ok(v) if modern::is_input_required(&v) => {
-                        if r.round >= MAX_INPUT_ROUNDS {
-                            let why = format!(
-                                "{server} still asked for input after {MAX_INPUT_ROUNDS} rounds (the hub's bound)"
-                            );
-                            return done(Err(RpcError::new(jsonrpc::INTERNAL_ERROR, why)));
-                        }
-                        r.round += 1;
-                        let requests =
-                            v.get("inputRequests").and_then(Value::as_object).cloned().unwrap_or_default();
+                        let (requests, state) = match modern::next_round(server, &mut r.round, &v) {
+                            Ok(next) => next,
+                            Err(e) => return done(Err(e)),
+                        };
                         let desk = crossbeam_channel::unbounded();
                         let waiting = requests.keys().cloned().collect();
-                        let state = v.get("requestState").cloned();
                         upstream.ask_inputs(&desk.0, r.can, &requests);
                         r.asking = Some(Asking { desk, waiting, answers: Map::new(), state });
                     }

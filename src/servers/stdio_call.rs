@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::bridge::{Bridge, Event, Next, Pending};
 use super::call::{Request, Step, exited, is_gone, watch_slice};
-use super::modern::{self, MAX_INPUT_ROUNDS};
+use super::modern;
 use crate::jsonrpc::{self, RpcError};
 
 /// A modern child's request as first sent, and where its `input_required` rounds stand.
@@ -117,16 +117,10 @@ pub(super) fn next_stdio(
                 let Some(r) = rounds.as_deref_mut() else { return done(outcome) };
                 match outcome {
                     Ok(v) if modern::is_input_required(&v) => {
-                        if r.round >= MAX_INPUT_ROUNDS {
-                            let why = format!(
-                                "{server} still asked for input after {MAX_INPUT_ROUNDS} rounds (the hub's bound)"
-                            );
-                            return done(Err(RpcError::new(jsonrpc::INTERNAL_ERROR, why)));
-                        }
-                        r.round += 1;
-                        let requests =
-                            v.get("inputRequests").and_then(Value::as_object).cloned().unwrap_or_default();
-                        let state = v.get("requestState").cloned();
+                        let (requests, state) = match modern::next_round(server, &mut r.round, &v) {
+                            Ok(next) => next,
+                            Err(e) => return done(Err(e)),
+                        };
                         let waiting = requests.keys().cloned().collect();
                         let asking = Asking { earlier, waiting, answers: Map::new(), state };
                         bridge.ask_inputs(&asking.earlier, &requests);

@@ -64,15 +64,7 @@ fn the_python_sdk_uses_a_modern_only_server_through_the_hub() {
     assert_eq!(fx["era"], "legacy", "{fx}");
 
     let url = format!("http://{}/mcp/modern", hub.addr);
-    let out = Command::new(dep("venv/bin/python"))
-        .arg(script("tests/python/modern_client.py"))
-        .arg(&url)
-        .output()
-        .expect("run the Python client");
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "the Python client failed: {stdout}\n{stderr}\n{}", hub.log());
-    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("not a report ({e}): {stdout}\n{stderr}"));
+    let report = python_report(&hub, &url);
     assert_eq!(report["server"], "modern-only");
     assert_eq!(report["tools"], json!(["ask", "echo", "log", "nag", "roots", "sample"]));
     assert_eq!(report["echo"], "Echo: from python");
@@ -240,15 +232,7 @@ fn a_modern_only_remote_server_is_reached_in_its_era() {
     assert_eq!((&s["era"], &s["protocol_version"]), (&json!("modern"), &json!("2026-07-28")), "{s}");
 
     let url = format!("http://{}/mcp/remote", hub.addr);
-    let out = Command::new(dep("venv/bin/python"))
-        .arg(script("tests/python/modern_client.py"))
-        .arg(&url)
-        .output()
-        .expect("run the Python client");
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "the Python client failed: {stdout}\n{stderr}\n{}", hub.log());
-    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("not a report ({e}): {stdout}\n{stderr}"));
+    let report = python_report(&hub, &url);
     assert_eq!(report["server"], "modern-only");
     assert_eq!(report["echo"], "Echo: from python");
     assert_eq!(report["ask"], "color teal state state-1", "{report}");
@@ -273,4 +257,18 @@ fn a_modern_only_remote_server_is_reached_in_its_era() {
     assert!(named("tools/call", "echo") && named("tools/call", "ask"), "{posts:?}");
     assert!(named("resources/read", "demo://doc"), "{posts:?}");
     assert!(!posts.iter().any(|p| p[1] == "initialize"), "{posts:?}");
+}
+
+/// What the Python SDK (`tests/python/modern_client.py`, a client of today's era) reports of
+/// the server at `url`.
+fn python_report(hub: &Hub, url: &str) -> Value {
+    let out = Command::new(dep("venv/bin/python"))
+        .arg(script("tests/python/modern_client.py"))
+        .arg(url)
+        .output()
+        .expect("run the Python client");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the Python client failed: {stdout}\n{stderr}\n{}", hub.log());
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("not a report ({e}): {stdout}\n{stderr}"))
 }
