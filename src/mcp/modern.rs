@@ -186,12 +186,7 @@ impl Gateway {
         let hub = json!({"name": "agenthub", "version": crate::VERSION});
         match target {
             Target::Aggregate => hub,
-            Target::Server(name) => self
-                .servers
-                .get(name)
-                .and_then(|s| s.initialize)
-                .and_then(|i| i.get("serverInfo").cloned())
-                .unwrap_or(hub),
+            Target::Server(name) => self.servers.handshake_part(name, "/serverInfo").unwrap_or(hub),
         }
     }
 

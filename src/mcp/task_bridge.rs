@@ -27,11 +27,7 @@ impl Gateway {
     pub(super) fn bridges_tasks(&self, server: &str, session: &Session) -> bool {
         session.version == MODERN_VERSION
             && session.client.tasks_v2
-            && self
-                .servers
-                .get(server)
-                .and_then(|s| s.initialize)
-                .is_some_and(|i| i.pointer("/capabilities/tasks/requests/tools/call").is_some())
+            && self.servers.handshake_part(server, "/capabilities/tasks/requests/tools/call").is_some()
     }
 
     /// For a bridged `tools/call`: when the tool requires a task, the call becomes one (`task`

@@ -396,6 +396,14 @@ impl Servers {
         self.find(name).map(|s| s.snapshot())
     }
 
+    /// One part of a running server's handshake (a JSON pointer into its `initialize` result),
+    /// read in place: what a request needs of it, without a whole snapshot.
+    pub fn handshake_part(&self, name: &str, pointer: &str) -> Option<Value> {
+        let srv = self.find(name)?;
+        let st = srv.state.lock();
+        st.run().and_then(|r| r.initialize.pointer(pointer).cloned())
+    }
+
     pub fn len(&self) -> usize {
         self.list.lock().len()
     }

@@ -798,6 +798,18 @@ pub fn wait_line<T>(
     })
 }
 
+/// The next message on a stream that satisfies `f` (others skipped), within 10 s.
+pub fn next_matching(reader: &mut impl BufRead, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + 10 * SEC;
+    loop {
+        assert!(Instant::now() < deadline, "no {what}");
+        let v = next_event(reader, what);
+        if f(&v) {
+            return v;
+        }
+    }
+}
+
 /// Reads an SSE stream up to its next message; panics if the stream ends `before` one came.
 pub fn next_event(reader: &mut impl BufRead, before: &str) -> Value {
     let mut line = String::new();

@@ -4,10 +4,8 @@
 //! the modern era to the child; its clients see what a 2025 server would have sent them, and
 //! the server's `input_required` is answered by the client (or the hub) and retried.
 
-use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Instant;
 
 use serde_json::{Value, json};
 
@@ -166,18 +164,6 @@ fn the_hubs_own_answers_reach_a_modern_server() {
     assert_eq!(ollama.received("/api/chat").len(), 1);
     let r = c.call(json!(2), "tools/call", json!({"name": "roots", "arguments": {}}));
     assert_eq!(r["result"]["content"][0]["text"], "roots file:///tmp/configured", "{r}");
-}
-
-/// The next message on an SSE answer that `f` accepts (within 10 s).
-fn next_matching(reader: &mut impl BufRead, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + 10 * SEC;
-    loop {
-        assert!(Instant::now() < deadline, "no {what}");
-        let v = next_event(reader, what);
-        if f(&v) {
-            return v;
-        }
-    }
 }
 
 #[test]

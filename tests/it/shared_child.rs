@@ -2,7 +2,6 @@
 //! (or as a client without the capability would), each session's tasks, logs and resource
 //! updates its own, progress moving the deadline, and the small rules of issue 11.
 
-use std::io::BufRead;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -25,18 +24,6 @@ fn asked(c: &McpSession, id: i64, method: &str, params: Value) -> Value {
     let r = c.call(json!(id), "tools/call", ask_args(method, params));
     let text = r["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("{r}")).to_string();
     serde_json::from_str(&text).unwrap()
-}
-
-/// The next message on a stream that satisfies `f` (others skipped), within 10 s.
-fn next_matching(reader: &mut impl BufRead, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + 10 * SEC;
-    loop {
-        assert!(Instant::now() < deadline, "no {what}");
-        let v = next_event(reader, what);
-        if f(&v) {
-            return v;
-        }
-    }
 }
 
 fn sampled(text: &str) -> Value {
