@@ -52,6 +52,20 @@ pub fn request(id: impl Into<Value>, method: &str, params: Option<Value>) -> Val
     m
 }
 
+/// `request(id, method, params)` as its line of JSON, written straight from the parts.
+pub fn request_line(id: u64, method: &str, params: Option<&Value>) -> String {
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        jsonrpc: &'static str,
+        id: u64,
+        method: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        params: Option<&'a Value>,
+    }
+    // Serializing plain strings, numbers and a `Value` cannot fail.
+    serde_json::to_string(&Line { jsonrpc: "2.0", id, method, params }).unwrap_or_default()
+}
+
 pub fn notification(method: &str, params: Option<Value>) -> Value {
     let mut m = json!({"jsonrpc": "2.0", "method": method});
     if let Some(p) = params {
@@ -129,6 +143,17 @@ pub fn outcome(response: &Value) -> Result<Value, RpcError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_line_is_the_request_as_json() {
+        fn check(method: &str, params: Option<Value>) {
+            let line = request_line(7, method, params.as_ref());
+            assert_eq!(line, request(7, method, params).to_string());
+        }
+        check("ping", None);
+        check("tools/call", Some(json!({"name": "echo", "arguments": {"text": "a \"quoted\" é"}})));
+        check("odd \"method\"\n", Some(Value::Null));
+    }
 
     #[test]
     fn classifies_messages() {

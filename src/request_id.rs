@@ -29,18 +29,29 @@ pub fn of_header(header: Option<&str>) -> String {
     }
 }
 
-/// 16 hex digits, different for every call in this process and across processes.
+/// 16 hex digits, different for every call in this process and across processes: a counter
+/// mixed by a bijection (so no two calls here share one) from a seed drawn once per process.
 pub fn generate() -> String {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     static COUNT: AtomicU64 = AtomicU64::new(0);
+    let seed = *SEED.get_or_init(|| {
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let digest = Sha256::new()
+            .chain_update(std::process::id().to_le_bytes())
+            .chain_update(nanos.to_le_bytes())
+            .finalize();
+        u64::from_le_bytes(digest[..8].try_into().expect("a SHA-256 digest has 32 bytes"))
+    });
     let n = COUNT.fetch_add(1, Ordering::Relaxed);
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let digest = Sha256::new()
-        .chain_update(std::process::id().to_le_bytes())
-        .chain_update(nanos.to_le_bytes())
-        .chain_update(n.to_le_bytes())
-        .finalize();
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    format!("{:016x}", mix(seed.wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15))))
+}
+
+/// splitmix64's finalizer: a bijection on u64 that scatters neighbouring inputs.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// The id of the request this thread works for, if any.

@@ -159,6 +159,33 @@ pub fn writable_now(fd: std::os::fd::BorrowedFd) -> bool {
         && p.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) == 0
 }
 
+/// Sends what the socket takes now, without waiting: the bytes sent (maybe fewer than given,
+/// 0 when its buffer is full). Never raises SIGPIPE.
+pub fn send_now(stream: &std::net::TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: a valid socket and a buffer of the length given; MSG_DONTWAIT makes this one
+        // call non-blocking without touching the socket's flags, which its reader shares.
+        let n = unsafe {
+            libc::send(
+                stream.as_raw_fd(),
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::WouldBlock => return Ok(0),
+            io::ErrorKind::Interrupted => continue,
+            _ => return Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,8 +55,10 @@ pub enum Framing {
 /// Why no request could be read.
 #[derive(Debug)]
 pub enum ReadError {
-    /// The client closed (or stayed idle too long) between requests: close quietly.
+    /// The client closed between requests: close quietly.
     Closed,
+    /// No request began within the idle time.
+    Idle,
     /// A malformed or oversized request: answer with this status and close.
     Refuse(u16, &'static str),
 }
@@ -78,11 +80,6 @@ impl Conn {
 
     pub fn stream(&self) -> &Arc<TcpStream> {
         &self.stream
-    }
-
-    /// Someone else set the socket's read timeout: set it again before the next read.
-    pub fn rearm(&mut self) {
-        self.armed = None;
     }
 
     /// Reads into `buf`, waiting at most until `deadline`; Ok(0) at end of stream.
@@ -127,7 +124,7 @@ impl Conn {
                 Ok(0) if !started => return Err(ReadError::Closed),
                 Ok(0) => return Err(ReadError::Refuse(400, "the request ended before its head did")),
                 Ok(_) => {}
-                Err(_) if !started => return Err(ReadError::Closed),
+                Err(_) if !started => return Err(ReadError::Idle),
                 Err(_) => return Err(ReadError::Refuse(408, "the request head did not arrive in time")),
             }
         }
@@ -207,11 +204,6 @@ impl Conn {
         (&*self.stream).write_all(bytes)
     }
 
-    /// A writer for a streamed body: every write goes out at once as one chunk.
-    pub fn chunked(&mut self) -> Chunked<'_> {
-        Chunked(&self.stream)
-    }
-
     /// Ends the connection after a refusal: no more writes, a short and bounded discard of
     /// what the client is still sending (so it reads the answer rather than a reset), close.
     pub fn linger_close(self) {
@@ -233,7 +225,7 @@ impl Conn {
 }
 
 /// HTTP/1.1 chunked framing over the socket: every write is one chunk, sent at once.
-pub struct Chunked<'a>(&'a TcpStream);
+pub struct Chunked<'a>(pub &'a TcpStream);
 
 impl Write for Chunked<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -438,7 +430,7 @@ mod tests {
             let h = head(&format!("POST / HTTP/1.1\r\n{headers}\r\n")).unwrap();
             let got = framing(&h).map_err(|e| match e {
                 ReadError::Refuse(s, _) => s,
-                ReadError::Closed => 0,
+                ReadError::Closed | ReadError::Idle => 0,
             });
             assert_eq!(got, expected, "{headers:?}");
         }

@@ -2,9 +2,9 @@
 //! connections (bounded below the descriptor limit: past it a 503 and close), one `http-conn`
 //! thread per connection reads its requests (every read with a deadline, the head within size
 //! limits) and runs the guards before any body is read, and a pool of `http-N` workers runs the
-//! handlers. What may wait long (`Reply::later`, streams) runs on the connection's own thread,
-//! so it never holds a worker. Handlers live in `routes`; ARCHITECTURE.md says why this is not
-//! tiny_http any more.
+//! handlers and sends their answers; what may take long (`Reply::later`, streams) goes on on a
+//! thread of its own, so it never holds a worker (`serve`). Handlers live in `routes`;
+//! ARCHITECTURE.md says why this is not tiny_http any more.
 
 mod conn;
 mod dashboard;
@@ -12,6 +12,7 @@ pub mod guard;
 mod pipelines;
 pub mod response;
 pub mod routes;
+mod serve;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -27,10 +28,9 @@ use parking_lot::Mutex;
 
 pub use crate::app::App;
 use crate::error::{Error, Result};
-use crate::queue::{Delivery, Queue};
-use conn::{Conn, Framing, Head, ReadError};
+use crate::queue::Queue;
+use conn::Conn;
 pub use response::{Reply, Req};
-use response::{head_of, write_stream, write_whole};
 
 /// Produces the reply to a request whose guards passed (the route table, or a test's).
 pub type Router = fn(&App, &Req) -> Reply;
@@ -42,19 +42,10 @@ pub type Fatal = Sender<String>;
 /// outgoing HTTP, files).
 const RESERVED_FDS: u64 = 256;
 
-/// A connection waiting for a slow answer.
-struct Watched {
-    stream: Arc<TcpStream>,
-    gone: Arc<AtomicBool>,
-    /// Set when the answer is ready: the watcher touches the socket no more. A lock that only
-    /// orders the watcher's peek before the connection's own next read.
-    done: Mutex<bool>,
-}
-
 /// A request handed to a worker, and where its reply goes.
 struct Job {
     req: Req,
-    done: Arc<Queue<(Req, Reply)>>,
+    answer: serve::Answer,
 }
 
 /// What the acceptor, the connections and the workers share.
@@ -67,9 +58,6 @@ struct Front {
     next_conn: AtomicU64,
     max_conns: usize,
     stop: AtomicBool,
-    /// Connections whose request is being answered off the worker, and whether their client
-    /// has gone: looked at by the `http-watch` thread.
-    watched: Mutex<Vec<Arc<Watched>>>,
     /// How long a request's head or body may take once it started; idle keep-alive
     /// connections close after twice that; a write may block this long.
     read_timeout: Duration,
@@ -80,7 +68,6 @@ pub struct Http {
     addr: SocketAddr,
     front: Arc<Front>,
     acceptor: Option<JoinHandle<()>>,
-    watcher: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
 }
 
@@ -99,7 +86,6 @@ impl Http {
             next_conn: AtomicU64::new(1),
             max_conns,
             stop: AtomicBool::new(false),
-            watched: Mutex::new(Vec::new()),
             read_timeout: s.read_timeout,
             app: app.clone(),
         });
@@ -112,13 +98,6 @@ impl Http {
                 .map_err(|e| Error::io("spawning an HTTP worker", e))?;
             workers.push(handle);
         }
-        let watcher = {
-            let front = front.clone();
-            std::thread::Builder::new()
-                .name("http-watch".into())
-                .spawn(move || watch_loop(&front))
-                .map_err(|e| Error::io("spawning the HTTP watcher", e))?
-        };
         let acceptor = {
             let front = front.clone();
             std::thread::Builder::new()
@@ -127,7 +106,7 @@ impl Http {
                 .map_err(|e| Error::io("spawning the HTTP acceptor", e))?
         };
         log::debug!("HTTP front: {} workers, at most {max_conns} connections", s.workers);
-        Ok(Http { addr, front, acceptor: Some(acceptor), watcher: Some(watcher), workers })
+        Ok(Http { addr, front, acceptor: Some(acceptor), workers })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -148,7 +127,7 @@ impl Http {
             a => a,
         };
         let _ = TcpStream::connect_timeout(&wake, Duration::from_millis(200));
-        for t in [self.acceptor.take(), self.watcher.take()].into_iter().flatten() {
+        if let Some(t) = self.acceptor.take() {
             let _ = t.join();
         }
         // Connections waiting for their next request see its end at once; the ones answering
@@ -220,32 +199,12 @@ fn accept_loop(front: &Arc<Front>, listener: &TcpListener, fatal: &Fatal) {
         let (f, s) = (front.clone(), stream.clone());
         let spawned = std::thread::Builder::new().name("http-conn".into()).spawn(move || {
             let _open = Registered { front: &f, id };
-            serve(&f, Conn::new(s, f.read_timeout));
+            serve::serve(&f, Conn::new(s, f.read_timeout));
         });
         if let Err(e) = spawned {
             front.conns.lock().remove(&id);
             log::warn!("cannot start a connection thread: {e}");
             busy(&stream, "the hub cannot take more connections now");
-        }
-    }
-}
-
-/// The watcher's loop: ten times a second, each connection waiting for a slow answer is
-/// peeked at; one its client closed is marked gone (its call then ends and is cancelled).
-fn watch_loop(front: &Front) {
-    while !front.stop.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(100));
-        // Copied out: no lock is held while the sockets are read.
-        let watched: Vec<Arc<Watched>> = front.watched.lock().clone();
-        for w in watched {
-            let done = w.done.lock();
-            if *done {
-                continue;
-            }
-            let _ = w.stream.set_read_timeout(Some(Duration::from_millis(1)));
-            if matches!(w.stream.peek(&mut [0u8; 1]), Ok(0)) {
-                w.gone.store(true, Ordering::Release);
-            }
         }
     }
 }
@@ -283,182 +242,17 @@ impl Drop for Registered<'_> {
     }
 }
 
-/// The main loop of a worker: take a request, produce its reply, until the front closes.
+/// The main loop of a worker: take a request, produce its reply and send it on, until the
+/// front closes.
 fn worker(front: &Front) {
-    while let Some(job) = front.jobs.pop() {
-        let id = Some(job.req.id.clone());
-        let run = || crate::request_id::with(id, || (front.router)(&front.app, &job.req));
+    while let Some(Job { req, answer }) = front.jobs.pop() {
+        let id = Some(req.id.clone());
+        let run = || crate::request_id::with(id, || (front.router)(&front.app, &req));
         let reply = catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|_| {
-            log::error!("handler for {} {} panicked", job.req.method, job.req.path);
+            log::error!("handler for {} {} panicked", req.method, req.path);
             Reply::error(500, "internal", "internal error (logged)")
         });
-        job.done.push((job.req, reply));
-    }
-}
-
-/// One connection's requests, one after the other, until it closes, stays idle too long,
-/// sends something malformed, or the front stops.
-fn serve(front: &Front, mut conn: Conn) {
-    let app = &front.app;
-    let budget = front.read_timeout;
-    loop {
-        let head = match conn.read_head(2 * budget, budget) {
-            Ok(h) => h,
-            Err(ReadError::Closed) => return,
-            Err(ReadError::Refuse(status, why)) => {
-                let id = crate::request_id::generate();
-                return refuse(conn, Reply::error(status, code_of(status), why), None, &id);
-            }
-        };
-        let started = Instant::now();
-        let keep = head.keep_alive() && !front.stop.load(Ordering::SeqCst);
-        let framing = conn::framing(&head);
-        let (method, http10) = (head.method.clone(), head.http10);
-        let mut req = request_of(head);
-        req.id = crate::request_id::of_header(req.header("x-request-id"));
-        let origin = guard::check(&app.policy, &req).cors_origin();
-        let framing = match framing {
-            Ok(f) => f,
-            Err(ReadError::Refuse(status, why)) => {
-                log_line(&req, status, started);
-                return refuse(conn, Reply::error(status, code_of(status), why), origin.as_deref(), &req.id);
-            }
-            Err(ReadError::Closed) => return,
-        };
-        // The guards run before any body is read: a refusal never waits for one.
-        if let Some(mut reply) = guard(app, &req, framing) {
-            log_line(&req, reply.status, started);
-            if reply.status == 204 && framing == Framing::Length(0) && keep {
-                reply.headers.push(("X-Request-Id", req.id.clone()));
-                // A CORS preflight: answered, and the connection stays.
-                if write_whole(&mut conn, reply, origin.as_deref(), &method, true, http10).is_err() {
-                    return;
-                }
-                continue;
-            }
-            return refuse(conn, reply, origin.as_deref(), &req.id);
-        }
-        if framing != Framing::Length(0)
-            && req.header("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
-            && conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err()
-        {
-            return;
-        }
-        match conn.read_body(framing, app.settings.max_body_bytes, Instant::now() + budget) {
-            Ok(body) => req.body = body,
-            Err(ReadError::Refuse(status, why)) => {
-                log_line(&req, status, started);
-                let reply = match status {
-                    413 => too_large(app.settings.max_body_bytes),
-                    _ => Reply::error(status, code_of(status), why),
-                };
-                return refuse(conn, reply, origin.as_deref(), &req.id);
-            }
-            Err(ReadError::Closed) => return,
-        }
-        let (req, mut reply) = match dispatch(front, req) {
-            Some(done) => done,
-            None => return,
-        };
-        // What may take long runs here, on the connection's own thread, never on a worker; a
-        // client that leaves meanwhile has its call cancelled at the server.
-        if reply.later.is_some() {
-            let gone = Arc::new(AtomicBool::new(false));
-            let watch = Arc::new(Watched {
-                stream: conn.stream().clone(),
-                gone: gone.clone(),
-                done: Mutex::new(false),
-            });
-            front.watched.lock().push(watch.clone());
-            while let Some(later) = reply.later.take() {
-                let id = Some(req.id.clone());
-                let run = || crate::request_id::with(id, || catch_unwind(AssertUnwindSafe(later)));
-                reply = crate::servers::while_caller_watched(gone.clone(), run).unwrap_or_else(|_| {
-                    log::error!("handler for {} {} panicked", req.method, req.path);
-                    Reply::error(500, "internal", "internal error (logged)")
-                });
-            }
-            *watch.done.lock() = true;
-            front.watched.lock().retain(|w| !Arc::ptr_eq(w, &watch));
-            conn.rearm();
-            if gone.load(Ordering::Acquire) {
-                log::debug!("{} {}: the client went away before its answer", req.method, req.path);
-                return;
-            }
-        }
-        response::log_request(&req, &reply, started);
-        record(&req, &reply, started);
-        reply.headers.push(("X-Request-Id", req.id.clone()));
-        let sent = match reply.stream.is_some() {
-            true => write_stream(&mut conn, reply, origin.as_deref(), keep),
-            false => write_whole(&mut conn, reply, origin.as_deref(), &method, keep, http10),
-        };
-        if sent.is_err() || !keep {
-            return;
-        }
-    }
-}
-
-/// The request as handlers see it.
-fn request_of(head: Head) -> Req {
-    let (path, query) = match head.target.split_once('?') {
-        Some((p, q)) => (p.to_string(), q.to_string()),
-        None => (head.target, String::new()),
-    };
-    Req { method: head.method, path, query, headers: head.headers, body: Vec::new(), id: String::new() }
-}
-
-/// The refusal a request gets before its body is read, if any: Host, Origin, a CORS
-/// preflight's answer, the token, a declared body over the cap.
-fn guard(app: &App, req: &Req, framing: Framing) -> Option<Reply> {
-    if !app.policy.host_ok(req.header("host")) {
-        return Some(Reply::error(403, "forbidden_origin", "Host header does not name this machine"));
-    }
-    if let guard::Verdict::Refuse(why) = guard::check(&app.policy, req) {
-        return Some(Reply::error(403, "forbidden_origin", why));
-    }
-    if req.method == "OPTIONS" {
-        return Some(
-            Reply::empty(204)
-                .with_header("Access-Control-Allow-Methods", guard::CORS_METHODS)
-                .with_header("Access-Control-Allow-Headers", guard::CORS_HEADERS)
-                .with_header("Access-Control-Max-Age", "600"),
-        );
-    }
-    if !app.policy.authorized(req.header("authorization")) && !guard::is_public(&req.method, &req.path) {
-        return Some(
-            Reply::error(401, "unauthorized", "missing or wrong bearer token")
-                .with_header("WWW-Authenticate", "Bearer"),
-        );
-    }
-    match framing {
-        Framing::Length(n) if n > app.settings.max_body_bytes => Some(too_large(app.settings.max_body_bytes)),
-        _ => None,
-    }
-}
-
-/// Runs the handler on a worker and waits for its reply; None when the front has stopped.
-fn dispatch(front: &Front, req: Req) -> Option<(Req, Reply)> {
-    let done = Arc::new(Queue::default());
-    if !front.jobs.push(Job { req, done: done.clone() }) {
-        return None;
-    }
-    loop {
-        match done.next(Duration::from_secs(1)) {
-            Delivery::Item(r) => return Some(r),
-            Delivery::Closed => return None,
-            // Workers drain every queued job before they stop.
-            Delivery::Idle => {}
-        }
-    }
-}
-
-/// Answers and closes: nothing more is read from a connection that was refused.
-fn refuse(mut conn: Conn, mut reply: Reply, origin: Option<&str>, id: &str) {
-    reply.headers.push(("X-Request-Id", id.to_string()));
-    let head = head_of(&reply, reply.body.len(), origin, false, false, true);
-    if conn.write_all(&[head.as_bytes(), &reply.body].concat()).is_ok() {
-        conn.linger_close();
+        serve::answer(req, reply, answer);
     }
 }
 
@@ -470,22 +264,6 @@ fn code_of(status: u16) -> &'static str {
         501 | 505 => "not_implemented",
         _ => "bad_request",
     }
-}
-
-fn too_large(cap: usize) -> Reply {
-    Reply::error(413, "payload_too_large", &format!("request body exceeds {cap} bytes"))
-}
-
-fn log_line(req: &Req, status: u16, started: Instant) {
-    crate::metrics::global().http_request(routes::template(&req.path), status);
-    log::debug!(
-        "{} {} {status} {:.3}ms client={} id={}",
-        req.method,
-        req.path,
-        started.elapsed().as_secs_f64() * 1000.0,
-        req.client_name().unwrap_or("-"),
-        req.id
-    );
 }
 
 /// What an answered request adds to the metrics: its route and status, and for an MCP request

@@ -8,7 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::conn::Conn;
+use std::net::TcpStream;
+
+use super::conn::Chunked;
 use crate::error::Error;
 
 /// An incoming request with its body read.
@@ -197,23 +199,41 @@ pub(super) fn head_of(
     http10_keep: bool,
     close: bool,
 ) -> String {
-    let mut head = format!("HTTP/1.1 {} {}\r\n", reply.status, super::conn::reason(reply.status));
+    let mut head = String::with_capacity(256);
+    head_into(&mut head, reply, length, origin, chunked, http10_keep, close);
+    head
+}
+
+/// As `head_of`, appended to `head` (written in place: no string per header).
+fn head_into(
+    head: &mut String,
+    reply: &Reply,
+    length: usize,
+    origin: Option<&str>,
+    chunked: bool,
+    http10_keep: bool,
+    close: bool,
+) {
+    use std::fmt::Write as _;
+    // Writing to a String cannot fail.
+    let _ = write!(head, "HTTP/1.1 {} {}\r\n", reply.status, super::conn::reason(reply.status));
     if !reply.content_type.is_empty() {
-        head.push_str(&format!("Content-Type: {}\r\n", reply.content_type));
+        let _ = write!(head, "Content-Type: {}\r\n", reply.content_type);
     }
     if chunked {
         head.push_str("Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n");
     } else if reply.status != 204 && reply.status >= 200 {
-        head.push_str(&format!("Content-Length: {length}\r\n"));
+        let _ = write!(head, "Content-Length: {length}\r\n");
     }
     for (name, value) in &reply.headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
+        let _ = write!(head, "{name}: {value}\r\n");
     }
     if let Some(o) = origin {
-        head.push_str(&format!(
+        let _ = write!(
+            head,
             "Access-Control-Allow-Origin: {o}\r\nAccess-Control-Expose-Headers: {}\r\nVary: Origin\r\n",
             super::guard::CORS_EXPOSE
-        ));
+        );
     }
     if close {
         head.push_str("Connection: close\r\n");
@@ -221,45 +241,39 @@ pub(super) fn head_of(
         head.push_str("Connection: keep-alive\r\n");
     }
     head.push_str("\r\n");
-    head
 }
 
-/// A whole reply in one write (a HEAD request gets the head alone).
-pub(super) fn write_whole(
-    conn: &mut Conn,
-    reply: Reply,
-    origin: Option<&str>,
-    method: &str,
-    keep: bool,
-    http10: bool,
-) -> std::io::Result<()> {
-    let head = head_of(&reply, reply.body.len(), origin, false, http10 && keep, !keep);
+/// A whole reply as the bytes of one write (a HEAD request gets the head alone).
+pub(super) fn whole(reply: Reply, origin: Option<&str>, method: &str, keep: bool, http10: bool) -> Vec<u8> {
+    let mut head = String::with_capacity(256 + reply.body.len());
+    head_into(&mut head, &reply, reply.body.len(), origin, false, http10 && keep, !keep);
     let mut bytes = head.into_bytes();
     if method != "HEAD" {
         bytes.extend_from_slice(&reply.body);
     }
-    conn.write_all(&bytes)
+    bytes
 }
 
 /// A streamed reply: the head, then each write of the body as a chunk sent at once, then the
 /// last chunk. The body's writer sees an error once the client is gone (or stops reading for
 /// longer than the write timeout), and the stream ends.
 pub(super) fn write_stream(
-    conn: &mut Conn,
+    stream: &TcpStream,
     mut reply: Reply,
     origin: Option<&str>,
     keep: bool,
 ) -> std::io::Result<()> {
     let Some(body) = reply.stream.take() else { return Ok(()) };
-    conn.write_all(head_of(&reply, 0, origin, true, false, !keep).as_bytes())?;
-    let mut w = conn.chunked();
+    let mut out = stream;
+    out.write_all(head_of(&reply, 0, origin, true, false, !keep).as_bytes())?;
+    let mut w = Chunked(stream);
     let mut broken = false;
     let mut guard = WriteWatch { inner: &mut w, broken: &mut broken };
     body(&mut guard);
     if broken {
         return Err(std::io::ErrorKind::BrokenPipe.into());
     }
-    conn.write_all(b"0\r\n\r\n")
+    out.write_all(b"0\r\n\r\n")
 }
 
 /// Remembers whether a stream's writes failed, so a broken connection is not reused.

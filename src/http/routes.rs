@@ -16,16 +16,30 @@ use crate::jsonrpc::{self, RpcError};
 use crate::mcp::{self, Answer, Relayed, Target, relay};
 use crate::servers::{Acquired, Request, Servers, Snapshot, Status, installer};
 
-/// Path segments captured by `{name}` (and `{*rest}`, the remaining path).
-pub struct Params(Vec<(&'static str, String)>);
+/// Path segments captured by `{name}` (and `{*rest}`, the remaining path), borrowed from the
+/// path. No route captures more than two.
+pub struct Params<'p> {
+    found: [(&'static str, &'p str); MAX_CAPTURES],
+    len: usize,
+}
 
-impl Params {
-    pub fn get(&self, name: &str) -> &str {
-        self.0.iter().find(|(n, _)| *n == name).map_or("", |(_, v)| v.as_str())
+const MAX_CAPTURES: usize = 2;
+
+impl<'p> Params<'p> {
+    pub fn get(&self, name: &str) -> &'p str {
+        self.found[..self.len].iter().find(|(n, _)| *n == name).map_or("", |(_, v)| *v)
+    }
+
+    fn push(&mut self, name: &'static str, value: &'p str) {
+        // The route table is checked by a test: a third capture cannot happen.
+        if self.len < MAX_CAPTURES {
+            self.found[self.len] = (name, value);
+            self.len += 1;
+        }
     }
 }
 
-type Handler = fn(&App, &Req, &Params) -> Result<Reply>;
+type Handler = fn(&App, &Req, &Params<'_>) -> Result<Reply>;
 
 struct Route {
     method: &'static str,
@@ -105,27 +119,40 @@ pub fn dispatch(app: &App, req: &Req) -> Reply {
     .with_header("Allow", allowed.join(", "))
 }
 
-fn match_path(pattern: &'static str, path: &str) -> Option<Params> {
-    let mut params = Vec::new();
-    let mut segs = path.strip_prefix('/')?.split('/');
+/// The captures of `path` if it matches `pattern`; nothing is allocated either way.
+fn match_path<'p>(pattern: &'static str, path: &'p str) -> Option<Params<'p>> {
+    let tail = path.strip_prefix('/')?;
+    let mut params = Params { found: [("", ""); MAX_CAPTURES], len: 0 };
+    // Where the next segment of `tail` starts, while segments are left.
+    let mut next = Some(0);
     for pat in pattern.trim_start_matches('/').split('/') {
         if let Some(name) = pat.strip_prefix("{*").and_then(|p| p.strip_suffix('}')) {
-            let rest: Vec<&str> = segs.by_ref().collect();
-            if rest.is_empty() || rest.iter().any(|s| s.is_empty()) {
+            let rest = next.map_or("", |at| &tail[at..]);
+            if rest.is_empty() || rest.split('/').any(str::is_empty) {
                 return None;
             }
-            params.push((name, rest.join("/")));
-            return Some(Params(params));
+            params.push(name, rest);
+            return Some(params);
         }
-        let seg = segs.next()?;
+        let at = next?;
+        let seg = match tail[at..].find('/') {
+            Some(i) => {
+                next = Some(at + i + 1);
+                &tail[at..at + i]
+            }
+            None => {
+                next = None;
+                &tail[at..]
+            }
+        };
         match pat.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
-            Some(name) if !seg.is_empty() => params.push((name, seg.to_string())),
+            Some(name) if !seg.is_empty() => params.push(name, seg),
             Some(_) => return None,
             None if pat == seg => {}
             None => return None,
         }
     }
-    segs.next().is_none().then_some(Params(params))
+    next.is_none().then_some(params)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -572,8 +599,9 @@ mod tests {
     #[test]
     fn path_matching() {
         fn check(pattern: &'static str, path: &str, expected: Option<&[(&str, &str)]>) {
-            let got = match_path(pattern, path)
-                .map(|p| p.0.iter().map(|(n, v)| (n.to_string(), v.clone())).collect::<Vec<_>>());
+            let got = match_path(pattern, path).map(|p| {
+                p.found[..p.len].iter().map(|(n, v)| (n.to_string(), v.to_string())).collect::<Vec<_>>()
+            });
             let want =
                 expected.map(|e| e.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect::<Vec<_>>());
             assert_eq!(got, want, "{pattern} vs {path}");
@@ -591,5 +619,18 @@ mod tests {
         );
         check("/mcp/{server}/{*method}", "/mcp/e", None);
         check("/mcp/{server}/{*method}", "/mcp/e/", None);
+        check("/mcp/{server}/{*method}", "/mcp/e/a//b", None);
+        check("/mcp/{server}/{*method}", "/mcp/e/a/b/c", Some(&[("server", "e"), ("method", "a/b/c")]));
+        check("/", "/", Some(&[]));
+        check("/", "/x", None);
+        check("/mcp", "/", None);
+        check("/mcp", "mcp", None);
+    }
+
+    #[test]
+    fn no_route_captures_more_than_params_hold() {
+        for r in ROUTES {
+            assert!(r.pattern.matches('{').count() <= MAX_CAPTURES, "{}", r.pattern);
+        }
     }
 }

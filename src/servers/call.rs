@@ -338,11 +338,11 @@ pub struct Call {
 
 impl Call {
     pub(super) fn stdio(lease: Lease, bridge: Arc<Bridge>, request: Request) -> Call {
-        let sent = match &request {
-            Request::Own { method, params } => bridge.begin(method, params.clone()),
-            Request::Relay(msg, caller) => bridge.begin_relay_for(msg, caller.clone()),
-        };
         let rounds = bridge.is_modern().then(|| Box::new(Rounds::of(&request)));
+        let sent = match request {
+            Request::Own { method, params } => bridge.begin(&method, params),
+            Request::Relay(msg, caller) => bridge.begin_relay_owned(msg, caller),
+        };
         let link = match sent {
             Ok(p) => Link::Stdio { bridge, pending: Some(p), rounds },
             Err(e) => Link::Failed(Some(e)),

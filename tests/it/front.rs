@@ -285,3 +285,77 @@ fn expect_continue_and_chunked_bodies_are_understood() {
     assert_eq!(read_response(&mut s).status, 201);
     assert_eq!(hub.server("chunky")["name"], "chunky");
 }
+
+/// A POST of `body` to `path`, as raw HTTP/1.1.
+fn post_text(hub: &Hub, path: &str, body: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        hub.addr,
+        body.len()
+    )
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order_and_a_long_answer_keeps_its_connection() {
+    let hub = Hub::builder()
+        .fixtures(&[("fx", json!({"auto_start": true}))])
+        .env("AGENTHUB_READ_TIMEOUT_S", "1")
+        .start();
+    hub.wait_status("fx", "RUNNING", 30 * SEC);
+    let slow = json!({"name": "sleep", "arguments": {"ms": 1500}}).to_string();
+    let quick = json!({"name": "echo", "arguments": {"text": "second"}}).to_string();
+    // Three requests in one write: a slow call, a quick one, a plain GET.
+    let mut s = TcpStream::connect(&hub.addr).unwrap();
+    let burst = format!(
+        "{}{}GET /health HTTP/1.1\r\nHost: {}\r\n\r\n",
+        post_text(&hub, "/mcp/fx/tools/call", &slow),
+        post_text(&hub, "/mcp/fx/tools/call", &quick),
+        hub.addr
+    );
+    s.write_all(burst.as_bytes()).unwrap();
+    s.set_read_timeout(Some(20 * SEC)).unwrap();
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    let answers: Vec<Resp> = (0..3).map(|_| read_buffered_response(&mut reader)).collect();
+    assert_eq!(answers.iter().map(|r| r.status).collect::<Vec<_>>(), [200, 200, 200]);
+    assert!(answers[0].text().contains("slept 1500"), "{}", answers[0].text());
+    assert!(answers[1].text().contains("second"), "{}", answers[1].text());
+    assert!(answers[2].json()["status"].is_string(), "{}", answers[2].text());
+    // A call outlasting the idle limit (twice the 1 s budget) keeps its connection: the answer
+    // comes, and the connection serves on.
+    let longer = json!({"name": "sleep", "arguments": {"ms": 2600}}).to_string();
+    s.write_all(post_text(&hub, "/mcp/fx/tools/call", &longer).as_bytes()).unwrap();
+    let r = read_buffered_response(&mut reader);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("slept 2600"), "{}", r.text());
+    write!(s, "GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", hub.addr).unwrap();
+    assert_eq!(read_buffered_response(&mut reader).status, 200);
+}
+
+#[test]
+fn a_client_that_does_not_read_its_answers_holds_no_worker() {
+    let hub = Hub::builder().env("AGENTHUB_WORKERS", "1").start();
+    // 600 pipelined requests for the 37 KB page, none read: far more than the socket buffers
+    // hold, so an answer is left waiting for a client that does not read.
+    let page = format!("GET /dashboard HTTP/1.1\r\nHost: {}\r\n\r\n", hub.addr);
+    let mut stuck = TcpStream::connect(&hub.addr).unwrap();
+    stuck.write_all(page.repeat(600).as_bytes()).unwrap();
+    wait_for("the stuck client's answers to fill its socket", 10 * SEC, || {
+        (hub.log().matches("GET /dashboard 200").count() > 50).then_some(())
+    });
+    // The one worker serves on.
+    let mut c = Conn::new(&hub.addr);
+    for _ in 0..20 {
+        let started = Instant::now();
+        assert_eq!(c.get("/health").status, 200);
+        assert!(started.elapsed() < 2 * SEC, "/health waited behind a client that does not read");
+    }
+    // And the stuck client, reading at last, gets every answer, in order and whole.
+    stuck.set_read_timeout(Some(20 * SEC)).unwrap();
+    let mut reader = BufReader::new(stuck);
+    let first = read_buffered_response(&mut reader);
+    assert!(first.status == 200 && first.text().contains("<html"), "{}", first.status);
+    for i in 1..600 {
+        let r = read_buffered_response(&mut reader);
+        assert_eq!((r.status, r.body.len()), (200, first.body.len()), "answer {i} is whole");
+    }
+}

@@ -199,7 +199,13 @@ impl Bridge {
 
     /// As `begin_relay`, for a caller whose client can answer what `caller` says.
     pub fn begin_relay_for(&self, request: &Value, caller: Caller) -> Result<Pending, RpcError> {
-        let mut params = request.get("params").cloned();
+        self.begin_relay_owned(request.clone(), caller)
+    }
+
+    /// As `begin_relay_for`, taking the request (its params go on without a copy).
+    pub fn begin_relay_owned(&self, mut request: Value, caller: Caller) -> Result<Pending, RpcError> {
+        let origin = Origin::of(&request, caller);
+        let mut params = request.get_mut("params").map(Value::take);
         let client_token = params.as_ref().and_then(|p| p.pointer("/_meta/progressToken")).cloned();
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         if client_token.is_some() {
@@ -207,8 +213,8 @@ impl Bridge {
                 meta["progressToken"] = json!(id);
             }
         }
-        let slot = Slot { origin: Some(Origin::of(request, caller)), ..Slot::new(true, client_token) };
-        self.send_as(id, jsonrpc::method(request), params, slot)
+        let slot = Slot { origin: Some(origin), ..Slot::new(true, client_token) };
+        self.send_as(id, jsonrpc::method(&request), params, slot)
     }
 
     fn send(&self, method: &str, params: Option<Value>, slot: Slot) -> Result<Pending, RpcError> {
@@ -238,7 +244,7 @@ impl Bridge {
             Some(p) => p.insert(id, slot.clone()),
             None => return Err(self.gone()),
         };
-        let line = jsonrpc::request(id, method, params).to_string();
+        let line = jsonrpc::request_line(id, method, params.as_ref());
         let size = line.len() as u64 + 1;
         if self.shared.queued.fetch_add(size, Ordering::AcqRel) + size > STDIN_BYTES {
             self.shared.queued.fetch_sub(size, Ordering::AcqRel);
