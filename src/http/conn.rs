@@ -199,6 +199,14 @@ impl Conn {
         }
     }
 
+    /// Reads what the client sends and drops it, waiting at most until `deadline`: the bytes
+    /// read, 0 at end of stream.
+    pub fn discard(&mut self, deadline: Instant) -> io::Result<usize> {
+        let n = self.fill(deadline)?;
+        self.buf.clear();
+        Ok(n)
+    }
+
     /// Writes bytes whole, within the write timeout.
     pub fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         (&*self.stream).write_all(bytes)

@@ -252,7 +252,10 @@ fn worker(front: &Front) {
             log::error!("handler for {} {} panicked", req.method, req.path);
             Reply::error(500, "internal", "internal error (logged)")
         });
-        serve::answer(req, reply, answer);
+        // The answer's turn ends however this ends (`serve::Owed`); the worker lives on.
+        if catch_unwind(AssertUnwindSafe(|| serve::answer(req, reply, answer))).is_err() {
+            log::error!("sending an answer panicked; its connection is closed");
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 //! Continue`) while an answer is owed. Since the connection thread is reading meanwhile, it is
 //! the one that sees a client leave: the call waiting for that client is cancelled.
 
+use std::io::ErrorKind;
 use std::net::{Shutdown, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -58,40 +59,45 @@ impl Out {
     }
 
     /// The next answer is owed: `Owed` hands it over (and ends the turn however it ends).
-    fn owe(self: &Arc<Out>) -> Owed {
+    /// `last`: the connection closes after it.
+    fn owe(self: &Arc<Out>, last: bool) -> Owed {
         self.turn.lock().owed = true;
-        Owed(Some(self.clone()))
+        Owed { out: Some(self.clone()), last }
     }
 }
 
 /// The turn of one answer on a connection. Ended by `done`, or, if the answer is dropped
 /// unsent (a panic, a front that stopped), on drop as broken.
-pub(super) struct Owed(Option<Arc<Out>>);
+pub(super) struct Owed {
+    out: Option<Arc<Out>>,
+    last: bool,
+}
 
 impl Owed {
     fn out(&self) -> &Out {
-        self.0.as_deref().expect("an answer's turn holds its connection until done")
+        self.out.as_deref().expect("an answer's turn holds its connection until done")
     }
 
     /// The answer is out (`sent`), or could not go out: the next request may go on.
     fn done(mut self, sent: bool) {
-        if let Some(out) = self.0.take() {
-            end_turn(&out, sent);
+        if let Some(out) = self.out.take() {
+            end_turn(&out, sent, self.last);
         }
     }
 }
 
 impl Drop for Owed {
     fn drop(&mut self) {
-        if let Some(out) = self.0.take() {
-            end_turn(&out, false);
+        if let Some(out) = self.out.take() {
+            end_turn(&out, false, self.last);
         }
     }
 }
 
-fn end_turn(out: &Out, sent: bool) {
-    if !sent {
-        // The reader, waiting for the client's next word, sees the end at once.
+fn end_turn(out: &Out, sent: bool, last: bool) {
+    if !sent || last {
+        // The connection ends (what was written still goes out); its reader, waiting for the
+        // client's next word, sees the end at once.
         let _ = out.stream.shutdown(Shutdown::Both);
     }
     let mut t = out.turn.lock();
@@ -189,11 +195,33 @@ pub(super) fn serve(front: &Front, mut conn: Conn) {
             }
             Err(_) => return,
         }
-        let answer = Answer { owed: out.owe(), origin, keep, http10, started };
+        let answer = Answer { owed: out.owe(!keep), origin, keep, http10, started };
         // A front that stopped drops the job, which ends the turn.
-        if !front.jobs.push(Job { req, answer }) || !keep {
+        if !front.jobs.push(Job { req, answer }) {
             out.wait_free();
             return;
+        }
+        if !keep {
+            return watch_last(front, conn, &out);
+        }
+    }
+}
+
+/// After a connection's last request: what the client still sends is read and dropped, only to
+/// see it leave (which cancels the call working for it), until the answer is out and the
+/// connection shut.
+fn watch_last(front: &Front, mut conn: Conn, out: &Out) {
+    loop {
+        match conn.discard(Instant::now() + 2 * front.read_timeout) {
+            Ok(n) if n > 0 => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) && out.is_owed() => {}
+            Ok(_) | Err(_) => {
+                if out.is_owed() && !front.stop.load(Ordering::SeqCst) {
+                    out.gone.store(true, Ordering::Release);
+                }
+                out.wait_free();
+                return;
+            }
         }
     }
 }
