@@ -7,6 +7,8 @@
 //! the rules' names, routes the route table's templates (never a raw path); tool and model names
 //! keep the first `MAX_NAMES` seen per family, and `other` stands for the rest.
 
+use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::OnceLock;
@@ -190,6 +192,62 @@ struct Series {
     histograms: BTreeMap<Vec<String>, Histogram>,
 }
 
+/// A series' label values as stored (`Vec<String>`) or as asked for (`&[&str]`): a series that
+/// exists is found without allocating.
+trait Key {
+    fn len(&self) -> usize;
+    fn at(&self, i: usize) -> &str;
+}
+
+impl Key for Vec<String> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn at(&self, i: usize) -> &str {
+        &self[i]
+    }
+}
+
+impl Key for &[&str] {
+    fn len(&self) -> usize {
+        <[&str]>::len(self)
+    }
+    fn at(&self, i: usize) -> &str {
+        self[i]
+    }
+}
+
+impl<'a> Borrow<dyn Key + 'a> for Vec<String> {
+    fn borrow(&self) -> &(dyn Key + 'a) {
+        self
+    }
+}
+
+/// Value by value, as `Vec<String>` orders.
+impl Ord for dyn Key + '_ {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (0..self.len()).map(|i| self.at(i)).cmp((0..other.len()).map(|i| other.at(i)))
+    }
+}
+
+impl PartialOrd for dyn Key + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for dyn Key + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for dyn Key + '_ {}
+
+fn owned(labels: &[&str]) -> Vec<String> {
+    labels.iter().map(|l| l.to_string()).collect()
+}
+
 #[derive(Default)]
 struct Inner {
     series: BTreeMap<&'static str, Series>,
@@ -199,37 +257,59 @@ struct Inner {
 }
 
 impl Inner {
-    fn add(&mut self, f: &Family, labels: Vec<String>, n: u64) {
-        *self.series.entry(f.name).or_default().counters.entry(labels).or_default() += n;
-    }
-
-    fn observe(&mut self, f: &Family, labels: Vec<String>, secs: f64) {
-        self.series.entry(f.name).or_default().histograms.entry(labels).or_default().observe(secs);
-    }
-
-    fn tool(&mut self, server: &str, tool: &str) -> String {
-        if tool.is_empty() {
-            return String::new();
+    fn add(&mut self, f: &Family, labels: &[&str], n: u64) {
+        let counters = &mut self.series.entry(f.name).or_default().counters;
+        match counters.get_mut(&labels as &dyn Key) {
+            Some(c) => *c += n,
+            None => {
+                counters.insert(owned(labels), n);
+            }
         }
-        let kept = self.tools.entry(server.to_string()).or_default();
-        keep(kept, tool)
+    }
+
+    fn observe(&mut self, f: &Family, labels: &[&str], secs: f64) {
+        let histograms = &mut self.series.entry(f.name).or_default().histograms;
+        match histograms.get_mut(&labels as &dyn Key) {
+            Some(h) => h.observe(secs),
+            None => histograms.entry(owned(labels)).or_default().observe(secs),
+        }
     }
 
     fn model(&mut self, model: &str) -> String {
-        keep(&mut self.models, model)
+        keep(&mut self.models, model).to_string()
+    }
+}
+
+/// The label value of `tool` on `server`: kept (or there is room to keep it), else `other`.
+fn kept_tool<'v>(tools: &mut BTreeMap<String, BTreeSet<String>>, server: &str, tool: &'v str) -> &'v str {
+    if tool.is_empty() {
+        return "";
+    }
+    if !tools.contains_key(server) {
+        tools.insert(server.to_string(), BTreeSet::new());
+    }
+    match tools.get_mut(server) {
+        Some(kept) => keep(kept, tool),
+        None => OTHER,
     }
 }
 
 /// `value` if it is kept (or there is room to keep it), else `other`.
-fn keep(kept: &mut BTreeSet<String>, value: &str) -> String {
-    if kept.contains(value) {
-        return value.to_string();
-    }
-    if kept.len() < MAX_NAMES && value.len() <= 128 {
+fn keep<'v>(kept: &mut BTreeSet<String>, value: &'v str) -> &'v str {
+    if !kept.contains(value) {
+        if kept.len() >= MAX_NAMES || value.len() > 128 {
+            return OTHER;
+        }
         kept.insert(value.to_string());
-        return value.to_string();
     }
-    OTHER.to_string()
+    value
+}
+
+/// A status code as text, without allocating (the hub's statuses have three digits).
+fn status_text(status: u16, buf: &mut [u8; 3]) -> &str {
+    let s = status.min(999);
+    *buf = [b'0' + (s / 100) as u8, b'0' + (s / 10 % 10) as u8, b'0' + (s % 10) as u8];
+    std::str::from_utf8(buf).unwrap_or("")
 }
 
 /// A method as a label value: a known MCP method, else `other`.
@@ -253,51 +333,53 @@ impl Metrics {
     /// A request the hub made to one of its servers and how it ended; a `tools/call` is also
     /// counted in `agenthub_tool_calls_total`.
     pub fn server_call(&self, server: &str, method: &str, tool: &str, outcome: Outcome, took: Duration) {
-        let mut m = self.inner.lock();
-        let tool = if method == "tools/call" { m.tool(server, tool) } else { String::new() };
+        let mut guard = self.inner.lock();
+        let m = &mut *guard;
+        let tool = if method == "tools/call" { kept_tool(&mut m.tools, server, tool) } else { "" };
         let method = method_label(method);
-        let labels = vec![server.to_string(), method.to_string(), tool.clone(), outcome.error_type().into()];
-        m.observe(&CLIENT_OPS, labels, took.as_secs_f64());
+        let labels = [server, method, tool, outcome.error_type()];
+        m.observe(&CLIENT_OPS, &labels, took.as_secs_f64());
         if method == "tools/call" {
-            m.add(&TOOL_CALLS, vec![server.to_string(), tool, outcome.as_str().into()], 1);
+            m.add(&TOOL_CALLS, &[server, tool, outcome.as_str()], 1);
         }
     }
 
     /// A JSON-RPC request a client made to the hub (`server` names the endpoint's server, if
     /// any, for the tool name's bound).
     pub fn client_operation(&self, server: &str, method: &str, tool: &str, error_type: &str, took: Duration) {
-        let mut m = self.inner.lock();
-        let tool = if method == "tools/call" { m.tool(server, tool) } else { String::new() };
-        let labels = vec![method_label(method).to_string(), tool, error_type.to_string()];
-        m.observe(&SERVER_OPS, labels, took.as_secs_f64());
+        let mut guard = self.inner.lock();
+        let m = &mut *guard;
+        let tool = if method == "tools/call" { kept_tool(&mut m.tools, server, tool) } else { "" };
+        m.observe(&SERVER_OPS, &[method_label(method), tool, error_type], took.as_secs_f64());
     }
 
     pub fn server_restart(&self, server: &str) {
-        self.inner.lock().add(&RESTARTS, vec![server.to_string()], 1);
+        self.inner.lock().add(&RESTARTS, &[server], 1);
     }
 
     /// One generation asked of Ollama: `outcome` is `ok` or the failure's reason.
     pub fn ollama(&self, model: &str, outcome: &str, took: Duration, tokens: (u64, u64)) {
         let mut m = self.inner.lock();
         let model = m.model(model);
-        m.add(&OLLAMA_REQUESTS, vec![model.clone(), outcome.to_string()], 1);
-        m.observe(&OLLAMA_DURATION, vec![model.clone()], took.as_secs_f64());
-        m.add(&OLLAMA_TOKENS, vec![model.clone(), "prompt".into()], tokens.0);
-        m.add(&OLLAMA_TOKENS, vec![model, "completion".into()], tokens.1);
+        m.add(&OLLAMA_REQUESTS, &[&model, outcome], 1);
+        m.observe(&OLLAMA_DURATION, &[&model], took.as_secs_f64());
+        m.add(&OLLAMA_TOKENS, &[&model, "prompt"], tokens.0);
+        m.add(&OLLAMA_TOKENS, &[&model, "completion"], tokens.1);
     }
 
     /// An enhancement answered for a client rule (`client` is the rule's name).
     pub fn enhance(&self, client: &str, result: &str) {
-        self.inner.lock().add(&ENHANCE, vec![client.to_string(), result.to_string()], 1);
+        self.inner.lock().add(&ENHANCE, &[client, result], 1);
     }
 
     pub fn http_request(&self, route: &'static str, status: u16) {
-        self.inner.lock().add(&HTTP_REQUESTS, vec![route.to_string(), status.to_string()], 1);
+        let mut buf = [0; 3];
+        self.inner.lock().add(&HTTP_REQUESTS, &[route, status_text(status, &mut buf)], 1);
     }
 
     /// A reload of the configuration: `applied` or `invalid`.
     pub fn reload(&self, result: &'static str) {
-        self.inner.lock().add(&RELOADS, vec![result.to_string()], 1);
+        self.inner.lock().add(&RELOADS, &[result], 1);
     }
 
     /// Everything recorded, in the text format (no gauges).
@@ -462,6 +544,13 @@ mod tests {
         m.server_call("fx", "tools/call", "echo", Outcome::Ok, Duration::from_millis(7));
         m.server_call("fx", "tools/call", "echo", Outcome::Timeout, Duration::from_secs(200));
         m.http_request("/servers/{name}", 404);
+        // Series found again add up, whatever was recorded between.
+        for (route, status) in
+            [("/health", 200), ("/servers/{name}", 404), ("/health", 200), ("/health", 503)]
+        {
+            m.http_request(route, status);
+        }
+        m.http_request("/health", 200);
         let mut out = String::new();
         m.render_recorded(&mut out);
         for line in [
@@ -470,7 +559,9 @@ mod tests {
             "mcp_client_operation_duration_seconds_bucket{server=\"fx\",mcp_method_name=\"tools/call\",gen_ai_tool_name=\"echo\",error_type=\"\",le=\"0.01\"} 1",
             "mcp_client_operation_duration_seconds_bucket{server=\"fx\",mcp_method_name=\"tools/call\",gen_ai_tool_name=\"echo\",error_type=\"timeout\",le=\"120\"} 0",
             "mcp_client_operation_duration_seconds_bucket{server=\"fx\",mcp_method_name=\"tools/call\",gen_ai_tool_name=\"echo\",error_type=\"timeout\",le=\"+Inf\"} 1",
-            "agenthub_http_requests_total{route=\"/servers/{name}\",status=\"404\"} 1",
+            "agenthub_http_requests_total{route=\"/servers/{name}\",status=\"404\"} 2",
+            "agenthub_http_requests_total{route=\"/health\",status=\"200\"} 3",
+            "agenthub_http_requests_total{route=\"/health\",status=\"503\"} 1",
         ] {
             assert!(out.lines().any(|l| l == line), "{line} missing in\n{out}");
         }

@@ -273,7 +273,7 @@ fn code_of(status: u16) -> &'static str {
 /// (JSON-RPC on `/mcp...`, or the REST relay) the operation's duration by method and tool.
 fn record(req: &Req, reply: &Reply, started: Instant) {
     let metrics = crate::metrics::global();
-    let route = routes::template(&req.path);
+    let route = reply.route.unwrap_or_else(|| routes::template(&req.path));
     metrics.http_request(route, reply.status);
     if req.method != "POST" {
         return;

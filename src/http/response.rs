@@ -67,6 +67,8 @@ pub struct Reply {
     /// The client's name when the handler knows it better than the headers do (an MCP
     /// session's `clientInfo.name`), for the request's log line.
     pub client: Option<String>,
+    /// The route template that answered (set by the route table), for the metrics.
+    pub route: Option<&'static str>,
 }
 
 impl std::fmt::Debug for Reply {
@@ -89,6 +91,7 @@ impl Reply {
                 stream: None,
                 later: None,
                 client: None,
+                route: None,
             },
             Err(e) => Reply::error(500, "internal", &format!("cannot encode the answer: {e}")),
         }
@@ -107,6 +110,7 @@ impl Reply {
             stream: None,
             later: None,
             client: None,
+            route: None,
         }
     }
 
@@ -120,6 +124,7 @@ impl Reply {
             stream: Some(f),
             later: None,
             client: None,
+            route: None,
         }
     }
 
@@ -133,6 +138,7 @@ impl Reply {
             stream: None,
             later: Some(f),
             client: None,
+            route: None,
         }
     }
 

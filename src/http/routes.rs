@@ -101,7 +101,9 @@ pub fn dispatch(app: &App, req: &Req) -> Reply {
             continue;
         };
         if route.method == req.method || (req.method == "HEAD" && route.method == "GET") {
-            return (route.handler)(app, req, &params).unwrap_or_else(Reply::from);
+            let mut reply = (route.handler)(app, req, &params).unwrap_or_else(Reply::from);
+            reply.route = Some(route.pattern);
+            return reply;
         }
         if !allowed.contains(&route.method) {
             allowed.push(route.method);
@@ -122,6 +124,14 @@ pub fn dispatch(app: &App, req: &Req) -> Reply {
 /// The captures of `path` if it matches `pattern`; nothing is allocated either way.
 fn match_path<'p>(pattern: &'static str, path: &'p str) -> Option<Params<'p>> {
     let tail = path.strip_prefix('/')?;
+    // Most routes differ from the path in their first segment: a literal one is checked first.
+    let lead = pattern.trim_start_matches('/');
+    if !lead.starts_with('{') {
+        let first = lead.split_once('/').map_or(lead, |(f, _)| f);
+        if !tail.starts_with(first) || !matches!(tail.as_bytes().get(first.len()), None | Some(b'/')) {
+            return None;
+        }
+    }
     let mut params = Params { found: [("", ""); MAX_CAPTURES], len: 0 };
     // Where the next segment of `tail` starts, while segments are left.
     let mut next = Some(0);

@@ -260,6 +260,7 @@ fn finish(req: &Req, mut reply: Reply, answer: &Answer) -> Vec<u8> {
 fn off_the_worker(req: Req, mut reply: Reply, answer: Answer) {
     spawn_answer(move || {
         let gone = answer.owed.out().gone.clone();
+        let route = reply.route;
         while let Some(later) = reply.later.take() {
             let id = Some(req.id.clone());
             let run = || crate::request_id::with(id, || catch_unwind(AssertUnwindSafe(later)));
@@ -268,6 +269,7 @@ fn off_the_worker(req: Req, mut reply: Reply, answer: Answer) {
                 Reply::error(500, "internal", "internal error (logged)")
             });
         }
+        reply.route = reply.route.or(route);
         if gone.load(Ordering::Acquire) {
             log::debug!("{} {}: the client went away before its answer", req.method, req.path);
             return answer.owed.done(false);
