@@ -339,7 +339,7 @@ fn install_server(app: &App, req: &Req, _: &Params) -> Result<Reply> {
         }
     }
     let (config, _) = ServerConfig::from_json(&config_json, "request body", "$")?;
-    if app.servers.get(&name).is_some() {
+    if app.servers.contains(&name) {
         return Err(Error::Conflict(format!("a server named \"{name}\" already exists")));
     }
     let ignore_scripts = body.get("ignore_scripts").and_then(Value::as_bool).unwrap_or(false);
@@ -478,7 +478,7 @@ fn clear_cache(app: &App, _: &Req, _: &Params) -> Result<Reply> {
 fn mcp_target(app: &App, p: &Params) -> Result<Target> {
     match p.get("server") {
         "" => Ok(Target::Aggregate),
-        name if app.servers.get(name).is_some() => Ok(Target::Server(name.to_string())),
+        name if app.servers.contains(name) => Ok(Target::Server(name.to_string())),
         name => Err(Error::NotFound(unknown_server(app, name))),
     }
 }

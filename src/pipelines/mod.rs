@@ -191,7 +191,7 @@ impl Pipelines {
 
     /// The servers a pipeline uses that the hub does not have.
     pub fn missing_servers(&self, p: &Pipeline) -> Vec<String> {
-        servers_used(p).into_iter().filter(|s| self.ctx.servers.get(s).is_none()).collect()
+        servers_used(p).into_iter().filter(|s| !self.ctx.servers.contains(s)).collect()
     }
 
     /// A pipeline as `GET /pipelines` lists it.

@@ -396,6 +396,11 @@ impl Servers {
         self.find(name).map(|s| s.snapshot())
     }
 
+    /// Whether a server of that name is configured (no snapshot made).
+    pub fn contains(&self, name: &str) -> bool {
+        self.find(name).is_some()
+    }
+
     /// One part of a running server's handshake (a JSON pointer into its `initialize` result),
     /// read in place: what a request needs of it, without a whole snapshot.
     pub fn handshake_part(&self, name: &str, pointer: &str) -> Option<Value> {
