@@ -196,21 +196,8 @@ pub(super) fn rfc3339(t: SystemTime) -> String {
 // ---------------------------------------------------------------------------------------------
 // On the wire
 
-/// The status line and headers of a reply. `length`: `Content-Length`, unless `chunked`.
-pub(super) fn head_of(
-    reply: &Reply,
-    length: usize,
-    origin: Option<&str>,
-    chunked: bool,
-    http10_keep: bool,
-    close: bool,
-) -> String {
-    let mut head = String::with_capacity(256);
-    head_into(&mut head, reply, length, origin, chunked, http10_keep, close);
-    head
-}
-
-/// As `head_of`, appended to `head` (written in place: no string per header).
+/// The status line and headers of a reply, appended to `head` (written in place: no string
+/// per header). `length`: `Content-Length`, unless `chunked`.
 fn head_into(
     head: &mut String,
     reply: &Reply,
@@ -271,7 +258,9 @@ pub(super) fn write_stream(
 ) -> std::io::Result<()> {
     let Some(body) = reply.stream.take() else { return Ok(()) };
     let mut out = stream;
-    out.write_all(head_of(&reply, 0, origin, true, false, !keep).as_bytes())?;
+    let mut head = String::with_capacity(256);
+    head_into(&mut head, &reply, 0, origin, true, false, !keep);
+    out.write_all(head.as_bytes())?;
     let mut w = Chunked(stream);
     let mut broken = false;
     let mut guard = WriteWatch { inner: &mut w, broken: &mut broken };

@@ -20,7 +20,7 @@ use std::time::Instant;
 use parking_lot::{Condvar, Mutex};
 
 use super::conn::{Conn, Framing, Head, ReadError};
-use super::response::{self, Reply, Req, head_of, whole, write_stream};
+use super::response::{self, Reply, Req, whole, write_stream};
 use super::{Front, Job, code_of, guard, record, routes};
 
 /// The writing side of one connection, shared by its reader and whoever holds its answer.
@@ -350,8 +350,8 @@ fn guard(app: &super::App, req: &Req, framing: Framing) -> Option<Reply> {
 /// Answers and closes: nothing more is read from a connection that was refused.
 fn refuse(mut conn: Conn, mut reply: Reply, origin: Option<&str>, id: &str) {
     reply.headers.push(("X-Request-Id", id.to_string()));
-    let head = head_of(&reply, reply.body.len(), origin, false, false, true);
-    if conn.write_all(&[head.as_bytes(), &reply.body].concat()).is_ok() {
+    // The body goes out whatever the method: the refusal says why.
+    if conn.write_all(&whole(reply, origin, "", false, false)).is_ok() {
         conn.linger_close();
     }
 }
