@@ -14,6 +14,7 @@ mod enhance;
 mod error;
 mod http;
 mod jsonrpc;
+mod later;
 mod mcp;
 mod metrics;
 mod pipelines;

@@ -12,6 +12,7 @@ use std::net::TcpStream;
 
 use super::conn::Chunked;
 use crate::error::Error;
+use crate::later::Later;
 
 /// An incoming request with its body read.
 #[derive(Debug, Default)]
@@ -52,10 +53,6 @@ impl Req {
 /// and a flush pushes it out at once.
 pub type StreamBody = crate::mcp::StreamBody;
 
-/// Computes the reply on a thread of its own (a call that may take long), so it never holds a
-/// worker.
-pub type Later = Box<dyn FnOnce() -> Reply + Send>;
-
 /// An answer: a complete body, a stream, or one to be computed later.
 pub struct Reply {
     pub status: u16,
@@ -63,7 +60,8 @@ pub struct Reply {
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
     pub stream: Option<StreamBody>,
-    pub later: Option<Later>,
+    /// Computed later, off the worker (a call that may take long).
+    pub later: Option<Later<Reply>>,
     /// The client's name when the handler knows it better than the headers do (an MCP
     /// session's `clientInfo.name`), for the request's log line.
     pub client: Option<String>,
@@ -129,14 +127,19 @@ impl Reply {
     }
 
     /// A reply computed by `f` on a thread of its own.
-    pub fn later(f: Later) -> Reply {
+    pub fn later(f: impl FnOnce() -> Reply + Send + 'static) -> Reply {
+        Reply::waiting(Later::new(f))
+    }
+
+    /// A reply computed later: when what it waits for comes, or on a thread of its own.
+    pub fn waiting(later: Later<Reply>) -> Reply {
         Reply {
             status: 202,
             content_type: "",
             headers: Vec::new(),
             body: Vec::new(),
             stream: None,
-            later: Some(f),
+            later: Some(later),
             client: None,
             route: None,
         }

@@ -411,7 +411,7 @@ fn rest_reply(relayed: Relayed) -> Reply {
         Relayed::Done(Ok(v)) => Reply::ok(&v),
         Relayed::Done(Err(e)) => rpc_error_reply(&e),
         Relayed::Stream(body) => Reply::event_stream(body),
-        Relayed::Later(f) => Reply::later(Box::new(move || rest_reply(f()))),
+        Relayed::Later(later) => Reply::waiting(later.map(rest_reply)),
     }
 }
 
@@ -544,7 +544,7 @@ fn mcp_reply(answer: Answer) -> Reply {
         Answer::Refused { status, body } => Reply::json(status, &body),
         Answer::Stream(f) => Reply::event_stream(f),
         Answer::Ended => Reply::empty(200),
-        Answer::Later(f) => Reply::later(Box::new(move || mcp_reply(f()))),
+        Answer::Later(later) => Reply::waiting(later.map(mcp_reply)),
     }
 }
 

@@ -22,6 +22,8 @@ use parking_lot::{Condvar, Mutex};
 use super::conn::{Conn, Framing, Head, ReadError};
 use super::response::{self, Reply, Req, whole, write_stream};
 use super::{Front, Job, code_of, guard, record, routes};
+use crate::later::Later;
+use crate::servers::Woken;
 
 /// The writing side of one connection, shared by its reader and whoever holds its answer.
 pub(super) struct Out {
@@ -226,11 +228,29 @@ fn watch_last(front: &Front, mut conn: Conn, out: &Out) {
     }
 }
 
-/// Sends a request's reply: on the worker when it is whole and the socket takes all of it now,
-/// else on an `http-answer` thread (waiting for a later reply, streaming, or a slow client).
-pub(super) fn answer(req: Req, reply: Reply, answer: Answer) {
-    if reply.later.is_some() || reply.stream.is_some() {
-        return off_the_worker(req, reply, answer);
+/// Sends a request's reply: where it is worked out (the worker, or the child's reader that
+/// brought a call's answer) when it is whole and the socket takes all of it now, else on an
+/// `http-answer` thread (waiting for a later reply, streaming, or a slow client). A reply that
+/// waits for a call's answer is parked with the call (`Wake`): no thread waits for it.
+pub(super) fn answer(req: Req, mut reply: Reply, answer: Answer) {
+    if let Some(later) = reply.later.take() {
+        let (run, wake) = later.into_parts();
+        let Some(wake) = wake else { return off_the_worker(req, Later::new(run), reply, answer) };
+        return wake.park(Box::new(move |woken| match woken {
+            Woken::Ready => {
+                // Here (a child's reader, as a rule) nothing may unwind.
+                let _ = catch_unwind(AssertUnwindSafe(move || {
+                    let gone = answer.owed.out().gone.clone();
+                    let later = compute(&req, run, &gone);
+                    self::answer(req, inherit(later, reply), answer);
+                }));
+            }
+            Woken::Wait => off_the_worker(req, Later::new(run), reply, answer),
+        }));
+    }
+    if reply.stream.is_some() {
+        let shell = Reply::empty(reply.status);
+        return off_the_worker(req, Later::new(move || reply), shell, answer);
     }
     let bytes = finish(&req, reply, &answer);
     let stream = answer.owed.out().stream.clone();
@@ -257,19 +277,34 @@ fn finish(req: &Req, mut reply: Reply, answer: &Answer) -> Vec<u8> {
     whole(reply, answer.origin.as_deref(), &req.method, answer.keep, answer.http10)
 }
 
-fn off_the_worker(req: Req, mut reply: Reply, answer: Answer) {
+/// Runs a reply's later part, with the request's id and its client watched; a panic is a 500.
+fn compute(req: &Req, run: impl FnOnce() -> Reply, gone: &Arc<AtomicBool>) -> Reply {
+    let id = Some(req.id.clone());
+    let run = || crate::request_id::with(id, || catch_unwind(AssertUnwindSafe(run)));
+    crate::servers::while_caller_watched(gone.clone(), run).unwrap_or_else(|_| {
+        log::error!("handler for {} {} panicked", req.method, req.path);
+        Reply::error(500, "internal", "internal error (logged)")
+    })
+}
+
+/// What the reply worked out later keeps of the one that said "later": the route that
+/// answered and the client's name, when it does not say them itself.
+fn inherit(mut later: Reply, shell: Reply) -> Reply {
+    later.route = later.route.or(shell.route);
+    later.client = later.client.or(shell.client);
+    later
+}
+
+/// Works out the reply on an `http-answer` thread, and sends it (or streams it) from there.
+/// `shell`: the reply that said "later".
+fn off_the_worker(req: Req, later: Later<Reply>, shell: Reply, answer: Answer) {
     spawn_answer(move || {
         let gone = answer.owed.out().gone.clone();
-        let route = reply.route;
+        let mut reply = compute(&req, || later.run(), &gone);
         while let Some(later) = reply.later.take() {
-            let id = Some(req.id.clone());
-            let run = || crate::request_id::with(id, || catch_unwind(AssertUnwindSafe(later)));
-            reply = crate::servers::while_caller_watched(gone.clone(), run).unwrap_or_else(|_| {
-                log::error!("handler for {} {} panicked", req.method, req.path);
-                Reply::error(500, "internal", "internal error (logged)")
-            });
+            reply = compute(&req, || later.run(), &gone);
         }
-        reply.route = reply.route.or(route);
+        let mut reply = inherit(reply, shell);
         if gone.load(Ordering::Acquire) {
             log::debug!("{} {}: the client went away before its answer", req.method, req.path);
             return answer.owed.done(false);

@@ -23,6 +23,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use crate::jsonrpc::{self, Kind, RpcError};
+use crate::later::Later;
 use crate::queue::Delivery;
 use crate::servers::{
     Acquired, Call, Request as Outgoing, STATUS_NOTIFICATION, SUPPORTED_VERSIONS, Servers, Status,
@@ -67,7 +68,7 @@ pub enum Answer {
     /// 200, empty: a session ended.
     Ended,
     /// Worked out on a thread of its own: the request may take long and must not hold a worker.
-    Later(Box<dyn FnOnce() -> Answer + Send>),
+    Later(Later<Answer>),
 }
 
 fn fault(status: u16, code: i64, message: impl Into<String>) -> Answer {
@@ -159,7 +160,7 @@ impl Gateway {
         }
         let (gw, target) = (self.clone(), target.clone());
         let (session, version) = (req.session.map(str::to_string), req.protocol_version.map(str::to_string));
-        Answer::Later(Box::new(move || {
+        Answer::Later(Later::new(move || {
             let req = Request {
                 body: &[],
                 session: session.as_deref(),
@@ -173,8 +174,8 @@ impl Gateway {
             let mut session_id = None;
             for item in items {
                 let mut answer = gw.message(&target, &req, item, false);
-                while let Answer::Later(f) = answer {
-                    answer = f();
+                while let Answer::Later(later) = answer {
+                    answer = later.run();
                 }
                 match answer {
                     Answer::Json { body, session } => {
@@ -244,7 +245,7 @@ impl Gateway {
             if self.servers.get(name).is_some_and(|s| s.initialize.is_none()) {
                 // The server must start first (up to its handshake timeout): off the worker.
                 let (gw, target, msg) = (self.clone(), target.clone(), msg.clone());
-                return Answer::Later(Box::new(move || gw.initialize_now(&target, &msg, header)));
+                return Answer::Later(Later::new(move || gw.initialize_now(&target, &msg, header)));
             }
         }
         self.initialize_now(target, msg, header)
@@ -363,7 +364,7 @@ impl Gateway {
             Ok(Acquired::Ready(call)) => relay_call(call, session, id, sse, how, park),
             Ok(Acquired::Starting(request)) => {
                 let (gw, server, session) = (self.clone(), server.to_string(), session.clone());
-                Answer::Later(Box::new(move || match gw.servers.acquire(&server, request) {
+                Answer::Later(Later::new(move || match gw.servers.acquire(&server, request) {
                     Ok(call) => relay_call(call, &session, id, sse, how, park),
                     Err(e) => reply(unavailable(id, &e)),
                 }))
@@ -393,7 +394,7 @@ impl Gateway {
         if self.servers.is_remote(&server) {
             // Telling a remote server is an HTTP request of its own.
             let servers = self.servers.clone();
-            return Answer::Later(Box::new(move || {
+            return Answer::Later(Later::new(move || {
                 servers.cancel(&server, &hub_id, &reason);
                 Answer::Accepted
             }));
@@ -504,7 +505,7 @@ fn answer_of(relayed: Relayed, id: Value) -> Answer {
     match relayed {
         Relayed::Done(outcome) => reply(jsonrpc::response(id, outcome)),
         Relayed::Stream(body) => Answer::Stream(body),
-        Relayed::Later(f) => Answer::Later(Box::new(move || answer_of(f(), id))),
+        Relayed::Later(later) => Answer::Later(later.map(move |r| answer_of(r, id))),
     }
 }
 

@@ -25,6 +25,7 @@ use super::relay::Park;
 use super::session::{Client, Session, Target};
 use super::{Answer, Gateway, Request, reply, rpc_error};
 use crate::jsonrpc::{self, RpcError};
+use crate::later::Later;
 use crate::servers::bridge::Can;
 use crate::servers::{Call, SUPPORTED_VERSIONS};
 
@@ -139,7 +140,7 @@ impl Gateway {
             };
             return match target {
                 Target::Server(name) if self.servers.get(name).is_some_and(|s| s.initialize.is_none()) => {
-                    Answer::Later(Box::new(discover))
+                    Answer::Later(Later::new(discover))
                 }
                 _ => discover(),
             };
@@ -153,7 +154,7 @@ impl Gateway {
             Some(state) if state.starts_with(STATE_PREFIX) => gw.resume(&to, &session, &state, &msg, sse),
             _ => gw.request(&to, &session, msg, sse),
         };
-        let answer = if blocking { Answer::Later(Box::new(run)) } else { run() };
+        let answer = if blocking { Answer::Later(Later::new(run)) } else { run() };
         finished(answer, Arc::new(finish))
     }
 
@@ -400,7 +401,7 @@ fn finished(answer: Answer, finish: Finish) -> Answer {
             Answer::Refused { status: 404, body }
         }
         Answer::Json { body, session } => Answer::Json { body: finish_response(body, &finish), session },
-        Answer::Later(f) => Answer::Later(Box::new(move || finished(f(), finish))),
+        Answer::Later(later) => Answer::Later(later.map(move |a| finished(a, finish))),
         Answer::Stream(body) => Answer::Stream(Box::new(move |w: &mut dyn Write| {
             let mut w = Finishing { inner: w, buf: Vec::new(), finish };
             body(&mut w);

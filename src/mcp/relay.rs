@@ -1,7 +1,9 @@
 //! The one relay over a `servers::Call`, for the REST route and the MCP endpoints alike: the
 //! outcome as plain JSON when it comes first, else (for a client that takes SSE) an event
-//! stream that passes on each message as the server sends it, the response last. A call not
-//! answered within `QUICK_ANSWER` — or any remote call — is waited for on a thread of its own.
+//! stream that passes on each message as the server sends it, the response last. A stdio
+//! call is not waited for on the worker: it is finished by whoever brings its answer (the
+//! child's stdout reader) and goes on on a thread of its own only if that takes longer than
+//! `QUICK_ANSWER`, or something else comes first. A remote call always has a thread.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -9,10 +11,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::jsonrpc::{self, RpcError};
+use crate::later::Later;
 use crate::servers::{Call, Step};
 
-/// How long an HTTP worker waits for a server's first word before handing the request to a
-/// thread of its own: most answers take microseconds, long tools must not hold a worker.
+/// How long a call may wait for a server's first word without a thread of its own: most
+/// answers take microseconds; long tools get a thread.
 pub const QUICK_ANSWER: Duration = Duration::from_millis(10);
 
 /// Writes an SSE body, event by event, flushing each.
@@ -24,8 +27,8 @@ pub enum Relayed {
     Done(Result<Value, RpcError>),
     /// It goes on as an event stream (the client takes SSE and the server sent a message).
     Stream(StreamBody),
-    /// It goes on on a thread of its own.
-    Later(Box<dyn FnOnce() -> Relayed + Send>),
+    /// It goes on later: when the server's answer comes, or on a thread of its own.
+    Later(Later<Relayed>),
 }
 
 /// What becomes of a call whose server asks its client something the client cannot be sent
@@ -43,9 +46,14 @@ pub fn relay(call: Call, stream_id: Option<Value>) -> Relayed {
 /// As `relay`; a request of the server for the client goes to `park` when there is one.
 pub fn relay_parking(call: Call, stream_id: Option<Value>, park: Option<Park>) -> Relayed {
     if !call.is_quick() {
-        return Relayed::Later(Box::new(move || wait(call, stream_id, None, park)));
+        return Relayed::Later(Later::new(move || wait(call, stream_id, None, park)));
     }
-    wait(call, stream_id, Some(Instant::now() + QUICK_ANSWER), park)
+    let until = Instant::now() + QUICK_ANSWER;
+    match call.wake(until) {
+        // Woken `Ready`, the wait below returns at once.
+        Some(wake) => Relayed::Later(Later::on(wake, move || wait(call, stream_id, None, park))),
+        None => wait(call, stream_id, Some(until), park),
+    }
 }
 
 fn is_request(m: &Value) -> bool {
@@ -65,7 +73,7 @@ fn wait(mut call: Call, stream_id: Option<Value>, quick: Option<Instant>, mut pa
                 None => call.refuse(&m),
             },
             None if quick.is_some() => {
-                return Relayed::Later(Box::new(move || wait(call, stream_id, None, park)));
+                return Relayed::Later(Later::new(move || wait(call, stream_id, None, park)));
             }
             None => {}
         }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::bridge::{Bridge, Caller, Pending};
+use super::bridge::{Bridge, Caller, Pending, Wake};
 use super::remote_call::{Remote, next_http};
 use super::stdio_call::{Got, Rounds, next_stdio};
 use super::upstream::Upstream;
@@ -393,6 +393,16 @@ impl Call {
     /// blocking HTTP client, so a remote call is always waited on a thread of its own.
     pub fn is_quick(&self) -> bool {
         !matches!(self.link, Link::Http(_))
+    }
+
+    /// How to be told when the outcome is there instead of waiting for it, up to `until`:
+    /// for a stdio child's plain request (not a modern child's, whose answer may start rounds
+    /// of its own), while nothing has come for it yet.
+    pub fn wake(&self, until: Instant) -> Option<Wake> {
+        match &self.link {
+            Link::Stdio { pending: Some(p), rounds: None, .. } => Some(p.wake(until)),
+            _ => None,
+        }
     }
 
     /// Passes the result through `f` before it is handed out (the gateway keeps what it must

@@ -47,6 +47,7 @@ use crate::config::{Document, Secrets, ServerConfig, ServerEntry, Transport};
 use crate::error::{Error, Result};
 use crate::resilience::Breakers;
 use bridge::{Bridge, StderrRing};
+pub use bridge::{Wake, Woken};
 pub use call::{Acquired, Call, Request, Step, while_caller_watched};
 pub use modern::Era;
 use phase::{Effect, Effects, Live, State};

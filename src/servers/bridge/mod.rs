@@ -30,6 +30,7 @@ use route::Origin;
 pub use route::{Caller, Can, InputDesk};
 pub use stdin::ChildInput;
 use stdin::{Stdin, write_loop};
+pub use wake::{Wake, Woken};
 
 /// Most bytes of requests waiting for a child that does not read its stdin: past it, new
 /// requests fail at once rather than grow the hub.
@@ -61,7 +62,7 @@ pub enum Next {
 
 /// Where one request's events land.
 struct Slot {
-    events: Mutex<(VecDeque<Event>, bool)>,
+    events: Mutex<Events>,
     ready: Condvar,
     /// A client's request relayed whole: it may receive progress.
     relay: bool,
@@ -73,20 +74,63 @@ struct Slot {
     ping: bool,
 }
 
+#[derive(Default)]
+struct Events {
+    queue: VecDeque<Event>,
+    /// The child's stdout closed: no answer will come.
+    gone: bool,
+    /// A caller that does not wait on `ready` but is run by the next event (`Wake`).
+    parked: Option<wake::Then>,
+}
+
 impl Slot {
     fn new(relay: bool, client_token: Option<Value>) -> Slot {
-        let events = Mutex::new((VecDeque::new(), false));
-        Slot { events, ready: Condvar::new(), relay, origin: None, client_token, ping: false }
+        Slot {
+            events: Mutex::default(),
+            ready: Condvar::new(),
+            relay,
+            origin: None,
+            client_token,
+            ping: false,
+        }
     }
 
     fn push(&self, e: Event) {
-        self.events.lock().0.push_back(e);
-        self.ready.notify_one();
+        let ready = matches!(e, Event::Response(_));
+        let parked = {
+            let mut ev = self.events.lock();
+            ev.queue.push_back(e);
+            ev.parked.take()
+        };
+        match parked {
+            // Parked on an empty queue: this event is the first.
+            Some(then) => then(if ready { Woken::Ready } else { Woken::Wait }),
+            None => {
+                self.ready.notify_one();
+            }
+        }
     }
 
     fn gone(&self) {
-        self.events.lock().1 = true;
-        self.ready.notify_one();
+        let parked = {
+            let mut ev = self.events.lock();
+            ev.gone = true;
+            ev.parked.take()
+        };
+        match parked {
+            Some(then) => then(Woken::Ready),
+            None => {
+                self.ready.notify_one();
+            }
+        }
+    }
+
+    /// Runs what is parked, if anything still is (the timer's turn).
+    fn wake(&self, woken: Woken) {
+        let parked = self.events.lock().parked.take();
+        if let Some(then) = parked {
+            then(woken);
+        }
     }
 }
 
@@ -125,6 +169,11 @@ impl Pending {
     /// The hub id the child sees (also the progress token it sees).
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// To be told when this request's next event is there, up to `until` (see `Wake`).
+    pub fn wake(&self, until: Instant) -> Wake {
+        Wake::new(self.slot.clone(), until)
     }
 }
 
@@ -270,13 +319,14 @@ impl Bridge {
     pub fn next(&self, pending: &Pending, deadline: Instant) -> Next {
         let mut ev = pending.slot.events.lock();
         loop {
-            if let Some(e) = ev.0.pop_front() {
+            if let Some(e) = ev.queue.pop_front() {
                 return Next::Event(e);
             }
-            if ev.1 {
+            if ev.gone {
                 return Next::Gone;
             }
-            if pending.slot.ready.wait_until(&mut ev, deadline).timed_out() && ev.0.is_empty() && !ev.1 {
+            if pending.slot.ready.wait_until(&mut ev, deadline).timed_out() && ev.queue.is_empty() && !ev.gone
+            {
                 return Next::TimedOut;
             }
         }
@@ -314,12 +364,12 @@ impl Bridge {
     /// A response if one has arrived (for the supervisor's pings, which must not block).
     pub fn poll(&self, pending: &Pending) -> Option<Result<Value, RpcError>> {
         let mut ev = pending.slot.events.lock();
-        while let Some(e) = ev.0.pop_front() {
+        while let Some(e) = ev.queue.pop_front() {
             if let Event::Response(msg) = e {
                 return Some(Ok(msg));
             }
         }
-        ev.1.then(|| Err(self.gone()))
+        ev.gone.then(|| Err(self.gone()))
     }
 
     /// A request's result (the response's `result`, or its error).
@@ -340,7 +390,8 @@ impl Bridge {
 
     /// Hands a client's answer to a relayed child request back to the child.
     pub fn answer_child(&self, relay_id: &str, answer: &Value) -> bool {
-        let child_id = match self.shared.child_requests.lock().remove(relay_id) {
+        let waiting = self.shared.child_requests.lock().remove(relay_id);
+        let child_id = match waiting {
             Some(Waiting::Child(id)) => id,
             Some(Waiting::Input(slot, key)) => {
                 slot.push(Event::Input(key, route::outcome_of(answer)));
@@ -555,3 +606,4 @@ pub mod route;
 mod stdin;
 #[cfg(test)]
 mod tests;
+mod wake;

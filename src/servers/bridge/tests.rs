@@ -847,3 +847,65 @@ fn a_modern_child_gets_the_envelope_and_its_input_requests_go_to_their_caller() 
     c.say(json!({"jsonrpc": "2.0", "id": p.id(), "result": {"content": []}}));
     assert_eq!(c.response(&again)["result"], json!({"content": []}));
 }
+
+/// What a parked caller was run with, and on which thread.
+fn parked(p: &Pending, until: Instant) -> mpsc::Receiver<(Woken, String)> {
+    let (tx, rx) = mpsc::channel();
+    p.wake(until).park(Box::new(move |woken| {
+        let thread = std::thread::current().name().unwrap_or("").to_string();
+        let _ = tx.send((woken, thread));
+    }));
+    rx
+}
+
+#[test]
+fn a_parked_caller_is_run_by_the_reader_that_brings_its_answer() {
+    let child = Child::start();
+    let p = child.bridge.begin_relay(&tools_call(json!(1), json!({}))).unwrap();
+    let sent = child.heard();
+    let woken = parked(&p, Instant::now() + WAIT);
+    child.sync();
+    assert!(woken.try_recv().is_err(), "run before anything came");
+    child.say(json!({"jsonrpc": "2.0", "id": sent["id"], "result": {"n": 1}}));
+    assert_eq!(woken.recv_timeout(WAIT).unwrap(), (Woken::Ready, "stdout-fx".to_string()));
+    // The answer waits in the slot for the continuation to take.
+    assert_eq!(child.response(&p)["result"], json!({"n": 1}));
+
+    // Answered before it parks: run at once, where it parks.
+    let p = child.bridge.begin_relay(&tools_call(json!(2), json!({}))).unwrap();
+    let sent = child.heard();
+    child.say(json!({"jsonrpc": "2.0", "id": sent["id"], "result": {}}));
+    child.sync();
+    let here = std::thread::current().name().unwrap_or("").to_string();
+    assert_eq!(parked(&p, Instant::now() + WAIT).try_recv().unwrap(), (Woken::Ready, here));
+}
+
+#[test]
+fn a_parked_caller_goes_on_elsewhere_when_anything_but_its_answer_comes() {
+    let child = Child::start();
+    // Nothing by its time: the timer runs it, to wait on a thread of its own.
+    let p = child.bridge.begin_relay(&tools_call(json!(1), json!({}))).unwrap();
+    child.heard();
+    let started = Instant::now();
+    let woken = parked(&p, started + Duration::from_millis(30));
+    assert_eq!(woken.recv_timeout(WAIT).unwrap(), (Woken::Wait, "call-timer".to_string()));
+    assert!(started.elapsed() >= Duration::from_millis(30));
+
+    // Progress first.
+    let params = json!({"name": "slow", "_meta": {"progressToken": "mine"}});
+    let p = child.bridge.begin_relay(&tools_call(json!(2), params)).unwrap();
+    let sent = child.heard();
+    let woken = parked(&p, Instant::now() + WAIT);
+    child.say(json!({"jsonrpc": "2.0", "method": "notifications/progress",
+        "params": {"progressToken": sent["params"]["_meta"]["progressToken"], "progress": 1}}));
+    assert_eq!(woken.recv_timeout(WAIT).unwrap(), (Woken::Wait, "stdout-fx".to_string()));
+    assert_eq!(child.message(&p)["params"]["progressToken"], "mine");
+
+    // The child's end is an outcome: the wait returns at once.
+    let p = child.bridge.begin_relay(&tools_call(json!(3), json!({}))).unwrap();
+    child.heard();
+    let woken = parked(&p, Instant::now() + WAIT);
+    child.close_stdout();
+    assert_eq!(woken.recv_timeout(WAIT).unwrap(), (Woken::Ready, "stdout-fx".to_string()));
+    assert!(matches!(child.bridge.next(&p, Instant::now()), Next::Gone));
+}
