@@ -232,25 +232,38 @@ fn watch_last(front: &Front, mut conn: Conn, out: &Out) {
 /// brought a call's answer) when it is whole and the socket takes all of it now, else on an
 /// `http-answer` thread (waiting for a later reply, streaming, or a slow client). A reply that
 /// waits for a call's answer is parked with the call (`Wake`): no thread waits for it.
-pub(super) fn answer(req: Req, mut reply: Reply, answer: Answer) {
+pub(super) fn answer(req: Req, reply: Reply, answer: Answer) {
+    send(req, reply, answer, Here::Worker);
+}
+
+/// Where an answer is being sent from.
+#[derive(Clone, Copy)]
+enum Here {
+    /// A worker, which may as a last resort (no thread to be had) block on a client.
+    Worker,
+    /// A child's reader or the call timer, which never may.
+    Elsewhere,
+}
+
+fn send(req: Req, mut reply: Reply, answer: Answer, here: Here) {
     if let Some(later) = reply.later.take() {
         let (run, wake) = later.into_parts();
-        let Some(wake) = wake else { return off_the_worker(req, Later::new(run), reply, answer) };
+        let Some(wake) = wake else { return off_the_worker(req, Later::new(run), reply, answer, here) };
         return wake.park(Box::new(move |woken| match woken {
             Woken::Ready => {
                 // Here (a child's reader, as a rule) nothing may unwind.
                 let _ = catch_unwind(AssertUnwindSafe(move || {
                     let gone = answer.owed.out().gone.clone();
                     let later = compute(&req, run, &gone);
-                    self::answer(req, inherit(later, reply), answer);
+                    send(req, inherit(later, reply), answer, Here::Elsewhere);
                 }));
             }
-            Woken::Wait => off_the_worker(req, Later::new(run), reply, answer),
+            Woken::Wait => off_the_worker(req, Later::new(run), reply, answer, Here::Elsewhere),
         }));
     }
     if reply.stream.is_some() {
         let shell = Reply::empty(reply.status);
-        return off_the_worker(req, Later::new(move || reply), shell, answer);
+        return off_the_worker(req, Later::new(move || reply), shell, answer, here);
     }
     let bytes = finish(&req, reply, &answer);
     let stream = answer.owed.out().stream.clone();
@@ -259,7 +272,7 @@ pub(super) fn answer(req: Req, mut reply: Reply, answer: Answer) {
         Ok(n) => {
             let owed = answer.owed;
             let rest = bytes[n..].to_vec();
-            spawn_answer(move || {
+            spawn_answer(here, move || {
                 use std::io::Write;
                 let sent = (&*stream).write_all(&rest).is_ok();
                 owed.done(sent);
@@ -297,8 +310,8 @@ fn inherit(mut later: Reply, shell: Reply) -> Reply {
 
 /// Works out the reply on an `http-answer` thread, and sends it (or streams it) from there.
 /// `shell`: the reply that said "later".
-fn off_the_worker(req: Req, later: Later<Reply>, shell: Reply, answer: Answer) {
-    spawn_answer(move || {
+fn off_the_worker(req: Req, later: Later<Reply>, shell: Reply, answer: Answer, here: Here) {
+    spawn_answer(here, move || {
         let gone = answer.owed.out().gone.clone();
         let mut reply = compute(&req, || later.run(), &gone);
         while let Some(later) = reply.later.take() {
@@ -327,8 +340,9 @@ fn off_the_worker(req: Req, later: Later<Reply>, shell: Reply, answer: Answer) {
     });
 }
 
-/// Runs `f` on an `http-answer` thread; here, if no thread can be had.
-fn spawn_answer(f: impl FnOnce() + Send + 'static) {
+/// Runs `f` on an `http-answer` thread. If no thread can be had, a worker runs it itself;
+/// elsewhere it is dropped, which closes the connection and cancels its call.
+fn spawn_answer(here: Here, f: impl FnOnce() + Send + 'static) {
     let f = Arc::new(Mutex::new(Some(f)));
     let mine = f.clone();
     let spawned = std::thread::Builder::new().name("http-answer".into()).spawn(move || {
@@ -337,9 +351,18 @@ fn spawn_answer(f: impl FnOnce() + Send + 'static) {
         }
     });
     if let Err(e) = spawned {
-        log::warn!("cannot start a thread for an answer ({e}); answering on the worker");
-        if let Some(f) = f.lock().take() {
-            f();
+        let f = f.lock().take();
+        match here {
+            Here::Worker => {
+                log::warn!("cannot start a thread for an answer ({e}); answering on the worker");
+                if let Some(f) = f {
+                    f();
+                }
+            }
+            Here::Elsewhere => {
+                log::warn!("cannot start a thread for an answer ({e}); its connection is closed");
+                drop(f);
+            }
         }
     }
 }
