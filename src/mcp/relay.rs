@@ -49,7 +49,8 @@ pub fn relay_parking(call: Call, stream_id: Option<Value>, park: Option<Park>) -
         return Relayed::Later(Later::new(move || wait(call, stream_id, None, park)));
     }
     let until = Instant::now() + QUICK_ANSWER;
-    match call.wake(until) {
+    // A deadline sooner than that is kept by the thread the timer hands the call to.
+    match call.wake(until.min(call.deadline())) {
         // Woken `Ready`, the wait below returns at once.
         Some(wake) => Relayed::Later(Later::on(wake, move || wait(call, stream_id, None, park))),
         None => wait(call, stream_id, Some(until), park),
