@@ -102,13 +102,8 @@ impl Slot {
             ev.queue.push_back(e);
             ev.parked.take()
         };
-        match parked {
-            // Parked on an empty queue: this event is the first.
-            Some(then) => then(if ready { Woken::Ready } else { Woken::Wait }),
-            None => {
-                self.ready.notify_one();
-            }
-        }
+        // Parked on an empty queue: this event is the first.
+        self.tell(parked, if ready { Woken::Ready } else { Woken::Wait });
     }
 
     fn gone(&self) {
@@ -117,8 +112,13 @@ impl Slot {
             ev.gone = true;
             ev.parked.take()
         };
+        self.tell(parked, Woken::Ready);
+    }
+
+    /// Runs what was parked (taken out under the lock, run after it), else wakes the waiter.
+    fn tell(&self, parked: Option<wake::Then>, woken: Woken) {
         match parked {
-            Some(then) => then(Woken::Ready),
+            Some(then) => then(woken),
             None => {
                 self.ready.notify_one();
             }
