@@ -47,6 +47,13 @@ try {
   // The page asks in the page itself, never with a native dialog.
   page.on("dialog", (d) => { problems.push("native dialog: " + d.message()); d.dismiss(); });
 
+  // In token mode the page's first poll is held until the token is entered: its 401 then
+  // answers a request sent without the token, and must not ask for the token again.
+  let releaseFirstPoll = () => {};
+  if (mode === "token") {
+    const entered = new Promise((resolve) => { releaseFirstPoll = resolve; });
+    await page.route("**/dashboard/state*", async (route) => { await entered; await route.continue(); }, { times: 1 });
+  }
   const resp = await page.goto(url + "/", { waitUntil: "load" });
   if (!resp.url().endsWith("/dashboard")) throw new Error("/ did not redirect to /dashboard: " + resp.url());
   const csp = resp.headers()["content-security-policy"] || "";
@@ -57,7 +64,9 @@ try {
     await page.fill("#token", token);
     await page.keyboard.press("Enter");
     await page.locator("#tokenbox").waitFor({ state: "hidden" });
+    releaseFirstPoll();
     await page.locator('.card[data-name="fx"] .status', { hasText: "RUNNING" }).waitFor();
+    if (await page.locator("#tokenbox").isVisible()) throw new Error("the token was asked for again");
     const stored = await page.evaluate(() => sessionStorage.getItem("agenthub.token"));
     if (stored !== token) throw new Error("token not kept in sessionStorage");
     await page.click("#clear-cache");
