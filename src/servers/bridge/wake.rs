@@ -40,13 +40,15 @@ impl Wake {
     /// Runs `then` once the request's next event is there: here and now if it already is, else
     /// on the thread that brings it, or on the timer at `until`. `then` must not block.
     pub fn park(self, then: Then) {
+        // Before the lock: the first call starts the timer's thread.
+        let timer = timer();
         let mut ev = self.slot.events.lock();
         if ev.gone || !ev.queue.is_empty() {
             let ready = matches!(ev.queue.front(), Some(Event::Response(_)) | None);
             drop(ev);
             return then(if ready { Woken::Ready } else { Woken::Wait });
         }
-        match timer() {
+        match timer {
             Some(t) => {
                 ev.parked = Some(then);
                 drop(ev);
