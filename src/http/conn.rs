@@ -163,7 +163,8 @@ impl Conn {
                         while !self.line(deadline, MAX_HEADER_LINE)?.is_empty() {}
                         return Ok(body);
                     }
-                    if body.len() + size > cap {
+                    // Subtracted, not added: a forged size near usize::MAX must not overflow.
+                    if size > cap.saturating_sub(body.len()) {
                         return Err(ReadError::Refuse(413, "the request body is too large"));
                     }
                     while self.buf.len() < size + 2 {

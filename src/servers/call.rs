@@ -22,7 +22,6 @@ use super::{Channel, Run, Servers, Status};
 use crate::config::Transport;
 use crate::error::{Error, Result};
 use crate::jsonrpc::{self, RpcError};
-use crate::metrics::Outcome;
 use crate::resilience::Breakers;
 
 /// How often a watched call looks at whether its caller is still there.
@@ -103,10 +102,10 @@ impl Servers {
         let opened = self.open_uncounted(name, request, wait);
         if let Err(e) = &opened {
             let outcome = match e {
-                Error::Timeout(_) => Outcome::Timeout,
-                Error::CircuitOpen(_) => Outcome::CircuitOpen,
+                Error::Timeout(_) => crate::metrics::Outcome::Timeout,
+                Error::CircuitOpen(_) => crate::metrics::Outcome::CircuitOpen,
                 Error::NotFound(_) => return opened,
-                _ => Outcome::Unavailable,
+                _ => crate::metrics::Outcome::Unavailable,
             };
             crate::metrics::global().server_call(name, &method, &tool, outcome, started.elapsed());
         }
@@ -431,30 +430,24 @@ impl Call {
         if self.finished {
             return None;
         }
-        let step = match &mut self.link {
-            Link::Failed(e) => {
-                Step::Done(Err(e.take().unwrap_or_else(|| RpcError::new(jsonrpc::INTERNAL_ERROR, "failed"))))
-            }
+        let got = match &mut self.link {
+            Link::Failed(e) => Got::Done(Outcome::Failed(
+                e.take().unwrap_or_else(|| RpcError::new(jsonrpc::INTERNAL_ERROR, "failed")),
+            )),
             Link::Stdio { bridge, pending, rounds } => {
                 let (server, deadline, timeout) = (self.server.as_str(), self.deadline, self.timeout);
-                match next_stdio(server, (deadline, timeout, until), bridge, pending, rounds) {
-                    Got::Step(step) => step,
-                    Got::Abandoned => return Some(self.abandoned()),
-                    Got::Nothing => return None,
-                }
+                next_stdio(server, (deadline, timeout, until), bridge, pending, rounds)
             }
             Link::Http(remote) => {
                 let (server, timeout) = (self.server.as_str(), self.timeout);
-                match next_http(server, (self.deadline, self.latest, timeout, until), remote) {
-                    Got::Step(step) => step,
-                    Got::Abandoned => return Some(self.abandoned()),
-                    Got::Nothing => return None,
-                }
+                next_http(server, (self.deadline, self.latest, timeout, until), remote)
             }
         };
-        Some(match step {
-            Step::Done(r) => self.done(r),
-            Step::Message(m) => {
+        Some(match got {
+            Got::Done(outcome) => self.done(outcome),
+            Got::Abandoned => self.abandoned(),
+            Got::Nothing => return None,
+            Got::Message(m) => {
                 if jsonrpc::method(&m) == "notifications/progress" {
                     // Progress shows the server at work: the deadline starts again (as the SDKs'
                     // resetTimeoutOnProgress does), up to `max_request_timeout` from the start.
@@ -506,18 +499,22 @@ impl Call {
         Step::Done(Err(RpcError::new(jsonrpc::SERVER_UNAVAILABLE, "the client went away")))
     }
 
-    fn done(&mut self, outcome: Result<Value, RpcError>) -> Step {
+    fn done(&mut self, outcome: Outcome) -> Step {
         self.finished = true;
-        record(&self.breakers, &self.server, outcome.as_ref().err());
+        let now = Instant::now();
+        match &outcome {
+            Outcome::Failed(_) => self.breakers.record_failure(&self.server, now),
+            Outcome::Answer(_) => self.breakers.record_success(&self.server, now),
+        }
         let (method, tool) = &self.labels;
         crate::metrics::global().server_call(
             &self.server,
             method,
             tool,
-            outcome_of(&outcome),
+            outcome.metric(),
             self.started.elapsed(),
         );
-        match (outcome, self.on_result.take()) {
+        match (outcome.into_result(), self.on_result.take()) {
             (Ok(v), Some(f)) => Step::Done(Ok(f(v))),
             (outcome, _) => Step::Done(outcome),
         }
@@ -555,26 +552,34 @@ impl Drop for Call {
     }
 }
 
-/// How a call ended, for the server's breaker: a server answering with an error is healthy;
-/// silence and death are not.
-fn record(breakers: &Breakers, server: &str, error: Option<&RpcError>) {
-    let now = Instant::now();
-    match error {
-        Some(e) if e.code == jsonrpc::REQUEST_TIMEOUT || e.code == jsonrpc::SERVER_UNAVAILABLE => {
-            breakers.record_failure(server, now)
-        }
-        _ => breakers.record_success(server, now),
-    }
+/// How a call ended: what the server answered, its own JSON-RPC error included (a server that
+/// answers is healthy, whatever its code), apart from the hub's failure to get an answer (the
+/// deadline, the server's death, an unreadable answer). Only a failure counts against the
+/// server's breaker.
+#[derive(Debug)]
+pub enum Outcome {
+    Answer(Result<Value, RpcError>),
+    Failed(RpcError),
 }
 
-/// How a call's outcome is counted: an `isError` result apart from a JSON-RPC error.
-fn outcome_of(outcome: &Result<Value, RpcError>) -> Outcome {
-    match outcome {
-        Ok(v) if v.get("isError").and_then(Value::as_bool) == Some(true) => Outcome::IsError,
-        Ok(_) => Outcome::Ok,
-        Err(e) if e.code == jsonrpc::REQUEST_TIMEOUT => Outcome::Timeout,
-        Err(e) if e.code == jsonrpc::SERVER_UNAVAILABLE => Outcome::Unavailable,
-        Err(_) => Outcome::RpcError,
+impl Outcome {
+    pub fn into_result(self) -> Result<Value, RpcError> {
+        match self {
+            Outcome::Answer(r) => r,
+            Outcome::Failed(e) => Err(e),
+        }
+    }
+
+    /// How it is counted: an `isError` result apart from a JSON-RPC error.
+    fn metric(&self) -> crate::metrics::Outcome {
+        use crate::metrics::Outcome as M;
+        match self {
+            Outcome::Answer(Ok(v)) if v.get("isError").and_then(Value::as_bool) == Some(true) => M::IsError,
+            Outcome::Answer(Ok(_)) => M::Ok,
+            Outcome::Answer(Err(_)) => M::RpcError,
+            Outcome::Failed(e) if e.code == jsonrpc::REQUEST_TIMEOUT => M::Timeout,
+            Outcome::Failed(_) => M::Unavailable,
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use serde_json::{Map, Value};
 
 use super::bridge::{Can, Event};
-use super::call::{Request, Step, is_gone, watch_slice};
+use super::call::{Outcome, Request, is_gone, watch_slice};
 use super::modern;
 use super::stdio_call::Got;
 use super::upstream::{Piece, Pieces, Upstream};
@@ -80,7 +80,8 @@ pub(super) fn next_http(
     (deadline, latest, timeout, until): (Instant, Instant, Duration, Instant),
     remote: &mut Remote,
 ) -> Got {
-    let done = |r| Got::Step(Step::Done(r));
+    let answered = |r| Got::Done(Outcome::Answer(r));
+    let failed = |e| Got::Done(Outcome::Failed(e));
     loop {
         let (watched, slice) = watch_slice(until);
         let wait = slice.min(deadline);
@@ -94,8 +95,8 @@ pub(super) fn next_http(
                     remote.request = Some(remote.upstream.with_envelope(msg, r.can));
                     continue;
                 }
-                let failed = match asking.desk.1.recv_deadline(wait) {
-                    Ok(Event::Message(m)) => return Got::Step(Step::Message(m)),
+                let ended = match asking.desk.1.recv_deadline(wait) {
+                    Ok(Event::Message(m)) => return Got::Message(m),
                     Ok(Event::Response(_)) => continue,
                     Ok(Event::Input(key, Ok(v))) => {
                         if asking.waiting.remove(&key) {
@@ -106,7 +107,7 @@ pub(super) fn next_http(
                     Ok(Event::Input(key, Err(e))) => {
                         let why =
                             format!("{server} asked for input {key:?}, which was not given: {}", e.message);
-                        done(Err(RpcError::new(e.code, why)))
+                        answered(Err(RpcError::new(e.code, why)))
                     }
                     Err(RecvTimeoutError::Timeout) if is_gone(&watched) => Got::Abandoned,
                     Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => return Got::Nothing,
@@ -115,11 +116,11 @@ pub(super) fn next_http(
                             "request to {server} timed out after {}s waiting for the input it asked for",
                             timeout.as_secs_f64()
                         );
-                        done(Err(RpcError::new(jsonrpc::REQUEST_TIMEOUT, why)))
+                        failed(RpcError::new(jsonrpc::REQUEST_TIMEOUT, why))
                     }
                 };
                 remote.forget_inputs();
-                return failed;
+                return ended;
             }
         }
         let Remote { upstream, request, answer, id, rounds } = remote;
@@ -127,21 +128,26 @@ pub(super) fn next_http(
             let remaining = latest.saturating_duration_since(Instant::now());
             match upstream.send(id.clone(), msg, remaining) {
                 Ok(rx) => *answer = Some(rx),
-                Err(e) => return done(Err(e)),
+                Err(e) => return failed(e),
             }
         }
         let Some(rx) = answer.as_ref() else { return Got::Nothing };
         match rx.recv_deadline(wait) {
-            Ok(Piece { message: Ok(m), last: false }) => return Got::Step(Step::Message(m)),
-            Ok(Piece { message, .. }) => {
+            Ok(Piece { message: Ok(m), last: false }) => return Got::Message(m),
+            // The answer could not be read: the hub's failure, not the server's answer.
+            Ok(Piece { message: Err(e), .. }) => {
                 *answer = None;
-                let outcome = message.and_then(jsonrpc::into_outcome);
-                let Some(r) = rounds.as_deref_mut() else { return done(outcome) };
+                return failed(e);
+            }
+            Ok(Piece { message: Ok(msg), .. }) => {
+                *answer = None;
+                let outcome = jsonrpc::into_outcome(msg);
+                let Some(r) = rounds.as_deref_mut() else { return answered(outcome) };
                 match outcome {
                     Ok(v) if modern::is_input_required(&v) => {
                         let (requests, state) = match modern::next_round(server, &mut r.round, &v) {
                             Ok(next) => next,
-                            Err(e) => return done(Err(e)),
+                            Err(e) => return answered(Err(e)),
                         };
                         let desk = crossbeam_channel::unbounded();
                         let waiting = requests.keys().cloned().collect();
@@ -150,17 +156,14 @@ pub(super) fn next_http(
                     }
                     Ok(mut v) => {
                         modern::to_legacy(&mut v, &r.method);
-                        return done(Ok(v));
+                        return answered(Ok(v));
                     }
-                    Err(e) => return done(Err(e)),
+                    Err(e) => return answered(Err(e)),
                 }
             }
             Err(RecvTimeoutError::Disconnected) => {
                 *answer = None;
-                return done(Err(RpcError::new(
-                    jsonrpc::SERVER_UNAVAILABLE,
-                    "the answer ended without a response",
-                )));
+                return failed(RpcError::new(jsonrpc::SERVER_UNAVAILABLE, "the answer ended without a response"));
             }
             Err(RecvTimeoutError::Timeout) if is_gone(&watched) => {
                 *answer = None;
@@ -173,7 +176,7 @@ pub(super) fn next_http(
                 let reason = format!("timed out after {}s", timeout.as_secs_f64());
                 upstream.cancel(id, &reason);
                 let e = RpcError::new(jsonrpc::REQUEST_TIMEOUT, format!("request to {server} {reason}"));
-                return done(Err(e));
+                return failed(e);
             }
         }
     }

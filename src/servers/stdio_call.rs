@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use super::bridge::{Bridge, Event, Next, Pending};
-use super::call::{Request, Step, exited, is_gone, watch_slice};
+use super::call::{Outcome, Request, exited, is_gone, watch_slice};
 use super::modern;
 use crate::jsonrpc::{self, RpcError};
 
@@ -45,7 +45,9 @@ impl Rounds {
 
 /// What a stdio call's wait found.
 pub(super) enum Got {
-    Step(Step),
+    /// A message for the caller before the outcome.
+    Message(Value),
+    Done(Outcome),
     /// The caller went away (the child was told, or had nothing in flight).
     Abandoned,
     /// `until` came first.
@@ -60,7 +62,8 @@ pub(super) fn next_stdio(
     pending: &mut Option<Pending>,
     rounds: &mut Option<Box<Rounds>>,
 ) -> Got {
-    let done = |r| Got::Step(Step::Done(r));
+    let answered = |r| Got::Done(Outcome::Answer(r));
+    let failed = |e| Got::Done(Outcome::Failed(e));
     loop {
         let (watched, slice) = watch_slice(until);
         let wait = slice.min(deadline);
@@ -72,12 +75,12 @@ pub(super) fn next_stdio(
                         modern::retry_params(r.params.as_ref(), asking.answers, asking.state.as_ref());
                     match bridge.resend(&asking.earlier, &r.method, params) {
                         Ok(p) => *pending = Some(p),
-                        Err(e) => return done(Err(e)),
+                        Err(e) => return failed(e),
                     }
                     continue;
                 }
-                let failed = match bridge.next(&asking.earlier, wait) {
-                    Next::Event(Event::Message(m)) => return Got::Step(Step::Message(m)),
+                let ended = match bridge.next(&asking.earlier, wait) {
+                    Next::Event(Event::Message(m)) => return Got::Message(m),
                     Next::Event(Event::Response(_)) => continue,
                     Next::Event(Event::Input(key, Ok(v))) => {
                         if asking.waiting.remove(&key) {
@@ -88,9 +91,9 @@ pub(super) fn next_stdio(
                     Next::Event(Event::Input(key, Err(e))) => {
                         let why =
                             format!("{server} asked for input {key:?}, which was not given: {}", e.message);
-                        Got::Step(Step::Done(Err(RpcError::new(e.code, why))))
+                        answered(Err(RpcError::new(e.code, why)))
                     }
-                    Next::Gone => done(Err(exited(server))),
+                    Next::Gone => failed(exited(server)),
                     Next::TimedOut if is_gone(&watched) => Got::Abandoned,
                     Next::TimedOut if Instant::now() < deadline => return Got::Nothing,
                     Next::TimedOut => {
@@ -98,28 +101,28 @@ pub(super) fn next_stdio(
                             "request to {server} timed out after {}s waiting for the input it asked for",
                             timeout.as_secs_f64()
                         );
-                        done(Err(RpcError::new(jsonrpc::REQUEST_TIMEOUT, why)))
+                        failed(RpcError::new(jsonrpc::REQUEST_TIMEOUT, why))
                     }
                 };
                 bridge.forget_inputs(&asking.earlier);
                 r.asking = None;
-                return failed;
+                return ended;
             }
         }
         let Some(p) = pending.as_ref() else { return Got::Nothing };
         match bridge.next(p, wait) {
-            Next::Event(Event::Message(m)) => return Got::Step(Step::Message(m)),
+            Next::Event(Event::Message(m)) => return Got::Message(m),
             // A late answer for a round already sent again.
             Next::Event(Event::Input(..)) => continue,
             Next::Event(Event::Response(msg)) => {
                 let earlier = pending.take().expect("a request in flight");
                 let outcome = jsonrpc::into_outcome(msg);
-                let Some(r) = rounds.as_deref_mut() else { return done(outcome) };
+                let Some(r) = rounds.as_deref_mut() else { return answered(outcome) };
                 match outcome {
                     Ok(v) if modern::is_input_required(&v) => {
                         let (requests, state) = match modern::next_round(server, &mut r.round, &v) {
                             Ok(next) => next,
-                            Err(e) => return done(Err(e)),
+                            Err(e) => return answered(Err(e)),
                         };
                         let waiting = requests.keys().cloned().collect();
                         let asking = Asking { earlier, waiting, answers: Map::new(), state };
@@ -128,14 +131,14 @@ pub(super) fn next_stdio(
                     }
                     Ok(mut v) => {
                         modern::to_legacy(&mut v, &r.method);
-                        return done(Ok(v));
+                        return answered(Ok(v));
                     }
-                    Err(e) => return done(Err(e)),
+                    Err(e) => return answered(Err(e)),
                 }
             }
             Next::Gone => {
                 pending.take();
-                return done(Err(exited(server)));
+                return failed(exited(server));
             }
             Next::TimedOut if is_gone(&watched) => {
                 if let Some(p) = pending.take() {
@@ -146,7 +149,7 @@ pub(super) fn next_stdio(
             Next::TimedOut if Instant::now() < deadline => return Got::Nothing,
             Next::TimedOut => {
                 let p = pending.take().expect("a request in flight");
-                return done(Err(bridge.timed_out(p, timeout)));
+                return failed(bridge.timed_out(p, timeout));
             }
         }
     }

@@ -286,6 +286,25 @@ fn expect_continue_and_chunked_bodies_are_understood() {
     assert_eq!(hub.server("chunky")["name"], "chunky");
 }
 
+#[test]
+fn a_forged_chunk_size_is_refused_not_a_dead_connection() {
+    let hub = Hub::empty();
+    // The largest size a chunk line can name: adding it to the body read so far overflows.
+    for size in ["ffffffffffffffff", "fffffffffffffffe"] {
+        let mut s = TcpStream::connect(&hub.addr).unwrap();
+        write!(
+            s,
+            "POST /servers HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n{size}\r\n",
+            hub.addr
+        )
+        .unwrap();
+        let (r, closed) = answer_then_closed(s, 5 * SEC);
+        assert_eq!(r.status, 413, "chunk size {size}: {}", r.text());
+        assert!(closed, "the connection closes after a refusal");
+    }
+    assert_eq!(hub.get("/health").status, 200);
+}
+
 /// A POST of `body` to `path`, as raw HTTP/1.1.
 fn post_text(hub: &Hub, path: &str, body: &str) -> String {
     format!(

@@ -96,6 +96,21 @@ fn deadline_cancels_and_repeated_timeouts_open_the_breaker() {
 }
 
 #[test]
+fn a_server_answering_with_its_own_errors_keeps_its_breaker_closed() {
+    let hub = Hub::builder().fixtures(&[("fx", json!({}))]).env("AGENTHUB_BREAKER_THRESHOLD", "2").start();
+    assert_eq!(hub.post("/servers/fx/start").status, 200);
+    // -32000 and -32001 are what the hub itself uses for "unavailable" and "timed out"; from
+    // the server they are answers, and a server that answers is healthy.
+    for code in [-32000, -32001, -32000, -32603, -32000] {
+        let r = hub.tool("fx", "fail", json!({"code": code}));
+        assert_eq!(r.json()["error"]["rpc"]["code"], code, "{}", r.text());
+        assert_ne!(r.status, 503, "{}", r.text());
+    }
+    assert_eq!(hub.get("/health").json()["servers"]["fx"]["circuit"], "closed");
+    assert_eq!(tool_text(&hub.tool("fx", "echo", json!({"text": "still here"}))), "still here");
+}
+
+#[test]
 fn killed_child_fails_waiting_callers_at_once_and_is_restarted() {
     // Every waiting call holds a worker: 16 callers need more than the default pool.
     let hub = Hub::builder().fixtures(&[("fx", json!({}))]).env("AGENTHUB_WORKERS", "24").start();
