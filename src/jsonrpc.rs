@@ -13,6 +13,8 @@ pub const INTERNAL_ERROR: i64 = -32603;
 pub const SERVER_UNAVAILABLE: i64 = -32000;
 /// Request timed out (the SDKs' convention).
 pub const REQUEST_TIMEOUT: i64 = -32001;
+/// The hub's answer to a request its client cancelled (the client no longer waits for it).
+pub const REQUEST_CANCELLED: i64 = -32800;
 
 /// What a parsed message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -30,6 +30,13 @@ pub struct Piece {
     pub last: bool,
 }
 
+impl Piece {
+    /// What a call whose client cancelled it receives in place of its answer.
+    pub fn cancelled() -> Piece {
+        Piece { message: Err(super::bridge::cancelled()), last: true }
+    }
+}
+
 /// The ids of one relayed request: the upstream sees the hub's id, and the hub's id as its
 /// progress token when the client sent one; what comes back for it gets the client's back.
 pub struct Ids {

@@ -179,8 +179,13 @@ impl Servers {
         let channel = self.find(name).and_then(|srv| srv.state.lock().run().map(Run::channel));
         let params = json!({"requestId": hub_id, "reason": reason});
         match channel {
-            Some(Channel::Stdio(b)) => b.notify("notifications/cancelled", Some(params)),
-            Some(Channel::Http(u)) => u.cancel(hub_id, reason.as_str().unwrap_or("cancelled by the client")),
+            Some(Channel::Stdio(b)) => match hub_id.as_u64() {
+                Some(id) if b.cancel_for_client(id, reason) => {}
+                _ => b.notify("notifications/cancelled", Some(params)),
+            },
+            Some(Channel::Http(u)) => {
+                u.cancel_for_client(hub_id, reason.as_str().unwrap_or("cancelled by the client"))
+            }
             None => {}
         }
     }
@@ -446,6 +451,7 @@ impl Call {
         Some(match got {
             Got::Done(outcome) => self.done(outcome),
             Got::Abandoned => self.abandoned(),
+            Got::Cancelled => self.cancelled(),
             Got::Nothing => return None,
             Got::Message(m) => {
                 if jsonrpc::method(&m) == "notifications/progress" {
@@ -497,6 +503,14 @@ impl Call {
         self.finished = true;
         self.breakers.record_abandoned(&self.server, Instant::now());
         Step::Done(Err(RpcError::new(jsonrpc::SERVER_UNAVAILABLE, "the client went away")))
+    }
+
+    /// The caller's client cancelled it (the server was told): like a caller that went away,
+    /// the breaker learns nothing; the caller is answered so that nothing waits on.
+    fn cancelled(&mut self) -> Step {
+        self.finished = true;
+        self.breakers.record_abandoned(&self.server, Instant::now());
+        Step::Done(Err(super::bridge::cancelled()))
     }
 
     fn done(&mut self, outcome: Outcome) -> Step {

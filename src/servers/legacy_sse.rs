@@ -267,6 +267,12 @@ impl Connection {
     }
 
     /// Why the stream ended, once it has: the server is gone.
+    /// A call no longer waited for on the stream (its client cancelled it): where its answer
+    /// would have gone.
+    pub fn forget_waiting(&self, key: &str) -> Option<Sender<Piece>> {
+        self.shared.waiting.lock().forget(key)
+    }
+
     pub fn ended(&self) -> Option<String> {
         self.shared.waiting.lock().ended.clone()
     }

@@ -98,6 +98,7 @@ pub(super) fn next_http(
                 let ended = match asking.desk.1.recv_deadline(wait) {
                     Ok(Event::Message(m)) => return Got::Message(m),
                     Ok(Event::Response(_)) => continue,
+                    Ok(Event::Cancelled) => Got::Cancelled,
                     Ok(Event::Input(key, Ok(v))) => {
                         if asking.waiting.remove(&key) {
                             asking.answers.insert(key, v);
@@ -134,6 +135,10 @@ pub(super) fn next_http(
         let Some(rx) = answer.as_ref() else { return Got::Nothing };
         match rx.recv_deadline(wait) {
             Ok(Piece { message: Ok(m), last: false }) => return Got::Message(m),
+            Ok(Piece { message: Err(e), .. }) if e.code == jsonrpc::REQUEST_CANCELLED => {
+                *answer = None;
+                return Got::Cancelled;
+            }
             // The answer could not be read: the hub's failure, not the server's answer.
             Ok(Piece { message: Err(e), .. }) => {
                 *answer = None;
@@ -163,7 +168,10 @@ pub(super) fn next_http(
             }
             Err(RecvTimeoutError::Disconnected) => {
                 *answer = None;
-                return failed(RpcError::new(jsonrpc::SERVER_UNAVAILABLE, "the answer ended without a response"));
+                return failed(RpcError::new(
+                    jsonrpc::SERVER_UNAVAILABLE,
+                    "the answer ended without a response",
+                ));
             }
             Err(RecvTimeoutError::Timeout) if is_gone(&watched) => {
                 *answer = None;

@@ -52,6 +52,8 @@ pub(super) enum Got {
     Abandoned,
     /// `until` came first.
     Nothing,
+    /// The caller's client cancelled the request (the server was told).
+    Cancelled,
 }
 
 /// The next step of a stdio call (see the module's comment).
@@ -82,6 +84,7 @@ pub(super) fn next_stdio(
                 let ended = match bridge.next(&asking.earlier, wait) {
                     Next::Event(Event::Message(m)) => return Got::Message(m),
                     Next::Event(Event::Response(_)) => continue,
+                    Next::Event(Event::Cancelled) => Got::Cancelled,
                     Next::Event(Event::Input(key, Ok(v))) => {
                         if asking.waiting.remove(&key) {
                             asking.answers.insert(key, v);
@@ -114,6 +117,10 @@ pub(super) fn next_stdio(
             Next::Event(Event::Message(m)) => return Got::Message(m),
             // A late answer for a round already sent again.
             Next::Event(Event::Input(..)) => continue,
+            Next::Event(Event::Cancelled) => {
+                pending.take();
+                return Got::Cancelled;
+            }
             Next::Event(Event::Response(msg)) => {
                 let earlier = pending.take().expect("a request in flight");
                 let outcome = jsonrpc::into_outcome(msg);

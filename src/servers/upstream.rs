@@ -277,6 +277,9 @@ pub struct Upstream {
     pub(super) inputs: Mutex<std::collections::HashMap<String, (super::remote_modern::Desk, String)>>,
     /// The log level a modern server's requests ask for (it has no `logging/setLevel`).
     pub(super) log_level: Mutex<Option<String>>,
+    /// Over Streamable HTTP, where each call's answer is handed over, by hub id (as JSON
+    /// text): a client's cancellation ends its call there at once.
+    calls: Mutex<std::collections::HashMap<String, crossbeam_channel::Sender<Piece>>>,
 }
 
 /// How requests reach a remote server and where their answers come from.
@@ -324,6 +327,7 @@ impl Upstream {
             peer: None,
             inputs: Default::default(),
             log_level: Default::default(),
+            calls: Default::default(),
         }
     }
 
@@ -401,12 +405,15 @@ impl Upstream {
             return Ok(Pieces { rx, _ticket: Some(ticket) });
         }
         let (tx, rx) = crossbeam_channel::bounded(16);
+        let key = ids.hub.to_string();
+        self.calls.lock().insert(key.clone(), tx.clone());
         let upstream = self.clone();
         // The request's id goes out with the POST, made on the thread below.
         let request_id = crate::request_id::current();
         std::thread::Builder::new()
             .name("upstream-call".into())
             .spawn(move || {
+                let _registered = Registered(&upstream, key);
                 let Wire::Streamable(endpoint) = &upstream.wire else { return };
                 let opened =
                     crate::request_id::with(request_id, || upstream.open(endpoint, ids, &msg, timeout));
@@ -445,6 +452,20 @@ impl Upstream {
             Wire::Streamable(endpoint) => endpoint.post(msg, Some(timeout)).map(drop),
             Wire::Legacy(conn) => conn.post(msg, timeout),
         }
+    }
+
+    /// A client's cancellation of the request with hub id `id`: its call ends at once (answered
+    /// as cancelled) and the upstream is told. Blocks on the network: off the worker.
+    pub fn cancel_for_client(&self, id: &Value, reason: &str) {
+        let key = id.to_string();
+        let tx = match &self.wire {
+            Wire::Streamable(_) => self.calls.lock().remove(&key),
+            Wire::Legacy(conn) => conn.forget_waiting(&key),
+        };
+        if let Some(tx) = tx {
+            let _ = tx.send_timeout(Piece::cancelled(), Duration::from_millis(100));
+        }
+        self.cancel(id, reason);
     }
 
     /// Tells the upstream to stop working on the request with hub id `id`.
@@ -526,5 +547,14 @@ mod tests {
         // Without TLS support ureq answers "TLS required, but transport is unsecured".
         assert!(!e.message.contains("TLS required"), "{}", e.message);
         assert!(e.message.contains("corrupt message"), "a TLS handshake was tried: {}", e.message);
+    }
+}
+
+/// A Streamable HTTP call's place in `Upstream::calls`, left when its thread ends.
+struct Registered<'a>(&'a Upstream, String);
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.0.calls.lock().remove(&self.1);
     }
 }

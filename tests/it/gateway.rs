@@ -443,6 +443,47 @@ fn a_clients_cancellation_reaches_the_child() {
 }
 
 #[test]
+fn a_cancelled_call_ends_at_once_and_costs_its_server_nothing() {
+    // Threshold 3: before, four cancelled calls each ran to their deadline and opened the breaker.
+    let hub = Hub::builder()
+        .fixtures(&[("fx", json!({"request_timeout": 30}))])
+        .env("AGENTHUB_BREAKER_THRESHOLD", "3")
+        // One call at a time: a cancelled call that kept its place would refuse the next.
+        .env("AGENTHUB_MAX_CALLS", "1")
+        .start();
+    let c = McpSession::connect(&hub, "/mcp/fx");
+    for n in 0..4 {
+        let id = format!("slow-{n}");
+        std::thread::scope(|s| {
+            let call = s.spawn(|| {
+                let req = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "hang", "arguments": {}}});
+                c.send(&req)
+            });
+            wait_for("the call at the child", 5 * SEC, || {
+                (hub.stderr_lines("fx", "fixture: call hang") == n + 1).then_some(())
+            });
+            let t = std::time::Instant::now();
+            let note = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id, "reason": "user"}});
+            assert_eq!(c.send(&note).status, 202);
+            // The cancelled call's own POST is answered now, not at its 30 s deadline.
+            let r = call.join().unwrap();
+            assert!(t.elapsed() < 5 * SEC, "answered after {:?}", t.elapsed());
+            assert_eq!(r.status, 200, "{}", r.text());
+            let msg = match r.header("content-type") {
+                Some("text/event-stream") => events(&r.text()).pop().expect("an event"),
+                _ => r.json(),
+            };
+            assert_eq!(msg["id"], id.as_str(), "{msg}");
+            assert_eq!(msg["error"]["code"], -32800, "{msg}");
+        });
+    }
+    assert_eq!(hub.stderr_lines("fx", "notification notifications/cancelled"), 4);
+    assert_eq!(hub.get("/health").json()["servers"]["fx"]["circuit"], "closed");
+    let r = hub.tool("fx", "echo", json!({"text": "still served"}));
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[test]
 fn mcp_endpoints_require_the_token_when_set() {
     let hub = Hub::builder().fixtures(&[("fx", json!({}))]).env("AGENTHUB_TOKEN", "t0k").start();
     let init = initialize_body(MCP_VERSION).to_string();

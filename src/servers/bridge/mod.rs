@@ -49,6 +49,9 @@ pub enum Event {
     /// The answer to one of a modern server's `inputRequests` (by its key) for this request:
     /// the client's result, or why there is none.
     Input(String, Result<Value, RpcError>),
+    /// The caller's client cancelled the request (`notifications/cancelled`): no answer will
+    /// be waited for.
+    Cancelled,
 }
 
 /// What `next` found.
@@ -96,7 +99,7 @@ impl Slot {
     }
 
     fn push(&self, e: Event) {
-        let ready = matches!(e, Event::Response(_));
+        let ready = matches!(e, Event::Response(_) | Event::Cancelled);
         let parked = {
             let mut ev = self.events.lock();
             ev.queue.push_back(e);
@@ -342,6 +345,7 @@ impl Bridge {
                 Next::Event(Event::Response(msg)) => return Ok(msg),
                 Next::Event(Event::Message(m)) => self.refuse_relay(&m),
                 Next::Event(Event::Input(..)) => {}
+                Next::Event(Event::Cancelled) => return Err(cancelled()),
                 Next::Gone => return Err(self.gone()),
                 Next::TimedOut => return Err(self.timed_out(pending, timeout)),
             }
@@ -359,6 +363,17 @@ impl Bridge {
     pub fn cancel(&self, pending: Pending, reason: &str) {
         self.forget(pending.id);
         self.notify("notifications/cancelled", Some(json!({"requestId": pending.id, "reason": reason})));
+    }
+
+    /// A client's cancellation of the request the child knows as `id`: the child is told, and
+    /// the caller waiting for it is given `Event::Cancelled` at once (so its call ends now,
+    /// not at its deadline). False when no such request is out.
+    pub fn cancel_for_client(&self, id: u64, reason: &Value) -> bool {
+        let slot = self.shared.pending.lock().as_mut().and_then(|p| p.remove(&id));
+        let Some(slot) = slot else { return false };
+        self.notify("notifications/cancelled", Some(json!({"requestId": id, "reason": reason})));
+        slot.push(Event::Cancelled);
+        true
     }
 
     /// A response if one has arrived (for the supervisor's pings, which must not block).
@@ -607,3 +622,8 @@ mod stdin;
 #[cfg(test)]
 mod tests;
 mod wake;
+
+/// What a caller whose client cancelled its request is answered (its client no longer waits).
+pub fn cancelled() -> RpcError {
+    RpcError::new(jsonrpc::REQUEST_CANCELLED, "the request was cancelled by the client")
+}

@@ -44,7 +44,7 @@ impl Wake {
         let timer = timer();
         let mut ev = self.slot.events.lock();
         if ev.gone || !ev.queue.is_empty() {
-            let ready = matches!(ev.queue.front(), Some(Event::Response(_)) | None);
+            let ready = matches!(ev.queue.front(), Some(Event::Response(_) | Event::Cancelled) | None);
             drop(ev);
             return then(if ready { Woken::Ready } else { Woken::Wait });
         }
