@@ -25,6 +25,7 @@ mod resilience;
 mod servers;
 mod shim;
 mod sys;
+mod time;
 
 // What the binary uses.
 pub use app::App;

@@ -12,6 +12,7 @@ mod file;
 pub(crate) mod jsonc;
 mod names;
 pub mod pipelines;
+pub mod refs;
 mod rules;
 mod secrets;
 mod servers;

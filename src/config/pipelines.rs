@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Fields, parse_json};
 use crate::error::{Error, Result};
-use crate::pipelines::refs::{self, Ref};
+use super::refs::{self, Ref};
 
 /// A pipeline step's longest wait when neither it nor the pipeline says.
 const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(120);

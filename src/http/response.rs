@@ -3,7 +3,6 @@
 //! place where an `Error` becomes an HTTP status and an error code.
 
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -188,14 +187,6 @@ pub(super) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// RFC 3339 UTC with seconds, from the Unix time.
-pub(super) fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = crate::pipelines::refs::civil_date(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
 // ---------------------------------------------------------------------------------------------
 // On the wire
 
@@ -321,21 +312,4 @@ pub fn log_request(req: &Req, reply: &Reply, started: std::time::Instant) {
         started.elapsed().as_secs_f64() * 1000.0,
         req.id,
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn rfc3339_dates() {
-        fn check(secs: u64, expected: &str) {
-            assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(secs)), expected);
-        }
-        check(0, "1970-01-01T00:00:00Z");
-        check(951_782_400, "2000-02-29T00:00:00Z");
-        check(1_790_000_000, "2026-09-21T14:13:20Z");
-        check(4_107_542_399, "2100-02-28T23:59:59Z");
-    }
 }

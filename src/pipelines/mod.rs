@@ -4,7 +4,6 @@
 //! it. The last `KEPT_RUNS` finished runs are kept. Tool steps go through the one call path
 //! (`Servers::acquire`), so deadlines, breakers, restarts and the activity feed apply.
 
-pub mod refs;
 mod run;
 
 use std::collections::VecDeque;

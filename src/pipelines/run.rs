@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::{Map, Value, json};
 
-use super::refs::{self, Loop, Output, Scope};
+use crate::config::refs::{self, Loop, Output, Scope};
 use super::{Context, Progress, Run, Status, StepReport};
 use crate::config::pipelines::{Kind, OnError, Pipeline, Step};
 use crate::enhance::ollama::Generation;
@@ -22,7 +22,7 @@ pub(super) fn execute(
     progress: Option<Progress>,
 ) {
     let unix = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let date = refs::utc_date(unix);
+    let date = crate::time::utc_date(unix);
     let mut outputs: HashMap<String, Output> = HashMap::new();
     ctx.activity.record("pipeline", None, format!("{} {}: started", p.name, run.id));
     let mut status = Status::Ok;

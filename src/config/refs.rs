@@ -407,26 +407,6 @@ fn slug(s: &str) -> String {
     out.trim_end_matches('-').to_string()
 }
 
-/// A Unix time in seconds as a UTC date, `YYYY-MM-DD`.
-pub fn utc_date(unix_s: u64) -> String {
-    let (y, m, d) = civil_date((unix_s / 86_400) as i64);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// Days since 1970-01-01 as (year, month, day) of the civil calendar (Howard Hinnant's
-/// algorithm; no time crate).
-pub fn civil_date(days: i64) -> (i64, i64, i64) {
-    let days = days + 719_468;
-    let era = days.div_euclid(146_097);
-    let doe = days.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -526,12 +506,5 @@ mod tests {
         check("${loop.index}", None, Some("loop.* only in a step with foreach"));
         check("${run.date}", None, None);
         check("${what}", None, Some("unknown reference \"what\""));
-    }
-
-    #[test]
-    fn dates_are_utc_calendar_days() {
-        assert_eq!(utc_date(0), "1970-01-01");
-        assert_eq!(utc_date(951_782_400), "2000-02-29");
-        assert_eq!(utc_date(1_796_169_600), "2026-12-02");
     }
 }
