@@ -1,6 +1,6 @@
 //! The one wiring of the hub: `App::build` turns settings and the loaded configuration into
 //! the running parts (breakers, activity feed, server table, enhancement service, MCP gateway,
-//! installer, pipelines, request guards), and `App::stop` takes them down in order. `main`, the tests
+//! installer, pipelines), and `App::stop` takes them down in order. `main`, the tests
 //! and the benchmark build the hub the same way. Every HTTP handler receives the `App`.
 
 use std::sync::Arc;
@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use crate::activity::Activity;
 use crate::config::{Loaded, Settings};
 use crate::enhance;
-use crate::http::guard::Policy;
 use crate::mcp::Gateway;
 use crate::pipelines::Pipelines;
 use crate::resilience::{BreakerConfig, Breakers};
@@ -29,7 +28,6 @@ pub struct App {
     pub gateway: Arc<Gateway>,
     pub enhancer: Arc<enhance::Service>,
     pub pipelines: Arc<Pipelines>,
-    pub policy: Policy,
 }
 
 impl App {
@@ -70,7 +68,6 @@ impl App {
         Arc::new(App {
             gateway: Gateway::new(servers.clone(), Some(enhancer.clone()), Some(pipelines.clone())),
             pipelines,
-            policy: Policy { allowed: settings.allowed_origins.clone(), token: settings.token.clone() },
             enhancer,
             servers,
             installer: Arc::new(Installer::new(npm_prefix)),

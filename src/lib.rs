@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 mod activity;
+mod api;
 mod app;
 mod cache;
 mod check;
@@ -12,9 +13,8 @@ mod config;
 mod connect;
 mod enhance;
 mod error;
-mod http;
+mod front;
 mod jsonrpc;
-mod later;
 mod mcp;
 mod metrics;
 mod pipelines;
@@ -28,13 +28,14 @@ mod sys;
 mod time;
 
 // What the binary uses.
+pub use api::Api;
 pub use app::App;
 pub use check::report as check_report;
 pub use clients::{Hub as ClientHub, RECIPES, Recipe, find as find_client, markdown as clients_markdown};
 pub use config::{SETTINGS, Settings, Transport, load as load_config};
 pub use connect::{Outcome as ConnectOutcome, connected, expand as expand_path, write as connect_write};
 pub use error::{Error, Result};
-pub use http::{Http, routes::dispatch};
+pub use front::{Server as Front, start as start_front};
 pub use reload::Watcher as ConfigWatcher;
 pub use shim::{Options as ShimOptions, Shim, endpoint as shim_endpoint};
 pub use sys::{raise_fd_limit, set_child_subreaper};

@@ -1,13 +1,13 @@
 //! AgentHub: one small binary between desktop AI clients and the MCP servers and local models
 //! they use. This file owns the command line, logging, signals and the start/stop sequence;
-//! everything else lives in the library (`lib.rs`) and is reached through `http::App`.
+//! everything else lives in the library (`lib.rs`) and is reached through `App`.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agenthub::{App, Http, Shim, ShimOptions, VERSION, check_report, dispatch, shim_endpoint};
+use agenthub::{Api, App, Shim, ShimOptions, VERSION, check_report, shim_endpoint, start_front};
 use agenthub::{
     ClientHub, ConnectOutcome, RECIPES, clients_markdown, connect_write, connected, expand_path, find_client,
 };
@@ -478,7 +478,9 @@ fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()>
         })
         .map_err(|e| Error::io("spawning the signal thread", e))?;
 
-    let front = Http::start(app.clone(), dispatch, fatal_tx)?;
+    let api = Api::new(app.clone());
+    let limits = api.limits();
+    let front = start_front(api, limits, fatal_tx).map_err(|(what, e)| Error::io(what, e))?;
     log::info!("agenthub {VERSION}: {} server(s) configured", app.servers.len());
     log::info!("listening on http://{}", front.addr());
     app.servers.start_background();

@@ -1,7 +1,7 @@
-//! The hub's metrics, and `/metrics` in the Prometheus text format (0.0.4), written by hand. One
+//! The hub's metrics registry, rendered in the Prometheus text format (0.0.4) by hand. One
 //! registry per process, as there is one log: the request path, the calls and the enhancement
-//! service record into it with one call each, and `render` adds what is read at scrape time
-//! (servers up, breakers, cache, sessions, build).
+//! service record into it with one call each (`api::metrics` renders it for `/metrics`, with what
+//! it reads at scrape time). A leaf: it imports nothing of the hub.
 //!
 //! Every label value is bounded: servers are the configured ones, methods a fixed list, clients
 //! the rules' names, routes the route table's templates (never a raw path); tool and model names
@@ -12,13 +12,9 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
-
-use crate::app::App;
-use crate::resilience::CircuitState;
-use crate::servers::Status;
 
 /// Histogram bucket bounds in seconds (5 ms … 120 s).
 const BUCKETS: [f64; 14] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
@@ -383,7 +379,7 @@ impl Metrics {
     }
 
     /// Everything recorded, in the text format (no gauges).
-    fn render_recorded(&self, out: &mut String) {
+    pub fn render_recorded(&self, out: &mut String) {
         let m = self.inner.lock();
         for f in RECORDED {
             header(out, f);
@@ -469,69 +465,12 @@ fn format_float(v: f64) -> String {
 }
 
 /// A gauge family read at scrape time.
-fn gauge(out: &mut String, name: &str, help: &str, labels: &[&str], rows: &[(Vec<String>, f64)]) {
+pub fn gauge(out: &mut String, name: &str, help: &str, labels: &[&str], rows: &[(Vec<String>, f64)]) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} gauge");
     for (values, v) in rows {
         sample(out, name, "", labels, values, None, *v);
     }
-}
-
-/// The whole `/metrics` page: what was recorded, then what the hub reads now.
-pub fn render(app: &App) -> String {
-    let now = Instant::now();
-    let mut out = String::with_capacity(16 << 10);
-    global().render_recorded(&mut out);
-    let servers = app.servers.list();
-    let up: Vec<_> = servers
-        .iter()
-        .map(|s| (vec![s.name.clone()], f64::from(u8::from(s.info.status == Status::Running))))
-        .collect();
-    gauge(&mut out, "agenthub_server_up", "1 when the server is RUNNING", &["server"], &up);
-    let circuit: Vec<_> = servers
-        .iter()
-        .map(|s| {
-            let state = match app.breakers.state(&s.name, now) {
-                CircuitState::Closed => 0.0,
-                CircuitState::HalfOpen => 1.0,
-                CircuitState::Open => 2.0,
-            };
-            (vec![s.name.clone()], state)
-        })
-        .collect();
-    gauge(
-        &mut out,
-        "agenthub_circuit_state",
-        "The server's circuit breaker: 0 closed, 1 half-open, 2 open",
-        &["server"],
-        &circuit,
-    );
-    let cache = app.enhancer.cache_stats();
-    for (name, help, v) in [
-        ("agenthub_cache_hits_total", "Enhancement cache hits", cache.hits),
-        ("agenthub_cache_misses_total", "Enhancement cache misses", cache.misses),
-        ("agenthub_cache_evictions_total", "Enhancement cache evictions", cache.evictions),
-    ] {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-    }
-    gauge(
-        &mut out,
-        "agenthub_cache_entries",
-        "Entries in the enhancement cache",
-        &[],
-        &[(vec![], cache.size as f64)],
-    );
-    let sessions: Vec<_> =
-        app.gateway.sessions.counts().into_iter().map(|(endpoint, n)| (vec![endpoint], n as f64)).collect();
-    gauge(&mut out, "agenthub_mcp_sessions", "Open MCP sessions by endpoint", &["endpoint"], &sessions);
-    gauge(
-        &mut out,
-        "agenthub_build_info",
-        "The hub's version",
-        &["version"],
-        &[(vec![env!("CARGO_PKG_VERSION").to_string()], 1.0)],
-    );
-    out
 }
 
 #[cfg(test)]

@@ -85,8 +85,9 @@ pub fn die_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
-    // calls are allowed: prctl(2) and getppid(2) are plain system calls; it allocates nothing
-    // and takes no lock.
+    // calls are allowed: prctl(2) and getppid(2) are plain system calls, and both errors are
+    // made from an errno value (`from_raw_os_error` and `last_os_error` allocate nothing), so
+    // the closure allocates nothing and takes no lock.
     unsafe {
         cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
@@ -94,7 +95,7 @@ pub fn die_with_parent(cmd: &mut Command) {
             }
             // The parent died between fork and prctl: the signal will never come.
             if libc::getppid() != parent {
-                return Err(io::Error::other("the hub exited while starting the child"));
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
             }
             Ok(())
         });

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
+use super::refs::{self, Ref};
 use super::{Fields, parse_json};
 use crate::error::{Error, Result};
-use super::refs::{self, Ref};
 
 /// A pipeline step's longest wait when neither it nor the pipeline says.
 const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(120);

@@ -15,7 +15,6 @@ use super::extensions::{public_task_ids, public_ui_contents, public_ui_meta, pub
 use super::own_tools::enhance_tool;
 use super::{Answer, Gateway, Session, reply};
 use crate::jsonrpc::{self, RpcError};
-use crate::later::Later;
 use crate::servers::{Request, Status};
 
 /// The aggregated endpoint joins server and tool names with this.
@@ -100,7 +99,7 @@ impl Gateway {
             Ok(answer) => answer,
             Err(msg) => {
                 let (gw, session) = (self.clone(), session.clone());
-                Answer::Later(Later::new(move || gw.aggregate(&session, msg, sse, Place::Own)))
+                super::blocking(move || gw.aggregate(&session, msg, sse, Place::Own))
             }
         }
     }

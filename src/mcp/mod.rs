@@ -3,10 +3,12 @@
 //! child's stored handshake and keeps sessions; requests are relayed to the one shared child
 //! with their ids and progress tokens rewritten (in `servers::bridge`). An answer is plain JSON
 //! unless the child sends progress or a request of its own first: then it becomes an SSE stream.
-//! This module knows nothing of HTTP framing; `http::routes` turns an `Answer` into a reply.
+//! This module knows nothing of HTTP framing; `api` turns an `Answer` into a reply, and gives
+//! the gateway a `Sink` for answers that come later.
 
 mod aggregate;
 mod extensions;
+mod lot;
 mod modern;
 mod own_tools;
 mod owners;
@@ -17,20 +19,20 @@ mod task_bridge;
 
 use std::io::Write;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use crate::jsonrpc::{self, Kind, RpcError};
-use crate::later::Later;
 use crate::queue::Delivery;
 use crate::servers::{
     Acquired, Call, Request as Outgoing, STATUS_NOTIFICATION, SUPPORTED_VERSIONS, Servers, Status,
 };
 use aggregate::{Catalog, Place};
 pub use modern::MODERN_VERSION;
-pub use relay::{Relayed, StreamBody, relay, write_event};
+pub use relay::{Relay, Relayed, StreamBody, relay, write_event};
 pub use session::{Client, Session, Sessions, Target};
 use share::{Relaying, Share, caller_of};
 
@@ -67,8 +69,59 @@ pub enum Answer {
     Stream(StreamBody),
     /// 200, empty: a session ended.
     Ended,
-    /// Worked out on a thread of its own: the request may take long and must not hold a worker.
-    Later(Later<Answer>),
+    /// Given later through the `Sink` this is handed (on the worker, where it must not block):
+    /// when a call's answer comes, or from a thread of its own (`Sink::spawn`).
+    Then(Box<dyn FnOnce(Out) + Send>),
+}
+
+/// Where the answer to one HTTP request goes, as the gateway sees it (the API's wrapper of the
+/// front's responder; a batch's collector).
+pub trait Sink: Send {
+    /// The answer, from any thread; never blocks.
+    fn send(self: Box<Self>, answer: Answer);
+    /// The answer worked out by `f` where it may block: on a thread of its own.
+    fn spawn(self: Box<Self>, f: Box<dyn FnOnce() -> Answer + Send>);
+    /// Turns true once the client has gone.
+    fn gone(&self) -> Arc<AtomicBool>;
+}
+
+pub type Out = Box<dyn Sink>;
+
+/// An answer worked out by `f` on a thread of its own: the request may take long and must not
+/// hold a worker.
+fn blocking(f: impl FnOnce() -> Answer + Send + 'static) -> Answer {
+    Answer::Then(Box::new(move |out| out.spawn(Box::new(f))))
+}
+
+/// An answer worked out here, waiting as long as it takes (on a thread that may block).
+fn settle(answer: Answer) -> Answer {
+    let Answer::Then(f) = answer else { return answer };
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    f(Box::new(Collect(tx)));
+    rx.recv().unwrap_or_else(|_| fault(500, jsonrpc::INTERNAL_ERROR, "the answer was lost"))
+}
+
+/// A sink that hands the answer back to a thread waiting for it (`settle`).
+struct Collect(crossbeam_channel::Sender<Answer>);
+
+impl Sink for Collect {
+    fn send(self: Box<Self>, answer: Answer) {
+        match answer {
+            Answer::Then(f) => f(self),
+            answer => {
+                let _ = self.0.send(answer);
+            }
+        }
+    }
+
+    fn spawn(self: Box<Self>, f: Box<dyn FnOnce() -> Answer + Send>) {
+        // Its waiter's thread may block: the work runs here.
+        self.send(f());
+    }
+
+    fn gone(&self) -> Arc<AtomicBool> {
+        Arc::default()
+    }
 }
 
 fn fault(status: u16, code: i64, message: impl Into<String>) -> Answer {
@@ -91,7 +144,7 @@ pub struct Gateway {
     owners: Arc<Mutex<owners::Owners>>,
     /// Modern clients' calls waiting for their retries (`modern`), and whether a thread
     /// sweeps them.
-    parked: Mutex<modern::Lot>,
+    parked: Mutex<lot::Lot>,
     sweeping: std::sync::atomic::AtomicBool,
 }
 
@@ -160,7 +213,7 @@ impl Gateway {
         }
         let (gw, target) = (self.clone(), target.clone());
         let (session, version) = (req.session.map(str::to_string), req.protocol_version.map(str::to_string));
-        Answer::Later(Later::new(move || {
+        blocking(move || {
             let req = Request {
                 body: &[],
                 session: session.as_deref(),
@@ -173,11 +226,7 @@ impl Gateway {
             let mut out = Vec::new();
             let mut session_id = None;
             for item in items {
-                let mut answer = gw.message(&target, &req, item, false);
-                while let Answer::Later(later) = answer {
-                    answer = later.run();
-                }
-                match answer {
+                match settle(gw.message(&target, &req, item, false)) {
                     Answer::Json { body, session } => {
                         session_id = session_id.or(session);
                         out.push(body);
@@ -190,7 +239,7 @@ impl Gateway {
                 true => Answer::Accepted,
                 false => Answer::Json { body: Value::Array(out), session: session_id },
             }
-        }))
+        })
     }
 
     fn message(self: &Arc<Self>, target: &Target, req: &Request, msg: Value, sse: bool) -> Answer {
@@ -245,7 +294,7 @@ impl Gateway {
             if self.servers.get(name).is_some_and(|s| s.initialize.is_none()) {
                 // The server must start first (up to its handshake timeout): off the worker.
                 let (gw, target, msg) = (self.clone(), target.clone(), msg.clone());
-                return Answer::Later(Later::new(move || gw.initialize_now(&target, &msg, header)));
+                return blocking(move || gw.initialize_now(&target, &msg, header));
             }
         }
         self.initialize_now(target, msg, header)
@@ -364,10 +413,10 @@ impl Gateway {
             Ok(Acquired::Ready(call)) => relay_call(call, session, id, sse, how, park),
             Ok(Acquired::Starting(request)) => {
                 let (gw, server, session) = (self.clone(), server.to_string(), session.clone());
-                Answer::Later(Later::new(move || match gw.servers.acquire(&server, request) {
+                blocking(move || match gw.servers.acquire(&server, request) {
                     Ok(call) => relay_call(call, &session, id, sse, how, park),
                     Err(e) => reply(unavailable(id, &e)),
-                }))
+                })
             }
             Err(e) => reply(unavailable(id, &e)),
         }
@@ -394,10 +443,10 @@ impl Gateway {
         if self.servers.is_remote(&server) {
             // Telling a remote server is an HTTP request of its own.
             let servers = self.servers.clone();
-            return Answer::Later(Later::new(move || {
+            return blocking(move || {
                 servers.cancel(&server, &hub_id, &reason);
                 Answer::Accepted
-            }));
+            });
         }
         self.servers.cancel(&server, &hub_id, &reason);
         Answer::Accepted
@@ -489,8 +538,10 @@ fn relay_call(
     how: Relaying,
     park: Option<relay::Park>,
 ) -> Answer {
-    if let Some(f) = how.hook {
-        call.on_result(f);
+    match how.hook {
+        Some(f) if how.hook_blocks => call.on_result_blocking(f),
+        Some(f) => call.on_result(f),
+        None => {}
     }
     if let Some(until) = how.task_life {
         call.last_until(until);
@@ -498,14 +549,16 @@ fn relay_call(
     session.track(&id, call.server(), call.hub_id());
     let (s, tracked) = (session.clone(), id.clone());
     call.on_end(move || s.untrack(&tracked));
-    answer_of(relay::relay_parking(call, sse.then(|| id.clone()), park), id)
+    Answer::Then(Box::new(move |out| {
+        let how = Relay { gone: Some(out.gone()), stream_id: sse.then(|| id.clone()), park };
+        relay(call, how, move |relayed| out.send(answer_of(relayed, id)));
+    }))
 }
 
 fn answer_of(relayed: Relayed, id: Value) -> Answer {
     match relayed {
         Relayed::Done(outcome) => reply(jsonrpc::response(id, outcome)),
         Relayed::Stream(body) => Answer::Stream(body),
-        Relayed::Later(later) => Answer::Later(later.map(move |r| answer_of(r, id))),
     }
 }
 

@@ -13,7 +13,6 @@
 //! `inputResponses` and the hub's `requestState` answers the server and picks the call up
 //! where it waited (multi round-trip requests).
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,11 +20,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
+use super::lot::Parked;
 use super::relay::Park;
 use super::session::{Client, Session, Target};
 use super::{Answer, Gateway, Request, reply, rpc_error};
 use crate::jsonrpc::{self, RpcError};
-use crate::later::Later;
 use crate::servers::bridge::Can;
 use crate::servers::{Call, SUPPORTED_VERSIONS};
 
@@ -46,29 +45,6 @@ const REMOVED: &[&str] =
 const OWNER: &str = "modern";
 /// The hub's request states start so: another one is a server's own, relayed untouched.
 const STATE_PREFIX: &str = "agenthub-mrtr-";
-/// Calls parked waiting for their client's retry, at most.
-const MAX_PARKED: usize = 1000;
-
-/// A call waiting for its client to answer what its server asked.
-pub(super) struct Parked {
-    call: Call,
-    target: Target,
-    /// The server's requests the client was asked, by the key in `inputRequests`.
-    asked: Map<String, Value>,
-}
-
-/// The parked calls by request state.
-#[derive(Default)]
-pub(super) struct Lot {
-    calls: HashMap<String, Parked>,
-}
-
-impl Lot {
-    /// Drops the calls whose deadline passed (which cancels them at their servers).
-    fn sweep(&mut self, now: Instant) {
-        self.calls.retain(|_, p| p.call.deadline() > now);
-    }
-}
 
 /// Whether a request without a session comes from a client of the 2026-07-28 revision.
 pub(super) fn is_modern(req: &Request, msg: &Value) -> bool {
@@ -140,7 +116,7 @@ impl Gateway {
             };
             return match target {
                 Target::Server(name) if self.servers.get(name).is_some_and(|s| s.initialize.is_none()) => {
-                    Answer::Later(Later::new(discover))
+                    super::blocking(discover)
                 }
                 _ => discover(),
             };
@@ -154,7 +130,7 @@ impl Gateway {
             Some(state) if state.starts_with(STATE_PREFIX) => gw.resume(&to, &session, &state, &msg, sse),
             _ => gw.request(&to, &session, msg, sse),
         };
-        let answer = if blocking { Answer::Later(Later::new(run)) } else { run() };
+        let answer = if blocking { super::blocking(run) } else { run() };
         finished(answer, Arc::new(finish))
     }
 
@@ -213,16 +189,8 @@ impl Gateway {
             "inputRequests": Value::Object(parked.asked.clone()),
             "requestState": state,
         });
-        let gone = {
-            let mut lot = self.parked.lock();
-            lot.sweep(Instant::now());
-            let oldest = (lot.calls.len() >= MAX_PARKED)
-                .then(|| lot.calls.iter().min_by_key(|(_, p)| p.call.deadline()).map(|(k, _)| k.clone()))
-                .flatten();
-            let gone = oldest.and_then(|k| lot.calls.remove(&k));
-            lot.calls.insert(state, parked);
-            gone
-        };
+        let gone = self.parked.lock().admit(state, parked, Instant::now());
+        // Dropped here, the lock released: each tells its server.
         drop(gone);
         self.sweep_parked_later();
         result
@@ -240,14 +208,7 @@ impl Gateway {
                 let Some(gw) = weak.upgrade() else { return };
                 let gone: Vec<Parked> = {
                     let mut lot = gw.parked.lock();
-                    let now = Instant::now();
-                    let due: Vec<String> = lot
-                        .calls
-                        .iter()
-                        .filter(|(_, p)| p.call.deadline() <= now)
-                        .map(|(k, _)| k.clone())
-                        .collect();
-                    let gone = due.into_iter().filter_map(|k| lot.calls.remove(&k)).collect();
+                    let gone = lot.sweep(Instant::now());
                     if lot.calls.is_empty() {
                         gw.sweeping.store(false, Ordering::Release);
                         drop(lot);
@@ -401,13 +362,35 @@ fn finished(answer: Answer, finish: Finish) -> Answer {
             Answer::Refused { status: 404, body }
         }
         Answer::Json { body, session } => Answer::Json { body: finish_response(body, &finish), session },
-        Answer::Later(later) => Answer::Later(later.map(move |a| finished(a, finish))),
+        Answer::Then(f) => Answer::Then(Box::new(move |out| f(Box::new(Finished { out, finish })))),
         Answer::Stream(body) => Answer::Stream(Box::new(move |w: &mut dyn Write| {
             let mut w = Finishing { inner: w, buf: Vec::new(), finish };
             body(&mut w);
             let _ = w.flush();
         })),
         other => other,
+    }
+}
+
+/// A sink that finishes the answer it is given for a modern client.
+struct Finished {
+    out: super::Out,
+    finish: Finish,
+}
+
+impl super::Sink for Finished {
+    fn send(self: Box<Self>, answer: Answer) {
+        let Finished { out, finish } = *self;
+        out.send(finished(answer, finish));
+    }
+
+    fn spawn(self: Box<Self>, f: Box<dyn FnOnce() -> Answer + Send>) {
+        let Finished { out, finish } = *self;
+        out.spawn(Box::new(move || finished(f(), finish)));
+    }
+
+    fn gone(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.out.gone()
     }
 }
 

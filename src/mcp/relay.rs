@@ -1,34 +1,27 @@
 //! The one relay over a `servers::Call`, for the REST route and the MCP endpoints alike: the
 //! outcome as plain JSON when it comes first, else (for a client that takes SSE) an event
-//! stream that passes on each message as the server sends it, the response last. A stdio
-//! call is not waited for on the worker: it is finished by whoever brings its answer (the
-//! child's stdout reader) and goes on on a thread of its own only if that takes longer than
-//! `QUICK_ANSWER`, or something else comes first. A remote call always has a thread.
+//! stream that passes on each message as the server sends it, the response last. Nobody waits
+//! for a call here: what becomes of it is handed to a continuation once its first event is
+//! there, on the thread that brings that event (`Call::then`).
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use serde_json::Value;
 
 use crate::jsonrpc::{self, RpcError};
-use crate::later::Later;
 use crate::servers::{Call, Step};
-
-/// How long a call may wait for a server's first word without a thread of its own: most
-/// answers take microseconds; long tools get a thread.
-pub const QUICK_ANSWER: Duration = Duration::from_millis(10);
 
 /// Writes an SSE body, event by event, flushing each.
 pub type StreamBody = Box<dyn FnOnce(&mut dyn Write) + Send>;
 
-/// Where a relayed call stands when the worker lets go of it.
+/// What became of a relayed call.
 pub enum Relayed {
     /// It ended: its outcome.
     Done(Result<Value, RpcError>),
     /// It goes on as an event stream (the client takes SSE and the server sent a message).
     Stream(StreamBody),
-    /// It goes on later: when the server's answer comes, or on a thread of its own.
-    Later(Later<Relayed>),
 }
 
 /// What becomes of a call whose server asks its client something the client cannot be sent
@@ -36,48 +29,49 @@ pub enum Relayed {
 /// gives the result to answer with instead (`input_required`).
 pub type Park = Box<dyn FnOnce(Call, Value) -> Value + Send>;
 
-/// Relays a call. `stream_id`: the client's id when it takes an event stream (the last event
-/// carries the response under it); without one, messages before the outcome are dropped and
-/// the server's requests refused.
-pub fn relay(call: Call, stream_id: Option<Value>) -> Relayed {
-    relay_parking(call, stream_id, None)
+/// How a relay goes: the caller's gone flag, the client's id when it takes an event stream
+/// (the last event carries the response under it; without one, messages before the outcome
+/// are dropped and the server's requests refused), and where a server's request for a client
+/// that cannot be sent it goes.
+pub struct Relay {
+    pub gone: Option<Arc<AtomicBool>>,
+    pub stream_id: Option<Value>,
+    pub park: Option<Park>,
 }
 
-/// As `relay`; a request of the server for the client goes to `park` when there is one.
-pub fn relay_parking(call: Call, stream_id: Option<Value>, park: Option<Park>) -> Relayed {
-    if !call.is_quick() {
-        return Relayed::Later(Later::new(move || wait(call, stream_id, None, park)));
+/// Relays `call`, and hands what becomes of it to `done`: on the thread that brings the call's
+/// first event (a child's reader, where `done` must not block) or on a thread of its own.
+pub fn relay(mut call: Call, how: Relay, done: impl FnOnce(Relayed) + Send + 'static) {
+    let Relay { gone, stream_id, park } = how;
+    if let Some(gone) = gone {
+        call.watch(gone);
     }
-    let until = Instant::now() + QUICK_ANSWER;
-    // A deadline sooner than that is kept by the thread the timer hands the call to.
-    match call.wake(until.min(call.deadline())) {
-        // Woken `Ready`, the wait below returns at once.
-        Some(wake) => Relayed::Later(Later::on(wake, move || wait(call, stream_id, None, park))),
-        None => wait(call, stream_id, Some(until), park),
-    }
+    call.then(move |call, step| first(call, step, stream_id, park, Box::new(done)));
 }
+
+type Done = Box<dyn FnOnce(Relayed) + Send>;
 
 fn is_request(m: &Value) -> bool {
     m.get("method").is_some() && m.get("id").is_some()
 }
 
-fn wait(mut call: Call, stream_id: Option<Value>, quick: Option<Instant>, mut park: Option<Park>) -> Relayed {
-    loop {
-        match call.next(quick.unwrap_or_else(|| call.deadline())) {
-            Some(Step::Done(r)) => return Relayed::Done(r),
-            Some(Step::Message(m)) if is_request(&m) && park.is_some() => {
-                let park = park.take().expect("checked");
-                return Relayed::Done(Ok(park(call, m)));
-            }
-            Some(Step::Message(m)) => match stream_id {
-                Some(id) => return Relayed::Stream(stream(call, id, m, park)),
-                None => call.refuse(&m),
-            },
-            None if quick.is_some() => {
-                return Relayed::Later(Later::new(move || wait(call, stream_id, None, park)));
-            }
-            None => {}
+/// The call's first event decides: the outcome; a request for a client that cannot take it
+/// (parked); a stream; or, with no stream to send a message on, the message dropped (a request
+/// refused) and the next event awaited the same way.
+fn first(call: Call, step: Step, stream_id: Option<Value>, park: Option<Park>, done: Done) {
+    match step {
+        Step::Done(r) => done(Relayed::Done(r)),
+        Step::Message(m) if is_request(&m) && park.is_some() => {
+            let park = park.expect("checked");
+            done(Relayed::Done(Ok(park(call, m))))
         }
+        Step::Message(m) => match stream_id {
+            Some(id) => done(Relayed::Stream(stream(call, id, m, park))),
+            None => {
+                call.refuse(&m);
+                call.then(move |call, step| first(call, step, None, park, done));
+            }
+        },
     }
 }
 

@@ -30,6 +30,9 @@ pub(super) type ResultHook = Box<dyn FnOnce(Value) -> Value + Send>;
 pub(super) struct Relaying {
     /// The result, when there is one, passes through this.
     pub hook: Option<ResultHook>,
+    /// The hook asks a server itself (a bridged `tasks/get`): it blocks, so it must run where
+    /// waiting is allowed (`Call::on_result_blocking`).
+    pub hook_blocks: bool,
     /// Waiting on a task (`tasks/result`): the call lasts as long as the task may, until this
     /// (`None`: the server gave no ttl, so the server's `max_request_timeout`).
     pub task_life: Option<Option<Instant>>,
@@ -37,7 +40,7 @@ pub(super) struct Relaying {
 
 impl Relaying {
     fn hook(f: impl FnOnce(Value) -> Value + Send + 'static) -> Share {
-        Share::Relay(Relaying { hook: Some(Box::new(f)), task_life: None })
+        Share::Relay(Relaying { hook: Some(Box::new(f)), ..Relaying::default() })
     }
 
     /// `f` after the hook there is.
@@ -71,11 +74,12 @@ impl Gateway {
                 drop(o);
                 let hook = (method == "tasks/get" && self.bridges_tasks(server, session))
                     .then(|| super::task_bridge::bridged_get(self.servers.clone(), srv.clone()));
-                Share::Relay(Relaying { hook, task_life })
+                Share::Relay(Relaying { hook_blocks: hook.is_some(), hook, task_life })
             }
-            "tools/call" if self.bridges_tasks(server, session) => {
-                Share::Relay(Relaying { hook: self.bridged_call(server, session, msg), task_life: None })
-            }
+            "tools/call" if self.bridges_tasks(server, session) => Share::Relay(Relaying {
+                hook: self.bridged_call(server, session, msg),
+                ..Relaying::default()
+            }),
             "tasks/list" => {
                 let owners = self.owners.clone();
                 Relaying::hook(move |mut result: Value| {

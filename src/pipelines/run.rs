@@ -8,9 +8,9 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::{Map, Value, json};
 
-use crate::config::refs::{self, Loop, Output, Scope};
 use super::{Context, Progress, Run, Status, StepReport};
 use crate::config::pipelines::{Kind, OnError, Pipeline, Step};
+use crate::config::refs::{self, Loop, Output, Scope};
 use crate::enhance::ollama::Generation;
 use crate::servers::{Request, Status as ServerStatus};
 

@@ -334,10 +334,15 @@ pub struct Call {
     finished: bool,
     on_end: Option<Box<dyn FnOnce() + Send>>,
     on_result: Option<Box<dyn FnOnce(Value) -> Value + Send>>,
+    /// `on_result` may block: the outcome is never taken on a thread that must not (a child's
+    /// reader), so the call is never parked.
+    result_blocks: bool,
     _in_flight: [InFlight; 2],
     /// Method and tool, for the metrics.
     labels: (String, String),
     started: Instant,
+    /// The caller's "client has gone" flag (`watch`).
+    watched: Option<Arc<AtomicBool>>,
 }
 
 impl Call {
@@ -370,9 +375,11 @@ impl Call {
             finished: false,
             on_end: None,
             on_result: None,
+            result_blocks: false,
             _in_flight: in_flight,
             labels: (String::new(), String::new()),
             started: Instant::now(),
+            watched: None,
         }
     }
 
@@ -404,15 +411,30 @@ impl Call {
     /// of its own), while nothing has come for it yet.
     pub fn wake(&self, until: Instant) -> Option<Wake> {
         match &self.link {
-            Link::Stdio { pending: Some(p), rounds: None, .. } => Some(p.wake(until)),
+            Link::Stdio { pending: Some(p), rounds: None, .. } if !self.result_blocks => Some(p.wake(until)),
             _ => None,
         }
+    }
+
+    pub(super) fn set_watched(&mut self, gone: Arc<AtomicBool>) {
+        self.watched = Some(gone);
+    }
+
+    pub(super) fn watched(&self) -> Option<Arc<AtomicBool>> {
+        self.watched.clone()
     }
 
     /// Passes the result through `f` before it is handed out (the gateway keeps what it must
     /// know of it: a task's owner, one session's share of a list).
     pub fn on_result(&mut self, f: impl FnOnce(Value) -> Value + Send + 'static) {
         self.on_result = Some(Box::new(f));
+    }
+
+    /// As `on_result`, for an `f` that may block (it asks a server itself): the call is then
+    /// always waited for on a thread of its own, where `f` runs.
+    pub fn on_result_blocking(&mut self, f: impl FnOnce(Value) -> Value + Send + 'static) {
+        self.on_result = Some(Box::new(f));
+        self.result_blocks = true;
     }
 
     /// Waits on something with a life of its own (a task's result): the deadline moves to

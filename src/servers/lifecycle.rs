@@ -49,7 +49,10 @@ impl Servers {
     }
 
     fn start_each_background(self: &Arc<Self>, wanted: impl Fn(&ServerConfig) -> bool, what: &'static str) {
-        for srv in self.list.lock().clone() {
+        // A copy: the list's lock is not held while threads start (a `for` over `lock().clone()`
+        // would keep the guard to the loop's end).
+        let list = self.list.lock().clone();
+        for srv in list {
             let start = {
                 let st = srv.state.lock();
                 wanted(&st.config)
@@ -310,7 +313,11 @@ impl Servers {
             for srv in &servers {
                 let busy = matches!(srv.state.lock().status(), Status::Running | Status::Starting);
                 if busy {
-                    scope.spawn(move || self.stop_server(srv));
+                    let named = std::thread::Builder::new().name(format!("shutdown-{}", short(&srv.name)));
+                    if let Err(e) = named.spawn_scoped(scope, move || self.stop_server(srv)) {
+                        log::warn!("cannot start a thread to stop {} ({e}); stopping it here", srv.name);
+                        self.stop_server(srv);
+                    }
                 }
             }
         });
@@ -337,7 +344,7 @@ fn discover(name: &str, bridge: &Bridge, deadline: Instant) -> std::result::Resu
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicBool;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
     use std::sync::{OnceLock, Weak};
 
     use super::super::testing::{shell_server, table};
@@ -358,6 +365,26 @@ mod tests {
         std::thread::spawn(move || s.start("sh"));
         let seen = rx.recv_timeout(Duration::from_secs(10)).expect("the listener ran (no deadlock)");
         assert_eq!(seen, Some(Status::Running), "the status it announces is already visible");
+        servers.shutdown();
+    }
+
+    #[test]
+    fn the_list_is_not_locked_while_starts_are_handed_out() {
+        let servers = table("no-list-lock", vec![shell_server("a"), shell_server("b")]);
+        let (free, asked) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicUsize::new(0)));
+        let (s, f, n) = (servers.clone(), free.clone(), asked.clone());
+        // What is asked of each server runs where a start thread is spawned: the table's list
+        // must be free there (a listener or a start may need it).
+        servers.start_each_background(
+            move |_| {
+                n.fetch_add(1, Ordering::SeqCst);
+                f.fetch_and(s.list.try_lock().is_some(), Ordering::SeqCst);
+                false
+            },
+            "test",
+        );
+        assert_eq!(asked.load(Ordering::SeqCst), 2);
+        assert!(free.load(Ordering::SeqCst), "the server list was locked while starts were handed out");
         servers.shutdown();
     }
 

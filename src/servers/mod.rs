@@ -30,6 +30,7 @@ mod remote_modern;
 mod sse;
 mod stdio_call;
 mod supervisor;
+mod then;
 pub mod upstream;
 
 use std::path::PathBuf;
@@ -47,7 +48,6 @@ use crate::config::{Document, Secrets, ServerConfig, ServerEntry, Transport};
 use crate::error::{Error, Result};
 use crate::resilience::Breakers;
 use bridge::{Bridge, StderrRing};
-pub use bridge::{Wake, Woken};
 pub use call::{Acquired, Call, Request, Step, while_caller_watched};
 pub use modern::Era;
 use phase::{Effect, Effects, Live, State};

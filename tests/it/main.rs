@@ -13,6 +13,7 @@ mod enhance;
 mod front;
 mod gateway;
 mod imports;
+mod layers;
 mod metrics;
 mod modern;
 mod modern_upstream;

@@ -9,10 +9,11 @@ use std::time::Instant;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::App;
-use super::response::{Reply, Req, round3};
-use super::routes::{Params, query_param};
+use super::routes::Params;
+use super::{query_param, round3};
+use crate::app::App;
 use crate::error::Result;
+use crate::front::{Reply, Req};
 
 /// The page, built into the binary.
 pub const PAGE: &str = include_str!("../../assets/dashboard.html");
@@ -100,7 +101,7 @@ fn state_json(app: &App, since: u64, now: Instant) -> Value {
         .list()
         .iter()
         .map(|s| {
-            let mut v = super::routes::server_status_json(s, now);
+            let mut v = super::servers::server_status_json(s, now);
             v["circuit"] = json!(app.breakers.state(&s.name, now).as_str());
             v["tools"] = json!(tools.as_ref().and_then(|t| t.get(&s.name)));
             v
@@ -121,7 +122,7 @@ fn state_json(app: &App, since: u64, now: Instant) -> Value {
         "hub": {
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_s": round3(now.duration_since(app.started).as_secs_f64()),
-            "token": app.policy.token.is_some(),
+            "token": app.settings.token.is_some(),
         },
         "servers": servers,
         "cache": app.enhancer.cache_stats(),

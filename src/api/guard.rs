@@ -1,9 +1,9 @@
 //! Request guards that run before routing: DNS-rebinding protection (Origin and Host), which
 //! cross-origin requests may reach which routes (`check`), CORS for local origins, and the
-//! optional bearer token. Pure functions over header values.
+//! optional bearer token (`refusal`, all of them in order). Pure functions over header values.
 
-use super::response::Req;
 use crate::config::is_loopback_host;
+use crate::front::{Reply, Req};
 
 /// Which origins and hosts the hub answers.
 pub struct Policy {
@@ -176,9 +176,34 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Methods and headers a browser may use cross-origin (for preflight answers).
+/// The refusal a request gets before its body is read, if any: Host, Origin, a CORS
+/// preflight's answer, the token.
+pub fn refusal(policy: &Policy, req: &Req) -> Option<Reply> {
+    if !policy.host_ok(req.header("host")) {
+        return Some(Reply::error(403, "forbidden_origin", "Host header does not name this machine"));
+    }
+    if let Verdict::Refuse(why) = check(policy, req) {
+        return Some(Reply::error(403, "forbidden_origin", why));
+    }
+    if req.method == "OPTIONS" {
+        return Some(
+            Reply::empty(204)
+                .with_header("Access-Control-Allow-Methods", CORS_METHODS)
+                .with_header("Access-Control-Allow-Headers", CORS_HEADERS)
+                .with_header("Access-Control-Max-Age", "600"),
+        );
+    }
+    if !policy.authorized(req.header("authorization")) && !is_public(&req.method, &req.path) {
+        return Some(
+            Reply::error(401, "unauthorized", "missing or wrong bearer token")
+                .with_header("WWW-Authenticate", "Bearer"),
+        );
+    }
+    None
+}
+
 pub const CORS_METHODS: &str = "GET, POST, PUT, DELETE, OPTIONS";
 pub const CORS_HEADERS: &str = "Content-Type, Authorization, Accept, X-Client-Name, X-Request-Id, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID";
-pub const CORS_EXPOSE: &str = "Mcp-Session-Id, MCP-Protocol-Version, X-Request-Id";
 
 #[cfg(test)]
 mod tests {

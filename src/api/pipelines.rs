@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::App;
-use super::response::{Reply, Req};
+use super::json_of;
 use super::routes::Params;
+use crate::app::App;
 use crate::error::{Error, Result};
+use crate::front::{Reply, Req};
 
 /// Longest a synchronous caller waits; after it, the report as it stands (still `running`).
 const SYNC_WAIT: Duration = Duration::from_secs(3600);
@@ -22,7 +23,7 @@ pub fn list(app: &App, _: &Req, _: &Params) -> Result<Reply> {
 }
 
 pub fn start(app: &App, req: &Req, p: &Params) -> Result<Reply> {
-    let inputs = req.json()?;
+    let inputs = json_of(req)?;
     let run = app.pipelines.start(p.get("name"), &inputs, None)?;
     let wants_async = req
         .header("prefer")
@@ -31,10 +32,10 @@ pub fn start(app: &App, req: &Req, p: &Params) -> Result<Reply> {
         let location = format!("/pipelines/runs/{}", run.id);
         return Ok(Reply::json(202, &run.report()).with_header("Location", location));
     }
-    Ok(Reply::later(Box::new(move || {
+    Ok(Reply::spawn(move || {
         run.wait(SYNC_WAIT);
         Reply::ok(&run.report())
-    })))
+    }))
 }
 
 pub fn runs(app: &App, _: &Req, _: &Params) -> Result<Reply> {

@@ -1,14 +1,16 @@
 //! One connection's requests, and where their answers go. The `http-conn` thread reads a
-//! request (head, guards, body), hands it to a worker, and goes back to reading at once: the
-//! worker writes a whole answer to the socket itself when the socket takes it without waiting,
-//! and what may take long (`Reply::later`, streams, a write the socket cannot take now) goes on
-//! on an `http-answer` thread of its own. So a call wakes the connection's thread once, when its
-//! client speaks, and never holds a worker on a slow client.
+//! request (head, the service's admission, body), hands it to a worker, and goes back to
+//! reading at once. Every answer goes out through the request's `Responder`: the whole answer
+//! is written to the socket by whichever thread has it (the worker, or the thread that finished
+//! a later answer) when the socket takes it without waiting; what may take long (`spawn`ed
+//! work, streams, a write the socket cannot take now) goes on on an `http-answer` thread of its
+//! own. So a request wakes the connection's thread once, when its client speaks, and never
+//! holds a worker on a slow client.
 //!
 //! The connection's `Out` keeps the answers in order: a request is handed on only once the
 //! answer before it is out, and the connection thread writes nothing (a refusal, a `100
 //! Continue`) while an answer is owed. Since the connection thread is reading meanwhile, it is
-//! the one that sees a client leave: the call waiting for that client is cancelled.
+//! the one that sees a client leave: `Responder::gone` says so to whoever works for it.
 
 use std::io::ErrorKind;
 use std::net::{Shutdown, TcpStream};
@@ -20,10 +22,8 @@ use std::time::Instant;
 use parking_lot::{Condvar, Mutex};
 
 use super::conn::{Conn, Framing, Head, ReadError};
-use super::response::{self, Reply, Req, whole, write_stream};
-use super::{Front, Job, code_of, guard, record, routes};
-use crate::later::Later;
-use crate::servers::Woken;
+use super::wire::{Cors, Reply, Req, whole, write_stream};
+use super::{Admission, Front, Job, code_of};
 
 /// The writing side of one connection, shared by its reader and whoever holds its answer.
 pub(super) struct Out {
@@ -117,10 +117,15 @@ pub(super) struct Answer {
     pub started: Instant,
 }
 
+impl Answer {
+    fn cors(&self, front: &Front) -> Option<Cors<'_>> {
+        self.origin.as_deref().map(|origin| Cors { origin, expose: front.cors_expose })
+    }
+}
+
 /// One connection's requests, one after the other, until it closes, stays idle too long,
 /// sends something malformed, or the front stops.
-pub(super) fn serve(front: &Front, mut conn: Conn) {
-    let app = &front.app;
+pub(super) fn serve(front: &Arc<Front>, mut conn: Conn) {
     let budget = front.read_timeout;
     let out = Arc::new(Out::new(conn.stream().clone()));
     loop {
@@ -130,8 +135,8 @@ pub(super) fn serve(front: &Front, mut conn: Conn) {
             Err(ReadError::Idle) if out.is_owed() => continue,
             Err(ReadError::Idle) => return,
             Err(ReadError::Closed) => {
-                // A client that leaves while waiting has its call cancelled; a front that
-                // stops lets the answer finish.
+                // A client that leaves while waiting is gone for whoever works for it; a front
+                // that stops lets the answer finish.
                 if !front.stop.load(Ordering::SeqCst) {
                     out.gone.store(true, Ordering::Release);
                 }
@@ -141,7 +146,7 @@ pub(super) fn serve(front: &Front, mut conn: Conn) {
             Err(ReadError::Refuse(status, why)) => {
                 if out.wait_free() {
                     let id = crate::request_id::generate();
-                    refuse(conn, Reply::error(status, code_of(status), why), None, &id);
+                    refuse(front, conn, Reply::error(status, code_of(status), why), None, &id);
                 }
                 return;
             }
@@ -152,7 +157,7 @@ pub(super) fn serve(front: &Front, mut conn: Conn) {
         let http10 = head.http10;
         let mut req = request_of(head);
         req.id = crate::request_id::of_header(req.header("x-request-id"));
-        let origin = guard::check(&app.policy, &req).cors_origin();
+        let Admission { refusal, cors_origin: origin } = front.service.admit(&req);
         // Nothing is written for this request until the answer before it is out.
         if !out.wait_free() {
             return;
@@ -160,24 +165,36 @@ pub(super) fn serve(front: &Front, mut conn: Conn) {
         let framing = match framing {
             Ok(f) => f,
             Err(ReadError::Refuse(status, why)) => {
-                log_line(&req, status, started);
-                return refuse(conn, Reply::error(status, code_of(status), why), origin.as_deref(), &req.id);
+                front.service.refused(&req, status, started);
+                return refuse(
+                    front,
+                    conn,
+                    Reply::error(status, code_of(status), why),
+                    origin.as_deref(),
+                    &req.id,
+                );
             }
             Err(_) => return,
         };
-        // The guards run before any body is read: a refusal never waits for one.
-        if let Some(mut reply) = guard(app, &req, framing) {
-            log_line(&req, reply.status, started);
+        // The admission and the declared size are checked before any body is read: a refusal
+        // never waits for one.
+        let refusal = refusal.or_else(|| match framing {
+            Framing::Length(n) if n > front.max_body_bytes => Some(too_large(front.max_body_bytes)),
+            _ => None,
+        });
+        if let Some(mut reply) = refusal {
+            front.service.refused(&req, reply.status, started);
             if reply.status == 204 && framing == Framing::Length(0) && keep {
                 reply.headers.push(("X-Request-Id", req.id.clone()));
                 // A CORS preflight: answered, and the connection stays.
-                let bytes = whole(reply, origin.as_deref(), &req.method, true, http10);
+                let cors = origin.as_deref().map(|origin| Cors { origin, expose: front.cors_expose });
+                let bytes = whole(reply, cors, &req.method, true, http10);
                 if conn.write_all(&bytes).is_err() {
                     return;
                 }
                 continue;
             }
-            return refuse(conn, reply, origin.as_deref(), &req.id);
+            return refuse(front, conn, reply, origin.as_deref(), &req.id);
         }
         if framing != Framing::Length(0)
             && req.header("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
@@ -185,15 +202,15 @@ pub(super) fn serve(front: &Front, mut conn: Conn) {
         {
             return;
         }
-        match conn.read_body(framing, app.settings.max_body_bytes, Instant::now() + budget) {
+        match conn.read_body(framing, front.max_body_bytes, Instant::now() + budget) {
             Ok(body) => req.body = body,
             Err(ReadError::Refuse(status, why)) => {
-                log_line(&req, status, started);
+                front.service.refused(&req, status, started);
                 let reply = match status {
-                    413 => too_large(app.settings.max_body_bytes),
+                    413 => too_large(front.max_body_bytes),
                     _ => Reply::error(status, code_of(status), why),
                 };
-                return refuse(conn, reply, origin.as_deref(), &req.id);
+                return refuse(front, conn, reply, origin.as_deref(), &req.id);
             }
             Err(_) => return,
         }
@@ -210,8 +227,7 @@ pub(super) fn serve(front: &Front, mut conn: Conn) {
 }
 
 /// After a connection's last request: what the client still sends is read and dropped, only to
-/// see it leave (which cancels the call working for it), until the answer is out and the
-/// connection shut.
+/// see it leave (`Responder::gone`), until the answer is out and the connection shut.
 fn watch_last(front: &Front, mut conn: Conn, out: &Out) {
     loop {
         match conn.discard(Instant::now() + 2 * front.read_timeout) {
@@ -228,121 +244,128 @@ fn watch_last(front: &Front, mut conn: Conn, out: &Out) {
     }
 }
 
-/// Sends a request's reply: where it is worked out (the worker, or the child's reader that
-/// brought a call's answer) when it is whole and the socket takes all of it now, else on an
-/// `http-answer` thread (waiting for a later reply, streaming, or a slow client). A reply that
-/// waits for a call's answer is parked with the call (`Wake`): no thread waits for it.
-pub(super) fn answer(req: Req, reply: Reply, answer: Answer) {
-    send(req, reply, answer, Here::Worker);
+std::thread_local! {
+    /// Set on the front's workers: only there may an answer, as a last resort (no thread to be
+    /// had), block on a slow client. Anywhere else (a child's reader that finished a call) it
+    /// must not.
+    static ON_WORKER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Where an answer is being sent from.
-#[derive(Clone, Copy)]
-enum Here {
-    /// A worker, which may as a last resort (no thread to be had) block on a client.
-    Worker,
-    /// A child's reader or the call timer, which never may.
-    Elsewhere,
+/// Marks the calling thread as one of the front's workers.
+pub(super) fn on_worker() {
+    ON_WORKER.with(|w| w.set(true));
 }
 
-fn send(req: Req, mut reply: Reply, answer: Answer, here: Here) {
-    if let Some(later) = reply.later.take() {
-        let (run, wake) = later.into_parts();
-        let Some(wake) = wake else { return off_the_worker(req, Later::new(run), reply, answer, here) };
-        return wake.park(Box::new(move |woken| match woken {
-            Woken::Ready => {
-                // Here (a child's reader, as a rule) nothing may unwind.
-                let _ = catch_unwind(AssertUnwindSafe(move || {
-                    let gone = answer.owed.out().gone.clone();
-                    let later = compute(&req, run, &gone);
-                    send(req, inherit(later, reply), answer, Here::Elsewhere);
-                }));
+/// A request and the one answer it is owed. The answer goes out now, later from any thread, or
+/// as a stream; dropped unanswered, the connection closes (its client sees the end, never a
+/// hang). The request is the responder's: a service reads it with `req`.
+pub struct Responder {
+    req: Req,
+    answer: Answer,
+    front: Arc<Front>,
+}
+
+impl Responder {
+    pub(super) fn new(req: Req, answer: Answer, front: Arc<Front>) -> Responder {
+        Responder { req, answer, front }
+    }
+
+    pub fn req(&self) -> &Req {
+        &self.req
+    }
+
+    /// Turns true once the client has gone (it closed its connection while this was owed):
+    /// whoever works for it may stop.
+    pub fn gone(&self) -> Arc<AtomicBool> {
+        self.answer.owed.out().gone.clone()
+    }
+
+    /// Sends the answer from this thread, which may be any: a whole reply the socket takes at
+    /// once is written here; the rest of it, a stream, or work to do (`Reply::respond`) goes on
+    /// on an `http-answer` thread. Never blocks, except on a worker that cannot start a thread.
+    pub fn send(self, mut reply: Reply) {
+        if let Some(respond) = reply.respond.take() {
+            return respond(self);
+        }
+        if reply.stream.is_some() {
+            return spawn_answer(move || self.write(reply));
+        }
+        let Responder { req, answer, front } = self;
+        let bytes = finish(&front, &req, reply, &answer);
+        let stream = answer.owed.out().stream.clone();
+        match crate::sys::send_now(&stream, &bytes) {
+            Ok(n) if n == bytes.len() => answer.owed.done(true),
+            Ok(n) => {
+                let owed = answer.owed;
+                let rest = bytes[n..].to_vec();
+                spawn_answer(move || {
+                    use std::io::Write;
+                    let sent = (&*stream).write_all(&rest).is_ok();
+                    owed.done(sent);
+                });
             }
-            Woken::Wait => off_the_worker(req, Later::new(run), reply, answer, Here::Elsewhere),
-        }));
-    }
-    if reply.stream.is_some() {
-        let shell = Reply::empty(reply.status);
-        return off_the_worker(req, Later::new(move || reply), shell, answer, here);
-    }
-    let bytes = finish(&req, reply, &answer);
-    let stream = answer.owed.out().stream.clone();
-    match crate::sys::send_now(&stream, &bytes) {
-        Ok(n) if n == bytes.len() => answer.owed.done(true),
-        Ok(n) => {
-            let owed = answer.owed;
-            let rest = bytes[n..].to_vec();
-            spawn_answer(here, move || {
-                use std::io::Write;
-                let sent = (&*stream).write_all(&rest).is_ok();
-                owed.done(sent);
-            });
+            Err(_) => answer.owed.done(false),
         }
-        Err(_) => answer.owed.done(false),
     }
-}
 
-/// The reply with its log line and metrics recorded, as the bytes that go out.
-fn finish(req: &Req, mut reply: Reply, answer: &Answer) -> Vec<u8> {
-    response::log_request(req, &reply, answer.started);
-    record(req, &reply, answer.started);
-    reply.headers.push(("X-Request-Id", req.id.clone()));
-    whole(reply, answer.origin.as_deref(), &req.method, answer.keep, answer.http10)
-}
+    /// Works out the answer with `f` on an `http-answer` thread of its own (it may block:
+    /// lifecycle changes, installs, anything that waits), and sends it from there.
+    pub fn spawn(self, f: impl FnOnce() -> Reply + Send + 'static) {
+        spawn_answer(move || {
+            let reply = self.compute(f);
+            self.write(reply);
+        });
+    }
 
-/// Runs a reply's later part, with the request's id and its client watched; a panic is a 500.
-fn compute(req: &Req, run: impl FnOnce() -> Reply, gone: &Arc<AtomicBool>) -> Reply {
-    let id = Some(req.id.clone());
-    let run = || crate::request_id::with(id, || catch_unwind(AssertUnwindSafe(run)));
-    crate::servers::while_caller_watched(gone.clone(), run).unwrap_or_else(|_| {
-        log::error!("handler for {} {} panicked", req.method, req.path);
-        Reply::error(500, "internal", "internal error (logged)")
-    })
-}
+    /// Runs `f` with the request's id; a panic is a logged 500.
+    fn compute(&self, f: impl FnOnce() -> Reply) -> Reply {
+        let id = Some(self.req.id.clone());
+        let run = || crate::request_id::with(id, || catch_unwind(AssertUnwindSafe(f)));
+        run().unwrap_or_else(|_| {
+            log::error!("handler for {} {} panicked", self.req.method, self.req.path);
+            Reply::error(500, "internal", "internal error (logged)")
+        })
+    }
 
-/// What the reply worked out later keeps of the one that said "later": the route that
-/// answered and the client's name, when it does not say them itself.
-fn inherit(mut later: Reply, shell: Reply) -> Reply {
-    later.route = later.route.or(shell.route);
-    later.client = later.client.or(shell.client);
-    later
-}
-
-/// Works out the reply on an `http-answer` thread, and sends it (or streams it) from there.
-/// `shell`: the reply that said "later".
-fn off_the_worker(req: Req, later: Later<Reply>, shell: Reply, answer: Answer, here: Here) {
-    spawn_answer(here, move || {
-        let gone = answer.owed.out().gone.clone();
-        let mut reply = compute(&req, || later.run(), &gone);
-        while let Some(later) = reply.later.take() {
-            reply = compute(&req, || later.run(), &gone);
+    /// Writes the answer on this thread, which may block (an `http-answer` thread): a reply
+    /// that says it comes later is asked for again here.
+    fn write(mut self, mut reply: Reply) {
+        if let Some(respond) = reply.respond.take() {
+            return respond(self);
         }
-        let mut reply = inherit(reply, shell);
-        if gone.load(Ordering::Acquire) {
+        let Responder { req, answer, front } = &mut self;
+        if answer.owed.out().gone.load(Ordering::Acquire) {
             log::debug!("{} {}: the client went away before its answer", req.method, req.path);
-            return answer.owed.done(false);
+            return;
         }
         let stream = answer.owed.out().stream.clone();
         let sent = match reply.stream.is_some() {
             true => {
-                response::log_request(&req, &reply, answer.started);
-                record(&req, &reply, answer.started);
+                front.service.answered(req, &reply, answer.started);
                 reply.headers.push(("X-Request-Id", req.id.clone()));
-                write_stream(&stream, reply, answer.origin.as_deref(), answer.keep).is_ok()
+                write_stream(&stream, reply, answer.cors(front), answer.keep).is_ok()
             }
             false => {
                 use std::io::Write;
-                let bytes = finish(&req, reply, &answer);
+                let bytes = finish(front, req, reply, answer);
                 (&*stream).write_all(&bytes).is_ok()
             }
         };
+        let Responder { answer, .. } = self;
         answer.owed.done(sent);
-    });
+    }
+}
+
+/// The reply with its log line and metrics recorded, as the bytes that go out.
+fn finish(front: &Front, req: &Req, mut reply: Reply, answer: &Answer) -> Vec<u8> {
+    front.service.answered(req, &reply, answer.started);
+    reply.headers.push(("X-Request-Id", req.id.clone()));
+    whole(reply, answer.cors(front), &req.method, answer.keep, answer.http10)
 }
 
 /// Runs `f` on an `http-answer` thread. If no thread can be had, a worker runs it itself;
-/// elsewhere it is dropped, which closes the connection and cancels its call.
-fn spawn_answer(here: Here, f: impl FnOnce() + Send + 'static) {
+/// elsewhere it is dropped, which closes the connection (and says its client has gone).
+fn spawn_answer(f: impl FnOnce() + Send + 'static) {
     let f = Arc::new(Mutex::new(Some(f)));
     let mine = f.clone();
     let spawned = std::thread::Builder::new().name("http-answer".into()).spawn(move || {
@@ -352,14 +375,14 @@ fn spawn_answer(here: Here, f: impl FnOnce() + Send + 'static) {
     });
     if let Err(e) = spawned {
         let f = f.lock().take();
-        match here {
-            Here::Worker => {
+        match ON_WORKER.with(|w| w.get()) {
+            true => {
                 log::warn!("cannot start a thread for an answer ({e}); answering on the worker");
                 if let Some(f) = f {
                     f();
                 }
             }
-            Here::Elsewhere => {
+            false => {
                 log::warn!("cannot start a thread for an answer ({e}); its connection is closed");
                 drop(f);
             }
@@ -367,7 +390,7 @@ fn spawn_answer(here: Here, f: impl FnOnce() + Send + 'static) {
     }
 }
 
-/// The request as handlers see it.
+/// The request as a service sees it.
 fn request_of(head: Head) -> Req {
     let (path, query) = match head.target.split_once('?') {
         Some((p, q)) => (p.to_string(), q.to_string()),
@@ -376,56 +399,16 @@ fn request_of(head: Head) -> Req {
     Req { method: head.method, path, query, headers: head.headers, body: Vec::new(), id: String::new() }
 }
 
-/// The refusal a request gets before its body is read, if any: Host, Origin, a CORS
-/// preflight's answer, the token, a declared body over the cap.
-fn guard(app: &super::App, req: &Req, framing: Framing) -> Option<Reply> {
-    if !app.policy.host_ok(req.header("host")) {
-        return Some(Reply::error(403, "forbidden_origin", "Host header does not name this machine"));
-    }
-    if let guard::Verdict::Refuse(why) = guard::check(&app.policy, req) {
-        return Some(Reply::error(403, "forbidden_origin", why));
-    }
-    if req.method == "OPTIONS" {
-        return Some(
-            Reply::empty(204)
-                .with_header("Access-Control-Allow-Methods", guard::CORS_METHODS)
-                .with_header("Access-Control-Allow-Headers", guard::CORS_HEADERS)
-                .with_header("Access-Control-Max-Age", "600"),
-        );
-    }
-    if !app.policy.authorized(req.header("authorization")) && !guard::is_public(&req.method, &req.path) {
-        return Some(
-            Reply::error(401, "unauthorized", "missing or wrong bearer token")
-                .with_header("WWW-Authenticate", "Bearer"),
-        );
-    }
-    match framing {
-        Framing::Length(n) if n > app.settings.max_body_bytes => Some(too_large(app.settings.max_body_bytes)),
-        _ => None,
-    }
-}
-
 /// Answers and closes: nothing more is read from a connection that was refused.
-fn refuse(mut conn: Conn, mut reply: Reply, origin: Option<&str>, id: &str) {
+fn refuse(front: &Front, mut conn: Conn, mut reply: Reply, origin: Option<&str>, id: &str) {
     reply.headers.push(("X-Request-Id", id.to_string()));
+    let cors = origin.map(|origin| Cors { origin, expose: front.cors_expose });
     // The body goes out whatever the method: the refusal says why.
-    if conn.write_all(&whole(reply, origin, "", false, false)).is_ok() {
+    if conn.write_all(&whole(reply, cors, "", false, false)).is_ok() {
         conn.linger_close();
     }
 }
 
 fn too_large(cap: usize) -> Reply {
     Reply::error(413, "payload_too_large", &format!("request body exceeds {cap} bytes"))
-}
-
-fn log_line(req: &Req, status: u16, started: Instant) {
-    crate::metrics::global().http_request(routes::template(&req.path), status);
-    log::debug!(
-        "{} {} {status} {:.3}ms client={} id={}",
-        req.method,
-        req.path,
-        started.elapsed().as_secs_f64() * 1000.0,
-        req.client_name().unwrap_or("-"),
-        req.id
-    );
 }

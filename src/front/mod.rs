@@ -1,18 +1,16 @@
-//! The HTTP front: the hub's own small HTTP/1.1 server. One `http-accept` thread accepts
-//! connections (bounded below the descriptor limit: past it a 503 and close), one `http-conn`
-//! thread per connection reads its requests (every read with a deadline, the head within size
-//! limits) and runs the guards before any body is read, and a pool of `http-N` workers runs the
-//! handlers and sends their answers; what may take long (`Reply::later`, streams) goes on on a
-//! thread of its own, so it never holds a worker (`serve`). Handlers live in `routes`;
-//! ARCHITECTURE.md says why this is not tiny_http any more.
+//! The HTTP front: a small HTTP/1.1 server generic over a `Service`, knowing nothing of what
+//! it serves (as astra's `Service` or hyper's `h1::dispatch` know nothing of the application).
+//! One `http-accept` thread accepts connections (bounded below the descriptor limit: past it a
+//! 503 and close), one `http-conn` thread per connection reads its requests (every read with a
+//! deadline, the head within size limits) and asks the service to admit each before any body
+//! is read, and a pool of `http-N` workers runs `Service::call` and sends the answers through
+//! each request's `Responder`, which takes an answer now, later from any thread, or as a
+//! stream, and says when the client has gone (`serve`). ARCHITECTURE.md says why this is not
+//! tiny_http any more.
 
 mod conn;
-mod dashboard;
-pub mod guard;
-mod pipelines;
-pub mod response;
-pub mod routes;
 mod serve;
+mod wire;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -26,14 +24,45 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
-pub use crate::app::App;
-use crate::error::{Error, Result};
 use crate::queue::Queue;
 use conn::Conn;
-pub use response::{Reply, Req};
+pub use serve::Responder;
+pub use wire::{Reply, Req};
 
-/// Produces the reply to a request whose guards passed (the route table, or a test's).
-pub type Router = fn(&App, &Req) -> Reply;
+/// What the front serves. `admit` runs on the connection's thread before any body is read;
+/// `call` on a worker, and must not block there (work that waits goes through
+/// `Reply::respond` / `Responder::spawn`); `answered` and `refused` see every request's end,
+/// for the service's log line and metrics.
+pub trait Service: Send + Sync + 'static {
+    fn admit(&self, req: &Req) -> Admission;
+    fn call(&self, req: &Req) -> Reply;
+    fn answered(&self, req: &Req, reply: &Reply, started: Instant);
+    fn refused(&self, req: &Req, status: u16, started: Instant);
+}
+
+/// A service's word on a request before its body is read.
+#[derive(Default)]
+pub struct Admission {
+    /// Answered with this and the connection closed (a CORS preflight's 204 keeps it).
+    pub refusal: Option<Reply>,
+    /// The origin a cross-origin answer names in `Access-Control-Allow-Origin`.
+    pub cors_origin: Option<String>,
+}
+
+/// How the front listens and what it bounds.
+pub struct Limits {
+    pub host: String,
+    pub port: u16,
+    pub workers: usize,
+    /// How long a request's head or body may take once it started; idle keep-alive
+    /// connections close after twice that; a write may block this long.
+    pub read_timeout: Duration,
+    pub max_body_bytes: usize,
+    /// Connections at once; by default half of what the descriptor limit leaves.
+    pub max_connections: Option<usize>,
+    /// The response headers a cross-origin script may read.
+    pub cors_expose: &'static str,
+}
 
 /// Why the HTTP front stopped serving on its own.
 pub type Fatal = Sender<String>;
@@ -50,44 +79,50 @@ struct Job {
 
 /// What the acceptor, the connections and the workers share.
 struct Front {
-    app: Arc<App>,
-    router: Router,
+    service: Arc<dyn Service>,
     jobs: Queue<Job>,
     /// Open connections, so shutdown can end them; their count is bounded by `max_conns`.
     conns: Mutex<HashMap<u64, Arc<TcpStream>>>,
     next_conn: AtomicU64,
     max_conns: usize,
     stop: AtomicBool,
-    /// How long a request's head or body may take once it started; idle keep-alive
-    /// connections close after twice that; a write may block this long.
     read_timeout: Duration,
+    max_body_bytes: usize,
+    cors_expose: &'static str,
 }
 
 /// A running HTTP front.
-pub struct Http {
+pub struct Server {
     addr: SocketAddr,
     front: Arc<Front>,
     acceptor: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
 }
 
-impl Http {
-    /// Binds `host:port`, starts the acceptor and `workers` threads. An accept failure that
-    /// is not the client's (out of descriptors, ...) is reported on `fatal`.
-    pub fn start(app: Arc<App>, router: Router, fatal: Fatal) -> Result<Http> {
-        let s = &app.settings;
+/// Why the front could not start: what it was doing, and the system's error.
+pub type StartError = (String, std::io::Error);
+
+/// Binds `host:port`, starts the acceptor and the workers. An accept failure that is not the
+/// client's (out of descriptors, ...) is reported on `fatal`.
+pub fn start(service: Arc<dyn Service>, s: Limits, fatal: Fatal) -> std::result::Result<Server, StartError> {
+    Server::start(service, s, fatal)
+}
+
+impl Server {
+    fn start(service: Arc<dyn Service>, s: Limits, fatal: Fatal) -> std::result::Result<Server, StartError> {
         let listener = bind(&s.host, s.port)?;
-        let addr = listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?;
+        let addr = listener.local_addr().map_err(|e| ("reading the bound address".to_string(), e))?;
         let max_conns = s.max_connections.unwrap_or_else(default_max_connections);
         let front = Arc::new(Front {
-            router,
+            service,
             jobs: Queue::default(),
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             max_conns,
             stop: AtomicBool::new(false),
             read_timeout: s.read_timeout,
-            app: app.clone(),
+            max_body_bytes: s.max_body_bytes,
+            cors_expose: s.cors_expose,
         });
         let mut workers = Vec::with_capacity(s.workers);
         for i in 0..s.workers {
@@ -95,7 +130,7 @@ impl Http {
             let handle = std::thread::Builder::new()
                 .name(format!("http-{i}"))
                 .spawn(move || worker(&front))
-                .map_err(|e| Error::io("spawning an HTTP worker", e))?;
+                .map_err(|e| ("spawning an HTTP worker".to_string(), e))?;
             workers.push(handle);
         }
         let acceptor = {
@@ -103,10 +138,10 @@ impl Http {
             std::thread::Builder::new()
                 .name("http-accept".into())
                 .spawn(move || accept_loop(&front, &listener, &fatal))
-                .map_err(|e| Error::io("spawning the HTTP acceptor", e))?
+                .map_err(|e| ("spawning the HTTP acceptor".to_string(), e))?
         };
         log::debug!("HTTP front: {} workers, at most {max_conns} connections", s.workers);
-        Ok(Http { addr, front, acceptor: Some(acceptor), workers })
+        Ok(Server { addr, front, acceptor: Some(acceptor), workers })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -161,12 +196,10 @@ fn default_max_connections() -> usize {
     (limit.saturating_sub(RESERVED_FDS) / 2).clamp(16, 4096) as usize
 }
 
-fn bind(host: &str, port: u16) -> Result<TcpListener> {
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| Error::Config(format!("AGENTHUB_HOST: cannot resolve '{host}': {e}")))?
-        .collect();
-    TcpListener::bind(&addrs[..]).map_err(|e| Error::io(format!("cannot listen on {host}:{port}"), e))
+fn bind(host: &str, port: u16) -> std::result::Result<TcpListener, StartError> {
+    let addrs: Vec<SocketAddr> =
+        (host, port).to_socket_addrs().map_err(|e| (format!("cannot resolve '{host}'"), e))?.collect();
+    TcpListener::bind(&addrs[..]).map_err(|e| (format!("cannot listen on {host}:{port}"), e))
 }
 
 /// The acceptor's main loop: each connection gets a thread of its own, or a 503 when the
@@ -242,18 +275,21 @@ impl Drop for Registered<'_> {
     }
 }
 
-/// The main loop of a worker: take a request, produce its reply and send it on, until the
-/// front closes.
-fn worker(front: &Front) {
+/// The main loop of a worker: take a request, have the service answer it and send the answer
+/// on (or hand the service its `Responder`), until the front closes.
+fn worker(front: &Arc<Front>) {
+    serve::on_worker();
     while let Some(Job { req, answer }) = front.jobs.pop() {
         let id = Some(req.id.clone());
-        let run = || crate::request_id::with(id, || (front.router)(&front.app, &req));
+        let run = || crate::request_id::with(id.clone(), || front.service.call(&req));
         let reply = catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|_| {
             log::error!("handler for {} {} panicked", req.method, req.path);
             Reply::error(500, "internal", "internal error (logged)")
         });
         // The answer's turn ends however this ends (`serve::Owed`); the worker lives on.
-        if catch_unwind(AssertUnwindSafe(|| serve::answer(req, reply, answer))).is_err() {
+        let responder = Responder::new(req, answer, front.clone());
+        let sent = catch_unwind(AssertUnwindSafe(|| crate::request_id::with(id, || responder.send(reply))));
+        if sent.is_err() {
             log::error!("sending an answer panicked; its connection is closed");
         }
     }
@@ -269,123 +305,40 @@ fn code_of(status: u16) -> &'static str {
     }
 }
 
-/// What an answered request adds to the metrics: its route and status, and for an MCP request
-/// (JSON-RPC on `/mcp...`, or the REST relay) the operation's duration by method and tool.
-fn record(req: &Req, reply: &Reply, started: Instant) {
-    let metrics = crate::metrics::global();
-    let route = reply.route.unwrap_or_else(|| routes::template(&req.path));
-    metrics.http_request(route, reply.status);
-    if req.method != "POST" {
-        return;
-    }
-    let mut segs = req.path.trim_start_matches('/').split('/').skip(1);
-    let server = segs.next().unwrap_or("");
-    let (method, tool) = match route {
-        "/mcp" | "/mcp/{server}" => rpc_of(&req.body),
-        "/mcp/{server}/{*method}" => (segs.collect::<Vec<_>>().join("/"), rpc_of(&req.body).1),
-        _ => return,
-    };
-    metrics.client_operation(server, &method, &tool, &error_type(reply), started.elapsed());
-}
-
-#[derive(serde::Deserialize)]
-struct RpcHead {
-    #[serde(default)]
-    method: String,
-    params: Option<RpcParams>,
-    /// A REST relay's body is the params themselves.
-    name: Option<String>,
-}
-
-#[derive(serde::Deserialize)]
-struct RpcParams {
-    name: Option<String>,
-}
-
-/// A JSON-RPC body's method and tool name (`batch` for an array), read without building a
-/// value of the whole body.
-fn rpc_of(body: &[u8]) -> (String, String) {
-    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-        return ("batch".into(), String::new());
-    }
-    match serde_json::from_slice::<RpcHead>(body) {
-        Ok(h) => {
-            let tool = h.params.and_then(|p| p.name).or(h.name).unwrap_or_default();
-            (h.method, tool)
-        }
-        Err(_) => (String::new(), String::new()),
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct AnswerHead {
-    error: Option<AnswerError>,
-    result: Option<ResultHead>,
-    #[serde(rename = "isError")]
-    is_error: Option<bool>,
-}
-
-#[derive(serde::Deserialize)]
-struct AnswerError {
-    code: Option<i64>,
-}
-
-#[derive(serde::Deserialize)]
-struct ResultHead {
-    #[serde(rename = "isError")]
-    is_error: Option<bool>,
-}
-
-/// The OpenTelemetry `error.type` of an answer: the HTTP status past 400, the JSON-RPC error
-/// code (known ones; `other`), `tool_error` for an `isError` result, empty for success.
-fn error_type(reply: &Reply) -> String {
-    if reply.status >= 400 {
-        return reply.status.to_string();
-    }
-    if reply.content_type != "application/json" {
-        return String::new();
-    }
-    let Ok(a) = serde_json::from_slice::<AnswerHead>(&reply.body) else { return String::new() };
-    match a.error.and_then(|e| e.code) {
-        Some(code @ (-32700 | -32600 | -32601 | -32602 | -32603 | -32000 | -32001 | -32002)) => {
-            code.to_string()
-        }
-        Some(_) => crate::metrics::OTHER.into(),
-        None if a.result.and_then(|r| r.is_error).or(a.is_error) == Some(true) => "tool_error".into(),
-        None => String::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
     use std::io::BufRead;
 
-    fn app() -> Arc<App> {
-        let mut flags = HashMap::new();
-        flags.insert("AGENTHUB_PORT", "0".to_string());
-        flags.insert("AGENTHUB_WORKERS", "1".to_string());
-        flags.insert("OLLAMA_URL", "http://127.0.0.1:9".to_string());
-        let settings = crate::config::Settings::resolve(&flags, &|_| None).expect("settings");
-        let loaded = crate::config::Loaded {
-            servers: Vec::new(),
-            rules: crate::config::parse_rules(crate::config::DEFAULT_RULES_JSON, "embedded").expect("rules"),
-            pipelines: Vec::new(),
-            pipelines_embedded: true,
-            servers_path: std::env::temp_dir().join("agenthub-unit-never-saved.json"),
-            document: crate::config::Document::empty(Default::default()),
-            sources: Vec::new(),
-            warnings: Vec::new(),
-        };
-        App::build(settings, loaded)
+    /// A service that panics on `/panic` and echoes the path otherwise.
+    struct Panicky;
+
+    impl Service for Panicky {
+        fn admit(&self, _: &Req) -> Admission {
+            Admission::default()
+        }
+        fn call(&self, req: &Req) -> Reply {
+            match req.path.as_str() {
+                "/panic" => panic!("boom"),
+                "/later" => Reply::spawn(|| Reply::ok(&serde_json::json!({"later": true}))),
+                "/later-panic" => Reply::spawn(|| panic!("boom later")),
+                path => Reply::ok(&serde_json::json!({ "path": path })),
+            }
+        }
+        fn answered(&self, _: &Req, _: &Reply, _: Instant) {}
+        fn refused(&self, _: &Req, _: u16, _: Instant) {}
     }
 
-    fn panicky(_: &App, req: &Req) -> Reply {
-        if req.path == "/panic" {
-            panic!("boom");
+    fn limits() -> Limits {
+        Limits {
+            host: "127.0.0.1".into(),
+            port: 0,
+            workers: 1,
+            read_timeout: Duration::from_secs(5),
+            max_body_bytes: 1 << 20,
+            max_connections: None,
+            cors_expose: "",
         }
-        Reply::ok(&serde_json::json!({"path": req.path}))
     }
 
     fn get(addr: SocketAddr, path: &str) -> u16 {
@@ -399,12 +352,14 @@ mod tests {
     #[test]
     fn a_panicking_handler_gives_500_and_the_worker_serves_on() {
         let (fatal, _rx) = crossbeam_channel::bounded(1);
-        let http = Http::start(app(), panicky, fatal).expect("start");
+        let front = start(Arc::new(Panicky), limits(), fatal).expect("start");
         // One worker: if the panic killed it, the next request would never be answered.
-        assert_eq!(get(http.addr(), "/panic"), 500);
-        assert_eq!(get(http.addr(), "/fine"), 200);
-        assert_eq!(get(http.addr(), "/panic"), 500);
-        assert_eq!(get(http.addr(), "/fine"), 200);
-        http.shutdown(Duration::from_secs(1));
+        for _ in 0..2 {
+            assert_eq!(get(front.addr(), "/panic"), 500);
+            assert_eq!(get(front.addr(), "/fine"), 200);
+            assert_eq!(get(front.addr(), "/later-panic"), 500);
+            assert_eq!(get(front.addr(), "/later"), 200);
+        }
+        front.shutdown(Duration::from_secs(1));
     }
 }

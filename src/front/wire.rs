@@ -1,6 +1,5 @@
-//! The request as handlers see it (`Req`: owned, body already read and capped) and what they
-//! return (`Reply`), and how a reply goes on the wire (whole, or as a chunked stream). The one
-//! place where an `Error` becomes an HTTP status and an error code.
+//! The request as a service sees it (`Req`: owned, body already read and capped) and what it
+//! answers (`Reply`), and how a reply goes on the wire (whole, or as a chunked stream).
 
 use std::io::Write;
 
@@ -9,9 +8,8 @@ use serde_json::{Value, json};
 
 use std::net::TcpStream;
 
+use super::Responder;
 use super::conn::Chunked;
-use crate::error::Error;
-use crate::later::Later;
 
 /// An incoming request with its body read.
 #[derive(Debug, Default)]
@@ -39,32 +37,34 @@ impl Req {
     }
 
     /// The body as JSON; an empty body is `null`. Errors say where the JSON broke.
-    pub fn json(&self) -> Result<Value, Error> {
+    pub fn json(&self) -> Result<Value, String> {
         if self.body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Value::Null);
         }
-        serde_json::from_slice(&self.body)
-            .map_err(|e| Error::InvalidJson(format!("request body is not valid JSON: {e}")))
+        serde_json::from_slice(&self.body).map_err(|e| format!("request body is not valid JSON: {e}"))
     }
 }
 
 /// Writes a streamed body (an SSE stream) on a thread of its own; each write is sent as a chunk
 /// and a flush pushes it out at once.
-pub type StreamBody = crate::mcp::StreamBody;
+pub type StreamBody = Box<dyn FnOnce(&mut dyn Write) + Send>;
 
-/// An answer: a complete body, a stream, or one to be computed later.
+/// What a service does with a request it answers later: it is handed the request's
+/// `Responder` on the worker, and must not block there.
+pub type Respond = Box<dyn FnOnce(Responder) + Send>;
+
+/// An answer: a complete body, a stream, or one given later through the `Responder`.
 pub struct Reply {
     pub status: u16,
     pub content_type: &'static str,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
     pub stream: Option<StreamBody>,
-    /// Computed later, off the worker (a call that may take long).
-    pub later: Option<Later<Reply>>,
-    /// The client's name when the handler knows it better than the headers do (an MCP
-    /// session's `clientInfo.name`), for the request's log line.
+    /// The answer comes later, through the `Responder` this is given.
+    pub respond: Option<Respond>,
+    /// The service's notes for its own accounting (the front only carries them): the client's
+    /// name when the service knows it better than the headers do, and the route that answered.
     pub client: Option<String>,
-    /// The route template that answered (set by the route table), for the metrics.
     pub route: Option<&'static str>,
 }
 
@@ -86,7 +86,7 @@ impl Reply {
                 headers: Vec::new(),
                 body,
                 stream: None,
-                later: None,
+                respond: None,
                 client: None,
                 route: None,
             },
@@ -105,7 +105,7 @@ impl Reply {
             headers: Vec::new(),
             body: Vec::new(),
             stream: None,
-            later: None,
+            respond: None,
             client: None,
             route: None,
         }
@@ -119,29 +119,21 @@ impl Reply {
             headers: Vec::new(),
             body: Vec::new(),
             stream: Some(f),
-            later: None,
+            respond: None,
             client: None,
             route: None,
         }
     }
 
-    /// A reply computed by `f` on a thread of its own.
-    pub fn later(f: impl FnOnce() -> Reply + Send + 'static) -> Reply {
-        Reply::waiting(Later::new(f))
+    /// A reply given later: `f` is handed the request's `Responder` on the worker, where it
+    /// must not block (it parks the answer with what it waits for, or `Responder::spawn`s).
+    pub fn respond(f: impl FnOnce(Responder) + Send + 'static) -> Reply {
+        Reply { respond: Some(Box::new(f)), ..Reply::empty(202) }
     }
 
-    /// A reply computed later: when what it waits for comes, or on a thread of its own.
-    pub fn waiting(later: Later<Reply>) -> Reply {
-        Reply {
-            status: 202,
-            content_type: "",
-            headers: Vec::new(),
-            body: Vec::new(),
-            stream: None,
-            later: Some(later),
-            client: None,
-            route: None,
-        }
+    /// A reply worked out by `f` on a thread of its own (it may block).
+    pub fn spawn(f: impl FnOnce() -> Reply + Send + 'static) -> Reply {
+        Reply::respond(move |res| res.spawn(f))
     }
 
     /// `{"error":{"code","message"}}`.
@@ -155,40 +147,16 @@ impl Reply {
     }
 }
 
-/// Status and snake_case code of each error kind.
-pub fn status_of(e: &Error) -> (u16, &'static str) {
-    match e {
-        Error::Config(_) | Error::BadRequest(_) => (400, "bad_request"),
-        Error::InvalidJson(_) => (400, "invalid_json"),
-        Error::NotFound(_) => (404, "not_found"),
-        Error::Conflict(_) => (409, "conflict"),
-        Error::ReadOnly(_) => (409, "read_only"),
-        Error::PayloadTooLarge(_) => (413, "payload_too_large"),
-        Error::Unavailable(_) => (503, "server_unavailable"),
-        Error::CircuitOpen(_) => (503, "circuit_open"),
-        Error::Upstream(_) => (502, "upstream_error"),
-        Error::Timeout(_) => (504, "timeout"),
-        Error::Io { .. } | Error::Internal(_) => (500, "internal"),
-    }
-}
-
-impl From<Error> for Reply {
-    fn from(e: Error) -> Reply {
-        let (status, code) = status_of(&e);
-        if status >= 500 {
-            log::warn!("{e}");
-        }
-        Reply::error(status, code, &e.to_string())
-    }
-}
-
-/// Seconds with three decimals, for uptimes.
-pub(super) fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
-
 // ---------------------------------------------------------------------------------------------
 // On the wire
+
+/// The CORS headers an answer carries for an admitted cross-origin request: the origin, and the
+/// response headers its script may read.
+#[derive(Clone, Copy)]
+pub struct Cors<'a> {
+    pub origin: &'a str,
+    pub expose: &'static str,
+}
 
 /// The status line and headers of a reply, appended to `head` (written in place: no string
 /// per header). `length`: `Content-Length`, unless `chunked`.
@@ -196,7 +164,7 @@ fn head_into(
     head: &mut String,
     reply: &Reply,
     length: usize,
-    origin: Option<&str>,
+    cors: Option<Cors>,
     chunked: bool,
     http10_keep: bool,
     close: bool,
@@ -215,11 +183,10 @@ fn head_into(
     for (name, value) in &reply.headers {
         let _ = write!(head, "{name}: {value}\r\n");
     }
-    if let Some(o) = origin {
+    if let Some(Cors { origin, expose }) = cors {
         let _ = write!(
             head,
-            "Access-Control-Allow-Origin: {o}\r\nAccess-Control-Expose-Headers: {}\r\nVary: Origin\r\n",
-            super::guard::CORS_EXPOSE
+            "Access-Control-Allow-Origin: {origin}\r\nAccess-Control-Expose-Headers: {expose}\r\nVary: Origin\r\n"
         );
     }
     if close {
@@ -231,9 +198,9 @@ fn head_into(
 }
 
 /// A whole reply as the bytes of one write (a HEAD request gets the head alone).
-pub(super) fn whole(reply: Reply, origin: Option<&str>, method: &str, keep: bool, http10: bool) -> Vec<u8> {
+pub(super) fn whole(reply: Reply, cors: Option<Cors>, method: &str, keep: bool, http10: bool) -> Vec<u8> {
     let mut head = String::with_capacity(256 + reply.body.len());
-    head_into(&mut head, &reply, reply.body.len(), origin, false, http10 && keep, !keep);
+    head_into(&mut head, &reply, reply.body.len(), cors, false, http10 && keep, !keep);
     let mut bytes = head.into_bytes();
     if method != "HEAD" {
         bytes.extend_from_slice(&reply.body);
@@ -247,13 +214,13 @@ pub(super) fn whole(reply: Reply, origin: Option<&str>, method: &str, keep: bool
 pub(super) fn write_stream(
     stream: &TcpStream,
     mut reply: Reply,
-    origin: Option<&str>,
+    cors: Option<Cors>,
     keep: bool,
 ) -> std::io::Result<()> {
     let Some(body) = reply.stream.take() else { return Ok(()) };
     let mut out = stream;
     let mut head = String::with_capacity(256);
-    head_into(&mut head, &reply, 0, origin, true, false, !keep);
+    head_into(&mut head, &reply, 0, cors, true, false, !keep);
     out.write_all(head.as_bytes())?;
     let mut w = Chunked(stream);
     let mut broken = false;
@@ -283,33 +250,4 @@ impl<W: Write> Write for WriteWatch<'_, W> {
         *self.broken |= r.is_err();
         r
     }
-}
-
-/// The line of a request that was answered: on the MCP endpoints it names the JSON-RPC method
-/// and the client (`X-Client-Name`, else its `clientInfo.name`).
-pub fn log_request(req: &Req, reply: &Reply, started: std::time::Instant) {
-    if !log::log_enabled!(log::Level::Debug) {
-        return;
-    }
-    let body: Option<serde_json::Value> =
-        match req.method == "POST" && req.path.starts_with("/mcp") && req.path.matches('/').count() <= 2 {
-            true => serde_json::from_slice(&req.body).ok(),
-            false => None,
-        };
-    let rpc = match &body {
-        Some(serde_json::Value::Array(_)) => "batch".to_string(),
-        Some(b) => crate::jsonrpc::method(b).to_string(),
-        None => String::new(),
-    };
-    let from_body = body.as_ref().and_then(|b| b.pointer("/params/clientInfo/name")).and_then(|n| n.as_str());
-    let client = req.client_name().or(reply.client.as_deref()).or(from_body).unwrap_or("-");
-    let rpc = if rpc.is_empty() { String::new() } else { format!(" rpc={rpc}") };
-    log::debug!(
-        "{} {} {} {:.3}ms client={client}{rpc} id={}",
-        req.method,
-        req.path,
-        reply.status,
-        started.elapsed().as_secs_f64() * 1000.0,
-        req.id,
-    );
 }

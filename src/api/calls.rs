@@ -1,0 +1,132 @@
+//! The REST relay (`POST /mcp/{server}/{method...}`: a call for curl, not MCP: it goes straight
+//! to the exchange) and prompt enhancement (`/ollama/...`, `/cache/clear`).
+
+use serde_json::{Value, json};
+
+use super::json_of;
+use super::routes::Params;
+use crate::app::App;
+use crate::enhance::Prepared;
+use crate::error::{Error, Result};
+use crate::front::{Reply, Req, Responder};
+use crate::jsonrpc::{self, RpcError};
+use crate::mcp::{Relay, Relayed, relay};
+use crate::servers::{Acquired, Call, Request};
+
+/// `POST /mcp/{server}/{method...}`: body = params, answer = result. JSON-RPC errors map to
+/// 400 (invalid request, method, params), 504 (timeout) or 502, with the error under `rpc`.
+pub fn rest_call(app: &App, req: &Req, p: &Params) -> Result<Reply> {
+    if p.get("method") == "initialize" {
+        // The child is shared and initialized once, by the hub: a second handshake would reset it.
+        return Err(Error::BadRequest(format!(
+            "the hub owns the handshake with {}: open an MCP session at /mcp/{} instead",
+            p.get("server"),
+            p.get("server")
+        )));
+    }
+    let params = match json_of(req)? {
+        Value::Null => None,
+        v @ Value::Object(_) => Some(v),
+        _ => {
+            return Err(Error::BadRequest(
+                "the body must be a JSON object (the request's params) or empty".into(),
+            ));
+        }
+    };
+    let (server, request) = (p.get("server").to_string(), Request::own(p.get("method"), params));
+    Ok(match app.servers.try_acquire(&server, request)? {
+        Acquired::Ready(call) => Reply::respond(move |res| rest_relay(call, res)),
+        Acquired::Starting(request) => {
+            // Waiting for the server to come up may take its whole handshake: off the worker.
+            let servers = app.servers.clone();
+            Reply::respond(move |res| {
+                let gone = res.gone();
+                res.spawn(move || match servers.acquire(&server, request) {
+                    Ok(mut call) => {
+                        call.watch(gone);
+                        Reply::respond(move |res| rest_relay(call, res))
+                    }
+                    Err(e) => Reply::from(e),
+                })
+            })
+        }
+    })
+}
+
+/// The call's outcome, sent to the REST caller once it comes (no stream: the server's
+/// messages before it are dropped, its requests refused).
+fn rest_relay(call: Call, res: Responder) {
+    let how = Relay { gone: Some(res.gone()), stream_id: None, park: None };
+    relay(call, how, move |relayed| {
+        res.send(match relayed {
+            Relayed::Done(Ok(v)) => Reply::ok(&v),
+            Relayed::Done(Err(e)) => rpc_error_reply(&e),
+            Relayed::Stream(body) => Reply::event_stream(body),
+        })
+    });
+}
+
+pub fn rpc_error_reply(e: &RpcError) -> Reply {
+    let (status, code) = match e.code {
+        jsonrpc::INVALID_REQUEST | jsonrpc::METHOD_NOT_FOUND | jsonrpc::INVALID_PARAMS => {
+            (400, "bad_request")
+        }
+        jsonrpc::REQUEST_TIMEOUT => (504, "timeout"),
+        _ => (502, "upstream_error"),
+    };
+    Reply::json(status, &json!({"error": {"code": code, "message": e.message, "rpc": e.to_value()}}))
+}
+
+/// `POST /ollama/enhance {prompt, client?, model?}`; `X-Client-Name` wins over `client`.
+pub fn enhance_prompt(app: &App, req: &Req, _: &Params) -> Result<Reply> {
+    let body = json_of(req)?;
+    let Some(prompt) = body.get("prompt").and_then(Value::as_str) else {
+        return Err(Error::BadRequest("\"prompt\" (a string) is required".into()));
+    };
+    let field = |k: &str| -> Result<Option<&str>> {
+        match body.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(Error::BadRequest(format!("\"{k}\" must be a string"))),
+        }
+    };
+    let client = req.client_name().map(Some).map_or_else(|| field("client"), Ok)?;
+    let request = crate::enhance::Request { prompt, client, model: field("model")? };
+    let key = match app.enhancer.prepare(&request)? {
+        Prepared::Answer(e) => return Ok(enhancement_reply(&e)),
+        Prepared::Generate(key) => key,
+    };
+    // The model takes seconds: off the worker.
+    let (enhancer, prompt, client, model) = (
+        app.enhancer.clone(),
+        prompt.to_string(),
+        client.map(str::to_string),
+        request.model.map(str::to_string),
+    );
+    Ok(Reply::spawn(move || {
+        let request =
+            crate::enhance::Request { prompt: &prompt, client: client.as_deref(), model: model.as_deref() };
+        enhancement_reply(&enhancer.generate(&request, key))
+    }))
+}
+
+fn enhancement_reply(e: &crate::enhance::Enhancement) -> Reply {
+    match serde_json::to_value(e) {
+        Ok(v) => Reply::ok(&v),
+        Err(e) => Reply::from(Error::Internal(e.to_string())),
+    }
+}
+
+/// `GET /ollama/models` asks Ollama: off the worker.
+pub fn ollama_models(app: &App, _: &Req, _: &Params) -> Result<Reply> {
+    let enhancer = app.enhancer.clone();
+    Ok(Reply::spawn(move || match enhancer.client.models() {
+        Ok(models) => Reply::ok(&json!({"url": enhancer.client.base_url(), "models": models})),
+        Err(e) => Reply::from(e),
+    }))
+}
+
+pub fn clear_cache(app: &App, _: &Req, _: &Params) -> Result<Reply> {
+    app.enhancer.clear_cache();
+    Ok(Reply::ok(&json!({"cache": app.enhancer.cache_stats()})))
+}

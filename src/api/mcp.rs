@@ -1,0 +1,117 @@
+//! The MCP endpoints (`POST/GET/DELETE /mcp` and `/mcp/{server}`): the request's parts handed to
+//! the gateway, its `Answer` made a reply, and the gateway's `Sink` for answers that come later
+//! (the front's `Responder`).
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use serde_json::{Value, json};
+
+use super::routes::Params;
+use crate::app::App;
+use crate::error::{Error, Result};
+use crate::front::{Reply, Req, Responder};
+use crate::jsonrpc;
+use crate::mcp::{self, Answer, Target};
+
+fn mcp_target(app: &App, p: &Params) -> Result<Target> {
+    match p.get("server") {
+        "" => Ok(Target::Aggregate),
+        name if app.servers.contains(name) => Ok(Target::Server(name.to_string())),
+        name => Err(Error::NotFound(unknown_server(app, name))),
+    }
+}
+
+/// What a client pointed at a server that does not exist is told: the names that do.
+fn unknown_server(app: &App, name: &str) -> String {
+    let known: Vec<String> = app.servers.list().into_iter().map(|s| s.name).collect();
+    let known = if known.is_empty() { "none is configured".to_string() } else { known.join(", ") };
+    format!("no server named \"{name}\" (known servers: {known}; /mcp serves them all)")
+}
+
+fn mcp_request(req: &Req) -> mcp::Request<'_> {
+    mcp::Request {
+        body: &req.body,
+        session: req.header("mcp-session-id"),
+        protocol_version: req.header("mcp-protocol-version"),
+        accept: req.header("accept"),
+        client: req.client_name(),
+        method_header: req.header("mcp-method"),
+        name_header: req.header("mcp-name"),
+    }
+}
+
+pub fn post(app: &App, req: &Req, p: &Params) -> Result<Reply> {
+    // An MCP client shows a JSON-RPC error's message; a bare 404 reads as "session terminated".
+    let target = match mcp_target(app, p) {
+        Err(Error::NotFound(message)) => {
+            let id = serde_json::from_slice::<Value>(&req.body).ok().and_then(|v| v.get("id").cloned());
+            let body = jsonrpc::error(id.unwrap_or(Value::Null), jsonrpc::SERVER_UNAVAILABLE, &message);
+            return Ok(Reply::json(404, &body));
+        }
+        t => t?,
+    };
+    let client = app.gateway.client_of(req.header("mcp-session-id"));
+    Ok(mcp_reply(app.gateway.post(&target, &mcp_request(req)), client))
+}
+
+pub fn get(app: &App, req: &Req, p: &Params) -> Result<Reply> {
+    let target = mcp_target(app, p)?;
+    Ok(mcp_reply(app.gateway.get(&target, &mcp_request(req)), None))
+}
+
+pub fn delete(app: &App, req: &Req, p: &Params) -> Result<Reply> {
+    let target = mcp_target(app, p)?;
+    Ok(mcp_reply(app.gateway.delete(&target, &mcp_request(req)), None))
+}
+
+/// The reply for an answer; `client`: the session's client name, for the request's log line.
+fn mcp_reply(answer: Answer, client: Option<String>) -> Reply {
+    let mut reply = match answer {
+        Answer::Json { body, session } => {
+            let r = Reply::json(200, &body);
+            match session {
+                Some(id) => r.with_header("Mcp-Session-Id", id),
+                None => r,
+            }
+        }
+        Answer::Accepted => Reply::empty(202),
+        Answer::Fault { status, code, message } => Reply::json(
+            status,
+            &json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}}),
+        ),
+        Answer::Refused { status, body } => Reply::json(status, &body),
+        Answer::Stream(f) => Reply::event_stream(f),
+        Answer::Ended => Reply::empty(200),
+        Answer::Then(f) => {
+            let client = client.clone();
+            Reply::respond(move |res| f(Box::new(Out { res, client })))
+        }
+    };
+    reply.client = client;
+    reply
+}
+
+/// The gateway's way to answer later: the front's responder.
+struct Out {
+    res: Responder,
+    client: Option<String>,
+}
+
+impl mcp::Sink for Out {
+    fn send(self: Box<Self>, answer: Answer) {
+        let Out { res, client } = *self;
+        res.send(mcp_reply(answer, client));
+    }
+
+    fn spawn(self: Box<Self>, f: Box<dyn FnOnce() -> Answer + Send>) {
+        let Out { res, client } = *self;
+        // The calls it makes are cancelled if the client leaves meanwhile.
+        let gone = res.gone();
+        res.spawn(move || crate::servers::while_caller_watched(gone, || mcp_reply(f(), client)));
+    }
+
+    fn gone(&self) -> Arc<AtomicBool> {
+        self.res.gone()
+    }
+}
