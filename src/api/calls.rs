@@ -15,7 +15,26 @@ use crate::servers::{Acquired, Call, Request};
 
 /// `POST /mcp/{server}/{method...}`: body = params, answer = result. JSON-RPC errors map to
 /// 400 (invalid request, method, params), 504 (timeout) or 502, with the error under `rpc`.
-pub fn rest_call(app: &App, req: &Req, p: &Params) -> Result<Reply> {
+pub fn rest_call(app: &App, req: &Req, p: &Params, res: Responder) {
+    match start_call(app, req, p) {
+        Ok(Acquired::Ready(call)) => rest_relay(call, res),
+        Ok(Acquired::Starting(request)) => {
+            // Waiting for the server to come up may take its whole handshake: off the worker.
+            let (servers, server, gone) = (app.servers.clone(), p.get("server").to_string(), res.gone());
+            res.spawn(move || match servers.acquire(&server, request) {
+                Ok(mut call) => {
+                    call.watch(gone);
+                    Reply::respond(move |res| rest_relay(call, res))
+                }
+                Err(e) => Reply::from(e),
+            })
+        }
+        Err(e) => res.send(Reply::from(e)),
+    }
+}
+
+/// The request checked and sent (or given back while its server starts).
+fn start_call(app: &App, req: &Req, p: &Params) -> Result<Acquired> {
     if p.get("method") == "initialize" {
         // The child is shared and initialized once, by the hub: a second handshake would reset it.
         return Err(Error::BadRequest(format!(
@@ -33,24 +52,7 @@ pub fn rest_call(app: &App, req: &Req, p: &Params) -> Result<Reply> {
             ));
         }
     };
-    let (server, request) = (p.get("server").to_string(), Request::own(p.get("method"), params));
-    Ok(match app.servers.try_acquire(&server, request)? {
-        Acquired::Ready(call) => Reply::respond(move |res| rest_relay(call, res)),
-        Acquired::Starting(request) => {
-            // Waiting for the server to come up may take its whole handshake: off the worker.
-            let servers = app.servers.clone();
-            Reply::respond(move |res| {
-                let gone = res.gone();
-                res.spawn(move || match servers.acquire(&server, request) {
-                    Ok(mut call) => {
-                        call.watch(gone);
-                        Reply::respond(move |res| rest_relay(call, res))
-                    }
-                    Err(e) => Reply::from(e),
-                })
-            })
-        }
-    })
+    app.servers.try_acquire(p.get("server"), Request::own(p.get("method"), params))
 }
 
 /// The call's outcome, sent to the REST caller once it comes (no stream: the server's

@@ -41,28 +41,35 @@ fn mcp_request(req: &Req) -> mcp::Request<'_> {
     }
 }
 
-pub fn post(app: &App, req: &Req, p: &Params) -> Result<Reply> {
+/// A client's message: the gateway answers through the responder, at once or when the
+/// server's answer comes.
+pub fn post(app: &App, req: &Req, p: &Params, res: Responder) {
     // An MCP client shows a JSON-RPC error's message; a bare 404 reads as "session terminated".
     let target = match mcp_target(app, p) {
+        Ok(t) => t,
         Err(Error::NotFound(message)) => {
             let id = serde_json::from_slice::<Value>(&req.body).ok().and_then(|v| v.get("id").cloned());
             let body = jsonrpc::error(id.unwrap_or(Value::Null), jsonrpc::SERVER_UNAVAILABLE, &message);
-            return Ok(Reply::json(404, &body));
+            return res.send(Reply::json(404, &body));
         }
-        t => t?,
+        Err(e) => return res.send(Reply::from(e)),
     };
     let client = app.gateway.client_of(req.header("mcp-session-id"));
-    Ok(mcp_reply(app.gateway.post(&target, &mcp_request(req)), client))
+    app.gateway.post(&target, &mcp_request(req), Box::new(Out { res, client }));
 }
 
-pub fn get(app: &App, req: &Req, p: &Params) -> Result<Reply> {
-    let target = mcp_target(app, p)?;
-    Ok(mcp_reply(app.gateway.get(&target, &mcp_request(req)), None))
+pub fn get(app: &App, req: &Req, p: &Params, res: Responder) {
+    match mcp_target(app, p) {
+        Ok(target) => res.send(mcp_reply(app.gateway.get(&target, &mcp_request(req)), None)),
+        Err(e) => res.send(Reply::from(e)),
+    }
 }
 
-pub fn delete(app: &App, req: &Req, p: &Params) -> Result<Reply> {
-    let target = mcp_target(app, p)?;
-    Ok(mcp_reply(app.gateway.delete(&target, &mcp_request(req)), None))
+pub fn delete(app: &App, req: &Req, p: &Params, res: Responder) {
+    match mcp_target(app, p) {
+        Ok(target) => res.send(mcp_reply(app.gateway.delete(&target, &mcp_request(req)), None)),
+        Err(e) => res.send(Reply::from(e)),
+    }
 }
 
 /// The reply for an answer; `client`: the session's client name, for the request's log line.

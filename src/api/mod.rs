@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use crate::app::App;
 use crate::error::{Error, Result};
-use crate::front::{self, Admission, Reply, Req};
+use crate::front::{self, Admission, Reply, Req, Responder};
 use guard::Policy;
 
 /// What cross-origin scripts may read of an answer.
@@ -63,8 +63,8 @@ impl front::Service for Api {
         Admission { refusal, cors_origin }
     }
 
-    fn call(&self, req: &Req) -> Reply {
-        routes::dispatch(&self.app, req)
+    fn call(&self, res: Responder) {
+        routes::dispatch(&self.app, res)
     }
 
     fn answered(&self, req: &Req, reply: &Reply, started: Instant) {

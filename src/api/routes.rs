@@ -1,11 +1,12 @@
-//! The one route table: each route a method, a template and a plain handler `fn(&App, &Req,
-//! &Params) -> Result<Reply>`; `dispatch` finds it (404, 405 with `Allow`), and `template` names
-//! a path's route for the metrics without allocating.
+//! The one route table: each route a method, a template and a handler, either a plain
+//! `fn(&App, &Req, &Params) -> Result<Reply>` or, for what answers later (the MCP endpoints,
+//! the REST relay), one given the request's `Responder`; `dispatch` finds it (404, 405 with
+//! `Allow`), and `template` names a path's route for the metrics without allocating.
 
 use super::{calls, dashboard, mcp, metrics, pipelines, servers};
 use crate::app::App;
 use crate::error::Result;
-use crate::front::{Reply, Req};
+use crate::front::{Reply, Req, Responder};
 
 /// Path segments captured by `{name}` (and `{*rest}`, the remaining path), borrowed from the
 /// path. No route captures more than two.
@@ -30,7 +31,12 @@ impl<'p> Params<'p> {
     }
 }
 
-pub type Handler = fn(&App, &Req, &Params<'_>) -> Result<Reply>;
+enum Handler {
+    /// Answers at once (or with `Reply::spawn`, from a thread of its own).
+    Reply(fn(&App, &Req, &Params<'_>) -> Result<Reply>),
+    /// Answers through the responder, now or from whichever thread has the answer.
+    Respond(fn(&App, &Req, &Params<'_>, Responder)),
+}
 
 struct Route {
     method: &'static str,
@@ -38,8 +44,20 @@ struct Route {
     handler: Handler,
 }
 
-const fn route(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
-    Route { method, pattern, handler }
+const fn route(
+    method: &'static str,
+    pattern: &'static str,
+    h: fn(&App, &Req, &Params<'_>) -> Result<Reply>,
+) -> Route {
+    Route { method, pattern, handler: Handler::Reply(h) }
+}
+
+const fn respond(
+    method: &'static str,
+    pattern: &'static str,
+    h: fn(&App, &Req, &Params<'_>, Responder),
+) -> Route {
+    Route { method, pattern, handler: Handler::Respond(h) }
 }
 
 const ROUTES: &[Route] = &[
@@ -55,13 +73,13 @@ const ROUTES: &[Route] = &[
     route("POST", "/servers/{name}/stop", servers::stop),
     route("POST", "/servers/{name}/restart", servers::restart),
     route("GET", "/servers/{name}/logs", servers::logs),
-    route("POST", "/mcp", mcp::post),
-    route("GET", "/mcp", mcp::get),
-    route("DELETE", "/mcp", mcp::delete),
-    route("POST", "/mcp/{server}", mcp::post),
-    route("GET", "/mcp/{server}", mcp::get),
-    route("DELETE", "/mcp/{server}", mcp::delete),
-    route("POST", "/mcp/{server}/{*method}", calls::rest_call),
+    respond("POST", "/mcp", mcp::post),
+    respond("GET", "/mcp", mcp::get),
+    respond("DELETE", "/mcp", mcp::delete),
+    respond("POST", "/mcp/{server}", mcp::post),
+    respond("GET", "/mcp/{server}", mcp::get),
+    respond("DELETE", "/mcp/{server}", mcp::delete),
+    respond("POST", "/mcp/{server}/{*method}", calls::rest_call),
     route("GET", "/activity", servers::activity),
     route("POST", "/ollama/enhance", calls::enhance_prompt),
     route("GET", "/ollama/models", calls::ollama_models),
@@ -83,23 +101,30 @@ pub fn template(path: &str) -> &'static str {
     ROUTES.iter().find(|r| match_path(r.pattern, path).is_some()).map_or(crate::metrics::OTHER, |r| r.pattern)
 }
 
-/// Routes a request: the handler's reply, 404 for an unknown path, 405 (with `Allow`) for a
+/// Routes a request: the handler answers; 404 for an unknown path, 405 (with `Allow`) for a
 /// known path and the wrong method.
-pub fn dispatch(app: &App, req: &Req) -> Reply {
+pub fn dispatch(app: &App, mut res: Responder) {
+    let req = res.req().clone();
     let mut allowed: Vec<&str> = Vec::new();
     for route in ROUTES {
         let Some(params) = match_path(route.pattern, &req.path) else {
             continue;
         };
         if route.method == req.method || (req.method == "HEAD" && route.method == "GET") {
-            let mut reply = (route.handler)(app, req, &params).unwrap_or_else(Reply::from);
-            reply.route = Some(route.pattern);
-            return reply;
+            res.label(route.pattern);
+            return match route.handler {
+                Handler::Reply(h) => res.send(h(app, &req, &params).unwrap_or_else(Reply::from)),
+                Handler::Respond(h) => h(app, &req, &params, res),
+            };
         }
         if !allowed.contains(&route.method) {
             allowed.push(route.method);
         }
     }
+    res.send(refusal(&req, allowed))
+}
+
+fn refusal(req: &Req, mut allowed: Vec<&str>) -> Reply {
     if allowed.is_empty() {
         return Reply::error(404, "not_found", &format!("no route for {}", req.path));
     }

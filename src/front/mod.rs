@@ -30,12 +30,12 @@ pub use serve::Responder;
 pub use wire::{Reply, Req};
 
 /// What the front serves. `admit` runs on the connection's thread before any body is read;
-/// `call` on a worker, and must not block there (work that waits goes through
-/// `Reply::respond` / `Responder::spawn`); `answered` and `refused` see every request's end,
-/// for the service's log line and metrics.
+/// `call` on a worker, with the request's `Responder`, and must not block there (work that
+/// waits is parked with what it waits for, or `Responder::spawn`ed); `answered` and `refused`
+/// see every request's end, for the service's log line and metrics.
 pub trait Service: Send + Sync + 'static {
     fn admit(&self, req: &Req) -> Admission;
-    fn call(&self, req: &Req) -> Reply;
+    fn call(&self, res: Responder);
     fn answered(&self, req: &Req, reply: &Reply, started: Instant);
     fn refused(&self, req: &Req, status: u16, started: Instant);
 }
@@ -281,17 +281,10 @@ fn worker(front: &Arc<Front>) {
     serve::on_worker();
     while let Some(Job { req, answer }) = front.jobs.pop() {
         let id = Some(req.id.clone());
-        let run = || crate::request_id::with(id.clone(), || front.service.call(&req));
-        let reply = catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|_| {
-            log::error!("handler for {} {} panicked", req.method, req.path);
-            Reply::error(500, "internal", "internal error (logged)")
-        });
-        // The answer's turn ends however this ends (`serve::Owed`); the worker lives on.
-        let responder = Responder::new(req, answer, front.clone());
-        let sent = catch_unwind(AssertUnwindSafe(|| crate::request_id::with(id, || responder.send(reply))));
-        if sent.is_err() {
-            log::error!("sending an answer panicked; its connection is closed");
-        }
+        let res = Responder::new(req, answer, front.clone());
+        // A panic drops the responder, which answers 500 (`Responder`'s drop); the answer's
+        // turn ends however this ends (`serve::Owed`), and the worker lives on.
+        let _ = catch_unwind(AssertUnwindSafe(|| crate::request_id::with(id, || front.service.call(res))));
     }
 }
 
@@ -317,13 +310,14 @@ mod tests {
         fn admit(&self, _: &Req) -> Admission {
             Admission::default()
         }
-        fn call(&self, req: &Req) -> Reply {
-            match req.path.as_str() {
+        fn call(&self, res: Responder) {
+            let reply = match res.req().path.as_str() {
                 "/panic" => panic!("boom"),
                 "/later" => Reply::spawn(|| Reply::ok(&serde_json::json!({"later": true}))),
                 "/later-panic" => Reply::spawn(|| panic!("boom later")),
                 path => Reply::ok(&serde_json::json!({ "path": path })),
-            }
+            };
+            res.send(reply)
         }
         fn answered(&self, _: &Req, _: &Reply, _: Instant) {}
         fn refused(&self, _: &Req, _: u16, _: Instant) {}

@@ -258,39 +258,60 @@ pub(super) fn on_worker() {
 
 /// A request and the one answer it is owed. The answer goes out now, later from any thread, or
 /// as a stream; dropped unanswered, the connection closes (its client sees the end, never a
-/// hang). The request is the responder's: a service reads it with `req`.
+/// hang), after a 500 when a panic dropped it. The request is shared (`req`), so whoever
+/// answers later may keep reading it.
 pub struct Responder {
-    req: Req,
+    /// Taken when the answer goes out.
+    owed: Option<Owing>,
+}
+
+struct Owing {
+    req: Arc<Req>,
     answer: Answer,
     front: Arc<Front>,
+    /// The service's label for the request (its route), carried to its reply.
+    route: Option<&'static str>,
 }
 
 impl Responder {
     pub(super) fn new(req: Req, answer: Answer, front: Arc<Front>) -> Responder {
-        Responder { req, answer, front }
+        Responder { owed: Some(Owing { req: Arc::new(req), answer, front, route: None }) }
     }
 
-    pub fn req(&self) -> &Req {
-        &self.req
+    fn owing(&self) -> &Owing {
+        self.owed.as_ref().expect("a responder holds its request until it answers")
+    }
+
+    pub fn req(&self) -> &Arc<Req> {
+        &self.owing().req
+    }
+
+    /// Labels the request for the service's own accounting (its route): the reply carries it
+    /// unless it names one itself.
+    pub fn label(&mut self, route: &'static str) {
+        if let Some(o) = self.owed.as_mut() {
+            o.route = Some(route);
+        }
     }
 
     /// Turns true once the client has gone (it closed its connection while this was owed):
     /// whoever works for it may stop.
     pub fn gone(&self) -> Arc<AtomicBool> {
-        self.answer.owed.out().gone.clone()
+        self.owing().answer.owed.out().gone.clone()
     }
 
     /// Sends the answer from this thread, which may be any: a whole reply the socket takes at
     /// once is written here; the rest of it, a stream, or work to do (`Reply::respond`) goes on
     /// on an `http-answer` thread. Never blocks, except on a worker that cannot start a thread.
-    pub fn send(self, mut reply: Reply) {
+    pub fn send(mut self, mut reply: Reply) {
         if let Some(respond) = reply.respond.take() {
             return respond(self);
         }
         if reply.stream.is_some() {
             return spawn_answer(move || self.write(reply));
         }
-        let Responder { req, answer, front } = self;
+        let Some(Owing { req, answer, front, route }) = self.owed.take() else { return };
+        reply.route = reply.route.or(route);
         let bytes = finish(&front, &req, reply, &answer);
         let stream = answer.owed.out().stream.clone();
         match crate::sys::send_now(&stream, &bytes) {
@@ -319,10 +340,10 @@ impl Responder {
 
     /// Runs `f` with the request's id; a panic is a logged 500.
     fn compute(&self, f: impl FnOnce() -> Reply) -> Reply {
-        let id = Some(self.req.id.clone());
-        let run = || crate::request_id::with(id, || catch_unwind(AssertUnwindSafe(f)));
+        let req = &self.owing().req;
+        let run = || crate::request_id::with(Some(req.id.clone()), || catch_unwind(AssertUnwindSafe(f)));
         run().unwrap_or_else(|_| {
-            log::error!("handler for {} {} panicked", self.req.method, self.req.path);
+            log::error!("handler for {} {} panicked", req.method, req.path);
             Reply::error(500, "internal", "internal error (logged)")
         })
     }
@@ -333,7 +354,8 @@ impl Responder {
         if let Some(respond) = reply.respond.take() {
             return respond(self);
         }
-        let Responder { req, answer, front } = &mut self;
+        let Some(Owing { req, answer, front, route }) = self.owed.take() else { return };
+        reply.route = reply.route.or(route);
         if answer.owed.out().gone.load(Ordering::Acquire) {
             log::debug!("{} {}: the client went away before its answer", req.method, req.path);
             return;
@@ -341,17 +363,32 @@ impl Responder {
         let stream = answer.owed.out().stream.clone();
         let sent = match reply.stream.is_some() {
             true => {
-                front.service.answered(req, &reply, answer.started);
+                front.service.answered(&req, &reply, answer.started);
                 reply.headers.push(("X-Request-Id", req.id.clone()));
-                write_stream(&stream, reply, answer.cors(front), answer.keep).is_ok()
+                write_stream(&stream, reply, answer.cors(&front), answer.keep).is_ok()
             }
             false => {
                 use std::io::Write;
-                let bytes = finish(front, req, reply, answer);
+                let bytes = finish(&front, &req, reply, &answer);
                 (&*stream).write_all(&bytes).is_ok()
             }
         };
-        let Responder { answer, .. } = self;
+        answer.owed.done(sent);
+    }
+}
+
+impl Drop for Responder {
+    /// A panic that drops a request unanswered still answers it: a 500, written if the socket
+    /// takes it at once (never blocking the unwinding thread); the connection then closes.
+    fn drop(&mut self) {
+        let Some(Owing { req, answer, front, .. }) = self.owed.take() else { return };
+        if !std::thread::panicking() {
+            return;
+        }
+        log::error!("handler for {} {} panicked", req.method, req.path);
+        let reply = Reply::error(500, "internal", "internal error (logged)");
+        let bytes = finish(&front, &req, reply, &answer);
+        let sent = crate::sys::send_now(&answer.owed.out().stream, &bytes).is_ok_and(|n| n == bytes.len());
         answer.owed.done(sent);
     }
 }

@@ -190,7 +190,15 @@ impl Gateway {
     // -----------------------------------------------------------------------------------------
     // POST
 
-    pub fn post(self: &Arc<Self>, target: &Target, req: &Request) -> Answer {
+    /// A client's POST, answered through `out`: at once, or when a server's answer comes.
+    pub fn post(self: &Arc<Self>, target: &Target, req: &Request, out: Out) {
+        match self.post_answer(target, req) {
+            Answer::Then(f) => f(out),
+            answer => out.send(answer),
+        }
+    }
+
+    fn post_answer(self: &Arc<Self>, target: &Target, req: &Request) -> Answer {
         if !accepts(req.accept, "application/json") && !accepts(req.accept, "text/event-stream") {
             return fault(406, -32000, "Not Acceptable: accept application/json and text/event-stream");
         }

@@ -57,7 +57,9 @@ pub(super) fn is_gone(watched: &Option<Arc<AtomicBool>>) -> bool {
     watched.as_ref().is_some_and(|g| g.load(Ordering::Acquire))
 }
 
-/// What `try_acquire` found.
+/// What `try_acquire` found. Returned once and matched at once: the size of a `Call` is
+/// not worth a box.
+#[allow(clippy::large_enum_variant)]
 pub enum Acquired {
     Ready(Call),
     /// The server is starting: the request is given back, to be sent with `acquire` from a

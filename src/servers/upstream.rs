@@ -524,6 +524,15 @@ impl Upstream {
     }
 }
 
+/// A Streamable HTTP call's place in `Upstream::calls`, left when its thread ends.
+struct Registered<'a>(&'a Upstream, String);
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.0.calls.lock().remove(&self.1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -547,14 +556,5 @@ mod tests {
         // Without TLS support ureq answers "TLS required, but transport is unsecured".
         assert!(!e.message.contains("TLS required"), "{}", e.message);
         assert!(e.message.contains("corrupt message"), "a TLS handshake was tried: {}", e.message);
-    }
-}
-
-/// A Streamable HTTP call's place in `Upstream::calls`, left when its thread ends.
-struct Registered<'a>(&'a Upstream, String);
-
-impl Drop for Registered<'_> {
-    fn drop(&mut self) {
-        self.0.calls.lock().remove(&self.1);
     }
 }
