@@ -279,8 +279,12 @@ impl Shim {
         let init = self.initialize.lock().clone();
         if let Some(mut init) = init {
             init["id"] = json!(REINITIALIZE_ID);
-            self.hub.forget_session();
-            let mut answer = self.hub.post(&init, None)?;
+            // Not `forget_session` first: requests that read `generation` before this lock was
+            // taken go out meanwhile, and so does every request after a handshake that fails
+            // (a hub that is still stopping drops it). Without a session the hub refuses them
+            // ("Mcp-Session-Id header is required") and nothing here takes that for a lost
+            // session; with the old one they are told it is lost, and recover.
+            let mut answer = self.hub.post_initialize(&init)?;
             let mut response = None;
             while let Some(m) = answer.body.next_message() {
                 response = m.ok().filter(|m| m.get("id") == Some(&json!(REINITIALIZE_ID)));

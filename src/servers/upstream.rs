@@ -156,6 +156,27 @@ impl Endpoint {
         timeout: Option<Duration>,
         extra: &[(&str, String)],
     ) -> Result<Answer, RpcError> {
+        let session = self.session.lock().clone();
+        let version = self.version.lock().clone();
+        self.send(msg, timeout, extra, session, version)
+    }
+
+    /// POSTs an `initialize` for a new session without forgetting the current one: requests
+    /// sent meanwhile still name the old session (and learn that it is lost), never none at
+    /// all. The answer's session replaces the old one; a failed handshake leaves it in place.
+    pub fn post_initialize(&self, msg: &Value) -> Result<Answer, RpcError> {
+        self.send(msg, None, &[], None, None)
+    }
+
+    /// One POST naming `session` and `version` (each when there is one).
+    fn send(
+        &self,
+        msg: &Value,
+        timeout: Option<Duration>,
+        extra: &[(&str, String)],
+        session: Option<String>,
+        version: Option<String>,
+    ) -> Result<Answer, RpcError> {
         let mut req = self
             .agent
             .post(&self.url)
@@ -164,11 +185,9 @@ impl Endpoint {
             .build()
             .header("Accept", "application/json, text/event-stream")
             .header("Content-Type", "application/json");
-        let session = self.session.lock().clone();
         if let Some(s) = &session {
             req = req.header("Mcp-Session-Id", s);
         }
-        let version = self.version.lock().clone();
         if let Some(v) = &version {
             req = req.header("MCP-Protocol-Version", v);
         }

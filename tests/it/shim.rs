@@ -2,7 +2,7 @@
 //! it must ride out whatever the hub does: restarts, starting late, forgetting the session.
 
 use std::io::Write;
-use std::process::{Child, ChildStdin, Command};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -53,6 +53,24 @@ impl Shim {
         }
     }
 
+    /// The answers to `ids`, in whatever order they come.
+    fn answers(&self, ids: &[i64], timeout: Duration) -> Vec<(i64, Value)> {
+        let deadline = Instant::now() + timeout;
+        let mut got = Vec::new();
+        while got.len() < ids.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| {
+                panic!("answers to {ids:?} in {timeout:?}: only {got:?}");
+            });
+            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            assert_eq!(v["jsonrpc"], "2.0", "{line}");
+            if let Some(id) = v["id"].as_i64().filter(|id| ids.contains(id)) {
+                got.push((id, v));
+            }
+        }
+        got
+    }
+
     fn initialize(&mut self) -> Value {
         self.send(&initialize_body(MCP_VERSION));
         let r = self.answer(&json!(0), 20 * SEC);
@@ -61,9 +79,13 @@ impl Shim {
     }
 
     fn echo(&mut self, id: i64, text: &str) -> Value {
+        self.send_echo(id, text);
+        self.answer(&json!(id), 20 * SEC)
+    }
+
+    fn send_echo(&mut self, id: i64, text: &str) {
         self.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
             "params": {"name": "echo", "arguments": {"text": text}}}));
-        self.answer(&json!(id), 20 * SEC)
     }
 
     fn close_stdin(&mut self) {
@@ -106,6 +128,76 @@ fn the_shim_rides_out_a_hub_restart() {
     // The new hub knows nothing of the old session: the shim makes a new one, unseen.
     assert_eq!(text(&shim.echo(3, "after")), "after");
     assert_eq!(text(&shim.echo(4, "and on")), "and on");
+}
+
+/// Busy loops for as long as it lives, killed by pid and reaped on drop: the shim and the hubs
+/// get the CPU late, which widens the windows between their steps.
+struct BusyCpu(Vec<Child>);
+
+impl BusyCpu {
+    fn start(loops: usize) -> BusyCpu {
+        let spawn = || {
+            Command::new("sh")
+                .args(["-c", "while :; do :; done"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start a busy loop")
+        };
+        BusyCpu((0..loops).map(|_| spawn()).collect())
+    }
+}
+
+impl Drop for BusyCpu {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Four calls at once through the shim, each answer checked (`restart`: the hub's turn).
+fn echo_burst(shim: &mut Shim, next_id: &mut i64, restart: usize) {
+    let ids: Vec<i64> = (0..4)
+        .map(|_| {
+            *next_id += 1;
+            shim.send_echo(*next_id, &format!("call {next_id}"));
+            *next_id
+        })
+        .collect();
+    for (id, r) in shim.answers(&ids, 20 * SEC) {
+        assert_eq!(r["result"]["content"][0]["text"], format!("call {id}"), "after restart {restart}: {r}");
+    }
+}
+
+/// Each stop ends the shim's GET stream while the old hub still takes connections, so the shim
+/// replays the client's `initialize` at a hub going away. When that replay failed, the shim was
+/// left with no session at all, and the calls that came next were refused ("Mcp-Session-Id
+/// header is required"). Twenty restarts on a busy CPU give that race its chances.
+#[test]
+fn the_shim_rides_out_twenty_hub_restarts_on_a_busy_cpu() {
+    let _busy = BusyCpu::start(2);
+    let port = free_port();
+    let mut hub = hub_on(port);
+    hub.wait_status("fx", "RUNNING", 20 * SEC);
+    let mut shim = Shim::to(&hub.addr, "fx", &[]);
+    assert!(shim.initialize()["result"]["serverInfo"].is_object());
+    let mut id = 1;
+    for restart in 1..=20 {
+        // The client calls until the shim's GET stream is open on this hub (the shim opens it
+        // at most once a second), so that the stop ends it.
+        wait_for(&format!("the shim's GET stream before restart {restart}"), 20 * SEC, || {
+            echo_burst(&mut shim, &mut id, restart - 1);
+            hub.log().contains("GET /mcp/fx 200").then_some(())
+        });
+        hub.signal(libc::SIGTERM);
+        hub.wait_exit(10 * SEC);
+        hub = hub_on(port);
+        // And again the moment the new hub listens, whatever the shim is still sorting out.
+        echo_burst(&mut shim, &mut id, restart);
+    }
 }
 
 #[test]
