@@ -308,7 +308,7 @@ impl Responder {
             return respond(self);
         }
         if reply.stream.is_some() {
-            return spawn_answer(move || self.write(reply));
+            return spawn_answer(Box::new(move || self.write(reply)));
         }
         let Some(Owing { req, answer, front, route }) = self.owed.take() else { return };
         reply.route = reply.route.or(route);
@@ -319,11 +319,11 @@ impl Responder {
             Ok(n) => {
                 let owed = answer.owed;
                 let rest = bytes[n..].to_vec();
-                spawn_answer(move || {
+                spawn_answer(Box::new(move || {
                     use std::io::Write;
                     let sent = (&*stream).write_all(&rest).is_ok();
                     owed.done(sent);
-                });
+                }));
             }
             Err(_) => answer.owed.done(false),
         }
@@ -332,14 +332,19 @@ impl Responder {
     /// Works out the answer with `f` on an `http-answer` thread of its own (it may block:
     /// lifecycle changes, installs, anything that waits), and sends it from there.
     pub fn spawn(self, f: impl FnOnce() -> Reply + Send + 'static) {
-        spawn_answer(move || {
+        // Boxed here: one thread-starting body for every caller, not one each.
+        self.spawn_boxed(Box::new(f))
+    }
+
+    fn spawn_boxed(self, f: Box<dyn FnOnce() -> Reply + Send>) {
+        spawn_answer(Box::new(move || {
             let reply = self.compute(f);
             self.write(reply);
-        });
+        }));
     }
 
     /// Runs `f` with the request's id; a panic is a logged 500.
-    fn compute(&self, f: impl FnOnce() -> Reply) -> Reply {
+    fn compute(&self, f: Box<dyn FnOnce() -> Reply + Send>) -> Reply {
         let req = &self.owing().req;
         let run = || crate::request_id::with(Some(req.id.clone()), || catch_unwind(AssertUnwindSafe(f)));
         run().unwrap_or_else(|_| {
@@ -402,7 +407,7 @@ fn finish(front: &Front, req: &Req, mut reply: Reply, answer: &Answer) -> Vec<u8
 
 /// Runs `f` on an `http-answer` thread. If no thread can be had, a worker runs it itself;
 /// elsewhere it is dropped, which closes the connection (and says its client has gone).
-fn spawn_answer(f: impl FnOnce() + Send + 'static) {
+fn spawn_answer(f: Box<dyn FnOnce() + Send>) {
     let f = Arc::new(Mutex::new(Some(f)));
     let mine = f.clone();
     let spawned = std::thread::Builder::new().name("http-answer".into()).spawn(move || {
