@@ -376,6 +376,7 @@ fn cpu_per_call(everything: Option<&Path>, rows: &mut Vec<Row>) {
             let (ready, done) = (Barrier::new(callers + 1), Barrier::new(callers + 1));
             let mut before = (0, 0, 0);
             let mut after = (0, 0, 0);
+            let mut took = (Instant::now(), Instant::now());
             std::thread::scope(|scope| {
                 for _ in 0..callers {
                     let (addr, rest, mcp, ready, done) = (&hub.addr, &rest, &mcp, &ready, &done);
@@ -401,18 +402,21 @@ fn cpu_per_call(everything: Option<&Path>, rows: &mut Vec<Row>) {
                 }
                 ready.wait();
                 before = (cpu_ns(hub.pid()), cpu_ns(child), sleeps_of(hub.pid()));
+                took.0 = Instant::now();
                 ready.wait();
                 done.wait();
+                took.1 = Instant::now();
                 after = (cpu_ns(hub.pid()), cpu_ns(child), sleeps_of(hub.pid()));
                 done.wait();
             });
             let per = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / 1e3 / CALLS as f64;
             let (hub_us, child_us) = (per(before.0, after.0), per(before.1, after.1));
             let sleeps = after.2.saturating_sub(before.2) as f64 / CALLS as f64;
+            let rate = CALLS as f64 / took.1.duration_since(took.0).as_secs_f64();
             let target = if callers == 16 { "≤ 20 µs" } else { "" };
             rows.push(Row {
                 metric: format!("hub CPU per call, {route}, {callers} caller(s), {label}"),
-                measured: format!("{hub_us:.1} µs, {sleeps:.2} sleeps (child {child_us:.1})"),
+                measured: format!("{hub_us:.1} µs, {sleeps:.2} sleeps (child {child_us:.1}); {rate:.0} calls/s"),
                 target: target.into(),
                 pass: (callers == 16).then_some(hub_us <= 20.0),
             });
