@@ -12,6 +12,7 @@ mod config;
 mod connect;
 mod enhance;
 mod error;
+mod exchange;
 mod http;
 mod jsonrpc;
 mod later;
@@ -25,6 +26,7 @@ mod resilience;
 mod servers;
 mod shim;
 mod sys;
+mod transport;
 
 // What the binary uses.
 pub use app::App;

@@ -13,24 +13,22 @@
 //! `writes` (configuration changes with their save, so the file on disk always matches memory)
 //! and each server's `lifecycle` (its starts, stops and restarts, one at a time).
 
-mod answers;
-pub mod bridge;
 mod call;
 pub(crate) mod edits;
 pub mod installer;
-mod legacy_sse;
 mod lifecycle;
-pub mod modern;
 mod peer;
 mod phase;
 pub mod process;
 mod reload;
 mod remote_call;
-mod remote_modern;
-mod sse;
 mod stdio_call;
 mod supervisor;
-pub mod upstream;
+
+// Where they were before the move (to go once their users import them from their new place).
+pub use crate::exchange::modern;
+pub use crate::transport::http::upstream;
+pub use crate::transport::stdio as bridge;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -16,10 +16,10 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use super::bridge::Peer;
 use super::sse::Events;
 use super::upstream::{Ids, Piece, failed, unreachable};
 use crate::jsonrpc::{self, Kind, RpcError};
+use crate::transport::stdio::Peer;
 
 /// How long the reader waits for a call to take its response (a call that waits reads at once).
 const HAND_OVER: Duration = Duration::from_secs(1);
@@ -218,7 +218,7 @@ impl Connection {
         let (ready_tx, ready) = crossbeam_channel::bounded(1);
         let (me, url) = (shared.clone(), url.to_string());
         let reader = std::thread::Builder::new()
-            .name(format!("sse-{}", super::short(server)))
+            .name(format!("sse-{}", crate::transport::short(server)))
             .spawn(move || me.read(&url, ready_tx))
             .map_err(|e| unreachable(&name, format!("cannot start a thread: {e}")))?;
         let conn = Connection { shared, reader: Mutex::new(Some(reader)) };

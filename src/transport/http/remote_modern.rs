@@ -10,11 +10,11 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use serde_json::{Map, Value};
 
-use super::bridge::route::{self, InputDesk};
-use super::bridge::{Can, Event};
-use super::modern::{self, MODERN_VERSION};
 use super::upstream::{Ids, Piece, Pieces, Upstream, Wire};
+use crate::exchange::modern::{self, MODERN_VERSION};
 use crate::jsonrpc::{self, Kind, RpcError};
+use crate::transport::stdio::route::{self, InputDesk};
+use crate::transport::stdio::{Can, Event};
 
 /// Where the answers to one waiting call's input requests go.
 pub(super) type Desk = Sender<Event>;
@@ -71,7 +71,7 @@ impl Upstream {
 
     /// A request as a modern server gets it: the envelope in its params, the capabilities
     /// those of the caller's client (`None`: the hub's own request) and the local model's.
-    pub(super) fn with_envelope(&self, mut msg: Value, can: Option<Can>) -> Value {
+    pub(crate) fn with_envelope(&self, mut msg: Value, can: Option<Can>) -> Value {
         let local = self.peer.as_ref().is_some_and(|p| p.samples_locally());
         let roots = self.peer.as_ref().is_some_and(|p| p.has_roots());
         let caps = match can {
@@ -106,7 +106,7 @@ impl Upstream {
     }
 
     /// Has a modern server's `inputRequests` answered, into `desk`.
-    pub(super) fn ask_inputs(&self, desk: &Desk, can: Option<Can>, requests: &Map<String, Value>) {
+    pub(crate) fn ask_inputs(&self, desk: &Desk, can: Option<Can>, requests: &Map<String, Value>) {
         let Some(peer) = self.peer.clone() else {
             for key in requests.keys() {
                 let why = format!("{} asked for input and nobody can answer it", self.name);
@@ -128,7 +128,7 @@ impl Upstream {
 
     /// An input request relayed to a caller that cannot take it (its answer is no stream):
     /// answered as a client without the capability would.
-    pub(super) fn refuse_input(&self, msg: &Value) {
+    pub(crate) fn refuse_input(&self, msg: &Value) {
         let (Some(peer), Some(id)) = (&self.peer, msg.get("id").and_then(Value::as_str)) else { return };
         if !self.inputs.lock().contains_key(id) {
             return;
@@ -145,7 +145,7 @@ impl Upstream {
     }
 
     /// Forgets the input requests still waiting for `desk` (its call ended).
-    pub(super) fn forget_inputs(&self, desk: &Desk) {
+    pub(crate) fn forget_inputs(&self, desk: &Desk) {
         self.inputs.lock().retain(|_, (d, _)| !d.same_channel(desk));
     }
 }

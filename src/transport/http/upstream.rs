@@ -17,10 +17,10 @@ use serde_json::{Value, json};
 
 use super::answers::Reply;
 pub use super::answers::{Ids, Piece, Pieces};
-use super::bridge::Peer;
 use super::legacy_sse::Connection;
 use super::sse::Events;
 use crate::jsonrpc::{self, RpcError};
+use crate::transport::stdio::Peer;
 
 /// One Streamable HTTP endpoint and the session the hub holds with it.
 pub struct Endpoint {
@@ -176,7 +176,7 @@ impl Endpoint {
             req = req.header(k, v);
         }
         if self.named.load(Ordering::SeqCst) {
-            for (k, v) in super::modern::method_headers(msg) {
+            for (k, v) in crate::exchange::modern::method_headers(msg) {
                 req = req.header(k, v);
             }
         }
@@ -334,7 +334,7 @@ impl Upstream {
     /// The handshake: `initialize`, then `notifications/initialized`. Returns the result.
     pub fn initialize(&self, timeout: Duration) -> Result<Value, RpcError> {
         let params = json!({
-            "protocolVersion": super::PROTOCOL_VERSION,
+            "protocolVersion": crate::servers::PROTOCOL_VERSION,
             "capabilities": {},
             "clientInfo": {"name": "agenthub", "version": crate::VERSION},
         });
@@ -364,8 +364,10 @@ impl Upstream {
         let response = response.ok_or_else(|| unreachable(&self.name, "no answer to initialize"))?;
         let result = jsonrpc::outcome(&response)?;
         if let Wire::Streamable(endpoint) = &self.wire {
-            let version =
-                result.get("protocolVersion").and_then(Value::as_str).unwrap_or(super::PROTOCOL_VERSION);
+            let version = result
+                .get("protocolVersion")
+                .and_then(Value::as_str)
+                .unwrap_or(crate::servers::PROTOCOL_VERSION);
             endpoint.set_version(version);
         }
         self.post(&jsonrpc::notification("notifications/initialized", None), timeout)?;
@@ -495,7 +497,7 @@ impl Upstream {
             true if modern => jsonrpc::request(
                 self.fresh_id(),
                 method,
-                Some(super::modern::with_envelope(params, json!({}))),
+                Some(crate::exchange::modern::with_envelope(params, json!({}))),
             ),
             true => jsonrpc::request(self.fresh_id(), method, params),
             false => jsonrpc::notification(method, params),

@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering;
 use serde_json::{Value, json};
 
 use super::{Bridge, Pending, Slot, Waiting, route};
+use crate::exchange::modern;
 use crate::jsonrpc::RpcError;
-use crate::servers::modern;
 
 impl Bridge {
     /// From now on the child is spoken to in the 2026-07-28 era: every request carries the

@@ -33,7 +33,7 @@ pub struct Piece {
 impl Piece {
     /// What a call whose client cancelled it receives in place of its answer.
     pub fn cancelled() -> Piece {
-        Piece { message: Err(super::bridge::cancelled()), last: true }
+        Piece { message: Err(crate::transport::stdio::cancelled()), last: true }
     }
 }
 

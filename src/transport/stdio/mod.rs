@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use serde_json::{Value, json};
 
+use super::short;
 use crate::jsonrpc::{self, Kind, RpcError};
 use lines::drain_stderr;
-pub(super) use lines::read_line_capped;
+pub(crate) use lines::read_line_capped;
 #[cfg(test)]
 use lines::{STDERR_LINE_BYTES, STDERR_LINES};
 pub use lines::{STDOUT_LINE_BYTES, StderrRing};
@@ -498,12 +499,6 @@ impl Drop for Bridge {
         // Whatever path dropped it, the stdin thread ends and closes the child's stdin.
         self.outbox.close();
     }
-}
-
-/// Thread names are capped at 15 bytes by Linux; keep the server name's start.
-fn short(name: &str) -> &str {
-    let end = name.char_indices().nth(8).map_or(name.len(), |(i, _)| i);
-    &name[..end]
 }
 
 fn read_loop(stdout: impl Read, shared: &Shared, outbox: &Stdin, closed: &AtomicBool, peer: &dyn Peer) {

@@ -1,0 +1,3 @@
+//! One request to one server, whatever carries it.
+
+pub mod modern;
