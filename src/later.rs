@@ -3,7 +3,7 @@
 //! it is run by whichever thread brings that (the child's stdout reader, as a rule) the moment
 //! it comes, and a thread of its own is started only if it does not come quickly.
 
-use crate::servers::Wake;
+use crate::exchange::Wake;
 
 /// Work to run once what it waits for is there.
 pub struct Later<T> {

@@ -45,8 +45,9 @@ pub use sys::{raise_fd_limit, set_child_subreaper};
 pub use config::ServerConfig;
 pub use enhance::ollama::{Client as OllamaClient, Failure as OllamaFailure};
 pub use jsonrpc::RpcError;
-pub use servers::bridge::{Bridge, Peer, StderrRing};
 pub use servers::process::Process;
+pub use transport::Peer;
+pub use transport::stdio::{Bridge, StderrRing};
 
 /// The version every surface reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

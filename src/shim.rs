@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
 use crate::jsonrpc::{self, Kind, RpcError};
-use crate::servers::upstream::{Answer, Endpoint};
+use crate::transport::http::{Answer, Endpoint};
 
 /// How the shim reaches the hub.
 pub struct Options {
@@ -370,7 +370,7 @@ fn modern_headers(msg: &Value) -> Vec<(&'static str, String)> {
         .pointer("/params/_meta/io.modelcontextprotocol~1protocolVersion")
         .and_then(Value::as_str)
         .unwrap_or(crate::mcp::MODERN_VERSION);
-    let mut h = crate::servers::modern::method_headers(msg);
+    let mut h = crate::exchange::modern::method_headers(msg);
     h.push(("MCP-Protocol-Version", version.to_string()));
     h
 }

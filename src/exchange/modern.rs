@@ -10,7 +10,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::transport::stdio::Can;
+use super::Can;
 
 /// The revision a modern server speaks.
 pub const MODERN_VERSION: &str = "2026-07-28";
@@ -110,9 +110,8 @@ pub fn discover_params() -> Value {
 /// Whether a `server/discover` result offers a version of the initialize era the hub speaks.
 pub fn speaks_legacy(discover: &Value) -> bool {
     let versions = discover.get("supportedVersions").and_then(Value::as_array);
-    versions.is_some_and(|v| {
-        v.iter().any(|v| v.as_str().is_some_and(|v| crate::servers::SUPPORTED_VERSIONS.contains(&v)))
-    })
+    versions
+        .is_some_and(|v| v.iter().any(|v| v.as_str().is_some_and(|v| super::SUPPORTED_VERSIONS.contains(&v))))
 }
 
 /// What the hub keeps of a `server/discover` result, shaped as an `initialize` result (the

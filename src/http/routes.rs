@@ -12,9 +12,10 @@ use super::response::{Reply, Req, rfc3339, round3};
 use crate::config::ServerConfig;
 use crate::enhance::Prepared;
 use crate::error::{Error, Result};
+use crate::exchange::Request;
 use crate::jsonrpc::{self, RpcError};
 use crate::mcp::{self, Answer, Relayed, Target, relay};
-use crate::servers::{Acquired, Request, Servers, Snapshot, Status, installer};
+use crate::servers::{Acquired, Servers, Snapshot, Status, installer};
 
 /// Path segments captured by `{name}` (and `{*rest}`, the remaining path), borrowed from the
 /// path. No route captures more than two.

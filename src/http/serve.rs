@@ -22,8 +22,8 @@ use parking_lot::{Condvar, Mutex};
 use super::conn::{Conn, Framing, Head, ReadError};
 use super::response::{self, Reply, Req, whole, write_stream};
 use super::{Front, Job, code_of, guard, record, routes};
+use crate::exchange::Woken;
 use crate::later::Later;
-use crate::servers::Woken;
 
 /// The writing side of one connection, shared by its reader and whoever holds its answer.
 pub(super) struct Out {
@@ -294,7 +294,7 @@ fn finish(req: &Req, mut reply: Reply, answer: &Answer) -> Vec<u8> {
 fn compute(req: &Req, run: impl FnOnce() -> Reply, gone: &Arc<AtomicBool>) -> Reply {
     let id = Some(req.id.clone());
     let run = || crate::request_id::with(id, || catch_unwind(AssertUnwindSafe(run)));
-    crate::servers::while_caller_watched(gone.clone(), run).unwrap_or_else(|_| {
+    crate::exchange::while_caller_watched(gone.clone(), run).unwrap_or_else(|_| {
         log::error!("handler for {} {} panicked", req.method, req.path);
         Reply::error(500, "internal", "internal error (logged)")
     })

@@ -22,12 +22,11 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
+use crate::exchange::{Call, Request as Outgoing, SUPPORTED_VERSIONS};
 use crate::jsonrpc::{self, Kind, RpcError};
 use crate::later::Later;
 use crate::queue::Delivery;
-use crate::servers::{
-    Acquired, Call, Request as Outgoing, STATUS_NOTIFICATION, SUPPORTED_VERSIONS, Servers, Status,
-};
+use crate::servers::{Acquired, STATUS_NOTIFICATION, Servers, Status};
 use aggregate::{Catalog, Place};
 pub use modern::MODERN_VERSION;
 pub use relay::{Relayed, StreamBody, relay, write_event};
@@ -255,7 +254,7 @@ impl Gateway {
         let id = msg.get("id").cloned().unwrap_or(Value::Null);
         let asked = msg.pointer("/params/protocolVersion").and_then(Value::as_str).unwrap_or(DEFAULT_VERSION);
         let version =
-            if SUPPORTED_VERSIONS.contains(&asked) { asked } else { crate::servers::PROTOCOL_VERSION }
+            if SUPPORTED_VERSIONS.contains(&asked) { asked } else { crate::exchange::PROTOCOL_VERSION }
                 .to_string();
         let result = match target {
             Target::Aggregate => {

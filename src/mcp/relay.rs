@@ -6,17 +6,13 @@
 //! `QUICK_ANSWER`, or something else comes first. A remote call always has a thread.
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::Value;
 
+use crate::exchange::{Call, QUICK_ANSWER, Step};
 use crate::jsonrpc::{self, RpcError};
 use crate::later::Later;
-use crate::servers::{Call, Step};
-
-/// How long a call may wait for a server's first word without a thread of its own: most
-/// answers take microseconds; long tools get a thread.
-pub const QUICK_ANSWER: Duration = Duration::from_millis(10);
 
 /// Writes an SSE body, event by event, flushing each.
 pub type StreamBody = Box<dyn FnOnce(&mut dyn Write) + Send>;

@@ -16,10 +16,11 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use serde_json::Value;
 
+use super::answers::{Ids, Piece};
+use super::endpoint::{failed, unreachable};
 use super::sse::Events;
-use super::upstream::{Ids, Piece, failed, unreachable};
 use crate::jsonrpc::{self, Kind, RpcError};
-use crate::transport::stdio::Peer;
+use crate::transport::Peer;
 
 /// How long the reader waits for a call to take its response (a call that waits reads at once).
 const HAND_OVER: Duration = Duration::from_secs(1);

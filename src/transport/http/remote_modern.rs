@@ -3,35 +3,20 @@
 //! `initialize`; when it answers, every later POST is stateless (no session id), names its
 //! method (`Mcp-Method`) and target (`Mcp-Name`), and carries the `_meta` envelope. Its input
 //! requests (`input_required`) go through the same routing as a stdio child's
-//! (`bridge::route::ask_inputs`), their answers to the waiting call's channel.
+//! (`transport::inputs`), their answers to the waiting call's channel.
 
 use std::time::Duration;
 
-use crossbeam_channel::Sender;
 use serde_json::{Map, Value};
 
-use super::upstream::{Ids, Piece, Pieces, Upstream, Wire};
+use super::answers::Ids;
+use super::upstream::{Desk, Upstream, Wire};
 use crate::exchange::modern::{self, MODERN_VERSION};
+use crate::exchange::{Can, Event};
 use crate::jsonrpc::{self, Kind, RpcError};
-use crate::transport::stdio::route::{self, InputDesk};
-use crate::transport::stdio::{Can, Event};
-
-/// Where the answers to one waiting call's input requests go.
-pub(super) type Desk = Sender<Event>;
-
-/// Most input requests waiting for answers on one remote server.
-const MAX_WAITING: usize = 256;
+use crate::transport::inputs::{self, InputDesk, MAX_WAITING};
 
 impl Upstream {
-    pub fn is_modern(&self) -> bool {
-        self.modern.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// The server's name as configured (what the peer and the sampler are told).
-    fn server(&self) -> &str {
-        self.name.strip_prefix("server ").unwrap_or(&self.name)
-    }
-
     /// Asks a Streamable HTTP server `server/discover`: its handshake (shaped as an
     /// `initialize` result) when it speaks 2026-07-28 only, and from then on the server is
     /// spoken to in that era; `None` for anything else (the caller initializes it).
@@ -86,25 +71,6 @@ impl Upstream {
         msg
     }
 
-    /// A modern server has no `logging/setLevel`: the hub keeps the level (sent with each
-    /// request from then on) and answers it; `None` for any other request.
-    pub(super) fn answered_here(&self, request: &Value) -> Option<Pieces> {
-        if !self.is_modern() || jsonrpc::method(request) != "logging/setLevel" {
-            return None;
-        }
-        self.set_log_level(request.get("params"));
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let id = request.get("id").cloned().unwrap_or(Value::Null);
-        let answer = serde_json::json!({"jsonrpc": "2.0", "id": id, "result": {}});
-        let _ = tx.send(Piece { message: Ok(answer), last: true });
-        Some(Pieces { rx, _ticket: None })
-    }
-
-    pub(super) fn set_log_level(&self, params: Option<&Value>) {
-        let level = params.and_then(|p| p.get("level")).and_then(Value::as_str);
-        *self.log_level.lock() = level.map(str::to_string);
-    }
-
     /// Has a modern server's `inputRequests` answered, into `desk`.
     pub(crate) fn ask_inputs(&self, desk: &Desk, can: Option<Can>, requests: &Map<String, Value>) {
         let Some(peer) = self.peer.clone() else {
@@ -115,14 +81,14 @@ impl Upstream {
             }
             return;
         };
-        route::ask_inputs(&RemoteDesk { upstream: self, desk }, peer.as_ref(), can, requests);
+        inputs::ask_inputs(&RemoteDesk { upstream: self, desk }, peer.as_ref(), can, requests);
     }
 
     /// A client's (or the local model's) answer to an input request relayed under `relay_id`;
     /// false when none waits under it.
     pub fn answer_input(&self, relay_id: &str, answer: &Value) -> bool {
         let Some((desk, key)) = self.inputs.lock().remove(relay_id) else { return false };
-        let _ = desk.send(Event::Input(key, route::outcome_of(answer)));
+        let _ = desk.send(Event::Input(key, inputs::outcome_of(answer)));
         true
     }
 

@@ -11,100 +11,18 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-
-use serde_json::Value;
-
-use serde_json::json;
 use std::sync::atomic::Ordering;
 
-use super::{Event, MAX_CHILD_REQUESTS, Peer, Shared, Slot, Waiting};
-use crate::jsonrpc;
-use crate::jsonrpc::RpcError;
+use serde_json::{Value, json};
 
-/// The `_meta` key naming the task a message belongs to.
-pub const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
+use super::{Shared, Slot, Waiting};
+use crate::exchange::{Caller, Event, RELATED_TASK, capability};
+use crate::jsonrpc::RpcError;
+use crate::transport::Peer;
+use crate::transport::inputs::{InputDesk, MAX_WAITING};
+
 /// Argument strings shorter than this say too little to tie a child's request to a call.
 const MIN_HINT: usize = 4;
-
-/// What a client declared it can do, from its `initialize`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Can {
-    pub roots: bool,
-    pub sampling: bool,
-    pub form: bool,
-    pub url: bool,
-}
-
-impl Can {
-    /// Everything: a relayed request whose client is not known (the bridge's own tests).
-    pub const ALL: Can = Can { roots: true, sampling: true, form: true, url: true };
-
-    /// From an `initialize`'s `capabilities`. `elicitation: {}` is form only (2025-06-18).
-    pub fn of(capabilities: &Value) -> Can {
-        let e = capabilities.get("elicitation");
-        let form = e.is_some_and(|e| e.get("form").is_some() || e.get("url").is_none());
-        Can {
-            roots: capabilities.get("roots").is_some(),
-            sampling: capabilities.get("sampling").is_some(),
-            form,
-            url: e.and_then(|e| e.get("url")).is_some(),
-        }
-    }
-
-    /// Whether a client can answer this request of a server.
-    pub fn answers(&self, msg: &Value) -> bool {
-        match needs(msg) {
-            Some(Need::Roots) => self.roots,
-            Some(Need::Sampling) => self.sampling,
-            Some(Need::Form) => self.form,
-            Some(Need::Url) => self.url,
-            None => false,
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Need {
-    Roots,
-    Sampling,
-    Form,
-    Url,
-}
-
-fn needs(msg: &Value) -> Option<Need> {
-    match jsonrpc::method(msg) {
-        "roots/list" => Some(Need::Roots),
-        "sampling/createMessage" => Some(Need::Sampling),
-        "elicitation/create" if msg.pointer("/params/mode").and_then(Value::as_str) == Some("url") => {
-            Some(Need::Url)
-        }
-        "elicitation/create" => Some(Need::Form),
-        _ => None,
-    }
-}
-
-/// The capability a request needs, as the spec names it (for messages).
-pub fn capability(msg: &Value) -> &'static str {
-    match needs(msg) {
-        Some(Need::Roots) => "roots",
-        Some(Need::Sampling) => "sampling",
-        Some(Need::Form) => "form elicitation",
-        Some(Need::Url) => "url elicitation",
-        None => "nothing",
-    }
-}
-
-/// Whether this child request is one a client may be asked.
-pub fn is_for_a_client(msg: &Value) -> bool {
-    needs(msg).is_some()
-}
-
-/// Who sent a relayed request: its session and what its client can answer.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub session: String,
-    pub can: Can,
-}
 
 /// What a relayed request offers the routing: its caller, the task it concerns, and the
 /// strings of its arguments.
@@ -218,8 +136,8 @@ pub(super) fn for_a_client(shared: &Shared, peer: &dyn Peer, msg: Value) -> Opti
     };
     {
         let mut waiting = shared.child_requests.lock();
-        if waiting.len() >= MAX_CHILD_REQUESTS {
-            let why = format!("{why}; {MAX_CHILD_REQUESTS} requests already wait for clients");
+        if waiting.len() >= MAX_WAITING {
+            let why = format!("{why}; {MAX_WAITING} requests already wait for clients");
             return Some(peer.unrouted(&shared.name, &msg, &why));
         }
         waiting.insert(relay_id.clone(), Waiting::Child(id));
@@ -232,65 +150,6 @@ pub(super) fn for_a_client(shared: &Shared, peer: &dyn Peer, msg: Value) -> Opti
     }
     shared.child_requests.lock().remove(&relay_id);
     Some(peer.unrouted(&shared.name, &msg, &why))
-}
-
-/// Where a modern server's input requests for one waiting request are kept and answered: a
-/// stdio child's slot, or a remote call's channel (`Upstream`).
-pub trait InputDesk {
-    fn server(&self) -> &str;
-    /// A fresh relay id (`s:<server>:<n>`).
-    fn relay_id(&self) -> String;
-    /// Keeps `relay_id` waiting for the answer to input `key`; false when too many wait.
-    fn keep(&self, relay_id: &str, key: &str) -> bool;
-    fn drop_kept(&self, relay_id: &str);
-    /// An event for the waiting request: a request for its caller, or an input's answer.
-    fn push(&self, event: Event);
-}
-
-/// A modern server's `inputRequests` for a waiting request whose caller's client can answer
-/// `can` (`None`: a REST or hub request): each is what a legacy server's own request would
-/// have been, and goes where that would have gone, the caller known: relayed to the caller
-/// (under a relay id, as an `Event::Message`) when its client can answer and the server's
-/// policy does not have the hub answer first; else to the peer to answer later (the local
-/// model), else answered by the peer at once. Every answer lands as an `Event::Input` under
-/// its key.
-pub fn ask_inputs(
-    desk: &dyn InputDesk,
-    peer: &dyn Peer,
-    can: Option<Can>,
-    requests: &serde_json::Map<String, Value>,
-) {
-    let server = desk.server();
-    for (key, request) in requests {
-        let method = request.get("method").and_then(Value::as_str).unwrap_or_default();
-        let relay_id = desk.relay_id();
-        let mut msg = json!({"jsonrpc": "2.0", "id": relay_id, "method": method});
-        if let Some(p) = request.get("params") {
-            msg["params"] = p.clone();
-        }
-        let first = peer.answers_first(server, &msg);
-        let why = match (first, can) {
-            (true, _) => format!("the configuration of {server} has the hub answer it"),
-            (false, None) => "it belongs to a REST or hub request, which cannot answer".to_string(),
-            (false, Some(_)) => {
-                format!("the client of the request it belongs to did not declare {}", capability(&msg))
-            }
-        };
-        if !desk.keep(&relay_id, key) {
-            let why = format!("{why}; {MAX_CHILD_REQUESTS} requests already wait for clients");
-            desk.push(Event::Input(key.clone(), peer.unrouted(server, &msg, &why)));
-            continue;
-        }
-        if is_for_a_client(&msg) && can.is_some_and(|c| c.answers(&msg)) && !first {
-            desk.push(Event::Message(msg));
-            continue;
-        }
-        if peer.answer_later(server, &msg, &why) {
-            continue;
-        }
-        desk.drop_kept(&relay_id);
-        desk.push(Event::Input(key.clone(), peer.unrouted(server, &msg, &why)));
-    }
 }
 
 /// A stdio child's waiting request as an `InputDesk`.
@@ -310,7 +169,7 @@ impl InputDesk for SlotDesk<'_> {
 
     fn keep(&self, relay_id: &str, key: &str) -> bool {
         let mut waiting = self.shared.child_requests.lock();
-        if waiting.len() >= MAX_CHILD_REQUESTS {
+        if waiting.len() >= MAX_WAITING {
             return false;
         }
         waiting.insert(relay_id.to_string(), Waiting::Input(self.slot.clone(), key.to_string()));
@@ -323,19 +182,5 @@ impl InputDesk for SlotDesk<'_> {
 
     fn push(&self, event: Event) {
         self.slot.push(event);
-    }
-}
-
-/// A client's answer message (`result` or `error`) as an outcome.
-pub fn outcome_of(answer: &Value) -> Result<Value, RpcError> {
-    match (answer.get("result"), answer.get("error")) {
-        (Some(r), _) => Ok(r.clone()),
-        (None, Some(e)) => Err(RpcError::new(
-            e.get("code").and_then(Value::as_i64).unwrap_or(jsonrpc::INTERNAL_ERROR),
-            e.get("message").and_then(Value::as_str).unwrap_or("the client answered with an error"),
-        )),
-        (None, None) => {
-            Err(RpcError::new(jsonrpc::INVALID_REQUEST, "the client's answer had neither result nor error"))
-        }
     }
 }

@@ -1,4 +1,5 @@
-//! What a bridge asks of the hub about the messages its child starts.
+//! What a carrier asks of the hub about the messages its server starts: its requests (`ping`,
+//! `roots/list`, ...) and notifications. The server table implements it (`servers::peer`).
 
 use std::borrow::Cow;
 
