@@ -12,8 +12,12 @@
 mod call;
 mod caller;
 mod inbox;
+#[cfg(test)]
+mod memory;
 pub mod modern;
 mod rounds;
+#[cfg(test)]
+mod tests;
 mod then;
 mod timer;
 mod transport;
