@@ -25,8 +25,7 @@ pub(crate) use lines::read_line_capped;
 use lines::{STDERR_LINE_BYTES, STDERR_LINES};
 pub use lines::{STDOUT_LINE_BYTES, StderrRing};
 use reader::read_loop;
-use route::Origin;
-use slot::Slot;
+use slot::{Origin, Slot};
 pub use stdin::ChildInput;
 use stdin::{Stdin, write_loop};
 

@@ -15,43 +15,12 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
 
-use super::{Shared, Slot, Waiting};
-use crate::exchange::{Caller, Event, RELATED_TASK, capability};
+use super::slot::Slot;
+use super::{Shared, Waiting};
+use crate::exchange::{Event, RELATED_TASK, capability};
 use crate::jsonrpc::RpcError;
 use crate::transport::Peer;
 use crate::transport::inputs::{InputDesk, MAX_WAITING};
-
-/// Argument strings shorter than this say too little to tie a child's request to a call.
-const MIN_HINT: usize = 4;
-
-/// What a relayed request offers the routing: its caller, the task it concerns, and the
-/// strings of its arguments.
-pub(super) struct Origin {
-    pub caller: Caller,
-    task: Option<String>,
-    hints: Vec<String>,
-}
-
-impl Origin {
-    pub fn of(request: &Value, caller: Caller) -> Origin {
-        let params = request.get("params");
-        let task = params.and_then(|p| p.get("taskId")).and_then(Value::as_str).map(str::to_string);
-        let mut hints = Vec::new();
-        if let Some(args) = params.and_then(|p| p.get("arguments")) {
-            strings(args, &mut hints);
-        }
-        Origin { caller, task, hints }
-    }
-}
-
-fn strings(v: &Value, out: &mut Vec<String>) {
-    match v {
-        Value::String(s) if s.len() >= MIN_HINT => out.push(s.clone()),
-        Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
-        Value::Object(m) => m.values().for_each(|v| strings(v, out)),
-        _ => {}
-    }
-}
 
 /// The slot a child's request goes to, or why there is none.
 pub(super) fn pick(
