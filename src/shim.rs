@@ -1,7 +1,7 @@
 //! `agenthub stdio [server]`: a stdio MCP server that forwards to a running hub's Streamable
 //! HTTP endpoint, so clients that only launch stdio servers (Claude Desktop's config file) can
 //! use the hub. Each line read is POSTed through the hub's one Streamable HTTP client
-//! (`servers::upstream::Endpoint`); JSON answers and SSE events are written back as lines.
+//! (`transport::http::Endpoint`); JSON answers and SSE events are written back as lines.
 //! Requests run on threads of their own so a long call never blocks the next line; a GET
 //! stream carries the hub's own notifications.
 //!

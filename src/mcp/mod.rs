@@ -1,7 +1,7 @@
 //! The MCP gateway: the standard Streamable HTTP transport, per server (`/mcp/{server}`) and
 //! aggregated over every running server (`/mcp`). The hub answers `initialize` itself from the
 //! child's stored handshake and keeps sessions; requests are relayed to the one shared child
-//! with their ids and progress tokens rewritten (in `servers::bridge`). An answer is plain JSON
+//! with their ids and progress tokens rewritten (in `transport::stdio`). An answer is plain JSON
 //! unless the child sends progress or a request of its own first: then it becomes an SSE stream.
 //! This module knows nothing of HTTP framing; `http::routes` turns an `Answer` into a reply.
 

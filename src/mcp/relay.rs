@@ -1,4 +1,4 @@
-//! The one relay over a `servers::Call`, for the REST route and the MCP endpoints alike: the
+//! The one relay over an `exchange::Call`, for the REST route and the MCP endpoints alike: the
 //! outcome as plain JSON when it comes first, else (for a client that takes SSE) an event
 //! stream that passes on each message as the server sends it, the response last. A stdio
 //! call is not waited for on the worker: it is finished by whoever brings its answer (the
