@@ -132,6 +132,11 @@ impl Call {
         }
     }
 
+    /// Whether the request never reached its server (its outcome is waiting).
+    pub(super) fn failed_to_open(&self) -> bool {
+        matches!(self.link, Link::Failed(_))
+    }
+
     /// Whether `next` can wait with a short `until` on a thread that must not wait long: a
     /// remote call is read on a thread of its own, whose first `next` starts it. (`then`
     /// decides this by itself.)

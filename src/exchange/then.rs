@@ -91,7 +91,9 @@ impl Call {
                 let until = (Instant::now() + QUICK_ANSWER).min(self.deadline);
                 park(dock, until, Box::new(move |_| self.first_event(k)))
             }
-            None => self.first_event(k),
+            // It never reached its server: its outcome is there.
+            None if self.failed_to_open() => self.first_event(k),
+            None => self.on_a_thread(k),
         }
     }
 
