@@ -3,7 +3,7 @@
 //! the endpoint every message is POSTed to. POSTs are only accepted (202); every answer, and
 //! everything else the server sends, comes on the stream. The reader hands a response or
 //! progress to the call waiting for it (`Waiting`, by hub id; the ids are put back as the
-//! Streamable HTTP path does, with `upstream::Ids`), a notification to the hub's `Peer`, and
+//! Streamable HTTP path does, with `answers::Ids`), a notification to the hub's `Peer`, and
 //! answers the server's own requests through the peer. The stream's end is the server's end:
 //! every waiting call fails, and `ended` tells the supervisor.
 
