@@ -416,7 +416,9 @@ fn cpu_per_call(everything: Option<&Path>, rows: &mut Vec<Row>) {
             let target = if callers == 16 { "≤ 20 µs" } else { "" };
             rows.push(Row {
                 metric: format!("hub CPU per call, {route}, {callers} caller(s), {label}"),
-                measured: format!("{hub_us:.1} µs, {sleeps:.2} sleeps (child {child_us:.1}); {rate:.0} calls/s"),
+                measured: format!(
+                    "{hub_us:.1} µs, {sleeps:.2} sleeps (child {child_us:.1}); {rate:.0} calls/s"
+                ),
                 target: target.into(),
                 pass: (callers == 16).then_some(hub_us <= 20.0),
             });

@@ -13,6 +13,7 @@ mod config;
 mod connect;
 mod enhance;
 mod error;
+mod exchange;
 mod front;
 mod jsonrpc;
 mod mcp;
@@ -26,6 +27,7 @@ mod servers;
 mod shim;
 mod sys;
 mod time;
+mod transport;
 
 // What the binary uses.
 pub use api::Api;
@@ -45,8 +47,9 @@ pub use sys::{raise_fd_limit, set_child_subreaper};
 pub use config::ServerConfig;
 pub use enhance::ollama::{Client as OllamaClient, Failure as OllamaFailure};
 pub use jsonrpc::RpcError;
-pub use servers::bridge::{Bridge, Peer, StderrRing};
 pub use servers::process::Process;
+pub use transport::Peer;
+pub use transport::stdio::{Bridge, StderrRing};
 
 /// The version every surface reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,7 +1,7 @@
 //! `agenthub stdio [server]`: a stdio MCP server that forwards to a running hub's Streamable
 //! HTTP endpoint, so clients that only launch stdio servers (Claude Desktop's config file) can
 //! use the hub. Each line read is POSTed through the hub's one Streamable HTTP client
-//! (`servers::upstream::Endpoint`); JSON answers and SSE events are written back as lines.
+//! (`transport::http::Endpoint`); JSON answers and SSE events are written back as lines.
 //! Requests run on threads of their own so a long call never blocks the next line; a GET
 //! stream carries the hub's own notifications.
 //!
@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
 use crate::jsonrpc::{self, Kind, RpcError};
-use crate::servers::upstream::{Answer, Endpoint};
+use crate::transport::http::{Answer, Endpoint};
 
 /// How the shim reaches the hub.
 pub struct Options {
@@ -374,7 +374,7 @@ fn modern_headers(msg: &Value) -> Vec<(&'static str, String)> {
         .pointer("/params/_meta/io.modelcontextprotocol~1protocolVersion")
         .and_then(Value::as_str)
         .unwrap_or(crate::mcp::MODERN_VERSION);
-    let mut h = crate::servers::modern::method_headers(msg);
+    let mut h = crate::exchange::modern::method_headers(msg);
     h.push(("MCP-Protocol-Version", version.to_string()));
     h
 }

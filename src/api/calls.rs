@@ -8,10 +8,11 @@ use super::routes::Params;
 use crate::app::App;
 use crate::enhance::Prepared;
 use crate::error::{Error, Result};
+use crate::exchange::{Call, Request};
+use crate::exchange::{Relay, Relayed, relay};
 use crate::front::{Reply, Req, Responder};
 use crate::jsonrpc::{self, RpcError};
-use crate::mcp::{Relay, Relayed, relay};
-use crate::servers::{Acquired, Call, Request};
+use crate::servers::Acquired;
 
 /// `POST /mcp/{server}/{method...}`: body = params, answer = result. JSON-RPC errors map to
 /// 400 (invalid request, method, params), 504 (timeout) or 502, with the error under `rpc`.

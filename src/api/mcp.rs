@@ -115,7 +115,7 @@ impl mcp::Sink for Out {
         let Out { res, client } = *self;
         // The calls it makes are cancelled if the client leaves meanwhile.
         let gone = res.gone();
-        res.spawn(move || crate::servers::while_caller_watched(gone, || mcp_reply(f(), client)));
+        res.spawn(move || crate::exchange::while_caller_watched(gone, || mcp_reply(f(), client)));
     }
 
     fn gone(&self) -> Arc<AtomicBool> {

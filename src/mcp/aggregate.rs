@@ -14,8 +14,9 @@ use serde_json::{Value, json};
 use super::extensions::{public_task_ids, public_ui_contents, public_ui_meta, public_ui_uri_of};
 use super::own_tools::enhance_tool;
 use super::{Answer, Gateway, Session, reply};
+use crate::exchange::Request;
 use crate::jsonrpc::{self, RpcError};
-use crate::servers::{Request, Status};
+use crate::servers::Status;
 
 /// The aggregated endpoint joins server and tool names with this.
 pub const SEPARATOR: &str = "__";

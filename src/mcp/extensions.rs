@@ -14,7 +14,7 @@ use crate::servers::Status;
 
 /// The skills extension's key in capabilities.
 const SKILLS: &str = "io.modelcontextprotocol/skills";
-use crate::servers::bridge::route::RELATED_TASK;
+use crate::exchange::RELATED_TASK;
 
 impl Gateway {
     /// Every running skills server's skills (each page), their URIs and their files' URIs

@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde_json::{Map, Value};
 
 use super::Target;
-use crate::servers::Call;
+use crate::exchange::Call;
 
 /// Calls parked waiting for their client's retry, at most.
 const MAX_PARKED: usize = 1000;

@@ -1,7 +1,7 @@
 //! The MCP gateway: the standard Streamable HTTP transport, per server (`/mcp/{server}`) and
 //! aggregated over every running server (`/mcp`). The hub answers `initialize` itself from the
 //! child's stored handshake and keeps sessions; requests are relayed to the one shared child
-//! with their ids and progress tokens rewritten (in `servers::bridge`). An answer is plain JSON
+//! with their ids and progress tokens rewritten (in `transport::stdio`). An answer is plain JSON
 //! unless the child sends progress or a request of its own first: then it becomes an SSE stream.
 //! This module knows nothing of HTTP framing; `api` turns an `Answer` into a reply, and gives
 //! the gateway a `Sink` for answers that come later.
@@ -12,7 +12,6 @@ mod lot;
 mod modern;
 mod own_tools;
 mod owners;
-pub mod relay;
 pub mod session;
 mod share;
 mod task_bridge;
@@ -25,14 +24,13 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
+use crate::exchange::{Call, Request as Outgoing, SUPPORTED_VERSIONS};
+use crate::exchange::{Relay, Relayed, StreamBody, relay, write_event};
 use crate::jsonrpc::{self, Kind, RpcError};
 use crate::queue::Delivery;
-use crate::servers::{
-    Acquired, Call, Request as Outgoing, STATUS_NOTIFICATION, SUPPORTED_VERSIONS, Servers, Status,
-};
+use crate::servers::{Acquired, STATUS_NOTIFICATION, Servers, Status};
 use aggregate::{Catalog, Place};
 pub use modern::MODERN_VERSION;
-pub use relay::{Relay, Relayed, StreamBody, relay, write_event};
 pub use session::{Client, Session, Sessions, Target};
 use share::{Relaying, Share, caller_of};
 
@@ -312,7 +310,7 @@ impl Gateway {
         let id = msg.get("id").cloned().unwrap_or(Value::Null);
         let asked = msg.pointer("/params/protocolVersion").and_then(Value::as_str).unwrap_or(DEFAULT_VERSION);
         let version =
-            if SUPPORTED_VERSIONS.contains(&asked) { asked } else { crate::servers::PROTOCOL_VERSION }
+            if SUPPORTED_VERSIONS.contains(&asked) { asked } else { crate::exchange::PROTOCOL_VERSION }
                 .to_string();
         let result = match target {
             Target::Aggregate => {
@@ -544,7 +542,7 @@ fn relay_call(
     id: Value,
     sse: bool,
     how: Relaying,
-    park: Option<relay::Park>,
+    park: Option<crate::exchange::Park>,
 ) -> Answer {
     match how.hook {
         Some(f) if how.hook_blocks => call.on_result_blocking(f),

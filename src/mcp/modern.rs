@@ -21,15 +21,15 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 
 use super::lot::Parked;
-use super::relay::Park;
 use super::session::{Client, Session, Target};
 use super::{Answer, Gateway, Request, reply, rpc_error};
+use crate::exchange::Can;
+use crate::exchange::Park;
+use crate::exchange::{Call, SUPPORTED_VERSIONS};
 use crate::jsonrpc::{self, RpcError};
-use crate::servers::bridge::Can;
-use crate::servers::{Call, SUPPORTED_VERSIONS};
 
-pub use crate::servers::modern::MODERN_VERSION;
-use crate::servers::modern::{
+pub use crate::exchange::modern::MODERN_VERSION;
+use crate::exchange::modern::{
     CACHEABLE, META_CAPABILITIES, META_CLIENT, META_LOG_LEVEL, META_SERVER, META_VERSION,
 };
 

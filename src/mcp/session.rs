@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::Value;
 
+use crate::exchange::Can;
 use crate::queue::Queue;
-use crate::servers::bridge::Can;
 
 /// Sessions idle this long are forgotten (an open GET stream is use: such a session stays).
 pub const IDLE_EXPIRY: Duration = Duration::from_secs(3600);

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use super::owners::rank;
 use super::{Gateway, Session, Target};
+use crate::exchange::{Can, RELATED_TASK};
 use crate::jsonrpc;
-use crate::servers::bridge::route::{Can, RELATED_TASK};
 
 /// What becomes of a client's request to a shared child.
 pub(super) enum Share {
@@ -246,7 +246,7 @@ fn as_seen_by(session: &Session, server: &str, mut msg: Value) -> Value {
 }
 
 /// What a session's client can answer, for the calls it relays.
-pub(super) fn caller_of(session: &Session) -> crate::servers::bridge::Caller {
+pub(super) fn caller_of(session: &Session) -> crate::exchange::Caller {
     let can: Can = session.client.can;
-    crate::servers::bridge::Caller { session: session.id.clone(), can }
+    crate::exchange::Caller { session: session.id.clone(), can }
 }

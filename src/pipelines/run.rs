@@ -12,7 +12,8 @@ use super::{Context, Progress, Run, Status, StepReport};
 use crate::config::pipelines::{Kind, OnError, Pipeline, Step};
 use crate::config::refs::{self, Loop, Output, Scope};
 use crate::enhance::ollama::Generation;
-use crate::servers::{Request, Status as ServerStatus};
+use crate::exchange::Request;
+use crate::servers::Status as ServerStatus;
 
 pub(super) fn execute(
     ctx: &Context,

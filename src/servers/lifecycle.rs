@@ -15,17 +15,16 @@ use std::time::{Duration, Instant, SystemTime};
 use parking_lot::MutexGuard;
 use serde_json::{Value, json};
 
-use super::bridge::Bridge;
-use super::modern::{self, Era};
 use super::peer::ChildPeer;
 use super::phase::Ticket;
-use super::{
-    Link, PROTOCOL_VERSION, Process, Run, SUPPORTED_VERSIONS, Server, Servers, Snapshot, Status, Upstream,
-    process, short, snapshot_of,
-};
+use super::{Process, Run, Server, Servers, Snapshot, Status, process, short, snapshot_of};
 use crate::config::{Secrets, ServerConfig, Transport};
 use crate::error::{Error, Result};
+use crate::exchange::modern::{self, Era};
+use crate::exchange::{PROTOCOL_VERSION, SUPPORTED_VERSIONS};
 use crate::jsonrpc;
+use crate::transport::http::Upstream;
+use crate::transport::stdio::Bridge;
 
 /// How long a stop waits for a launch it voided to finish.
 const VOIDED_LAUNCH_WAIT: Duration = Duration::from_secs(2);
@@ -183,7 +182,8 @@ impl Servers {
             };
             let version = init.get("protocolVersion").and_then(Value::as_str).unwrap_or("");
             log::info!("server {}: protocol {version} ({} era)", srv.name, era.as_str());
-            return Ok(Run { link: Link::Http(Arc::new(upstream)), initialize: init, era });
+            let transport = Arc::new(upstream);
+            return Ok(Run { process: None, transport, lost_seen: None, initialize: init, era });
         }
         let (mut process, pipes) = Process::spawn(&srv.name, &cfg, &self.ctx.npm_prefix.join(&srv.name))
             .map_err(|e| (e.to_string(), false))?;
@@ -250,11 +250,8 @@ impl Servers {
             Era::Modern => bridge.set_modern(),
         }
         log::info!("server {}: protocol {version} ({} era)", srv.name, era.as_str());
-        Ok(Run {
-            link: Link::Stdio { process, bridge: Arc::new(bridge), closed_seen: None },
-            initialize: init,
-            era,
-        })
+        let transport = Arc::new(bridge);
+        Ok(Run { process: Some(process), transport, lost_seen: None, initialize: init, era })
     }
 
     /// Stops a server: stdin closed, TERM then KILL to its tree. Stopping a STOPPED server is

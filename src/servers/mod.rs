@@ -2,10 +2,9 @@
 //! state, the child process or remote session. Its jobs live in one file each: `phase` (the
 //! lifecycle as data: pure transitions returning effects), `lifecycle` (start, launch,
 //! handshake, stop), `supervisor` (the loop that restarts crashed or hung children), `edits`
-//! (add, replace, remove, atomic saves), `call` (one request: `Call`), `peer` (answers to a
-//! child's own requests), `bridge` (a child's stdio threads), `upstream` (a remote server; `legacy_sse`, its
-//! legacy HTTP+SSE transport; `sse`, the event streams both read),
-//! `process` (spawning and signalling), `installer` (npm).
+//! (add, replace, remove, atomic saves), `calls` (whether a server may take a request now; the
+//! request itself is an `exchange::Call` over the server's transport), `peer` (answers to a
+//! child's own requests), `process` (spawning and signalling), `installer` (npm).
 //!
 //! Locks: each `Server` has its own mutex (state) and condvar (status changes); the table has
 //! one for membership. Neither is held across I/O, a callback or a log line: transitions return
@@ -13,25 +12,15 @@
 //! `writes` (configuration changes with their save, so the file on disk always matches memory)
 //! and each server's `lifecycle` (its starts, stops and restarts, one at a time).
 
-mod answers;
-pub mod bridge;
-mod call;
+mod calls;
 pub(crate) mod edits;
 pub mod installer;
-mod legacy_sse;
 mod lifecycle;
-pub mod modern;
 mod peer;
 mod phase;
 pub mod process;
 mod reload;
-mod remote_call;
-mod remote_modern;
-mod sse;
-mod stdio_call;
 mod supervisor;
-mod then;
-pub mod upstream;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,17 +35,14 @@ use serde_json::{Value, json};
 use crate::activity::Activity;
 use crate::config::{Document, Secrets, ServerConfig, ServerEntry, Transport};
 use crate::error::{Error, Result};
+use crate::exchange::Transport as Carrier;
+use crate::exchange::modern::Era;
 use crate::resilience::Breakers;
-use bridge::{Bridge, StderrRing};
-pub use call::{Acquired, Call, Request, Step, while_caller_watched};
-pub use modern::Era;
+use crate::transport::short;
+use crate::transport::stdio::StderrRing;
+pub use calls::Acquired;
 use phase::{Effect, Effects, Live, State};
 use process::Process;
-use upstream::Upstream;
-
-/// Protocol version the hub asks children for, and the ones it accepts back.
-pub const PROTOCOL_VERSION: &str = "2025-11-25";
-pub const SUPPORTED_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 
 /// Lifecycle state of one server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -157,97 +143,48 @@ pub struct Context {
 
 /// A live server: a child over stdio, or a remote one over HTTP.
 struct Run {
-    link: Link,
+    /// The child, for a stdio server.
+    process: Option<Process>,
+    /// How its requests reach it.
+    transport: Arc<dyn Carrier>,
+    /// When the supervisor first saw the server lost (a child's stdout closed).
+    lost_seen: Option<Instant>,
     initialize: Value,
     era: Era,
 }
 
-enum Link {
-    Stdio {
-        process: Process,
-        bridge: Arc<Bridge>,
-        /// When the supervisor first saw the child's stdout closed.
-        closed_seen: Option<Instant>,
-    },
-    Http(Arc<Upstream>),
-}
-
-/// How a request reaches a server.
-#[derive(Clone)]
-pub enum Channel {
-    Stdio(Arc<Bridge>),
-    Http(Arc<Upstream>),
-}
-
 impl Run {
     fn pid(&self) -> Option<u32> {
-        match &self.link {
-            Link::Stdio { process, .. } => Some(process.pid()),
-            Link::Http(_) => None,
-        }
+        self.process.as_ref().map(Process::pid)
     }
 
-    fn channel(&self) -> Channel {
-        match &self.link {
-            Link::Stdio { bridge, .. } => Channel::Stdio(bridge.clone()),
-            Link::Http(u) => Channel::Http(u.clone()),
-        }
-    }
-
-    fn bridge(&self) -> Option<&Arc<Bridge>> {
-        match &self.link {
-            Link::Stdio { bridge, .. } => Some(bridge),
-            Link::Http(_) => None,
-        }
-    }
-
-    /// How long the child's stdout has been closed, as the supervisor saw it (first at `now`).
-    fn closed_for(&mut self, now: Instant) -> Option<Duration> {
-        match &mut self.link {
-            Link::Stdio { bridge, closed_seen, .. } if bridge.is_closed() => {
-                Some(now.saturating_duration_since(*closed_seen.get_or_insert(now)))
-            }
-            _ => None,
-        }
-    }
-
-    /// Why a remote server is gone, once it is (its legacy event stream ended).
-    fn lost(&self) -> Option<String> {
-        match &self.link {
-            Link::Http(u) => u.lost(),
-            Link::Stdio { .. } => None,
-        }
+    /// Why the server is lost, and for how long the supervisor has seen it so (first at `now`).
+    fn lost_for(&mut self, now: Instant) -> Option<(String, Duration)> {
+        let why = self.transport.lost()?;
+        Some((why, now.saturating_duration_since(*self.lost_seen.get_or_insert(now))))
     }
 
     /// The leader's exit status once it has exited (never for a remote server).
     fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
-        match &mut self.link {
-            Link::Stdio { process, .. } => process.try_wait(),
-            Link::Http(_) => None,
-        }
+        self.process.as_mut()?.try_wait()
     }
 
     /// Politely: stdin closed, then TERM and KILL to the group; a remote session is ended.
     fn stop(&mut self) {
-        match &mut self.link {
-            Link::Stdio { process, bridge, .. } => {
-                bridge.close_stdin();
-                process.stop(process::TERM_GRACE);
-                bridge.join(Duration::from_millis(500));
-            }
-            Link::Http(u) => u.close(),
+        self.transport.close();
+        if let Some(process) = &mut self.process {
+            process.stop(process::TERM_GRACE);
         }
+        self.transport.join(Duration::from_millis(500));
     }
 
     /// At once: the group killed (a crashed or hung child), the callers released.
     fn kill(&mut self, grace: Duration) {
-        match &mut self.link {
-            Link::Stdio { process, bridge, .. } => {
-                process.kill();
-                bridge.join(grace);
-            }
-            Link::Http(u) => u.close(),
+        if let Some(process) = &mut self.process {
+            process.kill();
         }
+        self.transport.close();
+        self.transport.join(grace);
     }
 }
 
@@ -484,12 +421,6 @@ impl Servers {
         }
         srv.changed.notify_all();
     }
-}
-
-/// Thread names are capped at 15 bytes by Linux; keep the server name's start.
-fn short(name: &str) -> &str {
-    let end = name.char_indices().nth(8).map_or(name.len(), |(i, _)| i);
-    &name[..end]
 }
 
 #[cfg(test)]

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::bridge::Peer;
 use super::{Listener, Router, Sampler};
 use crate::activity::Activity;
 use crate::config::{Elicitation, Sampling, Secrets, ServerConfig};
 use crate::jsonrpc::{self, RpcError};
+use crate::transport::Peer;
 
 /// Answers a child's own requests and records its notifications.
 pub(super) struct ChildPeer {

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::phase::Effects;
 use super::{Run, Server, Servers, process, short};
+use crate::exchange::{Event, Next, Request};
 
 /// Running this long without a crash resets `restart_count` and the backoff.
 pub(super) const STABLE_AFTER: Duration = Duration::from_secs(60);
@@ -57,10 +58,12 @@ impl Servers {
             let mut st = srv.state.lock();
             let mut down = None;
             let mut fx = Effects::new();
-            let failure = match st.run_mut().map(|r| (r.try_wait(), r.closed_for(now), r.lost())) {
+            let failure = match st.run_mut().map(|r| (r.try_wait(), r.lost_for(now), r.process.is_some())) {
                 Some((Some(status), _, _)) => Some(exit_reason(srv, status)),
-                Some((None, Some(closed), _)) if closed >= CLOSED_GRACE => Some(closed_reason(srv)),
-                Some((None, _, Some(why))) => Some(why),
+                // A child lost as it exits is reported by its exit status, given the time.
+                Some((None, Some((why, seen)), child)) if seen >= CLOSED_GRACE || !child => {
+                    Some(with_stderr(srv, why))
+                }
                 _ => ping(&mut st, now),
             };
             if let Some(reason) = failure {
@@ -94,9 +97,10 @@ fn exit_reason(srv: &Server, status: std::process::ExitStatus) -> String {
     reason
 }
 
-fn closed_reason(srv: &Server) -> String {
+/// Why a server is lost, with the last lines its child wrote to stderr (a remote server has none).
+fn with_stderr(srv: &Server, why: String) -> String {
     let tail = srv.stderr.lock().tail(5).join(" | ");
-    let mut reason = "closed its stdout but kept running; treated as a crash".to_string();
+    let mut reason = why;
     if !tail.is_empty() {
         reason.push_str(&format!("; stderr: {tail}"));
     }
@@ -109,27 +113,29 @@ fn ping(st: &mut super::State<Run>, now: Instant) -> Option<String> {
     if interval.is_zero() {
         return None;
     }
-    let bridge = st.run()?.bridge()?.clone();
-    if let Some((pending, deadline)) = &st.ping {
-        match bridge.poll(pending) {
-            Some(_) => {
+    // A remote server is not pinged: its calls fail, and its breaker opens.
+    let transport = st.run().filter(|r| r.process.is_some())?.transport.clone();
+    if let Some((flight, deadline)) = &mut st.ping {
+        // A look, not a wait: `now` has passed.
+        match flight.next(now, now) {
+            Next::Event(Event::Response(_)) | Next::Gone(_) => {
                 st.ping = None;
                 st.last_ping = now;
             }
-            None if now >= *deadline => {
+            _ if now >= *deadline => {
                 let waited = PING_DEADLINE.min(interval);
                 return Some(format!(
                     "did not answer ping within {}s; treated as hung",
                     waited.as_secs_f64()
                 ));
             }
-            None => {}
+            _ => {}
         }
         return None;
     }
     if now.duration_since(st.last_ping) >= interval {
-        if let Ok(p) = bridge.begin("ping", None) {
-            st.ping = Some((p, now + PING_DEADLINE.min(interval)));
+        if let Ok(flight) = transport.open(Request::own("ping", None)) {
+            st.ping = Some((flight, now + PING_DEADLINE.min(interval)));
         }
     }
     None

@@ -7,9 +7,9 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use super::bridge::Pending;
 use super::{ProcessInfo, Status};
 use crate::config::{ServerConfig, ServerEntry};
+use crate::exchange::Flight;
 use crate::resilience::Backoff;
 
 /// Where a server is. `R` is what a running server holds (its child or remote session).
@@ -85,7 +85,7 @@ pub(super) struct State<R> {
     pub generation: u64,
     pub removed: bool,
     /// The health-check ping out, and its deadline.
-    pub ping: Option<(Pending, Instant)>,
+    pub ping: Option<(Box<dyn Flight>, Instant)>,
     pub last_ping: Instant,
 }
 

@@ -3,35 +3,20 @@
 //! `initialize`; when it answers, every later POST is stateless (no session id), names its
 //! method (`Mcp-Method`) and target (`Mcp-Name`), and carries the `_meta` envelope. Its input
 //! requests (`input_required`) go through the same routing as a stdio child's
-//! (`bridge::route::ask_inputs`), their answers to the waiting call's channel.
+//! (`transport::inputs`), their answers to the waiting call's channel.
 
 use std::time::Duration;
 
-use crossbeam_channel::Sender;
 use serde_json::{Map, Value};
 
-use super::bridge::route::{self, InputDesk};
-use super::bridge::{Can, Event};
-use super::modern::{self, MODERN_VERSION};
-use super::upstream::{Ids, Piece, Pieces, Upstream, Wire};
+use super::answers::Ids;
+use super::upstream::{Desk, Upstream, Wire};
+use crate::exchange::modern::{self, MODERN_VERSION};
+use crate::exchange::{Can, Event};
 use crate::jsonrpc::{self, Kind, RpcError};
-
-/// Where the answers to one waiting call's input requests go.
-pub(super) type Desk = Sender<Event>;
-
-/// Most input requests waiting for answers on one remote server.
-const MAX_WAITING: usize = 256;
+use crate::transport::inputs::{self, InputDesk, MAX_WAITING};
 
 impl Upstream {
-    pub fn is_modern(&self) -> bool {
-        self.modern.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// The server's name as configured (what the peer and the sampler are told).
-    fn server(&self) -> &str {
-        self.name.strip_prefix("server ").unwrap_or(&self.name)
-    }
-
     /// Asks a Streamable HTTP server `server/discover`: its handshake (shaped as an
     /// `initialize` result) when it speaks 2026-07-28 only, and from then on the server is
     /// spoken to in that era; `None` for anything else (the caller initializes it).
@@ -71,7 +56,7 @@ impl Upstream {
 
     /// A request as a modern server gets it: the envelope in its params, the capabilities
     /// those of the caller's client (`None`: the hub's own request) and the local model's.
-    pub(super) fn with_envelope(&self, mut msg: Value, can: Option<Can>) -> Value {
+    pub(crate) fn with_envelope(&self, mut msg: Value, can: Option<Can>) -> Value {
         let local = self.peer.as_ref().is_some_and(|p| p.samples_locally());
         let roots = self.peer.as_ref().is_some_and(|p| p.has_roots());
         let caps = match can {
@@ -86,27 +71,8 @@ impl Upstream {
         msg
     }
 
-    /// A modern server has no `logging/setLevel`: the hub keeps the level (sent with each
-    /// request from then on) and answers it; `None` for any other request.
-    pub(super) fn answered_here(&self, request: &Value) -> Option<Pieces> {
-        if !self.is_modern() || jsonrpc::method(request) != "logging/setLevel" {
-            return None;
-        }
-        self.set_log_level(request.get("params"));
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let id = request.get("id").cloned().unwrap_or(Value::Null);
-        let answer = serde_json::json!({"jsonrpc": "2.0", "id": id, "result": {}});
-        let _ = tx.send(Piece { message: Ok(answer), last: true });
-        Some(Pieces { rx, _ticket: None })
-    }
-
-    pub(super) fn set_log_level(&self, params: Option<&Value>) {
-        let level = params.and_then(|p| p.get("level")).and_then(Value::as_str);
-        *self.log_level.lock() = level.map(str::to_string);
-    }
-
     /// Has a modern server's `inputRequests` answered, into `desk`.
-    pub(super) fn ask_inputs(&self, desk: &Desk, can: Option<Can>, requests: &Map<String, Value>) {
+    pub(crate) fn ask_inputs(&self, desk: &Desk, can: Option<Can>, requests: &Map<String, Value>) {
         let Some(peer) = self.peer.clone() else {
             for key in requests.keys() {
                 let why = format!("{} asked for input and nobody can answer it", self.name);
@@ -115,20 +81,20 @@ impl Upstream {
             }
             return;
         };
-        route::ask_inputs(&RemoteDesk { upstream: self, desk }, peer.as_ref(), can, requests);
+        inputs::ask_inputs(&RemoteDesk { upstream: self, desk }, peer.as_ref(), can, requests);
     }
 
     /// A client's (or the local model's) answer to an input request relayed under `relay_id`;
     /// false when none waits under it.
     pub fn answer_input(&self, relay_id: &str, answer: &Value) -> bool {
         let Some((desk, key)) = self.inputs.lock().remove(relay_id) else { return false };
-        let _ = desk.send(Event::Input(key, route::outcome_of(answer)));
+        let _ = desk.send(Event::Input(key, inputs::outcome_of(answer)));
         true
     }
 
     /// An input request relayed to a caller that cannot take it (its answer is no stream):
     /// answered as a client without the capability would.
-    pub(super) fn refuse_input(&self, msg: &Value) {
+    pub(crate) fn refuse_input(&self, msg: &Value) {
         let (Some(peer), Some(id)) = (&self.peer, msg.get("id").and_then(Value::as_str)) else { return };
         if !self.inputs.lock().contains_key(id) {
             return;
@@ -145,7 +111,7 @@ impl Upstream {
     }
 
     /// Forgets the input requests still waiting for `desk` (its call ended).
-    pub(super) fn forget_inputs(&self, desk: &Desk) {
+    pub(crate) fn forget_inputs(&self, desk: &Desk) {
         self.inputs.lock().retain(|_, (d, _)| !d.same_channel(desk));
     }
 }

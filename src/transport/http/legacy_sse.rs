@@ -3,7 +3,7 @@
 //! the endpoint every message is POSTed to. POSTs are only accepted (202); every answer, and
 //! everything else the server sends, comes on the stream. The reader hands a response or
 //! progress to the call waiting for it (`Waiting`, by hub id; the ids are put back as the
-//! Streamable HTTP path does, with `upstream::Ids`), a notification to the hub's `Peer`, and
+//! Streamable HTTP path does, with `answers::Ids`), a notification to the hub's `Peer`, and
 //! answers the server's own requests through the peer. The stream's end is the server's end:
 //! every waiting call fails, and `ended` tells the supervisor.
 
@@ -16,10 +16,11 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use super::bridge::Peer;
+use super::answers::{Ids, Piece};
+use super::endpoint::{failed, unreachable};
 use super::sse::Events;
-use super::upstream::{Ids, Piece, failed, unreachable};
 use crate::jsonrpc::{self, Kind, RpcError};
+use crate::transport::Peer;
 
 /// How long the reader waits for a call to take its response (a call that waits reads at once).
 const HAND_OVER: Duration = Duration::from_secs(1);
@@ -218,7 +219,7 @@ impl Connection {
         let (ready_tx, ready) = crossbeam_channel::bounded(1);
         let (me, url) = (shared.clone(), url.to_string());
         let reader = std::thread::Builder::new()
-            .name(format!("sse-{}", super::short(server)))
+            .name(format!("sse-{}", crate::transport::short(server)))
             .spawn(move || me.read(&url, ready_tx))
             .map_err(|e| unreachable(&name, format!("cannot start a thread: {e}")))?;
         let conn = Connection { shared, reader: Mutex::new(Some(reader)) };

@@ -1,141 +1,37 @@
 //! The stdio bridge to one child: three named threads per child. `stdin` owns the child's stdin
 //! and writes the lines handed to it through its `Queue` (drained whole, one write per batch);
 //! `stdout` reads one JSON-RPC message per line and routes each response to the caller waiting
-//! on its id (`Slot`, a one-shot); `stderr` drains into a ring buffer and the log. Ids
-//! sent to the child are the hub's own (unique per child), so concurrent callers never see each
-//! other's answers whatever ids they use themselves.
-//!
-//! The stdin queue is a `queue::Queue` and the slots a mutex and a condvar each, not channels:
-//! under load a channel's receiver spins and yields before it sleeps, taking the CPU the child
-//! needs.
+//! on its id (`reader`; the caller's `Slot`); `stderr` drains into a ring buffer and the log.
+//! Ids sent to the child are the hub's own (unique per child), so concurrent callers never see
+//! each other's answers whatever ids they use themselves. `carrier` makes the bridge an
+//! `exchange::Transport`.
 
-use std::collections::{HashMap, VecDeque};
-use std::io::{BufReader, Read};
+use std::collections::HashMap;
+use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use serde_json::{Value, json};
 
+use super::{Peer, short};
+use crate::exchange::{Caller, Can, Event, Next, cancelled};
 use crate::jsonrpc::{self, Kind, RpcError};
 use lines::drain_stderr;
-pub(super) use lines::read_line_capped;
+pub(crate) use lines::read_line_capped;
 #[cfg(test)]
 use lines::{STDERR_LINE_BYTES, STDERR_LINES};
 pub use lines::{STDOUT_LINE_BYTES, StderrRing};
-pub use peer::Peer;
-use route::Origin;
-pub use route::{Caller, Can, InputDesk};
+use reader::read_loop;
+use slot::{Origin, Slot};
 pub use stdin::ChildInput;
 use stdin::{Stdin, write_loop};
-pub use wake::{Wake, Woken};
 
 /// Most bytes of requests waiting for a child that does not read its stdin: past it, new
 /// requests fail at once rather than grow the hub.
 pub const STDIN_BYTES: u64 = 64 << 20;
-/// Most requests of a child waiting for clients' answers at once: past it the hub answers.
-const MAX_CHILD_REQUESTS: usize = 256;
-/// What reaches a caller before (and as) its answer.
-#[derive(Debug)]
-pub enum Event {
-    /// A message from the child for this caller: progress on its request (the caller's token
-    /// restored), or a request the child sends its client (sampling, elicitation) under a hub
-    /// id `s:<server>:<n>`; its answer goes back through `Bridge::answer_child`.
-    Message(Value),
-    /// The final answer, id still the hub's.
-    Response(Value),
-    /// The answer to one of a modern server's `inputRequests` (by its key) for this request:
-    /// the client's result, or why there is none.
-    Input(String, Result<Value, RpcError>),
-    /// The caller's client cancelled the request (`notifications/cancelled`): no answer will
-    /// be waited for.
-    Cancelled,
-}
-
-/// What `next` found.
-#[derive(Debug)]
-pub enum Next {
-    Event(Event),
-    /// The child went away before answering.
-    Gone,
-    TimedOut,
-}
-
-/// Where one request's events land.
-struct Slot {
-    events: Mutex<Events>,
-    ready: Condvar,
-    /// A client's request relayed whole: it may receive progress.
-    relay: bool,
-    /// Whose it is, for the child's requests to its client (`route`).
-    origin: Option<Origin>,
-    /// The caller's own progress token, put back on progress notifications.
-    client_token: Option<Value>,
-    /// The hub's health ping: it cannot be why the child asks its client anything.
-    ping: bool,
-}
-
-#[derive(Default)]
-struct Events {
-    queue: VecDeque<Event>,
-    /// The child's stdout closed: no answer will come.
-    gone: bool,
-    /// A caller that does not wait on `ready` but is run by the next event (`Wake`).
-    parked: Option<wake::Then>,
-}
-
-impl Slot {
-    fn new(relay: bool, client_token: Option<Value>) -> Slot {
-        Slot {
-            events: Mutex::default(),
-            ready: Condvar::new(),
-            relay,
-            origin: None,
-            client_token,
-            ping: false,
-        }
-    }
-
-    fn push(&self, e: Event) {
-        let ready = matches!(e, Event::Response(_) | Event::Cancelled);
-        let parked = {
-            let mut ev = self.events.lock();
-            ev.queue.push_back(e);
-            ev.parked.take()
-        };
-        // Parked on an empty queue: this event is the first.
-        self.tell(parked, if ready { Woken::Ready } else { Woken::Wait });
-    }
-
-    fn gone(&self) {
-        let parked = {
-            let mut ev = self.events.lock();
-            ev.gone = true;
-            ev.parked.take()
-        };
-        self.tell(parked, Woken::Ready);
-    }
-
-    /// Runs what was parked (taken out under the lock, run after it), else wakes the waiter.
-    fn tell(&self, parked: Option<wake::Then>, woken: Woken) {
-        match parked {
-            Some(then) => then(woken),
-            None => {
-                self.ready.notify_one();
-            }
-        }
-    }
-
-    /// Runs what is parked, if anything still is (the timer's turn).
-    fn wake(&self, woken: Woken) {
-        let parked = self.events.lock().parked.take();
-        if let Some(then) = parked {
-            then(woken);
-        }
-    }
-}
 
 struct Shared {
     name: String,
@@ -172,11 +68,6 @@ impl Pending {
     /// The hub id the child sees (also the progress token it sees).
     pub fn id(&self) -> u64 {
         self.id
-    }
-
-    /// To be told when this request's next event is there, up to `until` (see `Wake`).
-    pub fn wake(&self, until: Instant) -> Wake {
-        Wake::new(self.slot.clone(), until)
     }
 }
 
@@ -240,7 +131,8 @@ impl Bridge {
     /// Sends a request with a fresh hub id; `wait` collects the answer.
     pub fn begin(&self, method: &str, params: Option<Value>) -> Result<Pending, RpcError> {
         let slot = Slot { ping: method == "ping", ..Slot::new(false, None) };
-        self.send(method, params, slot)
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        self.send_in(id, method, params, Arc::new(slot))
     }
 
     /// Sends a client's request: a fresh hub id, and its progress token (if any) swapped for
@@ -266,16 +158,7 @@ impl Bridge {
             }
         }
         let slot = Slot { origin: Some(origin), ..Slot::new(true, client_token) };
-        self.send_as(id, jsonrpc::method(&request), params, slot)
-    }
-
-    fn send(&self, method: &str, params: Option<Value>, slot: Slot) -> Result<Pending, RpcError> {
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        self.send_as(id, method, params, slot)
-    }
-
-    fn send_as(&self, id: u64, method: &str, params: Option<Value>, slot: Slot) -> Result<Pending, RpcError> {
-        self.send_in(id, method, params, Arc::new(slot))
+        self.send_in(id, jsonrpc::method(&request), params, Arc::new(slot))
     }
 
     fn send_in(
@@ -318,21 +201,9 @@ impl Bridge {
         Ok(Pending { id, slot })
     }
 
-    /// The next event for a request, waiting until `deadline`.
-    pub fn next(&self, pending: &Pending, deadline: Instant) -> Next {
-        let mut ev = pending.slot.events.lock();
-        loop {
-            if let Some(e) = ev.queue.pop_front() {
-                return Next::Event(e);
-            }
-            if ev.gone {
-                return Next::Gone;
-            }
-            if pending.slot.ready.wait_until(&mut ev, deadline).timed_out() && ev.queue.is_empty() && !ev.gone
-            {
-                return Next::TimedOut;
-            }
-        }
+    /// The next event for a request, waiting until `until`.
+    pub fn next(&self, pending: &Pending, until: Instant) -> Next {
+        pending.slot.inbox.next(until, || self.gone())
     }
 
     /// The full response message, or an error: -32001 after `timeout` (the child is told with
@@ -346,7 +217,7 @@ impl Bridge {
                 Next::Event(Event::Message(m)) => self.refuse_relay(&m),
                 Next::Event(Event::Input(..)) => {}
                 Next::Event(Event::Cancelled) => return Err(cancelled()),
-                Next::Gone => return Err(self.gone()),
+                Next::Gone(e) => return Err(e),
                 Next::TimedOut => return Err(self.timed_out(pending, timeout)),
             }
         }
@@ -362,7 +233,19 @@ impl Bridge {
     /// Forgets a request and tells the child to stop working on it.
     pub fn cancel(&self, pending: Pending, reason: &str) {
         self.forget(pending.id);
-        self.notify("notifications/cancelled", Some(json!({"requestId": pending.id, "reason": reason})));
+        self.tell_cancelled(pending.id, &json!(reason));
+    }
+
+    /// As `cancel`, only if the child still has the request (it was not answered meanwhile).
+    fn cancel_if_out(&self, pending: &Pending, reason: &str) {
+        let out = self.shared.pending.lock().as_mut().and_then(|p| p.remove(&pending.id));
+        if out.is_some() {
+            self.tell_cancelled(pending.id, &json!(reason));
+        }
+    }
+
+    fn tell_cancelled(&self, id: u64, reason: &Value) {
+        self.notify("notifications/cancelled", Some(json!({"requestId": id, "reason": reason})));
     }
 
     /// A client's cancellation of the request the child knows as `id`: the child is told, and
@@ -371,20 +254,9 @@ impl Bridge {
     pub fn cancel_for_client(&self, id: u64, reason: &Value) -> bool {
         let slot = self.shared.pending.lock().as_mut().and_then(|p| p.remove(&id));
         let Some(slot) = slot else { return false };
-        self.notify("notifications/cancelled", Some(json!({"requestId": id, "reason": reason})));
+        self.tell_cancelled(id, reason);
         slot.push(Event::Cancelled);
         true
-    }
-
-    /// A response if one has arrived (for the supervisor's pings, which must not block).
-    pub fn poll(&self, pending: &Pending) -> Option<Result<Value, RpcError>> {
-        let mut ev = pending.slot.events.lock();
-        while let Some(e) = ev.queue.pop_front() {
-            if let Event::Response(msg) = e {
-                return Some(Ok(msg));
-            }
-        }
-        ev.gone.then(|| Err(self.gone()))
     }
 
     /// A request's result (the response's `result`, or its error).
@@ -409,7 +281,7 @@ impl Bridge {
         let child_id = match waiting {
             Some(Waiting::Child(id)) => id,
             Some(Waiting::Input(slot, key)) => {
-                slot.push(Event::Input(key, route::outcome_of(answer)));
+                slot.push(Event::Input(key, super::inputs::outcome_of(answer)));
                 return true;
             }
             None => return false,
@@ -500,130 +372,12 @@ impl Drop for Bridge {
     }
 }
 
-/// Thread names are capped at 15 bytes by Linux; keep the server name's start.
-fn short(name: &str) -> &str {
-    let end = name.char_indices().nth(8).map_or(name.len(), |(i, _)| i);
-    &name[..end]
-}
-
-fn read_loop(stdout: impl Read, shared: &Shared, outbox: &Stdin, closed: &AtomicBool, peer: &dyn Peer) {
-    let mut reader = BufReader::new(stdout);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        // Bytes, not `read_line`: a line that is not UTF-8 is the child's mistake, to skip like
-        // any other bad line, not the end of its output.
-        match read_line_capped(&mut reader, &mut line, STDOUT_LINE_BYTES) {
-            Ok((0, _)) | Err(_) => break,
-            Ok((_, false)) => {}
-            Ok((_, true)) => {
-                log::error!(
-                    "{}: a stdout message over {} MiB; the child is treated as broken",
-                    shared.name,
-                    STDOUT_LINE_BYTES >> 20
-                );
-                break;
-            }
-        }
-        let Ok(text) = std::str::from_utf8(&line) else {
-            log::warn!("{}: skipping a stdout line that is not UTF-8", shared.name);
-            continue;
-        };
-        let text = text.trim();
-        if text.is_empty() {
-            continue;
-        }
-        let msg: Value = match serde_json::from_str(text) {
-            Ok(v) => v,
-            Err(e) => {
-                log::warn!(
-                    "{}: skipping a stdout line that is not JSON ({e}): {:.200}",
-                    shared.name,
-                    peer.redact(text)
-                );
-                continue;
-            }
-        };
-        match jsonrpc::kind(&msg) {
-            Kind::Response => {
-                let waiter = msg
-                    .get("id")
-                    .and_then(Value::as_u64)
-                    .and_then(|id| shared.pending.lock().as_mut().and_then(|p| p.remove(&id)));
-                match waiter {
-                    Some(slot) => slot.push(Event::Response(msg)),
-                    None => log::debug!(
-                        "{}: answer to no pending request (late or cancelled): {:.200}",
-                        shared.name,
-                        peer.redact(text)
-                    ),
-                }
-            }
-            Kind::Request => {
-                let id = msg.get("id").cloned().unwrap_or(Value::Null);
-                let outcome = match route::is_for_a_client(&msg) {
-                    true => route::for_a_client(shared, peer, msg),
-                    false => Some(peer.request(&shared.name, &msg)),
-                };
-                let answer = match outcome {
-                    None => continue,
-                    Some(Ok(result)) => jsonrpc::result(id, result),
-                    Some(Err(e)) => json!({"jsonrpc": "2.0", "id": id, "error": e.to_value()}),
-                };
-                outbox.push(answer.to_string(), &shared.queued);
-            }
-            Kind::Notification if jsonrpc::method(&msg) == "notifications/progress" => {
-                let slot = msg
-                    .pointer("/params/progressToken")
-                    .and_then(Value::as_u64)
-                    .and_then(|t| shared.pending.lock().as_ref().and_then(|p| p.get(&t).cloned()));
-                match slot.as_ref().and_then(|s| s.client_token.clone().map(|t| (s, t))) {
-                    // Only a caller that asked for progress gets it, under its own token.
-                    Some((slot, token)) if slot.relay => {
-                        let mut m = msg;
-                        m["params"]["progressToken"] = token;
-                        slot.push(Event::Message(m));
-                    }
-                    _ => log::debug!("{}: progress for no pending request", shared.name),
-                }
-            }
-            Kind::Notification => peer.notification(&shared.name, &msg),
-            Kind::Invalid => {
-                log::warn!(
-                    "{}: skipping an invalid JSON-RPC message: {:.200}",
-                    shared.name,
-                    peer.redact(text)
-                )
-            }
-        }
-    }
-    // All bookkeeping is gone before anyone hears of it: a waiter that wakes finds the bridge
-    // closed and the child's requests forgotten.
-    let waiting = shared.pending.lock().take();
-    let asking = std::mem::take(&mut *shared.child_requests.lock());
-    for w in asking.into_values() {
-        if let Waiting::Input(slot, _) = w {
-            // A request waiting for its inputs' answers ends like one waiting for its own.
-            slot.gone();
-        }
-    }
-    closed.store(true, Ordering::SeqCst);
-    // Every waiter wakes at once with "exited".
-    for slot in waiting.into_iter().flat_map(HashMap::into_values) {
-        slot.gone();
-    }
-}
-
-mod inputs;
+mod carrier;
 mod lines;
-mod peer;
-pub mod route;
+mod modern;
+mod reader;
+mod route;
+mod slot;
 mod stdin;
 #[cfg(test)]
 mod tests;
-mod wake;
-
-/// What a caller whose client cancelled its request is answered (its client no longer waits).
-pub fn cancelled() -> RpcError {
-    RpcError::new(jsonrpc::REQUEST_CANCELLED, "the request was cancelled by the client")
-}

@@ -1,28 +1,11 @@
 //! One request's answer from a remote server as the hub reads it: the ids swapped on the way
 //! out and back (`Ids`), the messages of a Streamable HTTP answer (`Reply`), and what
-//! `Upstream::send` hands its call (`Pieces`, one `Piece` at a time).
+//! `Upstream::send` hands its call one at a time (`Piece`).
 
-use std::time::Instant;
-
-use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde_json::Value;
 
-use super::legacy_sse::Ticket;
-use super::upstream::{Body, unreachable};
+use super::endpoint::{Body, unreachable};
 use crate::jsonrpc::{self, RpcError};
-
-/// One request's answer as `Upstream::send` delivers it, message by message. Dropped, the
-/// upstream forgets the request (a legacy stream no longer routes anything to it).
-pub struct Pieces {
-    pub(super) rx: Receiver<Piece>,
-    pub(super) _ticket: Option<Ticket>,
-}
-
-impl Pieces {
-    pub fn recv_deadline(&self, deadline: Instant) -> Result<Piece, RecvTimeoutError> {
-        self.rx.recv_deadline(deadline)
-    }
-}
 
 /// One message of an answer read by `Upstream::send`; `last` after the response or a failure.
 pub struct Piece {
@@ -33,7 +16,7 @@ pub struct Piece {
 impl Piece {
     /// What a call whose client cancelled it receives in place of its answer.
     pub fn cancelled() -> Piece {
-        Piece { message: Err(super::bridge::cancelled()), last: true }
+        Piece { message: Err(crate::exchange::cancelled()), last: true }
     }
 }
 

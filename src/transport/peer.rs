@@ -1,4 +1,5 @@
-//! What a bridge asks of the hub about the messages its child starts.
+//! What a carrier asks of the hub about the messages its server starts: its requests (`ping`,
+//! `roots/list`, ...) and notifications. The server table implements it (`servers::peer`).
 
 use std::borrow::Cow;
 
@@ -18,7 +19,7 @@ pub trait Peer: Send + Sync {
         self.request(server, msg)
     }
     /// Offers such a request, under its relay id, to a client outside any call (a session's
-    /// GET stream); true when one took it (its answer comes through `Bridge::answer_child`).
+    /// GET stream); true when one took it (its answer comes through `Transport::answer_child`).
     fn offer(&self, server: &str, forward: &Value) -> bool {
         let _ = (server, forward);
         false
@@ -30,7 +31,7 @@ pub trait Peer: Send + Sync {
         false
     }
     /// Takes such a request, under its relay id, to answer it later through
-    /// `Bridge::answer_child` (sampling by the local model); true when it took it.
+    /// `Transport::answer_child` (sampling by the local model); true when it took it.
     fn answer_later(&self, server: &str, forward: &Value, why: &str) -> bool {
         let _ = (server, forward, why);
         false

@@ -4,7 +4,7 @@
 
 use std::io::BufRead;
 
-use super::bridge::{STDOUT_LINE_BYTES, read_line_capped};
+use crate::transport::stdio::{STDOUT_LINE_BYTES, read_line_capped};
 
 /// One server-sent event: its `event:` name (`message` when it has none) and its data lines.
 #[derive(Debug, PartialEq)]

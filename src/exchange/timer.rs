@@ -1,9 +1,6 @@
-//! `Wake`: a request's slot, to be told when the request's outcome is there instead of having a
-//! thread wait for it. The caller parks a continuation in the slot; whoever pushes the next
-//! event runs it (the stdout reader, for an answer), or the `call-timer` thread does when
-//! nothing came by the wake's time. Only an answer (or the child's end) is `Ready`: anything
-//! else — progress, a request for the client, the time passing — is `Wait`, and the
-//! continuation goes on on a thread of its own.
+//! The one `call-timer` thread: it takes back the continuations parked in docks whose time has
+//! passed (`Woken::Wait`), so that they go on on a thread of their own. Most were run long
+//! before by the thread that brought their answer; for those it finds nothing parked.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -12,68 +9,20 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::{Event, Slot};
-
-/// What a parked continuation is run with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Woken {
-    /// The outcome is there: waiting for it returns at once.
-    Ready,
-    /// Something else came, or the time passed: go on where waiting is allowed.
-    Wait,
-}
-
-/// What is parked in a slot.
-pub(super) type Then = Box<dyn FnOnce(Woken) + Send>;
-
-/// One request's slot and how long a parked continuation may stay there.
-pub struct Wake {
-    slot: Arc<Slot>,
-    until: Instant,
-}
-
-impl Wake {
-    pub(super) fn new(slot: Arc<Slot>, until: Instant) -> Wake {
-        Wake { slot, until }
-    }
-
-    /// Runs `then` once the request's next event is there: here and now if it already is, else
-    /// on the thread that brings it, or on the timer at `until`. `then` must not block.
-    pub fn park(self, then: Then) {
-        // Before the lock: the first call starts the timer's thread.
-        let timer = timer();
-        let mut ev = self.slot.events.lock();
-        if ev.gone || !ev.queue.is_empty() {
-            let ready = matches!(ev.queue.front(), Some(Event::Response(_) | Event::Cancelled) | None);
-            drop(ev);
-            return then(if ready { Woken::Ready } else { Woken::Wait });
-        }
-        match timer {
-            Some(t) => {
-                ev.parked = Some(then);
-                drop(ev);
-                t.add(self.until, self.slot);
-            }
-            None => {
-                drop(ev);
-                then(Woken::Wait);
-            }
-        }
-    }
-}
+use super::{Dock, Woken};
 
 /// How late the timer may be: it wakes at most once in this long while calls are parked.
 const SLACK: Duration = Duration::from_millis(5);
 
-/// Parked slots by the time they give up waiting.
-struct Timer {
+/// Parked docks by the time they give up waiting.
+pub(super) struct Timer {
     due: Mutex<BinaryHeap<Due>>,
     changed: Condvar,
 }
 
 struct Due {
     at: Instant,
-    slot: Arc<Slot>,
+    dock: Arc<dyn Dock>,
 }
 
 impl PartialEq for Due {
@@ -95,10 +44,10 @@ impl Ord for Due {
 }
 
 impl Timer {
-    fn add(&self, at: Instant, slot: Arc<Slot>) {
+    pub(super) fn add(&self, at: Instant, dock: Arc<dyn Dock>) {
         let mut due = self.due.lock();
         let sooner = due.peek().is_none_or(|d| at < d.at);
-        due.push(Due { at, slot });
+        due.push(Due { at, dock });
         drop(due);
         if sooner {
             self.changed.notify_one();
@@ -115,9 +64,10 @@ impl Timer {
             }
             if !late.is_empty() {
                 drop(due);
-                // Most were answered long ago: their slot has nothing parked any more.
                 for d in late.drain(..) {
-                    d.slot.wake(Woken::Wait);
+                    if let Some(then) = d.dock.unpark() {
+                        then(Woken::Wait);
+                    }
                 }
                 due = self.due.lock();
                 continue;
@@ -135,7 +85,7 @@ impl Timer {
 }
 
 /// The one timer, started with the first parked call; `None` if no thread could be had.
-fn timer() -> Option<&'static Timer> {
+pub(super) fn timer() -> Option<&'static Timer> {
     static TIMER: OnceLock<Option<&'static Timer>> = OnceLock::new();
     *TIMER.get_or_init(|| {
         let t: &'static Timer =

@@ -1,4 +1,4 @@
-//! The one relay over a `servers::Call`, for the REST route and the MCP endpoints alike: the
+//! The one relay over an `exchange::Call`, for the REST route and the MCP endpoints alike: the
 //! outcome as plain JSON when it comes first, else (for a client that takes SSE) an event
 //! stream that passes on each message as the server sends it, the response last. Nobody waits
 //! for a call here: what becomes of it is handed to a continuation once its first event is
@@ -10,8 +10,8 @@ use std::sync::atomic::AtomicBool;
 
 use serde_json::Value;
 
+use super::{Call, Step};
 use crate::jsonrpc::{self, RpcError};
-use crate::servers::{Call, Step};
 
 /// Writes an SSE body, event by event, flushing each.
 pub type StreamBody = Box<dyn FnOnce(&mut dyn Write) + Send>;

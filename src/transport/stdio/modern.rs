@@ -8,9 +8,11 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
 
-use super::{Bridge, Pending, Slot, Waiting, route};
+use super::slot::Slot;
+use super::{Bridge, Pending, Waiting, route};
+use crate::exchange::{Event, modern};
 use crate::jsonrpc::RpcError;
-use crate::servers::modern;
+use crate::transport::inputs;
 
 impl Bridge {
     /// From now on the child is spoken to in the 2026-07-28 era: every request carries the
@@ -36,11 +38,11 @@ impl Bridge {
     }
 
     /// Has a modern child's `inputRequests` for `earlier` answered: relayed to its caller,
-    /// or by the hub (`route::ask_inputs`); the answers come as `Event::Input`.
+    /// or by the hub (`inputs::ask_inputs`); the answers come as `Event::Input`.
     pub fn ask_inputs(&self, earlier: &Pending, requests: &serde_json::Map<String, Value>) {
         let desk = route::SlotDesk { shared: &self.shared, slot: &earlier.slot };
         let can = earlier.slot.origin.as_ref().map(|o| o.caller.can);
-        route::ask_inputs(&desk, self.peer.as_ref(), can, requests);
+        inputs::ask_inputs(&desk, self.peer.as_ref(), can, requests);
     }
 
     /// Forgets what still waits for the answers to `earlier`'s input requests (its caller is gone).
@@ -64,7 +66,7 @@ impl Bridge {
         if method == "logging/setLevel" {
             let level = params.as_ref().and_then(|p| p.get("level")).and_then(Value::as_str);
             *self.shared.log_level.lock() = level.map(str::to_string);
-            slot.push(super::Event::Response(json!({"jsonrpc": "2.0", "id": id, "result": {}})));
+            slot.push(Event::Response(json!({"jsonrpc": "2.0", "id": id, "result": {}})));
             return None;
         }
         let mut params = modern::with_envelope(params, self.capabilities(slot));

@@ -10,7 +10,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::bridge::Can;
+use super::Can;
 
 /// The revision a modern server speaks.
 pub const MODERN_VERSION: &str = "2026-07-28";

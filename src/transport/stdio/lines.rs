@@ -37,7 +37,7 @@ impl StderrRing {
 /// Reads one line (to its newline or the end) into `out`, but stops once it passes `cap`
 /// bytes: returns the bytes read and whether the line was cut there (its rest unread). A child
 /// cannot make the hub hold more than `cap` for one line.
-pub(in crate::servers) fn read_line_capped(
+pub(crate) fn read_line_capped(
     reader: &mut impl BufRead,
     out: &mut Vec<u8>,
     cap: usize,

@@ -1,0 +1,179 @@
+//! The server table's side of a call: whether a server may take a request now (RUNNING, a place
+//! among the calls in flight, its breaker), and what reaches a running server outside a call
+//! (a client's cancellation, notifications, answers to its requests). The call itself is an
+//! `exchange::Call` over the server's transport.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::Value;
+
+use super::{Servers, Status};
+use crate::config::Transport as Kind;
+use crate::error::{Error, Result};
+use crate::exchange::{Call, InFlight, Lease, Request, Transport};
+use crate::jsonrpc::{self, RpcError};
+
+/// What `try_acquire` found.
+pub enum Acquired {
+    Ready(Call),
+    /// The server is starting: the request is given back, to be sent with `acquire` from a
+    /// thread that may wait.
+    Starting(Request),
+}
+
+impl Servers {
+    /// Sends `method` to a server and waits for its result. A STARTING server is waited for
+    /// (within the deadline); a STOPPED or FAILED one is refused, as is one whose breaker is
+    /// open (as -32000 errors). Blocks: never on a worker.
+    pub fn call(
+        &self,
+        name: &str,
+        method: &str,
+        params: Option<Value>,
+    ) -> std::result::Result<Value, RpcError> {
+        match self.acquire(name, Request::own(method, params)) {
+            Ok(call) => call.wait(),
+            Err(e) => Err(RpcError::new(jsonrpc::SERVER_UNAVAILABLE, e.to_string())),
+        }
+    }
+
+    /// Sends a request to a running server. A STARTING server is waited for, up to the
+    /// request's deadline (so never on a worker); STOPPED, FAILED or an open breaker refuse.
+    pub fn acquire(&self, name: &str, request: Request) -> Result<Call> {
+        match self.open_call(name, request, true)? {
+            Acquired::Ready(call) => Ok(call),
+            Acquired::Starting(_) => Err(Error::Timeout(format!("server {name} is still starting"))),
+        }
+    }
+
+    /// As `acquire`, but a STARTING server gives the request back at once instead of waiting.
+    pub fn try_acquire(&self, name: &str, request: Request) -> Result<Acquired> {
+        self.open_call(name, request, false)
+    }
+
+    /// `open_uncounted`, with a refusal counted in the metrics (the call counts its own outcome).
+    fn open_call(&self, name: &str, request: Request, wait: bool) -> Result<Acquired> {
+        let started = Instant::now();
+        let labels = request.method_and_tool();
+        let Refused(e, (method, tool)) = match self.open_uncounted(name, request, wait, labels) {
+            Ok(acquired) => return Ok(acquired),
+            Err(refused) => refused,
+        };
+        let outcome = match e {
+            Error::Timeout(_) => crate::metrics::Outcome::Timeout,
+            Error::CircuitOpen(_) => crate::metrics::Outcome::CircuitOpen,
+            Error::NotFound(_) => return Err(e),
+            _ => crate::metrics::Outcome::Unavailable,
+        };
+        crate::metrics::global().server_call(name, &method, &tool, outcome, started.elapsed());
+        Err(e)
+    }
+
+    fn open_uncounted(
+        &self,
+        name: &str,
+        request: Request,
+        wait: bool,
+        labels: (String, String),
+    ) -> std::result::Result<Acquired, Refused> {
+        let refused = |e| Refused(e, labels.clone());
+        let srv = self.must_find(name).map_err(refused)?;
+        let started = Instant::now();
+        let (transport, (timeout, max_timeout)) = {
+            let mut st = srv.state.lock();
+            let timeout = st.config.request_timeout.unwrap_or(self.ctx.default_timeout);
+            let max_timeout = st.config.max_request_timeout.max(timeout);
+            let deadline = started + timeout;
+            while wait && st.status() == Status::Starting && Instant::now() < deadline {
+                srv.changed.wait_until(&mut st, deadline);
+            }
+            match (st.status(), st.run()) {
+                (Status::Running, Some(run)) => (run.transport.clone(), (timeout, max_timeout)),
+                (Status::Starting, _) if !wait => return Ok(Acquired::Starting(request)),
+                (Status::Starting, _) => {
+                    return Err(refused(Error::Timeout(format!("server {name} is still starting"))));
+                }
+                (status, _) => {
+                    let why = st.last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
+                    let e = Error::Unavailable(format!("server {name} is {}{why}", status.as_str()));
+                    return Err(refused(e));
+                }
+            }
+        };
+        // Taken before the breaker is asked: a call refused here must not use up a trial.
+        let max = self.ctx.max_calls;
+        let in_flight = InFlight::take(&srv.in_flight, max).ok_or_else(|| {
+            refused(Error::Unavailable(format!(
+                "server {name} has {max} calls in flight already; retry later"
+            )))
+        })?;
+        let max = self.ctx.max_calls_total;
+        let in_flight_total = InFlight::take(&self.in_flight, max).ok_or_else(|| {
+            refused(Error::Unavailable(format!("the hub has {max} calls in flight already; retry later")))
+        })?;
+        let breakers = &self.ctx.breakers;
+        if !breakers.allow(name, Instant::now()) {
+            let snap = breakers.snapshot(name, Instant::now());
+            return Err(refused(Error::CircuitOpen(format!(
+                "circuit breaker for {name} is {}; retry in {:.0}s",
+                snap.state.as_str(),
+                snap.retry_after_s.unwrap_or(0.0).ceil()
+            ))));
+        }
+        let lease = Lease {
+            server: name.to_string(),
+            breakers: breakers.clone(),
+            deadline: started + timeout,
+            latest: started + max_timeout,
+            timeout,
+            in_flight: [in_flight, in_flight_total],
+            labels,
+        };
+        Ok(Acquired::Ready(Call::open(lease, transport, request)))
+    }
+
+    /// A running server's transport.
+    fn transport(&self, name: &str) -> Option<Arc<dyn Transport>> {
+        self.find(name).and_then(|srv| srv.state.lock().run().map(|r| r.transport.clone()))
+    }
+
+    /// Tells a server to stop working on a request (a client's cancellation), by the hub id it
+    /// saw: the call waiting for it ends at once, cancelled.
+    pub fn cancel(&self, name: &str, hub_id: &Value, reason: &Value) {
+        if let Some(t) = self.transport(name) {
+            t.cancel_for_client(hub_id, reason);
+        }
+    }
+
+    /// Sends a notification to a server.
+    pub fn notify(&self, name: &str, method: &str, params: Option<Value>) {
+        match self.transport(name) {
+            Some(t) => t.notify(method, params),
+            None => log::debug!("{method} not sent to {name}: not running"),
+        }
+    }
+
+    /// Sends the hub's own request to a server without waiting for its answer (what the hub
+    /// tells a server once a session has ended).
+    pub fn send_only(&self, name: &str, method: &str, params: Option<Value>) {
+        match self.transport(name) {
+            Some(t) => t.send_only(method, params),
+            None => log::debug!("{method} not sent to {name}: not running"),
+        }
+    }
+
+    /// Whether a server is remote (its calls always block on the network).
+    pub fn is_remote(&self, name: &str) -> bool {
+        self.find(name).is_some_and(|s| s.state.lock().config.transport != Kind::Stdio)
+    }
+
+    /// Hands a client's answer to a request the server sent it (sampling, elicitation, a modern
+    /// server's input request) back to the server; false when no such request is waiting.
+    pub fn answer_child(&self, name: &str, relay_id: &str, answer: &Value) -> bool {
+        self.transport(name).is_some_and(|t| t.answer_child(relay_id, answer))
+    }
+}
+
+/// A call refused before it reached its server, with its metrics labels.
+struct Refused(Error, (String, String));
