@@ -14,11 +14,11 @@ mod own_tools;
 mod owners;
 pub mod session;
 mod share;
+mod sink;
 mod task_bridge;
 
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -33,6 +33,8 @@ use aggregate::{Catalog, Place};
 pub use modern::MODERN_VERSION;
 pub use session::{Client, Session, Sessions, Target};
 use share::{Relaying, Share, caller_of};
+pub use sink::{Out, Sink};
+use sink::{blocking, settle};
 
 /// Heartbeat on idle GET streams, to notice clients that went away.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -70,56 +72,6 @@ pub enum Answer {
     /// Given later through the `Sink` this is handed (on the worker, where it must not block):
     /// when a call's answer comes, or from a thread of its own (`Sink::spawn`).
     Then(Box<dyn FnOnce(Out) + Send>),
-}
-
-/// Where the answer to one HTTP request goes, as the gateway sees it (the API's wrapper of the
-/// front's responder; a batch's collector).
-pub trait Sink: Send {
-    /// The answer, from any thread; never blocks.
-    fn send(self: Box<Self>, answer: Answer);
-    /// The answer worked out by `f` where it may block: on a thread of its own.
-    fn spawn(self: Box<Self>, f: Box<dyn FnOnce() -> Answer + Send>);
-    /// Turns true once the client has gone.
-    fn gone(&self) -> Arc<AtomicBool>;
-}
-
-pub type Out = Box<dyn Sink>;
-
-/// An answer worked out by `f` on a thread of its own: the request may take long and must not
-/// hold a worker.
-fn blocking(f: impl FnOnce() -> Answer + Send + 'static) -> Answer {
-    Answer::Then(Box::new(move |out| out.spawn(Box::new(f))))
-}
-
-/// An answer worked out here, waiting as long as it takes (on a thread that may block).
-fn settle(answer: Answer) -> Answer {
-    let Answer::Then(f) = answer else { return answer };
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    f(Box::new(Collect(tx)));
-    rx.recv().unwrap_or_else(|_| fault(500, jsonrpc::INTERNAL_ERROR, "the answer was lost"))
-}
-
-/// A sink that hands the answer back to a thread waiting for it (`settle`).
-struct Collect(crossbeam_channel::Sender<Answer>);
-
-impl Sink for Collect {
-    fn send(self: Box<Self>, answer: Answer) {
-        match answer {
-            Answer::Then(f) => f(self),
-            answer => {
-                let _ = self.0.send(answer);
-            }
-        }
-    }
-
-    fn spawn(self: Box<Self>, f: Box<dyn FnOnce() -> Answer + Send>) {
-        // Its waiter's thread may block: the work runs here.
-        self.send(f());
-    }
-
-    fn gone(&self) -> Arc<AtomicBool> {
-        Arc::default()
-    }
 }
 
 fn fault(status: u16, code: i64, message: impl Into<String>) -> Answer {
