@@ -407,7 +407,8 @@ fn healthcheck(url: &str, strict: bool, env: &dyn Fn(&str) -> Option<String>) ->
         }
     };
     let code = resp.status().as_u16();
-    let body: serde_json::Value = resp.body_mut().read_json().unwrap_or_default();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     let status = body.get("status").and_then(|s| s.as_str()).unwrap_or("?").to_string();
     if code != 200 || (strict && status != "ok") {
         eprintln!("unhealthy: {url}/health answered {code} ({status})");

@@ -282,7 +282,12 @@ impl Client {
     }
 
     fn post_json(&self, path: &str, body: &Value, model: &str) -> std::result::Result<Value, Failure> {
-        let mut resp = self.slow.post(format!("{}{path}", self.base)).send_json(body).map_err(failure)?;
+        let mut resp = self
+            .slow
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .map_err(failure)?;
         let status = resp.status().as_u16();
         let text = resp.body_mut().read_to_string().map_err(failure)?;
         match status {
