@@ -66,6 +66,8 @@ pub struct Call {
     latest: Instant,
     timeout: Duration,
     link: Link,
+    /// The flight's inbox when a continuation may park there (read once, at open).
+    inbox: Option<Arc<super::Inbox>>,
     /// A modern server's request, kept to be sent again with its inputs' answers.
     rounds: Option<Box<Rounds>>,
     /// The outcome was handed out (and recorded).
@@ -86,9 +88,12 @@ impl Call {
     /// Sends `request` over `transport` under `lease`.
     pub fn open(lease: Lease, transport: Arc<dyn Transport>, request: Request) -> Call {
         let rounds = transport.is_modern().then(|| Box::new(Rounds::of(&request)));
-        let link = match transport.open(request) {
-            Ok(flight) => Link::Out(flight),
-            Err(e) => Link::Failed(Some(Box::new(e))),
+        let (link, inbox) = match transport.open(request) {
+            Ok(flight) => {
+                let inbox = flight.dock();
+                (Link::Out(flight), inbox)
+            }
+            Err(e) => (Link::Failed(Some(Box::new(e))), None),
         };
         let Lease { server, breakers, deadline, latest, timeout, in_flight, labels } = lease;
         Call {
@@ -98,6 +103,7 @@ impl Call {
             latest,
             timeout,
             link,
+            inbox,
             rounds,
             finished: false,
             gone: None,
@@ -129,9 +135,9 @@ impl Call {
     /// Where a continuation may wait for the first event instead of a thread: a request whose
     /// carrier can hold one (a stdio child's), and not a modern server's, whose answer may
     /// start input rounds (work of its own).
-    pub(super) fn dock(&self) -> Option<Arc<dyn super::Dock>> {
-        match (&self.link, &self.rounds) {
-            (Link::Out(flight), None) if !self.result_blocks => flight.dock(),
+    pub(super) fn dock(&self) -> Option<Arc<super::Inbox>> {
+        match (&self.inbox, &self.rounds) {
+            (Some(inbox), None) if !self.result_blocks => Some(inbox.clone()),
             _ => None,
         }
     }
@@ -195,7 +201,13 @@ impl Call {
                     until,
                     gone: watched.as_deref(),
                 };
-                super::rounds::next(&wait, flight.as_mut(), &mut self.rounds)
+                match (&self.inbox, self.rounds.is_none()) {
+                    (Some(inbox), true) => {
+                        let mut docked = Docked { inbox, flight: flight.as_mut() };
+                        super::rounds::next(&wait, &mut docked, &mut self.rounds)
+                    }
+                    _ => super::rounds::next(&wait, flight.as_mut(), &mut self.rounds),
+                }
             }
         };
         Some(match got {
@@ -279,6 +291,48 @@ impl Call {
             (Ok(v), Some(f)) => Step::Done(Ok(f(v))),
             (outcome, _) => Step::Done(outcome),
         }
+    }
+}
+
+/// A flight whose events are read from its inbox here, in exchange: the thread that brings
+/// an answer runs the call's continuation without a call back into the carrier, which is
+/// asked only why no answer will come.
+struct Docked<'a> {
+    inbox: &'a super::Inbox,
+    flight: &'a mut dyn Flight,
+}
+
+impl Flight for Docked<'_> {
+    fn hub_id(&self) -> u64 {
+        self.flight.hub_id()
+    }
+
+    fn next(&mut self, until: Instant, latest: Instant) -> super::Next {
+        match self.inbox.next(until, || RpcError::new(jsonrpc::SERVER_UNAVAILABLE, "gone")) {
+            // The carrier says why (its inbox has ended: it answers at once).
+            super::Next::Gone(_) => self.flight.next(Instant::now(), latest),
+            next => next,
+        }
+    }
+
+    fn cancel(&mut self, reason: &str) {
+        self.flight.cancel(reason)
+    }
+
+    fn refuse(&self, msg: &Value) {
+        self.flight.refuse(msg)
+    }
+
+    fn ask_inputs(&mut self, requests: &serde_json::Map<String, Value>) {
+        self.flight.ask_inputs(requests)
+    }
+
+    fn resend(&mut self, method: &str, params: Value) -> Result<(), RpcError> {
+        self.flight.resend(method, params)
+    }
+
+    fn forget_inputs(&mut self) {
+        self.flight.forget_inputs()
     }
 }
 

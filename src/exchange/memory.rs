@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use serde_json::{Map, Value, json};
 
-use super::{Dock, Event, Flight, Inbox, Next, Request, Transport};
+use super::{Event, Flight, Inbox, Next, Request, Transport};
 use crate::jsonrpc::{self, RpcError};
 
 /// Long enough never to pass on a loaded machine: waits end on conditions.
@@ -233,8 +233,8 @@ impl Flight for Out {
         self.inbox.next(until, Memory::gone)
     }
 
-    fn dock(&self) -> Option<Arc<dyn Dock>> {
-        self.memory.parks.then(|| self.inbox.clone() as Arc<dyn Dock>)
+    fn dock(&self) -> Option<Arc<Inbox>> {
+        self.memory.parks.then(|| self.inbox.clone())
     }
 
     fn cancel(&mut self, reason: &str) {

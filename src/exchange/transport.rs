@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use super::{Next, Request};
+use super::{Inbox, Next, Request};
 use crate::jsonrpc::RpcError;
 
 /// A carrier of requests to one server: a child's pipes (the stdio bridge) or HTTP (a remote
@@ -51,8 +51,9 @@ pub trait Flight: Send {
     /// until `latest` (what a carrier that sends on the first `next` gives its HTTP client).
     fn next(&mut self, until: Instant, latest: Instant) -> Next;
     /// Where a continuation may wait for this request's next event instead of a thread (a
-    /// stdio slot); `None` when the event comes through a thread that waits anyway.
-    fn dock(&self) -> Option<Arc<dyn Dock>> {
+    /// stdio slot's inbox, read once when the call opens: parking is exchange's own code);
+    /// `None` when the event comes through a thread that waits anyway.
+    fn dock(&self) -> Option<Arc<Inbox>> {
         None
     }
     /// Tells the server to stop working on the request, if it is still out.

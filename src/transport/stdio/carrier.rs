@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use super::{Bridge, Pending};
-use crate::exchange::{Dock, Flight, Next, Request, Transport};
+use crate::exchange::{Flight, Inbox, Next, Request, Transport};
 use crate::jsonrpc::RpcError;
 
 impl Transport for Bridge {
@@ -76,8 +76,8 @@ impl Flight for Out {
         self.bridge.next(&self.pending, until)
     }
 
-    fn dock(&self) -> Option<Arc<dyn Dock>> {
-        Some(self.pending.slot.clone())
+    fn dock(&self) -> Option<Arc<Inbox>> {
+        Some(self.pending.slot.inbox.clone())
     }
 
     fn cancel(&mut self, reason: &str) {

@@ -2,12 +2,15 @@
 //! the continuation its caller parked there) and what the routing needs to know of it (its
 //! `Origin`: whose it is, the task it concerns, the strings of its arguments).
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
-use crate::exchange::{Caller, Dock, Event, Inbox, Parked, Woken};
+use crate::exchange::{Caller, Event, Inbox};
 
 pub(super) struct Slot {
-    pub inbox: Inbox,
+    /// Shared with the call, which parks its continuation there itself.
+    pub inbox: Arc<Inbox>,
     /// A client's request relayed whole: it may receive progress.
     pub relay: bool,
     /// Whose it is, for the child's requests to its client (`route`).
@@ -20,7 +23,7 @@ pub(super) struct Slot {
 
 impl Slot {
     pub fn new(relay: bool, client_token: Option<Value>) -> Slot {
-        Slot { inbox: Inbox::default(), relay, origin: None, client_token, ping: false }
+        Slot { inbox: Arc::default(), relay, origin: None, client_token, ping: false }
     }
 
     pub fn push(&self, e: Event) {
@@ -30,16 +33,6 @@ impl Slot {
     /// The child's stdout closed: no answer will come.
     pub fn end(&self) {
         self.inbox.end();
-    }
-}
-
-impl Dock for Slot {
-    fn park(&self, then: Parked) -> Result<(), (Parked, Woken)> {
-        self.inbox.park(then)
-    }
-
-    fn unpark(&self) -> Option<Parked> {
-        self.inbox.unpark()
     }
 }
 

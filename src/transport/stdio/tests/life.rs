@@ -302,7 +302,7 @@ fn a_modern_child_gets_the_envelope_and_its_input_requests_go_to_their_caller() 
 /// What a parked caller was run with, and on which thread.
 fn parked(p: &Pending, until: Instant) -> mpsc::Receiver<(Woken, String)> {
     let (tx, rx) = mpsc::channel();
-    Wake::new(p.slot.clone(), until).park(Box::new(move |woken| {
+    Wake::new(p.slot.inbox.clone(), until).park(Box::new(move |woken| {
         let thread = std::thread::current().name().unwrap_or("").to_string();
         let _ = tx.send((woken, thread));
     }));
