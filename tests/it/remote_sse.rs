@@ -198,7 +198,10 @@ impl FakeLegacy {
         reader.read_exact(&mut body).unwrap();
         let msg: Value = serde_json::from_slice(&body).unwrap();
         posts.lock().unwrap().push((path, msg.clone()));
-        let _ = out.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 8\r\n\r\nAccepted");
+        // One request per connection, said so: a client that pooled a connection this fake
+        // closes without a word would send its next POST (the answer to the server's ping) into
+        // a closed socket, and lose it.
+        let _ = out.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 8\r\nConnection: close\r\n\r\nAccepted");
         let answer = match msg["method"].as_str() {
             Some("initialize") => {
                 json!({"jsonrpc": "2.0", "id": msg["id"], "result": {"protocolVersion": "2024-11-05",
