@@ -201,7 +201,8 @@ impl FakeLegacy {
         // One request per connection, said so: a client that pooled a connection this fake
         // closes without a word would send its next POST (the answer to the server's ping) into
         // a closed socket, and lose it.
-        let _ = out.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 8\r\nConnection: close\r\n\r\nAccepted");
+        let _ =
+            out.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 8\r\nConnection: close\r\n\r\nAccepted");
         let answer = match msg["method"].as_str() {
             Some("initialize") => {
                 json!({"jsonrpc": "2.0", "id": msg["id"], "result": {"protocolVersion": "2024-11-05",
