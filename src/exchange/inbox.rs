@@ -1,5 +1,5 @@
 //! `Inbox`: where one request's events land, pushed by the carrier's reader and taken by the
-//! request's call, which waits on a condvar or parks a continuation (`Dock`) for the pusher to
+//! request's call, which waits on a condvar or parks a continuation for the pusher to
 //! run. A mutex and a condvar, not a channel: under load a channel's receiver spins and yields
 //! before it sleeps, taking the CPU a child needs.
 
@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::{Dock, Event, Next, Parked, Woken};
+use super::{Event, Next, Parked, Woken};
 use crate::jsonrpc::RpcError;
 
 #[derive(Default)]
@@ -83,10 +83,9 @@ impl Inbox {
             }
         }
     }
-}
 
-impl Dock for Inbox {
-    fn park(&self, then: Parked) -> Result<(), (Parked, Woken)> {
+    /// Parks `then`. Refused, with how it would be woken, when an event is already there.
+    pub fn park(&self, then: Parked) -> Result<(), (Parked, Woken)> {
         let mut ev = self.events.lock();
         if ev.ended || !ev.queue.is_empty() {
             let ready = ev.queue.front().is_none_or(is_final);
@@ -96,7 +95,8 @@ impl Dock for Inbox {
         Ok(())
     }
 
-    fn unpark(&self) -> Option<Parked> {
+    /// Takes back what is parked, if it still is (its time has passed).
+    pub fn unpark(&self) -> Option<Parked> {
         self.events.lock().parked.take()
     }
 }

@@ -32,7 +32,7 @@ pub use relay::{Park, Relay, Relayed, StreamBody, relay, write_event};
 #[cfg(test)]
 pub use then::Wake;
 pub use then::while_caller_watched;
-pub use transport::{Dock, Flight, Parked, Transport, Woken};
+pub use transport::{Flight, Parked, Transport, Woken};
 
 use crate::jsonrpc::{self, RpcError};
 

@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 
 use super::call::Call;
 use super::timer::timer;
-use super::{Dock, Parked, Step, Woken};
+use super::{Inbox, Parked, Step, Woken};
 
 /// A call's continuation.
 type Then = Box<dyn FnOnce(Call, Step) + Send>;
@@ -59,13 +59,13 @@ pub(super) fn watched(own: &Option<Arc<AtomicBool>>) -> Option<Arc<AtomicBool>> 
 /// tests park a continuation of their own (`Call::then` parks through `park`).
 #[cfg(test)]
 pub struct Wake {
-    dock: Arc<dyn Dock>,
+    dock: Arc<Inbox>,
     until: Instant,
 }
 
 #[cfg(test)]
 impl Wake {
-    pub fn new(dock: Arc<dyn Dock>, until: Instant) -> Wake {
+    pub fn new(dock: Arc<Inbox>, until: Instant) -> Wake {
         Wake { dock, until }
     }
 
@@ -76,7 +76,7 @@ impl Wake {
     }
 }
 
-fn park(dock: Arc<dyn Dock>, until: Instant, then: Parked) {
+fn park(dock: Arc<Inbox>, until: Instant, then: Parked) {
     // Before the dock's lock: the first call starts the timer's thread.
     let Some(timer) = timer() else { return then(Woken::Wait) };
     match dock.park(then) {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::{Dock, Woken};
+use super::{Inbox, Woken};
 
 /// How late the timer may be: it wakes at most once in this long while calls are parked.
 const SLACK: Duration = Duration::from_millis(5);
@@ -22,7 +22,7 @@ pub(super) struct Timer {
 
 struct Due {
     at: Instant,
-    dock: Arc<dyn Dock>,
+    dock: Arc<Inbox>,
 }
 
 impl PartialEq for Due {
@@ -44,7 +44,7 @@ impl Ord for Due {
 }
 
 impl Timer {
-    pub(super) fn add(&self, at: Instant, dock: Arc<dyn Dock>) {
+    pub(super) fn add(&self, at: Instant, dock: Arc<Inbox>) {
         let mut due = self.due.lock();
         let sooner = due.peek().is_none_or(|d| at < d.at);
         due.push(Due { at, dock });

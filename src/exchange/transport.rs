@@ -1,8 +1,8 @@
 //! What exchange needs of whatever carries requests to a server: `Transport`, the carrier
 //! shared by every call to one server, and `Flight`, one request in flight on it, owned by its
-//! `Call`. A request's events land in a place of the carrier's; where that place can hold a
-//! continuation instead of a waiting thread it is a `Dock` (a stdio child's slot: its stdout
-//! reader runs what is parked there).
+//! `Call`. Where a request's events land in an `Inbox` (a stdio child's slot), the flight hands
+//! it over (`dock`): a continuation parks there instead of a waiting thread, and the child's
+//! stdout reader runs it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,14 +80,5 @@ pub enum Woken {
     Wait,
 }
 
-/// A continuation parked in a `Dock`.
+/// A continuation parked in an `Inbox`.
 pub type Parked = Box<dyn FnOnce(Woken) + Send>;
-
-/// A request's place that can hold a continuation: whoever brings its next event (an answer,
-/// progress, the server's end) runs it, after letting go of the place's lock.
-pub trait Dock: Send + Sync {
-    /// Parks `then`. Refused, with how it would be woken, when an event is already there.
-    fn park(&self, then: Parked) -> Result<(), (Parked, Woken)>;
-    /// Takes back what is parked, if it still is (its time has passed).
-    fn unpark(&self) -> Option<Parked>;
-}

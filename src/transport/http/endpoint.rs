@@ -71,6 +71,12 @@ pub(crate) fn unreachable(name: &str, e: impl std::fmt::Display) -> RpcError {
     RpcError::new(jsonrpc::SERVER_UNAVAILABLE, format!("{name} is unreachable: {e}"))
 }
 
+/// An HTTP error status from `name`, with the start of what it said.
+pub(crate) fn refused(name: &str, status: u16, text: &str) -> RpcError {
+    let said: String = text.chars().take(200).collect();
+    RpcError::new(jsonrpc::SERVER_UNAVAILABLE, format!("{name} answered HTTP {status}: {said}"))
+}
+
 /// A request to `name` that got no answer: timed out (after `timeout`), or unreachable.
 pub(crate) fn failed(name: &str, timeout: Option<Duration>, e: ureq::Error) -> RpcError {
     match e {
@@ -222,14 +228,7 @@ impl Endpoint {
         match serde_json::from_str::<Value>(&text) {
             Ok(v) if v.get("jsonrpc").is_some() || v.is_array() => answer(Body::One(Some(v))),
             _ if session_lost => answer(Body::Empty),
-            _ if status >= 400 => Err(RpcError::new(
-                jsonrpc::SERVER_UNAVAILABLE,
-                format!(
-                    "{} answered HTTP {status}: {}",
-                    self.name,
-                    text.chars().take(200).collect::<String>()
-                ),
-            )),
+            _ if status >= 400 => Err(refused(&self.name, status, &text)),
             _ => Err(unreachable(&self.name, format!("unexpected answer (HTTP {status})"))),
         }
     }

@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use super::answers::{Ids, Piece};
-use super::endpoint::{failed, unreachable};
+use super::endpoint::{failed, refused, unreachable};
 use super::sse::Events;
 use crate::jsonrpc::{self, Kind, RpcError};
 use crate::transport::Peer;
@@ -395,14 +395,7 @@ impl Shared {
                 self.dispatch(v);
                 Ok(())
             }
-            _ if status >= 400 => Err(RpcError::new(
-                jsonrpc::SERVER_UNAVAILABLE,
-                format!(
-                    "{} answered HTTP {status}: {}",
-                    self.name,
-                    text.chars().take(200).collect::<String>()
-                ),
-            )),
+            _ if status >= 400 => Err(refused(&self.name, status, &text)),
             _ => Ok(()),
         }
     }
