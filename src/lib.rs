@@ -26,6 +26,7 @@ mod resilience;
 mod servers;
 mod shim;
 mod sys;
+mod text;
 mod time;
 mod transport;
 
