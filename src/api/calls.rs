@@ -34,6 +34,19 @@ pub fn rest_call(app: &App, req: &Req, p: &Params, res: Responder) {
     }
 }
 
+/// Methods whose effect or answer belongs to the MCP session that sent them (`mcp::share`):
+/// refused on the REST relay, which has no session.
+const SESSION_OWNED: &[&str] = &[
+    "tasks/get",
+    "tasks/result",
+    "tasks/cancel",
+    "tasks/update",
+    "tasks/list",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "logging/setLevel",
+];
+
 /// The request checked and sent (or given back while its server starts).
 fn start_call(app: &App, req: &Req, p: &Params) -> Result<Acquired> {
     if p.get("method") == "initialize" {
@@ -41,6 +54,15 @@ fn start_call(app: &App, req: &Req, p: &Params) -> Result<Acquired> {
         return Err(Error::BadRequest(format!(
             "the hub owns the handshake with {}: open an MCP session at /mcp/{} instead",
             p.get("server"),
+            p.get("server")
+        )));
+    }
+    if let Some(method) = SESSION_OWNED.iter().find(|m| **m == p.get("method")) {
+        // What these touch belongs to one MCP session (`mcp::share`); a call with no session
+        // would reach every session's tasks, subscriptions or log level on the shared child.
+        return Err(Error::BadRequest(format!(
+            "{method} belongs to an MCP session (tasks, subscriptions and log levels are kept per \
+             session): send it on an MCP session at /mcp/{} instead",
             p.get("server")
         )));
     }

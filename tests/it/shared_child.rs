@@ -374,3 +374,34 @@ fn a_remote_server_is_unsubscribed_when_its_last_subscriber_goes() {
     assert_eq!(c.delete().status, 200);
     inner.wait_stderr("fx", "fixture: resources/unsubscribe fx://one");
 }
+
+#[test]
+fn the_rest_relay_refuses_what_belongs_to_a_session() {
+    let hub = Hub::with_fixtures(&[("fx", json!({"auto_start": true}))]);
+    hub.wait_status("fx", "RUNNING", 10 * SEC);
+    // A session's task, subscription and log level, made on the MCP endpoint.
+    let owner = client(&hub, "/mcp/fx", json!({}));
+    let task = owner.call(
+        json!(1),
+        "tools/call",
+        json!({"name": "sleep", "arguments": {"ms": 10}, "task": {"ttl": 60000}}),
+    );
+    let task_id = task["result"]["task"]["taskId"].as_str().unwrap_or_else(|| panic!("{task}")).to_string();
+    for (method, params) in [
+        ("tasks/get", json!({"taskId": task_id})),
+        ("tasks/result", json!({"taskId": task_id})),
+        ("tasks/cancel", json!({"taskId": task_id})),
+        ("tasks/update", json!({"taskId": task_id})),
+        ("tasks/list", json!({})),
+        ("resources/subscribe", json!({"uri": "fixture://one"})),
+        ("resources/unsubscribe", json!({"uri": "fixture://one"})),
+        ("logging/setLevel", json!({"level": "debug"})),
+    ] {
+        let why = hub.call("fx", method, &params).expect_error(400, "bad_request");
+        assert!(why.contains(method) && why.contains("/mcp/fx"), "{method}: {why}");
+    }
+    // The session still owns its task, and the relay still serves the rest.
+    let got = owner.call(json!(2), "tasks/get", json!({"taskId": task_id}));
+    assert_eq!(got["result"]["taskId"], task_id.as_str(), "{got}");
+    assert!(tool_text(&hub.tool("fx", "echo", json!({"text": "still here"}))).contains("still here"));
+}
