@@ -102,11 +102,13 @@ impl Verdict {
 }
 
 /// Which origins may send this request. A foreign Origin is refused everywhere (DNS
-/// rebinding). A local page of another origin (any `localhost` port) keeps CORS on the MCP
-/// endpoints and the read-only routes, which browser-based MCP clients such as the Inspector
-/// use, but not on the management API: a page on some other local port must not add a server
-/// (a command the hub runs) or read configurations, so that takes the hub's own origin or an
-/// entry of `AGENTHUB_ALLOWED_ORIGINS`. A preflight is judged as the request it announces.
+/// rebinding). A local page of another origin (any `localhost` port) keeps CORS only where
+/// browser-based MCP clients such as the Inspector need it (`open_to_local_pages`): the MCP
+/// endpoints, `/health` and the dashboard's page. Everything else takes the hub's own origin or
+/// an entry of `AGENTHUB_ALLOWED_ORIGINS`: a page on some other local port must neither manage
+/// the hub (add a server: a command the hub runs) nor read what it holds of other clients
+/// (configurations, logs, the activity feed, pipeline runs and their results, metrics, the
+/// dashboard's state). A preflight is judged as the request it announces.
 pub fn check(policy: &Policy, req: &Req) -> Verdict {
     let Some(origin) = req.header("origin") else {
         return Verdict::Allow;
@@ -122,10 +124,8 @@ pub fn check(policy: &Policy, req: &Req) -> Verdict {
         "OPTIONS" => req.header("access-control-request-method").unwrap_or("OPTIONS").trim(),
         m => m,
     };
-    if is_management(method, &req.path) && !policy.listed(origin) {
-        return Verdict::Refuse(
-            "cross-origin requests to the management API are refused (AGENTHUB_ALLOWED_ORIGINS lists the origins allowed)",
-        );
+    if !open_to_local_pages(method, &req.path) && !policy.listed(origin) {
+        return Verdict::Refuse(CROSS_ORIGIN_REFUSED);
     }
     Verdict::AllowCors(origin.to_string())
 }
@@ -145,16 +145,22 @@ fn same_origin(origin: &str, host: Option<&str>) -> bool {
     authority.strip_suffix(default_port).unwrap_or(authority) == h.strip_suffix(default_port).unwrap_or(&h)
 }
 
-/// The management API: whatever changes state outside the MCP endpoints, and the server
-/// routes' reads (configurations, logs).
-fn is_management(method: &str, path: &str) -> bool {
+/// Why a local page of another origin is refused.
+const CROSS_ORIGIN_REFUSED: &str = "cross-origin requests to the management API and to the hub's data are refused; \
+     other local pages reach only /mcp and /health (AGENTHUB_ALLOWED_ORIGINS lists the origins allowed)";
+
+/// What a local page of another origin may reach: the MCP endpoints (any method: the REST relay
+/// too), and reads of `/health` (status only) and of the dashboard's page (no data). An
+/// allow-list, so a route added later is closed to other pages until it is named here.
+fn open_to_local_pages(method: &str, path: &str) -> bool {
     let under =
         |prefix: &str| path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
-    match method {
-        "GET" | "HEAD" => under("/servers"),
-        "OPTIONS" => false,
-        _ => !under("/mcp"),
+    if under("/mcp") {
+        return true;
     }
+    let read = matches!(method, "GET" | "HEAD" | "OPTIONS");
+    let health = path == "/health" || path.strip_prefix("/health/").is_some_and(|n| !n.contains('/'));
+    read && (health || matches!(path, "/" | "/dashboard"))
 }
 
 fn strip_scheme(s: &str) -> &str {
@@ -259,9 +265,7 @@ mod tests {
         use Verdict::*;
         let p = policy(&["https://app.example"], None);
         let host = "127.0.0.1:9090";
-        let refused = Refuse(
-            "cross-origin requests to the management API are refused (AGENTHUB_ALLOWED_ORIGINS lists the origins allowed)",
-        );
+        let refused = Refuse(CROSS_ORIGIN_REFUSED);
         let foreign = Refuse("requests from this Origin are not allowed");
         let cors = |o: &str| AllowCors(o.to_string());
         let local = "http://localhost:3000";
@@ -298,9 +302,23 @@ mod tests {
             ("OPTIONS", "/mcp/fx", Some(local), Some("POST"), cors(local)),
             ("OPTIONS", "/health", Some(local), None, cors(local)),
             ("GET", "/health", Some(local), None, cors(local)),
-            ("GET", "/activity", Some(local), None, cors(local)),
+            ("GET", "/health/fx", Some(local), None, cors(local)),
+            ("GET", "/health/fx/x", Some(local), None, refused.clone()),
+            ("GET", "/dashboard", Some(local), None, cors(local)),
+            ("POST", "/mcp/fx/tools/call", Some(local), None, cors(local)),
+            ("GET", "/activity", Some(local), None, refused.clone()),
+            ("GET", "/pipelines", Some(local), None, refused.clone()),
+            ("GET", "/pipelines/runs", Some(local), None, refused.clone()),
+            ("GET", "/pipelines/runs/1", Some(local), None, refused.clone()),
+            ("OPTIONS", "/pipelines/runs", Some(local), Some("GET"), refused.clone()),
+            ("GET", "/metrics", Some(local), None, refused.clone()),
+            ("GET", "/dashboard/state", Some(local), None, refused.clone()),
+            ("GET", "/clients", Some(local), None, refused.clone()),
+            ("GET", "/ollama/models", Some(local), None, refused.clone()),
+            ("GET", "/activity", Some("https://app.example"), None, cors("https://app.example")),
+            ("GET", "/activity", Some("http://127.0.0.1:9090"), None, Allow),
             ("POST", "/mcpx", Some(local), None, refused.clone()),
-            ("GET", "/serversx", Some(local), None, cors(local)),
+            ("GET", "/serversx", Some(local), None, refused.clone()),
         ];
         for (method, path, origin, preflight, expected) in cases {
             let mut headers = vec![("host".to_string(), host.to_string())];

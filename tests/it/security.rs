@@ -1,6 +1,6 @@
 //! The security review's findings, end to end: masked secrets sent back by a client, the saved
 //! file's modes, secrets in what the hub writes about a server, weak tokens, and cross-origin
-//! requests to the management API.
+//! requests to the management API and to the hub's data.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -261,4 +261,49 @@ fn secrets_in_args_and_urls_are_masked_everywhere() {
             assert!(!text.contains(secret), "{secret} shown in #{i}: {text}");
         }
     }
+}
+
+#[test]
+fn other_local_origins_cannot_read_what_the_hub_holds_of_other_clients() {
+    let hub = Hub::with_fixtures(&[("fx", json!({"auto_start": true}))]);
+    hub.wait_status("fx", "RUNNING", 10 * SEC);
+    // Something of another client's in the activity feed.
+    let (c, _) = McpSession::initialize(&hub.addr, "/mcp/fx", &initialize_body(MCP_VERSION));
+    c.initialized();
+    assert!(hub.get("/activity").text().contains("connected to /mcp/fx"));
+    let other = ("Origin", "http://localhost:3000");
+    for path in [
+        "/activity",
+        "/pipelines",
+        "/pipelines/runs",
+        "/pipelines/runs/1",
+        "/metrics",
+        "/dashboard/state",
+        "/clients",
+        "/ollama/models",
+    ] {
+        let r = hub.request("GET", path, &[other], b"");
+        let msg = r.expect_error(403, "forbidden_origin");
+        assert!(msg.contains("AGENTHUB_ALLOWED_ORIGINS"), "{path}: {msg}");
+        assert!(r.header("access-control-allow-origin").is_none(), "{path}");
+        let preflight = [other, ("Access-Control-Request-Method", "GET")];
+        hub.request("OPTIONS", path, &preflight, b"").expect_error(403, "forbidden_origin");
+    }
+    // The hub's own page (same origin) reads them as before.
+    let own = format!("http://{}", hub.addr);
+    for path in ["/activity", "/pipelines/runs", "/metrics", "/dashboard/state"] {
+        let r = hub.request("GET", path, &[("Origin", own.as_str())], b"");
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert!(r.header("access-control-allow-origin").is_none(), "{path}");
+    }
+    // What browser MCP clients use stays open to local pages.
+    let r = hub.request("GET", "/health", &[other], b"");
+    assert_eq!((r.status, r.header("access-control-allow-origin")), (200, Some("http://localhost:3000")));
+    let r = hub.request("POST", "/mcp/fx/tools/list", &[other, JSON], b"{}");
+    assert_eq!((r.status, r.header("access-control-allow-origin")), (200, Some("http://localhost:3000")));
+    // A listed origin may read.
+    let listed =
+        Hub::builder().servers(NO_SERVERS).env("AGENTHUB_ALLOWED_ORIGINS", "http://localhost:3000").start();
+    let r = listed.request("GET", "/activity", &[other], b"");
+    assert_eq!((r.status, r.header("access-control-allow-origin")), (200, Some("http://localhost:3000")));
 }
