@@ -164,40 +164,50 @@ impl Gateway {
     }
 
     /// JSON-RPC batches (protocol 2025-03-26): every request answered, in one JSON array,
-    /// worked out off the worker (each item may wait on a server).
+    /// worked out off the worker (each item may wait on a server), one item after another.
+    /// Once the client has gone, the item in flight is cancelled at its server (its calls
+    /// watch the client's flag) and no further item is sent.
     fn batch(self: &Arc<Self>, target: &Target, req: &Request, items: Vec<Value>) -> Answer {
         if items.is_empty() {
             return fault(400, jsonrpc::INVALID_REQUEST, "Invalid Request: empty batch");
         }
         let (gw, target) = (self.clone(), target.clone());
         let (session, version) = (req.session.map(str::to_string), req.protocol_version.map(str::to_string));
-        blocking(move || {
-            let req = Request {
-                body: &[],
-                session: session.as_deref(),
-                protocol_version: version.as_deref(),
-                accept: None,
-                client: None,
-                method_header: None,
-                name_header: None,
-            };
-            let mut out = Vec::new();
-            let mut session_id = None;
-            for item in items {
-                match settle(gw.message(&target, &req, item, false)) {
-                    Answer::Json { body, session } => {
-                        session_id = session_id.or(session);
-                        out.push(body);
+        Answer::Then(Box::new(move |out| {
+            let gone = out.gone();
+            out.spawn(Box::new(move || {
+                let req = Request {
+                    body: &[],
+                    session: session.as_deref(),
+                    protocol_version: version.as_deref(),
+                    accept: None,
+                    client: None,
+                    method_header: None,
+                    name_header: None,
+                };
+                let mut answers = Vec::new();
+                let mut session_id = None;
+                let total = items.len();
+                for (i, item) in items.into_iter().enumerate() {
+                    if gone.load(std::sync::atomic::Ordering::Acquire) {
+                        log::debug!("a batch's client left: {} of its {total} item(s) not sent", total - i);
+                        break;
                     }
-                    fault @ Answer::Fault { .. } => return fault,
-                    _ => {}
+                    match settle(gw.message(&target, &req, item, false), &gone) {
+                        Answer::Json { body, session } => {
+                            session_id = session_id.or(session);
+                            answers.push(body);
+                        }
+                        fault @ Answer::Fault { .. } => return fault,
+                        _ => {}
+                    }
                 }
-            }
-            match out.is_empty() {
-                true => Answer::Accepted,
-                false => Answer::Json { body: Value::Array(out), session: session_id },
-            }
-        })
+                match answers.is_empty() {
+                    true => Answer::Accepted,
+                    false => Answer::Json { body: Value::Array(answers), session: session_id },
+                }
+            }))
+        }))
     }
 
     fn message(self: &Arc<Self>, target: &Target, req: &Request, msg: Value, sse: bool) -> Answer {

@@ -27,23 +27,28 @@ pub(super) fn blocking(f: impl FnOnce() -> Answer + Send + 'static) -> Answer {
     Answer::Then(Box::new(move |out| out.spawn(Box::new(f))))
 }
 
-/// An answer worked out here, waiting as long as it takes (on a thread that may block).
-pub(super) fn settle(answer: Answer) -> Answer {
+/// An answer worked out here, waiting as long as it takes (on a thread that may block). The
+/// calls it makes watch `gone`, the flag of the client waiting for it.
+pub(super) fn settle(answer: Answer, gone: &Arc<AtomicBool>) -> Answer {
     let Answer::Then(f) = answer else { return answer };
     let (tx, rx) = crossbeam_channel::bounded(1);
-    f(Box::new(Collect(tx)));
+    f(Box::new(Collect { tx, gone: gone.clone() }));
     rx.recv().unwrap_or_else(|_| fault(500, jsonrpc::INTERNAL_ERROR, "the answer was lost"))
 }
 
-/// A sink that hands the answer back to a thread waiting for it (`settle`).
-struct Collect(crossbeam_channel::Sender<Answer>);
+/// A sink that hands the answer back to a thread waiting for it (`settle`), on behalf of the
+/// client whose `gone` flag it carries.
+struct Collect {
+    tx: crossbeam_channel::Sender<Answer>,
+    gone: Arc<AtomicBool>,
+}
 
 impl Sink for Collect {
     fn send(self: Box<Self>, answer: Answer) {
         match answer {
             Answer::Then(f) => f(self),
             answer => {
-                let _ = self.0.send(answer);
+                let _ = self.tx.send(answer);
             }
         }
     }
@@ -54,6 +59,6 @@ impl Sink for Collect {
     }
 
     fn gone(&self) -> Arc<AtomicBool> {
-        Arc::default()
+        self.gone.clone()
     }
 }

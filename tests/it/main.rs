@@ -28,6 +28,7 @@ mod sampling;
 mod saves;
 mod security;
 mod servers;
+mod sessions;
 mod shared_child;
 mod shim;
 // Shared test support: not every helper is used by every test module.
