@@ -217,7 +217,10 @@ impl Gateway {
                 self.initialize(target, &msg, req.client.map(str::to_string))
             }
             Kind::Request => match self.session(target, req) {
-                Ok(s) => self.request(target, &s, msg, sse),
+                Ok(s) => {
+                    s.mark_used();
+                    self.request(target, &s, msg, sse)
+                }
                 Err(a) => a,
             },
             Kind::Notification => {
@@ -303,8 +306,21 @@ impl Gateway {
             }
         };
         let client = Client { header, ..Client::of(msg) };
+        let Some(session) =
+            self.sessions.create_for(target.clone(), &version, client.clone(), Instant::now())
+        else {
+            let why = format!(
+                "too many MCP sessions in use ({}, none idle for {} s): end one (DELETE) or try later",
+                session::MAX_SESSIONS,
+                session::EVICT_FLOOR.as_secs()
+            );
+            log::warn!("mcp session refused on {target:?}: {why}");
+            return Answer::Refused {
+                status: 503,
+                body: jsonrpc::error(id, jsonrpc::SERVER_UNAVAILABLE, &why),
+            };
+        };
         self.record_client(target, &client);
-        let session = self.sessions.create_for(target.clone(), &version, client, Instant::now());
         log::debug!("mcp session {} opened on {target:?} ({version})", session.id);
         Answer::Json { body: jsonrpc::result(id, result), session: Some(session.id.clone()) }
     }

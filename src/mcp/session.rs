@@ -1,5 +1,12 @@
-//! MCP sessions of the Streamable HTTP endpoints: unguessable ids, idle expiry, a cap with the
-//! least recently used evicted, the requests each has in flight, and its open GET streams.
+//! MCP sessions of the Streamable HTTP endpoints: unguessable ids, idle expiry, a cap, the
+//! requests each has in flight, and its open GET streams.
+//!
+//! The cap cannot be used to push a working client out. A session that has made no request
+//! since its handshake (`initialize` and `notifications/initialized` alone) is fresh: fresh
+//! sessions are at most `MAX_FRESH`, and past it the least recently seen of them goes, so a
+//! flood of handshakes evicts only itself. A session in use goes only when the table is full
+//! and it has been idle for `EVICT_FLOOR` at least, with no stream open; when no session can go,
+//! a new one is refused.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -14,9 +21,13 @@ use crate::queue::Queue;
 
 /// Sessions idle this long are forgotten (an open GET stream is use: such a session stays).
 pub const IDLE_EXPIRY: Duration = Duration::from_secs(3600);
-/// Most sessions kept. Past it one goes: first a session never used after its `initialize`,
-/// then one without an open stream, the least recently used of them.
+/// Most sessions kept, fresh ones included.
 pub const MAX_SESSIONS: usize = 1000;
+/// Most sessions kept that made no request after their handshake: past it the least recently
+/// seen of them is evicted.
+pub const MAX_FRESH: usize = 100;
+/// How long a session in use must have been idle before a full table may evict it.
+pub const EVICT_FLOOR: Duration = Duration::from_secs(600);
 /// Messages a GET stream may have waiting for a client that does not read them: past it the
 /// stream is dropped (the client reconnects), so a stalled client cannot grow the hub.
 pub const STREAM_BACKLOG: usize = 1000;
@@ -62,7 +73,7 @@ pub struct Session {
     /// What its client declared it can answer, and its name (`clientInfo.name`).
     pub client: Client,
     last_used: Mutex<Instant>,
-    /// A request came after `initialize`.
+    /// A request came after the handshake, or a GET stream was opened.
     used: std::sync::atomic::AtomicBool,
     streams: Mutex<Vec<Arc<Stream>>>,
     /// Requests in flight: the client's id (as JSON text) → (server, hub id).
@@ -85,12 +96,26 @@ impl Session {
         }
     }
 
-    pub fn touch(&self) {
-        *self.last_used.lock() = Instant::now();
+    /// Seen now (any message, the handshake's end too): idle expiry starts again.
+    fn touch(&self, now: Instant) {
+        *self.last_used.lock() = now;
+    }
+
+    /// A request came after the handshake: the session is in use, no longer fresh.
+    pub fn mark_used(&self) {
         self.used.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
+    fn is_used(&self) -> bool {
+        self.used.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn idle(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(*self.last_used.lock())
+    }
+
     pub fn open_stream(&self) -> Arc<Stream> {
+        self.mark_used();
         let s = Arc::new(Stream::default());
         let mut streams = self.streams.lock();
         streams.retain(|s| !s.is_closed());
@@ -120,16 +145,11 @@ impl Session {
 
     /// Nothing asked for `IDLE_EXPIRY` and no stream open: the client is gone.
     fn expired(&self, now: Instant) -> bool {
-        now.saturating_duration_since(*self.last_used.lock()) >= IDLE_EXPIRY && !self.streaming()
+        self.idle(now) >= IDLE_EXPIRY && !self.streaming()
     }
 
     fn streaming(&self) -> bool {
         self.streams.lock().iter().any(|s| !s.is_closed())
-    }
-
-    /// Lower goes first when a session must be evicted.
-    fn keep_rank(&self) -> (bool, bool, Instant) {
-        (self.used.load(std::sync::atomic::Ordering::Relaxed), self.streaming(), *self.last_used.lock())
     }
 
     pub fn track(&self, client_id: &Value, server: &str, hub_id: Value) {
@@ -179,6 +199,25 @@ impl Table {
         }
         Some(s)
     }
+
+    /// The session to evict before one more is added, if one must go: the least recently seen
+    /// fresh session once `MAX_FRESH` are; when the table is full, the least recently used
+    /// session in use idle past `EVICT_FLOOR` with no stream, else the oldest fresh one.
+    fn victim(&self, now: Instant) -> Option<String> {
+        let oldest = |it: &mut dyn Iterator<Item = &Arc<Session>>| {
+            it.min_by_key(|s| *s.last_used.lock()).map(|s| s.id.clone())
+        };
+        let fresh = self.by_id.values().filter(|s| !s.is_used()).count();
+        if fresh >= MAX_FRESH {
+            return oldest(&mut self.by_id.values().filter(|s| !s.is_used()));
+        }
+        if self.by_id.len() < MAX_SESSIONS {
+            return None;
+        }
+        let idle = |s: &&Arc<Session>| s.is_used() && s.idle(now) >= EVICT_FLOOR && !s.streaming();
+        oldest(&mut self.by_id.values().filter(idle))
+            .or_else(|| oldest(&mut self.by_id.values().filter(|s| !s.is_used())))
+    }
 }
 
 impl Sessions {
@@ -193,12 +232,20 @@ impl Sessions {
         }
     }
 
-    pub fn create(&self, target: Target, version: &str, now: Instant) -> Arc<Session> {
+    #[cfg(test)]
+    pub fn create(&self, target: Target, version: &str, now: Instant) -> Option<Arc<Session>> {
         self.create_for(target, version, Client::default(), now)
     }
 
-    /// A new session for `client`.
-    pub fn create_for(&self, target: Target, version: &str, client: Client, now: Instant) -> Arc<Session> {
+    /// A new session for `client`; None when the table is full of sessions in use that may not
+    /// be evicted yet.
+    pub fn create_for(
+        &self,
+        target: Target,
+        version: &str,
+        client: Client,
+        now: Instant,
+    ) -> Option<Arc<Session>> {
         let s = Arc::new(Session {
             id: new_id(),
             target,
@@ -209,7 +256,7 @@ impl Sessions {
             streams: Mutex::new(Vec::new()),
             inflight: Mutex::new(HashMap::new()),
         });
-        let evicted = {
+        let (evicted, room) = {
             let mut map = self.map.lock();
             let mut gone: Vec<Arc<Session>> = Vec::new();
             let expired: Vec<String> =
@@ -217,19 +264,19 @@ impl Sessions {
             for k in expired {
                 gone.extend(map.remove(&k));
             }
-            if map.by_id.len() >= MAX_SESSIONS {
-                let oldest = map.by_id.iter().min_by_key(|(_, s)| s.keep_rank()).map(|(k, _)| k.clone());
-                if let Some(k) = oldest {
-                    gone.extend(map.remove(&k));
-                }
+            if let Some(k) = map.victim(now) {
+                gone.extend(map.remove(&k));
             }
-            map.insert(s.clone());
-            gone
+            let room = map.by_id.len() < MAX_SESSIONS;
+            if room {
+                map.insert(s.clone());
+            }
+            (gone, room)
         };
         for e in evicted {
             self.ended(&e);
         }
-        s
+        room.then_some(s)
     }
 
     /// A live session, untouched (for the hub's own deliveries).
@@ -244,7 +291,7 @@ impl Sessions {
             self.remove(id);
             return None;
         }
-        s.touch();
+        s.touch(now);
         Some(s)
     }
 
@@ -322,34 +369,78 @@ mod tests {
         assert_ne!(a, new_id());
     }
 
+    /// A session that made a request after its handshake.
+    fn in_use(sessions: &Sessions, now: Instant) -> Arc<Session> {
+        let s = sessions.create(Target::Aggregate, "v", now).expect("room for a session");
+        s.mark_used();
+        s
+    }
+
     #[test]
-    fn expiry_and_eviction() {
+    fn expiry() {
         let sessions = Sessions::default();
         let t = Instant::now();
-        let s = sessions.create(Target::Aggregate, "2025-06-18", t);
+        let s = sessions.create(Target::Aggregate, "2025-06-18", t).unwrap();
         assert!(sessions.get(&s.id, t + Duration::from_secs(10)).is_some());
         assert!(sessions.get(&s.id, t + Duration::from_secs(10) + IDLE_EXPIRY).is_none(), "idle expiry");
         // An open GET stream is a client still there, however long it has been quiet.
-        let listening = sessions.create(Target::Aggregate, "v", t);
+        let listening = sessions.create(Target::Aggregate, "v", t).unwrap();
         let stream = listening.open_stream();
         let hour_later = t + Duration::from_secs(10) + IDLE_EXPIRY;
         assert!(sessions.get(&listening.id, hour_later).is_some(), "a streaming session stays");
         stream.close();
         assert!(sessions.get(&listening.id, hour_later + IDLE_EXPIRY).is_none(), "then expires");
-        let first = sessions.create(Target::Aggregate, "v", t);
+    }
+
+    #[test]
+    fn a_session_in_use_goes_only_idle_past_the_floor() {
+        let sessions = Sessions::default();
+        let t = Instant::now();
+        let first = in_use(&sessions, t);
         for _ in 0..MAX_SESSIONS - 1 {
-            sessions.create(Target::Aggregate, "v", t + Duration::from_secs(1));
+            in_use(&sessions, t + Duration::from_secs(1));
         }
         assert_eq!(sessions.len(), MAX_SESSIONS);
-        sessions.create(Target::Aggregate, "v", t + Duration::from_secs(2));
+        // Every session was used within the floor: none goes, the new one is refused.
+        assert!(sessions.create(Target::Aggregate, "v", t + Duration::from_secs(2)).is_none());
         assert_eq!(sessions.len(), MAX_SESSIONS);
-        assert!(sessions.get(&first.id, t + Duration::from_secs(2)).is_none(), "the oldest idle went");
+        assert!(sessions.peek(&first.id).is_some());
+        // Past the floor the least recently used goes.
+        let later = t + EVICT_FLOOR + Duration::from_millis(500);
+        assert!(sessions.create(Target::Aggregate, "v", later).is_some());
+        assert_eq!(sessions.len(), MAX_SESSIONS);
+        assert!(sessions.peek(&first.id).is_none(), "the least recently used went");
+    }
+
+    #[test]
+    fn a_full_table_takes_an_idle_session_in_use_then_a_fresh_one() {
+        let sessions = Sessions::default();
+        let t = Instant::now();
+        let old = in_use(&sessions, t);
+        for _ in 0..MAX_SESSIONS - 2 {
+            in_use(&sessions, t + EVICT_FLOOR);
+        }
+        let fresh = sessions.create(Target::Aggregate, "v", t).unwrap();
+        let ms = Duration::from_millis;
+        let later = t + EVICT_FLOOR + EVICT_FLOOR / 2;
+        // Seen again (its handshake's end, say), but still fresh.
+        assert!(sessions.get(&fresh.id, later).is_some());
+        // The session in use idle past the floor goes, not the fresh one.
+        let newer = sessions.create(Target::Aggregate, "v", later + ms(1)).unwrap();
+        assert_eq!(sessions.len(), MAX_SESSIONS);
+        assert!(sessions.peek(&old.id).is_none());
+        assert!(sessions.peek(&fresh.id).is_some());
+        // No session in use may go now: the least recently seen fresh one does.
+        assert!(sessions.create(Target::Aggregate, "v", later + ms(2)).is_some());
+        assert_eq!(sessions.len(), MAX_SESSIONS);
+        assert!(sessions.peek(&fresh.id).is_none());
+        assert!(sessions.peek(&newer.id).is_some());
     }
 
     #[test]
     fn a_message_goes_on_one_stream() {
         let sessions = Sessions::default();
-        let s = sessions.create(Target::Server("x".into()), "v", Instant::now());
+        let s = sessions.create(Target::Server("x".into()), "v", Instant::now()).unwrap();
         assert!(!s.deliver(serde_json::json!(1)), "no stream open");
         let a = s.open_stream();
         let b = s.open_stream();
@@ -365,17 +456,19 @@ mod tests {
     }
 
     #[test]
-    fn a_flood_of_sessions_evicts_only_the_unused() {
+    fn a_flood_of_handshakes_evicts_only_its_own_sessions() {
         let sessions = Sessions::default();
         let t = Instant::now();
-        let worked = sessions.create(Target::Aggregate, "v", t);
-        worked.touch();
-        let streaming = sessions.create(Target::Aggregate, "v", t);
+        let worked = in_use(&sessions, t);
+        let streaming = sessions.create(Target::Aggregate, "v", t).unwrap();
         let _stream = streaming.open_stream();
         for i in 0..3 * MAX_SESSIONS {
-            sessions.create(Target::Aggregate, "v", t + Duration::from_millis(i as u64));
+            let at = t + Duration::from_millis(i as u64);
+            let s = sessions.create(Target::Aggregate, "v", at).expect("a fresh session always finds room");
+            // The handshake's end is no use.
+            assert!(sessions.get(&s.id, at).is_some());
         }
-        assert_eq!(sessions.len(), MAX_SESSIONS);
+        assert_eq!(sessions.len(), 2 + MAX_FRESH, "fresh sessions are evicted among themselves");
         let later = t + Duration::from_secs(10);
         assert!(sessions.get(&worked.id, later).is_some(), "a session in use stays");
         assert!(sessions.get(&streaming.id, later).is_some(), "a session with a stream stays");
@@ -384,7 +477,7 @@ mod tests {
     #[test]
     fn a_stream_nobody_reads_is_dropped_not_grown() {
         let sessions = Sessions::default();
-        let s = sessions.create(Target::Server("x".into()), "v", Instant::now());
+        let s = sessions.create(Target::Server("x".into()), "v", Instant::now()).unwrap();
         let stream = s.open_stream();
         for i in 0..STREAM_BACKLOG {
             assert!(s.deliver(serde_json::json!(i)));
@@ -398,9 +491,9 @@ mod tests {
     fn sessions_are_found_by_what_they_talk_to() {
         let sessions = Sessions::default();
         let t = Instant::now();
-        let a = sessions.create(Target::Server("a".into()), "v", t);
-        let _b = sessions.create(Target::Server("b".into()), "v", t);
-        let all = sessions.create(Target::Aggregate, "v", t);
+        let a = sessions.create(Target::Server("a".into()), "v", t).unwrap();
+        let _b = sessions.create(Target::Server("b".into()), "v", t).unwrap();
+        let all = sessions.create(Target::Aggregate, "v", t).unwrap();
         let ids = |target: &Target| sessions.of(target).into_iter().map(|s| s.id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(&Target::Server("a".into())), [a.id.as_str()]);
         assert_eq!(ids(&Target::Aggregate), [all.id.as_str()]);

@@ -40,3 +40,25 @@ fn a_batch_whose_client_left_stops_and_cancels_its_call() {
     let r = c.call(json!(1), "tools/call", json!({"name": "echo", "arguments": {"text": "still here"}}));
     assert_eq!(r["result"]["content"][0]["text"], "still here", "{r}");
 }
+
+#[test]
+fn handshakes_cannot_push_out_a_session_in_use() {
+    let hub = Hub::with_fixtures(&[("fx", json!({"auto_start": true}))]);
+    hub.wait_status("fx", "RUNNING", 10 * SEC);
+    let mine = McpSession::connect(&hub, "/mcp/fx");
+    let r = mine.call(json!(1), "tools/call", json!({"name": "echo", "arguments": {"text": "mine"}}));
+    assert_eq!(r["result"]["content"][0]["text"], "mine", "{r}");
+    // More handshakes than the hub keeps sessions, one after another on one connection.
+    let mut conn = Conn::new(&hub.addr);
+    let (init, note) = (initialize_body(MCP_VERSION).to_string(), initialized_note().to_string());
+    for n in 0..1100 {
+        let r = conn.request("POST", "/mcp/fx", &[MCP_ACCEPT, JSON], init.as_bytes());
+        assert_eq!(r.status, 200, "handshake {n}: {}", r.text());
+        let id = r.header("mcp-session-id").expect("a session id").to_string();
+        let headers =
+            [MCP_ACCEPT, JSON, ("Mcp-Session-Id", id.as_str()), ("MCP-Protocol-Version", MCP_VERSION)];
+        assert_eq!(conn.request("POST", "/mcp/fx", &headers, note.as_bytes()).status, 202, "handshake {n}");
+    }
+    let r = mine.call(json!(2), "tools/call", json!({"name": "echo", "arguments": {"text": "still mine"}}));
+    assert_eq!(r["result"]["content"][0]["text"], "still mine", "{r}");
+}
