@@ -70,7 +70,7 @@ impl App {
             pipelines,
             enhancer,
             servers,
-            installer: Arc::new(Installer::new(npm_prefix)),
+            installer: Arc::new(Installer::new(npm_prefix, settings.data_dir.join("pids"))),
             breakers,
             activity,
             started: Instant::now(),
@@ -83,8 +83,10 @@ impl App {
         self.gateway.shutdown();
     }
 
-    /// Stops pipeline runs, every child and the Ollama probe; returns when they are down.
+    /// Stops an install under way (npm and what it started), pipeline runs, every child and the
+    /// Ollama probe; returns when they are down.
     pub fn stop(&self) {
+        self.installer.stop();
         // Runs stop after their current step, which fails fast once the servers are down.
         self.pipelines.begin_shutdown();
         self.servers.shutdown();

@@ -485,6 +485,8 @@ fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()>
     log::info!("agenthub {VERSION}: {} server(s) configured", app.servers.len());
     log::info!("listening on http://{}", front.addr());
     app.servers.start_background();
+    // After `start_background`, which killed what an earlier hub's npm left running.
+    app.installer.clean_stale();
 
     let watcher = agenthub::ConfigWatcher::start(app.clone())?;
 
@@ -508,6 +510,8 @@ fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()>
     };
     drop(watcher);
     app.close_sessions();
+    // npm first: the install's caller is answered while the front drains.
+    app.installer.stop();
     front.shutdown(SHUTDOWN_GRACE);
     app.stop();
     signals_handle.close();

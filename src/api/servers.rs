@@ -177,7 +177,8 @@ pub fn install(app: &App, req: &Req, _: &Params) -> Result<Reply> {
     if app.servers.contains(&name) {
         return Err(Error::Conflict(format!("a server named \"{name}\" already exists")));
     }
-    let ignore_scripts = body.get("ignore_scripts").and_then(Value::as_bool).unwrap_or(false);
+    // A package's install scripts are code run at install time: off unless asked for.
+    let ignore_scripts = body.get("ignore_scripts").and_then(Value::as_bool).unwrap_or(true);
     let start = body.get("start").and_then(Value::as_bool).unwrap_or(false);
     let (servers, installer, activity) = (app.servers.clone(), app.installer.clone(), app.activity.clone());
     let package = package.to_string();

@@ -10,6 +10,8 @@
 //! told apart from other servers' by `RUN_TAG`, which every process of a run inherits. Children
 //! get SIGKILL when the hub dies (`PR_SET_PDEATHSIG`); a hub killed outright leaves a record of
 //! each child's group in `<data dir>/pids`, and the next hub kills what is left (`reap_stale`).
+//! The installer's npm runs the same way (`start_command`, `record_npm`); its record holds only
+//! while the leader's command line still names npm.
 
 use std::collections::HashSet;
 use std::io;
@@ -32,6 +34,8 @@ pub const STDIN_GRACE: Duration = Duration::from_secs(1);
 pub const TERM_GRACE: Duration = Duration::from_secs(5);
 /// How long a kill goes on finding and killing what the tree forked meanwhile, and reaping.
 const KILL_DEADLINE: Duration = Duration::from_secs(1);
+/// The name npm's records go by in the pids directory (`Process::record_npm`).
+const NPM_RECORD: &str = "npm-install";
 /// Marks every process of one run, `<hub pid>.<n>`: inherited through the environment, it is
 /// how an orphan that left the group is known to belong to this run.
 pub const RUN_TAG: &str = "AGENTHUB_RUN";
@@ -100,12 +104,34 @@ pub fn installed_bin(prefix: &Path, package: &str) -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
+/// A fresh `RUN_TAG` value: `<hub pid>.<n>`.
+fn next_tag() -> String {
+    static RUNS: AtomicU64 = AtomicU64::new(1);
+    format!("{}.{}", std::process::id(), RUNS.fetch_add(1, Ordering::Relaxed))
+}
+
 impl Process {
+    /// Starts a program the hub runs for itself (npm) as children are started: the leader of
+    /// a group of its own that dies with the hub, every process of it tagged with the run. Its
+    /// environment is the command's (`RUN_TAG` added); its stdout and stderr are what the
+    /// command says (`take_output`).
+    pub fn start_command(mut cmd: Command) -> io::Result<Process> {
+        let tag = next_tag();
+        cmd.env(RUN_TAG, &tag);
+        let child = start(cmd)?;
+        let pgid = child.id() as i32;
+        Ok(Process { child, pgid, tag, exit: None, record: None, done: false })
+    }
+
+    /// The leader's stdout and stderr, when piped (once).
+    pub fn take_output(&mut self) -> (Option<ChildStdout>, Option<ChildStderr>) {
+        (self.child.stdout.take(), self.child.stderr.take())
+    }
+
     /// Starts `cfg` (already expanded) with its env over the hub's, minus the hub's token.
     pub fn spawn(name: &str, cfg: &ServerConfig, npm_prefix: &Path) -> Result<(Process, Pipes)> {
-        static RUNS: AtomicU64 = AtomicU64::new(1);
         let (program, args) = command_line(cfg, npm_prefix)?;
-        let tag = format!("{}.{}", std::process::id(), RUNS.fetch_add(1, Ordering::Relaxed));
+        let tag = next_tag();
         let mut cmd = Command::new(&program);
         cmd.args(&args)
             .envs(&cfg.env)
@@ -137,11 +163,22 @@ impl Process {
     /// hub started after this one was killed outright can take it down (`reap_stale`). Removed
     /// once the tree is down.
     pub fn record(&mut self, dir: &Path, server: &str) -> io::Result<()> {
+        self.write_record(dir, server, None)
+    }
+
+    /// As `record`, for npm run by the installer (`npm-install.<pgid>`): a later hub kills the
+    /// group only while its leader still runs npm (`/proc/<pid>/cmdline`), or, the leader gone,
+    /// what lingers of its group.
+    pub fn record_npm(&mut self, dir: &Path) -> io::Result<()> {
+        self.write_record(dir, NPM_RECORD, Some("npm"))
+    }
+
+    fn write_record(&mut self, dir: &Path, server: &str, program: Option<&str>) -> io::Result<()> {
         let leader = stat(self.pgid).ok_or_else(|| io::Error::other("the child is already gone"))?;
         let hub = stat(std::process::id() as i32).ok_or_else(|| io::Error::other("no /proc/self"))?;
         let text = json!({"server": server, "pgid": self.pgid, "start": leader.start,
             "session": leader.session, "tag": self.tag, "hub": hub.pid, "hub_start": hub.start,
-            "boot": boot_id()});
+            "boot": boot_id(), "program": program});
         std::fs::create_dir_all(dir)?;
         let name = format!("{server}.{}", self.pgid);
         let (tmp, path) = (dir.join(format!(".{name}.tmp")), dir.join(&name));
@@ -366,8 +403,10 @@ pub fn reap_stale(dir: &Path) -> Vec<String> {
         }
         if let (Some(pgid), Some(start), Some(session)) = (field("pgid"), field("start"), field("session")) {
             let (pgid, procs) = (pgid as i32, all());
+            // A record that names its program (npm) holds only while the leader runs it.
+            let program = record.as_ref().and_then(|r| r["program"].as_str()).unwrap_or("");
             let ours = match procs.iter().find(|p| p.pid == pgid) {
-                Some(leader) => leader.start as i64 == start,
+                Some(leader) => leader.start as i64 == start && runs(pgid, program),
                 None => procs.iter().any(|p| p.pgrp == pgid && p.session as i64 == session && p.running()),
             };
             let tag = record.as_ref().and_then(|r| r["tag"].as_str()).unwrap_or("");
@@ -435,6 +474,21 @@ fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_string()
 }
 
+/// Whether process `pid`'s command line names `program` (anything, when `program` is empty).
+fn runs(pid: i32, program: &str) -> bool {
+    if program.is_empty() {
+        return true;
+    }
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    // `node /usr/bin/npm install ...`, `/bin/sh .../npm ...`, or the title npm gives itself
+    // (`npm install x`, one argument).
+    cmdline.split(|b| *b == 0).any(|arg| {
+        let word = arg.split(|b| *b == b' ').next().unwrap_or(arg);
+        let base = word.rsplit(|b| *b == b'/').next().unwrap_or(word);
+        base == program.as_bytes() || base.starts_with(format!("{program}-").as_bytes())
+    })
+}
+
 /// Whether process `pid` was started with `RUN_TAG=tag` (unreadable: not ours, or gone).
 fn tagged(pid: i32, tag: &str) -> bool {
     let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { return false };
@@ -482,6 +536,40 @@ mod tests {
         cfg.package = Some("@scope/x@1".into());
         assert_eq!(command_line(&cfg, none).unwrap().0, "npx");
         assert_eq!(command_line(&cfg, none).unwrap().1, ["-y", "@scope/x@1", "s.js"]);
+    }
+
+    #[test]
+    fn an_npm_record_kills_its_group_only_while_the_leader_runs_npm() {
+        let dir = std::env::temp_dir().join(format!("agenthub-npm-record-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // A leader that runs npm (by its command line), and one that does not.
+        let leader = |args: &[&str]| {
+            let mut cmd = Command::new("sh");
+            cmd.args(args);
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+            cmd.spawn().unwrap()
+        };
+        let mut npm = leader(&["-c", "sleep 1000; true", "/usr/bin/npm"]);
+        let mut other = leader(&["-c", "sleep 1000; true", "not-it"]);
+        for child in [&npm, &other] {
+            let pgid = child.id() as i32;
+            // `spawn` returns once the exec is done: the command line is sh's.
+            let me = stat(pgid).unwrap();
+            // Written by a hub that is gone (no such pid).
+            let record = json!({"server": NPM_RECORD, "pgid": pgid, "start": me.start, "session": me.session,
+                "tag": "", "hub": i32::MAX, "hub_start": 0, "boot": boot_id(), "program": "npm"});
+            std::fs::write(dir.join(format!("{NPM_RECORD}.{pgid}")), record.to_string()).unwrap();
+        }
+        let killed = reap_stale(&dir);
+        assert_eq!(killed.len(), 1, "{killed:?}");
+        let status = npm.wait().unwrap();
+        assert!(std::os::unix::process::ExitStatusExt::signal(&status).is_some(), "{status:?}");
+        assert!(other.try_wait().unwrap().is_none(), "not npm: left alone");
+        let _ = sys::signal_group(other.id() as i32, Signal::Kill);
+        let _ = other.wait();
+        assert!(std::fs::read_dir(&dir).unwrap().next().is_none(), "records removed");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -262,3 +262,172 @@ fn a_failed_install_leaves_no_trace() {
         hub.log().contains("install of @modelcontextprotocol/sdk@1.32.2 for server sdk failed").then_some(())
     });
 }
+
+/// The hub's token and a secret of its environment, which npm must never see.
+const TOKEN: &str = "tok-installer-never-seen";
+const SECRET: &str = "hub-secret-never-seen";
+
+/// `POST /servers/install` with the hub's token.
+fn install(hub: &Hub, body: &Value) -> Resp {
+    let auth = format!("Bearer {TOKEN}");
+    hub.request("POST", "/servers/install", &[JSON, ("Authorization", &auth)], body.to_string().as_bytes())
+}
+
+/// The environment npm or a script of the package dumped with `env`: no token, no secret, no
+/// variable of the hub's but its run tag.
+fn assert_clean(env: &str) {
+    assert!(!env.contains(TOKEN) && !env.contains(SECRET), "{env}");
+    for line in env.lines().filter(|l| l.starts_with("AGENTHUB_")) {
+        assert!(line.starts_with("AGENTHUB_RUN="), "{line}");
+    }
+}
+
+#[test]
+fn install_scripts_run_only_when_asked_and_never_see_the_hubs_secrets() {
+    // A package with an install script, served by a registry on loopback: nothing downloaded.
+    let dir = TempDir::new("script-probe");
+    let marker = dir.path().join("script-ran");
+    let package = dir.path().join("package");
+    std::fs::create_dir_all(&package).unwrap();
+    let manifest = json!({"name": "agenthub-script-probe", "version": "1.0.0",
+        "bin": {"agenthub-script-probe": "bin.js"},
+        "scripts": {"install": format!("env > {}", marker.display())}});
+    std::fs::write(package.join("package.json"), manifest.to_string()).unwrap();
+    std::fs::write(package.join("bin.js"), "#!/usr/bin/env node\n").unwrap();
+    let tarball = dir.path().join("probe.tgz");
+    let tar = std::process::Command::new("tar")
+        .args(["czf", tarball.to_str().unwrap(), "-C", dir.path().to_str().unwrap(), "package"])
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let bytes = std::fs::read(&tarball).unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut version = manifest.clone();
+    version["dist"] =
+        json!({"tarball": format!("{url}/agenthub-script-probe/-/agenthub-script-probe-1.0.0.tgz")});
+    let packument = json!({"name": "agenthub-script-probe", "dist-tags": {"latest": "1.0.0"},
+        "versions": {"1.0.0": version}})
+    .to_string();
+    let registry = Stub::start(port, move |rq| {
+        let body = match rq.url() {
+            "/agenthub-script-probe" => packument.clone().into_bytes(),
+            u if u.ends_with(".tgz") => bytes.clone(),
+            _ => return drop(rq.respond(tiny_http::Response::from_string("{}").with_status_code(404))),
+        };
+        let _ = rq.respond(tiny_http::Response::from_data(body));
+    });
+    let cache = TempDir::new("npm-cache-probe");
+    let hub = Hub::builder()
+        .servers(NO_SERVERS)
+        .env("AGENTHUB_TOKEN", TOKEN)
+        .env("SOME_SECRET", SECRET)
+        .env("npm_config_registry", &format!("{url}/"))
+        .env("npm_config_cache", cache.path().to_str().unwrap())
+        .env("npm_config_fetch_retries", "0")
+        .env("npm_config_update_notifier", "false")
+        .start();
+
+    let r = install(&hub, &json!({"package": "agenthub-script-probe", "name": "probe-a"}));
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(!marker.exists(), "the install script ran without being asked for");
+
+    let r = install(
+        &hub,
+        &json!({"package": "agenthub-script-probe", "name": "probe-b", "ignore_scripts": false}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let env = std::fs::read_to_string(&marker).expect("the install script ran when asked for");
+    assert!(env.contains("npm_config_registry="), "npm's own settings pass: {env}");
+    assert_clean(&env);
+    drop(registry);
+}
+
+/// Kills the processes named on drop (what a failed test would leave).
+struct Kill(Vec<i64>);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            // SAFETY: signalling a process this test's hub started.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+/// A directory with a fake `npm` that dumps its environment, starts a `sleep` in its group,
+/// writes both pids (`<dir>/pids`: npm's, then the sleep's), and waits.
+fn fake_npm() -> TempDir {
+    let bin = TempDir::new("fake-npm");
+    let script = "#!/bin/sh\nd=$(dirname \"$0\")\nenv > \"$d/env\"\nsleep 1000 &\n\
+                  echo \"$$ $!\" > \"$d/pids.tmp\" && mv \"$d/pids.tmp\" \"$d/pids\"\nwait\n";
+    let npm = bin.write("npm", script);
+    std::fs::set_permissions(&npm, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    bin
+}
+
+/// Starts an install through the fake npm (its answer never read) and waits for npm's pids.
+fn install_under_way(hub: &Hub, bin: &TempDir) -> (i64, i64, std::net::TcpStream) {
+    let body = json!({"package": "some-server", "name": "some"}).to_string();
+    let mut stream = std::net::TcpStream::connect(&hub.addr).unwrap();
+    let head = format!(
+        "POST /servers/install HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        hub.addr,
+        body.len()
+    );
+    std::io::Write::write_all(&mut stream, head.as_bytes()).unwrap();
+    let pids = wait_for("npm to start", 10 * SEC, || std::fs::read_to_string(bin.path().join("pids")).ok());
+    let mut pids = pids.split_whitespace().map(|p| p.parse::<i64>().unwrap());
+    (pids.next().unwrap(), pids.next().unwrap(), stream)
+}
+
+fn fake_npm_hub(bin: &TempDir, data: &TempDir) -> Hub {
+    Hub::builder()
+        .servers(NO_SERVERS)
+        .env("PATH", &format!("{}:/usr/bin:/bin", bin.path().display()))
+        .env("AGENTHUB_TOKEN", TOKEN)
+        .env("SOME_SECRET", SECRET)
+        .env("AGENTHUB_DATA_DIR", data.path().to_str().unwrap())
+        .start()
+}
+
+#[test]
+fn a_hub_stopped_mid_install_leaves_no_npm_behind() {
+    let (bin, data) = (fake_npm(), TempDir::new("npm-stop-data"));
+    let mut hub = fake_npm_hub(&bin, &data);
+    let (npm, sleep, _client) = install_under_way(&hub, &bin);
+    let _kill = Kill(vec![npm, sleep]);
+    assert_clean(&std::fs::read_to_string(bin.path().join("env")).unwrap());
+    assert!(data.path().join(format!("pids/npm-install.{npm}")).exists(), "npm's group is recorded");
+    hub.signal(libc::SIGTERM);
+    assert!(hub.wait_exit(15 * SEC).success(), "{}", hub.log());
+    assert!(!alive(npm) && !alive(sleep), "npm {npm} or what it started ({sleep}) outlived the hub");
+    assert!(!data.path().join(format!("pids/npm-install.{npm}")).exists(), "the record is gone with npm");
+}
+
+#[test]
+fn a_new_hub_kills_what_a_killed_hubs_npm_left_and_its_staging() {
+    let (bin, data) = (fake_npm(), TempDir::new("npm-kill-data"));
+    let mut first = fake_npm_hub(&bin, &data);
+    let (npm, sleep, _client) = install_under_way(&first, &bin);
+    let _kill = Kill(vec![npm, sleep]);
+    let planted = data.path().join("npm/.staging-x");
+    std::fs::create_dir_all(&planted).unwrap();
+    std::fs::write(planted.join("left.txt"), "left").unwrap();
+    let _ = first.child.kill();
+    let _ = first.wait_exit(5 * SEC);
+    // npm died with the hub; what it started did not.
+    wait_for("npm to die with its hub", 5 * SEC, || (!alive(npm)).then_some(()));
+    assert!(alive(sleep), "the scenario needs a survivor");
+    let staging = || -> Vec<String> {
+        std::fs::read_dir(data.path().join("npm"))
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default()
+    };
+    assert!(staging().len() >= 2, "the killed install's staging prefix and the planted one: {:?}", staging());
+
+    let _second = fake_npm_hub(&bin, &data);
+    wait_for("the survivor to be killed", 10 * SEC, || (!alive(sleep)).then_some(()));
+    wait_for("the staging prefixes to be removed", 10 * SEC, || staging().is_empty().then_some(()));
+}
