@@ -192,7 +192,7 @@ impl Installer {
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
             let Some(rest) = name.strip_prefix(STAGING) else { continue };
             // `<server>-<hub pid>-<n>`: a hub still running may be installing there.
-            let hub = rest.rsplitn(3, '-').nth(1).and_then(|p| p.parse::<u32>().ok());
+            let hub = rest.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok());
             if hub.is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists()) {
                 continue;
             }
