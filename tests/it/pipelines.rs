@@ -428,3 +428,40 @@ fn runs_past_the_cap_are_refused_with_429_until_one_ends() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["result"]["text"], "[llama3.2:3b] once they ended");
 }
+
+#[test]
+fn an_exclusive_pipeline_runs_one_run_at_a_time() {
+    let ollama = FakeOllama::start(&["llama3.2:3b"]);
+    ollama.hold();
+    let hub = Hub::builder()
+        .servers(NO_SERVERS)
+        .file("pipelines.json", &THINK.replace(r#""think": {"#, r#""think": {"exclusive": true,"#))
+        .env("OLLAMA_URL", &ollama.url)
+        .start();
+    let start = |topic: &str| {
+        let r = think(&hub, topic, true);
+        assert_eq!(r.status, 202, "{}", r.text());
+        r.header("location").expect("a Location").to_string()
+    };
+    let (first, second) = (start("first"), start("second"));
+    wait_for("the first run to ask Ollama", 20 * SEC, || {
+        (ollama.received("/api/generate").len() == 1).then_some(())
+    });
+    // The second waits for the first, and says so in the feed.
+    wait_for("the second run to say it waits", 20 * SEC, || {
+        let feed = hub.get("/activity?since=0").text();
+        feed.contains("waiting for the run before it to end").then_some(())
+    });
+    let generations = ollama.received("/api/generate");
+    assert_eq!(generations.len(), 1, "one run at a time: {generations:?}");
+    assert_eq!(hub.get(&second).json()["steps_done"], 0);
+    ollama.release();
+    for location in [first, second] {
+        let done = wait_for("a run to end", 20 * SEC, || {
+            let v = hub.get(&location).json();
+            (v["status"] != "running").then_some(v)
+        });
+        assert_eq!(done["status"], "ok", "{done:#}");
+    }
+    assert_eq!(ollama.received("/api/generate").len(), 2);
+}
