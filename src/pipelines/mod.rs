@@ -2,7 +2,8 @@
 //! started with validated inputs and executes on a thread of its own (never an HTTP worker),
 //! step after step (`run.rs`); its report grows as steps end, and callers wait on it or poll
 //! it. At most `Limits::max_runs` runs are under way at once (past it a start is
-//! `Error::TooManyRequests`); the last `KEPT_RUNS` finished runs are kept. Tool steps go
+//! `Error::TooManyRequests`); the last `KEPT_RUNS` finished runs are kept, each result within
+//! `MAX_RESULT_BYTES`. Tool steps go
 //! through the one call path (`Servers::acquire`), so deadlines, breakers, restarts and the
 //! activity feed apply. A path input marked `under` a root is resolved (symlinks followed) and
 //! must lie inside it.
@@ -28,6 +29,9 @@ use crate::servers::Servers;
 
 /// Finished runs kept for `GET /pipelines/runs`.
 pub const KEPT_RUNS: usize = 50;
+/// Largest result a run keeps (as JSON): past it the run fails with a note instead, so the
+/// kept runs hold at most `KEPT_RUNS` × this much.
+pub const MAX_RESULT_BYTES: usize = 1 << 20;
 
 /// What a run is told after each step: the step's report, how many steps are done, and of how
 /// many.

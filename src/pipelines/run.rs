@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::{Map, Value, json};
 
-use super::{Context, Progress, Run, Status, StepReport};
+use super::{Context, MAX_RESULT_BYTES, Progress, Run, Status, StepReport};
 use crate::config::pipelines::{Kind, OnError, Pipeline, Step};
 use crate::config::refs::{self, Loop, Output, Scope};
 use crate::enhance::ollama::Generation;
@@ -100,6 +100,15 @@ pub(super) fn execute(
             }
         }
         _ => Value::Null,
+    };
+    let size = serde_json::to_vec(&result).map_or(0, |v| v.len());
+    let result = if size > MAX_RESULT_BYTES {
+        status = Status::Failed;
+        json!({"error": format!(
+            "result: {size} bytes, over the {MAX_RESULT_BYTES} a run keeps (return a path or a summary instead)"
+        )})
+    } else {
+        result
     };
     let word = if status == Status::Ok { "ok" } else { "failed" };
     ctx.activity.record(

@@ -465,3 +465,24 @@ fn an_exclusive_pipeline_runs_one_run_at_a_time() {
     }
     assert_eq!(ollama.received("/api/generate").len(), 2);
 }
+
+#[test]
+fn a_result_too_large_to_keep_fails_the_run_with_a_note() {
+    let echo = r#"{"pipelines": {"echo": {"inputs": {"text": {"type": "string"}},
+      "steps": [{"id": "t", "template": "${inputs.text}${inputs.text}"}],
+      "result": {"text": "${steps.t.text}"}}}}"#;
+    let hub = Hub::builder().servers(NO_SERVERS).file("pipelines.json", echo).start();
+    let small = hub.post_json("/pipelines/echo", &json!({"text": "ab"})).json();
+    assert_eq!((small["status"].clone(), small["result"].clone()), (json!("ok"), json!({"text": "abab"})));
+    // 2 × 600 KiB: past the MiB a run keeps.
+    let big = "x".repeat(600 * 1024);
+    let r = hub.post_json("/pipelines/echo", &json!({"text": big}));
+    assert_eq!(r.status, 200);
+    assert!(r.body.len() < 64 * 1024, "the report is small: {} bytes", r.body.len());
+    let report = r.json();
+    assert_eq!(report["status"], "failed", "{report:#}");
+    let error = report["result"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("1228811 bytes, over the 1048576 a run keeps"), "{error}");
+    let kept = hub.get(&format!("/pipelines/runs/{}", report["run_id"].as_str().unwrap())).json();
+    assert_eq!(kept["result"], report["result"]);
+}
