@@ -485,7 +485,11 @@ mod tests {
             assert!(e.contains(want), "{e}");
         };
         bad(r#""always": true"#, r#""always": "yes""#, "always");
-        bad(r#""under": "vault_root""#, r#""under": "/etc""#, "inputs.who.under: \"/etc\" is not one of vault_root");
+        bad(
+            r#""under": "vault_root""#,
+            r#""under": "/etc""#,
+            "inputs.who.under: \"/etc\" is not one of vault_root",
+        );
         bad(r#""type": "string", "under""#, r#""type": "integer", "under""#, "a path input has");
     }
 

@@ -420,7 +420,9 @@ fn inside(input: &str, path: &str, root: &Path) -> Result<String> {
     let mut at = given;
     let resolved = loop {
         if at.symlink_metadata().is_ok() {
-            break at.canonicalize().map_err(|e| bad(format!("\"{}\" cannot be resolved: {e}", at.display())))?;
+            break at
+                .canonicalize()
+                .map_err(|e| bad(format!("\"{}\" cannot be resolved: {e}", at.display())))?;
         }
         match (at.file_name(), at.parent()) {
             (Some(name), Some(parent)) => {

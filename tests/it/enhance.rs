@@ -236,7 +236,9 @@ fn generations_past_the_cap_are_refused_everywhere_until_one_ends() {
         .into_iter()
         .map(|p| {
             let (addr, body) = (hub.addr.clone(), json!({"prompt": p}).to_string());
-            std::thread::spawn(move || raw_request(&addr, "POST", "/ollama/enhance", &[JSON], body.as_bytes()))
+            std::thread::spawn(move || {
+                raw_request(&addr, "POST", "/ollama/enhance", &[JSON], body.as_bytes())
+            })
         })
         .collect();
     wait_for("two generations to reach Ollama", 10 * SEC, || {
@@ -254,8 +256,12 @@ fn generations_past_the_cap_are_refused_everywhere_until_one_ends() {
     let error = report["steps"][0]["error"].as_str().unwrap_or_default().to_string();
     assert!(error.contains("busy") && error.contains("AGENTHUB_MAX_GENERATIONS"), "{report:#}");
     // A server's sampling request gets an error that says so, not a hang.
-    let r = hub.tool("fx", "ask", json!({"method": "sampling/createMessage", "params":
-        {"messages": [{"role": "user", "content": {"type": "text", "text": "hi"}}], "maxTokens": 5}}));
+    let r = hub.tool(
+        "fx",
+        "ask",
+        json!({"method": "sampling/createMessage", "params":
+        {"messages": [{"role": "user", "content": {"type": "text", "text": "hi"}}], "maxTokens": 5}}),
+    );
     let text = tool_text(&r);
     assert!(text.contains("busy") && text.contains("AGENTHUB_MAX_GENERATIONS"), "{text}");
     assert!(ollama.received("/api/chat").is_empty());
@@ -268,5 +274,8 @@ fn generations_past_the_cap_are_refused_everywhere_until_one_ends() {
         assert_eq!(r.json()["enhanced"], true, "{}", r.text());
     }
     let again = enhance(&hub, json!({"prompt": "third"}), None);
-    assert_eq!((again["enhanced"].clone(), again["prompt"].clone()), (json!(true), json!("[llama3.2:3b] third")));
+    assert_eq!(
+        (again["enhanced"].clone(), again["prompt"].clone()),
+        (json!(true), json!("[llama3.2:3b] third"))
+    );
 }
