@@ -12,7 +12,7 @@ use crate::activity::Activity;
 use crate::config::{Loaded, Settings};
 use crate::enhance;
 use crate::mcp::Gateway;
-use crate::pipelines::Pipelines;
+use crate::pipelines::{self, Pipelines};
 use crate::resilience::{BreakerConfig, Breakers};
 use crate::servers::installer::Installer;
 use crate::servers::{Context, Sampler, Servers};
@@ -58,13 +58,25 @@ impl App {
         let enhancer = Arc::new(enhance::Service::new(
             loaded.rules,
             &settings.ollama_url,
-            settings.ollama_timeout,
-            settings.cache_size,
+            enhance::Limits {
+                timeout: settings.ollama_timeout,
+                cache_size: settings.cache_size,
+                max_generations: settings.max_generations,
+            },
             breakers.clone(),
         ));
         servers.set_sampler(local_sampler(&servers, &enhancer, &activity));
-        let pipelines =
-            Arc::new(Pipelines::new(loaded.pipelines, servers.clone(), enhancer.clone(), activity.clone()));
+        let limits = pipelines::Limits {
+            max_runs: settings.max_pipeline_runs,
+            vault_root: settings.vault_root.clone(),
+        };
+        let pipelines = Arc::new(Pipelines::new(
+            loaded.pipelines,
+            servers.clone(),
+            enhancer.clone(),
+            activity.clone(),
+            limits,
+        ));
         Arc::new(App {
             gateway: Gateway::new(servers.clone(), Some(enhancer.clone()), Some(pipelines.clone())),
             pipelines,

@@ -26,6 +26,9 @@ pub enum Error {
     Unavailable(String),
     /// A circuit breaker is open; calls fail fast until it recovers.
     CircuitOpen(String),
+    /// A cap on work at once is reached (pipeline runs, generations); the message names the cap.
+    /// The caller may try again once some of that work has ended.
+    TooManyRequests(String),
     /// A backend (MCP server, Ollama, npm) answered with an error.
     Upstream(String),
     /// A backend did not answer within its deadline.
@@ -54,6 +57,7 @@ impl fmt::Display for Error {
             | Error::PayloadTooLarge(m)
             | Error::Unavailable(m)
             | Error::CircuitOpen(m)
+            | Error::TooManyRequests(m)
             | Error::Upstream(m)
             | Error::Timeout(m)
             | Error::Internal(m) => f.write_str(m),

@@ -102,7 +102,8 @@ pub fn rpc_error_reply(e: &RpcError) -> Reply {
     Reply::json(status, &json!({"error": {"code": code, "message": e.message, "rpc": e.to_value()}}))
 }
 
-/// `POST /ollama/enhance {prompt, client?, model?}`; `X-Client-Name` wins over `client`.
+/// `POST /ollama/enhance {prompt, client?, model?}`; `X-Client-Name` wins over `client`. With
+/// `AGENTHUB_MAX_GENERATIONS` generations under way, a prompt that needs the model is a 429.
 pub fn enhance_prompt(app: &App, req: &Req, _: &Params) -> Result<Reply> {
     let body = json_of(req)?;
     let Some(prompt) = body.get("prompt").and_then(Value::as_str) else {
@@ -121,6 +122,9 @@ pub fn enhance_prompt(app: &App, req: &Req, _: &Params) -> Result<Reply> {
         Prepared::Answer(e) => return Ok(enhancement_reply(&e)),
         Prepared::Generate(key) => key,
     };
+    // A place among the generations at once is taken here, so a caller past the cap hears so
+    // at once (429) and no thread starts for it.
+    let slot = app.enhancer.slot().map_err(|f| Error::TooManyRequests(f.to_string()))?;
     // The model takes seconds: off the worker.
     let (enhancer, prompt, client, model) = (
         app.enhancer.clone(),
@@ -131,7 +135,7 @@ pub fn enhance_prompt(app: &App, req: &Req, _: &Params) -> Result<Reply> {
     Ok(Reply::spawn(move || {
         let request =
             crate::enhance::Request { prompt: &prompt, client: client.as_deref(), model: model.as_deref() };
-        enhancement_reply(&enhancer.generate(&request, key))
+        enhancement_reply(&enhancer.generate_in(&request, key, slot))
     }))
 }
 

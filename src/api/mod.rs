@@ -24,7 +24,11 @@ use crate::front::{self, Admission, Reply, Req, Responder};
 use guard::Policy;
 
 /// What cross-origin scripts may read of an answer.
-const CORS_EXPOSE: &str = "Mcp-Session-Id, MCP-Protocol-Version, X-Request-Id";
+const CORS_EXPOSE: &str = "Mcp-Session-Id, MCP-Protocol-Version, X-Request-Id, Retry-After";
+
+/// `Retry-After` of a 429: seconds before a refused pipeline run or generation is worth trying
+/// again (a generation takes seconds, a run longer; the cap frees up as either ends).
+const RETRY_AFTER_S: &str = "5";
 
 /// The hub's API as the front serves it.
 pub struct Api {
@@ -96,6 +100,7 @@ pub fn status_of(e: &Error) -> (u16, &'static str) {
         Error::PayloadTooLarge(_) => (413, "payload_too_large"),
         Error::Unavailable(_) => (503, "server_unavailable"),
         Error::CircuitOpen(_) => (503, "circuit_open"),
+        Error::TooManyRequests(_) => (429, "too_many_requests"),
         Error::Upstream(_) => (502, "upstream_error"),
         Error::Timeout(_) => (504, "timeout"),
         Error::Io { .. } | Error::Internal(_) => (500, "internal"),
@@ -108,7 +113,11 @@ impl From<Error> for Reply {
         if status >= 500 {
             log::warn!("{e}");
         }
-        Reply::error(status, code, &e.to_string())
+        let reply = Reply::error(status, code, &e.to_string());
+        match status {
+            429 => reply.with_header("Retry-After", RETRY_AFTER_S),
+            _ => reply,
+        }
     }
 }
 

@@ -1,9 +1,16 @@
 //! Pipelines as data (`pipelines.json`): `{"pipelines": {"<name>": {description, inputs,
-//! required, defaults {timeout_s, on_error}, steps: [...], result}}}`. Inputs are a small JSON
-//! Schema subset (per property: `type`, `description`, `title`, `default`, `enum`); a step has
-//! exactly one kind (`tool` "server/tool" with `args`, `enhance`, `llm`, `template`) and the
-//! modifiers `id`, `when`, `foreach` + `as`, `on_error`, `timeout_s`, `retries`. Every reference
-//! is checked here: to an input that exists, to an earlier step, with known filters. Errors name
+//! required, defaults {timeout_s, on_error}, exclusive, steps: [...], result}}}`. Inputs are a
+//! small JSON Schema subset (per property: `type`, `description`, `title`, `default`, `enum`)
+//! plus the hub's `under`: a string input that is a path inside a directory the settings name
+//! (`"under": "vault_root"`: `AGENTHUB_VAULT_ROOT`; checked when a run starts, symlinks
+//! followed, `..` refused, the run given the resolved path). A step has exactly one kind
+//! (`tool` "server/tool" with `args`, `enhance`, `llm`, `template`) and the modifiers `id`,
+//! `when`, `foreach` + `as`, `on_error`, `timeout_s`, `retries`, `always`. An `always: true`
+//! step runs even once an earlier step has failed the run (to undo what earlier steps changed:
+//! the run still ends failed); in such a run the steps that did not run read as `skipped`.
+//! `exclusive: true` runs a pipeline's runs one at a time (a run waits for the one before it
+//! to end): for a pipeline that changes shared state and puts it back. Every reference is
+//! checked here: to an input that exists, to an earlier step, with known filters. Errors name
 //! the file, the line of the step and its JSON path.
 
 use std::collections::BTreeSet;
@@ -27,6 +34,8 @@ pub struct Pipeline {
     pub inputs: Vec<Input>,
     pub steps: Vec<Step>,
     pub result: Value,
+    /// Runs one at a time.
+    pub exclusive: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -36,7 +45,12 @@ pub struct Input {
     pub required: bool,
     pub default: Option<Value>,
     pub choices: Option<Vec<Value>>,
+    /// A path input that must lie inside this root (one of `ROOTS`).
+    pub under: Option<String>,
 }
+
+/// The roots a path input may be kept `under`, each a setting.
+pub const ROOTS: [&str; 1] = ["vault_root"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
@@ -49,6 +63,8 @@ pub struct Step {
     pub on_error: OnError,
     pub timeout: Duration,
     pub retries: u32,
+    /// Runs even once the run has failed.
+    pub always: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -90,7 +106,7 @@ pub enum OnError {
 }
 
 const KINDS: [&str; 4] = ["tool", "enhance", "llm", "template"];
-const STEP_KEYS: [&str; 12] = [
+const STEP_KEYS: [&str; 13] = [
     "id",
     "tool",
     "args",
@@ -103,6 +119,7 @@ const STEP_KEYS: [&str; 12] = [
     "on_error",
     "timeout_s",
     "retries",
+    "always",
 ];
 const INPUT_TYPES: [&str; 6] = ["string", "number", "integer", "boolean", "array", "object"];
 
@@ -187,6 +204,7 @@ fn parse_pipeline(name: &str, v: &Value, text: &str, file: &str) -> Result<Pipel
         inputs,
         steps,
         result,
+        exclusive: f.bool("exclusive")?.unwrap_or(false),
     })
 }
 
@@ -206,10 +224,10 @@ fn parse_inputs(
         let input_at = format!("{at}.inputs.{name}");
         let p = Fields::new(v, file, &input_at)?;
         for key in p.map.keys() {
-            if !["type", "description", "title", "default", "enum"].contains(&key.as_str()) {
+            if !["type", "description", "title", "default", "enum", "under"].contains(&key.as_str()) {
                 return Err(p.err(
                     key,
-                    "not in the supported schema subset (type, description, title, default, enum)",
+                    "not in the supported schema subset (type, description, title, default, enum, under)",
                 ));
             }
         }
@@ -228,7 +246,23 @@ fn parse_inputs(
                 return Err(p.err("default", &format!("expected a value of type {k}")));
             }
         }
-        inputs.push(Input { name: name.clone(), kind, required: required.contains(name), default, choices });
+        let under = p.str("under")?;
+        if let Some(root) = &under {
+            if !ROOTS.contains(&root.as_str()) {
+                return Err(p.err("under", &format!("\"{root}\" is not one of {}", ROOTS.join(", "))));
+            }
+            if kind.as_deref() != Some("string") {
+                return Err(p.err("under", "a path input has \"type\": \"string\""));
+            }
+        }
+        inputs.push(Input {
+            name: name.clone(),
+            kind,
+            required: required.contains(name),
+            default,
+            choices,
+            under,
+        });
     }
     Ok((inputs, props.clone()))
 }
@@ -275,7 +309,7 @@ fn parse_step(
                 &format!(
                     "unknown field; a step has one kind ({}) and {}",
                     KINDS.join(", "),
-                    "id, when, foreach, as, on_error, timeout_s, retries"
+                    "id, when, foreach, as, on_error, timeout_s, retries, always"
                 ),
             ));
         }
@@ -348,6 +382,7 @@ fn parse_step(
             .unwrap_or(OnError::Fail),
         timeout: f.secs("timeout_s")?.or(timeout).unwrap_or(DEFAULT_STEP_TIMEOUT),
         retries: f.u32("retries")?.unwrap_or(0).min(10),
+        always: f.bool("always")?.unwrap_or(false),
     })
 }
 
@@ -433,6 +468,29 @@ mod tests {
         assert_eq!(p.steps[1].on_error, OnError::Fail);
         assert_eq!(p.steps[0].timeout, DEFAULT_STEP_TIMEOUT);
         assert_eq!(servers_used(p).into_iter().collect::<Vec<_>>(), ["echo"]);
+        assert!(!p.exclusive && !p.steps[1].always && p.inputs[0].under.is_none());
+    }
+
+    #[test]
+    fn always_steps_exclusive_runs_and_rooted_paths_read() {
+        let text = GOOD
+            .replace(r#""description": "Greets","#, r#""description": "Greets", "exclusive": true,"#)
+            .replace(r#""as": "w"}"#, r#""as": "w", "always": true}"#)
+            .replace(r#""who": {"type": "string"}"#, r#""who": {"type": "string", "under": "vault_root"}"#);
+        let p = &parse_pipelines(&text, "p.json").unwrap()[0];
+        assert!(p.exclusive && p.steps[1].always && !p.steps[0].always);
+        assert_eq!(p.inputs.iter().find(|i| i.name == "who").unwrap().under.as_deref(), Some("vault_root"));
+        let bad = |from: &str, to: &str, want: &str| {
+            let e = parse_pipelines(&text.replace(from, to), "p.json").unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        };
+        bad(r#""always": true"#, r#""always": "yes""#, "always");
+        bad(
+            r#""under": "vault_root""#,
+            r#""under": "/etc""#,
+            "inputs.who.under: \"/etc\" is not one of vault_root",
+        );
+        bad(r#""type": "string", "under""#, r#""type": "integer", "under""#, "a path input has");
     }
 
     #[test]

@@ -118,6 +118,24 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "calls all servers together may have in flight at once; past it a 503",
     },
     SettingSpec {
+        env: "AGENTHUB_MAX_PIPELINE_RUNS",
+        flag: None,
+        default: "16",
+        help: "pipeline runs (synchronous and async) under way at once; past it a 429",
+    },
+    SettingSpec {
+        env: "AGENTHUB_MAX_GENERATIONS",
+        flag: None,
+        default: "4",
+        help: "generations asked of Ollama at once (enhancement, llm steps, sampling); past it a 429 or a failed step",
+    },
+    SettingSpec {
+        env: "AGENTHUB_VAULT_ROOT",
+        flag: None,
+        default: "$HOME",
+        help: "directory a pipeline's vault path must lie in (inputs with \"under\": \"vault_root\")",
+    },
+    SettingSpec {
         env: "AGENTHUB_REQUEST_TIMEOUT_S",
         flag: None,
         default: "60",
@@ -182,6 +200,11 @@ pub struct Settings {
     pub max_connections: Option<usize>,
     pub max_calls: usize,
     pub max_calls_total: usize,
+    pub max_pipeline_runs: usize,
+    pub max_generations: usize,
+    /// Where pipeline inputs marked `"under": "vault_root"` must point (`$HOME` unless set; the
+    /// data dir when there is no home).
+    pub vault_root: PathBuf,
     /// The budget of a request's head or body, and of one write.
     pub read_timeout: Duration,
     pub request_timeout: Duration,
@@ -268,6 +291,14 @@ impl Settings {
         if max_calls_total == 0 {
             return Err(Error::Config("AGENTHUB_MAX_CALLS_TOTAL: must be at least 1".into()));
         }
+        let max_pipeline_runs = src.parse("AGENTHUB_MAX_PIPELINE_RUNS", 16usize, "a number of runs")?;
+        if max_pipeline_runs == 0 {
+            return Err(Error::Config("AGENTHUB_MAX_PIPELINE_RUNS: must be at least 1".into()));
+        }
+        let max_generations = src.parse("AGENTHUB_MAX_GENERATIONS", 4usize, "a number of generations")?;
+        if max_generations == 0 {
+            return Err(Error::Config("AGENTHUB_MAX_GENERATIONS: must be at least 1".into()));
+        }
         let breaker_threshold = src.parse("AGENTHUB_BREAKER_THRESHOLD", 3u32, "a whole number")?;
         if breaker_threshold == 0 {
             return Err(Error::Config("AGENTHUB_BREAKER_THRESHOLD: must be at least 1".into()));
@@ -289,15 +320,24 @@ impl Settings {
                     .collect()
             })
             .unwrap_or_default();
+        let data_dir = src
+            .get("AGENTHUB_DATA_DIR")
+            .map(|(v, _)| PathBuf::from(v))
+            .unwrap_or_else(|| user_dir(env, "XDG_DATA_HOME", ".local/share"));
+        let vault_root = match src.get("AGENTHUB_VAULT_ROOT") {
+            Some((v, name)) if !Path::new(v.trim()).is_absolute() => {
+                return Err(Error::Config(format!("{name}: expected an absolute path, got '{v}'")));
+            }
+            Some((v, _)) => PathBuf::from(v.trim()),
+            None => env("HOME").filter(|h| !h.is_empty()).map_or_else(|| data_dir.clone(), PathBuf::from),
+        };
         let settings = Settings {
             port,
             config_dir: src.get("AGENTHUB_CONFIG_DIR").map(|(v, _)| PathBuf::from(v)),
             servers_file: src.get("AGENTHUB_SERVERS_FILE").map(|(v, _)| PathBuf::from(v)),
             workspace: src.get("AGENTHUB_WORKSPACE").map(|(v, _)| PathBuf::from(v)),
-            data_dir: src
-                .get("AGENTHUB_DATA_DIR")
-                .map(|(v, _)| PathBuf::from(v))
-                .unwrap_or_else(|| user_dir(env, "XDG_DATA_HOME", ".local/share")),
+            data_dir,
+            vault_root,
             log_level,
             workers,
             token,
@@ -307,6 +347,8 @@ impl Settings {
             max_connections,
             max_calls,
             max_calls_total,
+            max_pipeline_runs,
+            max_generations,
             read_timeout: src.seconds("AGENTHUB_READ_TIMEOUT_S", 30.0)?,
             request_timeout: src.seconds("AGENTHUB_REQUEST_TIMEOUT_S", 60.0)?,
             breaker_threshold,
@@ -426,6 +468,8 @@ mod tests {
         assert_eq!(s.ollama_url, "http://127.0.0.1:11434");
         assert_eq!(s.data_dir, PathBuf::from("/home/u/.local/share/agenthub"));
         assert!(s.workers >= 4);
+        assert_eq!((s.max_pipeline_runs, s.max_generations), (16, 4));
+        assert_eq!(s.vault_root, PathBuf::from("/home/u"));
     }
 
     #[test]
@@ -449,6 +493,9 @@ mod tests {
         check(&[("AGENTHUB_WORKERS", "0")], "AGENTHUB_WORKERS");
         check(&[("AGENTHUB_REQUEST_TIMEOUT_S", "-1")], "AGENTHUB_REQUEST_TIMEOUT_S");
         check(&[("AGENTHUB_BREAKER_THRESHOLD", "0")], "AGENTHUB_BREAKER_THRESHOLD");
+        check(&[("AGENTHUB_MAX_PIPELINE_RUNS", "0")], "AGENTHUB_MAX_PIPELINE_RUNS");
+        check(&[("AGENTHUB_MAX_GENERATIONS", "0")], "AGENTHUB_MAX_GENERATIONS");
+        check(&[("AGENTHUB_VAULT_ROOT", "notes")], "AGENTHUB_VAULT_ROOT: expected an absolute path");
         check(&[("OLLAMA_URL", "ftp://x")], "OLLAMA_URL");
         check(&[("AGENTHUB_HOST", "0.0.0.0")], "AGENTHUB_TOKEN");
         check(&[("AGENTHUB_TOKEN", "   ")], "AGENTHUB_TOKEN");

@@ -1,12 +1,15 @@
 //! Prompt enhancement through a local Ollama model: the client's rule (by `X-Client-Name`),
 //! the prompt cache, Ollama's circuit breaker, and per-model statistics. When the model is away
-//! the original prompt comes back with the reason: enhancement never fails a caller.
+//! the original prompt comes back with the reason: enhancement never fails a caller. Every
+//! generation (enhancement, pipelines' `llm` steps, sampling) holds one of a bounded number of
+//! `Slot`s while it asks Ollama; with none free it is refused at once (`Failure::Busy`).
 
 pub mod ollama;
 pub mod sampling;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
@@ -74,6 +77,15 @@ pub enum Prepared {
 
 pub struct CacheKey(String);
 
+/// A place among the generations asked of Ollama at once; given back when dropped.
+pub struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 pub struct Service {
     /// Swapped whole by a reload: a request reads one set of rules from start to end.
     rules: RwLock<Arc<Rules>>,
@@ -82,16 +94,22 @@ pub struct Service {
     cache: Mutex<LruCache<Cached>>,
     breakers: Arc<Breakers>,
     stats: Mutex<BTreeMap<String, ModelStats>>,
+    /// Generations under way, at most `max_generations`.
+    generating: Arc<AtomicUsize>,
+    max_generations: usize,
+}
+
+/// How the service reaches Ollama and how much it asks of it.
+pub struct Limits {
+    pub timeout: Duration,
+    pub cache_size: usize,
+    /// Generations at once.
+    pub max_generations: usize,
 }
 
 impl Service {
-    pub fn new(
-        rules: Rules,
-        ollama_url: &str,
-        timeout: Duration,
-        cache_size: usize,
-        breakers: Arc<Breakers>,
-    ) -> Service {
+    pub fn new(rules: Rules, ollama_url: &str, limits: Limits, breakers: Arc<Breakers>) -> Service {
+        let Limits { timeout, cache_size, max_generations } = limits;
         let client = Arc::new(ollama::Client::new(ollama_url, timeout));
         Service {
             rules: RwLock::new(Arc::new(rules)),
@@ -100,7 +118,18 @@ impl Service {
             cache: Mutex::new(LruCache::new(cache_size)),
             breakers,
             stats: Mutex::new(BTreeMap::new()),
+            generating: Arc::new(AtomicUsize::new(0)),
+            max_generations: max_generations.max(1),
         }
+    }
+
+    /// A place for one generation, or `Failure::Busy` when all are taken.
+    pub fn slot(&self) -> std::result::Result<Slot, ollama::Failure> {
+        let max = self.max_generations;
+        self.generating
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1))
+            .map(|_| Slot(self.generating.clone()))
+            .map_err(|_| ollama::Failure::Busy(max))
     }
 
     pub fn rules(&self) -> Arc<Rules> {
@@ -199,8 +228,17 @@ impl Service {
         Ok(Prepared::Generate(CacheKey(key)))
     }
 
-    /// Asks the model; every failure becomes the original prompt with a reason.
-    pub fn generate(&self, req: &Request, CacheKey(key): CacheKey) -> Enhancement {
+    /// Asks the model; every failure (no slot free included: `busy`) becomes the original
+    /// prompt with a reason.
+    pub fn generate(&self, req: &Request, key: CacheKey) -> Enhancement {
+        match self.slot() {
+            Ok(slot) => self.generate_in(req, key, slot),
+            Err(f) => self.answer(req, req.prompt.to_string(), false, false, Some(f.reason())),
+        }
+    }
+
+    /// `generate` in a slot the caller already holds (one taken before the work left the worker).
+    pub fn generate_in(&self, req: &Request, CacheKey(key): CacheKey, slot: Slot) -> Enhancement {
         let rules = self.rules();
         let (rule_name, rule) = rules.for_client(req.client);
         let model = req.model.filter(|m| !m.trim().is_empty()).unwrap_or(&rule.model).to_string();
@@ -214,7 +252,7 @@ impl Service {
             options: &rule.options,
             format: None,
         };
-        match self.complete(&g) {
+        match self.complete_in(&g, slot) {
             Ok(g) => {
                 let text = g.response.trim().to_string();
                 if text.is_empty() {
@@ -229,7 +267,7 @@ impl Service {
                 a
             }
             Err(f) => {
-                if f != ollama::Failure::BreakerOpen {
+                if !matches!(f, ollama::Failure::BreakerOpen | ollama::Failure::Busy(_)) {
                     log::warn!("enhancement with {model} fell back to the original prompt: {f}");
                 }
                 answer(req.prompt.to_string(), false, Some(f.reason()))
@@ -238,20 +276,31 @@ impl Service {
     }
 
     /// One generation behind Ollama's breaker, counted in the model's stats (enhancement and
-    /// pipelines' `llm` steps alike). An open breaker is `Failure::BreakerOpen`.
+    /// pipelines' `llm` steps alike). An open breaker is `Failure::BreakerOpen`, no free slot
+    /// `Failure::Busy`.
     pub fn complete(
         &self,
         g: &ollama::Generation,
     ) -> std::result::Result<ollama::Generated, ollama::Failure> {
-        self.guarded(g.model, false, || self.client.generate_with(g), |r| r.tokens)
+        self.complete_in(g, self.slot()?)
     }
 
-    /// A call to Ollama for `model` behind its breaker, counted in the model's stats
-    /// (`sampling`: counted apart too), its outcome telling the probe and the breaker.
+    fn complete_in(
+        &self,
+        g: &ollama::Generation,
+        slot: Slot,
+    ) -> std::result::Result<ollama::Generated, ollama::Failure> {
+        self.guarded(g.model, false, slot, || self.client.generate_with(g), |r| r.tokens)
+    }
+
+    /// A call to Ollama for `model` behind its breaker, in its slot (held until it ends),
+    /// counted in the model's stats (`sampling`: counted apart too), its outcome telling the
+    /// probe and the breaker.
     fn guarded<T>(
         &self,
         model: &str,
         sampling: bool,
+        _slot: Slot,
         call: impl FnOnce() -> std::result::Result<T, ollama::Failure>,
         tokens: impl Fn(&T) -> (u64, u64),
     ) -> std::result::Result<T, ollama::Failure> {

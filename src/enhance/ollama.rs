@@ -47,6 +47,9 @@ pub enum Failure {
     BadAnswer(String),
     /// Ollama's circuit breaker is open: not asked at all.
     BreakerOpen,
+    /// As many generations as the hub allows at once (`AGENTHUB_MAX_GENERATIONS`, the number)
+    /// are under way: not asked at all.
+    Busy(usize),
 }
 
 impl Failure {
@@ -58,6 +61,7 @@ impl Failure {
             Failure::ModelNotFound(_) => "model_not_found",
             Failure::Status(..) | Failure::BadAnswer(_) => "ollama_error",
             Failure::BreakerOpen => "breaker_open",
+            Failure::Busy(_) => "busy",
         }
     }
 
@@ -66,7 +70,9 @@ impl Failure {
         match self {
             Failure::Unreachable(_) | Failure::Timeout => true,
             Failure::Status(s, _) => *s >= 500,
-            Failure::ModelNotFound(_) | Failure::BadAnswer(_) | Failure::BreakerOpen => false,
+            Failure::ModelNotFound(_) | Failure::BadAnswer(_) | Failure::BreakerOpen | Failure::Busy(_) => {
+                false
+            }
         }
     }
 }
@@ -80,6 +86,10 @@ impl std::fmt::Display for Failure {
             Failure::Status(s, e) => write!(f, "ollama answered {s}: {e}"),
             Failure::BadAnswer(e) => write!(f, "unexpected answer from ollama: {e}"),
             Failure::BreakerOpen => f.write_str("ollama's circuit breaker is open"),
+            Failure::Busy(max) => write!(
+                f,
+                "the local model is busy: {max} generations are under way, the most at once (AGENTHUB_MAX_GENERATIONS)"
+            ),
         }
     }
 }

@@ -25,6 +25,8 @@ impl Service {
     /// error says what went wrong, for the server.
     pub fn sample(&self, params: &Value, configured: Option<&str>) -> Result<Sampled, String> {
         let body = chat_body(params)?;
+        // Taken first, so a request past the cap does not even ask for the model list.
+        let slot = self.slot().map_err(|f| format!("{f} ({})", f.reason()))?;
         // Without the list the hints and priorities cannot be matched; the rest still holds.
         let local = self.client.sized_models().unwrap_or_default();
         let (model, why) = choose(params, configured, &local, &self.model_for(None));
@@ -38,7 +40,7 @@ impl Service {
                 ));
             }
         }
-        match self.guarded(&model, true, || self.client.chat_with(&model, &body), |c| c.tokens) {
+        match self.guarded(&model, true, slot, || self.client.chat_with(&model, &body), |c| c.tokens) {
             Ok(chatted) => Ok(Sampled { result: answer(&chatted), model: chatted.model, why }),
             Err(f) => Err(format!("the local model {model} could not answer: {f} ({})", f.reason())),
         }

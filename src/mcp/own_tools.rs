@@ -45,6 +45,9 @@ impl Gateway {
                     &format!("unknown tool \"{tool}\": {e}"),
                 ));
             }
+            Err(e @ crate::error::Error::TooManyRequests(_)) => {
+                return reply(jsonrpc::error(id, jsonrpc::SERVER_UNAVAILABLE, &e.to_string()));
+            }
             Err(e) => return reply(jsonrpc::error(id, jsonrpc::INVALID_PARAMS, &e.to_string())),
         };
         let outcome = move |run: &crate::pipelines::Run| {

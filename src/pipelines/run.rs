@@ -1,14 +1,17 @@
 //! The step engine: one run, step after step. Each step may be skipped by its `when`, repeated
 //! by its `foreach`, tried again by its `retries`, and bounded by its `timeout_s`; its output
-//! (`text`, `json`, `status`) is what later steps reference. A failed step stops the run unless
-//! its `on_error` is `continue`. Every step is an activity event.
+//! (`text`, `json`, `status`) is what later steps reference. A failed step fails the run unless
+//! its `on_error` is `continue`: the steps after it do not run, but for those marked `always`
+//! (which run even while the hub stops, on servers still running), and read as `skipped`.
+//! An `exclusive` pipeline's run first waits for its turn. Every step is an activity event.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
 use serde_json::{Map, Value, json};
 
-use super::{Context, Progress, Run, Status, StepReport};
+use super::{Context, MAX_RESULT_BYTES, Progress, Run, Status, StepReport};
 use crate::config::pipelines::{Kind, OnError, Pipeline, Step};
 use crate::config::refs::{self, Loop, Output, Scope};
 use crate::enhance::ollama::Generation;
@@ -25,12 +28,22 @@ pub(super) fn execute(
     let unix = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let date = crate::time::utc_date(unix);
     let mut outputs: HashMap<String, Output> = HashMap::new();
+    if p.exclusive && ctx.turns.busy(&p.name) {
+        let what = format!("{} {}: waiting for the run before it to end (one at a time)", p.name, run.id);
+        ctx.activity.record("pipeline", None, what);
+    }
+    let _turn = p.exclusive.then(|| ctx.turns.take(&p.name));
     ctx.activity.record("pipeline", None, format!("{} {}: started", p.name, run.id));
     let mut status = Status::Ok;
     for (i, step) in p.steps.iter().enumerate() {
+        if status == Status::Failed && !step.always {
+            outputs.insert(step.id.clone(), Output { status: "skipped", ..Output::default() });
+            continue;
+        }
         let started = Instant::now();
         let scope = Scope { inputs: &inputs, steps: &outputs, item: None, run_id: &run.id, date: &date };
-        let done = if ctx.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+        let stopping = ctx.stopping.load(Ordering::SeqCst);
+        let done = if stopping && !step.always {
             Done::failed("the hub is stopping".into())
         } else {
             run_step(ctx, step, &scope)
@@ -71,11 +84,8 @@ pub(super) fn execute(
         }
         run.step_done(report);
         outputs.insert(step.id.clone(), done.output);
-        if failed
-            && (step.on_error == OnError::Fail || ctx.stopping.load(std::sync::atomic::Ordering::SeqCst))
-        {
+        if failed && (step.on_error == OnError::Fail || ctx.stopping.load(Ordering::SeqCst)) {
             status = Status::Failed;
-            break;
         }
     }
     let result = match status {
@@ -90,6 +100,15 @@ pub(super) fn execute(
             }
         }
         _ => Value::Null,
+    };
+    let size = serde_json::to_vec(&result).map_or(0, |v| v.len());
+    let result = if size > MAX_RESULT_BYTES {
+        status = Status::Failed;
+        json!({"error": format!(
+            "result: {size} bytes, over the {MAX_RESULT_BYTES} a run keeps (return a path or a summary instead)"
+        )})
+    } else {
+        result
     };
     let word = if status == Status::Ok { "ok" } else { "failed" };
     ctx.activity.record(
@@ -188,7 +207,7 @@ fn attempt(ctx: &Context, step: &Step, scope: &Scope) -> (Result<(String, Value)
     let mut tries = 0;
     loop {
         let got = perform(ctx, step, scope);
-        if got.is_ok() || tries >= step.retries || ctx.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+        if got.is_ok() || tries >= step.retries || ctx.stopping.load(Ordering::SeqCst) {
             return (got, tries);
         }
         tries += 1;
@@ -246,10 +265,14 @@ fn perform(ctx: &Context, step: &Step, scope: &Scope) -> Result<(String, Value),
     }
 }
 
-/// A tool call through the one call path; a server that is not running is started first.
+/// A tool call through the one call path; a server that is not running is started first
+/// (not once the hub stops: an `always` step then only reaches servers still running).
 fn call_tool(ctx: &Context, server: &str, tool: &str, args: Value, until: Instant) -> Result<Value, String> {
     let snap = ctx.servers.get(server).ok_or_else(|| format!("no server named \"{server}\""))?;
     if snap.info.status != ServerStatus::Running {
+        if ctx.stopping.load(Ordering::SeqCst) {
+            return Err(format!("the hub is stopping and server {server} is not running"));
+        }
         ctx.servers.start(server).map_err(|e| e.to_string())?;
     }
     let params = json!({"name": tool, "arguments": args});

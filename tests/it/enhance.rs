@@ -218,3 +218,64 @@ fn the_ollama_client_speaks_generate_chat_tags_and_version() {
     let down = Client::new("http://127.0.0.1:9", SEC);
     assert!(matches!(down.generate("m", "x", "", &opts), Err(Failure::Unreachable(_))));
 }
+
+#[test]
+fn generations_past_the_cap_are_refused_everywhere_until_one_ends() {
+    let ollama = FakeOllama::start(MODELS);
+    ollama.hold();
+    let think = r#"{"pipelines": {"think": {"steps": [{"id": "answer", "llm": {"prompt": "why"}}]}}}"#;
+    let hub = Hub::builder()
+        .fixtures(&[("fx", json!({"auto_start": true}))])
+        .file("enhancement-rules.json", RULES)
+        .file("pipelines.json", think)
+        .env("OLLAMA_URL", &ollama.url)
+        .env("AGENTHUB_MAX_GENERATIONS", "2")
+        .start();
+    hub.wait_status("fx", "RUNNING", 10 * SEC);
+    let held: Vec<_> = ["first", "second"]
+        .into_iter()
+        .map(|p| {
+            let (addr, body) = (hub.addr.clone(), json!({"prompt": p}).to_string());
+            std::thread::spawn(move || {
+                raw_request(&addr, "POST", "/ollama/enhance", &[JSON], body.as_bytes())
+            })
+        })
+        .collect();
+    wait_for("two generations to reach Ollama", 10 * SEC, || {
+        (ollama.received("/api/generate").len() == 2).then_some(())
+    });
+
+    // REST enhancement: a 429 at once, naming the cap.
+    let r = hub.post_json("/ollama/enhance", &json!({"prompt": "third"}));
+    let message = r.expect_error(429, "too_many_requests");
+    assert!(message.contains("AGENTHUB_MAX_GENERATIONS"), "{message}");
+    assert_eq!(r.header("retry-after"), Some("5"));
+    // A pipeline's llm step fails, saying why.
+    let report = hub.post_json("/pipelines/think", &json!({})).json();
+    assert_eq!(report["status"], "failed", "{report:#}");
+    let error = report["steps"][0]["error"].as_str().unwrap_or_default().to_string();
+    assert!(error.contains("busy") && error.contains("AGENTHUB_MAX_GENERATIONS"), "{report:#}");
+    // A server's sampling request gets an error that says so, not a hang.
+    let r = hub.tool(
+        "fx",
+        "ask",
+        json!({"method": "sampling/createMessage", "params":
+        {"messages": [{"role": "user", "content": {"type": "text", "text": "hi"}}], "maxTokens": 5}}),
+    );
+    let text = tool_text(&r);
+    assert!(text.contains("busy") && text.contains("AGENTHUB_MAX_GENERATIONS"), "{text}");
+    assert!(ollama.received("/api/chat").is_empty());
+    assert_eq!(ollama.received("/api/generate").len(), 2, "nothing past the cap reached Ollama");
+
+    ollama.release();
+    for h in held {
+        let r = h.join().unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["enhanced"], true, "{}", r.text());
+    }
+    let again = enhance(&hub, json!({"prompt": "third"}), None);
+    assert_eq!(
+        (again["enhanced"].clone(), again["prompt"].clone()),
+        (json!(true), json!("[llama3.2:3b] third"))
+    );
+}

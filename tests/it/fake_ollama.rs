@@ -1,9 +1,35 @@
 //! A fake Ollama on 127.0.0.1:0 speaking the real API shapes (`GET /`, `/api/version`,
 //! `/api/tags`, `POST /api/generate` with and without streaming, 404 `model 'X' not found`), and
-//! recording every request it received. Stops when dropped.
+//! recording every request it received. Generations can be held (`hold`, `release`): they are
+//! recorded as they come and answered once released (at the latest after `HOLD_AT_MOST`). Stops
+//! when dropped.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Longest a held generation waits for `release`.
+const HOLD_AT_MOST: Duration = Duration::from_secs(60);
+
+/// Whether generations wait, and the condvar they wait on.
+#[derive(Default)]
+pub struct Gate {
+    held: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gate {
+    fn pass(&self) {
+        let until = Instant::now() + HOLD_AT_MOST;
+        let mut held = self.held.lock().unwrap();
+        while *held {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            held = self.opened.wait_timeout(held, left).unwrap().0;
+        }
+    }
+}
 
 use serde_json::{Value, json};
 
@@ -23,6 +49,7 @@ pub struct FakeOllama {
     pub delay: Arc<Mutex<Duration>>,
     /// Delay before answering `/api/tags`.
     pub tags_delay: Arc<Mutex<Duration>>,
+    gate: Arc<Gate>,
     _server: Stub,
 }
 
@@ -37,12 +64,24 @@ impl FakeOllama {
         let received = Arc::new(Mutex::new(Vec::new()));
         let delay = Arc::new(Mutex::new(Duration::ZERO));
         let tags_delay = Arc::new(Mutex::new(Duration::ZERO));
-        let (rec, dl, tl) = (received.clone(), delay.clone(), tags_delay.clone());
+        let gate = Arc::new(Gate::default());
+        let (rec, dl, tl, g) = (received.clone(), delay.clone(), tags_delay.clone(), gate.clone());
         let server = Stub::start(port, move |rq| {
             let delays = (*dl.lock().unwrap(), *tl.lock().unwrap());
-            answer(rq, &models, &rec, delays)
+            answer(rq, &models, &rec, delays, &g)
         });
-        FakeOllama { url: server.url.clone(), received, delay, tags_delay, _server: server }
+        FakeOllama { url: server.url.clone(), received, delay, tags_delay, gate, _server: server }
+    }
+
+    /// Generations (`/api/generate`, `/api/chat`) from now on wait until `release`.
+    pub fn hold(&self) {
+        *self.gate.held.lock().unwrap() = true;
+    }
+
+    /// Answers the held generations and lets the next ones through.
+    pub fn release(&self) {
+        *self.gate.held.lock().unwrap() = false;
+        self.gate.opened.notify_all();
     }
 
     pub fn received(&self, path: &str) -> Vec<Received> {
@@ -79,6 +118,7 @@ fn answer(
     models: &[String],
     rec: &Mutex<Vec<Received>>,
     (delay, tags_delay): (Duration, Duration),
+    gate: &Gate,
 ) {
     let mut body = String::new();
     let _ = rq.as_reader().read_to_string(&mut body);
@@ -96,7 +136,11 @@ fn answer(
     };
     let route = (rq.method().as_str(), path.as_str());
     match route {
-        ("POST", "/api/generate") => std::thread::sleep(delay),
+        ("POST", "/api/generate") => {
+            std::thread::sleep(delay);
+            gate.pass();
+        }
+        ("POST", "/api/chat") => gate.pass(),
         ("GET", "/api/tags") => std::thread::sleep(tags_delay),
         _ => {}
     }

@@ -2,7 +2,8 @@
 //! desktop-commander from npm, telemetry and remote feature flags off) and the fake Ollama:
 //! the documentation pipeline on a copy of this repository into a temp vault, with and without
 //! the model; failures, bad inputs, async runs, and the same pipeline over `/mcp` with the
-//! Python SDK.
+//! Python SDK; desktop-commander's configuration put back after every run, vaults kept under
+//! the vault root; runs past `AGENTHUB_MAX_PIPELINE_RUNS` refused.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,11 +14,14 @@ use crate::fake_ollama::FakeOllama;
 use crate::harness::*;
 
 /// A repository (a copy of this project's tree), a vault, and the hub running the servers the
-/// documentation pipeline uses, stopped until the pipeline needs them.
+/// documentation pipeline uses, stopped until the pipeline needs them. The vault root is the
+/// temporary folder, and desktop-commander's home (its configuration) is in it too.
 struct World {
     root: TempDir,
     repo: PathBuf,
     vault: PathBuf,
+    /// desktop-commander's `config.json`.
+    dc_config: PathBuf,
     hub: Hub,
 }
 
@@ -61,11 +65,22 @@ fn world(ollama_url: &str) -> World {
         "desktop-commander": {"command": npm_bin("desktop-commander"),
                               "env": {"HOME": home.to_str().unwrap(), "DC_FLAG_URL": "http://127.0.0.1:9/flags.json"}},
     }});
-    let hub = Hub::builder().servers(&servers.to_string()).env("OLLAMA_URL", ollama_url).start();
-    World { root, repo, vault, hub }
+    let hub = Hub::builder()
+        .servers(&servers.to_string())
+        .env("OLLAMA_URL", ollama_url)
+        .env("AGENTHUB_VAULT_ROOT", &root_str)
+        .start();
+    let dc_config = home.join(".claude-server-commander/config.json");
+    World { root, repo, vault, dc_config, hub }
 }
 
 impl World {
+    /// desktop-commander's `allowedDirectories` as its file says.
+    fn allowed_directories(&self) -> Value {
+        let text = std::fs::read_to_string(&self.dc_config).expect("desktop-commander's config");
+        serde_json::from_str::<Value>(&text).expect("JSON")["allowedDirectories"].clone()
+    }
+
     fn inputs(&self, project: &str) -> Value {
         json!({"repo_path": self.repo, "project_name": project, "vault_path": self.vault})
     }
@@ -260,10 +275,64 @@ fn pipeline_runs_report_failures_bad_inputs_async_and_over_mcp() {
     assert_eq!(seen["is_error"], false, "{seen}");
     assert_eq!(seen["report"]["status"], "ok", "{seen}");
     let progress = seen["progress"].as_array().unwrap();
-    assert_eq!(progress.len(), 15, "one per step: {seen}");
-    assert_eq!(progress[14][0], 15.0);
+    assert_eq!(progress.len(), 17, "one per step: {seen}");
+    assert_eq!(progress[16][0], 17.0);
     assert!(progress[0][2].as_str().unwrap_or_default().starts_with("step top ok"), "{seen}");
     assert!(w.vault.join("OverMcp/OverMcp.md").exists());
+}
+
+#[test]
+fn desktop_commander_is_given_back_its_allowed_directories_and_vaults_stay_under_the_root() {
+    // No model: the run is quick, and what matters is what it does to desktop-commander.
+    let w = world(&format!("http://127.0.0.1:{}", free_port()));
+    let base = w.root.path().canonicalize().unwrap();
+    let before = w.allowed_directories();
+    assert_eq!(before, json!([base.to_str().unwrap()]));
+
+    let report = w.run(&w.inputs("Kept"));
+    assert_eq!(report["status"], "ok", "{report:#}");
+    assert_eq!(w.allowed_directories(), before, "put back after a run that succeeded");
+    let steps = statuses(&report);
+    assert!(steps.contains(&"confine: ok".into()) && steps.contains(&"restore: ok".into()), "{steps:?}");
+    assert!(w.vault.join("Kept/Kept.md").exists());
+
+    // A run that fails after the confinement (the vault's folder cannot be made) puts it back too.
+    let blocker = base.join("not-a-dir");
+    std::fs::write(&blocker, "a file").unwrap();
+    let mut inputs = w.inputs("Blocked");
+    inputs["vault_path"] = json!(blocker.join("vault"));
+    let report = w.run(&inputs);
+    assert_eq!(report["status"], "failed", "{report:#}");
+    assert_eq!(w.allowed_directories(), before, "put back after a run that failed");
+    let steps = statuses(&report);
+    assert!(
+        steps.contains(&"confine: ok".into())
+            && steps.contains(&"folder: failed".into())
+            && steps.contains(&"restore: ok".into())
+            && !steps.iter().any(|s| s.starts_with("write:")),
+        "{steps:?}"
+    );
+
+    // A vault outside the root, through a symlink or `..`, is refused before anything runs.
+    let elsewhere = TempDir::new("elsewhere");
+    let outside = elsewhere.path().canonicalize().unwrap();
+    std::os::unix::fs::symlink(&outside, base.join("link")).unwrap();
+    let runs_before = w.hub.get("/pipelines/runs").json()["runs"].as_array().unwrap().len();
+    for vault in [outside.clone(), base.join("link"), base.join("vault/../../escape")] {
+        let mut inputs = w.inputs("Outside");
+        inputs["vault_path"] = json!(vault);
+        let r = w.hub.post_json("/pipelines/documentation", &inputs);
+        let message = r.expect_error(400, "bad_request");
+        assert!(message.starts_with("inputs.vault_path: "), "{vault:?}: {message}");
+        assert!(
+            message.contains("outside the vault root") || message.contains("\"..\" is not allowed"),
+            "{vault:?}: {message}"
+        );
+    }
+    let runs_after = w.hub.get("/pipelines/runs").json()["runs"].as_array().unwrap().len();
+    assert_eq!(runs_after, runs_before, "no run started");
+    assert!(!outside.join("Outside").exists());
+    assert_eq!(w.allowed_directories(), before);
 }
 
 #[test]
@@ -300,4 +369,120 @@ fn a_pipelines_file_is_checked_before_anything_runs() {
         "pipelines.json:3: pipelines.p.steps[0] (step \"a\"): step \"b\" comes later",
     );
     check(&one(r#"    {"id": "a", "run": "rm -rf /"}"#), 1, "steps[0].run (step \"a\"): unknown field");
+}
+
+/// A pipeline of one `llm` step: a run lasts as long as the fake Ollama holds its generation.
+const THINK: &str = r#"{"pipelines": {"think": {
+  "inputs": {"topic": {"type": "string"}}, "required": ["topic"],
+  "steps": [{"id": "answer", "llm": {"prompt": "${inputs.topic}"}}],
+  "result": {"text": "${steps.answer.text}"}}}}"#;
+
+/// `POST /pipelines/think`, asynchronous or not.
+fn think(hub: &Hub, topic: &str, asynchronous: bool) -> Resp {
+    let mut headers = vec![JSON];
+    if asynchronous {
+        headers.push(("Prefer", "respond-async"));
+    }
+    hub.request("POST", "/pipelines/think", &headers, json!({"topic": topic}).to_string().as_bytes())
+}
+
+#[test]
+fn runs_past_the_cap_are_refused_with_429_until_one_ends() {
+    let ollama = FakeOllama::start(&["llama3.2:3b"]);
+    ollama.hold();
+    let hub = Hub::builder()
+        .servers(NO_SERVERS)
+        .file("pipelines.json", THINK)
+        .env("OLLAMA_URL", &ollama.url)
+        .env("AGENTHUB_MAX_PIPELINE_RUNS", "3")
+        .start();
+    let locations: Vec<String> = (0..3)
+        .map(|i| {
+            let r = think(&hub, &format!("topic {i}"), true);
+            assert_eq!(r.status, 202, "{}", r.text());
+            r.header("location").expect("a Location").to_string()
+        })
+        .collect();
+    wait_for("the three runs to ask Ollama", 20 * SEC, || {
+        (ollama.received("/api/generate").len() == 3).then_some(())
+    });
+    // Three under way: one more, async or not, is refused and names the cap.
+    for asynchronous in [true, false] {
+        let r = think(&hub, "one too many", asynchronous);
+        let message = r.expect_error(429, "too_many_requests");
+        assert!(message.contains("AGENTHUB_MAX_PIPELINE_RUNS=3"), "{message}");
+        assert_eq!(r.header("retry-after"), Some("5"));
+    }
+    assert_eq!(hub.get("/pipelines/runs").json()["runs"].as_array().unwrap().len(), 3);
+    assert_eq!(ollama.received("/api/generate").len(), 3, "a refused run asks nothing");
+
+    ollama.release();
+    for location in &locations {
+        let done = wait_for("a held run to end", 20 * SEC, || {
+            let v = hub.get(location).json();
+            (v["status"] != "running").then_some(v)
+        });
+        assert_eq!(done["status"], "ok", "{done:#}");
+    }
+    let r = think(&hub, "once they ended", false);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["result"]["text"], "[llama3.2:3b] once they ended");
+}
+
+#[test]
+fn an_exclusive_pipeline_runs_one_run_at_a_time() {
+    let ollama = FakeOllama::start(&["llama3.2:3b"]);
+    ollama.hold();
+    let hub = Hub::builder()
+        .servers(NO_SERVERS)
+        .file("pipelines.json", &THINK.replace(r#""think": {"#, r#""think": {"exclusive": true,"#))
+        .env("OLLAMA_URL", &ollama.url)
+        .start();
+    let start = |topic: &str| {
+        let r = think(&hub, topic, true);
+        assert_eq!(r.status, 202, "{}", r.text());
+        r.header("location").expect("a Location").to_string()
+    };
+    let (first, second) = (start("first"), start("second"));
+    wait_for("the first run to ask Ollama", 20 * SEC, || {
+        (ollama.received("/api/generate").len() == 1).then_some(())
+    });
+    // The second waits for the first, and says so in the feed.
+    wait_for("the second run to say it waits", 20 * SEC, || {
+        let feed = hub.get("/activity?since=0").text();
+        feed.contains("waiting for the run before it to end").then_some(())
+    });
+    let generations = ollama.received("/api/generate");
+    assert_eq!(generations.len(), 1, "one run at a time: {generations:?}");
+    assert_eq!(hub.get(&second).json()["steps_done"], 0);
+    ollama.release();
+    for location in [first, second] {
+        let done = wait_for("a run to end", 20 * SEC, || {
+            let v = hub.get(&location).json();
+            (v["status"] != "running").then_some(v)
+        });
+        assert_eq!(done["status"], "ok", "{done:#}");
+    }
+    assert_eq!(ollama.received("/api/generate").len(), 2);
+}
+
+#[test]
+fn a_result_too_large_to_keep_fails_the_run_with_a_note() {
+    let echo = r#"{"pipelines": {"echo": {"inputs": {"text": {"type": "string"}},
+      "steps": [{"id": "t", "template": "${inputs.text}${inputs.text}"}],
+      "result": {"text": "${steps.t.text}"}}}}"#;
+    let hub = Hub::builder().servers(NO_SERVERS).file("pipelines.json", echo).start();
+    let small = hub.post_json("/pipelines/echo", &json!({"text": "ab"})).json();
+    assert_eq!((small["status"].clone(), small["result"].clone()), (json!("ok"), json!({"text": "abab"})));
+    // 2 × 600 KiB: past the MiB a run keeps.
+    let big = "x".repeat(600 * 1024);
+    let r = hub.post_json("/pipelines/echo", &json!({"text": big}));
+    assert_eq!(r.status, 200);
+    assert!(r.body.len() < 64 * 1024, "the report is small: {} bytes", r.body.len());
+    let report = r.json();
+    assert_eq!(report["status"], "failed", "{report:#}");
+    let error = report["result"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("1228811 bytes, over the 1048576 a run keeps"), "{error}");
+    let kept = hub.get(&format!("/pipelines/runs/{}", report["run_id"].as_str().unwrap())).json();
+    assert_eq!(kept["result"], report["result"]);
 }
