@@ -79,7 +79,7 @@ pub(super) fn read_loop(
             Kind::Request => {
                 let id = msg.get("id").cloned().unwrap_or(Value::Null);
                 let outcome = match crate::exchange::is_for_a_client(&msg) {
-                    true => route::for_a_client(shared, peer, msg),
+                    true => route::for_a_client(shared, outbox, peer, msg, text.len()),
                     false => Some(peer.request(&shared.name, &msg)),
                 };
                 let answer = match outcome {
@@ -87,19 +87,20 @@ pub(super) fn read_loop(
                     Some(Ok(result)) => jsonrpc::result(id, result),
                     Some(Err(e)) => json!({"jsonrpc": "2.0", "id": id, "error": e.to_value()}),
                 };
-                outbox.push(answer.to_string(), &shared.queued);
+                outbox.push(answer.to_string());
             }
             Kind::Notification if jsonrpc::method(&msg) == "notifications/progress" => {
-                let slot = msg
-                    .pointer("/params/progressToken")
-                    .and_then(Value::as_u64)
-                    .and_then(|t| shared.pending.lock().as_ref().and_then(|p| p.get(&t).cloned()));
-                match slot.as_ref().and_then(|s| s.client_token.clone().map(|t| (s, t))) {
+                // The child sees the hub id as the token.
+                let hub_id = msg.pointer("/params/progressToken").and_then(Value::as_u64);
+                let slot = hub_id.and_then(|t| shared.pending.lock().as_ref().and_then(|p| p.get(&t).cloned()));
+                match (hub_id, slot.as_ref().and_then(|s| s.client_token.clone().map(|t| (s, t)))) {
                     // Only a caller that asked for progress gets it, under its own token.
-                    Some((slot, token)) if slot.relay => {
+                    (Some(hub_id), Some((slot, token))) if slot.relay => {
                         let mut m = msg;
                         m["params"]["progressToken"] = token;
-                        slot.push(Event::Message(m));
+                        if !slot.push_message(m, text.len()) {
+                            shared.give_up(outbox, hub_id);
+                        }
                     }
                     _ => log::debug!("{}: progress for no pending request", shared.name),
                 }

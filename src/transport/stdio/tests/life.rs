@@ -238,6 +238,38 @@ fn a_child_that_does_not_read_cannot_grow_its_backlog_without_bound() {
 }
 
 #[test]
+fn a_child_that_asks_and_never_reads_the_answers_is_treated_as_hung() {
+    use super::super::stdin::STDIN_LINES;
+    let (release, stuck) = std::sync::mpsc::channel();
+    let (stdout_r, mut stdout_w) = pipe();
+    let (stderr_r, stderr_w) = pipe();
+    let ring = Arc::new(Mutex::new(StderrRing::default()));
+    let peer = Arc::new(Recorder::default());
+    let bridge = Bridge::start("fx", Stuck(Mutex::new(stuck)), stdout_r, stderr_r, ring, peer).unwrap();
+    let mut flood = String::new();
+    for i in 0..STDIN_LINES + 10 {
+        flood.push_str(&format!("{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"ping\"}}\n"));
+    }
+    stdout_w.write_all(flood.as_bytes()).unwrap();
+    let deadline = Instant::now() + WAIT;
+    let hung = loop {
+        if let Some(why) = bridge.hung() {
+            break why;
+        }
+        assert!(Instant::now() < deadline, "the child was never treated as hung");
+        std::thread::yield_now();
+    };
+    assert!(hung.starts_with(&format!("did not read its stdin ({STDIN_LINES} lines")), "{hung}");
+    assert!(hung.ends_with("treated as hung"), "{hung}");
+    let e = bridge.begin("tools/list", None).map(|_| ()).unwrap_err();
+    assert_eq!(e.code, jsonrpc::SERVER_UNAVAILABLE);
+    assert!(e.message.contains("did not read its stdin"), "{}", e.message);
+    drop(release);
+    drop((stdout_w, stderr_w));
+    bridge.join(WAIT);
+}
+
+#[test]
 fn a_modern_child_gets_the_envelope_and_its_input_requests_go_to_their_caller() {
     let c = Child::start();
     c.bridge.set_modern();
