@@ -179,6 +179,50 @@ fn a_huge_stderr_line_is_kept_cut() {
     assert_eq!(tail[1], "next");
 }
 
+/// A peer that takes one secret out of the child's text.
+struct Redacting(&'static str);
+
+impl Peer for Redacting {
+    fn request(&self, _: &str, _: &Value) -> Result<Value, RpcError> {
+        Ok(json!({}))
+    }
+
+    fn notification(&self, _: &str, _: &Value) {}
+
+    fn redact<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        match text.contains(self.0) {
+            true => text.replace(self.0, "***").into(),
+            false => text.into(),
+        }
+    }
+}
+
+#[test]
+fn a_stderr_line_is_redacted_before_it_is_cut() {
+    const SECRET: &str = "sk-live-0123456789abcdef";
+    let (_stdin_r, stdin_w) = pipe();
+    let (stdout_r, stdout_w) = pipe();
+    let (stderr_r, mut stderr_w) = pipe();
+    let ring = Arc::new(Mutex::new(StderrRing::default()));
+    let bridge =
+        Bridge::start("fx", stdin_w, stdout_r, stderr_r, ring.clone(), Arc::new(Redacting(SECRET))).unwrap();
+    // The secret straddles the cut.
+    let line = format!("{}{SECRET} and more\n", "x".repeat(STDERR_LINE_BYTES - 10));
+    stderr_w.write_all(line.as_bytes()).unwrap();
+    drop(stderr_w);
+    let deadline = Instant::now() + WAIT;
+    while ring.lock().tail(1).is_empty() {
+        assert!(Instant::now() < deadline, "the line never reached the ring");
+        std::thread::yield_now();
+    }
+    let kept = ring.lock().tail(1).remove(0);
+    assert!(!kept.contains("sk-live"), "the secret's head leaked: {}", &kept[kept.len() - 40..]);
+    assert!(kept.contains("***"), "the secret's mask is kept");
+    assert!(kept.len() <= STDERR_LINE_BYTES + " [...]".len());
+    drop(stdout_w);
+    bridge.join(WAIT);
+}
+
 #[test]
 fn a_stdout_message_past_the_cap_closes_the_bridge() {
     let child = Child::start();
