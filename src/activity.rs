@@ -37,8 +37,12 @@ impl Activity {
         let mut message = message.into();
         if message.len() > MESSAGE_BYTES {
             // A copy of the kept part: a truncated `String` would keep the whole allocation.
-            let mut kept = crate::text::cut(&message, MESSAGE_BYTES);
-            kept.reserve_exact(" [...]".len());
+            let mut end = MESSAGE_BYTES;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            let mut kept = String::with_capacity(end + " [...]".len());
+            kept.push_str(&message[..end]);
             kept.push_str(" [...]");
             message = kept;
         }
