@@ -73,7 +73,13 @@ pub struct LogBudget {
 
 impl LogBudget {
     pub fn new(per_sec: u32, burst: u32) -> LogBudget {
-        LogBudget { per_sec: per_sec.into(), burst: burst.into(), tokens: burst.into(), at: None, suppressed: 0 }
+        LogBudget {
+            per_sec: per_sec.into(),
+            burst: burst.into(),
+            tokens: burst.into(),
+            at: None,
+            suppressed: 0,
+        }
     }
 
     /// The budget of one of a child's sources.

@@ -56,7 +56,9 @@ fn is_final(e: &Event) -> bool {
 /// The token of a progress notification.
 fn progress_token(e: &Event) -> Option<&Value> {
     match e {
-        Event::Message(m) if jsonrpc::method(m) == "notifications/progress" => m.pointer("/params/progressToken"),
+        Event::Message(m) if jsonrpc::method(m) == "notifications/progress" => {
+            m.pointer("/params/progressToken")
+        }
         _ => None,
     }
 }
@@ -106,7 +108,8 @@ impl Inbox {
             }
             let token = progress_token(&e);
             if token.is_some() && ev.progress > 0 {
-                let older = ev.queue.iter().position(|(q, _)| progress_token(q).is_some_and(|t| Some(t) == token));
+                let older =
+                    ev.queue.iter().position(|(q, _)| progress_token(q).is_some_and(|t| Some(t) == token));
                 if let Some(i) = older {
                     if let Some((_, size)) = ev.queue.remove(i) {
                         ev.messages -= 1;

@@ -184,7 +184,8 @@ impl Peer for ChildPeer {
 /// A child's log level as one of MCP's names (RFC 5424's), `info` when it gives none,
 /// `UNKNOWN_LEVEL` for anything else.
 fn known_level(level: Option<&Value>) -> &'static str {
-    const LEVELS: [&str; 8] = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
+    const LEVELS: [&str; 8] =
+        ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
     match level {
         None => "info",
         Some(l) => LEVELS.into_iter().find(|known| l.as_str() == Some(known)).unwrap_or(UNKNOWN_LEVEL),

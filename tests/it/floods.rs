@@ -107,7 +107,10 @@ fn a_childs_request_for_a_client_reaches_no_other_client() {
         _ => r.json(),
     };
     assert_eq!(done["result"]["content"][0]["text"], "slept 1500", "{done}");
-    assert!(hub.log().contains("sampling/createMessage goes to no client in flight: 2 requests"), "the why is logged");
+    assert!(
+        hub.log().contains("sampling/createMessage goes to no client in flight: 2 requests"),
+        "the why is logged"
+    );
 }
 
 #[test]
@@ -134,7 +137,9 @@ fn a_child_flooding_its_log_leaves_the_hubs_log_bounded_and_unforged() {
     assert!(log.contains("log messages suppressed (too many)"), "the suppressed lines are told");
     unforged(&log);
     // The stderr lines, on a thread of their own, show escaped.
-    wait_for("an escaped stderr line", 5 * SEC, || hub.log().contains("FORGED line\\r\\u{1b}[31m").then_some(()));
+    wait_for("an escaped stderr line", 5 * SEC, || {
+        hub.log().contains("FORGED line\\r\\u{1b}[31m").then_some(())
+    });
     let log = hub.log();
     assert!(log.len() - before < 1 << 20, "the log grew by {} bytes", log.len() - before);
     unforged(&log);

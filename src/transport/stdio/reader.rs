@@ -100,7 +100,8 @@ pub(super) fn read_loop(
             Kind::Notification if jsonrpc::method(&msg) == "notifications/progress" => {
                 // The child sees the hub id as the token.
                 let hub_id = msg.pointer("/params/progressToken").and_then(Value::as_u64);
-                let slot = hub_id.and_then(|t| shared.pending.lock().as_ref().and_then(|p| p.get(&t).cloned()));
+                let slot =
+                    hub_id.and_then(|t| shared.pending.lock().as_ref().and_then(|p| p.get(&t).cloned()));
                 match (hub_id, slot.as_ref().and_then(|s| s.client_token.clone().map(|t| (s, t)))) {
                     // Only a caller that asked for progress gets it, under its own token.
                     (Some(hub_id), Some((slot, token))) if slot.relay => {

@@ -34,8 +34,9 @@ pub(super) fn pick(
     let what = capability(msg);
     let task = msg.pointer(&format!("/params/_meta/{}/taskId", RELATED_TASK.replace('/', "~1")));
     if let Some(task) = task.and_then(Value::as_str) {
-        let mut of_task =
-            pending.iter().filter(|(_, s)| s.origin.as_ref().is_some_and(|o| o.task.as_deref() == Some(task)));
+        let mut of_task = pending
+            .iter()
+            .filter(|(_, s)| s.origin.as_ref().is_some_and(|o| o.task.as_deref() == Some(task)));
         if let (Some((id, one)), None) = (of_task.next(), of_task.next()) {
             return match one.origin.as_ref().is_some_and(|o| o.caller.can.answers(msg)) {
                 true => Ok((*id, one.clone())),

@@ -236,7 +236,12 @@ fn the_childs_requests_go_to_the_caller_that_can_answer_or_else_to_the_peer() {
         sample.clone(),
         To::Peer("2 requests are in flight on fx"),
     );
-    check(&[Flight::Client(none, "x")], "sampling/createMessage", sample.clone(), To::Peer("declared sampling"));
+    check(
+        &[Flight::Client(none, "x")],
+        "sampling/createMessage",
+        sample.clone(),
+        To::Peer("declared sampling"),
+    );
     check(&[Flight::Client(form, "x")], "elicitation/create", url_mode, To::Peer("declared url elicitation"));
     check(&[Flight::Client(sampling, "x")], "roots/list", json!({}), To::Peer("declared roots"));
     // Quoting one caller's arguments proves nothing: nobody.
