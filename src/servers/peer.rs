@@ -104,7 +104,7 @@ impl Peer for ChildPeer {
     /// declined, sampling by `sample_without_client`. Never an internal error.
     fn unrouted(&self, server: &str, msg: &Value, why: &str) -> Result<Value, RpcError> {
         let method = jsonrpc::method(msg);
-        log::debug!("server {server}: {method} answered by the hub: {why}");
+        log::debug!("server {server}: {method} answered by the hub: {}", for_log(why, 300));
         match method {
             "roots/list" => Ok(json!({
                 "roots": self.roots.iter().map(|uri| json!({"uri": uri})).collect::<Vec<_>>()

@@ -22,6 +22,7 @@ use super::stdin::Stdin;
 use super::{Shared, Waiting};
 use crate::exchange::{Event, RELATED_TASK, capability};
 use crate::jsonrpc::{self, RpcError};
+use crate::text::for_log;
 use crate::transport::Peer;
 use crate::transport::inputs::{InputDesk, MAX_WAITING};
 
@@ -110,7 +111,12 @@ pub(super) fn for_a_client(
         }
         Err(why) => why,
     };
-    log::debug!("{}: {} goes to no client in flight: {why}", shared.name, jsonrpc::method(&msg));
+    log::debug!(
+        "{}: {} goes to no client in flight: {}",
+        shared.name,
+        jsonrpc::method(&msg),
+        for_log(&why, 300)
+    );
     if !first && peer.offer(&shared.name, &forward) {
         return None;
     }
