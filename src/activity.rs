@@ -36,12 +36,15 @@ impl Activity {
             SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let mut message = message.into();
         if message.len() > MESSAGE_BYTES {
+            // A copy of the kept part: a truncated `String` would keep the whole allocation.
             let mut end = MESSAGE_BYTES;
             while !message.is_char_boundary(end) {
                 end -= 1;
             }
-            message.truncate(end);
-            message.push_str(" [...]");
+            let mut kept = String::with_capacity(end + " [...]".len());
+            kept.push_str(&message[..end]);
+            kept.push_str(" [...]");
+            message = kept;
         }
         let request_id = crate::request_id::current();
         let mut inner = self.inner.lock();
@@ -87,5 +90,15 @@ mod tests {
         a.record("log", Some("s"), "é".repeat(MESSAGE_BYTES));
         let m = &a.since(0, 1)[0].message;
         assert!(m.len() <= MESSAGE_BYTES + " [...]".len() && m.ends_with(" [...]"), "{}", m.len());
+    }
+
+    #[test]
+    fn a_cut_message_keeps_no_more_memory_than_its_text() {
+        let a = Activity::default();
+        a.record("log", Some("s"), "x".repeat(1 << 20));
+        let inner = a.inner.lock();
+        let kept = &inner.1[0].message;
+        assert_eq!(kept.len(), MESSAGE_BYTES + " [...]".len());
+        assert!(kept.capacity() <= MESSAGE_BYTES + 64, "capacity {}", kept.capacity());
     }
 }

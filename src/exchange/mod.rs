@@ -28,6 +28,8 @@ use serde_json::Value;
 pub use call::{Call, InFlight, Lease};
 pub use caller::{Caller, Can, RELATED_TASK, capability, is_for_a_client};
 pub use inbox::Inbox;
+#[cfg(test)]
+pub use inbox::UNREAD_BYTES;
 pub use relay::{Park, Relay, Relayed, StreamBody, relay, write_event};
 #[cfg(test)]
 pub use then::Wake;

@@ -1,10 +1,15 @@
 //! The hub's answers to a child's own requests (`ping`; `roots/list`, sampling and
 //! elicitation when no client can take them, as a client without the capability would, or as
 //! the server's `sampling` and `elicitation` policies say: sampling by the local model) and what
-//! it does with the child's notifications (the log, the activity feed, the listeners).
+//! it does with the child's notifications (the log, the activity feed, the listeners). A child's
+//! log messages are logged at the hub's level for theirs, their text redacted, escaped and cut,
+//! within a budget of lines (`LogBudget`); an unknown level is logged as `UNKNOWN_LEVEL`.
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
 
 use serde_json::{Value, json};
 
@@ -12,7 +17,13 @@ use super::{Listener, Router, Sampler};
 use crate::activity::Activity;
 use crate::config::{Elicitation, Sampling, Secrets, ServerConfig};
 use crate::jsonrpc::{self, RpcError};
+use crate::text::{LogBudget, for_log};
 use crate::transport::Peer;
+
+/// What a child's log message whose level is none of MCP's is logged as.
+const UNKNOWN_LEVEL: &str = "unknown-level";
+/// Bytes of a child's log message written to the hub's log (the activity feed keeps more).
+const LOG_TEXT_BYTES: usize = 500;
 
 /// Answers a child's own requests and records its notifications.
 pub(super) struct ChildPeer {
@@ -26,6 +37,8 @@ pub(super) struct ChildPeer {
     activity: Arc<Activity>,
     listener: Option<Listener>,
     router: Option<Router>,
+    /// How many of the child's log messages reach the hub's log.
+    log_budget: Mutex<LogBudget>,
 }
 
 impl ChildPeer {
@@ -47,6 +60,7 @@ impl ChildPeer {
             activity,
             listener,
             router,
+            log_budget: Mutex::new(LogBudget::for_child()),
         }
     }
 }
@@ -90,7 +104,7 @@ impl Peer for ChildPeer {
     /// declined, sampling by `sample_without_client`. Never an internal error.
     fn unrouted(&self, server: &str, msg: &Value, why: &str) -> Result<Value, RpcError> {
         let method = jsonrpc::method(msg);
-        log::debug!("server {server}: {method} answered by the hub: {why}");
+        log::debug!("server {server}: {method} answered by the hub: {}", for_log(why, 300));
         match method {
             "roots/list" => Ok(json!({
                 "roots": self.roots.iter().map(|uri| json!({"uri": uri})).collect::<Vec<_>>()
@@ -141,12 +155,21 @@ impl Peer for ChildPeer {
             "notifications/message" => {
                 let p = &msg["params"];
                 let text = match &p["data"] {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
+                    Value::String(s) => Cow::Borrowed(s.as_str()),
+                    other => Cow::Owned(other.to_string()),
                 };
+                // Redacted whole, then cut: a cut could split a secret and leave its head.
                 let text = self.secrets.redact(&text).into_owned();
-                let level = self.secrets.redact(p["level"].as_str().unwrap_or("info")).into_owned();
-                log::log!(log_level(&level), "[{server}] {level}: {text:.500}");
+                let level = known_level(p.get("level"));
+                let hub_level = log_level(level);
+                if log::log_enabled!(hub_level) {
+                    if let Some(suppressed) = self.log_budget.lock().allow(Instant::now()) {
+                        if suppressed > 0 {
+                            log::warn!("[{server}] {suppressed} log messages suppressed (too many)");
+                        }
+                        log::log!(hub_level, "[{server}] {level}: {}", for_log(&text, LOG_TEXT_BYTES));
+                    }
+                }
                 self.activity.record("log", Some(server), text);
             }
             "notifications/progress" | "notifications/cancelled" => log::debug!("[{server}] {method}"),
@@ -155,6 +178,17 @@ impl Peer for ChildPeer {
         if let Some(l) = &self.listener {
             l(server, msg);
         }
+    }
+}
+
+/// A child's log level as one of MCP's names (RFC 5424's), `info` when it gives none,
+/// `UNKNOWN_LEVEL` for anything else.
+fn known_level(level: Option<&Value>) -> &'static str {
+    const LEVELS: [&str; 8] =
+        ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
+    match level {
+        None => "info",
+        Some(l) => LEVELS.into_iter().find(|known| l.as_str() == Some(known)).unwrap_or(UNKNOWN_LEVEL),
     }
 }
 
@@ -183,5 +217,19 @@ mod tests {
         check("error", log::Level::Error);
         check("emergency", log::Level::Error);
         check("odd", log::Level::Info);
+    }
+
+    #[test]
+    fn only_mcps_log_levels_are_taken() {
+        use serde_json::json;
+        fn check(level: Option<serde_json::Value>, known: &str) {
+            assert_eq!(super::known_level(level.as_ref()), known, "{level:?}");
+        }
+        check(Some(json!("warning")), "warning");
+        check(Some(json!("emergency")), "emergency");
+        check(None, "info");
+        check(Some(json!("x".repeat(1 << 20))), super::UNKNOWN_LEVEL);
+        check(Some(json!("info\nERROR forged")), super::UNKNOWN_LEVEL);
+        check(Some(json!(3)), super::UNKNOWN_LEVEL);
     }
 }

@@ -10,6 +10,7 @@ mod container;
 mod core;
 mod dashboard;
 mod enhance;
+mod floods;
 mod front;
 mod gateway;
 mod imports;

@@ -99,7 +99,7 @@ fn the_local_model_answers_sampling_no_client_can() {
     let r = sample(&hub, "relayed", said("no"));
     let why = r["error"]["message"].as_str().unwrap_or_default();
     assert!(
-        why.contains("only REST or hub requests are in flight") && why.contains("\"sampling\": \"client\""),
+        why.contains("only a REST or hub request is in flight") && why.contains("\"sampling\": \"client\""),
         "{r}"
     );
     assert_eq!(chats().len(), before, "the model was asked");

@@ -269,7 +269,7 @@ fn child_requests_are_answered_by_the_hub() {
     let s = ask("plain", "sampling/createMessage");
     assert_eq!(s["error"]["code"], -32000, "{s}");
     let why = s["error"]["message"].as_str().unwrap();
-    assert!(why.contains("only REST or hub requests are in flight on plain"), "{why}");
+    assert!(why.contains("only a REST or hub request is in flight on plain"), "{why}");
     assert!(why.contains("the request has no messages"), "{why}");
     // Notifications reach the log and the activity feed.
     assert_eq!(tool_text(&hub.tool("plain", "notify", json!({}))), "notified");

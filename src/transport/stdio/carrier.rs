@@ -49,7 +49,9 @@ impl Transport for Bridge {
     }
 
     fn lost(&self) -> Option<String> {
-        self.is_closed().then(|| "closed its stdout but kept running; treated as a crash".to_string())
+        self.hung().or_else(|| {
+            self.is_closed().then(|| "closed its stdout but kept running; treated as a crash".to_string())
+        })
     }
 
     fn close(&self) {

@@ -1,16 +1,27 @@
-//! A child's output read line by line within a cap, and the ring of its last stderr lines.
+//! A child's output read line by line within a cap, and the ring of its last stderr lines. A
+//! stderr line is redacted before it is cut (a cut could split a secret and leave its head),
+//! and logged escaped, within a budget of lines.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 
+use std::time::Instant;
+
 use parking_lot::Mutex;
 
 use super::Peer;
+use crate::text::{LogBudget, cut, for_log};
 
 /// Lines of stderr kept per server.
 pub const STDERR_LINES: usize = 500;
 /// Longest stderr line kept (the rest of a longer line is dropped).
 pub const STDERR_LINE_BYTES: usize = 4 << 10;
+/// How much of a stderr line is read to be redacted before it is cut to `STDERR_LINE_BYTES`: a
+/// secret that begins within the kept part is whole when redacted unless it is longer than the
+/// rest of this.
+const STDERR_READ_BYTES: usize = 64 << 10;
+/// Longest stderr line written to the hub's log.
+const STDERR_LOG_BYTES: usize = 1 << 10;
 /// Longest message a child may write on stdout: past it the child is broken, and its bridge
 /// closes (the supervisor restarts it).
 pub const STDOUT_LINE_BYTES: usize = 16 << 20;
@@ -73,28 +84,39 @@ pub(crate) fn read_line_capped(
 pub(super) fn drain_stderr(stderr: impl Read, server: &str, ring: &Mutex<StderrRing>, peer: &dyn Peer) {
     let mut reader = BufReader::new(stderr);
     let mut buf = Vec::new();
+    let mut budget = LogBudget::for_child();
     loop {
         buf.clear();
-        let cut = match read_line_capped(&mut reader, &mut buf, STDERR_LINE_BYTES) {
+        let read_cut = match read_line_capped(&mut reader, &mut buf, STDERR_READ_BYTES) {
             Ok((0, _)) | Err(_) => break,
             Ok((_, cut)) => cut,
         };
-        if cut {
+        if read_cut {
             // The rest of the line goes unread into nothing.
             let mut rest = Vec::new();
-            while let Ok((n, true)) = read_line_capped(&mut reader, &mut rest, STDERR_LINE_BYTES) {
+            while let Ok((n, true)) = read_line_capped(&mut reader, &mut rest, STDERR_READ_BYTES) {
                 rest.clear();
                 if n == 0 {
                     break;
                 }
             }
         }
-        // Redacted before it is kept: the ring feeds `last_error` and `/servers/{name}/logs`.
-        let mut line = peer.redact(String::from_utf8_lossy(&buf).trim_end()).into_owned();
-        if cut {
+        // Redacted before it is cut and kept: the ring feeds `last_error` and
+        // `/servers/{name}/logs`.
+        let text = String::from_utf8_lossy(&buf);
+        let redacted = peer.redact(text.trim_end());
+        let mut line = cut(&redacted, STDERR_LINE_BYTES);
+        if read_cut || line.len() < redacted.len() {
             line.push_str(" [...]");
         }
-        log::debug!("[{server}] {line}");
+        if log::log_enabled!(log::Level::Debug) {
+            if let Some(suppressed) = budget.allow(Instant::now()) {
+                if suppressed > 0 {
+                    log::debug!("[{server}] {suppressed} stderr lines not logged (too many)");
+                }
+                log::debug!("[{server}] {}", for_log(&line, STDERR_LOG_BYTES));
+            }
+        }
         ring.lock().push(line);
     }
 }

@@ -27,11 +27,7 @@ pub use lines::{STDOUT_LINE_BYTES, StderrRing};
 use reader::read_loop;
 use slot::{Origin, Slot};
 pub use stdin::ChildInput;
-use stdin::{Stdin, write_loop};
-
-/// Most bytes of requests waiting for a child that does not read its stdin: past it, new
-/// requests fail at once rather than grow the hub.
-pub const STDIN_BYTES: u64 = 64 << 20;
+use stdin::{Refused, Stdin, write_loop};
 
 struct Shared {
     name: String,
@@ -46,8 +42,19 @@ struct Shared {
     /// The log level its requests ask for (the envelope's `logLevel`; a modern child has no
     /// `logging/setLevel`).
     log_level: Mutex<Option<String>>,
-    /// Bytes queued for the child's stdin and not yet written (bounded by `STDIN_BYTES`).
-    queued: Arc<AtomicU64>,
+}
+
+impl Shared {
+    /// A request whose call failed past its inbox's bounds (its client did not read what the
+    /// child sent for it): forgotten, and the child told to stop working on it.
+    fn give_up(&self, outbox: &Stdin, hub_id: u64) {
+        if let Some(p) = self.pending.lock().as_mut() {
+            p.remove(&hub_id);
+        }
+        let reason = "its client did not read what the server sent for it";
+        let note = json!({"requestId": hub_id, "reason": reason});
+        outbox.push(jsonrpc::notification("notifications/cancelled", Some(note)).to_string());
+    }
 }
 
 /// Whose answer a client's answer to a relayed request is.
@@ -97,15 +104,14 @@ impl Bridge {
             child_requests: Mutex::new(HashMap::new()),
             modern: AtomicBool::new(false),
             log_level: Mutex::new(None),
-            queued: Arc::new(AtomicU64::new(0)),
         });
         let outbox = Arc::new(Stdin::new(stdin.direct()));
         let closed = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(3);
         let n = short(name);
         threads.push(std::thread::Builder::new().name(format!("stdin-{n}")).spawn({
-            let (outbox, queued) = (outbox.clone(), shared.queued.clone());
-            move || write_loop(stdin, &outbox, &queued)
+            let outbox = outbox.clone();
+            move || write_loop(stdin, &outbox)
         })?);
         let (s, t, c, p) = (shared.clone(), outbox.clone(), closed.clone(), peer.clone());
         let (own_peer, peer) = (peer.clone(), peer);
@@ -180,25 +186,24 @@ impl Bridge {
             None => return Err(self.gone()),
         };
         let line = jsonrpc::request_line(id, method, params.as_ref());
-        let size = line.len() as u64 + 1;
-        if self.shared.queued.fetch_add(size, Ordering::AcqRel) + size > STDIN_BYTES {
-            self.shared.queued.fetch_sub(size, Ordering::AcqRel);
-            self.forget(id);
-            return Err(RpcError::new(
-                jsonrpc::SERVER_UNAVAILABLE,
-                format!(
-                    "server {} is not reading its input ({} MiB waiting)",
-                    self.shared.name,
-                    STDIN_BYTES >> 20
-                ),
-            ));
+        match self.outbox.push_request(line) {
+            Ok(()) => Ok(Pending { id, slot }),
+            Err(refused) => {
+                self.forget(id);
+                Err(match refused {
+                    Refused::Full(waiting) => RpcError::new(
+                        jsonrpc::SERVER_UNAVAILABLE,
+                        format!("server {} is not reading its input ({waiting})", self.shared.name),
+                    ),
+                    Refused::Closed => self.gone(),
+                })
+            }
         }
-        if !self.outbox.push(line, &self.shared.queued) {
-            self.shared.queued.fetch_sub(size, Ordering::AcqRel);
-            self.forget(id);
-            return Err(self.gone());
-        }
-        Ok(Pending { id, slot })
+    }
+
+    /// Why the child is treated as hung: it asked and did not read the answers.
+    pub fn hung(&self) -> Option<String> {
+        self.outbox.hung()
     }
 
     /// The next event for a request, waiting until `until`.
@@ -295,7 +300,7 @@ impl Bridge {
                     "message": "the client's answer had neither result nor error"})
             }
         }
-        self.outbox.push(msg.to_string(), &self.shared.queued)
+        self.outbox.push(msg.to_string())
     }
 
     /// Answers a child request relayed to a caller that cannot take it (its answer is not a
@@ -328,7 +333,7 @@ impl Bridge {
             // A modern server asks for roots within a request; it has no list to refresh.
             return;
         }
-        self.outbox.push(jsonrpc::notification(method, params).to_string(), &self.shared.queued);
+        self.outbox.push(jsonrpc::notification(method, params).to_string());
     }
 
     /// Closes the child's stdin: the polite way to ask an MCP server to exit.
@@ -358,10 +363,11 @@ impl Bridge {
     }
 
     fn gone(&self) -> RpcError {
-        RpcError::new(
-            jsonrpc::SERVER_UNAVAILABLE,
-            format!("server {} exited while the request was in flight", self.shared.name),
-        )
+        let why = match self.outbox.hung() {
+            Some(hung) => format!("server {} {hung}", self.shared.name),
+            None => format!("server {} exited while the request was in flight", self.shared.name),
+        };
+        RpcError::new(jsonrpc::SERVER_UNAVAILABLE, why)
     }
 }
 

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::io::{BufReader, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use serde_json::{Value, json};
 
@@ -15,6 +16,7 @@ use super::stdin::Stdin;
 use super::{Shared, Waiting, route};
 use crate::exchange::Event;
 use crate::jsonrpc::{self, Kind};
+use crate::text::{LogBudget, for_log};
 use crate::transport::Peer;
 
 pub(super) fn read_loop(
@@ -26,6 +28,16 @@ pub(super) fn read_loop(
 ) {
     let mut reader = BufReader::new(stdout);
     let mut line = Vec::new();
+    // The child's bad lines: each logged, redacted and escaped, within a budget.
+    let mut budget = LogBudget::for_child();
+    let mut skipped = |what: &str, text: &str| {
+        if let Some(suppressed) = budget.allow(Instant::now()) {
+            if suppressed > 0 {
+                log::warn!("{}: {suppressed} more bad stdout lines skipped", shared.name);
+            }
+            log::warn!("{}: skipping {what}: {}", shared.name, for_log(&peer.redact(text), 200));
+        }
+    };
     loop {
         line.clear();
         // Bytes, not `read_line`: a line that is not UTF-8 is the child's mistake, to skip like
@@ -43,7 +55,7 @@ pub(super) fn read_loop(
             }
         }
         let Ok(text) = std::str::from_utf8(&line) else {
-            log::warn!("{}: skipping a stdout line that is not UTF-8", shared.name);
+            skipped("a stdout line that is not UTF-8", "");
             continue;
         };
         let text = text.trim();
@@ -53,11 +65,7 @@ pub(super) fn read_loop(
         let msg: Value = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) => {
-                log::warn!(
-                    "{}: skipping a stdout line that is not JSON ({e}): {:.200}",
-                    shared.name,
-                    peer.redact(text)
-                );
+                skipped(&format!("a stdout line that is not JSON ({e})"), text);
                 continue;
             }
         };
@@ -70,16 +78,16 @@ pub(super) fn read_loop(
                 match waiter {
                     Some(slot) => slot.push(Event::Response(msg)),
                     None => log::debug!(
-                        "{}: answer to no pending request (late or cancelled): {:.200}",
+                        "{}: answer to no pending request (late or cancelled): {}",
                         shared.name,
-                        peer.redact(text)
+                        for_log(&peer.redact(text), 200)
                     ),
                 }
             }
             Kind::Request => {
                 let id = msg.get("id").cloned().unwrap_or(Value::Null);
                 let outcome = match crate::exchange::is_for_a_client(&msg) {
-                    true => route::for_a_client(shared, peer, msg),
+                    true => route::for_a_client(shared, outbox, peer, msg, text.len()),
                     false => Some(peer.request(&shared.name, &msg)),
                 };
                 let answer = match outcome {
@@ -87,31 +95,27 @@ pub(super) fn read_loop(
                     Some(Ok(result)) => jsonrpc::result(id, result),
                     Some(Err(e)) => json!({"jsonrpc": "2.0", "id": id, "error": e.to_value()}),
                 };
-                outbox.push(answer.to_string(), &shared.queued);
+                outbox.push(answer.to_string());
             }
             Kind::Notification if jsonrpc::method(&msg) == "notifications/progress" => {
-                let slot = msg
-                    .pointer("/params/progressToken")
-                    .and_then(Value::as_u64)
-                    .and_then(|t| shared.pending.lock().as_ref().and_then(|p| p.get(&t).cloned()));
-                match slot.as_ref().and_then(|s| s.client_token.clone().map(|t| (s, t))) {
+                // The child sees the hub id as the token.
+                let hub_id = msg.pointer("/params/progressToken").and_then(Value::as_u64);
+                let slot =
+                    hub_id.and_then(|t| shared.pending.lock().as_ref().and_then(|p| p.get(&t).cloned()));
+                match (hub_id, slot.as_ref().and_then(|s| s.client_token.clone().map(|t| (s, t)))) {
                     // Only a caller that asked for progress gets it, under its own token.
-                    Some((slot, token)) if slot.relay => {
+                    (Some(hub_id), Some((slot, token))) if slot.relay => {
                         let mut m = msg;
                         m["params"]["progressToken"] = token;
-                        slot.push(Event::Message(m));
+                        if !slot.push_message(m, text.len()) {
+                            shared.give_up(outbox, hub_id);
+                        }
                     }
                     _ => log::debug!("{}: progress for no pending request", shared.name),
                 }
             }
             Kind::Notification => peer.notification(&shared.name, &msg),
-            Kind::Invalid => {
-                log::warn!(
-                    "{}: skipping an invalid JSON-RPC message: {:.200}",
-                    shared.name,
-                    peer.redact(text)
-                )
-            }
+            Kind::Invalid => skipped("an invalid JSON-RPC message", text),
         }
     }
     // All bookkeeping is gone before anyone hears of it: a waiter that wakes finds the bridge

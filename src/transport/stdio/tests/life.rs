@@ -179,6 +179,50 @@ fn a_huge_stderr_line_is_kept_cut() {
     assert_eq!(tail[1], "next");
 }
 
+/// A peer that takes one secret out of the child's text.
+struct Redacting(&'static str);
+
+impl Peer for Redacting {
+    fn request(&self, _: &str, _: &Value) -> Result<Value, RpcError> {
+        Ok(json!({}))
+    }
+
+    fn notification(&self, _: &str, _: &Value) {}
+
+    fn redact<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        match text.contains(self.0) {
+            true => text.replace(self.0, "***").into(),
+            false => text.into(),
+        }
+    }
+}
+
+#[test]
+fn a_stderr_line_is_redacted_before_it_is_cut() {
+    const SECRET: &str = "sk-live-0123456789abcdef";
+    let (_stdin_r, stdin_w) = pipe();
+    let (stdout_r, stdout_w) = pipe();
+    let (stderr_r, mut stderr_w) = pipe();
+    let ring = Arc::new(Mutex::new(StderrRing::default()));
+    let bridge =
+        Bridge::start("fx", stdin_w, stdout_r, stderr_r, ring.clone(), Arc::new(Redacting(SECRET))).unwrap();
+    // The secret straddles the cut.
+    let line = format!("{}{SECRET} and more\n", "x".repeat(STDERR_LINE_BYTES - 10));
+    stderr_w.write_all(line.as_bytes()).unwrap();
+    drop(stderr_w);
+    let deadline = Instant::now() + WAIT;
+    while ring.lock().tail(1).is_empty() {
+        assert!(Instant::now() < deadline, "the line never reached the ring");
+        std::thread::yield_now();
+    }
+    let kept = ring.lock().tail(1).remove(0);
+    assert!(!kept.contains("sk-live"), "the secret's head leaked: {}", &kept[kept.len() - 40..]);
+    assert!(kept.contains("***"), "the secret's mask is kept");
+    assert!(kept.len() <= STDERR_LINE_BYTES + " [...]".len());
+    drop(stdout_w);
+    bridge.join(WAIT);
+}
+
 #[test]
 fn a_stdout_message_past_the_cap_closes_the_bridge() {
     let child = Child::start();
@@ -232,6 +276,38 @@ fn a_child_that_does_not_read_cannot_grow_its_backlog_without_bound() {
     assert!((60..=70).contains(&sent), "about 64 MiB were taken: {sent}");
     assert_eq!(e.code, jsonrpc::SERVER_UNAVAILABLE);
     assert!(e.message.contains("not reading its input"), "{}", e.message);
+    drop(release);
+    drop((stdout_w, stderr_w));
+    bridge.join(WAIT);
+}
+
+#[test]
+fn a_child_that_asks_and_never_reads_the_answers_is_treated_as_hung() {
+    use super::super::stdin::STDIN_LINES;
+    let (release, stuck) = std::sync::mpsc::channel();
+    let (stdout_r, mut stdout_w) = pipe();
+    let (stderr_r, stderr_w) = pipe();
+    let ring = Arc::new(Mutex::new(StderrRing::default()));
+    let peer = Arc::new(Recorder::default());
+    let bridge = Bridge::start("fx", Stuck(Mutex::new(stuck)), stdout_r, stderr_r, ring, peer).unwrap();
+    let mut flood = String::new();
+    for i in 0..STDIN_LINES + 10 {
+        flood.push_str(&format!("{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"ping\"}}\n"));
+    }
+    stdout_w.write_all(flood.as_bytes()).unwrap();
+    let deadline = Instant::now() + WAIT;
+    let hung = loop {
+        if let Some(why) = bridge.hung() {
+            break why;
+        }
+        assert!(Instant::now() < deadline, "the child was never treated as hung");
+        std::thread::yield_now();
+    };
+    assert!(hung.starts_with(&format!("did not read its stdin ({STDIN_LINES} lines")), "{hung}");
+    assert!(hung.ends_with("treated as hung"), "{hung}");
+    let e = bridge.begin("tools/list", None).map(|_| ()).unwrap_err();
+    assert_eq!(e.code, jsonrpc::SERVER_UNAVAILABLE);
+    assert!(e.message.contains("did not read its stdin"), "{}", e.message);
     drop(release);
     drop((stdout_w, stderr_w));
     bridge.join(WAIT);

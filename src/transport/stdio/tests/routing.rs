@@ -216,30 +216,41 @@ fn the_childs_requests_go_to_the_caller_that_can_answer_or_else_to_the_peer() {
     check(&[Flight::Client(form, "x")], "elicitation/create", json!({}), To::Caller(0));
     check(&[Flight::Client(roots, "x")], "roots/list", json!({}), To::Caller(0));
     check(&[Flight::Client(url, "x")], "elicitation/create", url_mode.clone(), To::Caller(0));
-    // A REST or hub request cannot answer: the one client request that can does.
+    // With another request in flight (a REST caller's, the hub's, another client's) nothing
+    // says whose the request is: the client that could answer is not shown it.
     check(
         &[Flight::Own, Flight::Client(all, "x"), Flight::Own],
         "sampling/createMessage",
         sample.clone(),
-        To::Caller(1),
+        To::Peer("3 requests are in flight on fx, and the request names none of them"),
     );
-    // Only the client that declared the capability is asked.
+    check(
+        &[Flight::Own, Flight::Client(sampling, "x")],
+        "sampling/createMessage",
+        sample.clone(),
+        To::Peer("2 requests are in flight on fx"),
+    );
     check(
         &[Flight::Client(none, "x"), Flight::Client(sampling, "y")],
         "sampling/createMessage",
         sample.clone(),
-        To::Caller(1),
+        To::Peer("2 requests are in flight on fx"),
+    );
+    check(
+        &[Flight::Client(none, "x")],
+        "sampling/createMessage",
+        sample.clone(),
+        To::Peer("declared sampling"),
     );
     check(&[Flight::Client(form, "x")], "elicitation/create", url_mode, To::Peer("declared url elicitation"));
     check(&[Flight::Client(sampling, "x")], "roots/list", json!({}), To::Peer("declared roots"));
-    // Several could: the one whose arguments the request quotes, else nobody.
+    // Quoting one caller's arguments proves nothing: nobody.
     let quoting = json!({"messages": [{"role": "user", "content": {"type": "text", "text": "context: second prompt"}}], "maxTokens": 10});
     let two = [Flight::Client(sampling, "first prompt"), Flight::Client(sampling, "second prompt")];
-    check(&two, "sampling/createMessage", quoting, To::Caller(1));
-    check(&two, "sampling/createMessage", sample.clone(), To::Peer("2 client requests that could answer"));
+    check(&two, "sampling/createMessage", quoting, To::Peer("2 requests are in flight"));
     check(&[], "sampling/createMessage", sample.clone(), To::Peer("no client request is in flight on fx"));
     check(&[], "elicitation/create", json!({}), To::Peer("no client request is in flight"));
-    check(&[Flight::Own], "sampling/createMessage", sample, To::Peer("only REST or hub requests"));
+    check(&[Flight::Own], "sampling/createMessage", sample, To::Peer("only a REST or hub request"));
 }
 
 #[test]
@@ -305,4 +316,55 @@ fn wait_refuses_the_childs_requests_for_its_caller() {
         caller.join().unwrap()
     });
     assert_eq!(answer, Ok(json!({"jsonrpc": "2.0", "id": 1, "result": {}})));
+}
+
+#[test]
+fn unread_progress_keeps_only_the_latest_of_its_token() {
+    let child = Child::start();
+    let params = json!({"name": "t", "_meta": {"progressToken": "tok"}});
+    let p = child.bridge.begin_relay(&tools_call(json!(1), params)).unwrap();
+    child.heard();
+    for i in 1..=5000 {
+        child.say(json!({"jsonrpc": "2.0", "method": "notifications/progress",
+            "params": {"progressToken": p.id(), "progress": i, "total": 5000}}));
+    }
+    child.say(json!({"jsonrpc": "2.0", "id": p.id(), "result": {"done": true}}));
+    child.sync();
+    // Nobody read while the child went on: the latest progress, then the answer.
+    assert_eq!(child.message(&p)["params"], json!({"progressToken": "tok", "progress": 5000, "total": 5000}));
+    assert_eq!(child.response(&p)["result"], json!({"done": true}));
+}
+
+#[test]
+fn past_the_unread_bound_the_call_fails_and_the_child_is_told() {
+    use crate::exchange::UNREAD_BYTES;
+    let child = Child::start();
+    let p = child.bridge.begin_relay(&tools_call(json!(1), json!({"name": "t"}))).unwrap();
+    child.heard();
+    let ask = |n: usize| {
+        json!({"jsonrpc": "2.0", "id": n, "method": "elicitation/create",
+            "params": {"message": "x".repeat(300_000), "requestedSchema": {}}})
+    };
+    let line = ask(0).to_string().len();
+    let fit = UNREAD_BYTES / line;
+    assert_eq!(fit, 13, "the bound as this test expects it");
+    for n in 0..=fit {
+        child.say(ask(n));
+    }
+    // The call's request is cancelled, the request past the bound refused.
+    assert_eq!(child.heard(), cancelled(p.id(), "its client did not read what the server sent for it"));
+    let refused = child.heard();
+    assert_eq!(refused["id"], fit, "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("has ended"), "{refused}");
+    for _ in 0..fit {
+        assert_eq!(child.message(&p)["method"], "elicitation/create");
+    }
+    let e = child.response(&p)["error"].clone();
+    assert_eq!(e["code"], jsonrpc::SERVER_UNAVAILABLE);
+    let said = e["message"].as_str().unwrap();
+    assert!(said.contains("messages or 4 MiB for its client waited unread"), "{said}");
+    // Its late answer reaches nobody.
+    child.say(json!({"jsonrpc": "2.0", "id": p.id(), "result": {}}));
+    child.sync();
+    child.nothing_for(&p);
 }
