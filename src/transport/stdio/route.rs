@@ -1,15 +1,17 @@
 //! Which caller a child's own request (`roots/list`, `sampling/createMessage`,
 //! `elicitation/create`) belongs to. It goes to a client only when it is provably that
 //! client's: the caller of the task the request names
-//! (`_meta["io.modelcontextprotocol/related-task"].taskId`), else the caller of the one request
-//! in flight on the child (the hub's health pings aside). Over stdio the SDKs name no
-//! originating request (the TypeScript SDK's `relatedRequestId` and the Python SDK's
-//! `related_request_id` only steer their HTTP transports), so with several requests in flight
-//! nobody can tell whose it is, and a guess could show one client another's prompt. Otherwise
-//! nobody, with the reason, and the hub answers as a client without the capability would
-//! (`peer`: roots the configured ones, elicitation declined, sampling by the local model when
-//! the server's policy allows, else an error saying why). A REST or hub request is never the
-//! target. `for_a_client` carries the choice out for the stdout reader.
+//! (`_meta["io.modelcontextprotocol/related-task"].taskId`); else the caller of the one request
+//! in flight on the child (the hub's health pings aside); else, with several relayed requests in
+//! flight, the one whose own argument strings (ones no other sent) the request quotes, when
+//! exactly one's are. Over stdio the SDKs name no originating request (the TypeScript SDK's
+//! `relatedRequestId` and the Python SDK's `related_request_id` only steer their HTTP
+//! transports), and a guess could show one client another's prompt: with a REST or hub request
+//! among several in flight (their arguments are not kept) nobody is picked. Otherwise nobody,
+//! with the reason, and the hub answers as a client without the capability would (`peer`: roots
+//! the configured ones, elicitation declined, sampling by the local model when the server's
+//! policy allows, else an error saying why). A REST or hub request is never the target.
+//! `for_a_client` carries the choice out for the stdout reader.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,16 +47,11 @@ pub(super) fn pick(
             };
         }
     }
-    let mut busy = pending.iter().filter(|(_, s)| !s.ping);
-    let (id, one) = match (busy.next(), busy.count()) {
-        (None, _) => return Err(format!("no client request is in flight on {server}")),
-        (Some(one), 0) => one,
-        (Some(_), others) => {
-            return Err(format!(
-                "{} requests are in flight on {server}, and the request names none of them",
-                others + 1
-            ));
-        }
+    let busy: Vec<(&u64, &Arc<Slot>)> = pending.iter().filter(|(_, s)| !s.ping).collect();
+    let (id, one) = match busy.as_slice() {
+        [] => return Err(format!("no client request is in flight on {server}")),
+        [(id, one)] => (*id, *one),
+        several => quoted(server, several, msg)?,
     };
     match &one.origin {
         None => Err(format!("only a REST or hub request is in flight on {server}, and it cannot answer")),
@@ -62,6 +59,32 @@ pub(super) fn pick(
             Err(format!("no client with a request in flight on {server} declared {what}"))
         }
         Some(_) => Ok((*id, one.clone())),
+    }
+}
+
+/// Among several requests in flight, the one whose own argument strings (ones no other sent)
+/// the child's request quotes, when exactly one's are. Only relayed requests carry their
+/// arguments: with a REST or hub request among them nobody can tell, so nobody is picked.
+fn quoted<'a>(
+    server: &str,
+    several: &[(&'a u64, &'a Arc<Slot>)],
+    msg: &Value,
+) -> Result<(&'a u64, &'a Arc<Slot>), String> {
+    let n = several.len();
+    let unnamed = || format!("{n} requests are in flight on {server}, and the request names none of them");
+    let mut hints = Vec::with_capacity(n);
+    for (_, s) in several {
+        match &s.origin {
+            Some(o) => hints.push(o.hints.as_slice()),
+            None => return Err(unnamed()),
+        }
+    }
+    let text = msg.get("params").map(Value::to_string).unwrap_or_default();
+    let theirs = |i: usize, h: &String| hints.iter().enumerate().all(|(j, o)| j == i || !o.contains(h));
+    let mut quoting = (0..n).filter(|&i| hints[i].iter().any(|h| text.contains(h.as_str()) && theirs(i, h)));
+    match (quoting.next(), quoting.next()) {
+        (Some(i), None) => Ok(several[i]),
+        _ => Err(unnamed()),
     }
 }
 

@@ -42,16 +42,34 @@ impl Slot {
     }
 }
 
-/// What a relayed request offers the routing: its caller and the task it concerns.
+/// Argument strings shorter than this say too little to tie a child's request to a call.
+const MIN_HINT: usize = 4;
+
+/// What a relayed request offers the routing: its caller, the task it concerns, and the
+/// strings of its arguments (a child's request that quotes them is that call's).
 pub(super) struct Origin {
     pub caller: Caller,
     pub task: Option<String>,
+    pub hints: Vec<String>,
 }
 
 impl Origin {
     pub fn of(request: &Value, caller: Caller) -> Origin {
         let params = request.get("params");
         let task = params.and_then(|p| p.get("taskId")).and_then(Value::as_str).map(str::to_string);
-        Origin { caller, task }
+        let mut hints = Vec::new();
+        if let Some(args) = params.and_then(|p| p.get("arguments")) {
+            strings(args, &mut hints);
+        }
+        Origin { caller, task, hints }
+    }
+}
+
+fn strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) if s.len() >= MIN_HINT => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
+        Value::Object(m) => m.values().for_each(|v| strings(v, out)),
+        _ => {}
     }
 }

@@ -244,10 +244,26 @@ fn the_childs_requests_go_to_the_caller_that_can_answer_or_else_to_the_peer() {
     );
     check(&[Flight::Client(form, "x")], "elicitation/create", url_mode, To::Peer("declared url elicitation"));
     check(&[Flight::Client(sampling, "x")], "roots/list", json!({}), To::Peer("declared roots"));
-    // Quoting one caller's arguments proves nothing: nobody.
-    let quoting = json!({"messages": [{"role": "user", "content": {"type": "text", "text": "context: second prompt"}}], "maxTokens": 10});
+    // Among several relayed requests, the one whose own arguments the request quotes.
+    let quoting = |text: &str| json!({"messages": [{"role": "user", "content": {"type": "text", "text": text}}], "maxTokens": 10});
     let two = [Flight::Client(sampling, "first prompt"), Flight::Client(sampling, "second prompt")];
-    check(&two, "sampling/createMessage", quoting, To::Peer("2 requests are in flight"));
+    check(&two, "sampling/createMessage", quoting("context: second prompt"), To::Caller(1));
+    check(
+        &two,
+        "sampling/createMessage",
+        quoting("first prompt, second prompt"),
+        To::Peer("2 requests are in flight"),
+    );
+    // The quoted one must be able to answer; a REST or hub request among them hides whose it is.
+    let unable = [Flight::Client(none, "first prompt"), Flight::Client(sampling, "second prompt")];
+    check(&unable, "sampling/createMessage", quoting("first prompt"), To::Peer("declared sampling"));
+    let with_rest = [Flight::Own, Flight::Client(sampling, "second prompt")];
+    check(
+        &with_rest,
+        "sampling/createMessage",
+        quoting("second prompt"),
+        To::Peer("2 requests are in flight"),
+    );
     check(&[], "sampling/createMessage", sample.clone(), To::Peer("no client request is in flight on fx"));
     check(&[], "elicitation/create", json!({}), To::Peer("no client request is in flight"));
     check(&[Flight::Own], "sampling/createMessage", sample, To::Peer("only a REST or hub request"));
