@@ -240,6 +240,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_symlink_planted_at_the_temp_path_is_never_written_through() {
+        let dir = std::env::temp_dir().join(format!("agenthub-tmp-link-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "mine").unwrap();
+        let file = dir.join("f.json");
+        let tmp = dir.join(format!(".f.json.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        replace_file(&file, &dir, b"new", 0o600).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "mine");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "new");
+        assert!(std::fs::symlink_metadata(&tmp).is_err(), "the temp path is gone");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_replace_that_waited_for_a_removal_finds_nothing() {
         let servers = table("replace", vec![shell_server("a")]);
         let writes = servers.writes.lock();
