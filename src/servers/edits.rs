@@ -38,11 +38,12 @@ impl Servers {
         Ok(srv.snapshot())
     }
 
-    /// Replaces a server's configuration and saves; a running server restarts with it. A
-    /// masked value sent back as the API showed it (`***`) keeps the real one: a client that
-    /// GETs a server, edits one field and PUTs it back must not save `***` over its secrets.
+    /// Replaces a server's configuration and saves; a running server restarts with it, or
+    /// stops when the change disables it. A masked value sent back as the API showed it (`***`)
+    /// keeps the real one: a client that GETs a server, edits one field and PUTs it back must
+    /// not save `***` over its secrets.
     pub fn replace(&self, name: &str, config: ServerConfig) -> Result<Snapshot> {
-        let (srv, was_running) = {
+        let (srv, restart, stop) = {
             let _w = self.writes.lock();
             // Looked up under the save lock: a removal that came first wins, and this is a 404.
             let srv = self.must_find(name)?;
@@ -59,17 +60,21 @@ impl Servers {
                 st.problem = problem;
                 return Err(e);
             }
-            let (fx, was_running) = {
+            let (fx, was_running, enabled) = {
                 let mut st = srv.state.lock();
                 let fx = st.clear_failure();
-                (fx, matches!(st.status(), Status::Running | Status::Starting))
+                (fx, matches!(st.status(), Status::Running | Status::Starting), st.config.enabled)
             };
             self.fire(&srv, fx);
-            (srv, was_running)
+            (srv, was_running && enabled, was_running && !enabled)
         };
         self.ctx.activity.record("config", Some(name), "replaced");
-        if was_running {
+        if restart {
             return self.restart(name);
+        }
+        // Disabled by this change: it stops, as a reload of the same edit would stop it.
+        if stop {
+            return self.stop(name);
         }
         Ok(srv.snapshot())
     }
