@@ -3,10 +3,11 @@
 //! modification time, size and SHA-256: no file-watch dependency), and once a change has held
 //! still for `SETTLE` it loads the whole configuration again with the code start-up uses. A
 //! configuration that does not load is refused whole: the hub keeps running the old one and
-//! records a `config_error` event naming the file, the JSON path and the line. One that loads
-//! is applied: servers through `Servers::reload` (added, removed, restarted, updated live),
-//! rules swapped at once with only the changed rules' cache entries dropped, pipelines swapped
-//! (a run under way keeps its definition). The hub's own saves (API edits) are recognised by
+//! records a `config_error` event naming the file, the JSON path and the line. So is one whose
+//! servers file, read before, is gone (a rename or a checkout under way), which is never taken
+//! for "nothing configured". One that loads is applied: servers through `Servers::reload`
+//! (added, removed, restarted, updated live), rules swapped at once with only the changed
+//! rules' cache entries dropped, pipelines swapped (a run under way keeps its definition). The hub's own saves (API edits) are recognised by
 //! their hash and reload nothing. `Watcher::reload_now` (SIGHUP) reloads without waiting.
 
 use std::path::{Path, PathBuf};
@@ -165,7 +166,7 @@ fn files(app: &App) -> Vec<PathBuf> {
 /// Loads the whole configuration again and applies it, or refuses it whole.
 pub fn reload(app: &Arc<App>, why: &str) {
     let env = |k: &str| std::env::var(k).ok();
-    let loaded = config::load(&app.settings, &env).and_then(|l| match refusal(&l) {
+    let loaded = config::load(&app.settings, &env).and_then(|l| match vanished(app, &l).or_else(|| refusal(&l)) {
         Some(e) => Err(Error::Config(e)),
         None => Ok(l),
     });
@@ -197,6 +198,19 @@ pub fn reload(app: &Arc<App>, why: &str) {
     log::info!("configuration reloaded ({why}): {summary}");
     app.activity.record("config", None, format!("reloaded ({why}): {summary}"));
     crate::metrics::global().reload("applied");
+}
+
+/// The hub's own servers file, read or saved before, is gone (moved away, a checkout or an
+/// editor's rename under way): loading that as "nothing configured" would stop every server
+/// (and start the embedded examples), so it is refused like a broken file. It is loaded again
+/// when it is back.
+fn vanished(app: &App, loaded: &config::Loaded) -> Option<String> {
+    (loaded.document.on_disk.is_none() && app.servers.had_own_file()).then(|| {
+        format!(
+            "{}: not found (moved or deleted?); it is loaded again once it is back",
+            loaded.servers_path.display()
+        )
+    })
 }
 
 /// Why a loaded configuration is refused: a server its file got wrong (a field of the wrong

@@ -152,11 +152,13 @@ impl Servers {
             })
             .collect();
         let document = self.document.lock().clone();
+        self.unchanged_on_disk(document.on_disk)?;
         let root = document.render(&servers);
         let mut text = serde_json::to_string_pretty(&root).map_err(|e| Error::Internal(e.to_string()))?;
         text.push('\n');
         write_atomically(&self.file, text.as_bytes())?;
-        *self.saved.lock() = Some(sha2::Sha256::digest(text.as_bytes()).into());
+        let hash: [u8; 32] = sha2::Sha256::digest(text.as_bytes()).into();
+        *self.saved.lock() = Some(hash);
         log::info!("saved {} server(s) to {}", servers.len(), self.file.display());
         if !embedded.is_empty() {
             log::info!(
@@ -168,7 +170,7 @@ impl Servers {
         if document.had_comments {
             log::warn!("{}: its comments were not kept by this save", self.file.display());
         }
-        self.document.lock().saved(root, servers);
+        self.document.lock().saved(root, servers, hash);
         let label = self.file.display().to_string();
         for s in self.list.lock().iter() {
             let mut st = s.state.lock();
@@ -177,6 +179,30 @@ impl Servers {
             }
         }
         Ok(())
+    }
+}
+
+impl Servers {
+    /// Refuses a save over a file that is not the one the hub last read or saved (`on_disk`;
+    /// None: there was none): an edit made on disk that the reload has not picked up yet, a
+    /// file created beside the embedded defaults, a file moved away. Saving would lose it.
+    fn unchanged_on_disk(&self, on_disk: Option<[u8; 32]>) -> Result<()> {
+        let file = self.file.display();
+        let now: Option<[u8; 32]> = match std::fs::read(&self.file) {
+            Ok(bytes) => Some(sha2::Sha256::digest(&bytes).into()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io(format!("cannot read {file} before saving it"), e)),
+        };
+        match (on_disk, now) {
+            (was, now) if was == now => Ok(()),
+            (Some(_), None) => Err(Error::Conflict(format!(
+                "{file} is gone since the hub read it (moved or deleted): not saved; put it back and try again"
+            ))),
+            _ => Err(Error::Conflict(format!(
+                "{file} changed on disk since the hub last read it: not saved, so that edit is kept; \
+                 the hub reloads the file within seconds, then try again"
+            ))),
+        }
     }
 }
 

@@ -174,6 +174,12 @@ impl Servers {
         }
     }
 
+    /// Whether the hub's own servers file existed when it was last read or saved: a reload
+    /// that finds it gone is refused, not taken for "nothing configured".
+    pub fn had_own_file(&self) -> bool {
+        self.document.lock().on_disk.is_some()
+    }
+
     /// The SHA-256 of what the hub itself last wrote to its servers file: a reload that finds
     /// exactly that is the hub's own save, not a change to apply.
     pub fn last_saved(&self) -> Option<[u8; 32]> {
