@@ -95,14 +95,17 @@ impl Watcher {
     pub fn start(app: Arc<App>) -> Result<Watcher> {
         let files = files(&app);
         // What is on disk now is what was loaded: looked at here, before the thread runs, so a
-        // change made while it starts is a change.
-        let loaded = files.iter().map(|f| look(f)).collect();
+        // change made while it starts is a change. A servers file that is not the one the hub
+        // read (changed, created or moved away since) is a change already under way.
+        let loaded: Vec<Option<Seen>> = files.iter().map(|f| look(f)).collect();
+        let stale = loaded[0].map(|s| s.hash) != app.servers.file_hash();
+        let changing = stale.then(|| (loaded.clone(), Instant::now()));
         let (tx, rx) = crossbeam_channel::bounded::<Msg>(4);
         let thread = std::thread::Builder::new()
             .name("config-watch".into())
             .spawn(move || {
                 let servers_file = files[0].clone();
-                let mut follow = Follow { loaded, changing: None };
+                let mut follow = Follow { loaded, changing };
                 loop {
                     match rx.recv_timeout(follow.wait()) {
                         Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
@@ -205,7 +208,7 @@ pub fn reload(app: &Arc<App>, why: &str) {
 /// (and start the embedded examples), so it is refused like a broken file. It is loaded again
 /// when it is back.
 fn vanished(app: &App, loaded: &config::Loaded) -> Option<String> {
-    (loaded.document.on_disk.is_none() && app.servers.had_own_file()).then(|| {
+    (loaded.document.on_disk.is_none() && app.servers.file_hash().is_some()).then(|| {
         format!(
             "{}: not found (moved or deleted?); it is loaded again once it is back",
             loaded.servers_path.display()

@@ -174,10 +174,11 @@ impl Servers {
         }
     }
 
-    /// Whether the hub's own servers file existed when it was last read or saved: a reload
-    /// that finds it gone is refused, not taken for "nothing configured".
-    pub fn had_own_file(&self) -> bool {
-        self.document.lock().on_disk.is_some()
+    /// The SHA-256 of the hub's own servers file as it was last read or saved; None when there
+    /// was no file. A reload that finds a file read before gone is refused, not taken for
+    /// "nothing configured".
+    pub fn file_hash(&self) -> Option<[u8; 32]> {
+        self.document.lock().on_disk
     }
 
     /// The SHA-256 of what the hub itself last wrote to its servers file: a reload that finds
