@@ -206,6 +206,37 @@ impl Servers {
     }
 }
 
+impl Servers {
+    /// Removes the temp files of saves a hub killed outright never finished (`.<file>.tmp-<pid>`
+    /// beside the servers file, its symlinks followed: the name `replace_file` gives them):
+    /// only that name, only in that directory, and not one whose pid is another process still
+    /// running (a second hub saving there). Under `writes`, so no save of this hub is under way.
+    pub(super) fn remove_stale_saves(&self) {
+        let _w = self.writes.lock();
+        let file = through_symlinks(&self.file);
+        let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let Some(name) = file.file_name().and_then(|n| n.to_str()) else { return };
+        let prefix = format!(".{name}.tmp-");
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            let Some(pid) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else { continue };
+            if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let mine = pid == std::process::id().to_string();
+            if !mine && Path::new("/proc").join(pid).exists() {
+                continue;
+            }
+            let path = entry.path();
+            match std::fs::remove_file(&path) {
+                Ok(()) => log::info!("removed {}, left by a save that never finished", path.display()),
+                Err(e) => log::warn!("cannot remove {}, left by an unfinished save: {e}", path.display()),
+            }
+        }
+    }
+}
+
 /// Temp file in the same directory, fsync, rename over, fsync the directory. A failure leaves
 /// the previous file as it was. The file holds secrets: a new one is 0600 in a directory
 /// created 0700, an existing one keeps its mode when that is stricter (never looser than
