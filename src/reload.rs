@@ -169,10 +169,11 @@ fn files(app: &App) -> Vec<PathBuf> {
 /// Loads the whole configuration again and applies it, or refuses it whole.
 pub fn reload(app: &Arc<App>, why: &str) {
     let env = |k: &str| std::env::var(k).ok();
-    let loaded = config::load(&app.settings, &env).and_then(|l| match vanished(app, &l).or_else(|| refusal(&l)) {
-        Some(e) => Err(Error::Config(e)),
-        None => Ok(l),
-    });
+    let loaded =
+        config::load(&app.settings, &env).and_then(|l| match vanished(app, &l).or_else(|| refusal(&l)) {
+            Some(e) => Err(Error::Config(e)),
+            None => Ok(l),
+        });
     let loaded = match loaded {
         Ok(l) => l,
         Err(e) => {

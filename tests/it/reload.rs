@@ -248,7 +248,14 @@ fn a_servers_file_gone_for_a_while_changes_nothing_and_is_picked_up_when_back() 
         hub.get("/servers").json()["servers"].as_array().unwrap().iter().map(|s| s["name"].clone()).collect();
     assert_eq!(names, [json!("a")], "no server stopped, no example started");
     assert_eq!(pid(&hub, "a"), a);
-    assert!(events(&hub, "config").iter().all(|e| !e["message"].as_str().unwrap_or("").starts_with("reloaded")));
+    // Nor does an API change write a new file in its place meanwhile.
+    let msg =
+        hub.post_json("/servers", &json!({"name": "api", "command": FIXTURE})).expect_error(409, "conflict");
+    assert!(msg.contains("mcp-servers.json") && msg.contains("gone"), "{msg}");
+    assert!(!path.exists(), "a file written where the moved one was");
+    assert!(
+        events(&hub, "config").iter().all(|e| !e["message"].as_str().unwrap_or("").starts_with("reloaded"))
+    );
 
     // Back, with an edit: applied.
     std::fs::write(&away, fixture_servers(&[("a", auto.clone()), ("n", json!({}))])).expect("edit");
