@@ -450,6 +450,8 @@ fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()>
     if let Err(e) = agenthub::set_child_subreaper() {
         log::warn!("cannot become the subreaper of the children: {e}");
     }
+    // Looked at before the load: a file changed while the hub starts is reloaded.
+    let baseline = agenthub::ConfigBaseline::take(&settings);
     let loaded = load_config(&settings, env)?;
     for s in &loaded.sources {
         log::info!("config {s}");
@@ -486,7 +488,7 @@ fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()>
     log::info!("listening on http://{}", front.addr());
     app.servers.start_background();
 
-    let watcher = agenthub::ConfigWatcher::start(app.clone())?;
+    let watcher = agenthub::ConfigWatcher::start(app.clone(), baseline)?;
 
     let outcome = loop {
         crossbeam_channel::select! {

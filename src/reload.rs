@@ -19,7 +19,7 @@ use crossbeam_channel::{RecvTimeoutError, Sender};
 use sha2::{Digest, Sha256};
 
 use crate::app::App;
-use crate::config;
+use crate::config::{self, Settings};
 use crate::error::{Error, Result};
 
 /// How often the files are looked at.
@@ -90,22 +90,33 @@ pub struct Watcher {
     thread: Option<JoinHandle<()>>,
 }
 
+/// The files as they were before the configuration was loaded: where the watcher starts from,
+/// so a change made while the hub starts (after this look, before the watcher's first) is a
+/// change, not the state it takes for loaded.
+pub struct Baseline {
+    files: Vec<PathBuf>,
+    seen: Vec<Option<Seen>>,
+}
+
+impl Baseline {
+    /// Looks at the files `settings` name; taken before `config::load`.
+    pub fn take(settings: &Settings) -> Baseline {
+        let files = files(settings);
+        let seen = files.iter().map(|f| look(f)).collect();
+        Baseline { files, seen }
+    }
+}
+
 impl Watcher {
-    /// Starts watching the files the hub loaded its configuration from.
-    pub fn start(app: Arc<App>) -> Result<Watcher> {
-        let files = files(&app);
-        // What is on disk now is what was loaded: looked at here, before the thread runs, so a
-        // change made while it starts is a change. A servers file that is not the one the hub
-        // read (changed, created or moved away since) is a change already under way.
-        let loaded: Vec<Option<Seen>> = files.iter().map(|f| look(f)).collect();
-        let stale = loaded[0].map(|s| s.hash) != app.servers.file_hash();
-        let changing = stale.then(|| (loaded.clone(), Instant::now()));
+    /// Starts watching the files the hub loaded its configuration from, from `baseline`.
+    pub fn start(app: Arc<App>, baseline: Baseline) -> Result<Watcher> {
+        let Baseline { files, seen: loaded } = baseline;
         let (tx, rx) = crossbeam_channel::bounded::<Msg>(4);
         let thread = std::thread::Builder::new()
             .name("config-watch".into())
             .spawn(move || {
                 let servers_file = files[0].clone();
-                let mut follow = Follow { loaded, changing };
+                let mut follow = Follow { loaded, changing: None };
                 loop {
                     match rx.recv_timeout(follow.wait()) {
                         Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
@@ -154,15 +165,15 @@ impl Drop for Watcher {
 
 /// The files a reload reads: the hub's own servers file first, then the rules, the pipelines,
 /// the imported servers file if any.
-fn files(app: &App) -> Vec<PathBuf> {
+fn files(settings: &Settings) -> Vec<PathBuf> {
     let env = |k: &str| std::env::var(k).ok();
-    let dir = app.settings.own_config_dir(&env);
+    let dir = settings.own_config_dir(&env);
     let mut files = vec![
         dir.join(config::SERVERS_FILE_NAME),
         dir.join(config::RULES_FILE_NAME),
         dir.join(config::PIPELINES_FILE_NAME),
     ];
-    files.extend(app.settings.servers_file.clone());
+    files.extend(settings.servers_file.clone());
     files
 }
 
