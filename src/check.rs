@@ -1,8 +1,8 @@
 //! `agenthub check-config`: what the configuration will run, said before anything runs. Per
 //! server the command line as it will be spawned (the installed bin of a `package`, not
 //! `npx -y ...`), secrets masked (and every value a server would be started with, wherever a
-//! line quotes it); a command that is not on PATH, a missing variable or a bad
-//! entry is an error; every warning is named.
+//! line quotes it); a command that is not on PATH, a missing variable or a bad entry is an
+//! error; every warning is named.
 
 use std::path::Path;
 

@@ -7,8 +7,11 @@
 //! servers file, read before, is gone (a rename or a checkout under way), which is never taken
 //! for "nothing configured". One that loads is applied: servers through `Servers::reload`
 //! (added, removed, restarted, updated live), rules swapped at once with only the changed
-//! rules' cache entries dropped, pipelines swapped (a run under way keeps its definition). The hub's own saves (API edits) are recognised by
-//! their hash and reload nothing. `Watcher::reload_now` (SIGHUP) reloads without waiting.
+//! rules' cache entries dropped, pipelines swapped (a run under way keeps its definition). The
+//! hub's own saves (API edits) are recognised by their hash and reload nothing. The watcher
+//! starts from the files as they were before the configuration was loaded (`Baseline`), so an
+//! edit made while the hub starts is not missed. `Watcher::reload_now` (SIGHUP) reloads without
+//! waiting.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

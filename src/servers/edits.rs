@@ -2,7 +2,9 @@
 //! when the save fails. `Servers::writes` puts each change in order with its save, so the file
 //! always matches memory; it is never held across a stop or a start. Imported servers are
 //! read-only (`Error::ReadOnly`). A save starts from the file as read (`config::Document`):
-//! its shape, unknown keys and key order are kept, and only what changed is rewritten.
+//! its shape, unknown keys and key order are kept, and only what changed is rewritten. A save
+//! never overwrites a file that changed on disk since the hub last read or saved it (409: the
+//! reload takes the edit first); at start the temp files of saves never finished are removed.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -204,9 +206,7 @@ impl Servers {
             ))),
         }
     }
-}
 
-impl Servers {
     /// Removes the temp files of saves a hub killed outright never finished (`.<file>.tmp-<pid>`
     /// beside the servers file, its symlinks followed: the name `replace_file` gives them):
     /// only that name, only in that directory, and not one whose pid is another process still
