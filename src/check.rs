@@ -1,11 +1,12 @@
 //! `agenthub check-config`: what the configuration will run, said before anything runs. Per
 //! server the command line as it will be spawned (the installed bin of a `package`, not
-//! `npx -y ...`), secrets masked; a command that is not on PATH, a missing variable or a bad
-//! entry is an error; every warning is named.
+//! `npx -y ...`), secrets masked (and every value a server would be started with, wherever a
+//! line quotes it); a command that is not on PATH, a missing variable or a bad entry is an
+//! error; every warning is named.
 
 use std::path::Path;
 
-use crate::config::{Loaded, ServerEntry, Settings, Transport, mask_args, mask_url};
+use crate::config::{Loaded, Secrets, ServerEntry, Settings, Transport, mask_args, mask_url};
 use crate::servers::process;
 
 /// The report's lines, and how many servers cannot start as configured (or pipelines of the
@@ -55,6 +56,10 @@ pub fn report(
             }
         }
     }
+    // A line may quote what expansion made (a command from `${VAR}` not found, a problem): the
+    // values a server would be started with read `***` here, as in the API and the log.
+    let secrets: Vec<Secrets> = loaded.servers.iter().map(|s| s.config.secrets(env)).collect();
+    let out = out.into_iter().map(|l| secrets.iter().fold(l, |l, s| s.redact(&l).into_owned())).collect();
     (out, problems)
 }
 

@@ -2,7 +2,8 @@
 //! format, as a person would edit it. Only the entry's text changes: every other entry, the
 //! comments (JSONC, TOML, YAML), the indentation and the key order stay as they were. The save
 //! is atomic (a temp file, fsync, rename), keeps the file's mode, writes through a symlink to its
-//! target, and leaves the previous file beside it as `<file>.bak`.
+//! target, and leaves the previous file beside it as `<file>.bak` (written the same way, never
+//! through a link planted there).
 
 use std::path::{Path, PathBuf};
 
@@ -48,7 +49,7 @@ pub fn write(recipe: &Recipe, path: &Path, entry: &Value) -> Result<Outcome> {
     if old.as_deref() == Some(text.as_str()) {
         return Ok(Outcome::Unchanged);
     }
-    save(path, text.as_bytes(), old.is_some())?;
+    save(path, text.as_bytes(), old.as_deref())?;
     Ok(if old.is_some() { Outcome::Updated } else { Outcome::Created })
 }
 
@@ -437,17 +438,26 @@ fn merge_yaml(text: &str, key: &str, entry: &Value) -> std::result::Result<Strin
 
 /// The previous file to `<file>.bak`, then a temp file beside the target with the same mode,
 /// fsync, rename over it, fsync the directory. A symlink is written through (it stays a link);
-/// a new file is 0600 in a directory created as needed.
-fn save(path: &Path, bytes: &[u8], existed: bool) -> Result<()> {
+/// a new file is 0600 in a directory created as needed. The backup is written the same way (a
+/// new file renamed over `.bak`), never through what is there: a `.bak` that is a symlink (a
+/// cloned repository may ship one pointing at a file of the user's), a directory or a special
+/// file is refused before anything is written.
+fn save(path: &Path, bytes: &[u8], old: Option<&str>) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let path = &crate::servers::edits::through_symlinks(path);
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
     let mode = std::fs::metadata(path).map_or(0o600, |m| m.permissions().mode() & 0o7777);
-    if existed {
+    if let Some(old) = old {
         let bak = PathBuf::from(format!("{}.bak", path.display()));
-        std::fs::copy(path, &bak)
-            .map_err(|e| Error::io(format!("cannot back up to {}", bak.display()), e))?;
+        if std::fs::symlink_metadata(&bak).is_ok_and(|m| !m.file_type().is_file()) {
+            return Err(Error::Config(format!(
+                "{} is not a regular file (a symlink, a directory or a special file): nothing written; \
+                 remove it and run again",
+                bak.display()
+            )));
+        }
+        crate::servers::edits::replace_file(&bak, dir, old.as_bytes(), mode)?;
     }
     crate::servers::edits::replace_file(path, dir, bytes, mode)
 }

@@ -39,7 +39,7 @@ pub use config::{SETTINGS, Settings, Transport, load as load_config};
 pub use connect::{Outcome as ConnectOutcome, connected, expand as expand_path, write as connect_write};
 pub use error::{Error, Result};
 pub use front::{Server as Front, start as start_front};
-pub use reload::Watcher as ConfigWatcher;
+pub use reload::{Baseline as ConfigBaseline, Watcher as ConfigWatcher};
 pub use shim::{Options as ShimOptions, Shim, endpoint as shim_endpoint};
 pub use sys::{raise_fd_limit, set_child_subreaper};
 

@@ -450,6 +450,8 @@ fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()>
     if let Err(e) = agenthub::set_child_subreaper() {
         log::warn!("cannot become the subreaper of the children: {e}");
     }
+    // Looked at before the load: a file changed while the hub starts is reloaded.
+    let baseline = agenthub::ConfigBaseline::take(&settings);
     let loaded = load_config(&settings, env)?;
     for s in &loaded.sources {
         log::info!("config {s}");
@@ -488,7 +490,7 @@ fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()>
     // After `start_background`, which killed what an earlier hub's npm left running.
     app.installer.clean_stale();
 
-    let watcher = agenthub::ConfigWatcher::start(app.clone())?;
+    let watcher = agenthub::ConfigWatcher::start(app.clone(), baseline)?;
 
     let outcome = loop {
         crossbeam_channel::select! {

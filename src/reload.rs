@@ -3,11 +3,15 @@
 //! modification time, size and SHA-256: no file-watch dependency), and once a change has held
 //! still for `SETTLE` it loads the whole configuration again with the code start-up uses. A
 //! configuration that does not load is refused whole: the hub keeps running the old one and
-//! records a `config_error` event naming the file, the JSON path and the line. One that loads
-//! is applied: servers through `Servers::reload` (added, removed, restarted, updated live),
-//! rules swapped at once with only the changed rules' cache entries dropped, pipelines swapped
-//! (a run under way keeps its definition). The hub's own saves (API edits) are recognised by
-//! their hash and reload nothing. `Watcher::reload_now` (SIGHUP) reloads without waiting.
+//! records a `config_error` event naming the file, the JSON path and the line. So is one whose
+//! servers file, read before, is gone (a rename or a checkout under way), which is never taken
+//! for "nothing configured". One that loads is applied: servers through `Servers::reload`
+//! (added, removed, restarted, updated live), rules swapped at once with only the changed
+//! rules' cache entries dropped, pipelines swapped (a run under way keeps its definition). The
+//! hub's own saves (API edits) are recognised by their hash and reload nothing. The watcher
+//! starts from the files as they were before the configuration was loaded (`Baseline`), so an
+//! edit made while the hub starts is not missed. `Watcher::reload_now` (SIGHUP) reloads without
+//! waiting.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,7 +22,7 @@ use crossbeam_channel::{RecvTimeoutError, Sender};
 use sha2::{Digest, Sha256};
 
 use crate::app::App;
-use crate::config;
+use crate::config::{self, Settings};
 use crate::error::{Error, Result};
 
 /// How often the files are looked at.
@@ -89,13 +93,27 @@ pub struct Watcher {
     thread: Option<JoinHandle<()>>,
 }
 
+/// The files as they were before the configuration was loaded: where the watcher starts from,
+/// so a change made while the hub starts (after this look, before the watcher's first) is a
+/// change, not the state it takes for loaded.
+pub struct Baseline {
+    files: Vec<PathBuf>,
+    seen: Vec<Option<Seen>>,
+}
+
+impl Baseline {
+    /// Looks at the files `settings` name; taken before `config::load`.
+    pub fn take(settings: &Settings) -> Baseline {
+        let files = files(settings);
+        let seen = files.iter().map(|f| look(f)).collect();
+        Baseline { files, seen }
+    }
+}
+
 impl Watcher {
-    /// Starts watching the files the hub loaded its configuration from.
-    pub fn start(app: Arc<App>) -> Result<Watcher> {
-        let files = files(&app);
-        // What is on disk now is what was loaded: looked at here, before the thread runs, so a
-        // change made while it starts is a change.
-        let loaded = files.iter().map(|f| look(f)).collect();
+    /// Starts watching the files the hub loaded its configuration from, from `baseline`.
+    pub fn start(app: Arc<App>, baseline: Baseline) -> Result<Watcher> {
+        let Baseline { files, seen: loaded } = baseline;
         let (tx, rx) = crossbeam_channel::bounded::<Msg>(4);
         let thread = std::thread::Builder::new()
             .name("config-watch".into())
@@ -150,25 +168,26 @@ impl Drop for Watcher {
 
 /// The files a reload reads: the hub's own servers file first, then the rules, the pipelines,
 /// the imported servers file if any.
-fn files(app: &App) -> Vec<PathBuf> {
+fn files(settings: &Settings) -> Vec<PathBuf> {
     let env = |k: &str| std::env::var(k).ok();
-    let dir = app.settings.own_config_dir(&env);
+    let dir = settings.own_config_dir(&env);
     let mut files = vec![
         dir.join(config::SERVERS_FILE_NAME),
         dir.join(config::RULES_FILE_NAME),
         dir.join(config::PIPELINES_FILE_NAME),
     ];
-    files.extend(app.settings.servers_file.clone());
+    files.extend(settings.servers_file.clone());
     files
 }
 
 /// Loads the whole configuration again and applies it, or refuses it whole.
 pub fn reload(app: &Arc<App>, why: &str) {
     let env = |k: &str| std::env::var(k).ok();
-    let loaded = config::load(&app.settings, &env).and_then(|l| match refusal(&l) {
-        Some(e) => Err(Error::Config(e)),
-        None => Ok(l),
-    });
+    let loaded =
+        config::load(&app.settings, &env).and_then(|l| match vanished(app, &l).or_else(|| refusal(&l)) {
+            Some(e) => Err(Error::Config(e)),
+            None => Ok(l),
+        });
     let loaded = match loaded {
         Ok(l) => l,
         Err(e) => {
@@ -197,6 +216,19 @@ pub fn reload(app: &Arc<App>, why: &str) {
     log::info!("configuration reloaded ({why}): {summary}");
     app.activity.record("config", None, format!("reloaded ({why}): {summary}"));
     crate::metrics::global().reload("applied");
+}
+
+/// The hub's own servers file, read or saved before, is gone (moved away, a checkout or an
+/// editor's rename under way): loading that as "nothing configured" would stop every server
+/// (and start the embedded examples), so it is refused like a broken file. It is loaded again
+/// when it is back.
+fn vanished(app: &App, loaded: &config::Loaded) -> Option<String> {
+    (loaded.document.on_disk.is_none() && app.servers.file_hash().is_some()).then(|| {
+        format!(
+            "{}: not found (moved or deleted?); it is loaded again once it is back",
+            loaded.servers_path.display()
+        )
+    })
 }
 
 /// Why a loaded configuration is refused: a server its file got wrong (a field of the wrong

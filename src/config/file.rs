@@ -35,6 +35,9 @@ pub struct Document {
     pub had_comments: bool,
     /// What servers added to this file resolve against.
     pub scope: Scope,
+    /// The SHA-256 of the file as read or last saved; None when there was no file (the
+    /// embedded defaults, a file not written yet). A save refuses to overwrite anything else.
+    pub on_disk: Option<[u8; 32]>,
 }
 
 /// A file's servers, its document, and what is worth a warning.
@@ -50,7 +53,7 @@ impl Document {
     pub fn empty(scope: Scope) -> Document {
         let mut root = Map::new();
         root.insert("servers".into(), Value::Object(Map::new()));
-        Document { root, key: "servers", read: Vec::new(), had_comments: false, scope }
+        Document { root, key: "servers", read: Vec::new(), had_comments: false, scope, on_disk: None }
     }
 
     /// The names as written of the servers in this document.
@@ -82,8 +85,10 @@ impl Document {
         Value::Object(root)
     }
 
-    /// After a save of `root` (from `render`) holding `servers`: later saves start from it.
-    pub fn saved(&mut self, root: Value, servers: Vec<(String, ServerConfig)>) {
+    /// After a save of `root` (from `render`) holding `servers`, written as bytes hashing to
+    /// `on_disk`: later saves start from it.
+    pub fn saved(&mut self, root: Value, servers: Vec<(String, ServerConfig)>, on_disk: [u8; 32]) {
+        self.on_disk = Some(on_disk);
         let raws = root.get(self.key).and_then(Value::as_object).cloned().unwrap_or_default();
         self.read = servers
             .into_iter()
@@ -201,7 +206,7 @@ pub fn read(text: &str, label: &str, mut scope: Scope) -> Result<FileServers> {
         });
         read.push(Read { written: written.clone(), raw: value.clone(), config });
     }
-    let document = Document { root: obj, key, read, had_comments, scope };
+    let document = Document { root: obj, key, read, had_comments, scope, on_disk: None };
     Ok(FileServers { document, entries, warnings })
 }
 

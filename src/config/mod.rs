@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
+use sha2::Digest;
 
 use crate::error::{Error, Result};
 
@@ -88,7 +89,8 @@ pub fn load(settings: &Settings, env: &dyn Fn(&str) -> Option<String>) -> Result
         (Some(text), _) => {
             let label = servers_path.display().to_string();
             sources.push(format!("servers: {label}"));
-            let own = file::read(&text, &label, scope)?;
+            let mut own = file::read(&text, &label, scope)?;
+            own.document.on_disk = Some(sha2::Sha256::digest(text.as_bytes()).into());
             if own.document.had_comments {
                 warnings.push(format!("{label}: has comments; a save through the API will not keep them"));
             }

@@ -2,7 +2,9 @@
 //! when the save fails. `Servers::writes` puts each change in order with its save, so the file
 //! always matches memory; it is never held across a stop or a start. Imported servers are
 //! read-only (`Error::ReadOnly`). A save starts from the file as read (`config::Document`):
-//! its shape, unknown keys and key order are kept, and only what changed is rewritten.
+//! its shape, unknown keys and key order are kept, and only what changed is rewritten. A save
+//! never overwrites a file that changed on disk since the hub last read or saved it (409: the
+//! reload takes the edit first); at start the temp files of saves never finished are removed.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -38,11 +40,12 @@ impl Servers {
         Ok(srv.snapshot())
     }
 
-    /// Replaces a server's configuration and saves; a running server restarts with it. A
-    /// masked value sent back as the API showed it (`***`) keeps the real one: a client that
-    /// GETs a server, edits one field and PUTs it back must not save `***` over its secrets.
+    /// Replaces a server's configuration and saves; a running server restarts with it, or
+    /// stops when the change disables it. A masked value sent back as the API showed it (`***`)
+    /// keeps the real one: a client that GETs a server, edits one field and PUTs it back must
+    /// not save `***` over its secrets.
     pub fn replace(&self, name: &str, config: ServerConfig) -> Result<Snapshot> {
-        let (srv, was_running) = {
+        let (srv, restart, stop) = {
             let _w = self.writes.lock();
             // Looked up under the save lock: a removal that came first wins, and this is a 404.
             let srv = self.must_find(name)?;
@@ -59,17 +62,21 @@ impl Servers {
                 st.problem = problem;
                 return Err(e);
             }
-            let (fx, was_running) = {
+            let (fx, was_running, enabled) = {
                 let mut st = srv.state.lock();
                 let fx = st.clear_failure();
-                (fx, matches!(st.status(), Status::Running | Status::Starting))
+                (fx, matches!(st.status(), Status::Running | Status::Starting), st.config.enabled)
             };
             self.fire(&srv, fx);
-            (srv, was_running)
+            (srv, was_running && enabled, was_running && !enabled)
         };
         self.ctx.activity.record("config", Some(name), "replaced");
-        if was_running {
+        if restart {
             return self.restart(name);
+        }
+        // Disabled by this change: it stops, as a reload of the same edit would stop it.
+        if stop {
+            return self.stop(name);
         }
         Ok(srv.snapshot())
     }
@@ -147,11 +154,13 @@ impl Servers {
             })
             .collect();
         let document = self.document.lock().clone();
+        self.unchanged_on_disk(document.on_disk)?;
         let root = document.render(&servers);
         let mut text = serde_json::to_string_pretty(&root).map_err(|e| Error::Internal(e.to_string()))?;
         text.push('\n');
         write_atomically(&self.file, text.as_bytes())?;
-        *self.saved.lock() = Some(sha2::Sha256::digest(text.as_bytes()).into());
+        let hash: [u8; 32] = sha2::Sha256::digest(text.as_bytes()).into();
+        *self.saved.lock() = Some(hash);
         log::info!("saved {} server(s) to {}", servers.len(), self.file.display());
         if !embedded.is_empty() {
             log::info!(
@@ -163,7 +172,7 @@ impl Servers {
         if document.had_comments {
             log::warn!("{}: its comments were not kept by this save", self.file.display());
         }
-        self.document.lock().saved(root, servers);
+        self.document.lock().saved(root, servers, hash);
         let label = self.file.display().to_string();
         for s in self.list.lock().iter() {
             let mut st = s.state.lock();
@@ -172,6 +181,59 @@ impl Servers {
             }
         }
         Ok(())
+    }
+}
+
+impl Servers {
+    /// Refuses a save over a file that is not the one the hub last read or saved (`on_disk`;
+    /// None: there was none): an edit made on disk that the reload has not picked up yet, a
+    /// file created beside the embedded defaults, a file moved away. Saving would lose it.
+    fn unchanged_on_disk(&self, on_disk: Option<[u8; 32]>) -> Result<()> {
+        let file = self.file.display();
+        let now: Option<[u8; 32]> = match std::fs::read(&self.file) {
+            Ok(bytes) => Some(sha2::Sha256::digest(&bytes).into()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io(format!("cannot read {file} before saving it"), e)),
+        };
+        match (on_disk, now) {
+            (was, now) if was == now => Ok(()),
+            (Some(_), None) => Err(Error::Conflict(format!(
+                "{file} is gone since the hub read it (moved or deleted): not saved; put it back and try again"
+            ))),
+            _ => Err(Error::Conflict(format!(
+                "{file} changed on disk since the hub last read it: not saved, so that edit is kept; \
+                 the hub reloads the file within seconds, then try again"
+            ))),
+        }
+    }
+
+    /// Removes the temp files of saves a hub killed outright never finished (`.<file>.tmp-<pid>`
+    /// beside the servers file, its symlinks followed: the name `replace_file` gives them):
+    /// only that name, only in that directory, and not one whose pid is another process still
+    /// running (a second hub saving there). Under `writes`, so no save of this hub is under way.
+    pub(super) fn remove_stale_saves(&self) {
+        let _w = self.writes.lock();
+        let file = through_symlinks(&self.file);
+        let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let Some(name) = file.file_name().and_then(|n| n.to_str()) else { return };
+        let prefix = format!(".{name}.tmp-");
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            let Some(pid) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else { continue };
+            if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let mine = pid == std::process::id().to_string();
+            if !mine && Path::new("/proc").join(pid).exists() {
+                continue;
+            }
+            let path = entry.path();
+            match std::fs::remove_file(&path) {
+                Ok(()) => log::info!("removed {}, left by a save that never finished", path.display()),
+                Err(e) => log::warn!("cannot remove {}, left by an unfinished save: {e}", path.display()),
+            }
+        }
     }
 }
 
@@ -238,6 +300,23 @@ pub(crate) fn through_symlinks(path: &Path) -> std::path::PathBuf {
 mod tests {
     use super::super::testing::{shell_server, table, wait_blocked};
     use super::*;
+
+    #[test]
+    fn a_symlink_planted_at_the_temp_path_is_never_written_through() {
+        let dir = std::env::temp_dir().join(format!("agenthub-tmp-link-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "mine").unwrap();
+        let file = dir.join("f.json");
+        let tmp = dir.join(format!(".f.json.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        replace_file(&file, &dir, b"new", 0o600).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "mine");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "new");
+        assert!(std::fs::symlink_metadata(&tmp).is_err(), "the temp path is gone");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_replace_that_waited_for_a_removal_finds_nothing() {

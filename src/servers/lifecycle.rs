@@ -31,11 +31,13 @@ const VOIDED_LAUNCH_WAIT: Duration = Duration::from_secs(2);
 
 impl Servers {
     /// Starts the supervisor and, in parallel, every enabled `auto_start` server; returns at once.
-    /// First, what an earlier hub killed outright left behind is taken down.
+    /// First, what an earlier hub killed outright left behind is taken down, and the temp files
+    /// of its unfinished saves removed.
     pub fn start_background(self: &Arc<Self>) {
         for what in process::reap_stale(&self.ctx.pids) {
             log::warn!("killed what an earlier hub left running: {what}");
         }
+        self.remove_stale_saves();
         let me = self.clone();
         self.spawn_thread("supervisor".into(), move || me.supervise());
         self.start_each_background(|config| config.auto_start, "auto-start");

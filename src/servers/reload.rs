@@ -174,6 +174,13 @@ impl Servers {
         }
     }
 
+    /// The SHA-256 of the hub's own servers file as it was last read or saved; None when there
+    /// was no file. A reload that finds a file read before gone is refused, not taken for
+    /// "nothing configured".
+    pub fn file_hash(&self) -> Option<[u8; 32]> {
+        self.document.lock().on_disk
+    }
+
     /// The SHA-256 of what the hub itself last wrote to its servers file: a reload that finds
     /// exactly that is the hub's own save, not a change to apply.
     pub fn last_saved(&self) -> Option<[u8; 32]> {

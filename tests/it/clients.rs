@@ -256,6 +256,51 @@ fn connect_write_keeps_other_entries_comments_mode_and_symlinks() {
     assert_eq!(std::fs::read_to_string(&broken).unwrap(), "{\"mcpServers\": ");
 }
 
+#[test]
+fn connect_write_never_writes_through_a_planted_backup() {
+    // A cloned repository ships `.vscode/mcp.json` and, beside it, `.vscode/mcp.json.bak`
+    // pointing at a file of the user's.
+    let home = TempDir::new("connect-bak");
+    let vscode = home.path().join("repo/.vscode");
+    std::fs::create_dir_all(&vscode).unwrap();
+    let file = vscode.join("mcp.json");
+    let before = "{\"servers\": {\"theirs\": {\"command\": \"x\"}}}\n";
+    std::fs::write(&file, before).unwrap();
+    let victim = home.write(".bashrc", "export PATH=$HOME/bin:$PATH\n");
+    let bak = vscode.join("mcp.json.bak");
+    std::os::unix::fs::symlink(&victim, &bak).unwrap();
+    let write = || connect(home.path(), &["vscode", "--write", "--file", file.to_str().unwrap()], false);
+
+    let (ok, out, err) = write();
+    assert!(!ok, "written through a symlinked .bak: {out}{err}");
+    assert!(err.contains(&bak.display().to_string()) && err.contains("not a regular file"), "{err}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "export PATH=$HOME/bin:$PATH\n");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before, "nothing written");
+    assert!(std::fs::symlink_metadata(&bak).unwrap().file_type().is_symlink());
+
+    // A directory there is refused the same way.
+    std::fs::remove_file(&bak).unwrap();
+    std::fs::create_dir(&bak).unwrap();
+    let (ok, _, err) = write();
+    assert!(!ok && err.contains("not a regular file"), "{err}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before);
+
+    // A regular `.bak` (an earlier one) is replaced by the file as it was.
+    std::fs::remove_dir(&bak).unwrap();
+    std::fs::write(&bak, "an older backup").unwrap();
+    let (ok, out, err) = write();
+    assert!(ok, "{out}{err}");
+    assert_eq!(std::fs::read_to_string(&bak).unwrap(), before);
+    assert!(std::fs::read_to_string(&file).unwrap().contains("agenthub"));
+    let leftovers: Vec<_> = std::fs::read_dir(&vscode)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "export PATH=$HOME/bin:$PATH\n");
+}
+
 /// `tests/python/recipe_client.py`: the entry launched as its client launches it.
 fn run_entry(entry: &Value, client_info: &str, prompt: Option<&str>) -> String {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/recipe_client.py");

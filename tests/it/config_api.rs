@@ -56,6 +56,25 @@ fn add_replace_remove_are_saved() {
 }
 
 #[test]
+fn a_put_that_disables_a_running_server_saves_stops_and_answers_200() {
+    let hub = Hub::with_fixtures(&[("fx", json!({}))]);
+    let pid = hub.post("/servers/fx/start").json()["pid"].as_i64().unwrap();
+    let r = hub.request(
+        "PUT",
+        "/servers/fx",
+        &[],
+        json!({"command": FIXTURE, "enabled": false}).to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    assert!(body["status"] == "STOPPED" || body["status"] == "STOPPING", "{body}");
+    assert_eq!(body["config"]["enabled"], false, "{body}");
+    assert_eq!(hub.saved()["servers"]["fx"]["enabled"], false);
+    wait_for("the disabled server's process to be gone", 10 * SEC, || (!alive(pid)).then_some(()));
+    assert_eq!(hub.server("fx")["status"], "STOPPED");
+}
+
+#[test]
 fn a_failed_save_changes_nothing() {
     let hub = Hub::with_fixtures(&[("keep", json!({}))]);
     let file = hub.dir.path().join("mcp-servers.json");

@@ -316,3 +316,30 @@ fn check_config_shows_what_will_run() {
         out.lines().filter(|l| l.contains(" ok ") || l.trim_start().starts_with("ok ")).collect();
     assert_eq!(ok_lines.len(), 1, "{out}");
 }
+
+#[test]
+fn check_config_never_prints_a_secret() {
+    let dir = TempDir::new("check-secrets");
+    let token = "tok-4f1b9a7e-secret";
+    let servers = json!({"servers": {
+        "local": {
+            "command": "node",
+            "args": ["x.js", "--token", "${MY_TOKEN}", "--api-key=${MY_TOKEN}", "plain-${MY_TOKEN}"],
+            "env": {"T": "${MY_TOKEN}", "LITERAL": "literal-secret-xyz"}
+        },
+        "remote": {
+            "transport": "http",
+            "url": "https://u:${MY_TOKEN}@example.com/mcp?key=${MY_TOKEN}",
+            "headers": {"Authorization": "Bearer ${MY_TOKEN}"}
+        },
+        "from-var": {"command": "${MY_TOKEN}", "env": {"K": "v-${MY_TOKEN}"}}
+    }});
+    dir.write("mcp-servers.json", &servers.to_string());
+    let (code, out, err) =
+        check_config(&dir, &["--config-dir", dir.path().to_str().unwrap()], &[("MY_TOKEN", token)]);
+    assert_eq!(code, 1, "the command from $MY_TOKEN is not on PATH:\n{out}{err}");
+    assert!(out.contains("error: command \"***\" not found on PATH"), "{out}");
+    for secret in [token, "literal-secret-xyz"] {
+        assert!(!out.contains(secret) && !err.contains(secret), "{secret} shown:\n{out}{err}");
+    }
+}

@@ -228,3 +228,81 @@ fn pipelines_reload_too() {
     assert!(msg.contains("pipelines changed: first, second"), "{msg}");
     assert_eq!(names(), ["second"]);
 }
+
+#[test]
+fn a_servers_file_gone_for_a_while_changes_nothing_and_is_picked_up_when_back() {
+    let auto = json!({"auto_start": true});
+    let hub = Hub::builder().fixtures(&[("a", auto.clone())]).start();
+    let a = pid(&hub, "a");
+    let path = hub.dir.path().join("mcp-servers.json");
+    let away = hub.dir.path().join("mcp-servers.json.away");
+    std::fs::rename(&path, &away).expect("move the file away");
+
+    let event = wait_for("a config_error", 10 * SEC, || events(&hub, "config_error").into_iter().next());
+    let msg = event["message"].as_str().unwrap_or("");
+    assert!(msg.contains("mcp-servers.json") && msg.contains("not found"), "{msg}");
+    // Asked again while it is still gone: refused again.
+    hub.signal(libc::SIGHUP);
+    wait_for("a second config_error", 10 * SEC, || events(&hub, "config_error").into_iter().nth(1));
+    let names: Vec<Value> =
+        hub.get("/servers").json()["servers"].as_array().unwrap().iter().map(|s| s["name"].clone()).collect();
+    assert_eq!(names, [json!("a")], "no server stopped, no example started");
+    assert_eq!(pid(&hub, "a"), a);
+    // Nor does an API change write a new file in its place meanwhile.
+    let msg =
+        hub.post_json("/servers", &json!({"name": "api", "command": FIXTURE})).expect_error(409, "conflict");
+    assert!(msg.contains("mcp-servers.json") && msg.contains("gone"), "{msg}");
+    assert!(!path.exists(), "a file written where the moved one was");
+    assert!(
+        events(&hub, "config").iter().all(|e| !e["message"].as_str().unwrap_or("").starts_with("reloaded"))
+    );
+
+    // Back, with an edit: applied.
+    std::fs::write(&away, fixture_servers(&[("a", auto.clone()), ("n", json!({}))])).expect("edit");
+    std::fs::rename(&away, &path).expect("move the file back");
+    let msg = wait_reloads(&hub, 1);
+    assert!(msg.contains("added n") && !msg.contains("removed"), "{msg}");
+    assert_eq!(hub.server("n")["status"], "STOPPED");
+    assert_eq!(pid(&hub, "a"), a);
+}
+
+#[test]
+fn an_api_change_never_overwrites_an_edit_on_disk_not_yet_reloaded() {
+    let hub = Hub::builder().fixtures(&[("a", json!({}))]).start();
+    let path = hub.dir.path().join("mcp-servers.json");
+    let edited = fixture_servers(&[("a", json!({})), ("mine", json!({}))]);
+    std::fs::write(&path, &edited).expect("edit");
+    // The file keeps changing (its time only) until the API is asked: no reload settles first.
+    let hold = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let toucher = {
+        let (hold, path) = (hold.clone(), path.clone());
+        std::thread::spawn(move || {
+            let base = std::time::SystemTime::now();
+            let mut n = 0;
+            while hold.load(std::sync::atomic::Ordering::SeqCst) {
+                n += 1;
+                let f = std::fs::File::options().write(true).open(&path).expect("open");
+                f.set_modified(base + n * SEC).expect("touch");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        })
+    };
+    let body = json!({"name": "api", "command": FIXTURE});
+    let msg = hub.post_json("/servers", &body).expect_error(409, "conflict");
+    assert!(msg.contains("mcp-servers.json") && msg.contains("changed on disk"), "{msg}");
+    let put = json!({"command": FIXTURE, "description": "from the API"}).to_string();
+    hub.request("PUT", "/servers/a", &[], put.as_bytes()).expect_error(409, "conflict");
+    hub.request("DELETE", "/servers/a", &[], b"").expect_error(409, "conflict");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), edited, "the edit on disk was overwritten");
+    hub.get("/servers/api").expect_error(404, "not_found");
+    assert_eq!(hub.server("a")["status"], "STOPPED");
+    hold.store(false, std::sync::atomic::Ordering::SeqCst);
+    toucher.join().expect("the toucher");
+
+    // Once the reload has it, the API change is made over it.
+    let msg = wait_reloads(&hub, 1);
+    assert!(msg.contains("added mine"), "{msg}");
+    assert_eq!(hub.post_json("/servers", &body).status, 201);
+    let saved = hub.saved();
+    assert!(saved["servers"].get("mine").is_some() && saved["servers"].get("api").is_some(), "{saved}");
+}

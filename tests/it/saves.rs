@@ -247,3 +247,28 @@ fn tool_schemas_reach_clients_in_the_childs_key_order() {
     };
     assert_eq!(schema(Ordered::parse(&body).get("result")), child_order, "MCP");
 }
+
+#[test]
+fn temp_files_of_unfinished_saves_are_removed_at_start() {
+    let b = Hub::builder().fixtures(&[("a", json!({}))]);
+    // A hub SIGKILLed mid-save left its temp file; pid 999999999 runs nowhere.
+    let stale = b.dir().join(".mcp-servers.json.tmp-999999999");
+    std::fs::write(&stale, "{\"servers\": {\"half\": ").unwrap();
+    // Not the hub's stale saves: a process still running (this test) may be saving, and other
+    // names are not the hub's.
+    let live = b.dir().join(format!(".mcp-servers.json.tmp-{}", std::process::id()));
+    let others =
+        [".mcp-servers.json.tmp-12x", ".mcp-servers.json.tmp-", ".other.json.tmp-999999999", "notes.tmp-1"];
+    for name in others.iter().map(|n| b.dir().join(n)).chain([live.clone()]) {
+        std::fs::write(&name, "keep").unwrap();
+    }
+    let hub = b.start();
+    wait_for("the stale temp file to be removed", 10 * SEC, || (!stale.exists()).then_some(()));
+    wait_for("the removal in the log", 10 * SEC, || {
+        hub.log().contains("tmp-999999999, left by").then_some(())
+    });
+    for name in others.iter().map(|n| hub.dir.path().join(n)).chain([live]) {
+        assert_eq!(std::fs::read_to_string(&name).ok().as_deref(), Some("keep"), "{}", name.display());
+    }
+    assert_eq!(hub.server("a")["name"], "a");
+}
