@@ -8,7 +8,9 @@
 //! stream, and says when the client has gone (`serve`). ARCHITECTURE.md says why this is not
 //! tiny_http any more.
 
+mod budget;
 mod conn;
+mod head;
 mod serve;
 mod wire;
 
@@ -58,6 +60,9 @@ pub struct Limits {
     /// connections close after twice that; a write may block this long.
     pub read_timeout: Duration,
     pub max_body_bytes: usize,
+    /// What all request bodies together may hold at once (bodies past `budget::FREE` count);
+    /// past it, after a short wait, a 503.
+    pub max_bodies_bytes: usize,
     /// Connections at once; by default half of what the descriptor limit leaves.
     pub max_connections: Option<usize>,
     /// The response headers a cross-origin script may read.
@@ -88,6 +93,7 @@ struct Front {
     stop: AtomicBool,
     read_timeout: Duration,
     max_body_bytes: usize,
+    bodies: Arc<budget::Bodies>,
     cors_expose: &'static str,
 }
 
@@ -102,8 +108,8 @@ pub struct Server {
 /// Why the front could not start: what it was doing, and the system's error.
 pub type StartError = (String, std::io::Error);
 
-/// Binds `host:port`, starts the acceptor and the workers. An accept failure that is not the
-/// client's (out of descriptors, ...) is reported on `fatal`.
+/// Binds `host:port`, starts the acceptor and the workers. An accept failure that is neither
+/// one client's nor a shortage that passes (out of descriptors or memory) is reported on `fatal`.
 pub fn start(service: Arc<dyn Service>, s: Limits, fatal: Fatal) -> std::result::Result<Server, StartError> {
     Server::start(service, s, fatal)
 }
@@ -111,6 +117,8 @@ pub fn start(service: Arc<dyn Service>, s: Limits, fatal: Fatal) -> std::result:
 impl Server {
     fn start(service: Arc<dyn Service>, s: Limits, fatal: Fatal) -> std::result::Result<Server, StartError> {
         let listener = bind(&s.host, s.port)?;
+        // Request bodies of megabytes come and go: their memory goes back to the system.
+        crate::sys::return_large_blocks();
         let addr = listener.local_addr().map_err(|e| ("reading the bound address".to_string(), e))?;
         let max_conns = s.max_connections.unwrap_or_else(default_max_connections);
         let front = Arc::new(Front {
@@ -122,6 +130,7 @@ impl Server {
             stop: AtomicBool::new(false),
             read_timeout: s.read_timeout,
             max_body_bytes: s.max_body_bytes,
+            bodies: budget::Bodies::new(s.max_bodies_bytes),
             cors_expose: s.cors_expose,
         });
         let mut workers = Vec::with_capacity(s.workers);
@@ -203,43 +212,96 @@ fn bind(host: &str, port: u16) -> std::result::Result<TcpListener, StartError> {
 }
 
 /// The acceptor's main loop: each connection gets a thread of its own, or a 503 when the
-/// front is full.
+/// front is full. Out of descriptors (or memory), accept fails until something closes: the
+/// acceptor then gives back a spare descriptor it keeps for this, takes the waiting client and
+/// tells it 503 (nginx's way), and otherwise waits, 5 ms doubling to 1 s (Go's), and goes on.
 fn accept_loop(front: &Arc<Front>, listener: &TcpListener, fatal: &Fatal) {
+    let mut spare = spare_descriptor();
+    let mut pause = Duration::ZERO;
     loop {
-        let (stream, _) = match listener.accept() {
-            Ok(c) => c,
+        if spare.is_none() {
+            spare = spare_descriptor();
+        }
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
             Err(e) if transient(&e) => continue,
+            Err(e) if exhausted(&e) => {
+                if front.stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                if pause.is_zero() {
+                    log::warn!("cannot accept connections ({e}); answering 503 until descriptors free up");
+                }
+                if let Some(fd) = spare.take() {
+                    drop(fd);
+                    if let Ok((stream, _)) = listener.accept() {
+                        if front.stop.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        spare = spare_descriptor();
+                        match spare.is_some() {
+                            // Descriptors came back meanwhile: served like any other.
+                            true => take(front, stream),
+                            false => busy(&stream, "the hub is out of descriptors now"),
+                        }
+                        continue;
+                    }
+                }
+                pause = (pause * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
+                std::thread::sleep(pause);
+                continue;
+            }
             Err(e) => {
                 let _ = fatal.send(format!("the HTTP listener failed: {e}"));
                 return;
             }
         };
+        if !pause.is_zero() {
+            log::info!("accepting connections again");
+            pause = Duration::ZERO;
+        }
         if front.stop.load(Ordering::SeqCst) {
             return;
         }
-        let _ = stream.set_nodelay(true);
-        let stream = Arc::new(stream);
-        let id = front.next_conn.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut conns = front.conns.lock();
-            if conns.len() >= front.max_conns {
-                drop(conns);
-                busy(&stream, "too many connections");
-                continue;
-            }
-            conns.insert(id, stream.clone());
-        }
-        let (f, s) = (front.clone(), stream.clone());
-        let spawned = std::thread::Builder::new().name("http-conn".into()).spawn(move || {
-            let _open = Registered { front: &f, id };
-            serve::serve(&f, Conn::new(s, f.read_timeout));
-        });
-        if let Err(e) = spawned {
-            front.conns.lock().remove(&id);
-            log::warn!("cannot start a connection thread: {e}");
-            busy(&stream, "the hub cannot take more connections now");
-        }
+        take(front, stream);
     }
+}
+
+/// A descriptor held only to be given back when accept runs out of them.
+fn spare_descriptor() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
+}
+
+/// Starts serving an accepted connection, or answers 503 when the front is full.
+fn take(front: &Arc<Front>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let stream = Arc::new(stream);
+    let id = front.next_conn.fetch_add(1, Ordering::Relaxed);
+    {
+        let mut conns = front.conns.lock();
+        if conns.len() >= front.max_conns {
+            drop(conns);
+            return busy(&stream, "too many connections");
+        }
+        conns.insert(id, stream.clone());
+    }
+    let (f, s) = (front.clone(), stream.clone());
+    let spawned = std::thread::Builder::new().name("http-conn".into()).spawn(move || {
+        let _open = Registered { front: &f, id };
+        serve::serve(&f, Conn::new(s, f.read_timeout));
+    });
+    if let Err(e) = spawned {
+        front.conns.lock().remove(&id);
+        log::warn!("cannot start a connection thread: {e}");
+        busy(&stream, "the hub cannot take more connections now");
+    }
+}
+
+/// Accept errors that say the process (or the system) is out of something, until something
+/// closes or is freed.
+fn exhausted(e: &std::io::Error) -> bool {
+    e.raw_os_error()
+        .is_some_and(|c| c == libc::EMFILE || c == libc::ENFILE || c == libc::ENOBUFS || c == libc::ENOMEM)
 }
 
 /// Accept errors that concern one connection, not the listener.
@@ -294,6 +356,7 @@ fn code_of(status: u16) -> &'static str {
         413 => "payload_too_large",
         414 | 431 => "header_too_large",
         501 | 505 => "not_implemented",
+        503 => "server_unavailable",
         _ => "bad_request",
     }
 }
@@ -330,6 +393,7 @@ mod tests {
             workers: 1,
             read_timeout: Duration::from_secs(5),
             max_body_bytes: 1 << 20,
+            max_bodies_bytes: 8 << 20,
             max_connections: None,
             cors_expose: "",
         }
