@@ -19,15 +19,20 @@ const LINGER_BYTES: usize = 256 << 10;
 const LINGER: Duration = Duration::from_secs(1);
 /// The longest chunk-size line (size and extensions).
 const MAX_CHUNK_LINE: usize = 1024;
-/// One read from the socket, at most.
-const READ: usize = 16 << 10;
+/// A connection's buffer to begin with (it doubles while a head needs more, within the head's
+/// limits).
+const READ: usize = 8 << 10;
+/// One read of a body from the socket, at most.
+const BODY_READ: usize = 64 << 10;
 
 /// One client connection. The stream is shared so that shutdown can end it from outside.
 pub struct Conn {
     stream: Arc<TcpStream>,
-    /// Bytes read: `buf[at..]` are not used yet (the next request's, read ahead).
+    /// Space for what is read (zeroed once, never per read): `buf[at..end]` is read and not
+    /// used yet (the rest of a head, the next request's bytes read ahead).
     buf: Vec<u8>,
     at: usize,
+    end: usize,
     /// The read timeout the socket has now (set again only when a deadline needs less).
     armed: Option<Duration>,
 }
@@ -35,7 +40,7 @@ pub struct Conn {
 impl Conn {
     pub fn new(stream: Arc<TcpStream>, write_timeout: Duration) -> Conn {
         let _ = stream.set_write_timeout(Some(write_timeout));
-        Conn { stream, buf: Vec::with_capacity(1024), at: 0, armed: None }
+        Conn { stream, buf: vec![0; READ], at: 0, end: 0, armed: None }
     }
 
     pub fn stream(&self) -> &Arc<TcpStream> {
@@ -43,20 +48,24 @@ impl Conn {
     }
 
     fn unread(&self) -> &[u8] {
-        &self.buf[self.at..]
+        &self.buf[self.at..self.end]
     }
 
     fn consume(&mut self, n: usize) {
         self.at += n;
-        if self.at >= self.buf.len() {
-            self.buf.clear();
-            self.at = 0;
+        if self.at >= self.end {
+            (self.at, self.end) = (0, 0);
         }
     }
 
-    /// Reads what the socket has (at most `READ` bytes) onto the end of `into`, waiting at
-    /// most until `deadline`; Ok(0) at end of stream.
-    fn read_into(&mut self, into: &mut Vec<u8>, max: usize, deadline: Instant) -> io::Result<usize> {
+    /// Reads what the socket has into `out`, waiting at most until `deadline`; Ok(0) at end of
+    /// stream.
+    fn read_some(
+        stream: &TcpStream,
+        armed: &mut Option<Duration>,
+        out: &mut [u8],
+        deadline: Instant,
+    ) -> io::Result<usize> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(io::ErrorKind::TimedOut.into());
@@ -64,28 +73,38 @@ impl Conn {
         // One setsockopt per change of budget, not per read: a read may overrun its deadline by
         // at most the slack, and the loop checks the deadline between reads.
         let slack = Duration::from_millis(500);
-        if self.armed.is_none_or(|a| left + slack < a || left > a + slack) {
-            self.stream.set_read_timeout(Some(left))?;
-            self.armed = Some(left);
+        if armed.is_none_or(|a| left + slack < a || left > a + slack) {
+            stream.set_read_timeout(Some(left))?;
+            *armed = Some(left);
         }
-        let len = into.len();
-        into.resize(len + max.min(READ), 0);
-        let n = (&*self.stream).read(&mut into[len..]);
-        into.truncate(len + *n.as_ref().unwrap_or(&0));
-        n
+        let mut reader = stream;
+        reader.read(out)
     }
 
     /// Reads more into the buffer, waiting at most until `deadline`; Ok(0) at end of stream.
     fn fill(&mut self, deadline: Instant) -> io::Result<usize> {
         // What is used is dropped once it is at least as large as what is left, so each byte
         // moves at most once more.
-        if self.at > 0 && self.at >= self.buf.len() - self.at {
-            self.buf.drain(..self.at);
-            self.at = 0;
+        if self.at > 0 && self.at >= self.end - self.at {
+            self.buf.copy_within(self.at..self.end, 0);
+            (self.at, self.end) = (0, self.end - self.at);
         }
-        let mut buf = std::mem::take(&mut self.buf);
-        let n = self.read_into(&mut buf, READ, deadline);
-        self.buf = buf;
+        if self.end == self.buf.len() {
+            // Only a head (within its limits) or a chunk line (within its own) fills it.
+            self.buf.resize(2 * self.buf.len(), 0);
+        }
+        let n = Conn::read_some(&self.stream, &mut self.armed, &mut self.buf[self.end..], deadline)?;
+        self.end += n;
+        Ok(n)
+    }
+
+    /// Reads what the socket has (at most `max` bytes, at most `BODY_READ`) onto the end of `body`,
+    /// waiting at most until `deadline`; Ok(0) at end of stream.
+    fn read_into(&mut self, body: &mut Vec<u8>, max: usize, deadline: Instant) -> io::Result<usize> {
+        let len = body.len();
+        body.resize(len + max.min(BODY_READ), 0);
+        let n = Conn::read_some(&self.stream, &mut self.armed, &mut body[len..], deadline);
+        body.truncate(len + *n.as_ref().unwrap_or(&0));
         n
     }
 
@@ -242,10 +261,9 @@ impl Conn {
     /// Reads what the client sends and drops it, waiting at most until `deadline`: the bytes
     /// read, 0 at end of stream.
     pub fn discard(&mut self, deadline: Instant) -> io::Result<usize> {
-        self.buf.clear();
-        self.at = 0;
+        (self.at, self.end) = (0, 0);
         let n = self.fill(deadline)?;
-        self.buf.clear();
+        (self.at, self.end) = (0, 0);
         Ok(n)
     }
 
