@@ -171,8 +171,15 @@ impl Server {
             a => a,
         };
         let _ = TcpStream::connect_timeout(&wake, Duration::from_millis(200));
+        // Out of descriptors, that connection may not be made: the acceptor is not waited for
+        // past the grace.
         if let Some(t) = self.acceptor.take() {
-            let _ = t.join();
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
         }
         // Connections waiting for their next request see its end at once; the ones answering
         // finish their answer first.
@@ -217,7 +224,9 @@ fn bind(host: &str, port: u16) -> std::result::Result<TcpListener, StartError> {
 /// tells it 503 (nginx's way), and otherwise waits, 5 ms doubling to 1 s (Go's), and goes on.
 fn accept_loop(front: &Arc<Front>, listener: &TcpListener, fatal: &Fatal) {
     let mut spare = spare_descriptor();
+    // Since accept last ran out (zero: it has not): how long the next wait is.
     let mut pause = Duration::ZERO;
+    let mut short = false;
     loop {
         if spare.is_none() {
             spare = spare_descriptor();
@@ -229,39 +238,41 @@ fn accept_loop(front: &Arc<Front>, listener: &TcpListener, fatal: &Fatal) {
                 if front.stop.load(Ordering::SeqCst) {
                     return;
                 }
-                if pause.is_zero() {
+                if !short {
                     log::warn!("cannot accept connections ({e}); answering 503 until descriptors free up");
+                    short = true;
                 }
                 if let Some(fd) = spare.take() {
                     drop(fd);
                     if let Ok((stream, _)) = listener.accept() {
-                        if front.stop.load(Ordering::SeqCst) {
-                            return;
-                        }
                         spare = spare_descriptor();
-                        match spare.is_some() {
-                            // Descriptors came back meanwhile: served like any other.
-                            true => take(front, stream),
-                            false => busy(&stream, "the hub is out of descriptors now"),
+                        // Descriptors came back meanwhile: served like any other.
+                        if spare.is_some() {
+                            stream
+                        } else {
+                            busy(&stream, "the hub is out of descriptors now");
+                            continue;
                         }
+                    } else {
                         continue;
                     }
+                } else {
+                    pause = (pause * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
+                    std::thread::sleep(pause);
+                    continue;
                 }
-                pause = (pause * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
-                std::thread::sleep(pause);
-                continue;
             }
             Err(e) => {
                 let _ = fatal.send(format!("the HTTP listener failed: {e}"));
                 return;
             }
         };
-        if !pause.is_zero() {
-            log::info!("accepting connections again");
-            pause = Duration::ZERO;
-        }
         if front.stop.load(Ordering::SeqCst) {
             return;
+        }
+        if short {
+            log::info!("accepting connections again");
+            (short, pause) = (false, Duration::ZERO);
         }
         take(front, stream);
     }
