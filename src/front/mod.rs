@@ -1,12 +1,13 @@
 //! The HTTP front: a small HTTP/1.1 server generic over a `Service`, knowing nothing of what
 //! it serves (as astra's `Service` or hyper's `h1::dispatch` know nothing of the application).
 //! One `http-accept` thread accepts connections (bounded below the descriptor limit: past it a
-//! 503 and close), one `http-conn` thread per connection reads its requests (every read with a
-//! deadline, the head within size limits) and asks the service to admit each before any body
-//! is read, and a pool of `http-N` workers runs `Service::call` and sends the answers through
-//! each request's `Responder`, which takes an answer now, later from any thread, or as a
-//! stream, and says when the client has gone (`serve`). ARCHITECTURE.md says why this is not
-//! tiny_http any more.
+//! 503 and close; out of descriptors, a 503 too, and it goes on), one `http-conn` thread per
+//! connection reads its requests (every read with a deadline, the head within size limits and
+//! strictly framed: `head`) and asks the service to admit each before any body is read (a large
+//! body within the budget all connections share: `budget`), and a pool of `http-N` workers runs
+//! `Service::call` and sends the answers through each request's `Responder`, which takes an
+//! answer now, later from any thread, or as a stream, and says when the client has gone
+//! (`serve`). ARCHITECTURE.md says why this is not tiny_http any more.
 
 mod budget;
 mod conn;
