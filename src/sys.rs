@@ -2,7 +2,7 @@
 //! of the crate lives here, each with a `// SAFETY:` comment, and the rest of the crate is
 //! `#![deny(unsafe_code)]`. Process groups and single processes are signalled and reaped (by
 //! `servers::process` only), children are made to die with the hub, the hub becomes their
-//! subreaper, and the open-file limit is raised and read.
+//! subreaper, the open-file limit is raised and read, and freed memory is given back.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -184,6 +184,37 @@ pub fn send_now(stream: &std::net::TcpStream, bytes: &[u8]) -> io::Result<usize>
             io::ErrorKind::Interrupted => continue,
             _ => return Err(e),
         }
+    }
+}
+
+/// Blocks of this size and more are the system's own mappings, given back when freed.
+const MMAP_THRESHOLD: libc::c_int = 256 << 10;
+/// Free memory past this at the top of an allocator heap is given back at once.
+const TRIM_THRESHOLD: libc::c_int = 1 << 20;
+
+/// Has the allocator give large blocks back to the system when they are freed. glibc raises its
+/// thresholds after the first large blocks are freed (up to 32 MiB), and from then on keeps
+/// request bodies of several MiB in each thread's heap, whose top not even `malloc_trim`
+/// returns: the RSS stays at a burst's peak. Fixed thresholds keep them the system's.
+pub fn return_large_blocks() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt(3) takes plain integers and only changes the allocator's own settings.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+    }
+}
+
+/// Has the allocator give the memory it keeps free back to the system. glibc keeps what a burst
+/// of large requests freed (in every thread's arena) and the process's RSS stays at its peak;
+/// `malloc_trim(0)` returns the free pages of all arenas. Elsewhere (musl, other systems) nothing
+/// is needed or done.
+pub fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim(3) takes a plain integer and only touches the allocator's own state,
+    // under the allocator's own locks.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -17,19 +17,6 @@ pub fn cut(s: &str, max: usize) -> String {
     out
 }
 
-/// `s` owned and cut to `max` bytes, giving back the memory past the cut.
-pub fn cut_owned(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
-    s.shrink_to_fit();
-    s
-}
-
 /// `s` for one log line: control characters (CR, LF, ESC, ... and DEL) written as `\n`, `\r`,
 /// `\t` or `\u{..}`, cut to `max` bytes of the original with a note of how much was left out.
 pub fn for_log(s: &str, max: usize) -> String {
@@ -142,9 +129,6 @@ mod tests {
         let big = "x".repeat(1 << 20);
         let c = cut(&big, 10);
         assert_eq!((c.len(), c.capacity()), (10, 10));
-        let owned = cut_owned(big, 10);
-        assert_eq!(owned.len(), 10);
-        assert!(owned.capacity() < 64, "capacity {}", owned.capacity());
         assert_eq!(cut("ééé", 3), "é");
     }
 }

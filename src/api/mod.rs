@@ -21,6 +21,7 @@ use serde_json::Value;
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::front::{self, Admission, Reply, Req, Responder};
+use crate::text::for_log;
 use guard::Policy;
 
 /// What cross-origin scripts may read of an answer.
@@ -52,6 +53,7 @@ impl Api {
             workers: s.workers,
             read_timeout: s.read_timeout,
             max_body_bytes: s.max_body_bytes,
+            max_bodies_bytes: s.max_bodies_bytes,
             max_connections: s.max_connections,
             cors_expose: CORS_EXPOSE,
         }
@@ -81,9 +83,9 @@ impl front::Service for Api {
         log::debug!(
             "{} {} {status} {:.3}ms client={} id={}",
             req.method,
-            req.path,
+            for_log(&req.path, MAX_LOGGED_PATH),
             started.elapsed().as_secs_f64() * 1000.0,
-            req.client_name().unwrap_or("-"),
+            for_log(req.client_name().unwrap_or("-"), MAX_LOGGED_NAME),
             req.id
         );
     }
@@ -138,6 +140,11 @@ fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
     })
 }
 
+/// How much of a request's path, and of a name it gives (client, JSON-RPC method), its log line
+/// keeps; what the client wrote is escaped there (`text::for_log`), so it cannot forge a line.
+const MAX_LOGGED_PATH: usize = 512;
+const MAX_LOGGED_NAME: usize = 128;
+
 /// The line of a request that was answered: on the MCP endpoints it names the JSON-RPC method
 /// and the client (`X-Client-Name`, else its `clientInfo.name`).
 pub fn log_request(req: &Req, reply: &Reply, started: std::time::Instant) {
@@ -156,13 +163,17 @@ pub fn log_request(req: &Req, reply: &Reply, started: std::time::Instant) {
     };
     let from_body = body.as_ref().and_then(|b| b.pointer("/params/clientInfo/name")).and_then(|n| n.as_str());
     let client = req.client_name().or(reply.client.as_deref()).or(from_body).unwrap_or("-");
-    let rpc = if rpc.is_empty() { String::new() } else { format!(" rpc={rpc}") };
+    let rpc = match rpc.is_empty() {
+        true => String::new(),
+        false => format!(" rpc={}", for_log(&rpc, MAX_LOGGED_NAME)),
+    };
     log::debug!(
-        "{} {} {} {:.3}ms client={client}{rpc} id={}",
+        "{} {} {} {:.3}ms client={}{rpc} id={}",
         req.method,
-        req.path,
+        for_log(&req.path, MAX_LOGGED_PATH),
         reply.status,
         started.elapsed().as_secs_f64() * 1000.0,
+        for_log(client, MAX_LOGGED_NAME),
         req.id,
     );
 }

@@ -94,6 +94,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "largest accepted request body",
     },
     SettingSpec {
+        env: "AGENTHUB_MAX_BODIES_BYTES",
+        flag: None,
+        default: "67108864 (at least AGENTHUB_MAX_BODY_BYTES)",
+        help: "request bodies over 64 KiB held at once, all connections together; past it a 503",
+    },
+    SettingSpec {
         env: "AGENTHUB_MAX_CONNECTIONS",
         flag: None,
         default: "(open-file limit - 256) / 2",
@@ -196,6 +202,8 @@ pub struct Settings {
     pub allowed_origins: Vec<String>,
     pub cache_size: usize,
     pub max_body_bytes: usize,
+    /// Request bodies held at once (those over 64 KiB), all connections together.
+    pub max_bodies_bytes: usize,
     /// None: derived from the open-file limit.
     pub max_connections: Option<usize>,
     pub max_calls: usize,
@@ -276,6 +284,13 @@ impl Settings {
         if max_body_bytes == 0 {
             return Err(Error::Config("AGENTHUB_MAX_BODY_BYTES: must be at least 1".into()));
         }
+        let max_bodies_bytes =
+            src.parse("AGENTHUB_MAX_BODIES_BYTES", max_body_bytes.max(64 << 20), "a number of bytes")?;
+        if max_bodies_bytes < max_body_bytes {
+            return Err(Error::Config(format!(
+                "AGENTHUB_MAX_BODIES_BYTES: must be at least AGENTHUB_MAX_BODY_BYTES ({max_body_bytes}), got {max_bodies_bytes}"
+            )));
+        }
         let max_connections = match src.get("AGENTHUB_MAX_CONNECTIONS") {
             None => None,
             Some(_) => Some(src.parse("AGENTHUB_MAX_CONNECTIONS", 0usize, "a number of connections")?),
@@ -344,6 +359,7 @@ impl Settings {
             allowed_origins,
             cache_size: src.parse("AGENTHUB_CACHE_SIZE", 1000usize, "a number of entries")?,
             max_body_bytes,
+            max_bodies_bytes,
             max_connections,
             max_calls,
             max_calls_total,
@@ -462,6 +478,7 @@ mod tests {
         let s = settings(&[("HOME", "/home/u")]).unwrap();
         assert_eq!((s.host.as_str(), s.port), ("127.0.0.1", 9090));
         assert_eq!(s.max_body_bytes, 4 << 20);
+        assert_eq!(s.max_bodies_bytes, 64 << 20);
         assert_eq!(s.cache_size, 1000);
         assert_eq!(s.request_timeout, Duration::from_secs(60));
         assert_eq!(s.breaker_threshold, 3);
@@ -496,6 +513,7 @@ mod tests {
         check(&[("AGENTHUB_MAX_PIPELINE_RUNS", "0")], "AGENTHUB_MAX_PIPELINE_RUNS");
         check(&[("AGENTHUB_MAX_GENERATIONS", "0")], "AGENTHUB_MAX_GENERATIONS");
         check(&[("AGENTHUB_VAULT_ROOT", "notes")], "AGENTHUB_VAULT_ROOT: expected an absolute path");
+        check(&[("AGENTHUB_MAX_BODIES_BYTES", "1000")], "AGENTHUB_MAX_BODIES_BYTES");
         check(&[("OLLAMA_URL", "ftp://x")], "OLLAMA_URL");
         check(&[("AGENTHUB_HOST", "0.0.0.0")], "AGENTHUB_TOKEN");
         check(&[("AGENTHUB_TOKEN", "   ")], "AGENTHUB_TOKEN");

@@ -1,14 +1,17 @@
 //! The HTTP front: a small HTTP/1.1 server generic over a `Service`, knowing nothing of what
 //! it serves (as astra's `Service` or hyper's `h1::dispatch` know nothing of the application).
 //! One `http-accept` thread accepts connections (bounded below the descriptor limit: past it a
-//! 503 and close), one `http-conn` thread per connection reads its requests (every read with a
-//! deadline, the head within size limits) and asks the service to admit each before any body
-//! is read, and a pool of `http-N` workers runs `Service::call` and sends the answers through
-//! each request's `Responder`, which takes an answer now, later from any thread, or as a
-//! stream, and says when the client has gone (`serve`). ARCHITECTURE.md says why this is not
-//! tiny_http any more.
+//! 503 and close; out of descriptors, a 503 too, and it goes on), one `http-conn` thread per
+//! connection reads its requests (every read with a deadline, the head within size limits and
+//! strictly framed: `head`) and asks the service to admit each before any body is read (a large
+//! body within the budget all connections share: `budget`), and a pool of `http-N` workers runs
+//! `Service::call` and sends the answers through each request's `Responder`, which takes an
+//! answer now, later from any thread, or as a stream, and says when the client has gone
+//! (`serve`). ARCHITECTURE.md says why this is not tiny_http any more.
 
+mod budget;
 mod conn;
+mod head;
 mod serve;
 mod wire;
 
@@ -58,6 +61,9 @@ pub struct Limits {
     /// connections close after twice that; a write may block this long.
     pub read_timeout: Duration,
     pub max_body_bytes: usize,
+    /// What all request bodies together may hold at once (bodies past `budget::FREE` count);
+    /// past it, after a short wait, a 503.
+    pub max_bodies_bytes: usize,
     /// Connections at once; by default half of what the descriptor limit leaves.
     pub max_connections: Option<usize>,
     /// The response headers a cross-origin script may read.
@@ -88,6 +94,7 @@ struct Front {
     stop: AtomicBool,
     read_timeout: Duration,
     max_body_bytes: usize,
+    bodies: Arc<budget::Bodies>,
     cors_expose: &'static str,
 }
 
@@ -102,8 +109,8 @@ pub struct Server {
 /// Why the front could not start: what it was doing, and the system's error.
 pub type StartError = (String, std::io::Error);
 
-/// Binds `host:port`, starts the acceptor and the workers. An accept failure that is not the
-/// client's (out of descriptors, ...) is reported on `fatal`.
+/// Binds `host:port`, starts the acceptor and the workers. An accept failure that is neither
+/// one client's nor a shortage that passes (out of descriptors or memory) is reported on `fatal`.
 pub fn start(service: Arc<dyn Service>, s: Limits, fatal: Fatal) -> std::result::Result<Server, StartError> {
     Server::start(service, s, fatal)
 }
@@ -111,6 +118,8 @@ pub fn start(service: Arc<dyn Service>, s: Limits, fatal: Fatal) -> std::result:
 impl Server {
     fn start(service: Arc<dyn Service>, s: Limits, fatal: Fatal) -> std::result::Result<Server, StartError> {
         let listener = bind(&s.host, s.port)?;
+        // Request bodies of megabytes come and go: their memory goes back to the system.
+        crate::sys::return_large_blocks();
         let addr = listener.local_addr().map_err(|e| ("reading the bound address".to_string(), e))?;
         let max_conns = s.max_connections.unwrap_or_else(default_max_connections);
         let front = Arc::new(Front {
@@ -122,6 +131,7 @@ impl Server {
             stop: AtomicBool::new(false),
             read_timeout: s.read_timeout,
             max_body_bytes: s.max_body_bytes,
+            bodies: budget::Bodies::new(s.max_bodies_bytes),
             cors_expose: s.cors_expose,
         });
         let mut workers = Vec::with_capacity(s.workers);
@@ -162,8 +172,15 @@ impl Server {
             a => a,
         };
         let _ = TcpStream::connect_timeout(&wake, Duration::from_millis(200));
+        // Out of descriptors, that connection may not be made: the acceptor is not waited for
+        // past the grace.
         if let Some(t) = self.acceptor.take() {
-            let _ = t.join();
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
         }
         // Connections waiting for their next request see its end at once; the ones answering
         // finish their answer first.
@@ -203,12 +220,49 @@ fn bind(host: &str, port: u16) -> std::result::Result<TcpListener, StartError> {
 }
 
 /// The acceptor's main loop: each connection gets a thread of its own, or a 503 when the
-/// front is full.
+/// front is full. Out of descriptors (or memory), accept fails until something closes: the
+/// acceptor then gives back a spare descriptor it keeps for this, takes the waiting client and
+/// tells it 503 (nginx's way), and otherwise waits, 5 ms doubling to 1 s (Go's), and goes on.
 fn accept_loop(front: &Arc<Front>, listener: &TcpListener, fatal: &Fatal) {
+    let mut spare = spare_descriptor();
+    // Since accept last ran out (zero: it has not): how long the next wait is.
+    let mut pause = Duration::ZERO;
+    let mut short = false;
     loop {
-        let (stream, _) = match listener.accept() {
-            Ok(c) => c,
+        if spare.is_none() {
+            spare = spare_descriptor();
+        }
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
             Err(e) if transient(&e) => continue,
+            Err(e) if exhausted(&e) => {
+                if front.stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                if !short {
+                    log::warn!("cannot accept connections ({e}); answering 503 until descriptors free up");
+                    short = true;
+                }
+                if let Some(fd) = spare.take() {
+                    drop(fd);
+                    if let Ok((stream, _)) = listener.accept() {
+                        spare = spare_descriptor();
+                        // Descriptors came back meanwhile: served like any other.
+                        if spare.is_some() {
+                            stream
+                        } else {
+                            busy(&stream, "the hub is out of descriptors now");
+                            continue;
+                        }
+                    } else {
+                        continue;
+                    }
+                } else {
+                    pause = (pause * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
+                    std::thread::sleep(pause);
+                    continue;
+                }
+            }
             Err(e) => {
                 let _ = fatal.send(format!("the HTTP listener failed: {e}"));
                 return;
@@ -217,29 +271,49 @@ fn accept_loop(front: &Arc<Front>, listener: &TcpListener, fatal: &Fatal) {
         if front.stop.load(Ordering::SeqCst) {
             return;
         }
-        let _ = stream.set_nodelay(true);
-        let stream = Arc::new(stream);
-        let id = front.next_conn.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut conns = front.conns.lock();
-            if conns.len() >= front.max_conns {
-                drop(conns);
-                busy(&stream, "too many connections");
-                continue;
-            }
-            conns.insert(id, stream.clone());
+        if short {
+            log::info!("accepting connections again");
+            (short, pause) = (false, Duration::ZERO);
         }
-        let (f, s) = (front.clone(), stream.clone());
-        let spawned = std::thread::Builder::new().name("http-conn".into()).spawn(move || {
-            let _open = Registered { front: &f, id };
-            serve::serve(&f, Conn::new(s, f.read_timeout));
-        });
-        if let Err(e) = spawned {
-            front.conns.lock().remove(&id);
-            log::warn!("cannot start a connection thread: {e}");
-            busy(&stream, "the hub cannot take more connections now");
-        }
+        take(front, stream);
     }
+}
+
+/// A descriptor held only to be given back when accept runs out of them.
+fn spare_descriptor() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
+}
+
+/// Starts serving an accepted connection, or answers 503 when the front is full.
+fn take(front: &Arc<Front>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let stream = Arc::new(stream);
+    let id = front.next_conn.fetch_add(1, Ordering::Relaxed);
+    {
+        let mut conns = front.conns.lock();
+        if conns.len() >= front.max_conns {
+            drop(conns);
+            return busy(&stream, "too many connections");
+        }
+        conns.insert(id, stream.clone());
+    }
+    let (f, s) = (front.clone(), stream.clone());
+    let spawned = std::thread::Builder::new().name("http-conn".into()).spawn(move || {
+        let _open = Registered { front: &f, id };
+        serve::serve(&f, Conn::new(s, f.read_timeout));
+    });
+    if let Err(e) = spawned {
+        front.conns.lock().remove(&id);
+        log::warn!("cannot start a connection thread: {e}");
+        busy(&stream, "the hub cannot take more connections now");
+    }
+}
+
+/// Accept errors that say the process (or the system) is out of something, until something
+/// closes or is freed.
+fn exhausted(e: &std::io::Error) -> bool {
+    e.raw_os_error()
+        .is_some_and(|c| c == libc::EMFILE || c == libc::ENFILE || c == libc::ENOBUFS || c == libc::ENOMEM)
 }
 
 /// Accept errors that concern one connection, not the listener.
@@ -294,6 +368,7 @@ fn code_of(status: u16) -> &'static str {
         413 => "payload_too_large",
         414 | 431 => "header_too_large",
         501 | 505 => "not_implemented",
+        503 => "server_unavailable",
         _ => "bad_request",
     }
 }
@@ -330,6 +405,7 @@ mod tests {
             workers: 1,
             read_timeout: Duration::from_secs(5),
             max_body_bytes: 1 << 20,
+            max_bodies_bytes: 8 << 20,
             max_connections: None,
             cors_expose: "",
         }

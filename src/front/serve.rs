@@ -21,7 +21,9 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::conn::{Conn, Framing, Head, ReadError};
+use super::budget::Hold;
+use super::conn::Conn;
+use super::head::{Framing, Head, ReadError};
 use super::wire::{Cors, Reply, Req, whole, write_stream};
 use super::{Admission, Front, Job, code_of};
 
@@ -115,6 +117,8 @@ pub(super) struct Answer {
     pub keep: bool,
     pub http10: bool,
     pub started: Instant,
+    /// The body's place in the bodies' budget, given back once the request is answered.
+    pub hold: Hold,
 }
 
 impl Answer {
@@ -153,7 +157,7 @@ pub(super) fn serve(front: &Arc<Front>, mut conn: Conn) {
         };
         let started = Instant::now();
         let keep = head.keep_alive() && !front.stop.load(Ordering::SeqCst);
-        let framing = super::conn::framing(&head);
+        let framing = super::head::framing(&head);
         let http10 = head.http10;
         let mut req = request_of(head);
         req.id = crate::request_id::of_header(req.header("x-request-id"));
@@ -196,25 +200,36 @@ pub(super) fn serve(front: &Arc<Front>, mut conn: Conn) {
             }
             return refuse(front, conn, reply, origin.as_deref(), &req.id);
         }
+        // A declared body is reserved in the bodies' budget before the client is told to send
+        // it; a chunked one reserves as it grows (`Conn::read_body`).
+        let mut hold = Hold::default();
+        if let Framing::Length(n) = framing {
+            if !front.bodies.reserve(&mut hold, n, Instant::now() + super::budget::WAIT) {
+                front.service.refused(&req, 503, started);
+                return refuse(front, conn, no_room(), origin.as_deref(), &req.id);
+            }
+        }
         if framing != Framing::Length(0)
             && req.header("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
             && conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err()
         {
             return;
         }
-        match conn.read_body(framing, front.max_body_bytes, Instant::now() + budget) {
+        match conn.read_body(framing, front.max_body_bytes, Instant::now() + budget, &front.bodies, &mut hold)
+        {
             Ok(body) => req.body = body,
             Err(ReadError::Refuse(status, why)) => {
                 front.service.refused(&req, status, started);
                 let reply = match status {
                     413 => too_large(front.max_body_bytes),
+                    503 => no_room(),
                     _ => Reply::error(status, code_of(status), why),
                 };
                 return refuse(front, conn, reply, origin.as_deref(), &req.id);
             }
             Err(_) => return,
         }
-        let answer = Answer { owed: out.owe(!keep), origin, keep, http10, started };
+        let answer = Answer { owed: out.owe(!keep), origin, keep, http10, started, hold };
         // A front that stopped drops the job, which ends the turn.
         if !front.jobs.push(Job { req, answer }) {
             out.wait_free();
@@ -310,7 +325,8 @@ impl Responder {
         if reply.stream.is_some() {
             return spawn_answer(Box::new(move || self.write(reply)));
         }
-        let Some(Owing { req, answer, front, route }) = self.owed.take() else { return };
+        let Some(Owing { req, mut answer, front, route }) = self.owed.take() else { return };
+        let hold = std::mem::take(&mut answer.hold);
         reply.route = reply.route.or(route);
         let bytes = finish(&front, &req, reply, &answer);
         let stream = answer.owed.out().stream.clone();
@@ -327,6 +343,7 @@ impl Responder {
             }
             Err(_) => answer.owed.done(false),
         }
+        release(req, hold);
     }
 
     /// Works out the answer with `f` on an `http-answer` thread of its own (it may block:
@@ -359,11 +376,12 @@ impl Responder {
         if let Some(respond) = reply.respond.take() {
             return respond(self);
         }
-        let Some(Owing { req, answer, front, route }) = self.owed.take() else { return };
+        let Some(Owing { req, mut answer, front, route }) = self.owed.take() else { return };
+        let hold = std::mem::take(&mut answer.hold);
         reply.route = reply.route.or(route);
         if answer.owed.out().gone.load(Ordering::Acquire) {
             log::debug!("{} {}: the client went away before its answer", req.method, req.path);
-            return;
+            return release(req, hold);
         }
         let stream = answer.owed.out().stream.clone();
         let sent = match reply.stream.is_some() {
@@ -379,6 +397,7 @@ impl Responder {
             }
         };
         answer.owed.done(sent);
+        release(req, hold);
     }
 }
 
@@ -386,15 +405,17 @@ impl Drop for Responder {
     /// A panic that drops a request unanswered still answers it: a 500, written if the socket
     /// takes it at once (never blocking the unwinding thread); the connection then closes.
     fn drop(&mut self) {
-        let Some(Owing { req, answer, front, .. }) = self.owed.take() else { return };
+        let Some(Owing { req, mut answer, front, .. }) = self.owed.take() else { return };
+        let hold = std::mem::take(&mut answer.hold);
         if !std::thread::panicking() {
-            return;
+            return release(req, hold);
         }
         log::error!("handler for {} {} panicked", req.method, req.path);
         let reply = Reply::error(500, "internal", "internal error (logged)");
         let bytes = finish(&front, &req, reply, &answer);
         let sent = crate::sys::send_now(&answer.owed.out().stream, &bytes).is_ok_and(|n| n == bytes.len());
         answer.owed.done(sent);
+        release(req, hold);
     }
 }
 
@@ -449,6 +470,19 @@ fn refuse(front: &Front, mut conn: Conn, mut reply: Reply, origin: Option<&str>,
     if conn.write_all(&whole(reply, cors, "", false, false)).is_ok() {
         conn.linger_close();
     }
+}
+
+/// The bodies' budget is spent: the client may try again shortly.
+fn no_room() -> Reply {
+    Reply::error(503, "server_unavailable", "the hub holds too many request bodies now; retry shortly")
+        .with_header("Retry-After", "1")
+}
+
+/// The end of an answered request: its body is dropped before its reservation is given back, so
+/// that memory given back after the last one (`budget::Hold`) includes it.
+fn release(req: Arc<Req>, hold: Hold) {
+    drop(req);
+    drop(hold);
 }
 
 fn too_large(cap: usize) -> Reply {

@@ -442,6 +442,7 @@ impl Gateway {
         let mut parts = relay_id.splitn(3, ':');
         let (Some("s"), Some(server)) = (parts.next(), parts.next()) else { return };
         if !self.servers.answer_child(server, relay_id, msg) {
+            let relay_id = crate::text::for_log(relay_id, 128);
             log::debug!("client answer {relay_id} matches no waiting child request");
         }
     }

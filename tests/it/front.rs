@@ -214,17 +214,97 @@ fn at_the_descriptor_limit_clients_get_503_and_the_hub_lives_on() {
     assert_eq!(c.get("/health").status, 200);
 }
 
+/// Whether the hub has answered on `s` by now: the status of what it sent, if it sent anything.
+fn answered_now(s: &TcpStream) -> Option<u16> {
+    s.set_nonblocking(true).unwrap();
+    let mut first = [0u8; 12];
+    let n = s.peek(&mut first).ok();
+    s.set_nonblocking(false).unwrap();
+    let line = String::from_utf8_lossy(&first[..n?]).into_owned();
+    line.split_whitespace().nth(1).and_then(|c| c.parse().ok())
+}
+
 #[test]
-fn an_accept_failure_is_fatal_and_logged() {
-    // Connections allowed past the descriptor limit: accept itself fails (EMFILE). A hub that
-    // went on would never accept again; it must exit non-zero so a supervisor restarts it.
+fn out_of_descriptors_the_hub_answers_503_and_serves_again() {
+    // Connections allowed past the descriptor limit: accept itself fails (EMFILE). The hub
+    // tells the clients that wait 503 and goes on; once connections close, it serves again.
     let mut hub = Hub::builder().fd_limit(64).env("AGENTHUB_MAX_CONNECTIONS", "1000").start();
-    let _conns: Vec<TcpStream> = (0..150).filter_map(|_| TcpStream::connect(&hub.addr).ok()).collect();
-    let status = hub.wait_exit(10 * SEC);
-    assert_eq!(status.code(), Some(1), "{}", hub.log());
-    let log = hub.log();
-    assert!(log.contains("the HTTP listener failed"), "{log}");
-    assert!(log.contains("stopped"), "the hub shut down in order: {log}");
+    let conns: Vec<TcpStream> = (0..150).filter_map(|_| TcpStream::connect(&hub.addr).ok()).collect();
+    let told = wait_for("clients past the descriptor limit told 503", 10 * SEC, || {
+        let told = conns.iter().filter(|s| answered_now(s) == Some(503)).count();
+        (told > 0).then_some(told)
+    });
+    assert!(told > 0);
+    assert!(hub.child.try_wait().unwrap().is_none(), "the hub lives on: {}", hub.log());
+    assert_eq!(hub.log().matches("cannot accept connections").count(), 1, "said once: {}", hub.log());
+    drop(conns);
+    let mut c = wait_for("the hub to serve again", 10 * SEC, || {
+        let mut c = Conn::new(&hub.addr);
+        (c.get("/health").status == 200).then_some(c)
+    });
+    assert_eq!(c.get("/health").status, 200);
+    assert!(hub.child.try_wait().unwrap().is_none(), "{}", hub.log());
+}
+
+#[test]
+fn blank_lines_before_a_request_are_few_and_cheap() {
+    let hub = Hub::empty();
+    let addr = &hub.addr;
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "\r\n\r\nGET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(5 * SEC)).unwrap();
+    assert_eq!(read_response(&mut s).status, 200, "a couple of blank lines are allowed");
+    // A megabyte of them: refused at once, not read (and shifted) one by one.
+    let s = TcpStream::connect(addr).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let started = Instant::now();
+    let writer = std::thread::spawn(move || {
+        let _ = w.write_all(&b"\r\n".repeat(1 << 19));
+    });
+    let (r, closed) = answer_then_closed(s, 5 * SEC);
+    assert_eq!((r.status, closed), (400, true), "{}", r.text());
+    assert!(started.elapsed() < 5 * SEC);
+    writer.join().unwrap();
+    assert_eq!(Conn::new(addr).get("/health").status, 200, "the hub serves on");
+}
+
+#[test]
+fn body_framing_is_strict() {
+    let hub = Hub::empty();
+    // `POST /health` is framed and routed (405) when its body is framed right.
+    let check = |rest: &str, status: u16| {
+        let raw = format!("POST /health HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{rest}", hub.addr);
+        let mut s = TcpStream::connect(&hub.addr).unwrap();
+        let _ = s.write_all(raw.as_bytes());
+        let (r, closed) = answer_then_closed(s, 5 * SEC);
+        assert_eq!(r.status, status, "{rest:?}: {}", r.text());
+        assert!(closed, "{rest:?}");
+    };
+    let chunked = "Transfer-Encoding: chunked\r\n";
+    check("Content-Length: 2\r\n\r\n{}", 405);
+    check("Content-Length: +2\r\n\r\n{}", 400);
+    check("Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400);
+    check("Content-Length: 2, 2\r\n\r\n{}", 400);
+    check(&format!("{chunked}\r\n2\r\n{{}}\r\n0\r\n\r\n"), 405);
+    check(&format!("{chunked}\r\n2;name=value\r\n{{}}\r\n0\r\n\r\n"), 405);
+    check(&format!("{chunked}\r\n+2\r\n{{}}\r\n0\r\n\r\n"), 400);
+    check(&format!("{chunked}\r\n0x2\r\n{{}}\r\n0\r\n\r\n"), 400);
+    // The data's CRLF is missing: what follows is not read as the next chunk.
+    check(&format!("{chunked}\r\n2\r\n{{}}XX0\r\n\r\n"), 400);
+    check(&format!("{chunked}\r\n2\n{{}}\r\n0\r\n\r\n"), 400);
+    check(&format!("{chunked}\r\n2\r\n{{}}\n0\r\n\r\n"), 400);
+    // Several Transfer-Encoding headers are one list, which must end in chunked.
+    check(&format!("{chunked}Transfer-Encoding: gzip\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n"), 400);
+    check(&format!("Transfer-Encoding: gzip\r\n{chunked}\r\n2\r\n{{}}\r\n0\r\n\r\n"), 501);
+    check(&format!("{chunked}{chunked}\r\n2\r\n{{}}\r\n0\r\n\r\n"), 400);
+    check("Transfer-Encoding: identity\r\nContent-Length: 2\r\n\r\n{}", 400);
+    check("Transfer-Encoding: identity\r\n\r\n{}", 400);
+    check(&format!("{chunked}Content-Length: 2\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n"), 400);
+    let mut s = TcpStream::connect(&hub.addr).unwrap();
+    write!(s, "POST /health HTTP/1.0\r\nHost: {}\r\n{chunked}\r\n2\r\n{{}}\r\n0\r\n\r\n", hub.addr).unwrap();
+    let (r, _) = answer_then_closed(s, 5 * SEC);
+    assert_eq!(r.status, 400, "chunked in HTTP/1.0: {}", r.text());
+    assert_eq!(hub.get("/health").status, 200);
 }
 
 #[test]

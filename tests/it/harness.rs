@@ -571,6 +571,17 @@ pub fn threads_and_fds(pid: i32) -> (usize, usize) {
     (threads, fds)
 }
 
+/// The resident memory of process `pid`, in bytes, from /proc.
+pub fn rss(pid: i32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    kib << 10
+}
+
 /// Live (non-zombie) processes whose group is `pgid`.
 pub fn processes_in_group(pgid: i64) -> Vec<i64> {
     std::fs::read_dir("/proc")

@@ -1,6 +1,7 @@
 //! The one integration test binary: every test starts the real `agenthub` binary.
 
 mod apps;
+mod bodies;
 mod bridge;
 mod calls;
 mod children;

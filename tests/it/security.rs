@@ -307,3 +307,36 @@ fn other_local_origins_cannot_read_what_the_hub_holds_of_other_clients() {
     let r = listed.request("GET", "/activity", &[other], b"");
     assert_eq!((r.status, r.header("access-control-allow-origin")), (200, Some("http://localhost:3000")));
 }
+
+#[test]
+fn client_text_cannot_forge_a_log_line() {
+    let hub = Hub::builder().env("AGENTHUB_LOG_LEVEL", "debug").start();
+    let addr = &hub.addr;
+    // Control characters in a head are refused by the front before anything logs them.
+    for head in [
+        format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nX-Client-Name: a\rINFO forged-cr\r\n\r\n"),
+        format!(
+            "GET /health HTTP/1.1\r\nHost: {addr}\r\nX-Client-Name: a\x1b[2K\x1b[1GINFO forged-esc\r\n\r\n"
+        ),
+        format!("GET /health\x1b[2K HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
+    ] {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        std::io::Write::write_all(&mut s, head.as_bytes()).unwrap();
+        assert_eq!(read_response(&mut s).status, 400, "{head:?}");
+    }
+    // A path's escapes stay escapes; names and methods from a JSON body are escaped in the line.
+    assert_eq!(hub.get("/health%0d%0aINFO%20forged-path").status, 404);
+    let mut init = initialize_body(MCP_VERSION);
+    init["params"]["clientInfo"]["name"] = json!("evil\nINFO forged-name\x1b[31m");
+    let r = raw_request(addr, "POST", "/mcp", &[JSON, MCP_ACCEPT], init.to_string().as_bytes());
+    assert!(r.status < 500, "{}", r.text());
+    let forged_method = json!({"jsonrpc": "2.0", "id": 2, "method": "x\r\nINFO forged-method"});
+    raw_request(addr, "POST", "/mcp", &[JSON, MCP_ACCEPT], forged_method.to_string().as_bytes());
+    let log = wait_for("the requests' lines in the log", 5 * SEC, || {
+        let log = hub.log();
+        (log.contains("evil\\nINFO forged-name") && log.contains("x\\r\\nINFO forged-method")).then_some(log)
+    });
+    assert!(log.contains("/health%0d%0aINFO%20forged-path"), "{log}");
+    assert!(!log.lines().any(|l| l.trim_start().starts_with("INFO forged")), "a forged line:\n{log}");
+    assert!(!log.contains('\x1b') && !log.contains('\r'), "a control character reached the log:\n{log:?}");
+}
