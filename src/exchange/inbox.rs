@@ -3,8 +3,9 @@
 //! run. A mutex and a condvar, not a channel: under load a channel's receiver spins and yields
 //! before it sleeps, taking the CPU a child needs.
 //!
-//! What waits unread is bounded: a progress notification replaces the unread one of the same
-//! token (only the latest progress matters), and the other messages for the caller are held up
+//! What waits unread is bounded: once `COALESCE_AFTER` messages wait, a progress notification
+//! replaces an unread one of the same token (only the latest progress matters; a caller that
+//! keeps up sees every one, as it would connected directly), and the other messages for the caller are held up
 //! to `UNREAD_MESSAGES` and `UNREAD_BYTES`; past either the call fails with an error naming the
 //! bound (a client that does not read its stream cannot make the hub hold what its server
 //! sends), and the carrier forgets the request.
@@ -19,6 +20,8 @@ use serde_json::Value;
 use super::{Event, Next, Parked, Woken};
 use crate::jsonrpc::{self, RpcError};
 
+/// Unread messages past which a progress notification replaces an unread one of its token.
+pub const COALESCE_AFTER: usize = 16;
 /// Messages for its caller (progress of other tokens, a server's requests) a call holds
 /// unread at most.
 pub const UNREAD_MESSAGES: usize = 256;
@@ -107,7 +110,7 @@ impl Inbox {
                 return false;
             }
             let token = progress_token(&e);
-            if token.is_some() && ev.progress > 0 {
+            if token.is_some() && ev.progress > 0 && ev.messages >= COALESCE_AFTER {
                 let older =
                     ev.queue.iter().position(|(q, _)| progress_token(q).is_some_and(|t| Some(t) == token));
                 if let Some(i) = older {

@@ -29,7 +29,7 @@ pub use call::{Call, InFlight, Lease};
 pub use caller::{Caller, Can, RELATED_TASK, capability, is_for_a_client};
 pub use inbox::Inbox;
 #[cfg(test)]
-pub use inbox::UNREAD_BYTES;
+pub use inbox::{COALESCE_AFTER, UNREAD_BYTES};
 pub use relay::{Park, Relay, Relayed, StreamBody, relay, write_event};
 #[cfg(test)]
 pub use then::Wake;
