@@ -93,7 +93,17 @@ soak:
 	SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) bench --locked --bench soak
 
 # The peers the benchmark measures the hub against, pinned (tests/bench).
-bench-deps: .deps/bench/npm/node_modules/.installed .deps/bench/venv/.installed
+bench-deps: .deps/bench/npm/node_modules/.installed .deps/bench/venv/.installed .deps/bench/npm-warm/.installed
+
+# The embedded defaults' packages with full metadata in the npm cache, at the versions the bench
+# pins (benches/first_minute.rs), so the hub's installs and npx run offline there.
+.deps/bench/npm-warm/.installed: tests/npm/package.json
+	mkdir -p .deps/bench/npm-warm
+	cd .deps/bench/npm-warm && npm install --no-audit --no-fund --ignore-scripts --no-save --cache ../../npm-cache \
+		@modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/server-memory@2026.8.31 \
+		@modelcontextprotocol/server-filesystem@2026.8.31 @modelcontextprotocol/server-sequential-thinking@2026.8.31 \
+		@wonderwhy-er/desktop-commander@0.2.52
+	touch $@
 
 .deps/bench/npm/node_modules/.installed: tests/bench/package.json tests/bench/package-lock.json
 	mkdir -p .deps/bench/npm

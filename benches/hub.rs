@@ -22,6 +22,9 @@ mod fake_ollama;
 #[path = "../tests/it/harness.rs"]
 mod harness;
 
+// The first minute and the long day (`AGENTHUB_BENCH_ONLY=first`).
+mod first_minute;
+
 use fake_ollama::FakeOllama;
 use harness::{
     Conn, FIXTURE, Hub, HubBuilder, MCP_VERSION, McpSession, NO_SERVERS, SEC, ServerProcess, deps,
@@ -86,6 +89,9 @@ fn main() {
     }
     if wanted("idle") {
         idle_cpu(&mut rows);
+    }
+    if wanted("first") {
+        first_minute::first_minute(&mut rows);
     }
 
     println!("\n{:<58} {:>26} {:>22}", "metric", "measured", "target");
@@ -767,8 +773,14 @@ struct Pipe {
 
 impl Pipe {
     fn spawn(program: &str, args: &[&str]) -> Pipe {
-        let mut child = Command::new(program)
-            .args(args)
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        Pipe::from_command(cmd)
+    }
+
+    /// `cmd` started with its pipes and initialized.
+    fn from_command(mut cmd: Command) -> Pipe {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
