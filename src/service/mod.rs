@@ -62,20 +62,27 @@ pub fn command(args: &[String], env: Env) -> ExitCode {
         Some(i) => (&args[..i], &args[i + 1..]),
         None => (args, &[][..]),
     };
+    if ours.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     let force = ours.iter().skip(1).any(|a| a == "--force");
-    let unknown = ours.iter().skip(1).find(|a| *a != "--force");
-    let done = match (ours.first().map(String::as_str), unknown) {
-        (_, Some(a)) => Err(Error::Config(format!("unexpected argument '{a}'\n{USAGE}"))),
-        (Some("install"), None) => install(serve, force, env),
-        (Some("uninstall"), None) if serve.is_empty() => uninstall(force, env),
-        (Some("status"), None) if serve.is_empty() => status(env),
-        _ => Err(Error::Config(USAGE.to_string())),
+    let done = match ours.first().map(String::as_str) {
+        _ if ours.iter().skip(1).any(|a| a != "--force") => None,
+        Some("install") => Some(install(serve, force, env)),
+        Some("uninstall") if serve.is_empty() => Some(uninstall(force, env)),
+        Some("status") if serve.is_empty() => Some(status(env)),
+        _ => None,
     };
     match done {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
+        Some(Ok(code)) => ExitCode::from(code),
+        Some(Err(e)) => {
             eprintln!("agenthub service: {e}");
             ExitCode::FAILURE
+        }
+        None => {
+            eprintln!("agenthub service: unexpected arguments {ours:?}\n{USAGE}");
+            ExitCode::from(2)
         }
     }
 }

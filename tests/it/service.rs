@@ -101,9 +101,18 @@ fn without_systemctl_install_writes_the_unit_and_prints_the_command() {
     assert!(unit.contains("Environment=AGENTHUB_LOG_LEVEL=debug"), "{unit}");
     assert!(!unit.contains(TOKEN), "the token in the unit:\n{unit}");
 
-    // The same again: unchanged. Other flags: refused, the file kept, the difference shown.
+    // The same again: unchanged; the secrets file, when there is one, is checked for its mode.
+    let secrets = home.path().join("xdg-config/agenthub/env");
+    std::fs::create_dir_all(secrets.parent().unwrap()).unwrap();
+    std::fs::write(&secrets, format!("AGENTHUB_TOKEN={TOKEN}\n")).unwrap();
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o644)).unwrap();
     let (code, out) = service(home.path(), &["install", "--", "--port", &port, "--config-dir", "conf"]);
     assert!(code == 0 && out.contains("unchanged"), "{out}");
+    assert!(out.contains("is readable by others (mode 644): chmod 600"), "{out}");
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (_, out) = service(home.path(), &["install", "--", "--port", &port, "--config-dir", "conf"]);
+    assert!(out.contains(&format!("secrets: read from {} (mode 0600)", secrets.display())), "{out}");
+    // Other flags: refused, the file kept, the difference shown.
     let (code, out) = service(home.path(), &["install", "--", "--port", "1"]);
     assert_eq!(code, 1, "{out}");
     assert!(
@@ -114,6 +123,8 @@ fn without_systemctl_install_writes_the_unit_and_prints_the_command() {
     let (code, out) = service(home.path(), &["install", "--force", "--", "--port", "1"]);
     assert_eq!(code, 0, "{out}");
     assert!(std::fs::read_to_string(&path).unwrap().contains(" serve --port 1\n"));
+    let (code, out) = service(home.path(), &["frobnicate"]);
+    assert!(code == 2 && out.contains("usage: agenthub service install"), "{out}");
     let (code, out) = service(home.path(), &["install", "--", "--token", "x"]);
     assert!(code == 1 && out.contains("'--token' is not a flag of serve"), "{out}");
 
