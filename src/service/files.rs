@@ -164,8 +164,8 @@ pub fn launchd_plist(spec: &Spec, log: &Path) -> String {
     out
 }
 
-/// The program, arguments and settings a service file holds, read back.
-pub(super) fn read_back(text: &str) -> Option<(Vec<String>, Vec<(String, String)>)> {
+/// The program, arguments and settings a service file holds, read back (`None`: no program).
+pub(super) fn read_back(text: &str) -> Option<Spec> {
     if text.starts_with("<?xml") {
         let strings = |block: &str| -> Vec<String> {
             block
@@ -183,13 +183,17 @@ pub(super) fn read_back(text: &str) -> Option<(Vec<String>, Vec<(String, String)
         });
         let pairs: Vec<String> = keys.unwrap_or_default();
         let values = vars.map(|(v, _)| strings(v)).unwrap_or_default();
-        return Some((words, pairs.into_iter().zip(values).collect()));
+        return spec(words, pairs.into_iter().zip(values).collect());
     }
     let words = text.lines().find_map(|l| l.strip_prefix("ExecStart=")).map(unquote_words)?;
     let words = words.into_iter().map(|w| w.replace("%%", "%").replace("$$", "$")).collect();
     let vars = text.lines().filter_map(|l| l.strip_prefix("Environment=")).flat_map(unquote_words);
     let vars = vars.filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.replace("%%", "%"))));
-    Some((words, vars.collect()))
+    spec(words, vars.collect())
+}
+
+fn spec(mut words: Vec<String>, env: Vec<(String, String)>) -> Option<Spec> {
+    (!words.is_empty()).then(|| Spec { program: PathBuf::from(words.remove(0)), args: words, env })
 }
 
 fn unxml(s: &str) -> String {
@@ -238,16 +242,9 @@ mod tests {
             assert!(unit.lines().any(|l| l == line), "{line}: {unit}");
         }
         assert!(unit.contains("EnvironmentFile=-%h/.config/agenthub/env"));
-        let (words, vars) = read_back(&unit).unwrap();
-        assert_eq!(
-            words,
-            [
-                &["/opt/agent hub/agenthub"][..],
-                &example().args.iter().map(|s| s.as_str()).collect::<Vec<_>>()
-            ]
-            .concat()
-        );
-        assert_eq!(vars, example().env);
+        assert_eq!(read_back(&unit), Some(example()));
+        let plist = launchd_plist(&example(), Path::new("/l"));
+        assert_eq!(read_back(&plist), Some(example()));
         assert_eq!(unquote_words("a \"\" b$$"), ["a", "", "b$$"]);
     }
 

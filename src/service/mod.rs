@@ -317,12 +317,12 @@ fn status(env: Env) -> Result<u8> {
         return Ok(1);
     };
     println!("installed: {}", path.display());
-    let Some((words, vars)) = read_back(&text).filter(|(w, _)| !w.is_empty()) else {
+    let Some(spec) = read_back(&text) else {
         println!("its command line cannot be read");
         return Ok(1);
     };
-    let program = PathBuf::from(&words[0]);
-    println!("runs: {}", words.join(" "));
+    let program = &spec.program;
+    println!("runs: {} {}", program.display(), spec.args.join(" "));
     match program.is_file() {
         true => println!("binary: {} exists", program.display()),
         false => println!(
@@ -344,7 +344,7 @@ fn status(env: Env) -> Result<u8> {
         }
     };
     println!("service: {state}");
-    let url = address(&words[1..], &vars);
+    let url = address(&spec.args, &spec.env);
     match probe_health(&url, env(SECRET).as_deref()) {
         Ok((code, s)) => println!("hub: {url}/health answered {code} ({s})"),
         Err(e) => println!("hub: no answer at {url} ({e})"),
