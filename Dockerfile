@@ -4,7 +4,7 @@
 #                                              as the `node` user, so npm servers and npx work
 #   docker build --target slim -t agenthub:slim .
 #                                              FROM scratch, the static binary alone (remote MCP
-#                                              servers and Ollama; ~5 MB)
+#                                              servers and Ollama, none configured; ~5 MB)
 #
 # Both compile the binary in the `build` stage. To use one built already (`make release`), add
 # `--build-arg BINARY=prebuilt`: the `build` stage is then skipped and no Rust image is needed;
@@ -36,10 +36,13 @@ COPY target/x86_64-unknown-linux-gnu/release/agenthub /agenthub
 FROM ${BINARY} AS binary
 
 # The static binary alone (rustls carries its own web PKI roots). No shell, no npx: remote
-# servers and Ollama only. USER 65532 owns /data.
+# servers and Ollama only, so it ships an empty servers file (the embedded defaults are npx
+# servers it could never start); servers added through the API are saved there. USER 65532
+# owns /data.
 FROM scratch AS slim
 COPY --from=binary /agenthub /agenthub
 COPY --chown=65532:65532 assets/container/data/ /data/
+COPY --chown=65532:65532 assets/container/slim/ /data/
 USER 65532:65532
 ENV AGENTHUB_HOST=0.0.0.0 \
     AGENTHUB_PORT=9090 \

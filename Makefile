@@ -5,7 +5,7 @@ CARGO ?= cargo
 TARGET := x86_64-unknown-linux-gnu
 STATIC_BIN := target/$(TARGET)/release/agenthub
 
-.PHONY: run test test-deps chromium container-tools promtool bench bench-deps soak lint release image-slim clean
+.PHONY: run test test-deps chromium container-tools promtool bench bench-deps soak lint release image-slim install uninstall clean
 
 run:
 	$(CARGO) run --release --
@@ -124,6 +124,26 @@ release:
 	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --locked --release --bin agenthub --target $(TARGET)
 	strip $(STATIC_BIN)
 	@ls -l $(STATIC_BIN)
+
+# `make install`: the binary on your PATH, as `$(PREFIX)/bin/agenthub`. The default prefix is
+# your own ~/.local: no sudo, ~/.local/bin is on PATH in most Linux distributions' shells, and a
+# user service and client entries (`agenthub service install`, `connect --write`) name the
+# binary by its absolute path anyway. `sudo make install PREFIX=/usr/local` for every user;
+# DESTDIR for packaging. It builds a native release binary first; `BIN=path` installs one built
+# already (the static one of `make release`, say) without building.
+PREFIX ?= $(HOME)/.local
+BIN ?=
+install: $(if $(BIN),,native)
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(or $(BIN),target/release/agenthub) $(DESTDIR)$(PREFIX)/bin/agenthub
+	@echo "installed $(DESTDIR)$(PREFIX)/bin/agenthub"
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/agenthub
+
+.PHONY: native
+native:
+	$(CARGO) build --locked --release --bin agenthub
 
 # The FROM-scratch image from the static binary, offline: podman (or docker) build.
 CONTAINER ?= podman

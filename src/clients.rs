@@ -81,7 +81,8 @@ pub const RECIPES: &[Recipe] = &[
         key: "mcpServers",
         way: Way::Stdio,
         note: "Launches stdio servers only (a `url` entry is ignored), so the entry runs `agenthub stdio`, \
-               which must be on the app's PATH and reads `AGENTHUB_TOKEN` from its environment.",
+               which reads `AGENTHUB_TOKEN` from its environment; `connect` writes the binary's absolute \
+               path, as the app does not see your shell's PATH.",
     },
     Recipe {
         id: "claude-code",
@@ -199,11 +200,18 @@ pub struct Hub {
     pub url: String,
     /// `AGENTHUB_TOKEN` is set: entries carry it by reference.
     pub token: bool,
+    /// What a stdio entry runs: `agenthub`, or the binary's absolute path (`connect`).
+    pub command: String,
 }
 
 impl Hub {
     pub fn new(url: &str, token: bool) -> Hub {
-        Hub { url: url.trim_end_matches('/').to_string(), token }
+        Hub { url: url.trim_end_matches('/').to_string(), token, command: "agenthub".into() }
+    }
+
+    /// Stdio entries run `program` rather than whatever `agenthub` is on the client's PATH.
+    pub fn command(self, program: &str) -> Hub {
+        Hub { command: program.to_string(), ..self }
     }
 }
 
@@ -225,7 +233,7 @@ impl Recipe {
             if hub.url != DEFAULT_URL {
                 args.extend([json!("--url"), json!(hub.url)]);
             }
-            json!({"command": "agenthub", "args": args})
+            json!({"command": hub.command, "args": args})
         };
         let headers = |token: Option<&str>| {
             let mut h = Map::new();

@@ -24,6 +24,7 @@ mod reload;
 mod request_id;
 mod resilience;
 mod servers;
+mod service;
 mod shim;
 mod sys;
 mod text;
@@ -40,6 +41,7 @@ pub use connect::{Outcome as ConnectOutcome, connected, expand as expand_path, w
 pub use error::{Error, Result};
 pub use front::{Server as Front, start as start_front};
 pub use reload::{Baseline as ConfigBaseline, Watcher as ConfigWatcher};
+pub use service::{command as service_command, in_build_dir, own_binary, probe_health};
 pub use shim::{Options as ShimOptions, Shim, endpoint as shim_endpoint};
 pub use sys::{raise_fd_limit, set_child_subreaper};
 
@@ -49,6 +51,7 @@ pub use config::ServerConfig;
 pub use enhance::ollama::{Client as OllamaClient, Failure as OllamaFailure};
 pub use jsonrpc::RpcError;
 pub use servers::process::Process;
+pub use service::{Spec as ServiceSpec, launchd_plist, systemd_unit};
 pub use transport::Peer;
 pub use transport::stdio::{Bridge, StderrRing};
 

@@ -12,6 +12,7 @@ use agenthub::{
     ClientHub, ConnectOutcome, RECIPES, clients_markdown, connect_write, connected, expand_path, find_client,
 };
 use agenthub::{Error, Result, SETTINGS, Settings, load_config};
+use agenthub::{in_build_dir, own_binary, probe_health, service_command};
 
 /// How long in-flight requests may run on after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
@@ -33,6 +34,8 @@ enum Command {
         url: Option<String>,
         strict: bool,
     },
+    /// `service install|uninstall|status` and what follows, for `agenthub::service_command`.
+    Service(Vec<String>),
     Help,
     Version,
 }
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Healthcheck { url, strict } => healthcheck(&hub_url(url, &cli.flags, &env), strict, &env),
+        Command::Service(args) => service_command(&args, &env),
         Command::Stdio { server, url, client, wait } => {
             init_logging(log::LevelFilter::Warn);
             let base = hub_url(url, &cli.flags, &env);
@@ -154,6 +158,9 @@ fn parse_args(args: &[String]) -> std::result::Result<Cli, String> {
                         _ => *wait = Some(v),
                     }
                 }
+            }
+            "service" if command.is_none() => {
+                return Ok(Cli { command: Command::Service(args[i..].to_vec()), flags });
             }
             "connect" if command.is_none() => command = Some(Command::Connect(Connect::default())),
             "healthcheck" if command.is_none() => {
@@ -233,6 +240,7 @@ fn usage() -> String {
      [--servers-file F]\n       agenthub stdio [SERVER] [--url http://127.0.0.1:9090] [--client NAME] [--wait SECONDS]\n       \
      agenthub connect CLIENT [--write] [--file PATH] [--url URL] | connect --list\n       \
      agenthub healthcheck [--url URL] [--strict]\n       \
+     agenthub service install [--force] [-- SERVE-FLAGS] | uninstall | status\n       \
      agenthub --help | --version"
         .to_string()
 }
@@ -249,7 +257,9 @@ fn help() -> String {
          connect        print CLIENT's entry for this hub (X-Client-Name set, the token by reference);\n                 \
          --write merges it into the client's file (other entries, comments and mode kept,\n                 \
          the previous file as .bak); --list shows the clients found and whether connected\n  \
-         healthcheck    GET /health (AGENTHUB_URL, AGENTHUB_TOKEN): exit 0 on 200; --strict: and not degraded\n\n\
+         healthcheck    GET /health (AGENTHUB_URL, AGENTHUB_TOKEN): exit 0 on 200; --strict: and not degraded\n  \
+         service        run `serve` as your service at login (systemd user unit, launchd agent); flags after\n                 \
+         -- go to serve; never the token (~/.config/agenthub/env); uninstall; status\n\n\
          settings (flag, then environment variable, default):\n",
         usage()
     );
@@ -326,7 +336,12 @@ fn token_set(env: &dyn Fn(&str) -> Option<String>) -> bool {
 
 /// `agenthub connect`: the snippet on stdout (so it can be piped), what to do with it on stderr.
 fn connect(c: &Connect, url: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<()> {
-    let hub = ClientHub::new(url, token_set(env));
+    let mut hub = ClientHub::new(url, token_set(env));
+    // GUI apps do not see the shell's PATH: stdio entries name the binary by its full path.
+    let exe = own_binary().map_err(|e| eprintln!("# {e}; entries say `agenthub`")).ok();
+    if let Some(exe) = &exe {
+        hub = hub.command(&exe.display().to_string());
+    }
     if c.markdown {
         print!("{}", clients_markdown());
         return Ok(());
@@ -367,6 +382,9 @@ fn connect(c: &Connect, url: &str, env: &dyn Fn(&str) -> Option<String>) -> Resu
         return Err(Error::Config(format!("unknown client '{id}' (known: {})", ids.join(", "))));
     };
     let file = c.file.as_deref().or(r.file());
+    if let Some(exe) = exe.filter(|e| in_build_dir(e) && r.entry(&hub).get("command").is_some()) {
+        eprintln!("# {} is in a build folder; `make install` puts agenthub on PATH", exe.display());
+    }
     if !c.write {
         print!("{}", r.snippet(&hub));
         match file {
@@ -394,28 +412,17 @@ fn connect(c: &Connect, url: &str, env: &dyn Fn(&str) -> Option<String>) -> Resu
 
 /// `agenthub healthcheck`, for a container's `HEALTHCHECK` (no curl in the image).
 fn healthcheck(url: &str, strict: bool, env: &dyn Fn(&str) -> Option<String>) -> ExitCode {
-    let agent = agenthub::http_agent(Duration::from_secs(2), Some(Duration::from_secs(5)));
-    let mut req = agent.get(format!("{}/health", url.trim_end_matches('/')));
-    if let Some(t) = env("AGENTHUB_TOKEN").filter(|t| !t.trim().is_empty()) {
-        req = req.header("Authorization", format!("Bearer {}", t.trim()));
-    }
-    let mut resp = match req.call() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("unhealthy: {url}: {e}");
-            return ExitCode::FAILURE;
+    match probe_health(url, env("AGENTHUB_TOKEN").as_deref()) {
+        Err(e) => eprintln!("unhealthy: {url}: {e}"),
+        Ok((code, status)) if code != 200 || (strict && status != "ok") => {
+            eprintln!("unhealthy: {url}/health answered {code} ({status})")
         }
-    };
-    let code = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap_or_default();
-    let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    let status = body.get("status").and_then(|s| s.as_str()).unwrap_or("?").to_string();
-    if code != 200 || (strict && status != "ok") {
-        eprintln!("unhealthy: {url}/health answered {code} ({status})");
-        return ExitCode::FAILURE;
+        Ok((_, status)) => {
+            println!("{status}");
+            return ExitCode::SUCCESS;
+        }
     }
-    println!("{status}");
-    ExitCode::SUCCESS
+    ExitCode::FAILURE
 }
 
 fn init_logging(level: log::LevelFilter) {

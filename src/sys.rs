@@ -148,6 +148,12 @@ pub fn fd_limit() -> io::Result<u64> {
     Ok(lim.rlim_cur)
 }
 
+/// The real user id (launchd's `gui/<uid>` domain).
+pub fn uid() -> u32 {
+    // SAFETY: getuid(2) takes nothing and cannot fail.
+    unsafe { libc::getuid() }
+}
+
 /// Whether a write to `fd` would not block now (a poll that does not wait). For a pipe this
 /// means it is not full: a write of up to `PIPE_BUF` bytes then goes in whole, at once.
 pub fn writable_now(fd: std::os::fd::BorrowedFd) -> bool {

@@ -87,7 +87,9 @@ fn every_snippet_parses_in_its_format_and_names_the_hub() {
         for r in recipes() {
             let (entry, text) = printed_entry(&dir, r, url, token);
             if let Some(cmd) = entry.get("command") {
-                assert_eq!(cmd, "agenthub", "{}: {text}", r.id);
+                // The binary's own absolute path: GUI apps do not see the shell's PATH.
+                let own = Path::new(BIN).canonicalize().unwrap();
+                assert_eq!(cmd, &json!(own.display().to_string()), "{}: {text}", r.id);
                 let args: Vec<&str> =
                     entry["args"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
                 assert_eq!(args, ["stdio", "--client", r.id, "--url", url], "{}", r.id);
@@ -217,6 +219,11 @@ fn connect_write_keeps_other_entries_comments_mode_and_symlinks() {
         let doc = parse(r.format.as_str(), &real);
         let entry = entry_of(r.key, &doc).unwrap_or_else(|| panic!("{}: no entry in\n{after}", c.client));
         assert!(entry.to_string().contains(c.client), "{}: {entry}", c.client);
+        if let Some(cmd) = entry.get("command") {
+            // Run from target/: still the absolute path, with a word on `make install`.
+            assert_eq!(cmd, &json!(Path::new(BIN).canonicalize().unwrap().display().to_string()));
+            assert!(err.contains("build folder") && err.contains("make install"), "{}: {err}", c.client);
+        }
         for k in c.kept {
             assert!(after.contains(k), "{}: lost {k:?}:\n{after}", c.client);
         }

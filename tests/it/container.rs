@@ -1,8 +1,8 @@
 //! The hub in a container: `agenthub healthcheck` (the images' `HEALTHCHECK`), the hub as PID 1
 //! of a PID namespace reaping the orphans re-parented to it, the compose files as
 //! `docker-compose config` reads them, and the `slim` image built from the static binary
-//! (`make release`) and run with podman: health with and without the token, the healthcheck
-//! inside, a non-root PID 1, and its size.
+//! (`make release`) and run with podman: health with and without the token, no npx server in
+//! it, the healthcheck inside, a non-root PID 1, and its size.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -287,6 +287,15 @@ fn the_slim_image_runs_under_podman_healthy_small_and_not_root() {
     assert_eq!(health.json()["status"], "ok", "{}\n{}", health.text(), logs());
     let r = raw_request(&addr, "GET", "/health", &[], b"");
     assert_eq!(r.status, 401, "without the token: {}", r.text());
+
+    // No node, no npx: the image runs none of the embedded npx defaults, and says nothing of
+    // commands it cannot find.
+    let r = raw_request(&addr, "GET", "/servers", &[("Authorization", &bearer)], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["servers"], json!([]), "the slim image's servers: {}", r.text());
+    let log = logs();
+    assert!(log.contains("servers: /data/config/agenthub/mcp-servers.json"), "{log}");
+    assert!(!log.contains("not found") && !log.contains("npx"), "{log}");
 
     // A read-only root, and /data (a volume, owned by 65532 in the image) takes a save.
     let add = json!({"name": "remote", "transport": "http", "url": "http://127.0.0.1:9/mcp"});

@@ -30,6 +30,7 @@ mod sampling;
 mod saves;
 mod security;
 mod servers;
+mod service;
 mod sessions;
 mod shared_child;
 mod shim;
