@@ -481,15 +481,18 @@ fn npx_entries_are_installed_once_in_the_background_and_run_as_node() {
         "env": {"MEMORY_FILE_PATH": data.path().join("m.jsonl").to_str().unwrap()}}}});
     let hub = offline(Hub::builder().servers(&servers.to_string())).start();
     // Nobody asked it to start: it is installed as the configuration loads.
-    let done =
-        wait_for("the background install", 120 * SEC, || install_events(&hub, "mem", "installed ").pop());
-    assert!(done.starts_with(&format!("installed {spec} in ")), "{done}");
+    wait_for("the background install to begin", 60 * SEC, || {
+        install_events(&hub, "mem", "installing ").pop()
+    });
     assert_eq!(hub.server("mem")["status"], "STOPPED");
-    let marker = hub.dir.path().join("xdg-data/agenthub/npm/mem/.agenthub-spec");
-    assert_eq!(std::fs::read_to_string(marker).unwrap(), format!("{spec}\n"));
-
+    // Asked to start meanwhile (npm takes seconds), it waits for that install, STARTING, rather
+    // than run npm too.
     let r = hub.post("/servers/mem/start");
     assert_eq!(r.status, 200, "{}", r.text());
+    let done = install_events(&hub, "mem", "installed ").pop().expect("installed before it ran");
+    assert!(done.starts_with(&format!("installed {spec} in ")), "{done}");
+    let marker = hub.dir.path().join("xdg-data/agenthub/npm/mem/.agenthub-spec");
+    assert_eq!(std::fs::read_to_string(marker).unwrap(), format!("{spec}\n"));
     let pid = r.json()["pid"].as_i64().unwrap();
     runs_as_node(&hub, "mem", pid);
     let r = hub.tool(
