@@ -41,13 +41,15 @@ impl App {
         let activity = Arc::new(Activity::default());
         let npm_prefix = settings.data_dir.join("npm");
         let import_origin = settings.servers_file.as_ref().map(|p| p.display().to_string());
+        let installer = Arc::new(Installer::new(npm_prefix.clone(), settings.data_dir.join("pids")));
         let servers = Servers::new(
             loaded.servers,
             (loaded.servers_path, loaded.document),
             import_origin,
             Context {
-                npm_prefix: npm_prefix.clone(),
+                npm_prefix,
                 pids: settings.data_dir.join("pids"),
+                installer: installer.clone(),
                 default_timeout: settings.request_timeout,
                 max_calls: settings.max_calls,
                 max_calls_total: settings.max_calls_total,
@@ -82,7 +84,7 @@ impl App {
             pipelines,
             enhancer,
             servers,
-            installer: Arc::new(Installer::new(npm_prefix, settings.data_dir.join("pids"))),
+            installer,
             breakers,
             activity,
             started: Instant::now(),

@@ -114,6 +114,9 @@ impl Watcher {
     /// Starts watching the files the hub loaded its configuration from, from `baseline`.
     pub fn start(app: Arc<App>, baseline: Baseline) -> Result<Watcher> {
         let Baseline { files, seen: loaded } = baseline;
+        // The npm entries of the configuration loaded at start are installed in the background
+        // (a reload's are by `Servers::reload`).
+        app.servers.install_packages();
         let (tx, rx) = crossbeam_channel::bounded::<Msg>(4);
         let thread = std::thread::Builder::new()
             .name("config-watch".into())

@@ -82,6 +82,7 @@ const KNOWN_FIELDS: &[&str] = &[
     "envFile",
     "cwd",
     "package",
+    "ignore_scripts",
     "url",
     "headers",
     "auto_start",
@@ -113,6 +114,8 @@ pub struct ServerConfig {
     pub env_file: Option<String>,
     pub cwd: Option<String>,
     pub package: Option<String>,
+    /// Install an npm entry's package with its install scripts off (the default).
+    pub ignore_scripts: bool,
     pub url: Option<String>,
     pub headers: BTreeMap<String, String>,
     pub auto_start: bool,
@@ -150,6 +153,7 @@ impl Default for ServerConfig {
             env_file: None,
             cwd: None,
             package: None,
+            ignore_scripts: true,
             url: None,
             headers: BTreeMap::new(),
             auto_start: false,
@@ -250,6 +254,7 @@ impl ServerConfig {
             env_file: f.str("envFile")?,
             cwd: f.str("cwd")?,
             package: f.str("package")?,
+            ignore_scripts: f.bool("ignore_scripts")?.unwrap_or(d.ignore_scripts),
             url: f.str("url")?,
             headers: f.str_map("headers")?.unwrap_or_default(),
             auto_start: f.bool("auto_start")?.unwrap_or(d.auto_start),
@@ -349,6 +354,9 @@ impl ServerConfig {
         }
         if let Some(p) = &self.package {
             m.insert("package".into(), p.clone().into());
+        }
+        if !self.ignore_scripts {
+            m.insert("ignore_scripts".into(), false.into());
         }
         if let Some(u) = &self.url {
             let url = if masked { mask_url(u) } else { u.clone() };

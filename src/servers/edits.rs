@@ -65,6 +65,8 @@ impl Servers {
             let (fx, was_running, enabled) = {
                 let mut st = srv.state.lock();
                 let fx = st.clear_failure();
+                // A failed install of its npm package is tried again at its next start.
+                self.packages.forget(name);
                 (fx, matches!(st.status(), Status::Running | Status::Starting), st.config.enabled)
             };
             self.fire(&srv, fx);

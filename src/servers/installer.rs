@@ -210,15 +210,35 @@ impl Installer {
     /// Runs `npm install` for `spec` into a staging prefix for `server`. Any failure removes
     /// that prefix and is logged.
     pub fn install(&self, spec: &str, server: &str, ignore_scripts: bool) -> Result<Staged> {
+        self.install_with(spec, server, ignore_scripts, &[], &mut String::new())
+    }
+
+    /// `install`, with the server's own configured `env` over npm's, and npm's output
+    /// (stderr, then stdout, as kept) left in `output`.
+    pub fn install_with(
+        &self,
+        spec: &str,
+        server: &str,
+        ignore_scripts: bool,
+        env: &[(String, String)],
+        output: &mut String,
+    ) -> Result<Staged> {
         validate_package(spec).map_err(Error::BadRequest)?;
-        let result = self.try_install(spec, server, ignore_scripts);
+        let result = self.try_install(spec, server, ignore_scripts, env, output);
         if let Err(e) = &result {
             log::error!("install of {spec} for server {server} failed: {e}");
         }
         result
     }
 
-    fn try_install(&self, spec: &str, server: &str, ignore_scripts: bool) -> Result<Staged> {
+    fn try_install(
+        &self,
+        spec: &str,
+        server: &str,
+        ignore_scripts: bool,
+        env: &[(String, String)],
+        output: &mut String,
+    ) -> Result<Staged> {
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let _turn = self.queue.lock();
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -239,6 +259,7 @@ impl Installer {
         cmd.arg(spec)
             .env_clear()
             .envs(npm_env(std::env::vars()))
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -287,6 +308,7 @@ impl Installer {
         };
         let (out_t, err_t) = readers.map_err(|e| Error::io("cannot spawn a thread", e))?;
         let (stdout, stderr) = (out_t.join().unwrap_or_default(), err_t.join().unwrap_or_default());
+        *output = format!("{stderr}{stdout}");
         let status = match ended {
             Ended::Exited(status) => status,
             Ended::TimedOut => {
@@ -312,6 +334,10 @@ impl Installer {
                 "package {spec} installed but provides no executable (\"bin\")"
             )));
         }
+        // What the prefix holds, so a changed version in the entry is installed anew.
+        let scripts = if ignore_scripts { "" } else { "scripts\n" };
+        std::fs::write(prefix.join(super::packages::SPEC_FILE), format!("{spec}\n{scripts}"))
+            .map_err(|e| Error::io(format!("cannot write {}", prefix.display()), e))?;
         log::info!("installed {spec} in {:.1}s", started.elapsed().as_secs_f64());
         Ok(staged)
     }

@@ -108,7 +108,10 @@ impl Servers {
             drop(turn);
         }
         let mut st = srv.state.lock();
-        let deadline = Instant::now() + st.config.handshake_timeout + Duration::from_secs(2);
+        let deadline = Instant::now()
+            + st.config.handshake_timeout
+            + Duration::from_secs(2)
+            + super::packages::install_allowance(&st.config);
         while st.attempts == attempt && Instant::now() < deadline {
             srv.changed.wait_until(&mut st, deadline);
         }
@@ -124,7 +127,7 @@ impl Servers {
 
     /// Runs a launch `begin_launch` allowed, on the calling thread: spawn, bridge, handshake.
     pub(super) fn launch(&self, srv: &Arc<Server>, ticket: Ticket) {
-        let outcome = self.spawn_and_handshake(srv, &ticket);
+        let outcome = self.package_ready(srv, &ticket).and_then(|()| self.spawn_and_handshake(srv, &ticket));
         let (fx, voided) =
             srv.state.lock().launch_ended(ticket.generation, outcome, (SystemTime::now(), Instant::now()));
         if let Some(mut run) = voided {

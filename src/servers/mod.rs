@@ -4,7 +4,8 @@
 //! handshake, stop), `supervisor` (the loop that restarts crashed or hung children), `edits`
 //! (add, replace, remove, atomic saves), `calls` (whether a server may take a request now; the
 //! request itself is an `exchange::Call` over the server's transport), `peer` (answers to a
-//! child's own requests), `process` (spawning and signalling), `installer` (npm).
+//! child's own requests), `process` (spawning and signalling), `installer` (npm), `packages`
+//! (npm entries installed once and run as `node <bin>`).
 //!
 //! Locks: each `Server` has its own mutex (state) and condvar (status changes); the table has
 //! one for membership. Neither is held across I/O, a callback or a log line: transitions return
@@ -16,6 +17,7 @@ mod calls;
 pub(crate) mod edits;
 pub mod installer;
 mod lifecycle;
+pub mod packages;
 mod peer;
 mod phase;
 pub mod process;
@@ -131,6 +133,8 @@ pub struct Context {
     pub npm_prefix: PathBuf,
     /// Each running child's process group is recorded here (`<data dir>/pids`).
     pub pids: PathBuf,
+    /// npm, one install at a time (the API's installs and the npm entries').
+    pub installer: Arc<installer::Installer>,
     /// Deadline of a request when the server sets none.
     pub default_timeout: Duration,
     pub breakers: Arc<Breakers>,
@@ -265,6 +269,8 @@ pub struct Servers {
     sampler: std::sync::OnceLock<Sampler>,
     /// SHA-256 of the servers file as the hub last saved it (`last_saved`).
     saved: Mutex<Option<[u8; 32]>>,
+    /// The npm entries' installs.
+    packages: Arc<packages::Packages>,
 }
 
 impl Servers {
@@ -281,7 +287,9 @@ impl Servers {
     ) -> Arc<Servers> {
         let (file, document) = own;
         let list = entries.into_iter().map(|e| Arc::new(Server::new(e))).collect();
+        let packages = packages::Packages::new(ctx.installer.clone());
         Arc::new(Servers {
+            packages,
             ctx,
             list: Mutex::new(list),
             writes: Mutex::new(()),
@@ -439,6 +447,7 @@ pub(super) mod testing {
             Context {
                 npm_prefix: dir.join("npm"),
                 pids: dir.join("pids"),
+                installer: Arc::new(installer::Installer::new(dir.join("npm"), dir.join("pids"))),
                 default_timeout: Duration::from_secs(5),
                 max_calls: 64,
                 max_calls_total: 256,

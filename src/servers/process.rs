@@ -58,18 +58,18 @@ pub struct Pipes {
     pub stderr: ChildStderr,
 }
 
-/// The program and arguments a stdio server runs as: its `command`, else its npm `package`'s
-/// installed bin under `npm_prefix`, else `npx -y <package>`.
+/// The program and arguments a stdio server runs as: an npm entry installed under `npm_prefix`
+/// as `node <bin>` (`packages`), else its `command`, else `npx -y <package>`.
 pub fn command_line(cfg: &ServerConfig, npm_prefix: &Path) -> Result<(String, Vec<String>)> {
+    if let Some(line) = super::packages::installed_line(cfg, npm_prefix) {
+        return Ok(line);
+    }
     if let Some(cmd) = cfg.command.as_deref().filter(|c| !c.trim().is_empty()) {
         return Ok((cmd.to_string(), cfg.args.clone()));
     }
     let Some(package) = cfg.package.as_deref() else {
         return Err(Error::BadRequest("a stdio server needs \"command\" or \"package\"".into()));
     };
-    if let Some(bin) = installed_bin(npm_prefix, package) {
-        return Ok((bin.display().to_string(), cfg.args.clone()));
-    }
     let mut args = vec!["-y".to_string(), package.to_string()];
     args.extend(cfg.args.iter().cloned());
     Ok(("npx".to_string(), args))

@@ -5,7 +5,8 @@
 //! it runs, one whose `enabled` flipped is started (if `auto_start`) or stopped, and any other
 //! change (timeouts, restart policy, description, auto_start, roots) is applied live. The table
 //! is changed under `writes`, like an API edit; the stops and starts run afterwards, each on a
-//! thread of its own, so a slow server delays no other.
+//! thread of its own, so a slow server delays no other. npm entries not yet installed (new, or
+//! of a new version) are installed in the background (`install_packages`).
 
 use std::sync::Arc;
 
@@ -59,6 +60,7 @@ pub fn process_changed(old: &ServerConfig, new: &ServerConfig) -> bool {
         || old.env_file != new.env_file
         || old.cwd != new.cwd
         || old.package != new.package
+        || old.ignore_scripts != new.ignore_scripts
         || old.url != new.url
         || old.headers != new.headers
 }
@@ -107,6 +109,8 @@ impl Servers {
                         continue;
                     }
                     let process = process_changed(&st.config, &entry.config);
+                    // A changed configuration tries a failed install again at once.
+                    self.packages.forget(&srv.name);
                     let (was_enabled, now_enabled) = (st.config.enabled, entry.config.enabled);
                     let active = matches!(st.status(), Status::Running | Status::Starting);
                     let auto = entry.config.auto_start;
@@ -135,12 +139,14 @@ impl Servers {
             }
             for srv in old.iter().filter(|s| !list.iter().any(|n| Arc::ptr_eq(n, s))) {
                 srv.state.lock().removed = true;
+                self.packages.forget(&srv.name);
                 changes.removed.push(srv.name.clone());
                 plan.push((srv.clone(), Action::Drop));
             }
             *self.list.lock() = list;
             *self.document.lock() = document;
         }
+        self.install_packages();
         for (srv, action) in plan {
             let me = self.clone();
             self.spawn_thread(format!("reload-{}", short(&srv.name)), move || {

@@ -95,6 +95,9 @@ fn hub_environment(mut cmd: Command, dir: &Path) -> Command {
         .env("XDG_DATA_HOME", dir.join("xdg-data"))
         // Port 9 (discard) is closed on loopback: Ollama is "down" unless a test says otherwise.
         .env("OLLAMA_URL", "http://127.0.0.1:9")
+        // The hub installs npm entries in the background: no test downloads (npm reads only
+        // its cache; a test serving a registry on loopback turns this off).
+        .env("npm_config_offline", "true")
         .env("AGENTHUB_LOG_LEVEL", "debug");
     cmd
 }

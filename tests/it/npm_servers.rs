@@ -77,8 +77,9 @@ fn reference_servers_start_answer_restart_and_stop() {
 
 #[test]
 fn npx_servers_leave_nothing_behind_on_hub_sigterm() {
+    // `-p` (a package and a bin named apart): left to npx, which has grandchildren.
     let servers = json!({"servers": {
-        "mem": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-memory@2026.8.31"], "auto_start": true, "handshake_timeout": 60},
+        "mem": {"command": "npx", "args": ["-y", "-p", "@modelcontextprotocol/server-memory@2026.8.31", "mcp-server-memory"], "auto_start": true, "handshake_timeout": 60},
     }});
     let dir = TempDir::new("npx-home");
     let mut hub = offline(Hub::builder().servers(&servers.to_string()))
@@ -142,6 +143,7 @@ fn a_package_the_registry_does_not_have_is_404() {
     let hub = Hub::builder()
         .servers(NO_SERVERS)
         .env("npm_config_registry", &url)
+        .env("npm_config_offline", "false")
         .env("npm_config_cache", dir.path().to_str().unwrap())
         .env("npm_config_fetch_retries", "0")
         .start();
@@ -323,6 +325,7 @@ fn install_scripts_run_only_when_asked_and_never_see_the_hubs_secrets() {
         .env("AGENTHUB_TOKEN", TOKEN)
         .env("SOME_SECRET", SECRET)
         .env("npm_config_registry", &format!("{url}/"))
+        .env("npm_config_offline", "false")
         .env("npm_config_cache", cache.path().to_str().unwrap())
         .env("npm_config_fetch_retries", "0")
         .env("npm_config_update_notifier", "false")
@@ -430,4 +433,146 @@ fn a_new_hub_kills_what_a_killed_hubs_npm_left_and_its_staging() {
     let _second = fake_npm_hub(&bin, &data);
     wait_for("the survivor to be killed", 10 * SEC, || (!alive(sleep)).then_some(()));
     wait_for("the staging prefixes to be removed", 10 * SEC, || staging().is_empty().then_some(()));
+}
+
+const MEMORY: &str = "@modelcontextprotocol/server-memory";
+
+/// The messages of the server's install events in the activity feed that start with `prefix`
+/// (`installing ` for each npm run, `installed ` for each success, `install of ` for each
+/// failure).
+fn install_events(hub: &Hub, server: &str, prefix: &str) -> Vec<String> {
+    let events = hub.get("/activity").json()["events"].as_array().cloned().unwrap_or_default();
+    events
+        .iter()
+        .filter(|e| e["kind"] == "install" && e["server"] == server)
+        .filter_map(|e| e["message"].as_str().filter(|m| m.starts_with(prefix)).map(str::to_string))
+        .collect()
+}
+
+/// A process's arguments, from /proc.
+fn argv(pid: i64) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    raw.split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+/// Asserts the server runs as `node <its prefix's bin>` alone: nothing of npm, npx or a shell
+/// in its process tree (the group it leads).
+fn runs_as_node(hub: &Hub, server: &str, pid: i64) {
+    let args = argv(pid);
+    assert_eq!(args.first().map(String::as_str), Some("node"), "{args:?}");
+    let bin =
+        hub.dir.path().join(format!("xdg-data/agenthub/npm/{server}/node_modules/{MEMORY}/dist/index.js"));
+    assert_eq!(args.get(1).map(String::as_str), bin.to_str(), "{args:?}");
+    assert_eq!(processes_in_group(pid), [pid], "the server alone in its tree");
+    for arg in &args {
+        let base = arg.rsplit('/').next().unwrap_or(arg);
+        assert!(!["npm", "npx", "sh", "npm-cli.js", "npx-cli.js"].contains(&base), "{args:?}");
+    }
+}
+
+#[test]
+fn npx_entries_are_installed_once_in_the_background_and_run_as_node() {
+    let data = TempDir::new("npx-node");
+    let spec = format!("{MEMORY}@2026.8.31");
+    let servers = json!({"servers": {"mem": {"command": "npx", "args": ["-y", spec],
+        "env": {"MEMORY_FILE_PATH": data.path().join("m.jsonl").to_str().unwrap()}}}});
+    let hub = offline(Hub::builder().servers(&servers.to_string())).start();
+    // Nobody asked it to start: it is installed as the configuration loads.
+    wait_for("the background install to begin", 60 * SEC, || {
+        install_events(&hub, "mem", "installing ").pop()
+    });
+    assert_eq!(hub.server("mem")["status"], "STOPPED");
+    // Asked to start meanwhile (npm takes seconds), it waits for that install, STARTING, rather
+    // than run npm too.
+    let r = hub.post("/servers/mem/start");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let done = install_events(&hub, "mem", "installed ").pop().expect("installed before it ran");
+    assert!(done.starts_with(&format!("installed {spec} in ")), "{done}");
+    let marker = hub.dir.path().join("xdg-data/agenthub/npm/mem/.agenthub-spec");
+    assert_eq!(std::fs::read_to_string(marker).unwrap(), format!("{spec}\n"));
+    let pid = r.json()["pid"].as_i64().unwrap();
+    runs_as_node(&hub, "mem", pid);
+    let r = hub.tool(
+        "mem",
+        "create_entities",
+        json!({"entities": [{"name": "hub", "entityType": "t", "observations": ["ran as node"]}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(tool_text(&hub.tool("mem", "read_graph", json!({}))).contains("ran as node"));
+
+    // A restart, and a crash the supervisor restarts: npm never runs again.
+    let r = hub.post("/servers/mem/restart");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let pid = r.json()["pid"].as_i64().unwrap();
+    // SAFETY: signalling the server this test's hub started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let s = hub.wait_restarted("mem", 1);
+    runs_as_node(&hub, "mem", s["pid"].as_i64().unwrap());
+    assert!(tool_text(&hub.tool("mem", "read_graph", json!({}))).contains("ran as node"));
+    assert_eq!(install_events(&hub, "mem", "installing ").len(), 1, "npm ran once");
+}
+
+#[test]
+fn a_package_that_cannot_be_installed_fails_with_npms_reason_and_npm_is_not_rerun_on_restarts() {
+    // Not in the npm cache, and npm is offline.
+    let spec = format!("{MEMORY}@1999.1.1");
+    let servers = json!({"servers": {"bad": {"command": "npx", "args": ["--yes", spec],
+        "restart_backoff": 0.1, "max_restarts": 2}}});
+    let hub = offline(Hub::builder().servers(&servers.to_string())).start();
+    let failed = wait_for("the background install to fail", 60 * SEC, || {
+        install_events(&hub, "bad", "install of ").pop()
+    });
+    assert!(failed.contains("No matching version found"), "{failed}");
+    assert_eq!(hub.server("bad")["status"], "STOPPED", "nobody asked it to start");
+
+    // A person's start runs npm again at once, and says why it failed.
+    let msg = hub.post("/servers/bad/start").expect_error(502, "upstream_error");
+    for needle in ["install of", "No matching version found", "no such package/version"] {
+        assert!(msg.contains(needle), "{needle}: {msg}");
+    }
+    // Its restarts get the failure back without npm.
+    let s = hub.wait_status("bad", "FAILED", 30 * SEC);
+    assert_eq!(s["restart_count"], 2, "{s}");
+    let last = s["last_error"].as_str().unwrap_or_default();
+    assert!(last.contains("No matching version found") && last.contains("no such package/version"), "{s}");
+    assert_eq!(
+        install_events(&hub, "bad", "installing ").len(),
+        2,
+        "npm ran for the load and the start only"
+    );
+    assert!(hub.stderr_lines("bad", "[npm] npm error notarget") > 0, "npm's lines are in the logs");
+    assert!(!hub.dir.path().join("xdg-data/agenthub/npm/bad").exists(), "nothing left behind");
+
+    hub.post("/servers/bad/start").expect_error(502, "upstream_error");
+    assert_eq!(install_events(&hub, "bad", "installing ").len(), 3, "each person's start tries again");
+}
+
+#[test]
+fn a_new_version_in_the_entry_is_installed_and_run() {
+    let data = TempDir::new("npx-bump");
+    let entry = |version: &str| {
+        json!({"servers": {"mem": {"command": "npx", "args": ["-y", format!("{MEMORY}@{version}")],
+            "env": {"MEMORY_FILE_PATH": data.path().join("m.jsonl").to_str().unwrap()}}}})
+        .to_string()
+    };
+    let hub = offline(Hub::builder().servers(&entry("2026.7.4"))).start();
+    wait_for("the first install", 120 * SEC, || install_events(&hub, "mem", "installed ").pop());
+    assert_eq!(installed_version(&hub, "mem", MEMORY).as_deref(), Some("2026.7.4"));
+    let r = hub.post("/servers/mem/start");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let old = r.json()["pid"].as_i64().unwrap();
+
+    // The file changes: the new version is installed, and the server restarts onto it.
+    std::fs::write(hub.dir.path().join("mcp-servers.json"), entry("2026.8.31")).unwrap();
+    let s = wait_for("the restart on the new version", 120 * SEC, || {
+        let s = hub.server("mem");
+        (s["status"] == "RUNNING" && s["pid"].as_i64() != Some(old)).then_some(s)
+    });
+    assert_eq!(installed_version(&hub, "mem", MEMORY).as_deref(), Some("2026.8.31"));
+    runs_as_node(&hub, "mem", s["pid"].as_i64().unwrap());
+    assert!(!alive(old));
+    assert_eq!(install_events(&hub, "mem", "installed ").len(), 2, "{:?}", install_events(&hub, "mem", ""));
 }
