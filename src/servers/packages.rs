@@ -12,9 +12,10 @@
 //! `Installs`' backoff passes (1 min doubling to 1 h); a fresh start (a person's, an auto start)
 //! or a changed configuration tries again at once.
 //!
-//! Left as configured (run through npx): `npx` with other options (`-p`/`--package`, `-c`), a
-//! package token that is not a plain registry name (paths, URLs, git), and the embedded example
-//! servers (installed at their first start, never unasked).
+//! Left as configured (run through npx): `npx` with other options (`-p`/`--package`, `-c`), and
+//! a package token that is not a plain registry name (paths, URLs, git). The embedded examples
+//! are installed in the background like any entry: they are what a first run offers, and a cold
+//! `/mcp` should find them ready.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,7 +27,7 @@ use parking_lot::{Condvar, Mutex};
 use super::installer::{INSTALL_TIMEOUT, Installer, validate_package};
 use super::phase::Ticket;
 use super::{Server, Servers, process, short};
-use crate::config::{self, ServerConfig, Transport};
+use crate::config::{ServerConfig, Transport};
 
 /// Where a prefix records the spec installed in it.
 pub const SPEC_FILE: &str = ".agenthub-spec";
@@ -313,7 +314,7 @@ impl Servers {
         for srv in list {
             let config = {
                 let st = srv.state.lock();
-                if !st.config.enabled || st.problem.is_some() || st.removed || st.origin == config::EMBEDDED {
+                if !st.config.enabled || st.problem.is_some() || st.removed {
                     continue;
                 }
                 st.config.clone()
