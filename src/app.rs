@@ -48,6 +48,7 @@ impl App {
             Context {
                 npm_prefix: npm_prefix.clone(),
                 pids: settings.data_dir.join("pids"),
+                held: settings.data_dir.join("held.json"),
                 default_timeout: settings.request_timeout,
                 max_calls: settings.max_calls,
                 max_calls_total: settings.max_calls_total,

@@ -85,6 +85,8 @@ const KNOWN_FIELDS: &[&str] = &[
     "url",
     "headers",
     "auto_start",
+    "on_demand",
+    "idle_timeout",
     "restart_on_failure",
     "max_restarts",
     "restart_backoff",
@@ -116,6 +118,10 @@ pub struct ServerConfig {
     pub url: Option<String>,
     pub headers: BTreeMap<String, String>,
     pub auto_start: bool,
+    /// Started at its first use (a call, a session, a pipeline step), not before.
+    pub on_demand: bool,
+    /// Stopped (SLEEPING) after this long without a call; zero: never.
+    pub idle_timeout: Duration,
     pub restart_on_failure: bool,
     pub max_restarts: u32,
     pub restart_backoff: Duration,
@@ -153,6 +159,8 @@ impl Default for ServerConfig {
             url: None,
             headers: BTreeMap::new(),
             auto_start: false,
+            on_demand: false,
+            idle_timeout: Duration::ZERO,
             restart_on_failure: true,
             max_restarts: 5,
             restart_backoff: Duration::from_secs(1),
@@ -253,6 +261,8 @@ impl ServerConfig {
             url: f.str("url")?,
             headers: f.str_map("headers")?.unwrap_or_default(),
             auto_start: f.bool("auto_start")?.unwrap_or(d.auto_start),
+            on_demand: f.bool("on_demand")?.unwrap_or(d.on_demand),
+            idle_timeout: f.secs("idle_timeout")?.unwrap_or(d.idle_timeout),
             restart_on_failure: f.bool("restart_on_failure")?.unwrap_or(d.restart_on_failure),
             max_restarts: f.u32("max_restarts")?.unwrap_or(d.max_restarts),
             restart_backoff: f.secs("restart_backoff")?.unwrap_or(d.restart_backoff),
@@ -299,6 +309,10 @@ impl ServerConfig {
                 }
                 Some(_) => {}
             },
+        }
+        if !cfg.idle_timeout.is_zero() && cfg.idle_timeout < Duration::from_secs(1) {
+            // Below a second a server would be put to sleep between two calls of one client.
+            return Err(f.err("idle_timeout", "must be 0 (never) or at least 1 second"));
         }
         for (i, root) in cfg.roots.iter().enumerate() {
             if !root.starts_with("file://") {
@@ -358,6 +372,13 @@ impl ServerConfig {
             m.insert("headers".into(), mask(&self.headers));
         }
         m.insert("auto_start".into(), self.auto_start.into());
+        // Shown always; saved only when set (a file that never named them keeps not naming them).
+        if masked || self.on_demand {
+            m.insert("on_demand".into(), self.on_demand.into());
+        }
+        if masked || !self.idle_timeout.is_zero() {
+            m.insert("idle_timeout".into(), secs(self.idle_timeout));
+        }
         m.insert("restart_on_failure".into(), self.restart_on_failure.into());
         m.insert("max_restarts".into(), self.max_restarts.into());
         m.insert("restart_backoff".into(), secs(self.restart_backoff));
@@ -500,6 +521,27 @@ mod tests {
         assert_eq!(c.transport, Transport::Sse);
         let (c, _) = parse(r#"{"url": "https://h/mcp"}"#).unwrap();
         assert_eq!(c.transport, Transport::Http);
+    }
+
+    #[test]
+    fn on_demand_and_idle_timeout_are_read_shown_and_saved_only_when_set() {
+        let (c, w) = parse(r#"{"command": "x", "on_demand": true, "idle_timeout": 600}"#).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert!(c.on_demand);
+        assert_eq!(c.idle_timeout, Duration::from_secs(600));
+        let saved = c.to_json(false);
+        assert_eq!((saved["on_demand"].clone(), saved["idle_timeout"].clone()), (true.into(), 600.into()));
+        let (plain, _) = parse(r#"{"command": "x"}"#).unwrap();
+        assert!(!plain.on_demand && plain.idle_timeout.is_zero());
+        let saved = plain.to_json(false);
+        assert!(saved.get("on_demand").is_none() && saved.get("idle_timeout").is_none(), "{saved}");
+        let shown = plain.to_json(true);
+        assert_eq!((shown["on_demand"].clone(), shown["idle_timeout"].clone()), (false.into(), 0.into()));
+        for bad in [r#"{"command": "x", "idle_timeout": 0.5}"#, r#"{"command": "x", "idle_timeout": -1}"#] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains("idle_timeout"), "{e}");
+        }
+        assert!(parse(r#"{"command": "x", "on_demand": "yes"}"#).is_err());
     }
 
     #[test]

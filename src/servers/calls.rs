@@ -24,8 +24,9 @@ pub enum Acquired {
 
 impl Servers {
     /// Sends `method` to a server and waits for its result. A STARTING server is waited for
-    /// (within the deadline); a STOPPED or FAILED one is refused, as is one whose breaker is
-    /// open (as -32000 errors). Blocks: never on a worker.
+    /// (within the deadline), a SLEEPING one or one STOPPED but not by a person is started for
+    /// it; a FAILED one is refused, as is one a person stopped or whose breaker is open (as
+    /// -32000 errors). Blocks: never on a worker.
     pub fn call(
         &self,
         name: &str,
@@ -39,7 +40,9 @@ impl Servers {
     }
 
     /// Sends a request to a running server. A STARTING server is waited for, up to the
-    /// request's deadline (so never on a worker); STOPPED, FAILED or an open breaker refuse.
+    /// request's deadline (so never on a worker); a SLEEPING one or one STOPPED but not by a
+    /// person is started for it first (`start_for_use`); FAILED, held by a person's stop, or an
+    /// open breaker refuse.
     pub fn acquire(&self, name: &str, request: Request) -> Result<Call> {
         match self.open_call(name, request, true)? {
             Acquired::Ready(call) => Ok(call),
@@ -47,7 +50,8 @@ impl Servers {
         }
     }
 
-    /// As `acquire`, but a STARTING server gives the request back at once instead of waiting.
+    /// As `acquire`, but a server that is STARTING, or would have to be started, gives the
+    /// request back at once instead of waiting (to be sent with `acquire` off the worker).
     pub fn try_acquire(&self, name: &str, request: Request) -> Result<Acquired> {
         self.open_call(name, request, false)
     }
@@ -80,7 +84,8 @@ impl Servers {
         let refused = |e| Refused(e, labels.clone());
         let srv = self.must_find(name).map_err(refused)?;
         let started = Instant::now();
-        let (transport, (timeout, max_timeout)) = {
+        let mut woken = false;
+        let (transport, (timeout, max_timeout), in_flight) = loop {
             let mut st = srv.state.lock();
             let timeout = st.config.request_timeout.unwrap_or(self.ctx.default_timeout);
             let max_timeout = st.config.max_request_timeout.max(timeout);
@@ -89,10 +94,30 @@ impl Servers {
                 srv.changed.wait_until(&mut st, deadline);
             }
             match (st.status(), st.run()) {
-                (Status::Running, Some(run)) => (run.transport.clone(), (timeout, max_timeout)),
+                (Status::Running, Some(run)) => {
+                    // Taken under the state lock: the idle check, under it too, sees this call.
+                    let max = self.ctx.max_calls;
+                    let place = InFlight::take_marked(&srv.in_flight, max, &srv.last_call).ok_or_else(|| {
+                        refused(Error::Unavailable(format!(
+                            "server {name} has {max} calls in flight already; retry later"
+                        )))
+                    })?;
+                    break (run.transport.clone(), (timeout, max_timeout), place);
+                }
                 (Status::Starting, _) if !wait => return Ok(Acquired::Starting(request)),
                 (Status::Starting, _) => {
                     return Err(refused(Error::Timeout(format!("server {name} is still starting"))));
+                }
+                _ if st.held => return Err(refused(super::lifecycle::held_refusal(name))),
+                // Asleep, stopped (not by a person) or going to sleep: started for this use,
+                // by a caller that may wait; one that may not gets the request back.
+                _ if st.wakes() && !woken => {
+                    if !wait {
+                        return Ok(Acquired::Starting(request));
+                    }
+                    drop(st);
+                    woken = true;
+                    self.start_for_use(name).map_err(refused)?;
                 }
                 (status, _) => {
                     let why = st.last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
@@ -101,13 +126,6 @@ impl Servers {
                 }
             }
         };
-        // Taken before the breaker is asked: a call refused here must not use up a trial.
-        let max = self.ctx.max_calls;
-        let in_flight = InFlight::take(&srv.in_flight, max).ok_or_else(|| {
-            refused(Error::Unavailable(format!(
-                "server {name} has {max} calls in flight already; retry later"
-            )))
-        })?;
         let max = self.ctx.max_calls_total;
         let in_flight_total = InFlight::take(&self.in_flight, max).ok_or_else(|| {
             refused(Error::Unavailable(format!("the hub has {max} calls in flight already; retry later")))
