@@ -524,27 +524,6 @@ mod tests {
     }
 
     #[test]
-    fn on_demand_and_idle_timeout_are_read_shown_and_saved_only_when_set() {
-        let (c, w) = parse(r#"{"command": "x", "on_demand": true, "idle_timeout": 600}"#).unwrap();
-        assert!(w.is_empty(), "{w:?}");
-        assert!(c.on_demand);
-        assert_eq!(c.idle_timeout, Duration::from_secs(600));
-        let saved = c.to_json(false);
-        assert_eq!((saved["on_demand"].clone(), saved["idle_timeout"].clone()), (true.into(), 600.into()));
-        let (plain, _) = parse(r#"{"command": "x"}"#).unwrap();
-        assert!(!plain.on_demand && plain.idle_timeout.is_zero());
-        let saved = plain.to_json(false);
-        assert!(saved.get("on_demand").is_none() && saved.get("idle_timeout").is_none(), "{saved}");
-        let shown = plain.to_json(true);
-        assert_eq!((shown["on_demand"].clone(), shown["idle_timeout"].clone()), (false.into(), 0.into()));
-        for bad in [r#"{"command": "x", "idle_timeout": 0.5}"#, r#"{"command": "x", "idle_timeout": -1}"#] {
-            let e = parse(bad).unwrap_err().to_string();
-            assert!(e.contains("idle_timeout"), "{e}");
-        }
-        assert!(parse(r#"{"command": "x", "on_demand": "yes"}"#).is_err());
-    }
-
-    #[test]
     fn unknown_fields_are_warnings_naming_their_path() {
         fn check(json: &str, expected: &[&str]) {
             let (_, w) = parse(json).unwrap();

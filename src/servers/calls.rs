@@ -97,11 +97,12 @@ impl Servers {
                 (Status::Running, Some(run)) => {
                     // Taken under the state lock: the idle check, under it too, sees this call.
                     let max = self.ctx.max_calls;
-                    let place = InFlight::take_marked(&srv.in_flight, max, &srv.last_call).ok_or_else(|| {
-                        refused(Error::Unavailable(format!(
-                            "server {name} has {max} calls in flight already; retry later"
-                        )))
-                    })?;
+                    let place =
+                        InFlight::take_marked(&srv.in_flight, max, &srv.last_call).ok_or_else(|| {
+                            refused(Error::Unavailable(format!(
+                                "server {name} has {max} calls in flight already; retry later"
+                            )))
+                        })?;
                     break (run.transport.clone(), (timeout, max_timeout), place);
                 }
                 (Status::Starting, _) if !wait => return Ok(Acquired::Starting(request)),

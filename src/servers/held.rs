@@ -45,8 +45,7 @@ impl Servers {
     pub(super) fn save_held(&self) {
         let _turn = self.held_saves.lock();
         let list = self.list.lock().clone();
-        let held: Vec<String> =
-            list.iter().filter(|s| s.state.lock().held).map(|s| s.name.clone()).collect();
+        let held: Vec<String> = list.iter().filter(|s| s.state.lock().held).map(|s| s.name.clone()).collect();
         let path = &self.ctx.held;
         if held.is_empty() && !path.exists() {
             return;

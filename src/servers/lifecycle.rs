@@ -40,14 +40,16 @@ impl Servers {
         self.remove_stale_saves();
         let me = self.clone();
         self.spawn_thread("supervisor".into(), move || me.supervise());
-        self.start_each_background(|config| config.auto_start, "auto-start");
+        // An on-demand server waits for its first use, whatever `auto_start` says.
+        self.start_each_background(|config| config.auto_start && !config.on_demand, "auto-start");
     }
 
     /// Starts, in parallel and without waiting, every enabled server that is STOPPED or
     /// SLEEPING (what an aggregated client sees is every server it could use), for use: FAILED
-    /// ones are left as they are, and so are those a person stopped.
+    /// ones are left as they are, and so are those a person stopped and the on-demand ones
+    /// (they start at their first call, or a list with nothing cached for them).
     pub fn start_stopped_background(self: &Arc<Self>) {
-        self.start_each_background(|_| true, "start for the aggregated endpoint");
+        self.start_each_background(|config| !config.on_demand, "start for the aggregated endpoint");
     }
 
     /// Starts each server `wanted` says, for use (a server a person holds stopped is skipped).
@@ -207,7 +209,14 @@ impl Servers {
             let version = init.get("protocolVersion").and_then(Value::as_str).unwrap_or("");
             log::info!("server {}: protocol {version} ({} era)", srv.name, era.as_str());
             let transport = Arc::new(upstream);
-            return Ok(Run { process: None, transport, lost_seen: None, stderr_mark: 0, initialize: init, era });
+            return Ok(Run {
+                process: None,
+                transport,
+                lost_seen: None,
+                stderr_mark: 0,
+                initialize: init,
+                era,
+            });
         }
         // Only this launch's stderr goes into its failure: the ring keeps earlier ones' too.
         let stderr_mark = srv.stderr.lock().mark();

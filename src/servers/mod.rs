@@ -448,7 +448,8 @@ impl Servers {
                 Effect::FreshBreaker => self.ctx.breakers.remove(&srv.name),
                 Effect::Stable => log::info!("server {}: stable; restart count reset", srv.name),
                 Effect::Held(on) => {
-                    let what = if on { "stopped by a person: held until started again" } else { "hold released" };
+                    let what =
+                        if on { "stopped by a person: held until started again" } else { "hold released" };
                     log::info!("server {}: {what}", srv.name);
                     self.ctx.activity.record("server", Some(&srv.name), what.to_string());
                     self.save_held();

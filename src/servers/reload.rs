@@ -150,7 +150,11 @@ impl Servers {
                 let done = match action {
                     Action::Start => me.start_for_use(name).map(drop),
                     Action::Restart => me.restart_for_reload(name).map(drop),
-                    Action::Stop => me.stop(name).map(drop),
+                    // The hub's stop: disabling is not a person's hold.
+                    Action::Stop => {
+                        me.stop_server(&srv);
+                        Ok(())
+                    }
                     Action::Drop => {
                         me.stop_server(&srv);
                         me.ctx.breakers.remove(name);

@@ -61,7 +61,8 @@ impl Servers {
             let mut st = srv.state.lock();
             let mut down = None;
             let mut fx = Effects::new();
-            let looked = st.run_mut().map(|r| (r.try_wait(), r.lost_for(now), r.process.is_some(), r.stderr_mark));
+            let looked =
+                st.run_mut().map(|r| (r.try_wait(), r.lost_for(now), r.process.is_some(), r.stderr_mark));
             let failure = match looked {
                 Some((Some(status), _, _, mark)) => Some(exit_reason(srv, status, mark)),
                 // A child lost as it exits is reported by its exit status, given the time.

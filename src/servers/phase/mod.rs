@@ -368,7 +368,9 @@ impl<R: Live> State<R> {
                 Phase::Running { run, .. } => (Some(run), None, false),
                 Phase::Launching { pgid } => (None, pgid, true),
                 Phase::Stopping { launch, .. } => (None, None, launch),
-                Phase::Stopped | Phase::Sleeping | Phase::Failed | Phase::Backoff { .. } => (None, None, false),
+                Phase::Stopped | Phase::Sleeping | Phase::Failed | Phase::Backoff { .. } => {
+                    (None, None, false)
+                }
             };
         self.phase = Phase::Stopping { launch, sleep: false };
         if from != Status::Stopping {

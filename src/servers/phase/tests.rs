@@ -34,7 +34,11 @@ enum Op {
     MayStart(By, bool),
     /// The idle check with a call in flight or not, the last call ended `n` seconds ago: the
     /// server goes to sleep (true) or not.
-    Sleep { busy: bool, ago: u64, sleeps: bool },
+    Sleep {
+        busy: bool,
+        ago: u64,
+        sleeps: bool,
+    },
     /// Held by a person, or not.
     IsHeld(bool),
     StopEnds,
@@ -289,7 +293,14 @@ fn a_persons_stop_holds_until_a_persons_start() {
             StopEnds,
             Is(Stopped, 0),
             IsHeld(true),
-            Said(&["STOPPED>STARTING", "STARTING>RUNNING", "fresh breaker", "held true", "RUNNING>STOPPING", "STOPPING>STOPPED"]),
+            Said(&[
+                "STOPPED>STARTING",
+                "STARTING>RUNNING",
+                "fresh breaker",
+                "held true",
+                "RUNNING>STOPPING",
+                "STOPPING>STOPPED",
+            ]),
             MayStart(By::Use, false),
             MayStart(By::Hub, false),
             IsHeld(true),
@@ -303,7 +314,14 @@ fn a_persons_stop_holds_until_a_persons_start() {
     check(
         "a person's stop of a stopped server holds it too (an on-demand server never started)",
         5,
-        &[PersonStop(false), IsHeld(true), Said(&["held true"]), MayStart(By::Use, false), PersonStop(false), Said(&[])],
+        &[
+            PersonStop(false),
+            IsHeld(true),
+            Said(&["held true"]),
+            MayStart(By::Use, false),
+            PersonStop(false),
+            Said(&[]),
+        ],
     );
     check(
         "the hub's stops (reload, removal) leave the hold as it is",
@@ -339,7 +357,13 @@ fn idle_servers_sleep_and_wake_on_use() {
             Is(Stopping, 0),
             StopEnds,
             Is(Sleeping, 0),
-            Said(&["STOPPED>STARTING", "STARTING>RUNNING", "fresh breaker", "RUNNING>STOPPING", "STOPPING>SLEEPING"]),
+            Said(&[
+                "STOPPED>STARTING",
+                "STARTING>RUNNING",
+                "fresh breaker",
+                "RUNNING>STOPPING",
+                "STOPPING>SLEEPING",
+            ]),
             MayStart(By::Use, true),
             Begin(true),
             Up,
@@ -360,7 +384,13 @@ fn idle_servers_sleep_and_wake_on_use() {
             Wait(60),
             Sleep { busy: false, ago: 60, sleeps: true },
             StopEnds,
-            Said(&["STOPPED>STARTING", "STARTING>RUNNING", "fresh breaker", "RUNNING>STOPPING", "STOPPING>SLEEPING"]),
+            Said(&[
+                "STOPPED>STARTING",
+                "STARTING>RUNNING",
+                "fresh breaker",
+                "RUNNING>STOPPING",
+                "STOPPING>SLEEPING",
+            ]),
             PersonStop(false),
             Is(Stopped, 0),
             IsHeld(true),
@@ -371,6 +401,15 @@ fn idle_servers_sleep_and_wake_on_use() {
     check_with(
         "a person's stop while it goes to sleep ends STOPPED, held",
         idle,
-        &[Begin(true), Up, Wait(60), Sleep { busy: false, ago: 60, sleeps: true }, PersonStop(true), StopEnds, Is(Stopped, 0), IsHeld(true)],
+        &[
+            Begin(true),
+            Up,
+            Wait(60),
+            Sleep { busy: false, ago: 60, sleeps: true },
+            PersonStop(true),
+            StopEnds,
+            Is(Stopped, 0),
+            IsHeld(true),
+        ],
     );
 }

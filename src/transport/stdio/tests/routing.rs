@@ -351,7 +351,10 @@ fn unread_progress_keeps_only_the_latest_of_its_token() {
     use crate::exchange::COALESCE_AFTER;
     let first = 5000 - COALESCE_AFTER as u64 + 1;
     for i in first..=5000 {
-        assert_eq!(child.message(&p)["params"], json!({"progressToken": "tok", "progress": i, "total": 5000}));
+        assert_eq!(
+            child.message(&p)["params"],
+            json!({"progressToken": "tok", "progress": i, "total": 5000})
+        );
     }
     assert_eq!(child.response(&p)["result"], json!({"done": true}));
 }
