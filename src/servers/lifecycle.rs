@@ -3,6 +3,11 @@
 //! handshake with no lock held; `stop` escalates from closing stdin to killing the tree.
 //! Every change of phase goes through a `phase` transition, its effects fired after unlock.
 //!
+//! Who asks matters (`phase::By`): a person's stop (`stop`) holds the server stopped until a
+//! person's start (`start`, `restart`); a start for use (`start_for_use`: a client, a session,
+//! a pipeline, on-demand use) is refused while it is held, and the hub's own stops (reload,
+//! removal, shutdown, idle sleep) take no hold.
+//!
 //! A server's `lifecycle` lock puts its starts, stops and restarts in order: held for the whole
 //! of a stop, and for a start until its launch has begun. The handshake runs without it, so a
 //! stop (or a later restart) still cuts a slow launch short: the launch that loses is voided and

@@ -1,7 +1,9 @@
 //! The MCP servers the hub fronts. `Servers` is the one table of them: configuration, live
 //! state, the child process or remote session. Its jobs live in one file each: `phase` (the
 //! lifecycle as data: pure transitions returning effects), `lifecycle` (start, launch,
-//! handshake, stop), `supervisor` (the loop that restarts crashed or hung children), `edits`
+//! handshake, stop; a person's stop holds a server until a person starts it, while a start for
+//! use is refused), `held` (those holds kept in the data dir), `supervisor` (the loop that
+//! restarts crashed or hung children and puts idle ones to sleep), `edits`
 //! (add, replace, remove, atomic saves), `calls` (whether a server may take a request now; the
 //! request itself is an `exchange::Call` over the server's transport), `peer` (answers to a
 //! child's own requests), `process` (spawning and signalling), `installer` (npm).
