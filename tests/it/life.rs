@@ -200,3 +200,15 @@ fn check_config_says_which_servers_wait_for_their_first_use() {
     let plain = text.lines().find(|l| l.trim_start().starts_with("plain ")).expect("plain's line");
     assert!(!plain.contains("on_demand") && !plain.contains("idle_timeout"), "{plain}");
 }
+
+#[test]
+fn a_call_that_wakes_a_server_waits_no_longer_than_its_deadline() {
+    let slow = json!({"on_demand": true, "request_timeout": 0.5, "args": ["--slow-start", "3000"]});
+    let hub = Hub::with_fixtures(&[("slow", slow)]);
+    let t = std::time::Instant::now();
+    hub.tool("slow", "echo", json!({"text": "x"})).expect_error(504, "timeout");
+    assert!(t.elapsed() < 2 * SEC, "waited {:?} for a start slower than the call's deadline", t.elapsed());
+    // The start goes on, and the next call finds the server up.
+    hub.wait_status("slow", "RUNNING", 10 * SEC);
+    assert_eq!(tool_text(&hub.tool("slow", "echo", json!({"text": "up"}))), "up");
+}
