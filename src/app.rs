@@ -50,6 +50,7 @@ impl App {
                 npm_prefix,
                 pids: settings.data_dir.join("pids"),
                 installer: installer.clone(),
+                held: settings.data_dir.join("held.json"),
                 default_timeout: settings.request_timeout,
                 max_calls: settings.max_calls,
                 max_calls_total: settings.max_calls_total,

@@ -22,11 +22,20 @@ pub fn report(
     let mut problems = 0;
     for s in &loaded.servers {
         let (target, error) = target(settings, s, env);
-        let flags = [(s.config.auto_start, " auto_start"), (!s.config.enabled, " disabled")]
-            .iter()
-            .filter(|(on, _)| *on)
-            .map(|(_, f)| *f)
-            .collect::<String>();
+        let c = &s.config;
+        // An on-demand server waits for its first use, whatever `auto_start` says.
+        let mut flags = [
+            (c.auto_start && !c.on_demand, " auto_start"),
+            (c.on_demand, " on_demand"),
+            (!c.enabled, " disabled"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, f)| *f)
+        .collect::<String>();
+        if !c.idle_timeout.is_zero() {
+            flags.push_str(&format!(" idle_timeout={}s", c.idle_timeout.as_secs_f64()));
+        }
         let shown = if s.display_name == s.name {
             s.name.clone()
         } else {

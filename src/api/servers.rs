@@ -56,6 +56,7 @@ fn server_health_json(app: &App, s: &Snapshot, now: Instant) -> Value {
         "pid": s.info.pid,
         "restart_count": s.info.restart_count,
         "uptime_s": s.info.uptime_s(now).map(round3),
+        "held": s.info.held,
     })
 }
 
@@ -230,7 +231,8 @@ pub fn server_json(s: &Snapshot, now: Instant) -> Value {
     v
 }
 
-/// What a server is doing now: names, transport, status, pid, uptime, restarts, last error.
+/// What a server is doing now: names, transport, status, pid, uptime, restarts, last error,
+/// and `held`: a person stopped it, and only a person's start runs it again.
 pub fn server_status_json(s: &Snapshot, now: Instant) -> Value {
     json!({
         "name": s.name,
@@ -241,5 +243,6 @@ pub fn server_status_json(s: &Snapshot, now: Instant) -> Value {
         "uptime_s": s.info.uptime_s(now).map(round3),
         "restart_count": s.info.restart_count,
         "last_error": s.info.last_error,
+        "held": s.info.held,
     })
 }

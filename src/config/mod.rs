@@ -315,4 +315,29 @@ mod tests {
             assert_eq!(rules.for_client(Some(client)).0, client);
         }
     }
+
+    fn parse_server(json: &str) -> Result<(ServerConfig, Vec<String>)> {
+        ServerConfig::from_json(&serde_json::from_str(json).unwrap(), "f.json", "servers.a")
+    }
+
+    #[test]
+    fn on_demand_and_idle_timeout_are_read_shown_and_saved_only_when_set() {
+        let (c, w) = parse_server(r#"{"command": "x", "on_demand": true, "idle_timeout": 600}"#).unwrap();
+        assert!(
+            w.is_empty() && c.on_demand && c.idle_timeout == std::time::Duration::from_secs(600),
+            "{w:?}"
+        );
+        let saved = c.to_json(false);
+        assert_eq!((saved["on_demand"].clone(), saved["idle_timeout"].clone()), (true.into(), 600.into()));
+        let (plain, _) = parse_server(r#"{"command": "x"}"#).unwrap();
+        let saved = plain.to_json(false);
+        assert!(saved.get("on_demand").is_none() && saved.get("idle_timeout").is_none(), "{saved}");
+        let shown = plain.to_json(true);
+        assert_eq!((shown["on_demand"].clone(), shown["idle_timeout"].clone()), (false.into(), 0.into()));
+        for bad in [r#"{"command": "x", "idle_timeout": 0.5}"#, r#"{"command": "x", "idle_timeout": -1}"#] {
+            let e = parse_server(bad).unwrap_err().to_string();
+            assert!(e.contains("idle_timeout"), "{e}");
+        }
+        assert!(parse_server(r#"{"command": "x", "on_demand": "yes"}"#).is_err());
+    }
 }

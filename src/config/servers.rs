@@ -86,6 +86,8 @@ const KNOWN_FIELDS: &[&str] = &[
     "url",
     "headers",
     "auto_start",
+    "on_demand",
+    "idle_timeout",
     "restart_on_failure",
     "max_restarts",
     "restart_backoff",
@@ -119,6 +121,10 @@ pub struct ServerConfig {
     pub url: Option<String>,
     pub headers: BTreeMap<String, String>,
     pub auto_start: bool,
+    /// Started at its first use (a call, a session, a pipeline step), not before.
+    pub on_demand: bool,
+    /// Stopped (SLEEPING) after this long without a call; zero: never.
+    pub idle_timeout: Duration,
     pub restart_on_failure: bool,
     pub max_restarts: u32,
     pub restart_backoff: Duration,
@@ -157,6 +163,8 @@ impl Default for ServerConfig {
             url: None,
             headers: BTreeMap::new(),
             auto_start: false,
+            on_demand: false,
+            idle_timeout: Duration::ZERO,
             restart_on_failure: true,
             max_restarts: 5,
             restart_backoff: Duration::from_secs(1),
@@ -258,6 +266,8 @@ impl ServerConfig {
             url: f.str("url")?,
             headers: f.str_map("headers")?.unwrap_or_default(),
             auto_start: f.bool("auto_start")?.unwrap_or(d.auto_start),
+            on_demand: f.bool("on_demand")?.unwrap_or(d.on_demand),
+            idle_timeout: f.secs("idle_timeout")?.unwrap_or(d.idle_timeout),
             restart_on_failure: f.bool("restart_on_failure")?.unwrap_or(d.restart_on_failure),
             max_restarts: f.u32("max_restarts")?.unwrap_or(d.max_restarts),
             restart_backoff: f.secs("restart_backoff")?.unwrap_or(d.restart_backoff),
@@ -304,6 +314,10 @@ impl ServerConfig {
                 }
                 Some(_) => {}
             },
+        }
+        if !cfg.idle_timeout.is_zero() && cfg.idle_timeout < Duration::from_secs(1) {
+            // Below a second a server would be put to sleep between two calls of one client.
+            return Err(f.err("idle_timeout", "must be 0 (never) or at least 1 second"));
         }
         for (i, root) in cfg.roots.iter().enumerate() {
             if !root.starts_with("file://") {
@@ -366,6 +380,13 @@ impl ServerConfig {
             m.insert("headers".into(), mask(&self.headers));
         }
         m.insert("auto_start".into(), self.auto_start.into());
+        // Shown always; saved only when set (a file that never named them keeps not naming them).
+        if masked || self.on_demand {
+            m.insert("on_demand".into(), self.on_demand.into());
+        }
+        if masked || !self.idle_timeout.is_zero() {
+            m.insert("idle_timeout".into(), secs(self.idle_timeout));
+        }
         m.insert("restart_on_failure".into(), self.restart_on_failure.into());
         m.insert("max_restarts".into(), self.max_restarts.into());
         m.insert("restart_backoff".into(), secs(self.restart_backoff));

@@ -10,7 +10,8 @@
 //! request was still out, tells the server to stop working on it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -34,20 +35,58 @@ pub struct Lease {
     pub labels: (String, String),
 }
 
-/// One of a bounded number of places for a call in flight, given back when the call ends.
-pub struct InFlight(Arc<AtomicUsize>);
+/// One of a bounded number of places for a call in flight, given back when the call ends
+/// (and, for a server's place, the time it ended marked).
+pub struct InFlight {
+    count: Arc<AtomicUsize>,
+    ended: Option<Arc<LastCall>>,
+}
 
 impl InFlight {
     /// A place among `count`'s, unless `max` are taken.
     pub fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<InFlight> {
         count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).ok()?;
-        Some(InFlight(count.clone()))
+        Some(InFlight { count: count.clone(), ended: None })
+    }
+
+    /// As `take`, and the call's end is marked in `ended` (a server's idle clock).
+    pub fn take_marked(count: &Arc<AtomicUsize>, max: usize, ended: &Arc<LastCall>) -> Option<InFlight> {
+        let mut place = InFlight::take(count, max)?;
+        place.ended = Some(ended.clone());
+        Some(place)
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        // Marked before the place is given back: whoever sees no call in flight sees this end.
+        if let Some(ended) = &self.ended {
+            ended.mark(Instant::now());
+        }
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// When a server's last call ended: one atomic store per call (no lock), read by the
+/// supervisor's idle check.
+#[derive(Debug, Default)]
+pub struct LastCall(AtomicU64);
+
+/// What `LastCall` counts from (nanoseconds since the first time anyone asked).
+fn origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+impl LastCall {
+    pub fn mark(&self, now: Instant) {
+        let nanos = now.saturating_duration_since(origin()).as_nanos();
+        self.0.store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Release);
+    }
+
+    /// The last mark (the origin when none was made: older than any server's start).
+    pub fn get(&self) -> Instant {
+        origin() + Duration::from_nanos(self.0.load(Ordering::Acquire))
     }
 }
 

@@ -25,7 +25,7 @@ mod transport;
 
 use serde_json::Value;
 
-pub use call::{Call, InFlight, Lease};
+pub use call::{Call, InFlight, LastCall, Lease};
 pub use caller::{Caller, Can, RELATED_TASK, capability, is_for_a_client};
 pub use inbox::Inbox;
 #[cfg(test)]

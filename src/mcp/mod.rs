@@ -346,7 +346,8 @@ impl Gateway {
         self.servers.activity().record("client", server, format!("{name} connected to {at}{info}"));
     }
 
-    /// The child's `initialize` result; a STOPPED server is started on first use.
+    /// The child's `initialize` result; a STOPPED or SLEEPING server is started for this use
+    /// (not one a person stopped: the error says how to start it).
     fn running_handshake(&self, name: &str) -> Result<Value, RpcError> {
         let unavailable = |m: String| RpcError::new(jsonrpc::SERVER_UNAVAILABLE, m);
         let snap =
@@ -355,7 +356,7 @@ impl Gateway {
             return Ok(init);
         }
         if snap.info.status != Status::Running {
-            let snap = self.servers.start(name).map_err(|e| unavailable(e.to_string()))?;
+            let snap = self.servers.start_for_use(name).map_err(|e| unavailable(e.to_string()))?;
             return snap.initialize.ok_or_else(|| unavailable(format!("server {name} is not running")));
         }
         Err(unavailable(format!("server {name} is not running")))

@@ -265,15 +265,16 @@ fn perform(ctx: &Context, step: &Step, scope: &Scope) -> Result<(String, Value),
     }
 }
 
-/// A tool call through the one call path; a server that is not running is started first
-/// (not once the hub stops: an `always` step then only reaches servers still running).
+/// A tool call through the one call path; a server that is not running is started for use
+/// first (not one a person stopped, and not once the hub stops: an `always` step then only
+/// reaches servers still running).
 fn call_tool(ctx: &Context, server: &str, tool: &str, args: Value, until: Instant) -> Result<Value, String> {
     let snap = ctx.servers.get(server).ok_or_else(|| format!("no server named \"{server}\""))?;
     if snap.info.status != ServerStatus::Running {
         if ctx.stopping.load(Ordering::SeqCst) {
             return Err(format!("the hub is stopping and server {server} is not running"));
         }
-        ctx.servers.start(server).map_err(|e| e.to_string())?;
+        ctx.servers.start_for_use(server).map_err(|e| e.to_string())?;
     }
     let params = json!({"name": tool, "arguments": args});
     let mut call =

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::{Servers, Status};
+use super::{Servers, Status, short};
 use crate::config::Transport as Kind;
 use crate::error::{Error, Result};
 use crate::exchange::{Call, InFlight, Lease, Request, Transport};
@@ -24,10 +24,11 @@ pub enum Acquired {
 
 impl Servers {
     /// Sends `method` to a server and waits for its result. A STARTING server is waited for
-    /// (within the deadline); a STOPPED or FAILED one is refused, as is one whose breaker is
-    /// open (as -32000 errors). Blocks: never on a worker.
+    /// (within the deadline), a SLEEPING one or one STOPPED but not by a person is started for
+    /// it; a FAILED one is refused, as is one a person stopped or whose breaker is open (as
+    /// -32000 errors). Blocks: never on a worker.
     pub fn call(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         method: &str,
         params: Option<Value>,
@@ -39,21 +40,24 @@ impl Servers {
     }
 
     /// Sends a request to a running server. A STARTING server is waited for, up to the
-    /// request's deadline (so never on a worker); STOPPED, FAILED or an open breaker refuse.
-    pub fn acquire(&self, name: &str, request: Request) -> Result<Call> {
+    /// request's deadline (so never on a worker); a SLEEPING one or one STOPPED but not by a
+    /// person is started for it first (`start_for_use`); FAILED, held by a person's stop, or an
+    /// open breaker refuse.
+    pub fn acquire(self: &Arc<Self>, name: &str, request: Request) -> Result<Call> {
         match self.open_call(name, request, true)? {
             Acquired::Ready(call) => Ok(call),
             Acquired::Starting(_) => Err(Error::Timeout(format!("server {name} is still starting"))),
         }
     }
 
-    /// As `acquire`, but a STARTING server gives the request back at once instead of waiting.
-    pub fn try_acquire(&self, name: &str, request: Request) -> Result<Acquired> {
+    /// As `acquire`, but a server that is STARTING, or would have to be started, gives the
+    /// request back at once instead of waiting (to be sent with `acquire` off the worker).
+    pub fn try_acquire(self: &Arc<Self>, name: &str, request: Request) -> Result<Acquired> {
         self.open_call(name, request, false)
     }
 
     /// `open_uncounted`, with a refusal counted in the metrics (the call counts its own outcome).
-    fn open_call(&self, name: &str, request: Request, wait: bool) -> Result<Acquired> {
+    fn open_call(self: &Arc<Self>, name: &str, request: Request, wait: bool) -> Result<Acquired> {
         let started = Instant::now();
         let labels = request.method_and_tool();
         let Refused(e, (method, tool)) = match self.open_uncounted(name, request, wait, labels) {
@@ -71,7 +75,7 @@ impl Servers {
     }
 
     fn open_uncounted(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         request: Request,
         wait: bool,
@@ -80,19 +84,50 @@ impl Servers {
         let refused = |e| Refused(e, labels.clone());
         let srv = self.must_find(name).map_err(refused)?;
         let started = Instant::now();
-        let (transport, (timeout, max_timeout)) = {
+        // The launch attempts counted when this call woke the server: until the next one ends
+        // (or the server runs), the call waits for it.
+        let mut woken: Option<u64> = None;
+        let (transport, (timeout, max_timeout), in_flight) = loop {
             let mut st = srv.state.lock();
             let timeout = st.config.request_timeout.unwrap_or(self.ctx.default_timeout);
             let max_timeout = st.config.max_request_timeout.max(timeout);
             let deadline = started + timeout;
-            while wait && st.status() == Status::Starting && Instant::now() < deadline {
+            let waking = |st: &super::State<super::Run>| {
+                woken.is_some_and(|n| st.attempts == n && st.wakes() && st.status() != Status::Running)
+            };
+            while wait && (st.status() == Status::Starting || waking(&st)) && Instant::now() < deadline {
                 srv.changed.wait_until(&mut st, deadline);
             }
             match (st.status(), st.run()) {
-                (Status::Running, Some(run)) => (run.transport.clone(), (timeout, max_timeout)),
+                (Status::Running, Some(run)) => {
+                    // Taken under the state lock: the idle check, under it too, sees this call.
+                    let max = self.ctx.max_calls;
+                    let place =
+                        InFlight::take_marked(&srv.in_flight, max, &srv.last_call).ok_or_else(|| {
+                            refused(Error::Unavailable(format!(
+                                "server {name} has {max} calls in flight already; retry later"
+                            )))
+                        })?;
+                    break (run.transport.clone(), (timeout, max_timeout), place);
+                }
                 (Status::Starting, _) if !wait => return Ok(Acquired::Starting(request)),
                 (Status::Starting, _) => {
                     return Err(refused(Error::Timeout(format!("server {name} is still starting"))));
+                }
+                _ if waking(&st) => {
+                    return Err(refused(Error::Timeout(format!("server {name} did not start in time"))));
+                }
+                _ if st.held => return Err(refused(super::lifecycle::held_refusal(name))),
+                // Asleep, stopped (not by a person) or going to sleep: started for this use (on
+                // a thread of its own, so the call waits no longer than its deadline), by a
+                // caller that may wait; one that may not gets the request back.
+                _ if st.wakes() && woken.is_none() => {
+                    if !wait {
+                        return Ok(Acquired::Starting(request));
+                    }
+                    woken = Some(st.attempts);
+                    drop(st);
+                    self.wake(&srv.name);
                 }
                 (status, _) => {
                     let why = st.last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
@@ -101,13 +136,6 @@ impl Servers {
                 }
             }
         };
-        // Taken before the breaker is asked: a call refused here must not use up a trial.
-        let max = self.ctx.max_calls;
-        let in_flight = InFlight::take(&srv.in_flight, max).ok_or_else(|| {
-            refused(Error::Unavailable(format!(
-                "server {name} has {max} calls in flight already; retry later"
-            )))
-        })?;
         let max = self.ctx.max_calls_total;
         let in_flight_total = InFlight::take(&self.in_flight, max).ok_or_else(|| {
             refused(Error::Unavailable(format!("the hub has {max} calls in flight already; retry later")))
@@ -131,6 +159,16 @@ impl Servers {
             labels,
         };
         Ok(Acquired::Ready(Call::open(lease, transport, request)))
+    }
+
+    /// Starts a server for a call, on a `start-*` thread; the call waits for it.
+    fn wake(self: &Arc<Self>, name: &str) {
+        let (me, name) = (self.clone(), name.to_string());
+        self.spawn_thread(format!("start-{}", short(&name)), move || {
+            if let Err(e) = me.start_for_use(&name) {
+                log::debug!("start of {name} for a call: {e}");
+            }
+        });
     }
 
     /// A running server's transport.

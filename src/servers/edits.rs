@@ -76,9 +76,11 @@ impl Servers {
         if restart {
             return self.restart(name);
         }
-        // Disabled by this change: it stops, as a reload of the same edit would stop it.
+        // Disabled by this change: it stops, as a reload of the same edit would stop it (the
+        // hub's stop: disabling is not a hold).
         if stop {
-            return self.stop(name);
+            self.stop_server(&srv);
+            return Ok(srv.snapshot());
         }
         Ok(srv.snapshot())
     }
@@ -112,6 +114,10 @@ impl Servers {
         };
         self.stop_server(&srv);
         self.ctx.breakers.remove(name);
+        if srv.state.lock().held {
+            // Its hold goes with it: a server added later under this name starts as any other.
+            self.save_held();
+        }
         let prefix = self.ctx.npm_prefix.join(name);
         if prefix.exists() {
             match std::fs::remove_dir_all(&prefix) {

@@ -3,6 +3,11 @@
 //! handshake with no lock held; `stop` escalates from closing stdin to killing the tree.
 //! Every change of phase goes through a `phase` transition, its effects fired after unlock.
 //!
+//! Who asks matters (`phase::By`): a person's stop (`stop`) holds the server stopped until a
+//! person's start (`start`, `restart`); a start for use (`start_for_use`: a client, a session,
+//! a pipeline, on-demand use) is refused while it is held, and the hub's own stops (reload,
+//! removal, shutdown, idle sleep) take no hold.
+//!
 //! A server's `lifecycle` lock puts its starts, stops and restarts in order: held for the whole
 //! of a stop, and for a start until its launch has begun. The handshake runs without it, so a
 //! stop (or a later restart) still cuts a slow launch short: the launch that loses is voided and
@@ -16,7 +21,7 @@ use parking_lot::MutexGuard;
 use serde_json::{Value, json};
 
 use super::peer::ChildPeer;
-use super::phase::Ticket;
+use super::phase::{By, Held, Ticket};
 use super::{Process, Run, Server, Servers, Snapshot, Status, process, short, snapshot_of};
 use crate::config::{Secrets, ServerConfig, Transport};
 use crate::error::{Error, Result};
@@ -40,15 +45,19 @@ impl Servers {
         self.remove_stale_saves();
         let me = self.clone();
         self.spawn_thread("supervisor".into(), move || me.supervise());
-        self.start_each_background(|config| config.auto_start, "auto-start");
+        // An on-demand server waits for its first use, whatever `auto_start` says.
+        self.start_each_background(|config| config.auto_start && !config.on_demand, "auto-start");
     }
 
-    /// Starts, in parallel and without waiting, every enabled server that is STOPPED (what an
-    /// aggregated client sees is every server it could use). FAILED ones are left as they are.
+    /// Starts, in parallel and without waiting, every enabled server that is STOPPED or
+    /// SLEEPING (what an aggregated client sees is every server it could use), for use: FAILED
+    /// ones are left as they are, and so are those a person stopped and the on-demand ones
+    /// (they start at their first call, or a list with nothing cached for them).
     pub fn start_stopped_background(self: &Arc<Self>) {
-        self.start_each_background(|_| true, "start for the aggregated endpoint");
+        self.start_each_background(|config| !config.on_demand, "start for the aggregated endpoint");
     }
 
+    /// Starts each server `wanted` says, for use (a server a person holds stopped is skipped).
     fn start_each_background(self: &Arc<Self>, wanted: impl Fn(&ServerConfig) -> bool, what: &'static str) {
         // A copy: the list's lock is not held while threads start (a `for` over `lock().clone()`
         // would keep the guard to the loop's end).
@@ -59,12 +68,13 @@ impl Servers {
                 wanted(&st.config)
                     && st.config.enabled
                     && st.problem.is_none()
-                    && st.status() == Status::Stopped
+                    && !st.held
+                    && matches!(st.status(), Status::Stopped | Status::Sleeping)
             };
             if start {
                 let me = self.clone();
                 self.spawn_thread(format!("start-{}", short(&srv.name)), move || {
-                    if let Err(e) = me.start(&srv.name) {
+                    if let Err(e) = me.start_for_use(&srv.name) {
                         log::warn!("{what} of {} failed: {e}", srv.name);
                     }
                 });
@@ -72,16 +82,26 @@ impl Servers {
         }
     }
 
-    /// Starts a server and waits until it is RUNNING or its launch failed (bounded by its
-    /// handshake timeout). Starting a RUNNING server is a no-op; a manual start clears FAILED.
+    /// A person's start (the API, the dashboard, the CLI): starts a server and waits until it
+    /// is RUNNING or its launch failed (bounded by its handshake timeout). Starting a RUNNING
+    /// server is a no-op; it clears FAILED, and releases the hold of a person's stop.
     pub fn start(&self, name: &str) -> Result<Snapshot> {
         let srv = self.must_find(name)?;
         let turn = srv.lifecycle.lock();
-        self.start_in_turn(&srv, turn)
+        self.start_in_turn(&srv, turn, By::Person)
+    }
+
+    /// A start on behalf of a client, a session, a pipeline or on-demand use (not a person):
+    /// as `start`, but a server a person stopped is refused (`Error::Unavailable` saying so
+    /// and how to start it).
+    pub fn start_for_use(&self, name: &str) -> Result<Snapshot> {
+        let srv = self.must_find(name)?;
+        let turn = srv.lifecycle.lock();
+        self.start_in_turn(&srv, turn, By::Use)
     }
 
     /// `start` once it is this start's turn: the launch begins, then the turn passes on.
-    fn start_in_turn(&self, srv: &Arc<Server>, turn: MutexGuard<'_, ()>) -> Result<Snapshot> {
+    fn start_in_turn(&self, srv: &Arc<Server>, turn: MutexGuard<'_, ()>, by: By) -> Result<Snapshot> {
         let name = &srv.name;
         let (attempt, begun) = {
             let mut st = srv.state.lock();
@@ -90,6 +110,15 @@ impl Servers {
             }
             if !st.config.enabled {
                 return Err(Error::Conflict(format!("server {name} is disabled (\"enabled\": false)")));
+            }
+            match st.may_start(by) {
+                Ok(fx) if fx.is_empty() => {}
+                Ok(fx) => {
+                    drop(st);
+                    self.fire(srv, fx);
+                    st = srv.state.lock();
+                }
+                Err(Held) => return Err(held_refusal(name)),
             }
             match st.status() {
                 Status::Running => return Ok(snapshot_of(srv, &st)),
@@ -188,8 +217,17 @@ impl Servers {
             let version = init.get("protocolVersion").and_then(Value::as_str).unwrap_or("");
             log::info!("server {}: protocol {version} ({} era)", srv.name, era.as_str());
             let transport = Arc::new(upstream);
-            return Ok(Run { process: None, transport, lost_seen: None, initialize: init, era });
+            return Ok(Run {
+                process: None,
+                transport,
+                lost_seen: None,
+                stderr_mark: 0,
+                initialize: init,
+                era,
+            });
         }
+        // Only this launch's stderr goes into its failure: the ring keeps earlier ones' too.
+        let stderr_mark = srv.stderr.lock().mark();
         let (mut process, pipes) = Process::spawn(&srv.name, &cfg, &self.ctx.npm_prefix.join(&srv.name))
             .map_err(|e| (e.to_string(), false))?;
         if let Err(e) = process.record(&self.ctx.pids, &srv.name) {
@@ -215,7 +253,7 @@ impl Servers {
         let fail = |process: &mut Process, bridge: &Bridge, why: String| -> (String, bool) {
             let status = process.kill().map(process::describe);
             bridge.join(Duration::from_millis(500));
-            let tail = srv.stderr.lock().tail(5).join(" | ");
+            let tail = srv.stderr.lock().tail_since(stderr_mark, 5).join(" | ");
             let mut msg = why;
             if let Some(s) = status {
                 msg.push_str(&format!("; {s}"));
@@ -256,26 +294,50 @@ impl Servers {
         }
         log::info!("server {}: protocol {version} ({} era)", srv.name, era.as_str());
         let transport = Arc::new(bridge);
-        Ok(Run { process: Some(process), transport, lost_seen: None, initialize: init, era })
+        Ok(Run { process: Some(process), transport, lost_seen: None, stderr_mark, initialize: init, era })
     }
 
-    /// Stops a server: stdin closed, TERM then KILL to its tree. Stopping a STOPPED server is
-    /// a no-op; stopping a FAILED one clears it to STOPPED.
+    /// A person's stop: stdin closed, TERM then KILL to its tree, and the server held stopped
+    /// (here and across restarts of the hub) until a person starts it again. Stopping a
+    /// STOPPED server holds it; stopping a FAILED one clears it to STOPPED.
     pub fn stop(&self, name: &str) -> Result<Snapshot> {
         let srv = self.must_find(name)?;
-        self.stop_server(&srv);
+        let _turn = srv.lifecycle.lock();
+        self.stop_in_turn(&srv, By::Person);
         Ok(srv.snapshot())
     }
 
+    /// The hub's own stop (a reload, a removal, a disabling edit, shutdown): no hold taken.
     pub(super) fn stop_server(&self, srv: &Arc<Server>) {
         let _turn = srv.lifecycle.lock();
-        self.stop_in_turn(srv);
+        self.stop_in_turn(srv, By::Hub);
     }
 
     /// A stop, the server's lifecycle lock held: no other stop or start runs meanwhile.
-    fn stop_in_turn(&self, srv: &Arc<Server>) {
-        let Some((fx, teardown)) = srv.state.lock().begin_stop() else { return };
+    fn stop_in_turn(&self, srv: &Arc<Server>, by: By) {
+        let (fx, teardown) = srv.state.lock().begin_stop(by);
         self.fire(srv, fx);
+        let Some(teardown) = teardown else { return };
+        self.take_down(srv, teardown);
+    }
+
+    /// An idle server put to sleep (the supervisor's `doze` step, on a thread of its own): in
+    /// the server's turn, if it is still idle at that moment, stopped as a stop would, ending
+    /// SLEEPING. A call that came meanwhile keeps it running.
+    pub(super) fn sleep_if_idle(&self, srv: &Arc<Server>) {
+        let _turn = srv.lifecycle.lock();
+        let begun = {
+            let mut st = srv.state.lock();
+            let busy = srv.in_flight.load(Ordering::Acquire) > 0;
+            st.begin_sleep(Instant::now(), busy, srv.last_call.get())
+        };
+        let Some((fx, teardown)) = begun else { return };
+        self.fire(srv, fx);
+        self.take_down(srv, teardown);
+    }
+
+    /// The rest of a stop once it has begun: the tree taken down, then STOPPED (or SLEEPING).
+    fn take_down(&self, srv: &Arc<Server>, teardown: super::phase::Teardown<Run>) {
         if let Some(pgid) = teardown.launching {
             // A launch in its handshake: it fails at once, and the launch discards it.
             process::kill_group(pgid);
@@ -294,13 +356,26 @@ impl Servers {
         self.fire(srv, fx);
     }
 
-    /// A stop and a start in one turn: concurrent restarts take turns, and each one's stop
-    /// takes down what the one before started.
+    /// A person's restart: a stop and a start in one turn (concurrent restarts take turns, and
+    /// each one's stop takes down what the one before started). It releases a hold.
     pub fn restart(&self, name: &str) -> Result<Snapshot> {
+        self.restart_by(name, By::Person)
+    }
+
+    /// The hub's restart (a reload that changed what the server runs): a server a person
+    /// stopped meanwhile stays stopped.
+    pub(super) fn restart_for_reload(&self, name: &str) -> Result<Snapshot> {
+        self.restart_by(name, By::Hub)
+    }
+
+    fn restart_by(&self, name: &str, by: By) -> Result<Snapshot> {
         let srv = self.must_find(name)?;
         let turn = srv.lifecycle.lock();
-        self.stop_in_turn(&srv);
-        self.start_in_turn(&srv, turn)
+        if by != By::Person && srv.state.lock().held {
+            return Err(held_refusal(name));
+        }
+        self.stop_in_turn(&srv, By::Hub);
+        self.start_in_turn(&srv, turn, by)
     }
 
     /// Stops every child in parallel (hub shutdown); returns when all are down and every
@@ -329,6 +404,14 @@ impl Servers {
             let _ = t.join();
         }
     }
+}
+
+/// Why a start for use is refused: a person stopped the server, and how to start it again.
+pub(super) fn held_refusal(name: &str) -> Error {
+    Error::Unavailable(format!(
+        "server {name} was stopped by a person and stays stopped until started again: \
+         POST /servers/{name}/start, or Start on the dashboard"
+    ))
 }
 
 /// `server/discover` on a child that refused `initialize`: the handshake kept (shaped as an

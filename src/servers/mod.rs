@@ -1,7 +1,9 @@
 //! The MCP servers the hub fronts. `Servers` is the one table of them: configuration, live
 //! state, the child process or remote session. Its jobs live in one file each: `phase` (the
 //! lifecycle as data: pure transitions returning effects), `lifecycle` (start, launch,
-//! handshake, stop), `supervisor` (the loop that restarts crashed or hung children), `edits`
+//! handshake, stop; a person's stop holds a server until a person starts it, while a start for
+//! use is refused), `held` (those holds kept in the data dir), `supervisor` (the loop that
+//! restarts crashed or hung children and puts idle ones to sleep), `edits`
 //! (add, replace, remove, atomic saves), `calls` (whether a server may take a request now; the
 //! request itself is an `exchange::Call` over the server's transport), `peer` (answers to a
 //! child's own requests), `process` (spawning and signalling), `installer` (npm), `packages`
@@ -15,6 +17,7 @@
 
 mod calls;
 pub(crate) mod edits;
+mod held;
 pub mod installer;
 mod lifecycle;
 pub mod packages;
@@ -37,6 +40,7 @@ use serde_json::{Value, json};
 use crate::activity::Activity;
 use crate::config::{Document, Secrets, ServerConfig, ServerEntry, Transport};
 use crate::error::{Error, Result};
+use crate::exchange::LastCall;
 use crate::exchange::Transport as Carrier;
 use crate::exchange::modern::Era;
 use crate::resilience::Breakers;
@@ -55,6 +59,8 @@ pub enum Status {
     Running,
     Failed,
     Stopping,
+    /// Stopped for want of calls (`idle_timeout`): its next use starts it again.
+    Sleeping,
 }
 
 impl Status {
@@ -65,6 +71,7 @@ impl Status {
             Status::Running => "RUNNING",
             Status::Failed => "FAILED",
             Status::Stopping => "STOPPING",
+            Status::Sleeping => "SLEEPING",
         }
     }
 }
@@ -78,6 +85,8 @@ pub struct ProcessInfo {
     pub started_at: Option<(SystemTime, Instant)>,
     pub restart_count: u32,
     pub last_error: Option<String>,
+    /// A person stopped it: it stays stopped until a person starts it.
+    pub held: bool,
 }
 
 impl ProcessInfo {
@@ -135,6 +144,8 @@ pub struct Context {
     pub pids: PathBuf,
     /// npm, one install at a time (the API's installs and the npm entries').
     pub installer: Arc<installer::Installer>,
+    /// The servers a person stopped, kept across restarts (`<data dir>/held.json`).
+    pub held: PathBuf,
     /// Deadline of a request when the server sets none.
     pub default_timeout: Duration,
     pub breakers: Arc<Breakers>,
@@ -153,6 +164,8 @@ struct Run {
     transport: Arc<dyn Carrier>,
     /// When the supervisor first saw the server lost (a child's stdout closed).
     lost_seen: Option<Instant>,
+    /// The stderr ring's count of lines when it was launched: its own lines come after.
+    stderr_mark: u64,
     initialize: Value,
     era: Era,
 }
@@ -211,6 +224,10 @@ pub struct Server {
     stderr: Arc<Mutex<StderrRing>>,
     /// Calls in flight (bounded by `Context::max_calls`).
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// When its last call ended (the idle clock of `idle_timeout`).
+    last_call: Arc<LastCall>,
+    /// A `sleep-*` thread is putting it to sleep (the supervisor starts one at a time).
+    dozing: AtomicBool,
     /// The secret values of its last launch (env and header values, expanded variables),
     /// redacted from what the hub writes about it.
     secrets: Mutex<Arc<Secrets>>,
@@ -226,6 +243,8 @@ impl Server {
             changed: Condvar::new(),
             stderr: Arc::new(Mutex::new(StderrRing::default())),
             in_flight: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            last_call: Arc::default(),
+            dozing: AtomicBool::new(false),
             secrets: Mutex::new(Arc::default()),
         }
     }
@@ -271,6 +290,8 @@ pub struct Servers {
     saved: Mutex<Option<[u8; 32]>>,
     /// The npm entries' installs.
     packages: Arc<packages::Packages>,
+    /// Puts the saves of `held.json` in order (guards no data of its own).
+    held_saves: Mutex<()>,
 }
 
 impl Servers {
@@ -286,7 +307,15 @@ impl Servers {
         ctx: Context,
     ) -> Arc<Servers> {
         let (file, document) = own;
-        let list = entries.into_iter().map(|e| Arc::new(Server::new(e))).collect();
+        let held = held::load(&ctx.held);
+        let list = entries
+            .into_iter()
+            .map(|e| {
+                let srv = Server::new(e);
+                srv.state.lock().held = held.contains(&srv.name);
+                Arc::new(srv)
+            })
+            .collect();
         let packages = packages::Packages::new(ctx.installer.clone());
         Arc::new(Servers {
             packages,
@@ -303,6 +332,7 @@ impl Servers {
             router: std::sync::OnceLock::new(),
             sampler: std::sync::OnceLock::new(),
             saved: Mutex::new(None),
+            held_saves: Mutex::new(()),
         })
     }
 
@@ -405,7 +435,9 @@ impl Servers {
             match effect {
                 Effect::Status { from, to, why } => {
                     let why = if why.is_empty() { String::new() } else { format!(": {why}") };
-                    log::info!("server {}: {} -> {}{why}", srv.name, from.as_str(), to.as_str());
+                    // FAILED is for someone to look at; every other change is the lifecycle.
+                    let level = if to == Status::Failed { log::Level::Warn } else { log::Level::Info };
+                    log::log!(level, "server {}: {} -> {}{why}", srv.name, from.as_str(), to.as_str());
                     self.ctx.activity.record("server", Some(&srv.name), format!("{}{why}", to.as_str()));
                     if (from == Status::Running) != (to == Status::Running) {
                         // What the server offers appears or goes: listeners (the aggregated view) hear of it.
@@ -425,6 +457,13 @@ impl Servers {
                 }
                 Effect::FreshBreaker => self.ctx.breakers.remove(&srv.name),
                 Effect::Stable => log::info!("server {}: stable; restart count reset", srv.name),
+                Effect::Held(on) => {
+                    let what =
+                        if on { "stopped by a person: held until started again" } else { "hold released" };
+                    log::info!("server {}: {what}", srv.name);
+                    self.ctx.activity.record("server", Some(&srv.name), what.to_string());
+                    self.save_held();
+                }
             }
         }
         srv.changed.notify_all();
@@ -448,6 +487,7 @@ pub(super) mod testing {
                 npm_prefix: dir.join("npm"),
                 pids: dir.join("pids"),
                 installer: Arc::new(installer::Installer::new(dir.join("npm"), dir.join("pids"))),
+                held: dir.join("held.json"),
                 default_timeout: Duration::from_secs(5),
                 max_calls: 64,
                 max_calls_total: 256,

@@ -3,7 +3,8 @@
 //! started if `auto_start`), one that is gone is stopped and dropped, one whose process would
 //! differ (transport, command, args, env, envFile, cwd, package, url, headers) is restarted if
 //! it runs, one whose `enabled` flipped is started (if `auto_start`) or stopped, and any other
-//! change (timeouts, restart policy, description, auto_start, roots) is applied live. The table
+//! change (timeouts, restart policy, description, auto_start, on_demand, idle_timeout, roots)
+//! is applied live. A server a person stopped stays stopped through all of it. The table
 //! is changed under `writes`, like an API edit; the stops and starts run afterwards, each on a
 //! thread of its own, so a slow server delays no other. npm entries not yet installed (new, or
 //! of a new version) are installed in the background (`install_packages`).
@@ -119,7 +120,8 @@ impl Servers {
                     let fx = if process { st.clear_failure() } else { Vec::new() };
                     let action = match (was_enabled, now_enabled) {
                         (true, false) if active => Some(Action::Stop),
-                        (false, true) if auto => Some(Action::Start),
+                        // A server a person stopped stays stopped, enabled or not.
+                        (false, true) if auto && !st.held => Some(Action::Start),
                         _ if process && active => Some(Action::Restart),
                         _ => None,
                     };
@@ -152,12 +154,20 @@ impl Servers {
             self.spawn_thread(format!("reload-{}", short(&srv.name)), move || {
                 let name = &srv.name;
                 let done = match action {
-                    Action::Start => me.start(name).map(drop),
-                    Action::Restart => me.restart(name).map(drop),
-                    Action::Stop => me.stop(name).map(drop),
+                    Action::Start => me.start_for_use(name).map(drop),
+                    Action::Restart => me.restart_for_reload(name).map(drop),
+                    // The hub's stop: disabling is not a person's hold.
+                    Action::Stop => {
+                        me.stop_server(&srv);
+                        Ok(())
+                    }
                     Action::Drop => {
                         me.stop_server(&srv);
                         me.ctx.breakers.remove(name);
+                        if srv.state.lock().held {
+                            // Its hold goes with it.
+                            me.save_held();
+                        }
                         Ok(())
                     }
                 };

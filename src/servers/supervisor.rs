@@ -8,7 +8,10 @@
 //! 2. `ping` — a running child is pinged every `health_check_interval`; one that does not
 //!    answer within `PING_DEADLINE` is treated as hung, like a crash;
 //! 3. `settle` — running for `STABLE_AFTER` without a crash ends the restart streak;
-//! 4. `relaunch` — a restart whose backoff has passed is launched on a thread of its own.
+//! 4. `relaunch` — a restart whose backoff has passed is launched on a thread of its own;
+//! 5. `doze` — a running server with an `idle_timeout`, no call in flight and none ended within
+//!    it is put to sleep on a thread of its own (SLEEPING: not a failure, no restart; its
+//!    next use starts it).
 //!
 //! And every `ORPHAN_SCAN`, the orphans re-parented to the hub that have exited are reaped.
 
@@ -58,11 +61,13 @@ impl Servers {
             let mut st = srv.state.lock();
             let mut down = None;
             let mut fx = Effects::new();
-            let failure = match st.run_mut().map(|r| (r.try_wait(), r.lost_for(now), r.process.is_some())) {
-                Some((Some(status), _, _)) => Some(exit_reason(srv, status)),
+            let looked =
+                st.run_mut().map(|r| (r.try_wait(), r.lost_for(now), r.process.is_some(), r.stderr_mark));
+            let failure = match looked {
+                Some((Some(status), _, _, mark)) => Some(exit_reason(srv, status, mark)),
                 // A child lost as it exits is reported by its exit status, given the time.
-                Some((None, Some((why, seen)), child)) if seen >= CLOSED_GRACE || !child => {
-                    Some(with_stderr(srv, why))
+                Some((None, Some((why, seen)), child, mark)) if seen >= CLOSED_GRACE || !child => {
+                    Some(with_stderr(srv, why, mark))
                 }
                 _ => ping(&mut st, now),
             };
@@ -85,21 +90,35 @@ impl Servers {
             let (me, srv) = (self.clone(), srv.clone());
             self.spawn_thread(format!("start-{}", short(&srv.name)), move || me.launch(&srv, ticket));
         }
+        self.doze(srv, now);
+    }
+
+    /// Step 5: an idle server goes to sleep. The stop takes up to its grace, so it runs on a
+    /// thread of its own (one at a time per server), which looks again in the server's turn.
+    fn doze(self: &Arc<Self>, srv: &Arc<Server>, now: Instant) {
+        let due = {
+            let st = srv.state.lock();
+            st.idle_due(now, srv.in_flight.load(Ordering::Acquire) > 0, srv.last_call.get())
+        };
+        if due && !srv.dozing.swap(true, Ordering::AcqRel) {
+            let (me, srv) = (self.clone(), srv.clone());
+            self.spawn_thread(format!("sleep-{}", short(&srv.name)), move || {
+                me.sleep_if_idle(&srv);
+                srv.dozing.store(false, Ordering::Release);
+            });
+        }
     }
 }
 
-fn exit_reason(srv: &Server, status: std::process::ExitStatus) -> String {
-    let tail = srv.stderr.lock().tail(5).join(" | ");
-    let mut reason = format!("exited unexpectedly ({})", process::describe(status));
-    if !tail.is_empty() {
-        reason.push_str(&format!("; stderr: {tail}"));
-    }
-    reason
+/// Why the child exited, with the last lines this run (since `mark`) wrote to stderr.
+fn exit_reason(srv: &Server, status: std::process::ExitStatus, mark: u64) -> String {
+    with_stderr(srv, format!("exited unexpectedly ({})", process::describe(status)), mark)
 }
 
-/// Why a server is lost, with the last lines its child wrote to stderr (a remote server has none).
-fn with_stderr(srv: &Server, why: String) -> String {
-    let tail = srv.stderr.lock().tail(5).join(" | ");
+/// Why a server is lost, with the last lines its child wrote to stderr since `mark` (its
+/// launch; a remote server has none).
+fn with_stderr(srv: &Server, why: String, mark: u64) -> String {
+    let tail = srv.stderr.lock().tail_since(mark, 5).join(" | ");
     let mut reason = why;
     if !tail.is_empty() {
         reason.push_str(&format!("; stderr: {tail}"));

@@ -145,6 +145,8 @@ async function checkEverything(page) {
   await card("fx2").locator('button[data-action="stop"]').click();
   await card("fx2").locator(".status", { hasText: "STOPPED" }).waitFor();
   await page.locator('.card[data-name="fx2"][data-status="STOPPED"]').waitFor();
+  // A person's stop holds the server: the card says so, beside its Start button.
+  await card("fx2").locator(".held", { hasText: "stopped by you" }).waitFor();
   if (!(await card("fx2").locator('button[data-action="start"]').isEnabled())) throw new Error("Start stays disabled");
 
   // The stderr drawer, with its filter.

@@ -34,7 +34,7 @@ fn health_reports_version_cache_ollama_and_servers() {
     assert_eq!(h["cache"], json!({"size": 0, "max_size": 1000, "hits": 0, "misses": 0, "evictions": 0}));
     assert_eq!(
         h["servers"]["alpha"],
-        json!({"status": "STOPPED", "transport": "stdio", "circuit": "closed", "pid": null, "restart_count": 0, "uptime_s": null})
+        json!({"status": "STOPPED", "transport": "stdio", "circuit": "closed", "pid": null, "restart_count": 0, "uptime_s": null, "held": false})
     );
     assert_eq!(h["servers"]["beta"]["transport"], "http");
 }

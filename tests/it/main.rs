@@ -16,6 +16,7 @@ mod front;
 mod gateway;
 mod imports;
 mod layers;
+mod life;
 mod metrics;
 mod modern;
 mod modern_upstream;

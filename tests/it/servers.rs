@@ -51,11 +51,18 @@ fn start_call_restart_stop() {
 
 #[test]
 fn calls_report_errors_with_fitting_statuses() {
-    let hub = Hub::with_fixtures(&[("fx", json!({}))]);
-    let msg = hub.call("fx", "tools/list", &json!({})).expect_error(503, "server_unavailable");
-    assert!(msg.contains("STOPPED"), "{msg}");
+    let hub = Hub::with_fixtures(&[
+        ("fx", json!({})),
+        ("bad", json!({"args": ["--exit-at-start", "2"], "restart_on_failure": false})),
+    ]);
+    // A STOPPED server is started for the call, as `/mcp/{server}` starts it for a session.
+    let r = hub.call("fx", "tools/list", &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(hub.server("fx")["status"], "RUNNING");
+    // One that cannot start: the call says why.
+    let msg = hub.call("bad", "tools/list", &json!({})).expect_error(503, "server_unavailable");
+    assert!(msg.contains("FAILED") && msg.contains("exiting at start"), "{msg}");
     hub.call("ghost", "tools/list", &json!({})).expect_error(404, "not_found");
-    assert_eq!(hub.post("/servers/fx/start").status, 200);
     let r = hub.call("fx", "no/such", &json!({}));
     r.expect_error(400, "bad_request");
     assert_eq!(r.json()["error"]["rpc"]["code"], -32601);

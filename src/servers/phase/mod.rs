@@ -15,6 +15,8 @@ use crate::resilience::Backoff;
 /// Where a server is. `R` is what a running server holds (its child or remote session).
 pub(super) enum Phase<R> {
     Stopped,
+    /// Stopped for want of calls (`idle_timeout`); its next use starts it again.
+    Sleeping,
     Failed,
     /// Waiting to relaunch after a failure (reported STARTING).
     Backoff {
@@ -29,10 +31,22 @@ pub(super) enum Phase<R> {
         run: R,
         since: (SystemTime, Instant),
     },
-    /// `launch`: a launch this stop voided has not finished yet.
+    /// `launch`: a launch this stop voided has not finished yet. `sleep`: an idle server
+    /// going to sleep (it ends SLEEPING, not STOPPED).
     Stopping {
         launch: bool,
+        sleep: bool,
     },
+}
+
+/// Who asks for a start or a stop. A person's stop holds the server (`State::held`) until a
+/// person starts it; starts for use (a client, a session, a pipeline, on demand) are refused
+/// meanwhile, and the hub's own stops (reload, removal, shutdown) leave the hold as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum By {
+    Person,
+    Use,
+    Hub,
 }
 
 /// What a transition asks for, fired after the lock is released.
@@ -46,6 +60,8 @@ pub(super) enum Effect {
     FreshBreaker,
     /// Running long enough: the restart streak is over.
     Stable,
+    /// A person's stop took hold (true) or a person's start released it (false): saved.
+    Held(bool),
 }
 
 pub(super) type Effects = Vec<Effect>;
@@ -60,6 +76,10 @@ pub(super) struct Ticket {
     pub config: ServerConfig,
     pub generation: u64,
 }
+
+/// A start for use refused: a person stopped the server.
+#[derive(Debug, PartialEq)]
+pub(super) struct Held;
 
 /// A stop under way: what must be taken down (outside the lock).
 pub(super) struct Teardown<R> {
@@ -87,6 +107,9 @@ pub(super) struct State<R> {
     /// The health-check ping out, and its deadline.
     pub ping: Option<(Box<dyn Flight>, Instant)>,
     pub last_ping: Instant,
+    /// A person stopped it: nothing but a person's start starts it again (saved in the data
+    /// dir, so it outlives the hub).
+    pub held: bool,
 }
 
 impl<R: Live> State<R> {
@@ -106,12 +129,14 @@ impl<R: Live> State<R> {
             removed: false,
             ping: None,
             last_ping: now,
+            held: false,
         }
     }
 
     pub fn status(&self) -> Status {
         match self.phase {
             Phase::Stopped => Status::Stopped,
+            Phase::Sleeping => Status::Sleeping,
             Phase::Failed => Status::Failed,
             Phase::Backoff { .. } | Phase::Launching { .. } => Status::Starting,
             Phase::Running { .. } => Status::Running,
@@ -130,6 +155,7 @@ impl<R: Live> State<R> {
             started_at,
             restart_count: self.restart_count,
             last_error: self.last_error.clone(),
+            held: self.held,
         }
     }
 
@@ -145,6 +171,17 @@ impl<R: Live> State<R> {
             Phase::Running { run, .. } => Some(run),
             _ => None,
         }
+    }
+
+    /// Whether a use starts it: asleep, going to sleep, or stopped but not by a person (and
+    /// able to start: enabled, no problem in its configuration).
+    pub fn wakes(&self) -> bool {
+        let rests = match self.phase {
+            Phase::Sleeping | Phase::Stopping { sleep: true, .. } => true,
+            Phase::Stopped => !self.held,
+            _ => false,
+        };
+        rests && self.config.enabled && self.problem.is_none() && !self.removed
     }
 
     pub fn is_launching(&self) -> bool {
@@ -166,9 +203,23 @@ impl<R: Live> State<R> {
         self.backoff.reset();
     }
 
+    /// Whether a start `by` may go ahead: a start for use is refused while a person holds the
+    /// server stopped; a person's start releases the hold (its effect saves that).
+    pub fn may_start(&mut self, by: By) -> Result<Effects, Held> {
+        match by {
+            By::Use | By::Hub if self.held => Err(Held),
+            By::Person if self.held => {
+                self.held = false;
+                Ok(vec![Effect::Held(false)])
+            }
+            _ => Ok(Effects::new()),
+        }
+    }
+
     /// A launch may begin unless one is under way, the server runs, stops, or is gone.
     pub fn begin_launch(&mut self) -> Option<(Ticket, Effects)> {
-        let idle = matches!(self.phase, Phase::Stopped | Phase::Failed | Phase::Backoff { .. });
+        let idle =
+            matches!(self.phase, Phase::Stopped | Phase::Sleeping | Phase::Failed | Phase::Backoff { .. });
         if !idle || self.removed || self.problem.is_some() {
             return None;
         }
@@ -206,7 +257,7 @@ impl<R: Live> State<R> {
         self.attempts += 1;
         self.last_attempt = Some(outcome.as_ref().map(|_| ()).map_err(|(e, _)| e.clone()));
         if generation != self.generation || self.removed || !self.is_launching() {
-            if let Phase::Stopping { launch } = &mut self.phase {
+            if let Phase::Stopping { launch, .. } = &mut self.phase {
                 *launch = false;
             }
             return (fx, outcome.ok());
@@ -292,33 +343,82 @@ impl<R: Live> State<R> {
         }
     }
 
-    /// A stop begins: any launch is voided, any run handed over to be taken down. `None` when
-    /// there is nothing to stop.
-    pub fn begin_stop(&mut self) -> Option<(Effects, Teardown<R>)> {
+    /// A stop `by` someone begins: any launch is voided, any run handed over to be taken down.
+    /// A person's stop holds the server, whatever its phase (a server stopped already is held
+    /// too, so no use starts it). No teardown when there is nothing to stop.
+    pub fn begin_stop(&mut self, by: By) -> (Effects, Option<Teardown<R>>) {
         self.generation += 1;
         self.ping = None;
+        let mut fx = Effects::new();
+        if by == By::Person && !self.held {
+            self.held = true;
+            fx.push(Effect::Held(true));
+        }
         if matches!(self.phase, Phase::Stopped) {
-            return None;
+            return (fx, None);
+        }
+        if matches!(self.phase, Phase::Sleeping) {
+            // Nothing runs: a sleeping server that is stopped is STOPPED (and held by a person).
+            self.set(Phase::Stopped, "", &mut fx);
+            return (fx, None);
         }
         let from = self.status();
         let (run, launching, launch) =
-            match std::mem::replace(&mut self.phase, Phase::Stopping { launch: false }) {
+            match std::mem::replace(&mut self.phase, Phase::Stopping { launch: false, sleep: false }) {
                 Phase::Running { run, .. } => (Some(run), None, false),
                 Phase::Launching { pgid } => (None, pgid, true),
-                Phase::Stopping { launch } => (None, None, launch),
-                Phase::Stopped | Phase::Failed | Phase::Backoff { .. } => (None, None, false),
+                Phase::Stopping { launch, .. } => (None, None, launch),
+                Phase::Stopped | Phase::Sleeping | Phase::Failed | Phase::Backoff { .. } => {
+                    (None, None, false)
+                }
             };
-        self.phase = Phase::Stopping { launch };
-        let mut fx = Effects::new();
+        self.phase = Phase::Stopping { launch, sleep: false };
         if from != Status::Stopping {
             fx.push(Effect::Status { from, to: Status::Stopping, why: String::new() });
         }
-        Some((fx, Teardown { run, launching }))
+        (fx, Some(Teardown { run, launching }))
+    }
+
+    /// Whether a running server has been idle long enough to sleep at `now`: it has an
+    /// `idle_timeout`, no call is in flight (`busy`), and none ended (`last_call`) nor did it
+    /// start within the timeout.
+    pub fn idle_due(&self, now: Instant, busy: bool, last_call: Instant) -> bool {
+        let timeout = self.config.idle_timeout;
+        match &self.phase {
+            Phase::Running { since, .. } if !timeout.is_zero() && !busy => {
+                now.saturating_duration_since(last_call.max(since.1)) >= timeout
+            }
+            _ => false,
+        }
+    }
+
+    /// An idle server goes to sleep: its run is handed over to be taken down, and the stop
+    /// ends SLEEPING. `None` unless it is (still) idle at `now`.
+    pub fn begin_sleep(
+        &mut self,
+        now: Instant,
+        busy: bool,
+        last_call: Instant,
+    ) -> Option<(Effects, Teardown<R>)> {
+        if !self.idle_due(now, busy, last_call) {
+            return None;
+        }
+        let Phase::Running { run, .. } =
+            std::mem::replace(&mut self.phase, Phase::Stopping { launch: false, sleep: true })
+        else {
+            return None;
+        };
+        self.generation += 1;
+        self.ping = None;
+        let idle = self.config.idle_timeout.as_secs_f64();
+        let why = format!("no call for {idle}s");
+        let fx = vec![Effect::Status { from: Status::Running, to: Status::Stopping, why }];
+        Some((fx, Teardown { run: Some(run), launching: None }))
     }
 
     /// Whether a launch voided by the stop under way is still finishing.
     pub fn stop_waits_for_launch(&self) -> bool {
-        matches!(self.phase, Phase::Stopping { launch: true })
+        matches!(self.phase, Phase::Stopping { launch: true, .. })
     }
 
     /// The stop is done: STOPPED, or FAILED when the configuration itself cannot start.
@@ -327,7 +427,12 @@ impl<R: Live> State<R> {
         if self.problem.is_none() {
             self.last_error = None;
         }
-        let phase = if self.problem.is_some() { Phase::Failed } else { Phase::Stopped };
+        let sleep = matches!(self.phase, Phase::Stopping { sleep: true, .. });
+        let phase = match (&self.problem, sleep) {
+            (Some(_), _) => Phase::Failed,
+            (None, true) => Phase::Sleeping,
+            (None, false) => Phase::Stopped,
+        };
         let why = self.problem.clone().unwrap_or_default();
         self.set(phase, &why, &mut fx);
         fx

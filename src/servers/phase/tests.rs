@@ -26,8 +26,21 @@ enum Op {
     /// The supervisor's relaunch step: a launch begins (true) or not.
     Due(bool),
     Settle,
-    /// A stop begins (false: there was nothing to stop); then ends.
+    /// The hub's stop begins (false: there was nothing to stop); then ends.
     Stop(bool),
+    /// A person's stop begins (false: there was nothing to take down).
+    PersonStop(bool),
+    /// A start by someone may go ahead (true) or is refused: held.
+    MayStart(By, bool),
+    /// The idle check with a call in flight or not, the last call ended `n` seconds ago: the
+    /// server goes to sleep (true) or not.
+    Sleep {
+        busy: bool,
+        ago: u64,
+        sleeps: bool,
+    },
+    /// Held by a person, or not.
+    IsHeld(bool),
     StopEnds,
     /// A launch voided by the stop is still finishing.
     VoidedLaunch(bool),
@@ -36,7 +49,7 @@ enum Op {
     Said(&'static [&'static str]),
 }
 use Op::*;
-use Status::{Failed, Running, Starting, Stopped, Stopping};
+use Status::{Failed, Running, Sleeping, Starting, Stopped, Stopping};
 
 fn label(e: &Effect) -> String {
     match e {
@@ -44,6 +57,7 @@ fn label(e: &Effect) -> String {
         Effect::Restarting { count, delay, .. } => format!("restart {count} in {}s", delay.as_secs()),
         Effect::FreshBreaker => "fresh breaker".into(),
         Effect::Stable => "stable".into(),
+        Effect::Held(on) => format!("held {on}"),
     }
 }
 
@@ -51,6 +65,10 @@ fn label(e: &Effect) -> String {
 /// backoff doubling to 30 s, on a hand-driven clock.
 fn check(what: &str, max_restarts: u32, ops: &[Op]) {
     let config = ServerConfig { max_restarts, restart_on_failure: max_restarts > 0, ..Default::default() };
+    check_with(what, config, ops)
+}
+
+fn check_with(what: &str, config: ServerConfig, ops: &[Op]) {
     let entry = ServerEntry {
         name: "s".into(),
         display_name: "s".into(),
@@ -91,16 +109,40 @@ fn check(what: &str, max_restarts: u32, ops: &[Op]) {
             }
             Due(want) => began(st.relaunch_due(now), want, &mut generation, &at),
             Settle => st.settle(now, Duration::from_secs(60)),
-            Stop(any) => match st.begin_stop() {
-                Some((fx, _)) => {
-                    assert!(any, "{at}: a stop began");
+            Stop(any) | PersonStop(any) => {
+                let by = if matches!(op, Stop(_)) { By::Hub } else { By::Person };
+                let (fx, teardown) = st.begin_stop(by);
+                assert_eq!(teardown.is_some(), any, "{at}: a stop began");
+                fx
+            }
+            MayStart(by, ok) => match st.may_start(by) {
+                Ok(fx) => {
+                    assert!(ok, "{at}: the start may go ahead");
                     fx
                 }
-                None => {
-                    assert!(!any, "{at}: nothing to stop");
+                Err(Held) => {
+                    assert!(!ok, "{at}: the start is refused: held");
                     Effects::new()
                 }
             },
+            Sleep { busy, ago, sleeps } => {
+                let last_call = now - Duration::from_secs(ago);
+                assert_eq!(st.idle_due(now, busy, last_call), sleeps, "{at}: idle_due");
+                match st.begin_sleep(now, busy, last_call) {
+                    Some((fx, teardown)) => {
+                        assert!(sleeps && teardown.run.is_some(), "{at}: the run is taken down");
+                        fx
+                    }
+                    None => {
+                        assert!(!sleeps, "{at}: it sleeps");
+                        Effects::new()
+                    }
+                }
+            }
+            IsHeld(held) => {
+                assert_eq!(st.held, held, "{at}");
+                Effects::new()
+            }
             StopEnds => st.stopped(),
             VoidedLaunch(want) => {
                 assert_eq!(st.stop_waits_for_launch(), want, "{at}");
@@ -235,6 +277,139 @@ fn transitions() {
             Begin(true),
             Up,
             Is(Running, 1),
+        ],
+    );
+}
+
+#[test]
+fn a_persons_stop_holds_until_a_persons_start() {
+    check(
+        "a person's stop of a running server holds it: uses are refused, a person's start releases it",
+        5,
+        &[
+            Begin(true),
+            Up,
+            PersonStop(true),
+            StopEnds,
+            Is(Stopped, 0),
+            IsHeld(true),
+            Said(&[
+                "STOPPED>STARTING",
+                "STARTING>RUNNING",
+                "fresh breaker",
+                "held true",
+                "RUNNING>STOPPING",
+                "STOPPING>STOPPED",
+            ]),
+            MayStart(By::Use, false),
+            MayStart(By::Hub, false),
+            IsHeld(true),
+            MayStart(By::Person, true),
+            IsHeld(false),
+            Said(&["held false"]),
+            MayStart(By::Use, true),
+            Begin(true),
+        ],
+    );
+    check(
+        "a person's stop of a stopped server holds it too (an on-demand server never started)",
+        5,
+        &[
+            PersonStop(false),
+            IsHeld(true),
+            Said(&["held true"]),
+            MayStart(By::Use, false),
+            PersonStop(false),
+            Said(&[]),
+        ],
+    );
+    check(
+        "the hub's stops (reload, removal) leave the hold as it is",
+        5,
+        &[Begin(true), Up, Stop(true), StopEnds, IsHeld(false), MayStart(By::Use, true)],
+    );
+    check(
+        "a failed server a person stops is STOPPED and held",
+        5,
+        &[Begin(true), Down { retry: false }, PersonStop(true), StopEnds, Is(Stopped, 0), IsHeld(true)],
+    );
+}
+
+#[test]
+fn idle_servers_sleep_and_wake_on_use() {
+    let idle = ServerConfig { idle_timeout: Duration::from_secs(60), ..Default::default() };
+    check_with(
+        "idle for the timeout with no call in flight: it sleeps; a use starts it again",
+        idle.clone(),
+        &[
+            Begin(true),
+            Up,
+            // Just started: the start counts as a use.
+            Sleep { busy: false, ago: 3600, sleeps: false },
+            Wait(59),
+            Sleep { busy: false, ago: 3600, sleeps: false },
+            Wait(1),
+            // A call in flight, however long, keeps it awake.
+            Sleep { busy: true, ago: 3600, sleeps: false },
+            // A call that ended within the timeout too.
+            Sleep { busy: false, ago: 59, sleeps: false },
+            Sleep { busy: false, ago: 60, sleeps: true },
+            Is(Stopping, 0),
+            StopEnds,
+            Is(Sleeping, 0),
+            Said(&[
+                "STOPPED>STARTING",
+                "STARTING>RUNNING",
+                "fresh breaker",
+                "RUNNING>STOPPING",
+                "STOPPING>SLEEPING",
+            ]),
+            MayStart(By::Use, true),
+            Begin(true),
+            Up,
+            Is(Running, 0),
+        ],
+    );
+    check_with(
+        "no idle_timeout: never sleeps",
+        ServerConfig::default(),
+        &[Begin(true), Up, Wait(100_000), Sleep { busy: false, ago: 100_000, sleeps: false }],
+    );
+    check_with(
+        "a person's stop of a sleeping server makes it STOPPED and held",
+        idle.clone(),
+        &[
+            Begin(true),
+            Up,
+            Wait(60),
+            Sleep { busy: false, ago: 60, sleeps: true },
+            StopEnds,
+            Said(&[
+                "STOPPED>STARTING",
+                "STARTING>RUNNING",
+                "fresh breaker",
+                "RUNNING>STOPPING",
+                "STOPPING>SLEEPING",
+            ]),
+            PersonStop(false),
+            Is(Stopped, 0),
+            IsHeld(true),
+            Said(&["held true", "SLEEPING>STOPPED"]),
+            MayStart(By::Use, false),
+        ],
+    );
+    check_with(
+        "a person's stop while it goes to sleep ends STOPPED, held",
+        idle,
+        &[
+            Begin(true),
+            Up,
+            Wait(60),
+            Sleep { busy: false, ago: 60, sleeps: true },
+            PersonStop(true),
+            StopEnds,
+            Is(Stopped, 0),
+            IsHeld(true),
         ],
     );
 }

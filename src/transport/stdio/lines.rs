@@ -30,6 +30,8 @@ pub const STDOUT_LINE_BYTES: usize = 16 << 20;
 #[derive(Default)]
 pub struct StderrRing {
     lines: VecDeque<String>,
+    /// Lines pushed since the ring was made (a `mark`).
+    pushed: u64,
 }
 
 impl StderrRing {
@@ -38,10 +40,22 @@ impl StderrRing {
             self.lines.pop_front();
         }
         self.lines.push_back(line);
+        self.pushed += 1;
     }
 
     pub fn tail(&self, n: usize) -> Vec<String> {
         self.lines.iter().skip(self.lines.len().saturating_sub(n)).cloned().collect()
+    }
+
+    /// Where the ring is now: what `tail_since` counts from (a launch's own lines come after).
+    pub fn mark(&self) -> u64 {
+        self.pushed
+    }
+
+    /// The last `n` lines pushed after `mark`: one launch's, not its predecessors' too.
+    pub fn tail_since(&self, mark: u64, n: usize) -> Vec<String> {
+        let since = usize::try_from(self.pushed.saturating_sub(mark)).unwrap_or(usize::MAX);
+        self.tail(n.min(since))
     }
 }
 
