@@ -21,6 +21,7 @@ mod phase;
 pub mod process;
 mod reload;
 mod supervisor;
+mod uses;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,6 +42,7 @@ use crate::resilience::Breakers;
 use crate::transport::short;
 use crate::transport::stdio::StderrRing;
 pub use calls::Acquired;
+pub use reload::launch_hash;
 use phase::{Effect, Effects, Live, State};
 use process::Process;
 
