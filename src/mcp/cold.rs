@@ -137,6 +137,8 @@ impl Gateway {
                 false => Vec::new(),
                 true => match self.collect(server, missing.method(), missing.key()) {
                     Ok(items) => items,
+                    // Declared without it (resource templates often are): it has none.
+                    Err(e) if e.code == crate::jsonrpc::METHOD_NOT_FOUND => Vec::new(),
                     Err(e) => {
                         let why = self.servers.redact(server, &e.message);
                         log::debug!("catalog of {server} not kept: {} failed: {why}", missing.method());
