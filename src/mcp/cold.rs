@@ -11,9 +11,11 @@
 //! Every list from a running server is noted on the shelf (what it lacks of a full catalog is
 //! listed too, once per configuration), so the next cold start can do without it.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use serde_json::Value;
 
 use super::aggregate::Place;
@@ -39,16 +41,44 @@ impl Default for ColdStart {
     }
 }
 
-impl ColdStart {
-    pub(super) fn shelf(&self) -> Shelf {
-        Shelf::open(self.catalog_dir.clone())
-    }
+/// The gateway's side of a cold start: its settings, the catalogs kept, and the servers that
+/// ran under this hub.
+pub(super) struct Cold {
+    wait: Duration,
+    shelf: Shelf,
+    ran: Mutex<HashSet<String>>,
 }
 
-/// A server an aggregated client could use now or once started: enabled, and STOPPED,
-/// STARTING or RUNNING (a FAILED one waits for a person; a STOPPING one is going).
-fn usable(s: &Snapshot) -> bool {
-    s.config.enabled && matches!(s.info.status, Status::Stopped | Status::Starting | Status::Running)
+impl Cold {
+    pub(super) fn new(settings: ColdStart) -> Cold {
+        Cold { wait: settings.wait, shelf: Shelf::open(settings.catalog_dir), ran: Mutex::default() }
+    }
+
+    /// A server's status changed (`STATUS_NOTIFICATION`).
+    pub(super) fn status_changed(&self, server: &str, msg: &Value) {
+        if msg.pointer("/params/status").and_then(Value::as_str) == Some(Status::Running.as_str()) {
+            self.ran.lock().insert(server.to_string());
+        }
+    }
+
+    /// A server an aggregated client could use now or once started: enabled, and RUNNING,
+    /// STARTING or STOPPED but not by a person (a FAILED one waits for a person; a STOPPING
+    /// one is going). Until the table records who stopped a server, a STOPPED one that ran
+    /// under this hub was stopped by a person: only a person's stop ends a run that way (a
+    /// reload's disables it, a shutdown ends the hub).
+    fn usable(&self, s: &Snapshot) -> bool {
+        s.config.enabled
+            && match s.info.status {
+                Status::Running | Status::Starting => true,
+                Status::Stopped => !self.ran.lock().contains(&s.name),
+                Status::Failed | Status::Stopping => false,
+            }
+    }
+
+    /// A usable server that is not running, with no catalog kept under its configuration.
+    fn uncached(&self, s: &Snapshot) -> bool {
+        self.usable(s) && s.info.status != Status::Running && !self.shelf.has(&s.name, &launch_hash(&s.config))
+    }
 }
 
 impl Gateway {
@@ -57,11 +87,7 @@ impl Gateway {
     pub(super) fn start_uncached(&self) -> Vec<String> {
         let mut pending = Vec::new();
         let mut start = Vec::new();
-        for s in self.servers.list() {
-            if !usable(&s) || s.info.status == Status::Running || self.shelf.has(&s.name, &launch_hash(&s.config))
-            {
-                continue;
-            }
+        for s in self.servers.list().into_iter().filter(|s| self.cold.uncached(s)) {
             if s.info.status == Status::Stopped {
                 start.push(s.name.clone());
             }
@@ -81,14 +107,8 @@ impl Gateway {
             let pending = self.start_uncached();
             return pending.is_empty() || Instant::now() >= until;
         }
-        let pending: Vec<String> = self
-            .servers
-            .list()
-            .into_iter()
-            .filter(|s| usable(s) && s.info.status != Status::Running)
-            .filter(|s| !self.shelf.has(&s.name, &launch_hash(&s.config)))
-            .map(|s| s.name)
-            .collect();
+        let pending: Vec<String> =
+            self.servers.list().into_iter().filter(|s| self.cold.uncached(s)).map(|s| s.name).collect();
         if !pending.is_empty() && Instant::now() < until {
             log::debug!("a cold /mcp list waits for {}", pending.join(", "));
             self.servers.wait_up(&pending, until);
@@ -106,10 +126,10 @@ impl Gateway {
         let servers = self.servers.list();
         let mut all = live;
         for s in &servers {
-            if !usable(s) || s.info.status == Status::Running {
+            if !self.cold.usable(s) || s.info.status == Status::Running {
                 continue;
             }
-            if let Some(items) = self.shelf.get(&s.name, &launch_hash(&s.config), kind) {
+            if let Some(items) = self.cold.shelf.get(&s.name, &launch_hash(&s.config), kind) {
                 all.push((s.name.clone(), Ok(items)));
             }
         }
@@ -130,7 +150,7 @@ impl Gateway {
     fn keep(&self, server: &str, kind: Kind, items: &[Value]) {
         let Some(snap) = self.servers.get(server) else { return };
         let hash = launch_hash(&snap.config);
-        for missing in self.shelf.note(server, &hash, kind, items) {
+        for missing in self.cold.shelf.note(server, &hash, kind, items) {
             let pointer = format!("/capabilities/{}", missing.capability());
             let offered = snap.initialize.as_ref().and_then(|i| i.pointer(&pointer)).is_some();
             let items = match offered {
@@ -146,7 +166,7 @@ impl Gateway {
                     }
                 },
             };
-            self.shelf.note(server, &hash, missing, &items);
+            self.cold.shelf.note(server, &hash, missing, &items);
         }
     }
 

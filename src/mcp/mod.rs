@@ -94,8 +94,7 @@ pub struct Gateway {
     pub sessions: Sessions,
     catalog: Mutex<Catalog>,
     /// Each server's catalog kept on disk, and how a cold `/mcp` waits (`cold`).
-    shelf: shelf::Shelf,
-    cold: ColdStart,
+    cold: cold::Cold,
     /// What each session owns of the children it shares (`share`).
     owners: Arc<Mutex<owners::Owners>>,
     /// Modern clients' calls waiting for their retries (`modern`), and whether a thread
@@ -117,8 +116,7 @@ impl Gateway {
             pipelines,
             sessions: Sessions::default(),
             catalog: Mutex::default(),
-            shelf: cold.shelf(),
-            cold,
+            cold: cold::Cold::new(cold),
             owners: Arc::default(),
             parked: Mutex::default(),
             sweeping: std::sync::atomic::AtomicBool::new(false),
@@ -460,6 +458,7 @@ impl Gateway {
     fn on_notification(&self, server: &str, msg: &Value) {
         let method = jsonrpc::method(msg);
         if method == STATUS_NOTIFICATION {
+            self.cold.status_changed(server, msg);
             // A server came or went: the aggregated lists changed.
             self.catalog.lock().invalidate(None);
             for s in self.sessions.of(&Target::Aggregate) {

@@ -117,6 +117,22 @@ fn a_catalog_made_under_other_arguments_is_not_used() {
 }
 
 #[test]
+fn a_server_a_person_stopped_is_neither_listed_nor_started_by_a_list() {
+    let data = TempDir::new("cold-stopped");
+    let hub = cold_hub(&data, &[]);
+    let c = McpSession::connect(&hub, "/mcp");
+    assert!(has(&names(&c.call(json!(1), "tools/list", json!({})), "tools"), "one__echo"));
+    assert_eq!(hub.post("/servers/one/stop").status, 200);
+    // A new session, with one's catalog on disk.
+    let c = McpSession::connect(&hub, "/mcp");
+    let tools = names(&c.call(json!(1), "tools/list", json!({})), "tools");
+    assert!(!has(&tools, "one__echo") && has(&tools, "two__echo"), "{tools:?}");
+    let tools = names(&modern(&hub, "tools/list", json!({}), None), "tools");
+    assert!(!has(&tools, "one__echo"), "{tools:?}");
+    assert_eq!(hub.server("one")["status"], "STOPPED", "still stopped");
+}
+
+#[test]
 fn a_server_slower_than_the_wait_is_left_out_then_announced() {
     let hub = Hub::builder()
         .fixtures(&[
