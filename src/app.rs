@@ -82,7 +82,10 @@ impl App {
                 servers.clone(),
                 Some(enhancer.clone()),
                 Some(pipelines.clone()),
-                ColdStart { catalog_dir: Some(settings.data_dir.join("catalog")), wait: settings.cold_list_wait },
+                ColdStart {
+                    catalog_dir: Some(settings.data_dir.join("catalog")),
+                    wait: settings.cold_list_wait,
+                },
             ),
             pipelines,
             enhancer,

@@ -354,20 +354,40 @@ impl Gateway {
 
     /// One request to one server, within the fan-out's deadline.
     pub(super) fn ask(&self, server: &str, method: &str, params: Option<Value>) -> Result<Value, RpcError> {
-        let until = Instant::now() + FANOUT_DEADLINE;
+        self.ask_until(server, method, params, Instant::now() + FANOUT_DEADLINE)
+    }
+
+    fn ask_until(
+        &self,
+        server: &str,
+        method: &str,
+        params: Option<Value>,
+        until: Instant,
+    ) -> Result<Value, RpcError> {
         match self.servers.acquire(server, Request::own(method, params)) {
             Ok(call) => call.wait_until(until),
             Err(e) => Err(RpcError::new(jsonrpc::SERVER_UNAVAILABLE, e.to_string())),
         }
     }
 
-    /// Every page of `method` from one server, the items under `key`.
+    /// Every page of `method` from one server, the items under `key`, within the fan-out's
+    /// deadline.
     pub(super) fn collect(&self, server: &str, method: &str, key: &str) -> Result<Vec<Value>, RpcError> {
+        self.collect_until(server, method, key, Instant::now() + FANOUT_DEADLINE)
+    }
+
+    pub(super) fn collect_until(
+        &self,
+        server: &str,
+        method: &str,
+        key: &str,
+        until: Instant,
+    ) -> Result<Vec<Value>, RpcError> {
         let mut items = Vec::new();
         let mut cursor: Option<Value> = None;
         for _ in 0..100 {
             let params = cursor.take().map(|c| json!({"cursor": c}));
-            let mut page = self.ask(server, method, params)?;
+            let mut page = self.ask_until(server, method, params, until)?;
             if let Some(Value::Array(list)) = page.get_mut(key).map(Value::take) {
                 items.extend(list);
             }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use super::aggregate::Place;
+use super::aggregate::{FANOUT_DEADLINE, Place};
 use super::shelf::{Kind, Shelf};
 use super::{Answer, Gateway, Session, reply, unavailable};
 use crate::error::Result;
@@ -77,7 +77,9 @@ impl Cold {
 
     /// A usable server that is not running, with no catalog kept under its configuration.
     fn uncached(&self, s: &Snapshot) -> bool {
-        self.usable(s) && s.info.status != Status::Running && !self.shelf.has(&s.name, &launch_hash(&s.config))
+        self.usable(s)
+            && s.info.status != Status::Running
+            && !self.shelf.has(&s.name, &launch_hash(&s.config))
     }
 }
 
@@ -138,16 +140,18 @@ impl Gateway {
         all
     }
 
-    /// Every page of `kind` from a running server, noted on the shelf.
+    /// Every page of `kind` from a running server, noted on the shelf: all of it (and what
+    /// its catalog still lacks) within the fan-out's deadline.
     pub(super) fn listed(&self, server: &str, kind: Kind) -> std::result::Result<Vec<Value>, RpcError> {
-        let items = self.collect(server, kind.method(), kind.key())?;
-        self.keep(server, kind, &items);
+        let until = Instant::now() + FANOUT_DEADLINE;
+        let items = self.collect_until(server, kind.method(), kind.key(), until)?;
+        self.keep(server, kind, &items, until);
         Ok(items)
     }
 
     /// A running server's list kept; the rest of its catalog listed too when not yet known
     /// under its configuration (a list it does not offer is empty).
-    fn keep(&self, server: &str, kind: Kind, items: &[Value]) {
+    fn keep(&self, server: &str, kind: Kind, items: &[Value], until: Instant) {
         let Some(snap) = self.servers.get(server) else { return };
         let hash = launch_hash(&snap.config);
         for missing in self.cold.shelf.note(server, &hash, kind, items) {
@@ -155,7 +159,7 @@ impl Gateway {
             let offered = snap.initialize.as_ref().and_then(|i| i.pointer(&pointer)).is_some();
             let items = match offered {
                 false => Vec::new(),
-                true => match self.collect(server, missing.method(), missing.key()) {
+                true => match self.collect_until(server, missing.method(), missing.key(), until) {
                     Ok(items) => items,
                     // Declared without it (resource templates often are): it has none.
                     Err(e) if e.code == crate::jsonrpc::METHOD_NOT_FOUND => Vec::new(),

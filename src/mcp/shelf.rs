@@ -256,7 +256,10 @@ mod tests {
         let d = dir("complete");
         let shelf = Shelf::open(Some(d.clone()));
         let tools = [json!({"name": "echo"})];
-        assert_eq!(shelf.note("fx", "h1", Kind::Tools, &tools), [Kind::Prompts, Kind::Resources, Kind::Templates]);
+        assert_eq!(
+            shelf.note("fx", "h1", Kind::Tools, &tools),
+            [Kind::Prompts, Kind::Resources, Kind::Templates]
+        );
         assert_eq!(shelf.get("fx", "h1", Kind::Tools), None, "incomplete: not used");
         assert!(!d.join("fx.json").exists(), "incomplete: not written");
         fill(&shelf, "fx", "h1", &tools);

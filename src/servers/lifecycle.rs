@@ -328,7 +328,9 @@ impl Servers {
     }
 
     /// A start on behalf of a client, a session or a pipeline (not a person).
-    pub fn start_for_use(&self, name: &str) -> Result<Snapshot> { self.start(name) }
+    pub fn start_for_use(&self, name: &str) -> Result<Snapshot> {
+        self.start(name)
+    }
 }
 
 /// `server/discover` on a child that refused `initialize`: the handshake kept (shaped as an

