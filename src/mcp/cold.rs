@@ -8,8 +8,10 @@
 //! `list_changed` every aggregated session hears when a server comes up. Waiting always leaves
 //! the worker.
 //!
-//! Every list from a running server is noted on the shelf (what it lacks of a full catalog is
-//! listed too, once per configuration), so the next cold start can do without it.
+//! A server a person stopped is neither listed nor started by a list or a request routed to
+//! it. Every list from a running server is noted on the shelf (what it lacks of a full catalog
+//! is listed too, once per configuration, within the same fan-out deadline), so the next cold
+//! start can do without it.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -99,19 +101,22 @@ impl Gateway {
         pending
     }
 
-    /// Before a list on `/mcp`: true when it may be answered now. Servers with no catalog are
-    /// started; while the session is young and one is not up, the list waits for them (false:
-    /// it must, and `at` is the worker).
+    /// Before a list on `/mcp`: true when it may be answered now. While the session is young
+    /// (the first `ColdStart::wait` of it), servers with no catalog are started and the list
+    /// waits for them (false: it must, and `at` is the worker). An older session's lists cost
+    /// nothing more than before: its servers were started at its handshake.
     pub(super) fn cold_ready(&self, session: &Session, at: Place) -> bool {
         let until = session.opened + self.cold.wait;
+        if Instant::now() >= until {
+            return true;
+        }
         if at == Place::Worker {
             // Every aggregated request passes the worker first: servers are started here once.
-            let pending = self.start_uncached();
-            return pending.is_empty() || Instant::now() >= until;
+            return self.start_uncached().is_empty();
         }
         let pending: Vec<String> =
             self.servers.list().into_iter().filter(|s| self.cold.uncached(s)).map(|s| s.name).collect();
-        if !pending.is_empty() && Instant::now() < until {
+        if !pending.is_empty() {
             log::debug!("a cold /mcp list waits for {}", pending.join(", "));
             self.servers.wait_up(&pending, until);
         }
@@ -174,11 +179,15 @@ impl Gateway {
         }
     }
 
-    /// Before a request is relayed to `server` on `/mcp`: a STOPPED server (listed from its
-    /// catalog) is started for this use and waited for, bounded by its handshake timeout.
-    /// `Ok(false)`: it must be, and `at` is the worker.
+    /// Before a request is relayed to `server` on `/mcp`: a usable STOPPED server (listed from
+    /// its catalog) is started for this use and waited for, bounded by its handshake timeout
+    /// (then the request has its own deadline). `Ok(false)`: it must be, and `at` is the worker.
+    /// One a person stopped is left so: the relay says it is stopped.
     pub(super) fn up_for_use(&self, server: &str, at: Place) -> Result<bool> {
-        let stopped = self.servers.get(server).is_some_and(|s| s.info.status == Status::Stopped);
+        let stopped = self
+            .servers
+            .get(server)
+            .is_some_and(|s| s.info.status == Status::Stopped && self.cold.usable(&s));
         if !stopped {
             return Ok(true);
         }
