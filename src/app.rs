@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::activity::Activity;
 use crate::config::{Loaded, Settings};
 use crate::enhance;
-use crate::mcp::Gateway;
+use crate::mcp::{ColdStart, Gateway};
 use crate::pipelines::{self, Pipelines};
 use crate::resilience::{BreakerConfig, Breakers};
 use crate::servers::installer::Installer;
@@ -81,7 +81,15 @@ impl App {
             limits,
         ));
         Arc::new(App {
-            gateway: Gateway::new(servers.clone(), Some(enhancer.clone()), Some(pipelines.clone())),
+            gateway: Gateway::new(
+                servers.clone(),
+                Some(enhancer.clone()),
+                Some(pipelines.clone()),
+                ColdStart {
+                    catalog_dir: Some(settings.data_dir.join("catalog")),
+                    wait: settings.cold_list_wait,
+                },
+            ),
             pipelines,
             enhancer,
             servers,

@@ -148,6 +148,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "default deadline of an MCP request, seconds",
     },
     SettingSpec {
+        env: "AGENTHUB_COLD_LIST_WAIT_S",
+        flag: None,
+        default: "15",
+        help: "seconds a new /mcp session's first list waits for servers with no cached catalog (0: none)",
+    },
+    SettingSpec {
         env: "AGENTHUB_BREAKER_THRESHOLD",
         flag: None,
         default: "3",
@@ -216,6 +222,8 @@ pub struct Settings {
     /// The budget of a request's head or body, and of one write.
     pub read_timeout: Duration,
     pub request_timeout: Duration,
+    /// How long a new `/mcp` session's first list may wait for servers it has no catalog of.
+    pub cold_list_wait: Duration,
     pub breaker_threshold: u32,
     pub breaker_recovery: Duration,
     pub ollama_url: String,
@@ -254,6 +262,15 @@ impl Source<'_> {
             return Err(Error::Config(format!("{name}: expected a positive number of seconds, got {s}")));
         }
         Ok(Duration::from_secs_f64(s))
+    }
+
+    /// As `seconds`, zero allowed.
+    fn seconds_or_none(&self, env: &'static str, default: f64) -> Result<Duration> {
+        let s: f64 = self.parse(env, default, "a number of seconds")?;
+        Duration::try_from_secs_f64(s).map_err(|_| {
+            let name = self.get(env).map(|(_, n)| n).unwrap_or_else(|| env.into());
+            Error::Config(format!("{name}: expected 0 or more seconds, got {s}"))
+        })
     }
 }
 
@@ -367,6 +384,7 @@ impl Settings {
             max_generations,
             read_timeout: src.seconds("AGENTHUB_READ_TIMEOUT_S", 30.0)?,
             request_timeout: src.seconds("AGENTHUB_REQUEST_TIMEOUT_S", 60.0)?,
+            cold_list_wait: src.seconds_or_none("AGENTHUB_COLD_LIST_WAIT_S", 15.0)?,
             breaker_threshold,
             breaker_recovery: src.seconds("AGENTHUB_BREAKER_RECOVERY_S", 30.0)?,
             ollama_url: ollama_url(&src)?,
@@ -481,6 +499,7 @@ mod tests {
         assert_eq!(s.max_bodies_bytes, 64 << 20);
         assert_eq!(s.cache_size, 1000);
         assert_eq!(s.request_timeout, Duration::from_secs(60));
+        assert_eq!(s.cold_list_wait, Duration::from_secs(15));
         assert_eq!(s.breaker_threshold, 3);
         assert_eq!(s.ollama_url, "http://127.0.0.1:11434");
         assert_eq!(s.data_dir, PathBuf::from("/home/u/.local/share/agenthub"));
@@ -510,6 +529,7 @@ mod tests {
         check(&[("AGENTHUB_WORKERS", "0")], "AGENTHUB_WORKERS");
         check(&[("AGENTHUB_REQUEST_TIMEOUT_S", "-1")], "AGENTHUB_REQUEST_TIMEOUT_S");
         check(&[("AGENTHUB_BREAKER_THRESHOLD", "0")], "AGENTHUB_BREAKER_THRESHOLD");
+        check(&[("AGENTHUB_COLD_LIST_WAIT_S", "-1")], "AGENTHUB_COLD_LIST_WAIT_S");
         check(&[("AGENTHUB_MAX_PIPELINE_RUNS", "0")], "AGENTHUB_MAX_PIPELINE_RUNS");
         check(&[("AGENTHUB_MAX_GENERATIONS", "0")], "AGENTHUB_MAX_GENERATIONS");
         check(&[("AGENTHUB_VAULT_ROOT", "notes")], "AGENTHUB_VAULT_ROOT: expected an absolute path");

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::extensions::{public_task_ids, public_ui_contents, public_ui_meta, public_ui_uri_of};
 use super::own_tools::enhance_tool;
+use super::shelf::Kind;
 use super::{Answer, Gateway, Session, reply};
 use crate::exchange::Request;
 use crate::jsonrpc::{self, RpcError};
@@ -118,6 +119,9 @@ impl Gateway {
         let method = jsonrpc::method(&msg).to_string();
         let not_found = |what: &str| reply(jsonrpc::error(id.clone(), jsonrpc::INVALID_PARAMS, what));
         let own = at == Place::Own;
+        if Kind::of_method(&method).is_some() && !self.cold_ready(session, at) {
+            return Err(msg);
+        }
         Ok(match method.as_str() {
             "tools/list" => {
                 let Some(entries) = self.entries(List::Tools, at) else { return Err(msg) };
@@ -162,6 +166,9 @@ impl Gateway {
                     let what = if list == List::Tools { "tool" } else { "prompt" };
                     return Ok(not_found(&format!("unknown {what} \"{name}\"")));
                 };
+                if let Some(stop) = self.start_first(&entry.server, at, &id) {
+                    return stop.ok_or(msg);
+                }
                 msg["params"]["name"] = json!(entry.original);
                 if list == List::Prompts {
                     return Ok(self.relay(&entry.server, session, msg, sse));
@@ -196,13 +203,16 @@ impl Gateway {
                 if !own {
                     return Err(msg);
                 }
-                let key = if method == "resources/list" { "resources" } else { "resourceTemplates" };
-                reply(jsonrpc::result(id, json!({ key: self.resources(&method, key) })))
+                let kind = if method == "resources/list" { Kind::Resources } else { Kind::Templates };
+                reply(jsonrpc::result(id, json!({ kind.key(): self.resources(kind) })))
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 let uri = msg.pointer("/params/uri").and_then(Value::as_str).unwrap_or("").to_string();
                 if let Some((server, original)) = self.private_ui(&uri) {
                     // An app's URI names its server: no list needed to route it.
+                    if let Some(stop) = self.start_first(&server, at, &id) {
+                        return stop.ok_or(msg);
+                    }
                     msg["params"]["uri"] = json!(original);
                     return Ok(self.relay_then(&server.clone(), session, msg, sse, move |how| {
                         how.then(move |r| public_ui_contents(&server, r))
@@ -210,7 +220,10 @@ impl Gateway {
                 }
                 match self.resource_owner(&uri, at) {
                     None => return Err(msg),
-                    Some(Some(server)) => self.relay(&server, session, msg, sse),
+                    Some(Some(server)) => match self.start_first(&server, at, &id) {
+                        Some(stop) => return stop.ok_or(msg),
+                        None => self.relay(&server, session, msg, sse),
+                    },
                     Some(None) => reply(jsonrpc::error(id, -32002, &format!("resource not found: {uri}"))),
                 }
             }
@@ -341,20 +354,40 @@ impl Gateway {
 
     /// One request to one server, within the fan-out's deadline.
     pub(super) fn ask(&self, server: &str, method: &str, params: Option<Value>) -> Result<Value, RpcError> {
-        let until = Instant::now() + FANOUT_DEADLINE;
+        self.ask_until(server, method, params, Instant::now() + FANOUT_DEADLINE)
+    }
+
+    fn ask_until(
+        &self,
+        server: &str,
+        method: &str,
+        params: Option<Value>,
+        until: Instant,
+    ) -> Result<Value, RpcError> {
         match self.servers.acquire(server, Request::own(method, params)) {
             Ok(call) => call.wait_until(until),
             Err(e) => Err(RpcError::new(jsonrpc::SERVER_UNAVAILABLE, e.to_string())),
         }
     }
 
-    /// Every page of `method` from one server, the items under `key`.
+    /// Every page of `method` from one server, the items under `key`, within the fan-out's
+    /// deadline.
     pub(super) fn collect(&self, server: &str, method: &str, key: &str) -> Result<Vec<Value>, RpcError> {
+        self.collect_until(server, method, key, Instant::now() + FANOUT_DEADLINE)
+    }
+
+    pub(super) fn collect_until(
+        &self,
+        server: &str,
+        method: &str,
+        key: &str,
+        until: Instant,
+    ) -> Result<Vec<Value>, RpcError> {
         let mut items = Vec::new();
         let mut cursor: Option<Value> = None;
         for _ in 0..100 {
             let params = cursor.take().map(|c| json!({"cursor": c}));
-            let mut page = self.ask(server, method, params)?;
+            let mut page = self.ask_until(server, method, params, until)?;
             if let Some(Value::Array(list)) = page.get_mut(key).map(Value::take) {
                 items.extend(list);
             }
@@ -376,10 +409,11 @@ impl Gateway {
         if cached.is_some() || at == Place::Worker {
             return cached;
         }
-        let (method, key) =
-            if list == List::Tools { ("tools/list", "tools") } else { ("prompts/list", "prompts") };
+        let kind = if list == List::Tools { Kind::Tools } else { Kind::Prompts };
+        let method = kind.method();
         let mut out = Vec::new();
-        for (server, got) in self.fan_out(self.offering(key), |s| self.collect(s, method, key)) {
+        let live = self.fan_out(self.offering(kind.key()), |s| self.listed(s, kind));
+        for (server, got) in self.with_kept(live, kind) {
             match got {
                 Ok(items) => {
                     for mut item in items {
@@ -440,9 +474,10 @@ impl Gateway {
         Some(self.entries(list, Place::Own).as_deref().and_then(find))
     }
 
-    fn resources(&self, method: &str, key: &str) -> Vec<Value> {
-        let mut out = Vec::new();
-        for (server, got) in self.fan_out(self.offering("resources"), |s| self.collect(s, method, key)) {
+    fn resources(&self, kind: Kind) -> Vec<Value> {
+        let (method, mut out) = (kind.method(), Vec::new());
+        let live = self.fan_out(self.offering("resources"), |s| self.listed(s, kind));
+        for (server, got) in self.with_kept(live, kind) {
             match got {
                 Ok(items) => {
                     let items: Vec<Value> = items.into_iter().map(|i| public_ui_uri_of(&server, i)).collect();
@@ -487,8 +522,8 @@ impl Gateway {
         if at == Place::Worker {
             return None;
         }
-        self.resources("resources/list", "resources");
-        self.resources("resources/templates/list", "resourceTemplates");
+        self.resources(Kind::Resources);
+        self.resources(Kind::Templates);
         // A skill's files are listed by skills/list, not resources/list.
         self.skills();
         Some(find(&self.catalog.lock()))

@@ -7,6 +7,7 @@
 //! the gateway a `Sink` for answers that come later.
 
 mod aggregate;
+mod cold;
 mod extensions;
 mod lot;
 mod modern;
@@ -14,6 +15,7 @@ mod own_tools;
 mod owners;
 pub mod session;
 mod share;
+mod shelf;
 mod sink;
 mod task_bridge;
 
@@ -30,6 +32,7 @@ use crate::jsonrpc::{self, Kind, RpcError};
 use crate::queue::Delivery;
 use crate::servers::{Acquired, STATUS_NOTIFICATION, Servers, Status};
 use aggregate::{Catalog, Place};
+pub use cold::ColdStart;
 pub use modern::MODERN_VERSION;
 pub use session::{Client, Session, Sessions, Target};
 use share::{Relaying, Share, caller_of};
@@ -90,6 +93,8 @@ pub struct Gateway {
     pipelines: Option<Arc<crate::pipelines::Pipelines>>,
     pub sessions: Sessions,
     catalog: Mutex<Catalog>,
+    /// Each server's catalog kept on disk, and how a cold `/mcp` waits (`cold`).
+    cold: cold::Cold,
     /// What each session owns of the children it shares (`share`).
     owners: Arc<Mutex<owners::Owners>>,
     /// Modern clients' calls waiting for their retries (`modern`), and whether a thread
@@ -103,6 +108,7 @@ impl Gateway {
         servers: Arc<Servers>,
         enhancer: Option<Arc<crate::enhance::Service>>,
         pipelines: Option<Arc<crate::pipelines::Pipelines>>,
+        cold: ColdStart,
     ) -> Arc<Gateway> {
         let gw = Arc::new(Gateway {
             servers: servers.clone(),
@@ -110,6 +116,7 @@ impl Gateway {
             pipelines,
             sessions: Sessions::default(),
             catalog: Mutex::default(),
+            cold: cold::Cold::new(cold),
             owners: Arc::default(),
             parked: Mutex::default(),
             sweeping: std::sync::atomic::AtomicBool::new(false),
@@ -279,9 +286,9 @@ impl Gateway {
                 .to_string();
         let result = match target {
             Target::Aggregate => {
-                // Every server this client could use comes up; each announces itself with
-                // `list_changed` when it is RUNNING, and none is waited for here.
-                self.servers.start_stopped_background();
+                // Every server this client could use and has no catalog of comes up; each
+                // announces itself with `list_changed` when RUNNING, and none is waited for here.
+                self.start_uncached();
                 json!({
                     "protocolVersion": version,
                     "capabilities": self.capabilities(),

@@ -141,7 +141,7 @@ impl Gateway {
         let mut result = json!({"supportedVersions": versions});
         let (capabilities, instructions) = match target {
             Target::Aggregate => {
-                self.servers.start_stopped_background();
+                self.start_uncached();
                 (self.capabilities(), Some(Value::String(self.instructions())))
             }
             Target::Server(name) => {

@@ -72,6 +72,8 @@ pub struct Session {
     pub version: String,
     /// What its client declared it can answer, and its name (`clientInfo.name`).
     pub client: Client,
+    /// When it began: a cold `/mcp`'s first lists may wait for servers until a while after.
+    pub opened: Instant,
     last_used: Mutex<Instant>,
     /// A request came after the handshake, or a GET stream was opened.
     used: std::sync::atomic::AtomicBool,
@@ -89,6 +91,7 @@ impl Session {
             target,
             version: version.to_string(),
             client,
+            opened: Instant::now(),
             last_used: Mutex::new(Instant::now()),
             used: std::sync::atomic::AtomicBool::new(true),
             streams: Mutex::new(Vec::new()),
@@ -251,6 +254,7 @@ impl Sessions {
             target,
             version: version.to_string(),
             client,
+            opened: now,
             last_used: Mutex::new(now),
             used: std::sync::atomic::AtomicBool::new(false),
             streams: Mutex::new(Vec::new()),

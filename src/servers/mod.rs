@@ -26,6 +26,7 @@ mod phase;
 pub mod process;
 mod reload;
 mod supervisor;
+mod uses;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,6 +50,7 @@ use crate::transport::stdio::StderrRing;
 pub use calls::Acquired;
 use phase::{Effect, Effects, Live, State};
 use process::Process;
+pub use reload::launch_hash;
 
 /// Lifecycle state of one server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

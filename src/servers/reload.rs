@@ -52,18 +52,33 @@ impl Changes {
     }
 }
 
+/// What decides the process (or remote session) a server runs, as written (`${VAR}` not
+/// expanded): what `process_changed` compares, and what the catalog the gateway keeps on disk
+/// is keyed by (`launch_hash`).
+fn launch_identity(cfg: &ServerConfig) -> serde_json::Value {
+    json!({
+        "transport": cfg.transport.as_str(),
+        "command": cfg.command,
+        "args": cfg.args,
+        "env": cfg.env,
+        "envFile": cfg.env_file,
+        "cwd": cfg.cwd,
+        "package": cfg.package,
+        "ignore_scripts": cfg.ignore_scripts,
+        "url": cfg.url,
+        "headers": cfg.headers,
+    })
+}
+
 /// Whether the process (or remote session) a server runs would differ.
 pub fn process_changed(old: &ServerConfig, new: &ServerConfig) -> bool {
-    old.transport != new.transport
-        || old.command != new.command
-        || old.args != new.args
-        || old.env != new.env
-        || old.env_file != new.env_file
-        || old.cwd != new.cwd
-        || old.package != new.package
-        || old.ignore_scripts != new.ignore_scripts
-        || old.url != new.url
-        || old.headers != new.headers
+    launch_identity(old) != launch_identity(new)
+}
+
+/// The SHA-256 (hex) of what decides a server's process: equal exactly when
+/// `process_changed` would say no change.
+pub fn launch_hash(cfg: &ServerConfig) -> String {
+    crate::cache::hash_prompt(&launch_identity(cfg).to_string())
 }
 
 enum Action {
@@ -257,6 +272,7 @@ mod tests {
             let mut new = old.clone();
             change(&mut new);
             assert_eq!(process_changed(&old, &new), restarts);
+            assert_eq!(launch_hash(&old) != launch_hash(&new), restarts, "the catalog's key agrees");
         }
         check(|c| c.args.push("x".into()), true);
         check(|c| c.command = Some("b".into()), true);
@@ -268,5 +284,9 @@ mod tests {
         check(|c| c.description = Some("d".into()), false);
         check(|c| c.auto_start = true, false);
         check(|c| c.max_restarts = 1, false);
+        check(|c| c.transport = crate::config::Transport::Http, true);
+        check(|c| c.env_file = Some(".env".into()), true);
+        check(|c| c.package = Some("p@1".into()), true);
+        check(|c| c.enabled = false, false);
     }
 }

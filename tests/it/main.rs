@@ -6,6 +6,7 @@ mod bridge;
 mod calls;
 mod children;
 mod clients;
+mod cold;
 mod config_api;
 mod container;
 mod core;

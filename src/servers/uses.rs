@@ -1,0 +1,34 @@
+//! Starts on behalf of clients (not a person): a server an aggregated client will list is
+//! started in the background, and the list waits for it, bounded.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{Servers, Status, short};
+
+impl Servers {
+    /// Starts each of these servers for a client's use, each on a `start-*` thread of its own;
+    /// returns at once.
+    pub fn start_for_use_background(self: &Arc<Self>, names: &[String]) {
+        for name in names {
+            let (me, name) = (self.clone(), name.clone());
+            self.spawn_thread(format!("start-{}", short(&name)), move || {
+                if let Err(e) = me.start_for_use(&name) {
+                    log::warn!("start of {name} for a client failed: {e}");
+                }
+            });
+        }
+    }
+
+    /// Waits until each of these servers is RUNNING or FAILED (or gone), or `until`: a server
+    /// still STOPPED is taken to be about to start.
+    pub fn wait_up(&self, names: &[String], until: Instant) {
+        for name in names {
+            let Some(srv) = self.find(name) else { continue };
+            let mut st = srv.state.lock();
+            while matches!(st.status(), Status::Starting | Status::Stopped | Status::Sleeping) && Instant::now() < until {
+                srv.changed.wait_until(&mut st, until);
+            }
+        }
+    }
+}
