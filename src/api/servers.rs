@@ -169,7 +169,7 @@ pub fn install(app: &App, req: &Req, _: &Params) -> Result<Reply> {
     };
     crate::config::validate_server_name(&name).map_err(Error::BadRequest)?;
     let mut config_json = json!({"transport": "stdio", "package": package});
-    for key in ["args", "env", "auto_start", "description"] {
+    for key in ["args", "env", "auto_start", "description", "ignore_scripts", "on_demand", "idle_timeout"] {
         if let Some(v) = body.get(key) {
             config_json[key] = v.clone();
         }
