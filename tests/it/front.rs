@@ -228,7 +228,7 @@ fn answered_now(s: &TcpStream) -> Option<u16> {
 fn out_of_descriptors_the_hub_answers_503_and_serves_again() {
     // Connections allowed past the descriptor limit: accept itself fails (EMFILE). The hub
     // tells the clients that wait 503 and goes on; once connections close, it serves again.
-    let mut hub = Hub::builder().fd_limit(64).env("AGENTHUB_MAX_CONNECTIONS", "1000").start();
+    let mut hub = Hub::builder().servers(NO_SERVERS).fd_limit(64).env("AGENTHUB_MAX_CONNECTIONS", "1000").start();
     let conns: Vec<TcpStream> = (0..150).filter_map(|_| TcpStream::connect(&hub.addr).ok()).collect();
     let told = wait_for("clients past the descriptor limit told 503", 10 * SEC, || {
         let told = conns.iter().filter(|s| answered_now(s) == Some(503)).count();
