@@ -227,29 +227,33 @@ fn accept_loop(front: &Arc<Front>, listener: &TcpListener, fatal: &Fatal) {
     let mut spare = spare_descriptor();
     // Since accept last ran out (zero: it has not): how long the next wait is.
     let mut pause = Duration::ZERO;
-    let mut short = false;
+    // When accept last ran out, while that shortage lasts: one episode ends with a plain accept
+    // `SHORTAGE_OVER` after the last failure, so flapping at the limit is said once.
+    let mut short: Option<Instant> = None;
     loop {
         if spare.is_none() {
             spare = spare_descriptor();
         }
-        let stream = match listener.accept() {
-            Ok((stream, _)) => stream,
+        // `plain`: accept itself succeeded (not through the spare), so the shortage is over.
+        let (stream, plain) = match listener.accept() {
+            Ok((stream, _)) => (stream, true),
             Err(e) if transient(&e) => continue,
             Err(e) if exhausted(&e) => {
                 if front.stop.load(Ordering::SeqCst) {
                     return;
                 }
-                if !short {
+                if short.is_none() {
                     log::warn!("cannot accept connections ({e}); answering 503 until descriptors free up");
-                    short = true;
                 }
+                short = Some(Instant::now());
                 if let Some(fd) = spare.take() {
                     drop(fd);
                     if let Ok((stream, _)) = listener.accept() {
                         spare = spare_descriptor();
-                        // Descriptors came back meanwhile: served like any other.
+                        // Descriptors came back meanwhile: served like any other (the episode
+                        // ends only when accept succeeds on its own, so it is said once).
                         if spare.is_some() {
-                            stream
+                            (stream, false)
                         } else {
                             busy(&stream, "the hub is out of descriptors now");
                             continue;
@@ -271,13 +275,16 @@ fn accept_loop(front: &Arc<Front>, listener: &TcpListener, fatal: &Fatal) {
         if front.stop.load(Ordering::SeqCst) {
             return;
         }
-        if short {
+        if plain && short.is_some_and(|t| t.elapsed() >= SHORTAGE_OVER) {
             log::info!("accepting connections again");
-            (short, pause) = (false, Duration::ZERO);
+            (short, pause) = (None, Duration::ZERO);
         }
         take(front, stream);
     }
 }
+
+/// How long accept must go without running out before a shortage counts as over.
+const SHORTAGE_OVER: Duration = Duration::from_secs(1);
 
 /// A descriptor held only to be given back when accept runs out of them.
 fn spare_descriptor() -> Option<std::fs::File> {

@@ -171,10 +171,9 @@ impl Gateway {
     /// (then the request has its own deadline). `Ok(false)`: it must be, and `at` is the worker.
     /// One a person stopped is left so: the relay says it is stopped.
     pub(super) fn up_for_use(&self, server: &str, at: Place) -> Result<bool> {
-        let stopped = self
-            .servers
-            .get(server)
-            .is_some_and(|s| matches!(s.info.status, Status::Stopped | Status::Sleeping) && self.cold.usable(&s));
+        let stopped = self.servers.get(server).is_some_and(|s| {
+            matches!(s.info.status, Status::Stopped | Status::Sleeping) && self.cold.usable(&s)
+        });
         if !stopped {
             return Ok(true);
         }

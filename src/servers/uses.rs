@@ -26,7 +26,9 @@ impl Servers {
         for name in names {
             let Some(srv) = self.find(name) else { continue };
             let mut st = srv.state.lock();
-            while matches!(st.status(), Status::Starting | Status::Stopped | Status::Sleeping) && Instant::now() < until {
+            while matches!(st.status(), Status::Starting | Status::Stopped | Status::Sleeping)
+                && Instant::now() < until
+            {
                 srv.changed.wait_until(&mut st, until);
             }
         }
