@@ -12,7 +12,7 @@ use agenthub::{
     ClientHub, ConnectOutcome, RECIPES, clients_markdown, connect_write, connected, expand_path, find_client,
 };
 use agenthub::{Error, Result, SETTINGS, Settings, load_config};
-use agenthub::{in_build_dir, own_binary, probe_health, service_command};
+use agenthub::{in_build_dir, own_binary, service_command};
 
 /// How long in-flight requests may run on after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
@@ -34,6 +34,8 @@ enum Command {
         url: Option<String>,
         strict: bool,
     },
+    /// A running hub's server started, stopped, restarted or shown.
+    Server(Vec<String>),
     /// `service install|uninstall|status` and what follows, for `agenthub::service_command`.
     Service(Vec<String>),
     Help,
@@ -86,7 +88,14 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Healthcheck { url, strict } => healthcheck(&hub_url(url, &cli.flags, &env), strict, &env),
+        Command::Healthcheck { url, strict } => {
+            agenthub::healthcheck(&hub_url(url, &cli.flags, &env), strict, env("AGENTHUB_TOKEN").as_deref())
+        }
+        Command::Server(args) => agenthub::server_command(
+            &args,
+            &hub_url(None, &cli.flags, &env),
+            env("AGENTHUB_TOKEN").as_deref(),
+        ),
         Command::Service(args) => service_command(&args, &env),
         Command::Stdio { server, url, client, wait } => {
             init_logging(log::LevelFilter::Warn);
@@ -158,6 +167,9 @@ fn parse_args(args: &[String]) -> std::result::Result<Cli, String> {
                         _ => *wait = Some(v),
                     }
                 }
+            }
+            "server" if command.is_none() => {
+                return Ok(Cli { command: Command::Server(args[i..].to_vec()), flags });
             }
             "service" if command.is_none() => {
                 return Ok(Cli { command: Command::Service(args[i..].to_vec()), flags });
@@ -240,6 +252,7 @@ fn usage() -> String {
      [--servers-file F]\n       agenthub stdio [SERVER] [--url http://127.0.0.1:9090] [--client NAME] [--wait SECONDS]\n       \
      agenthub connect CLIENT [--write] [--file PATH] [--url URL] | connect --list\n       \
      agenthub healthcheck [--url URL] [--strict]\n       \
+     agenthub server start|stop|restart NAME | status [NAME] [--url URL]\n       \
      agenthub service install [--force] [-- SERVE-FLAGS] | uninstall | status\n       \
      agenthub --help | --version"
         .to_string()
@@ -258,6 +271,8 @@ fn help() -> String {
          --write merges it into the client's file (other entries, comments and mode kept,\n                 \
          the previous file as .bak); --list shows the clients found and whether connected\n  \
          healthcheck    GET /health (AGENTHUB_URL, AGENTHUB_TOKEN): exit 0 on 200; --strict: and not degraded\n  \
+         server         start, stop or restart a running hub's server as the dashboard does (a stop holds it\n                 \
+         until a start); status shows one or all\n  \
          service        run `serve` as your service at login (systemd user unit, launchd agent); flags after\n                 \
          -- go to serve; never the token (~/.config/agenthub/env); uninstall; status\n\n\
          settings (flag, then environment variable, default):\n",
@@ -408,21 +423,6 @@ fn connect(c: &Connect, url: &str, env: &dyn Fn(&str) -> Option<String>) -> Resu
         println!("the token is not in the file: {}", r.token_note().replace('`', ""));
     }
     Ok(())
-}
-
-/// `agenthub healthcheck`, for a container's `HEALTHCHECK` (no curl in the image).
-fn healthcheck(url: &str, strict: bool, env: &dyn Fn(&str) -> Option<String>) -> ExitCode {
-    match probe_health(url, env("AGENTHUB_TOKEN").as_deref()) {
-        Err(e) => eprintln!("unhealthy: {url}: {e}"),
-        Ok((code, status)) if code != 200 || (strict && status != "ok") => {
-            eprintln!("unhealthy: {url}/health answered {code} ({status})")
-        }
-        Ok((_, status)) => {
-            println!("{status}");
-            return ExitCode::SUCCESS;
-        }
-    }
-    ExitCode::FAILURE
 }
 
 fn init_logging(level: log::LevelFilter) {

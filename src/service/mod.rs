@@ -13,7 +13,6 @@ mod files;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::Duration;
 
 use crate::error::{Error, Result};
 use files::{MARK, address, read_back};
@@ -41,19 +40,6 @@ pub fn in_build_dir(path: &Path) -> bool {
         a.file_name().is_some_and(|n| n == "target")
             && a.parent().is_some_and(|p| p.join("Cargo.toml").is_file())
     })
-}
-
-/// GET `url/health`: its status code and `status` field, or why nothing answered.
-pub fn probe_health(url: &str, token: Option<&str>) -> std::result::Result<(u16, String), String> {
-    let agent = crate::http_agent(Duration::from_secs(2), Some(Duration::from_secs(5)));
-    let mut req = agent.get(format!("{}/health", url.trim_end_matches('/')));
-    if let Some(t) = token.map(str::trim).filter(|t| !t.is_empty()) {
-        req = req.header("Authorization", format!("Bearer {t}"));
-    }
-    let mut resp = req.call().map_err(|e| e.to_string())?;
-    let text = resp.body_mut().read_to_string().unwrap_or_default();
-    let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    Ok((resp.status().as_u16(), body["status"].as_str().unwrap_or("?").to_string()))
 }
 
 /// `agenthub service ARGS`: the exit status.
@@ -345,7 +331,7 @@ fn status(env: Env) -> Result<u8> {
     };
     println!("service: {state}");
     let url = address(&spec.args, &spec.env);
-    match probe_health(&url, env(SECRET).as_deref()) {
+    match crate::control::probe_health(&url, env(SECRET).as_deref()) {
         Ok((code, s)) => println!("hub: {url}/health answered {code} ({s})"),
         Err(e) => println!("hub: no answer at {url} ({e})"),
     }

@@ -212,3 +212,42 @@ fn a_call_that_wakes_a_server_waits_no_longer_than_its_deadline() {
     hub.wait_status("slow", "RUNNING", 10 * SEC);
     assert_eq!(tool_text(&hub.tool("slow", "echo", json!({"text": "up"}))), "up");
 }
+
+/// `agenthub server ARGS --url` against `hub`: exit code, stdout, stderr.
+fn server_cli(hub: &Hub, args: &[&str]) -> (i32, String, String) {
+    let url = format!("http://{}", hub.addr);
+    let out = hub_command(hub.dir.path())
+        .arg("server")
+        .args(args)
+        .args(["--url", &url])
+        .output()
+        .expect("run agenthub server");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn the_command_line_stops_and_starts_as_a_person_does() {
+    let hub = Hub::with_fixtures(&[("fx", json!({"auto_start": true}))]);
+    hub.wait_status("fx", "RUNNING", 10 * SEC);
+    let (code, out, err) = server_cli(&hub, &["stop", "fx"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("fx: STOPPED (stopped by you"), "{out}");
+    // Held: a client's call does not start it again.
+    let r = hub.post("/mcp/fx/tools/call");
+    assert_eq!(r.status, 503, "{}", r.text());
+    let (code, out, _) = server_cli(&hub, &["status"]);
+    assert_eq!((code, out.lines().count()), (0, 1), "{out}");
+    assert!(out.contains("fx: STOPPED (stopped by you"), "{out}");
+    let (code, out, err) = server_cli(&hub, &["start", "fx"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("fx: RUNNING, pid "), "{out}");
+    assert_eq!(hub.get("/servers/fx").json()["held"], false);
+    // What it cannot do, it says.
+    let (code, _, err) = server_cli(&hub, &["start", "nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("404") && err.contains("nope"), "{err}");
+    let (code, _, err) = server_cli(&hub, &["frob"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("usage: agenthub server"), "{err}");
+}
