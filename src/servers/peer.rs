@@ -109,7 +109,14 @@ impl Peer for ChildPeer {
             "roots/list" => Ok(json!({
                 "roots": self.roots.iter().map(|uri| json!({"uri": uri})).collect::<Vec<_>>()
             })),
-            "elicitation/create" => Ok(json!({"action": "decline"})),
+            "elicitation/create" => {
+                // Declined on the user's behalf: never silently (what was asked, and why).
+                let asked = msg.pointer("/params/message").and_then(Value::as_str).unwrap_or("");
+                let line = format!("declined for you: \"{}\" ({})", for_log(asked, 200), for_log(why, 200));
+                log::info!("server {server}: elicitation {line}");
+                self.activity.record("elicitation", Some(server), line);
+                Ok(json!({"action": "decline"}))
+            }
             "sampling/createMessage" => self.sample_without_client(server, why),
             m => Err(RpcError::new(jsonrpc::METHOD_NOT_FOUND, format!("method not found: {m}"))),
         }

@@ -46,8 +46,20 @@ fn a_client_without_the_capability_gets_the_fallback_answer() {
     assert!(why.contains("no client with a request in flight on fx declared sampling"), "{why}");
     assert!(why.contains("ollama_unreachable"), "{why}");
     assert_eq!(
-        asked(&c, 2, "elicitation/create", json!({"message": "?", "requestedSchema": {}}))["result"],
+        asked(&c, 2, "elicitation/create", json!({"message": "Pick a branch", "requestedSchema": {}}))["result"],
         json!({"action": "decline"})
+    );
+    // Declined on the user's behalf, and said so: in the log and in the activity feed.
+    let feed = hub.get("/activity").json();
+    let declined = feed["events"].as_array().unwrap().iter().find(|e| e["kind"] == "elicitation").cloned();
+    let declined = declined.unwrap_or_else(|| panic!("no elicitation event: {feed}"));
+    assert_eq!(declined["server"], "fx", "{declined}");
+    let said = declined["message"].as_str().unwrap();
+    assert!(said.contains("declined for you: \"Pick a branch\"") && said.contains("declared"), "{said}");
+    assert!(
+        hub.log().contains("server fx: elicitation declined for you: \"Pick a branch\""),
+        "{}",
+        hub.log()
     );
     assert_eq!(asked(&c, 3, "roots/list", json!({}))["result"], json!({"roots": []}));
     let r = client(&hub, "/mcp/rooted", json!({"sampling": {}}));
