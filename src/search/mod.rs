@@ -8,6 +8,9 @@
 
 mod tokens;
 
+#[cfg(test)]
+mod eval;
+
 use std::collections::HashMap;
 
 use serde_json::Value;
@@ -124,7 +127,8 @@ impl Index {
         let mut lengths = Vec::with_capacity(tools.len());
         let mut totals = [0u64; FIELDS];
         for (i, tool) in tools.iter().enumerate() {
-            let fields = [tokens::words(&tool.name), tokens::words(&tool.description), tokens::words(&tool.params)];
+            let fields =
+                [tokens::words(&tool.name), tokens::words(&tool.description), tokens::words(&tool.params)];
             let mut tfs: HashMap<&str, [u16; FIELDS]> = HashMap::new();
             let mut len = [0u32; FIELDS];
             for (f, words) in fields.iter().enumerate() {

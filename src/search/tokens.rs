@@ -6,10 +6,10 @@
 /// Words that carry no meaning for finding a tool (requests are full of them).
 const STOP_WORDS: &[&str] = &[
     "a", "about", "all", "am", "an", "and", "any", "are", "as", "at", "be", "by", "can", "could", "do",
-    "does", "for", "from", "give", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its",
-    "let", "me", "my", "need", "of", "on", "or", "our", "please", "should", "so", "some", "that",
-    "the", "their", "them", "then", "there", "these", "this", "those", "to", "us", "want", "was",
-    "we", "what", "when", "where", "which", "who", "will", "with", "would", "you", "your",
+    "does", "for", "from", "give", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "let",
+    "me", "my", "need", "of", "on", "or", "our", "please", "should", "so", "some", "that", "the", "their",
+    "them", "then", "there", "these", "this", "those", "to", "us", "want", "was", "we", "what", "when",
+    "where", "which", "who", "will", "with", "would", "you", "your",
 ];
 
 /// The words of `text`, in order: split, lowercased, stop words dropped, stemmed.
@@ -38,7 +38,8 @@ fn camel_parts(piece: &str) -> Vec<&str> {
         let (at, c) = chars[i];
         let prev = chars[i - 1].1;
         let next_lower = chars.get(i + 1).is_some_and(|(_, n)| n.is_lowercase());
-        let boundary = c.is_uppercase() && (prev.is_lowercase() || prev.is_numeric() || (prev.is_uppercase() && next_lower));
+        let boundary = c.is_uppercase()
+            && (prev.is_lowercase() || prev.is_numeric() || (prev.is_uppercase() && next_lower));
         if boundary {
             parts.push(&piece[start..at]);
             start = at;
