@@ -39,7 +39,7 @@ pub(super) enum Place {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum List {
+pub(super) enum List {
     Tools,
     Prompts,
 }
@@ -55,6 +55,16 @@ impl Gateway {
             *counts.entry(e.server.clone()).or_insert(0) += 1;
         }
         Some(counts)
+    }
+
+    /// The hub's own tools, first on the aggregated list: the enhancer's, the pipelines.
+    pub(super) fn own_tools(&self) -> Vec<Value> {
+        let mut own: Vec<Value> = self.enhancer.iter().map(|_| enhance_tool()).collect();
+        own.extend(self.pipelines.iter().flat_map(|p| p.list()).map(|p| {
+            json!({"name": format!("{PIPELINE_TOOL_PREFIX}{}", p.name), "description": p.description,
+                   "inputSchema": p.schema})
+        }));
+        own
     }
 
     pub(super) fn aggregate(
@@ -92,13 +102,8 @@ impl Gateway {
         Ok(match method.as_str() {
             "tools/list" => {
                 let Some(entries) = self.entries(List::Tools, at) else { return Err(msg) };
-                let mut tools: Vec<Value> = entries.entries().iter().map(|e| e.item.clone()).collect();
-                let mut own_tools: Vec<Value> = self.enhancer.iter().map(|_| enhance_tool()).collect();
-                own_tools.extend(self.pipelines.iter().flat_map(|p| p.list()).map(|p| {
-                    json!({"name": format!("{PIPELINE_TOOL_PREFIX}{}", p.name), "description": p.description,
-                           "inputSchema": p.schema})
-                }));
-                tools.splice(0..0, own_tools);
+                let mut tools = self.own_tools();
+                tools.extend(entries.entries().iter().map(|e| e.item.clone()));
                 reply(jsonrpc::result(id, json!({ "tools": tools })))
             }
             "tools/call" if msg.pointer("/params/name") == Some(&json!(ENHANCE_TOOL)) => {
@@ -374,7 +379,7 @@ impl Gateway {
 
     /// The merged tools (or prompts) of every running server, cached until a list changes;
     /// `None` when the cache is cold and `at` is the worker.
-    fn entries(&self, list: List, at: Place) -> Option<Arc<Index>> {
+    pub(super) fn entries(&self, list: List, at: Place) -> Option<Arc<Index>> {
         let cached = {
             let c = self.catalog.lock();
             if list == List::Tools { c.tools.clone() } else { c.prompts.clone() }

@@ -7,7 +7,17 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::{Value, json};
+
+use super::Gateway;
+use super::aggregate::{List, Place};
+
+/// How `GET /catalog` estimates tokens from a definition's bytes.
+const TOKEN_ESTIMATE: &str = "bytes / 4";
+
+fn tokens(bytes: usize) -> usize {
+    bytes.div_ceil(4)
+}
 
 /// One tool or prompt of the aggregated view: its public name and where it lives.
 pub(super) struct Entry {
@@ -109,6 +119,39 @@ impl Catalog {
     }
 }
 
+impl Gateway {
+    /// What each tool on `/mcp` costs a client's context: per server and tool the bytes of its
+    /// definition as listed, an estimate of its tokens, per server and in all. Lists the
+    /// servers when the aggregated list is cold (never on a worker).
+    pub fn catalog_size(&self) -> Value {
+        let own = self.own_tools().into_iter().map(|t| ("agenthub".to_string(), t));
+        let index = self.entries(List::Tools, Place::Own);
+        let listed = index.iter().flat_map(|i| i.entries()).map(|e| (e.server.clone(), e.item.clone()));
+        let mut servers: Vec<(String, Vec<Value>, usize, usize)> = Vec::new();
+        for (server, item) in own.chain(listed) {
+            let bytes = serde_json::to_vec(&item).map_or(0, |b| b.len());
+            if servers.last().is_none_or(|(s, ..)| *s != server) {
+                servers.push((server.clone(), Vec::new(), 0, 0));
+            }
+            if let Some((_, tools, b, t)) = servers.last_mut() {
+                tools.push(json!({"name": item.get("name"), "bytes": bytes, "tokens": tokens(bytes)}));
+                *b += bytes;
+                *t += tokens(bytes);
+            }
+        }
+        let (mut count, mut bytes, mut toks) = (0, 0, 0);
+        let servers: Vec<Value> = servers
+            .into_iter()
+            .map(|(name, tools, b, t)| {
+                (count, bytes, toks) = (count + tools.len(), bytes + b, toks + t);
+                json!({"name": name, "tool_count": tools.len(), "bytes": b, "tokens": t, "tools": tools})
+            })
+            .collect();
+        json!({"token_estimate": TOKEN_ESTIMATE, "servers": servers,
+               "total": {"tool_count": count, "bytes": bytes, "tokens": toks}})
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -117,7 +160,12 @@ mod tests {
 
     fn entry(server: &str, name: &str) -> Entry {
         let public = format!("{server}__{name}");
-        Entry { public: public.clone(), server: server.into(), original: name.into(), item: json!({"name": public}) }
+        Entry {
+            public: public.clone(),
+            server: server.into(),
+            original: name.into(),
+            item: json!({"name": public}),
+        }
     }
 
     fn index(entries: Vec<Entry>) -> Index {
@@ -136,7 +184,9 @@ mod tests {
     fn names_are_found_by_hash_in_a_large_list() {
         let many: Vec<Entry> = (0..2000).map(|n| entry("alpha", &format!("t{n:04}"))).collect();
         let i = Arc::new(index(many.into_iter().chain([entry("zeta", "t0001")]).collect()));
-        let find = |name: &str, bare: bool| Found::find(&i, name, bare).map(|e| (e.server.clone(), e.original.clone()));
+        let find = |name: &str, bare: bool| {
+            Found::find(&i, name, bare).map(|e| (e.server.clone(), e.original.clone()))
+        };
         assert_eq!(find("alpha__t1999", true), Some(("alpha".into(), "t1999".into())));
         assert_eq!(find("t1999", true), Some(("alpha".into(), "t1999".into())), "one server has it");
         assert_eq!(find("t0001", true), None, "two servers have it");

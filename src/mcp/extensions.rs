@@ -205,7 +205,9 @@ pub(super) fn public_uri(server: &str, uri: &str) -> Option<String> {
 pub(super) fn public_ui_meta(server: &str, mut v: Value) -> Value {
     for pointer in ["/_meta/ui/resourceUri", "/_meta/ui~1resourceUri"] {
         if let Some(uri) = v.pointer_mut(pointer) {
-            if let Some(public) = uri.as_str().filter(|u| u.starts_with("ui://")).and_then(|u| public_uri(server, u)) {
+            if let Some(public) =
+                uri.as_str().filter(|u| u.starts_with("ui://")).and_then(|u| public_uri(server, u))
+            {
                 *uri = json!(public);
             }
         }
