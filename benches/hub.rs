@@ -60,6 +60,9 @@ fn main() {
     if wanted("echo") {
         echo_latency(&mut rows);
     }
+    if wanted("catalog") {
+        catalog_call(&mut rows);
+    }
     if wanted("rps") {
         let everything = deps().join("npm/node_modules/.bin/mcp-server-everything");
         if everything.exists() {
@@ -264,6 +267,56 @@ fn echo_latency(rows: &mut Vec<Row>) {
         measured: format!("{:.0} µs", us(added)),
         target: "≤ 50 µs".into(),
         pass: Some(added <= Duration::from_micros(50)),
+    });
+}
+
+/// A `tools/call` on `/mcp` with one server of 10 tools and with one of 2,010: the call finds
+/// its tool by hash in a shared index, so the size of the catalog should not show. Calls are
+/// taken in turns on the two hubs, so whatever else the machine does slows both alike.
+fn catalog_call(rows: &mut Vec<Row>) {
+    let hubs: Vec<Hub> =
+        [json!({"auto_start": true}), json!({"auto_start": true, "args": ["--many-tools", "2000"]})]
+            .into_iter()
+            .map(|cfg| {
+                let hub = bench_hub(&fixture_servers(&[("fx", cfg)])).start();
+                hub.wait_status("fx", "RUNNING", 30 * SEC);
+                hub
+            })
+            .collect();
+    let sessions: Vec<McpSession> = hubs.iter().map(|h| McpSession::keep_alive(&h.addr, "/mcp")).collect();
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}).to_string();
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "fx__echo", "arguments": {"text": "hello"}}}).to_string();
+    for c in &sessions {
+        assert_eq!(c.send_raw(list.as_bytes()).status, 200);
+    }
+    let mut took = [Vec::new(), Vec::new()];
+    for i in 0..3200 {
+        for (h, c) in sessions.iter().enumerate() {
+            let t = Instant::now();
+            let r = c.send_raw(call.as_bytes());
+            assert!(r.status == 200 && String::from_utf8_lossy(&r.body).contains("hello"), "{}", r.status);
+            if i >= 200 {
+                took[h].push(t.elapsed());
+            }
+        }
+    }
+    for t in &mut took {
+        t.sort();
+    }
+    let (small, big) = (pct(&took[0], 50), pct(&took[1], 50));
+    for (label, t) in [("10 tools", &took[0]), ("2,010 tools", &took[1])] {
+        rows.push(Row {
+            metric: format!("tools/call on /mcp, one server of {label}, p50 / p99"),
+            measured: format!("{:.0} / {:.0} µs", us(pct(t, 50)), us(pct(t, 99))),
+            target: "".into(),
+            pass: None,
+        });
+    }
+    rows.push(Row {
+        metric: "  p50 with 2,010 tools ÷ p50 with 10".into(),
+        measured: format!("{:.2}×", big.as_secs_f64() / small.as_secs_f64()),
+        target: "≤ 1.2×".into(),
+        pass: Some(big.as_secs_f64() <= 1.2 * small.as_secs_f64()),
     });
 }
 

@@ -14,6 +14,13 @@ use crate::front::{Reply, Req, Responder};
 use crate::jsonrpc;
 use crate::mcp::{self, Answer, Target};
 
+/// `GET /catalog`: what the tools on `/mcp` cost a client's context, per tool, per server and
+/// in all (bytes of each definition as listed, tokens estimated as bytes / 4).
+pub fn catalog(app: &App, _: &Req, _: &Params) -> Result<Reply> {
+    let gateway = app.gateway.clone();
+    Ok(Reply::spawn(move || Reply::ok(&gateway.catalog_size())))
+}
+
 fn mcp_target(app: &App, p: &Params) -> Result<Target> {
     match p.get("server") {
         "" => Ok(Target::Aggregate),

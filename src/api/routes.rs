@@ -80,6 +80,7 @@ const ROUTES: &[Route] = &[
     respond("GET", "/mcp/{server}", mcp::get),
     respond("DELETE", "/mcp/{server}", mcp::delete),
     respond("POST", "/mcp/{server}/{*method}", calls::rest_call),
+    route("GET", "/catalog", mcp::catalog),
     route("GET", "/activity", servers::activity),
     route("POST", "/ollama/enhance", calls::enhance_prompt),
     route("GET", "/ollama/models", calls::ollama_models),

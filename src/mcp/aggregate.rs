@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::extensions::{public_task_ids, public_ui_contents, public_ui_meta, public_ui_uri_of};
+use super::catalog::{Entry, Found, Index};
+use super::extensions::{public_contents, public_task_ids, public_ui_meta, public_uri_of};
 use super::own_tools::enhance_tool;
 use super::shelf::Kind;
 use super::{Answer, Gateway, Session, reply};
@@ -28,40 +29,6 @@ pub const PIPELINE_TOOL_PREFIX: &str = "agenthub__pipeline_";
 /// Longest the aggregated endpoint waits for any one server's lists.
 pub const FANOUT_DEADLINE: Duration = Duration::from_secs(10);
 
-/// One tool or prompt of the aggregated view: its public name and where it lives.
-#[derive(Clone)]
-pub(super) struct Entry {
-    public: String,
-    server: String,
-    original: String,
-    item: Value,
-}
-
-#[derive(Default)]
-pub(super) struct Catalog {
-    tools: Option<Vec<Entry>>,
-    prompts: Option<Vec<Entry>>,
-    /// Resource URI (or template prefix) → server.
-    pub(super) resources: HashMap<String, String>,
-    /// Skill URI → server (`skills/list`).
-    pub(super) skills: HashMap<String, String>,
-}
-
-impl Catalog {
-    /// A server's list changed (or a server came or went: `None`).
-    pub(super) fn invalidate(&mut self, method: Option<&str>) {
-        match method {
-            Some("notifications/tools/list_changed") => self.tools = None,
-            Some("notifications/prompts/list_changed") => self.prompts = None,
-            Some(_) => {
-                self.resources.clear();
-                self.skills.clear();
-            }
-            None => *self = Catalog::default(),
-        }
-    }
-}
-
 /// Where an aggregated request is being worked out.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Place {
@@ -72,7 +39,7 @@ pub(super) enum Place {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum List {
+pub(super) enum List {
     Tools,
     Prompts,
 }
@@ -84,10 +51,20 @@ impl Gateway {
         let c = self.catalog.lock();
         let tools = c.tools.as_ref()?;
         let mut counts = HashMap::new();
-        for e in tools {
+        for e in tools.entries() {
             *counts.entry(e.server.clone()).or_insert(0) += 1;
         }
         Some(counts)
+    }
+
+    /// The hub's own tools, first on the aggregated list: the enhancer's, the pipelines.
+    pub(super) fn own_tools(&self) -> Vec<Value> {
+        let mut own: Vec<Value> = self.enhancer.iter().map(|_| enhance_tool()).collect();
+        own.extend(self.pipelines.iter().flat_map(|p| p.list()).map(|p| {
+            json!({"name": format!("{PIPELINE_TOOL_PREFIX}{}", p.name), "description": p.description,
+                   "inputSchema": p.schema})
+        }));
+        own
     }
 
     pub(super) fn aggregate(
@@ -125,13 +102,8 @@ impl Gateway {
         Ok(match method.as_str() {
             "tools/list" => {
                 let Some(entries) = self.entries(List::Tools, at) else { return Err(msg) };
-                let mut tools: Vec<Value> = entries.iter().map(|e| e.item.clone()).collect();
-                let mut own_tools: Vec<Value> = self.enhancer.iter().map(|_| enhance_tool()).collect();
-                own_tools.extend(self.pipelines.iter().flat_map(|p| p.list()).map(|p| {
-                    json!({"name": format!("{PIPELINE_TOOL_PREFIX}{}", p.name), "description": p.description,
-                           "inputSchema": p.schema})
-                }));
-                tools.splice(0..0, own_tools);
+                let mut tools = self.own_tools();
+                tools.extend(entries.entries().iter().map(|e| e.item.clone()));
                 reply(jsonrpc::result(id, json!({ "tools": tools })))
             }
             "tools/call" if msg.pointer("/params/name") == Some(&json!(ENHANCE_TOOL)) => {
@@ -155,7 +127,7 @@ impl Gateway {
             }
             "prompts/list" => {
                 let Some(entries) = self.entries(List::Prompts, at) else { return Err(msg) };
-                let prompts: Vec<Value> = entries.iter().map(|e| e.item.clone()).collect();
+                let prompts: Vec<Value> = entries.entries().iter().map(|e| e.item.clone()).collect();
                 reply(jsonrpc::result(id, json!({ "prompts": prompts })))
             }
             "tools/call" | "prompts/get" => {
@@ -169,7 +141,7 @@ impl Gateway {
                 if let Some(stop) = self.start_first(&entry.server, at, &id) {
                     return stop.ok_or(msg);
                 }
-                msg["params"]["name"] = json!(entry.original);
+                msg["params"]["name"] = json!(entry.original.as_str());
                 if list == List::Prompts {
                     return Ok(self.relay(&entry.server, session, msg, sse));
                 }
@@ -208,16 +180,17 @@ impl Gateway {
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 let uri = msg.pointer("/params/uri").and_then(Value::as_str).unwrap_or("").to_string();
-                if let Some((server, original)) = self.private_ui(&uri) {
-                    // An app's URI names its server: no list needed to route it.
+                if let Some((server, original)) = self.private_uri(&uri) {
+                    // A listed URI names its server: no list needed to route it.
                     if let Some(stop) = self.start_first(&server, at, &id) {
                         return stop.ok_or(msg);
                     }
                     msg["params"]["uri"] = json!(original);
                     return Ok(self.relay_then(&server.clone(), session, msg, sse, move |how| {
-                        how.then(move |r| public_ui_contents(&server, r))
+                        how.then(move |r| public_contents(&server, r))
                     }));
                 }
+                // A URI not from `/mcp`'s lists (a skill's file, a link in a tool's result).
                 match self.resource_owner(&uri, at) {
                     None => return Err(msg),
                     Some(Some(server)) => match self.start_first(&server, at, &id) {
@@ -248,14 +221,19 @@ impl Gateway {
                         let name = r.get("name").and_then(Value::as_str).unwrap_or("");
                         let Some(found) = self.lookup(List::Prompts, name, at) else { return Err(msg) };
                         found.map(|e| {
-                            msg["params"]["ref"]["name"] = json!(e.original);
-                            e.server
+                            msg["params"]["ref"]["name"] = json!(e.original.as_str());
+                            e.server.clone()
                         })
                     }
                     Some("ref/resource") => {
                         let uri = r.get("uri").and_then(Value::as_str).unwrap_or("");
-                        let Some(found) = self.resource_owner(uri, at) else { return Err(msg) };
-                        found
+                        if let Some((server, original)) = self.private_uri(uri) {
+                            msg["params"]["ref"]["uri"] = json!(original);
+                            Some(server)
+                        } else {
+                            let Some(found) = self.resource_owner(uri, at) else { return Err(msg) };
+                            found
+                        }
                     }
                     _ => None,
                 };
@@ -296,7 +274,7 @@ impl Gateway {
     /// cold, so off the worker).
     pub(super) fn task_support(&self, server: &str, tool: &str) -> Option<String> {
         let tools = self.entries(List::Tools, Place::Own)?;
-        let entry = tools.iter().find(|e| e.server == server && e.original == tool)?;
+        let entry = tools.get(&public_name(server, tool))?;
         entry.item.pointer("/execution/taskSupport").and_then(Value::as_str).map(str::to_string)
     }
 
@@ -401,7 +379,7 @@ impl Gateway {
 
     /// The merged tools (or prompts) of every running server, cached until a list changes;
     /// `None` when the cache is cold and `at` is the worker.
-    fn entries(&self, list: List, at: Place) -> Option<Vec<Entry>> {
+    pub(super) fn entries(&self, list: List, at: Place) -> Option<Arc<Index>> {
         let cached = {
             let c = self.catalog.lock();
             if list == List::Tools { c.tools.clone() } else { c.prompts.clone() }
@@ -435,31 +413,25 @@ impl Gateway {
                 ),
             }
         }
+        let servers = self.servers.list();
+        let rank = |name: &str| servers.iter().position(|s| s.name == name).unwrap_or(usize::MAX);
+        let index = Arc::new(Index::new(out, rank));
         let mut c = self.catalog.lock();
         if list == List::Tools {
-            c.tools = Some(out.clone());
+            c.tools = Some(index.clone());
         } else {
-            c.prompts = Some(out.clone());
+            c.prompts = Some(index.clone());
         }
-        Some(out)
+        Some(index)
     }
 
     /// The entry with this public name (`Some(None)`: there is none); `None` when finding out
     /// needs the servers and `at` is the worker.
-    fn lookup(&self, list: List, public: &str, at: Place) -> Option<Option<Entry>> {
+    fn lookup(&self, list: List, public: &str, at: Place) -> Option<Option<Found>> {
         // A public name, else (tools only: an MCP app calls its tools by their own names) the
         // one server's tool of that name when exactly one server has it.
-        let find = |v: &[Entry]| {
-            v.iter().find(|e| e.public == public).cloned().or_else(|| {
-                let bare: Vec<&Entry> =
-                    v.iter().filter(|e| list == List::Tools && e.original == public).collect();
-                match bare.as_slice() {
-                    [one] => Some((*one).clone()),
-                    _ => None,
-                }
-            })
-        };
-        if let Some(e) = self.entries(list, Place::Worker).as_deref().and_then(find) {
+        let bare = list == List::Tools;
+        if let Some(e) = self.entries(list, Place::Worker).and_then(|i| Found::find(&i, public, bare)) {
             return Some(Some(e));
         }
         if at == Place::Worker {
@@ -471,7 +443,7 @@ impl Gateway {
         } else {
             "notifications/prompts/list_changed"
         }));
-        Some(self.entries(list, Place::Own).as_deref().and_then(find))
+        Some(self.entries(list, Place::Own).and_then(|i| Found::find(&i, public, bare)))
     }
 
     fn resources(&self, kind: Kind) -> Vec<Value> {
@@ -480,7 +452,6 @@ impl Gateway {
         for (server, got) in self.with_kept(live, kind) {
             match got {
                 Ok(items) => {
-                    let items: Vec<Value> = items.into_iter().map(|i| public_ui_uri_of(&server, i)).collect();
                     let mut c = self.catalog.lock();
                     for item in &items {
                         let uri = item
@@ -489,10 +460,10 @@ impl Gateway {
                             .and_then(Value::as_str)
                             .unwrap_or("");
                         let uri = uri.split('{').next().unwrap_or(uri);
-                        c.resources.insert(uri.to_string(), server.clone());
+                        c.resources.entry(uri.to_string()).or_insert_with(|| server.clone());
                     }
                     drop(c);
-                    out.extend(items);
+                    out.extend(items.into_iter().map(|i| public_uri_of(&server, i)));
                 }
                 Err(e) => log::warn!(
                     "aggregated {method}: leaving out {server}: {}",
@@ -507,7 +478,7 @@ impl Gateway {
     /// prefix (`Some(None)`: none); `None` when finding out needs the servers and `at` is the
     /// worker.
     fn resource_owner(&self, uri: &str, at: Place) -> Option<Option<String>> {
-        let find = |c: &Catalog| {
+        let find = |c: &super::catalog::Catalog| {
             c.resources.get(uri).cloned().or_else(|| {
                 c.resources
                     .iter()

@@ -1,6 +1,7 @@
 //! MCP extensions and the handshake on the aggregated endpoint: task ids as `server__id`
-//! wherever they appear and one session's tasks merged across servers; MCP Apps' `ui://` URIs
-//! as `ui://server+rest` (so they stay valid and route back); skills merged across servers,
+//! wherever they appear and one session's tasks merged across servers; resource URIs (MCP
+//! Apps' `ui://` ones too) as `scheme://server+rest` (so they stay valid, two servers' same URI
+//! are told apart, and they route back with no list); skills merged across servers,
 //! `skills/get` and `resources/directory/read` routed to the skill's server (the latter only
 //! to servers that declared `directoryRead`); the handshake's instructions and capabilities
 //! combined from the running servers.
@@ -161,10 +162,12 @@ impl Gateway {
         text
     }
 
-    /// The server and the server's own URI behind a public `ui://` URI.
-    pub(super) fn private_ui(&self, uri: &str) -> Option<(String, String)> {
-        let (server, rest) = uri.strip_prefix("ui://")?.split_once('+')?;
-        self.servers.get(server).map(|_| (server.to_string(), format!("ui://{rest}")))
+    /// The server and the server's own URI behind a public resource URI.
+    pub(super) fn private_uri(&self, uri: &str) -> Option<(String, String)> {
+        let (scheme, rest) = uri.split_once(':')?;
+        let (slashes, rest) = rest.strip_prefix("//").map_or(("", rest), |r| ("//", r));
+        let (server, tail) = rest.split_once('+')?;
+        self.servers.contains(server).then(|| (server.to_string(), format!("{scheme}:{slashes}{tail}")))
     }
 }
 
@@ -182,10 +185,19 @@ pub(super) fn public_task_ids(server: &str, mut v: Value) -> Value {
     v
 }
 
-/// An MCP app's `ui://` URI as the aggregated endpoint shows it: `ui://{server}+{rest}`, so it
-/// stays a valid URI and routes back.
-fn public_ui(server: &str, uri: &str) -> Option<String> {
-    uri.strip_prefix("ui://").map(|rest| format!("ui://{server}+{rest}"))
+/// A server's resource URI as the aggregated endpoint shows it: `scheme://{server}+{rest}`
+/// (`scheme:{server}+{rest}` without an authority), so it stays a valid URI and routes back.
+pub(super) fn public_uri(server: &str, uri: &str) -> Option<String> {
+    let (scheme, rest) = uri.split_once(':')?;
+    let valid = scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    if !valid {
+        return None;
+    }
+    Some(match rest.strip_prefix("//") {
+        Some(rest) => format!("{scheme}://{server}+{rest}"),
+        None => format!("{scheme}:{server}+{rest}"),
+    })
 }
 
 /// A tool's (or a call result's) app URIs, `_meta.ui.resourceUri` and the older flat
@@ -193,7 +205,9 @@ fn public_ui(server: &str, uri: &str) -> Option<String> {
 pub(super) fn public_ui_meta(server: &str, mut v: Value) -> Value {
     for pointer in ["/_meta/ui/resourceUri", "/_meta/ui~1resourceUri"] {
         if let Some(uri) = v.pointer_mut(pointer) {
-            if let Some(public) = uri.as_str().and_then(|u| public_ui(server, u)) {
+            if let Some(public) =
+                uri.as_str().filter(|u| u.starts_with("ui://")).and_then(|u| public_uri(server, u))
+            {
                 *uri = json!(public);
             }
         }
@@ -201,18 +215,20 @@ pub(super) fn public_ui_meta(server: &str, mut v: Value) -> Value {
     v
 }
 
-/// A listed resource (or a read's content) with its `ui://` URI made public.
-pub(super) fn public_ui_uri_of(server: &str, mut item: Value) -> Value {
-    if let Some(public) = item.get("uri").and_then(Value::as_str).and_then(|u| public_ui(server, u)) {
-        item["uri"] = json!(public);
+/// A listed resource or template (or a read's content) with its URI made public.
+pub(super) fn public_uri_of(server: &str, mut item: Value) -> Value {
+    for key in ["uri", "uriTemplate"] {
+        if let Some(public) = item.get(key).and_then(Value::as_str).and_then(|u| public_uri(server, u)) {
+            item[key] = json!(public);
+        }
     }
     item
 }
 
-/// A `resources/read` result with its contents' `ui://` URIs made public.
-pub(super) fn public_ui_contents(server: &str, mut r: Value) -> Value {
+/// A `resources/read` result with its contents' URIs made public.
+pub(super) fn public_contents(server: &str, mut r: Value) -> Value {
     if let Some(Value::Array(contents)) = r.get_mut("contents").map(Value::take) {
-        r["contents"] = Value::Array(contents.into_iter().map(|c| public_ui_uri_of(server, c)).collect());
+        r["contents"] = Value::Array(contents.into_iter().map(|c| public_uri_of(server, c)).collect());
     }
     r
 }
@@ -253,11 +269,25 @@ mod tests {
         let shown = public_ui_meta("fx", tool);
         assert_eq!(shown["_meta"]["ui"]["resourceUri"], "ui://fx+fixture/app.html");
         assert_eq!(shown["_meta"]["ui/resourceUri"], "ui://fx+x");
-        let read = public_ui_contents(
+        let read = public_contents(
             "fx",
             json!({"contents": [{"uri": "ui://a/b", "text": "t"}, {"uri": "file:///c"}]}),
         );
-        assert_eq!(read["contents"], json!([{"uri": "ui://fx+a/b", "text": "t"}, {"uri": "file:///c"}]));
+        assert_eq!(read["contents"], json!([{"uri": "ui://fx+a/b", "text": "t"}, {"uri": "file://fx+/c"}]));
+    }
+
+    #[test]
+    fn resource_uris_name_their_server() {
+        fn check(uri: &str, expected: Option<&str>) {
+            assert_eq!(public_uri("fx", uri).as_deref(), expected, "{uri}");
+        }
+        check("fixture://one", Some("fixture://fx+one"));
+        check("file:///tmp/a", Some("file://fx+/tmp/a"));
+        check("urn:isbn:1", Some("urn:fx+isbn:1"));
+        check("no-scheme", None);
+        check("1x://a", None);
+        let t = public_uri_of("fx", json!({"uriTemplate": "demo://item/{id}", "name": "item"}));
+        assert_eq!(t["uriTemplate"], "demo://fx+item/{id}");
     }
 
     #[test]

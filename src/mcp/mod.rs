@@ -7,6 +7,7 @@
 //! the gateway a `Sink` for answers that come later.
 
 mod aggregate;
+mod catalog;
 mod cold;
 mod extensions;
 mod lot;
@@ -31,7 +32,8 @@ use crate::exchange::{Relay, Relayed, StreamBody, relay, write_event};
 use crate::jsonrpc::{self, Kind, RpcError};
 use crate::queue::Delivery;
 use crate::servers::{Acquired, STATUS_NOTIFICATION, Servers, Status};
-use aggregate::{Catalog, Place};
+use aggregate::Place;
+use catalog::Catalog;
 pub use cold::ColdStart;
 pub use modern::MODERN_VERSION;
 pub use session::{Client, Session, Sessions, Target};

@@ -169,7 +169,7 @@ impl Gateway {
             "notifications/resources/updated" => {
                 let subscribers = self.owners.lock().subscribers(server, param("uri"));
                 for s in subscribers.iter().filter_map(|id| self.sessions.peek(id)) {
-                    s.deliver(msg.clone());
+                    s.deliver(as_seen_by(&s, server, msg.clone()));
                 }
             }
             "notifications/tasks/status" | "notifications/tasks" => {
@@ -239,7 +239,10 @@ impl Gateway {
 fn as_seen_by(session: &Session, server: &str, mut msg: Value) -> Value {
     if session.target == Target::Aggregate {
         if let Some(params) = msg.get_mut("params").map(Value::take) {
-            msg["params"] = super::extensions::public_task_ids(server, params);
+            msg["params"] = match jsonrpc::method(&msg) == "notifications/resources/updated" {
+                true => super::extensions::public_uri_of(server, params),
+                false => super::extensions::public_task_ids(server, params),
+            };
         }
     }
     msg

@@ -85,7 +85,7 @@ fn a_slow_aggregated_list_waits_off_the_worker() {
     assert!(names.contains(&json!("fx__echo")), "{names:?}");
     let resources = json!({"jsonrpc": "2.0", "id": 2, "method": "resources/list"});
     let r = health_answers_during(&hub, "the aggregated resources/list", || mcp.send(&resources));
-    assert_eq!(r.json()["result"]["resources"][0]["uri"], "fixture://one", "{}", r.text());
+    assert_eq!(r.json()["result"]["resources"][0]["uri"], "fixture://fx+one", "{}", r.text());
 }
 
 #[test]

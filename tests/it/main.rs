@@ -4,6 +4,7 @@ mod apps;
 mod bodies;
 mod bridge;
 mod calls;
+mod catalog;
 mod children;
 mod clients;
 mod cold;
