@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::harness::{Conn, Hub, McpSession, SEC, TempDir, deps};
-use super::{Pipe, Row, bench_hub, ms};
+use crate::harness::{Conn, Hub, McpSession, SEC, TempDir, deps};
+use crate::{Pipe, Row, bench_hub, ms};
 
 /// The versions of the embedded defaults' packages in the tests' npm cache.
 const PINS: [(&str, &str); 5] = [
@@ -181,7 +181,7 @@ fn tree_rss_kib(pid: i32) -> u64 {
         tree.extend(parents.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
         i += 1;
     }
-    tree.iter().map(|p| super::rss_kib(*p).0).sum()
+    tree.iter().map(|p| crate::rss_kib(*p).0).sum()
 }
 
 pub fn first_minute(rows: &mut Vec<Row>) {
