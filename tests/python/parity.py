@@ -51,8 +51,9 @@ async def exercise(read, write, prefix: str) -> dict:
         await s.initialize()
         tools = (await s.list_tools()).tools
         mine = [t for t in tools if t.name.startswith(prefix) and t.name != "agenthub__enhance_prompt"]
-        # As text: the schemas' key order counts too.
-        report["tools"] = json.dumps([[t.name[len(prefix):], t.input_schema] for t in mine])
+        # As text: the schemas' key order counts too. By name: /mcp lists each server's tools
+        # sorted (a stable list for clients' prompt caches), a server in its own order.
+        report["tools"] = json.dumps(sorted([[t.name[len(prefix):], t.input_schema] for t in mine], key=lambda t: t[0]))
 
         async def call(name, args):
             r = await s.call_tool(prefix + name, args)
@@ -69,7 +70,10 @@ async def exercise(read, write, prefix: str) -> dict:
                                  progress_callback=progress)
         # The last one races the response in the SDKs (seen or not, directly too): the first two.
         report["progress"] = [seen[:2], [c.text for c in long.content if getattr(c, "type", "") == "text"]]
-        doc = await s.read_resource("demo://resource/static/document/features.md")
+        # On /mcp a resource URI names its server: `demo://everything+resource/...`.
+        server = prefix.removesuffix("__")
+        pub = (lambda u: u.replace("://", f"://{server}+", 1)) if server else (lambda u: u)
+        doc = await s.read_resource(pub("demo://resource/static/document/features.md"))
         report["resource"] = len(doc.contents[0].text)
         prompt = await s.get_prompt(prefix + "args-prompt", {"city": "Lisbon", "state": "Lisboa"})
         report["prompt"] = prompt.messages[0].content.text
@@ -78,13 +82,13 @@ async def exercise(read, write, prefix: str) -> dict:
         report["completion"] = done.completion.values
 
         uri = "demo://resource/dynamic/text/1"
-        await s.subscribe_resource(uri)
+        await s.subscribe_resource(pub(uri))
         await call("toggle-subscriber-updates", {})
         with anyio.fail_after(DEADLINE):
-            while uri not in updates:
+            while pub(uri) not in updates:
                 await anyio.sleep(0.05)
         await call("toggle-subscriber-updates", {})
-        await s.unsubscribe_resource(uri)
+        await s.unsubscribe_resource(pub(uri))
         report["subscription"] = uri
 
         await s.set_logging_level("debug")

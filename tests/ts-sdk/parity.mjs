@@ -63,10 +63,12 @@ async function main() {
   const modern = era >= "2026-07-28";
   if (auto) report.era = era;
   const { tools } = await client.listTools();
-  // As text: the schemas' key order counts too.
+  // As text: the schemas' key order counts too. By name: /mcp lists each server's tools sorted
+  // (a stable list for clients' prompt caches), a server in its own order.
   report.tools = JSON.stringify(tools
     .filter((t) => t.name.startsWith(prefix) && t.name !== "agenthub__enhance_prompt")
-    .map((t) => [t.name.slice(prefix.length), t.inputSchema]));
+    .map((t) => [t.name.slice(prefix.length), t.inputSchema])
+    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)));
   const call = async (name, args) => {
     const r = await client.callTool({ name: prefix + name, arguments: args });
     return r.content.filter((c) => c.type === "text").map((c) => c.text);
@@ -80,7 +82,10 @@ async function main() {
   );
   // The last one races the response in the SDKs (seen or not, directly too): the first two.
   report.progress = [seen.slice(0, 2), long.content.filter((c) => c.type === "text").map((c) => c.text)];
-  const doc = await client.readResource({ uri: "demo://resource/static/document/features.md" });
+  // On /mcp a resource URI names its server: `demo://everything+resource/...`.
+  const server = prefix.replace(/__$/, "");
+  const pub = (uri) => (server ? uri.replace("://", `://${server}+`) : uri);
+  const doc = await client.readResource({ uri: pub("demo://resource/static/document/features.md") });
   report.resource = doc.contents[0].text.length;
   const prompt = await client.getPrompt({ name: prefix + "args-prompt", arguments: { city: "Lisbon", state: "Lisboa" } });
   report.prompt = prompt.messages[0].content.text;
@@ -92,11 +97,11 @@ async function main() {
 
   if (!modern) {
   const uri = "demo://resource/dynamic/text/1";
-  await client.subscribeResource({ uri });
+  await client.subscribeResource({ uri: pub(uri) });
   await call("toggle-subscriber-updates", {});
-  await until("a resource update", () => updates.includes(uri));
+  await until("a resource update", () => updates.includes(pub(uri)));
   await call("toggle-subscriber-updates", {});
-  await client.unsubscribeResource({ uri });
+  await client.unsubscribeResource({ uri: pub(uri) });
   report.subscription = uri;
 
   await client.setLoggingLevel("debug");
