@@ -88,6 +88,7 @@ impl App {
                 ColdStart {
                     catalog_dir: Some(settings.data_dir.join("catalog")),
                     wait: settings.cold_list_wait,
+                    search: settings.tool_search,
                 },
             ),
             pipelines,

@@ -24,7 +24,6 @@ mod queue;
 mod reload;
 mod request_id;
 mod resilience;
-#[allow(dead_code)] // until the gateway's agenthub__find_tools uses it
 mod search;
 mod servers;
 mod service;

@@ -17,6 +17,7 @@ mod rules;
 mod secrets;
 mod servers;
 mod settings;
+mod tool_search;
 mod vars;
 
 use std::collections::BTreeMap;
@@ -34,6 +35,7 @@ pub use rules::{Rules, parse_rules};
 pub use secrets::{Secrets, mask_args, mask_url};
 pub use servers::{Elicitation, Sampling, ServerConfig, ServerEntry, Transport};
 pub use settings::{SETTINGS, Settings, is_loopback_host};
+pub use tool_search::ToolSearch;
 pub use vars::Scope;
 
 /// The example servers file shipped in `configs/`, used when nothing is configured.

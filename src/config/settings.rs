@@ -154,6 +154,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "seconds a new /mcp session's first list waits for servers with no cached catalog (0: none)",
     },
     SettingSpec {
+        env: "AGENTHUB_TOOL_SEARCH",
+        flag: None,
+        default: "off",
+        help: "/mcp tools: off (all), on (find_tools + call_tool), auto[:N] (search past N, 40)",
+    },
+    SettingSpec {
         env: "AGENTHUB_BREAKER_THRESHOLD",
         flag: None,
         default: "3",
@@ -224,6 +230,7 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// How long a new `/mcp` session's first list may wait for servers it has no catalog of.
     pub cold_list_wait: Duration,
+    pub tool_search: super::ToolSearch,
     pub breaker_threshold: u32,
     pub breaker_recovery: Duration,
     pub ollama_url: String,
@@ -385,6 +392,7 @@ impl Settings {
             read_timeout: src.seconds("AGENTHUB_READ_TIMEOUT_S", 30.0)?,
             request_timeout: src.seconds("AGENTHUB_REQUEST_TIMEOUT_S", 60.0)?,
             cold_list_wait: src.seconds_or_none("AGENTHUB_COLD_LIST_WAIT_S", 15.0)?,
+            tool_search: src.parse("AGENTHUB_TOOL_SEARCH", Default::default(), "off, on, auto or auto:N")?,
             breaker_threshold,
             breaker_recovery: src.seconds("AGENTHUB_BREAKER_RECOVERY_S", 30.0)?,
             ollama_url: ollama_url(&src)?,

@@ -15,6 +15,7 @@ use super::catalog::{Entry, Found, Index};
 use super::extensions::{public_contents, public_task_ids, public_ui_meta, public_uri_of};
 use super::own_tools::enhance_tool;
 use super::shelf::Kind;
+use super::tool_search::{CALL_TOOL, FIND_TOOLS, find_tools, unwrap_call};
 use super::{Answer, Gateway, Session, reply};
 use crate::exchange::Request;
 use crate::jsonrpc::{self, RpcError};
@@ -99,12 +100,27 @@ impl Gateway {
         if Kind::of_method(&method).is_some() && !self.cold_ready(session, at) {
             return Err(msg);
         }
+        if method == "tools/call" && msg.pointer("/params/name") == Some(&json!(CALL_TOOL)) {
+            if let Err(why) = unwrap_call(&mut msg) {
+                return Ok(not_found(&why));
+            }
+        }
         Ok(match method.as_str() {
             "tools/list" => {
                 let Some(entries) = self.entries(List::Tools, at) else { return Err(msg) };
                 let mut tools = self.own_tools();
-                tools.extend(entries.entries().iter().map(|e| e.item.clone()));
+                match self.cold.search.searching(entries.entries().len()) {
+                    true => tools.extend(self.search_tools(&entries)),
+                    false => tools.extend(entries.entries().iter().map(|e| e.item.clone())),
+                }
                 reply(jsonrpc::result(id, json!({ "tools": tools })))
+            }
+            "tools/call" if msg.pointer("/params/name") == Some(&json!(FIND_TOOLS)) => {
+                let Some(entries) = self.entries(List::Tools, at) else { return Err(msg) };
+                match find_tools(&entries, msg.pointer("/params/arguments")) {
+                    Ok(result) => reply(jsonrpc::result(id, result)),
+                    Err(why) => not_found(&why),
+                }
             }
             "tools/call" if msg.pointer("/params/name") == Some(&json!(ENHANCE_TOOL)) => {
                 // The local model takes seconds.

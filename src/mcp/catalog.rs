@@ -37,6 +37,8 @@ pub(super) struct Index {
     /// A server's own name → position, when exactly one server has it (an MCP app calls its
     /// tools by their own names); `None`: several do.
     bare: HashMap<String, Option<usize>>,
+    /// The tool search's ranking over these entries, built at its first search.
+    search: std::sync::OnceLock<crate::search::Index>,
 }
 
 impl Index {
@@ -52,7 +54,16 @@ impl Index {
             public.entry(e.public.clone()).or_insert(i);
             bare.entry(e.original.clone()).and_modify(|at| *at = None).or_insert(Some(i));
         }
-        Index { entries, public, bare }
+        Index { entries, public, bare, search: std::sync::OnceLock::new() }
+    }
+
+    /// The ranking over these entries (a list change builds a new `Index`, so a new ranking).
+    pub(super) fn ranking(&self) -> &crate::search::Index {
+        self.search.get_or_init(|| {
+            let tools: Vec<crate::search::Tool> =
+                self.entries.iter().map(|e| crate::search::Tool::from_mcp(&e.public, &e.item)).collect();
+            crate::search::Index::build(&tools)
+        })
     }
 
     pub(super) fn entries(&self) -> &[Entry] {

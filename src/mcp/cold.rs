@@ -21,6 +21,7 @@ use serde_json::Value;
 use super::aggregate::{FANOUT_DEADLINE, Place};
 use super::shelf::{Kind, Shelf};
 use super::{Answer, Gateway, Session, reply, unavailable};
+use crate::config::ToolSearch;
 use crate::error::Result;
 use crate::jsonrpc::RpcError;
 use crate::servers::{Snapshot, Status, launch_hash};
@@ -33,11 +34,13 @@ pub struct ColdStart {
     /// How long after a session began its lists wait for servers with no catalog
     /// (`AGENTHUB_COLD_LIST_WAIT_S`).
     pub wait: Duration,
+    /// All the tools, or the two search tools (`AGENTHUB_TOOL_SEARCH`).
+    pub search: ToolSearch,
 }
 
 impl Default for ColdStart {
     fn default() -> Self {
-        ColdStart { catalog_dir: None, wait: Duration::from_secs(15) }
+        ColdStart { catalog_dir: None, wait: Duration::from_secs(15), search: ToolSearch::Off }
     }
 }
 
@@ -45,11 +48,12 @@ impl Default for ColdStart {
 pub(super) struct Cold {
     wait: Duration,
     shelf: Shelf,
+    pub(super) search: ToolSearch,
 }
 
 impl Cold {
     pub(super) fn new(settings: ColdStart) -> Cold {
-        Cold { wait: settings.wait, shelf: Shelf::open(settings.catalog_dir) }
+        Cold { wait: settings.wait, shelf: Shelf::open(settings.catalog_dir), search: settings.search }
     }
 
     /// A server an aggregated client could use now or once started: enabled, and RUNNING,

@@ -19,6 +19,7 @@ mod share;
 mod shelf;
 mod sink;
 mod task_bridge;
+mod tool_search;
 
 use std::io::Write;
 use std::sync::Arc;

@@ -37,6 +37,7 @@ mod service;
 mod sessions;
 mod shared_child;
 mod shim;
+mod tool_search;
 // Shared test support: not every helper is used by every test module.
 #[allow(dead_code)]
 mod fake_ollama;

@@ -1,0 +1,88 @@
+//! Tool search on `/mcp`: two tools in place of every server's, finding and calling them.
+
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+fn names(list: &Value) -> Vec<String> {
+    list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn hub(search: &str) -> Hub {
+    let hub = Hub::builder()
+        .fixtures(&[("files", json!({"auto_start": true, "description": "A test server"}))])
+        .env("AGENTHUB_TOOL_SEARCH", search)
+        .start();
+    hub.wait_status("files", "RUNNING", 10 * SEC);
+    hub
+}
+
+#[test]
+fn with_search_on_two_tools_find_and_call_every_servers_tools() {
+    let hub = hub("on");
+    let c = McpSession::connect(&hub, "/mcp");
+    let list = c.call(json!(1), "tools/list", json!({}));
+    let listed = names(&list);
+    assert!(listed.contains(&"agenthub__find_tools".to_string()), "{listed:?}");
+    assert!(listed.contains(&"agenthub__call_tool".to_string()), "{listed:?}");
+    assert!(!listed.iter().any(|n| n.starts_with("files__")), "{listed:?}");
+    let find =
+        list["result"]["tools"].as_array().unwrap().iter().find(|t| t["name"] == "agenthub__find_tools");
+    let described = find.unwrap()["description"].as_str().unwrap().to_string();
+    assert!(described.contains("files (A test server)"), "{described}");
+
+    // Found: the tool with its schema and server, as structured content and as text.
+    let r = c.call(
+        json!(2),
+        "tools/call",
+        json!({"name": "agenthub__find_tools", "arguments": {"query": "echo back some text", "limit": 3}}),
+    );
+    let found = r["result"]["structuredContent"]["tools"].as_array().unwrap_or_else(|| panic!("{r}")).clone();
+    assert!(!found.is_empty() && found.len() <= 3, "{r}");
+    assert_eq!(
+        (found[0]["name"].clone(), found[0]["server"].clone(), found[0]["inputSchema"]["type"].clone()),
+        (json!("files__echo"), json!("files"), json!("object")),
+        "{r}"
+    );
+    assert!(r["result"]["content"][0]["text"].as_str().unwrap().contains("files__echo"), "{r}");
+
+    // Called through the call tool, answered as the server answers.
+    let r = c.call(json!(3), "tools/call", json!({"name": "agenthub__call_tool", "arguments": {"name": "files__echo", "arguments": {"text": "hi there"}}}));
+    assert_eq!(r["result"]["content"][0]["text"], "hi there", "{r}");
+
+    // What is wrong is said.
+    for (args, says) in [
+        (json!({"name": "agenthub__find_tools", "arguments": {}}), "\"query\""),
+        (json!({"name": "agenthub__find_tools", "arguments": {"query": "x", "limit": 50}}), "\"limit\""),
+        (json!({"name": "agenthub__call_tool", "arguments": {}}), "\"name\""),
+        (json!({"name": "agenthub__call_tool", "arguments": {"name": "files__nope"}}), "files__nope"),
+    ] {
+        let r = c.call(json!(4), "tools/call", args.clone());
+        assert_eq!(r["error"]["code"], -32602, "{args}: {r}");
+        assert!(r["error"]["message"].as_str().unwrap().contains(says), "{args}: {r}");
+    }
+}
+
+#[test]
+fn auto_searches_only_past_its_cap_and_off_lists_everything() {
+    for (setting, searching) in [("auto:5", true), ("auto:50", false), ("off", false)] {
+        let hub = hub(setting);
+        let c = McpSession::connect(&hub, "/mcp");
+        let listed = names(&c.call(json!(1), "tools/list", json!({})));
+        assert_eq!(listed.contains(&"agenthub__find_tools".to_string()), searching, "{setting}: {listed:?}");
+        assert_eq!(listed.iter().any(|n| n == "files__echo"), !searching, "{setting}: {listed:?}");
+    }
+    // A setting that is none of them stops the hub at start, naming it.
+    let out = hub_command(TempDir::new("bad-search").path())
+        .args(["check-config"])
+        .env("AGENTHUB_TOOL_SEARCH", "sometimes")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AGENTHUB_TOOL_SEARCH"), "{out:?}");
+}
