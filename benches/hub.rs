@@ -63,6 +63,9 @@ fn main() {
     if wanted("catalog") {
         catalog_call(&mut rows);
     }
+    if wanted("search") {
+        tool_search(&mut rows);
+    }
     if wanted("rps") {
         let everything = deps().join("npm/node_modules/.bin/mcp-server-everything");
         if everything.exists() {
@@ -317,6 +320,50 @@ fn catalog_call(rows: &mut Vec<Row>) {
         measured: format!("{:.2}×", big.as_secs_f64() / small.as_secs_f64()),
         target: "≤ 1.2×".into(),
         pass: Some(big.as_secs_f64() <= 1.2 * small.as_secs_f64()),
+    });
+}
+
+/// Tool search over 2,010 tools: `agenthub__find_tools`' p50, and the bytes of the `tools/list`
+/// a client takes with search on and off.
+fn tool_search(rows: &mut Vec<Row>) {
+    let servers = fixture_servers(&[("fx", json!({"auto_start": true, "args": ["--many-tools", "2000"]}))]);
+    let mut bytes = Vec::new();
+    let mut found = Vec::new();
+    for search in ["off", "on"] {
+        let hub = bench_hub(&servers).env("AGENTHUB_TOOL_SEARCH", search).start();
+        hub.wait_status("fx", "RUNNING", 30 * SEC);
+        let c = McpSession::keep_alive(&hub.addr, "/mcp");
+        let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}).to_string();
+        let r = c.send_raw(list.as_bytes());
+        assert_eq!(r.status, 200);
+        bytes.push(r.body.len());
+        if search == "on" {
+            let find = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "agenthub__find_tools",
+                "arguments": {"query": "tool number 1234 of the large catalog", "limit": 5}}}).to_string();
+            for _ in 0..20 {
+                c.send_raw(find.as_bytes());
+            }
+            found = sample(500, || {
+                let r = c.send_raw(find.as_bytes());
+                assert!(
+                    r.status == 200 && String::from_utf8_lossy(&r.body).contains("fx__many_"),
+                    "{}",
+                    r.status
+                );
+            });
+        }
+    }
+    rows.push(Row {
+        metric: "agenthub__find_tools over 2,010 tools, p50 / p99".into(),
+        measured: format!("{:.0} / {:.0} µs", us(pct(&found, 50)), us(pct(&found, 99))),
+        target: "".into(),
+        pass: None,
+    });
+    rows.push(Row {
+        metric: "tools/list on /mcp with 2,010 tools: search off / on".into(),
+        measured: format!("{} / {} bytes", bytes[0], bytes[1]),
+        target: "".into(),
+        pass: None,
     });
 }
 
