@@ -207,3 +207,24 @@ fn a_client_without_the_capability_is_not_asked() {
     assert_eq!(result["resultType"], "complete", "{result}");
     assert!(result["content"][0]["text"].as_str().unwrap().contains("error"), "{result}");
 }
+
+#[test]
+fn tool_search_works_for_a_client_without_sessions() {
+    let hub = Hub::builder()
+        .fixtures(&[("fx", json!({"auto_start": true}))])
+        .env("AGENTHUB_TOOL_SEARCH", "on")
+        .start();
+    hub.wait_status("fx", "RUNNING", 10 * SEC);
+    let r = modern(&hub, "/mcp", json!(1), "tools/list", json!({}), None);
+    let tools = r.json()["result"]["tools"].clone();
+    let names: Vec<&str> = tools.as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
+    assert!(names.contains(&"agenthub__find_tools") && !names.contains(&"fx__echo"), "{names:?}");
+    let find = json!({"name": "agenthub__find_tools", "arguments": {"query": "echo back the text"}});
+    let r = modern(&hub, "/mcp", json!(2), "tools/call", find, Some("agenthub__find_tools"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["result"]["structuredContent"]["tools"][0]["name"], "fx__echo", "{}", r.text());
+    let call = json!({"name": "agenthub__call_tool", "arguments": {"name": "fx__echo", "arguments": {"text": "hi"}}});
+    let r = modern(&hub, "/mcp", json!(3), "tools/call", call, Some("agenthub__call_tool"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["result"]["content"][0]["text"], "hi", "{}", r.text());
+}
