@@ -37,14 +37,7 @@ impl Activity {
         let mut message = message.into();
         if message.len() > MESSAGE_BYTES {
             // A copy of the kept part: a truncated `String` would keep the whole allocation.
-            let mut end = MESSAGE_BYTES;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            let mut kept = String::with_capacity(end + " [...]".len());
-            kept.push_str(&message[..end]);
-            kept.push_str(" [...]");
-            message = kept;
+            message = crate::text::cut_marked(&message, MESSAGE_BYTES);
         }
         let request_id = crate::request_id::current();
         let mut inner = self.inner.lock();

@@ -8,12 +8,26 @@ use std::time::Instant;
 /// `s` cut to at most `max` bytes on a character boundary, in an allocation of its own size (a
 /// cut `String` would keep the whole original buffer alive).
 pub fn cut(s: &str, max: usize) -> String {
+    cut_with(s, max, "")
+}
+
+/// What marks a text that was cut.
+pub const CUT_MARK: &str = " [...]";
+
+/// `cut`, and `CUT_MARK` after it when something was cut off.
+pub fn cut_marked(s: &str, max: usize) -> String {
+    cut_with(s, max, CUT_MARK)
+}
+
+fn cut_with(s: &str, max: usize, mark: &str) -> String {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    let mut out = String::with_capacity(end);
+    let mark = if end < s.len() { mark } else { "" };
+    let mut out = String::with_capacity(end + mark.len());
     out.push_str(&s[..end]);
+    out.push_str(mark);
     out
 }
 

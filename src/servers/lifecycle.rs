@@ -49,37 +49,24 @@ impl Servers {
         self.start_each_background(|config| config.auto_start && !config.on_demand, "auto-start");
     }
 
-    /// Starts, in parallel and without waiting, every enabled server that is STOPPED or
-    /// SLEEPING (what an aggregated client sees is every server it could use), for use: FAILED
-    /// ones are left as they are, and so are those a person stopped and the on-demand ones
-    /// (they start at their first call, or a list with nothing cached for them).
-    pub fn start_stopped_background(self: &Arc<Self>) {
-        self.start_each_background(|config| !config.on_demand, "start for the aggregated endpoint");
-    }
-
     /// Starts each server `wanted` says, for use (a server a person holds stopped is skipped).
     fn start_each_background(self: &Arc<Self>, wanted: impl Fn(&ServerConfig) -> bool, what: &'static str) {
         // A copy: the list's lock is not held while threads start (a `for` over `lock().clone()`
         // would keep the guard to the loop's end).
         let list = self.list.lock().clone();
-        for srv in list {
-            let start = {
+        let names: Vec<String> = list
+            .iter()
+            .filter(|srv| {
                 let st = srv.state.lock();
                 wanted(&st.config)
                     && st.config.enabled
                     && st.problem.is_none()
                     && !st.held
                     && matches!(st.status(), Status::Stopped | Status::Sleeping)
-            };
-            if start {
-                let me = self.clone();
-                self.spawn_thread(format!("start-{}", short(&srv.name)), move || {
-                    if let Err(e) = me.start_for_use(&srv.name) {
-                        log::warn!("{what} of {} failed: {e}", srv.name);
-                    }
-                });
-            }
-        }
+            })
+            .map(|srv| srv.name.clone())
+            .collect();
+        self.start_for_use_on_threads(&names, what);
     }
 
     /// A person's start (the API, the dashboard, the CLI): starts a server and waits until it

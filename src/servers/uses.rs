@@ -10,11 +10,17 @@ impl Servers {
     /// Starts each of these servers for a client's use, each on a `start-*` thread of its own;
     /// returns at once.
     pub fn start_for_use_background(self: &Arc<Self>, names: &[String]) {
+        self.start_for_use_on_threads(names, "start for a client");
+    }
+
+    /// `start_for_use` of each server on a `start-*` thread of its own; a failure is logged as
+    /// `what` of that server.
+    pub(super) fn start_for_use_on_threads(self: &Arc<Self>, names: &[String], what: &'static str) {
         for name in names {
             let (me, name) = (self.clone(), name.clone());
             self.spawn_thread(format!("start-{}", short(&name)), move || {
                 if let Err(e) = me.start_for_use(&name) {
-                    log::warn!("start of {name} for a client failed: {e}");
+                    log::warn!("{what} of {name} failed: {e}");
                 }
             });
         }
