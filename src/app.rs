@@ -80,17 +80,19 @@ impl App {
             activity.clone(),
             limits,
         ));
+        let gateway = Gateway::new(
+            servers.clone(),
+            Some(enhancer.clone()),
+            Some(pipelines.clone()),
+            ColdStart {
+                catalog_dir: Some(settings.data_dir.join("catalog")),
+                wait: settings.cold_list_wait,
+                search: settings.tool_search,
+            },
+        );
+        gateway.set_profiles(loaded.profiles);
         Arc::new(App {
-            gateway: Gateway::new(
-                servers.clone(),
-                Some(enhancer.clone()),
-                Some(pipelines.clone()),
-                ColdStart {
-                    catalog_dir: Some(settings.data_dir.join("catalog")),
-                    wait: settings.cold_list_wait,
-                    search: settings.tool_search,
-                },
-            ),
+            gateway,
             pipelines,
             enhancer,
             servers,

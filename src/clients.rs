@@ -65,7 +65,16 @@ pub struct Recipe {
     way: Way,
     /// A line for the README and the dashboard: other places, the client's own command.
     pub note: &'static str,
+    /// What the client calls itself in `initialize`'s `clientInfo.name` (the hub maps these
+    /// onto `id` when no `X-Client-Name` comes).
+    pub client_info: &'static [&'static str],
+    /// How many tools the client takes before it warns or stops (`tool_search: "auto"` offers
+    /// the search tools past it).
+    pub tool_cap: usize,
 }
+
+/// The tool cap of a client the table does not know, or one that states none.
+pub const DEFAULT_TOOL_CAP: usize = 40;
 
 const CURSOR_REF: &str = "${env:AGENTHUB_TOKEN}";
 
@@ -83,6 +92,8 @@ pub const RECIPES: &[Recipe] = &[
         note: "Launches stdio servers only (a `url` entry is ignored), so the entry runs `agenthub stdio`, \
                which reads `AGENTHUB_TOKEN` from its environment; `connect` writes the binary's absolute \
                path, as the app does not see your shell's PATH.",
+        client_info: &["claude-ai"],
+        tool_cap: DEFAULT_TOOL_CAP,
     },
     Recipe {
         id: "claude-code",
@@ -95,6 +106,8 @@ pub const RECIPES: &[Recipe] = &[
         way: Way::Http { url_key: "url", kind: Some("http"), token_ref: Some("${AGENTHUB_TOKEN}") },
         note: "Or a project's `.mcp.json`, or `claude mcp add --transport http agenthub URL --header \
                \"X-Client-Name: claude-code\"`.",
+        client_info: &["claude-code"],
+        tool_cap: DEFAULT_TOOL_CAP,
     },
     Recipe {
         id: "vscode",
@@ -106,6 +119,8 @@ pub const RECIPES: &[Recipe] = &[
         key: "servers",
         way: Way::Http { url_key: "url", kind: Some("http"), token_ref: Some(CURSOR_REF) },
         note: "Or a workspace's `.vscode/mcp.json` (`--file .vscode/mcp.json`).",
+        client_info: &["Visual Studio Code", "Visual Studio Code - Insiders"],
+        tool_cap: 128,
     },
     Recipe {
         id: "cursor",
@@ -117,6 +132,8 @@ pub const RECIPES: &[Recipe] = &[
         key: "mcpServers",
         way: Way::Http { url_key: "url", kind: None, token_ref: Some(CURSOR_REF) },
         note: "Or a project's `.cursor/mcp.json`.",
+        client_info: &["cursor-vscode"],
+        tool_cap: DEFAULT_TOOL_CAP,
     },
     Recipe {
         id: "windsurf",
@@ -128,6 +145,8 @@ pub const RECIPES: &[Recipe] = &[
         key: "mcpServers",
         way: Way::Http { url_key: "serverUrl", kind: None, token_ref: Some(CURSOR_REF) },
         note: "The address goes under `serverUrl`.",
+        client_info: &["windsurf-client"],
+        tool_cap: 100,
     },
     Recipe {
         id: "zed",
@@ -139,6 +158,8 @@ pub const RECIPES: &[Recipe] = &[
         key: "context_servers",
         way: Way::Http { url_key: "url", kind: None, token_ref: None },
         note: "Settings expand no variables: with a token set the entry runs `agenthub stdio`.",
+        client_info: &["Zed"],
+        tool_cap: DEFAULT_TOOL_CAP,
     },
     Recipe {
         id: "codex",
@@ -150,6 +171,8 @@ pub const RECIPES: &[Recipe] = &[
         key: "mcp_servers",
         way: Way::Codex,
         note: "The token by name: `bearer_token_env_var`.",
+        client_info: &["codex-mcp-client"],
+        tool_cap: DEFAULT_TOOL_CAP,
     },
     Recipe {
         id: "lm-studio",
@@ -161,6 +184,8 @@ pub const RECIPES: &[Recipe] = &[
         key: "mcpServers",
         way: Way::Http { url_key: "url", kind: None, token_ref: None },
         note: "No variables in `mcp.json`: with a token set the entry runs `agenthub stdio`.",
+        client_info: &[],
+        tool_cap: DEFAULT_TOOL_CAP,
     },
     Recipe {
         id: "continue",
@@ -172,6 +197,8 @@ pub const RECIPES: &[Recipe] = &[
         key: "mcpServers",
         way: Way::Continue,
         note: "An item of the `mcpServers` list; with a token set it runs `agenthub stdio`.",
+        client_info: &[],
+        tool_cap: DEFAULT_TOOL_CAP,
     },
     Recipe {
         id: "raycast",
@@ -184,6 +211,8 @@ pub const RECIPES: &[Recipe] = &[
         way: Way::Http { url_key: "url", kind: None, token_ref: None },
         note: "No file: copy the snippet, then run Install MCP Server (it reads it from the clipboard). \
                Script commands: `assets/raycast/`.",
+        client_info: &["Raycast"],
+        tool_cap: DEFAULT_TOOL_CAP,
     },
 ];
 
@@ -191,6 +220,18 @@ pub const RECIPES: &[Recipe] = &[
 pub fn find(id: &str) -> Option<&'static Recipe> {
     let id = id.trim().to_ascii_lowercase();
     RECIPES.iter().find(|r| r.id == id || r.name.eq_ignore_ascii_case(&id))
+}
+
+/// The client id a `clientInfo.name` stands for, as the table knows it (case-insensitive).
+pub fn id_of_client_info(name: &str) -> Option<&'static str> {
+    let name = name.trim();
+    RECIPES.iter().find(|r| r.client_info.iter().any(|n| n.eq_ignore_ascii_case(name))).map(|r| r.id)
+}
+
+/// How many tools the client of this id takes (`DEFAULT_TOOL_CAP` for one the table does not
+/// know).
+pub fn tool_cap(id: &str) -> usize {
+    find(id).map_or(DEFAULT_TOOL_CAP, |r| r.tool_cap)
 }
 
 /// The hub as a client reaches it.
@@ -382,6 +423,7 @@ pub fn table_json(hub: &Hub) -> Value {
                 "files": {"linux": r.linux, "macos": r.macos, "windows": r.windows},
                 "snippet": r.snippet(hub), "token": r.token_note(), "note": r.note,
                 "connect": format!("agenthub connect {} --write", r.id),
+                "client_info": r.client_info, "tool_cap": r.tool_cap,
             })
         })
         .collect();
@@ -398,9 +440,9 @@ pub fn markdown() -> String {
     let hub = Hub::new(DEFAULT_URL, false);
     let mut out = format!("{README_BEGIN}\n\n");
     out.push_str(
-        "| client | `agenthub connect` | file (Linux; macOS; Windows) | format | with `AGENTHUB_TOKEN` |\n",
+        "| client | `agenthub connect` | file (Linux; macOS; Windows) | format | with `AGENTHUB_TOKEN` | `clientInfo.name` | tool cap |\n",
     );
-    out.push_str("|---|---|---|---|---|\n");
+    out.push_str("|---|---|---|---|---|---|---|\n");
     let cell = |p: Option<&str>| p.map_or("—".to_string(), |p| format!("`{p}`"));
     for r in RECIPES {
         let files = if r.linux.is_none() {
@@ -410,13 +452,16 @@ pub fn markdown() -> String {
         } else {
             format!("{}; {}; {}", cell(r.linux), cell(r.macos), cell(r.windows))
         };
+        let info: Vec<String> = r.client_info.iter().map(|n| format!("`{n}`")).collect();
+        let info = if info.is_empty() { "—".to_string() } else { info.join(", ") };
         out.push_str(&format!(
-            "| {} | `{}` | {} | {} | {} |\n",
+            "| {} | `{}` | {} | {} | {} | {info} | {} |\n",
             r.name,
             r.id,
             files.replace('|', "\\|"),
             r.format.as_str(),
-            r.token_note()
+            r.token_note(),
+            r.tool_cap
         ));
     }
     for r in RECIPES {

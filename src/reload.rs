@@ -1,5 +1,5 @@
 //! Live reload of the hub's own configuration files: the servers file (and the imported one),
-//! the enhancement rules and the pipelines. The `config-watch` thread looks at each file once a second (its
+//! the enhancement rules, the pipelines, the profiles and the tokens file. The `config-watch` thread looks at each file once a second (its
 //! modification time, size and SHA-256: no file-watch dependency), and once a change has held
 //! still for `SETTLE` it loads the whole configuration again with the code start-up uses. A
 //! configuration that does not load is refused whole: the hub keeps running the old one and
@@ -178,8 +178,10 @@ fn files(settings: &Settings) -> Vec<PathBuf> {
         dir.join(config::SERVERS_FILE_NAME),
         dir.join(config::RULES_FILE_NAME),
         dir.join(config::PIPELINES_FILE_NAME),
+        dir.join(config::PROFILES_FILE_NAME),
     ];
     files.extend(settings.servers_file.clone());
+    files.extend(settings.tokens_file.clone());
     files
 }
 
@@ -206,6 +208,7 @@ pub fn reload(app: &Arc<App>, why: &str) {
     let changes = app.servers.reload(loaded.servers, loaded.document);
     let rules = app.enhancer.set_rules(loaded.rules);
     let pipelines = app.pipelines.set(loaded.pipelines);
+    let profiles = app.gateway.set_profiles(loaded.profiles);
     if !changes.is_empty() || !pipelines.is_empty() {
         app.servers.announce_reload();
     }
@@ -215,6 +218,9 @@ pub fn reload(app: &Arc<App>, why: &str) {
     }
     if !pipelines.is_empty() {
         summary.push_str(&format!("; pipelines changed: {}", pipelines.join(", ")));
+    }
+    if !profiles.is_empty() {
+        summary.push_str(&format!("; profiles changed: {}", profiles.join(", ")));
     }
     log::info!("configuration reloaded ({why}): {summary}");
     app.activity.record("config", None, format!("reloaded ({why}): {summary}"));

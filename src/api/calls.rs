@@ -17,14 +17,30 @@ use crate::servers::Acquired;
 /// `POST /mcp/{server}/{method...}`: body = params, answer = result. JSON-RPC errors map to
 /// 400 (invalid request, method, params), 504 (timeout) or 502, with the error under `rpc`.
 pub fn rest_call(app: &App, req: &Req, p: &Params, res: Responder) {
-    match start_call(app, req, p) {
-        Ok(Acquired::Ready(call)) => rest_relay(call, res),
+    let view = app.gateway.rest_view(req.client_name(), super::mcp::token_of(app, req).as_deref());
+    // A tool list is cut to what the caller's profile shows.
+    let cut = (p.get("method") == "tools/list" && !view.profile().shows_all()).then(|| view.clone());
+    let server = p.get("server").to_string();
+    let seen = move |mut call: Call| {
+        if let Some(view) = cut {
+            call.on_result(move |mut r| {
+                if let Some(Value::Array(tools)) = r.get_mut("tools").map(Value::take) {
+                    r["tools"] = Value::Array(view.tools_seen(&server, tools));
+                }
+                r
+            });
+        }
+        call
+    };
+    match start_call(app, req, p, &view) {
+        Ok(Acquired::Ready(call)) => rest_relay(seen(call), res),
         Ok(Acquired::Starting(request)) => {
             // Waiting for the server to come up may take its whole handshake: off the worker.
             let (servers, server, gone) = (app.servers.clone(), p.get("server").to_string(), res.gone());
             res.spawn(move || match servers.acquire(&server, request) {
                 Ok(mut call) => {
                     call.watch(gone);
+                    let call = seen(call);
                     Reply::respond(move |res| rest_relay(call, res))
                 }
                 Err(e) => Reply::from(e),
@@ -48,7 +64,7 @@ const SESSION_OWNED: &[&str] = &[
 ];
 
 /// The request checked and sent (or given back while its server starts).
-fn start_call(app: &App, req: &Req, p: &Params) -> Result<Acquired> {
+fn start_call(app: &App, req: &Req, p: &Params, view: &crate::mcp::View) -> Result<Acquired> {
     if p.get("method") == "initialize" {
         // The child is shared and initialized once, by the hub: a second handshake would reset it.
         return Err(Error::BadRequest(format!(
@@ -75,7 +91,20 @@ fn start_call(app: &App, req: &Req, p: &Params) -> Result<Acquired> {
             ));
         }
     };
-    app.servers.try_acquire(p.get("server"), Request::own(p.get("method"), params))
+    // What the caller's profile hides is unknown to it, as on the MCP endpoints.
+    let (server, method) = (p.get("server"), p.get("method"));
+    if !view.shows_server(server) {
+        app.gateway.refused(view, Some(server), &format!("{method} on /mcp/{server}"));
+        return Err(Error::NotFound(format!("no server named \"{server}\"")));
+    }
+    if method == "tools/call" {
+        let name = params.as_ref().and_then(|p| p.get("name")).and_then(Value::as_str).unwrap_or("");
+        if !view.shows_tool(server, name) {
+            app.gateway.refused(view, Some(server), &format!("tool {name} on /mcp/{server}"));
+            return Err(Error::BadRequest(format!("unknown tool \"{name}\"")));
+        }
+    }
+    app.servers.try_acquire(server, Request::own(method, params))
 }
 
 /// The call's outcome, sent to the REST caller once it comes (no stream: the server's

@@ -10,6 +10,32 @@ pub struct Policy {
     /// Extra origins (`https://app.example`) or hosts (`hub.lan:9090`, `hub.lan`), lower case.
     pub allowed: Vec<String>,
     pub token: Option<String>,
+    /// Whether a bearer value is a client's token of the tokens file (`AGENTHUB_TOKENS_FILE`):
+    /// it reaches the MCP endpoints (its profile applies) and `/health`, not the rest.
+    pub client_token: Box<dyn Fn(&str) -> bool + Send + Sync>,
+}
+
+/// Who a request's bearer token says it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The hub's token (or no token is needed).
+    Hub,
+    /// A client's token from the tokens file.
+    Client,
+    /// Neither.
+    Denied,
+}
+
+/// The bearer value of an `Authorization` header.
+pub fn bearer(authorization: Option<&str>) -> Option<&str> {
+    let (scheme, rest) = authorization?.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
+/// What a client's token reaches: the MCP endpoints (the REST relay too) and `/health`.
+fn client_surface(path: &str) -> bool {
+    let under = |p: &str| path.strip_prefix(p).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    under("/mcp") || under("/health")
 }
 
 /// The host part of `host[:port]` / `[v6]:port`, lower case.
@@ -66,17 +92,26 @@ impl Policy {
     }
 
     /// Whether the `Authorization` header carries the token (always true without one).
+    #[cfg(test)]
     pub fn authorized(&self, authorization: Option<&str>) -> bool {
-        let Some(token) = &self.token else {
-            return true;
-        };
-        let Some(given) = authorization.and_then(|a| {
-            let (scheme, rest) = a.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-        }) else {
-            return false;
-        };
-        constant_time_eq(given.as_bytes(), token.as_bytes())
+        self.access(authorization) == Access::Hub
+    }
+
+    /// Whose token the `Authorization` header carries: the hub's (or none is needed), a
+    /// client's of the tokens file, or neither.
+    pub fn access(&self, authorization: Option<&str>) -> Access {
+        let given = bearer(authorization);
+        if let (Some(token), Some(given)) = (&self.token, given) {
+            if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+                return Access::Hub;
+            }
+        }
+        match given {
+            // Only its SHA-256 is compared: timing tells nothing of a token.
+            Some(given) if (self.client_token)(given) => Access::Client,
+            _ if self.token.is_none() => Access::Hub,
+            _ => Access::Denied,
+        }
     }
 }
 
@@ -199,13 +234,20 @@ pub fn refusal(policy: &Policy, req: &Req) -> Option<Reply> {
                 .with_header("Access-Control-Max-Age", "600"),
         );
     }
-    if !policy.authorized(req.header("authorization")) && !is_public(&req.method, &req.path) {
-        return Some(
+    match policy.access(req.header("authorization")) {
+        Access::Hub => None,
+        Access::Client if client_surface(&req.path) || is_public(&req.method, &req.path) => None,
+        Access::Client => Some(Reply::error(
+            403,
+            "forbidden",
+            "this token is a client's (AGENTHUB_TOKENS_FILE): it reaches /mcp and /health; the rest of the API takes AGENTHUB_TOKEN",
+        )),
+        Access::Denied if is_public(&req.method, &req.path) => None,
+        Access::Denied => Some(
             Reply::error(401, "unauthorized", "missing or wrong bearer token")
                 .with_header("WWW-Authenticate", "Bearer"),
-        );
+        ),
     }
-    None
 }
 
 pub const CORS_METHODS: &str = "GET, POST, PUT, DELETE, OPTIONS";
@@ -216,7 +258,11 @@ mod tests {
     use super::*;
 
     fn policy(allowed: &[&str], token: Option<&str>) -> Policy {
-        Policy { allowed: allowed.iter().map(|s| s.to_string()).collect(), token: token.map(Into::into) }
+        Policy {
+            allowed: allowed.iter().map(|s| s.to_string()).collect(),
+            token: token.map(Into::into),
+            client_token: Box::new(|t| t == "client-token"),
+        }
     }
 
     #[test]
@@ -380,5 +426,11 @@ mod tests {
         ] {
             assert_eq!(p.authorized(auth), ok, "{auth:?}");
         }
+        assert_eq!(p.access(Some("Bearer client-token")), Access::Client);
+        assert_eq!(open.access(Some("Bearer client-token")), Access::Client, "its profile applies");
+        assert_eq!(open.access(Some("Bearer other")), Access::Hub, "no token needed");
+        assert_eq!(p.access(Some("Bearer other")), Access::Denied);
+        assert!(client_surface("/mcp") && client_surface("/mcp/fs/tools/call") && client_surface("/health"));
+        assert!(!client_surface("/servers") && !client_surface("/mcpx") && !client_surface("/profiles"));
     }
 }

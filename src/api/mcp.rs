@@ -21,23 +21,38 @@ pub fn catalog(app: &App, _: &Req, _: &Params) -> Result<Reply> {
     Ok(Reply::spawn(move || Reply::ok(&gateway.catalog_size())))
 }
 
-fn mcp_target(app: &App, p: &Params) -> Result<Target> {
+/// `GET /profiles`: each profile with its servers, tools and size, and who gets it.
+pub fn profiles(app: &App, _: &Req, _: &Params) -> Result<Reply> {
+    let gateway = app.gateway.clone();
+    Ok(Reply::spawn(move || Reply::ok(&gateway.profiles_info())))
+}
+
+fn mcp_target(app: &App, req: &Req, p: &Params) -> Result<Target> {
     match p.get("server") {
         "" => Ok(Target::Aggregate),
         name if app.servers.contains(name) => Ok(Target::Server(name.to_string())),
-        name => Err(Error::NotFound(unknown_server(app, name))),
+        name => Err(Error::NotFound(unknown_server(app, req, name))),
     }
 }
 
-/// What a client pointed at a server that does not exist is told: the names that do.
-fn unknown_server(app: &App, name: &str) -> String {
-    let known: Vec<String> = app.servers.list().into_iter().map(|s| s.name).collect();
+/// What a client pointed at a server that does not exist is told: the names that do, of those
+/// its profile shows.
+fn unknown_server(app: &App, req: &Req, name: &str) -> String {
+    let view = app.gateway.rest_view(req.client_name(), token_of(app, req).as_deref());
+    let known: Vec<String> =
+        app.servers.list().into_iter().map(|s| s.name).filter(|s| view.shows_server(s)).collect();
     let known = if known.is_empty() { "none is configured".to_string() } else { known.join(", ") };
     format!("no server named \"{name}\" (known servers: {known}; /mcp serves them all)")
 }
 
-fn mcp_request(req: &Req) -> mcp::Request<'_> {
+/// The name of the tokens-file token a request presents, if it does (its profile applies).
+pub fn token_of(app: &App, req: &Req) -> Option<String> {
+    super::guard::bearer(req.header("authorization")).and_then(|b| app.gateway.token_id(b))
+}
+
+fn mcp_request<'a>(req: &'a Req, token: Option<&'a str>) -> mcp::Request<'a> {
     mcp::Request {
+        token,
         body: &req.body,
         session: req.header("mcp-session-id"),
         protocol_version: req.header("mcp-protocol-version"),
@@ -52,7 +67,7 @@ fn mcp_request(req: &Req) -> mcp::Request<'_> {
 /// server's answer comes.
 pub fn post(app: &App, req: &Req, p: &Params, res: Responder) {
     // An MCP client shows a JSON-RPC error's message; a bare 404 reads as "session terminated".
-    let target = match mcp_target(app, p) {
+    let target = match mcp_target(app, req, p) {
         Ok(t) => t,
         Err(Error::NotFound(message)) => {
             let id = serde_json::from_slice::<Value>(&req.body).ok().and_then(|v| v.get("id").cloned());
@@ -62,19 +77,26 @@ pub fn post(app: &App, req: &Req, p: &Params, res: Responder) {
         Err(e) => return res.send(Reply::from(e)),
     };
     let client = app.gateway.client_of(req.header("mcp-session-id"));
-    app.gateway.post(&target, &mcp_request(req), Box::new(Out { res, client }));
+    let token = token_of(app, req);
+    app.gateway.post(&target, &mcp_request(req, token.as_deref()), Box::new(Out { res, client }));
 }
 
 pub fn get(app: &App, req: &Req, p: &Params, res: Responder) {
-    match mcp_target(app, p) {
-        Ok(target) => res.send(mcp_reply(app.gateway.get(&target, &mcp_request(req)), None)),
+    match mcp_target(app, req, p) {
+        Ok(target) => {
+            let token = token_of(app, req);
+            res.send(mcp_reply(app.gateway.get(&target, &mcp_request(req, token.as_deref())), None))
+        }
         Err(e) => res.send(Reply::from(e)),
     }
 }
 
 pub fn delete(app: &App, req: &Req, p: &Params, res: Responder) {
-    match mcp_target(app, p) {
-        Ok(target) => res.send(mcp_reply(app.gateway.delete(&target, &mcp_request(req)), None)),
+    match mcp_target(app, req, p) {
+        Ok(target) => {
+            let token = token_of(app, req);
+            res.send(mcp_reply(app.gateway.delete(&target, &mcp_request(req, token.as_deref())), None))
+        }
         Err(e) => res.send(Reply::from(e)),
     }
 }

@@ -40,7 +40,12 @@ pub struct Api {
 impl Api {
     pub fn new(app: Arc<App>) -> Arc<Api> {
         let s = &app.settings;
-        let policy = Policy { allowed: s.allowed_origins.clone(), token: s.token.clone() };
+        let gateway = app.gateway.clone();
+        let policy = Policy {
+            allowed: s.allowed_origins.clone(),
+            token: s.token.clone(),
+            client_token: Box::new(move |bearer| gateway.token_id(bearer).is_some()),
+        };
         Arc::new(Api { app, policy })
     }
 

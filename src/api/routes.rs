@@ -73,6 +73,7 @@ const ROUTES: &[Route] = &[
     route("POST", "/servers/{name}/stop", servers::stop),
     route("POST", "/servers/{name}/restart", servers::restart),
     route("GET", "/servers/{name}/logs", servers::logs),
+    route("GET", "/profiles", mcp::profiles),
     respond("POST", "/mcp", mcp::post),
     respond("GET", "/mcp", mcp::get),
     respond("DELETE", "/mcp", mcp::delete),

@@ -12,10 +12,12 @@ mod file;
 pub(crate) mod jsonc;
 mod names;
 pub mod pipelines;
+pub mod profiles;
 pub mod refs;
 mod rules;
 mod secrets;
 mod servers;
+mod setting_specs;
 mod settings;
 mod tool_search;
 mod vars;
@@ -31,6 +33,7 @@ use crate::error::{Error, Result};
 
 pub use file::Document;
 pub use names::validate_server_name;
+pub use profiles::{PROFILES_FILE_NAME, Profiles};
 pub use rules::{Rules, parse_rules};
 pub use secrets::{Secrets, mask_args, mask_url};
 pub use servers::{Elicitation, Sampling, ServerConfig, ServerEntry, Transport};
@@ -57,6 +60,8 @@ pub struct Loaded {
     pub servers: Vec<ServerEntry>,
     pub rules: Rules,
     pub pipelines: Vec<pipelines::Pipeline>,
+    /// `profiles.json` and the tokens file (`Profiles::default()`: neither).
+    pub profiles: Profiles,
     /// The pipelines are the embedded ones (no `pipelines.json` of the user's).
     pub pipelines_embedded: bool,
     /// The hub's own servers file: where API changes are saved.
@@ -155,7 +160,17 @@ pub fn load(settings: &Settings, env: &dyn Fn(&str) -> Option<String>) -> Result
         }
     }
     let pipelines_embedded = label == EMBEDDED;
+    let profiles = load_profiles(&dir, settings)?;
+    if let Some(label) = &profiles.file {
+        sources.push(format!("profiles: {label}"));
+    }
+    if let Some(label) = &profiles.tokens_file {
+        sources.push(format!("tokens: {label} ({} token(s))", profiles.tokens.len()));
+    }
+    let names: Vec<String> = servers.iter().map(|s| s.name.clone()).collect();
+    warnings.extend(profiles.unknown_servers(&names));
     Ok(Loaded {
+        profiles,
         servers,
         rules,
         pipelines,
@@ -165,6 +180,24 @@ pub fn load(settings: &Settings, env: &dyn Fn(&str) -> Option<String>) -> Result
         sources,
         warnings,
     })
+}
+
+/// `profiles.json` of the config dir (none: one profile showing everything) and the tokens file
+/// `AGENTHUB_TOKENS_FILE` names (which must exist when named).
+fn load_profiles(dir: &Path, settings: &Settings) -> Result<Profiles> {
+    let path = dir.join(PROFILES_FILE_NAME);
+    let mut profiles = match read_optional(&path)? {
+        Some(text) => profiles::parse_profiles(&text, &path.display().to_string())?,
+        None => Profiles::default(),
+    };
+    if let Some(file) = &settings.tokens_file {
+        let label = file.display().to_string();
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| Error::Config(format!("{label}: cannot read the tokens file: {e}")))?;
+        profiles.tokens = profiles::parse_tokens(&text, &label, &profiles)?;
+        profiles.tokens_file = Some(label);
+    }
+    Ok(profiles)
 }
 
 /// A file's text, or None when it does not exist.

@@ -24,7 +24,7 @@ pub struct Rules {
     /// Keys are lower case: client names match case-insensitively.
     pub clients: BTreeMap<String, Rule>,
     /// `client_names`: what clients call themselves (`clientInfo.name`, lower case) → the rule
-    /// name (`Visual Studio Code` → `vscode`).
+    /// name (`Visual Studio Code` → `vscode`): the client table's, then the file's own.
     pub names: BTreeMap<String, String>,
 }
 
@@ -76,7 +76,12 @@ pub fn parse_rules(text: &str, file: &str) -> Result<Rules> {
         }
         Some(_) => return Err(top.err("clients", "expected an object of rules by client name")),
     }
-    let mut names = BTreeMap::new();
+    // The names real clients send are facts the hub ships (the client table); the file's own
+    // entries add to them and win.
+    let mut names: BTreeMap<String, String> = crate::clients::RECIPES
+        .iter()
+        .flat_map(|r| r.client_info.iter().map(|n| (n.to_ascii_lowercase(), r.id.to_string())))
+        .collect();
     match top.get("client_names") {
         None => {}
         Some(Value::Object(m)) => {
@@ -136,6 +141,17 @@ mod tests {
         check(Some(" claude-ai "), None, Some("claude-desktop"));
         check(None, Some("unknown-client"), Some("unknown-client"));
         check(Some(" "), None, None);
+        // A file without `client_names` keeps the names the hub ships; its own entries win.
+        let bare = parse_rules(r#"{"default": {"model": "m"}}"#, "r.json").unwrap();
+        assert_eq!(bare.client_name(None, Some("cursor-vscode")).as_deref(), Some("cursor"));
+        assert_eq!(bare.client_name(None, Some("Visual Studio Code")).as_deref(), Some("vscode"));
+        let own = parse_rules(
+            r#"{"default": {"model": "m"}, "client_names": {"cursor-vscode": "mine"}}"#,
+            "r.json",
+        )
+        .unwrap();
+        assert_eq!(own.client_name(None, Some("cursor-vscode")).as_deref(), Some("mine"));
+        assert_eq!(own.client_name(None, Some("claude-ai")).as_deref(), Some("claude-desktop"));
         let e =
             parse_rules(r#"{"default": {"model": "m"}, "client_names": {"x": 1}}"#, "r.json").unwrap_err();
         assert!(e.to_string().contains("client_names.x"), "{e}");

@@ -16,7 +16,8 @@ use super::extensions::{public_contents, public_task_ids, public_ui_meta, public
 use super::own_tools::enhance_tool;
 use super::shelf::Kind;
 use super::tool_search::{CALL_TOOL, FIND_TOOLS, find_tools, unwrap_call};
-use super::{Answer, Gateway, Session, reply};
+use super::{Answer, Gateway, Session, View, reply};
+use crate::config::profiles::HUB;
 use crate::exchange::Request;
 use crate::jsonrpc::{self, RpcError};
 use crate::servers::Status;
@@ -100,6 +101,8 @@ impl Gateway {
         if Kind::of_method(&method).is_some() && !self.cold_ready(session, at) {
             return Err(msg);
         }
+        let view = self.view(&session.client);
+        let hidden = |server: &str| !view.shows_server(server);
         if method == "tools/call" && msg.pointer("/params/name") == Some(&json!(CALL_TOOL)) {
             if let Err(why) = unwrap_call(&mut msg) {
                 return Ok(not_found(&why));
@@ -107,20 +110,25 @@ impl Gateway {
         }
         Ok(match method.as_str() {
             "tools/list" => {
-                let Some(entries) = self.entries(List::Tools, at) else { return Err(msg) };
-                let mut tools = self.own_tools();
-                match self.cold.search.searching(entries.entries().len()) {
+                let Some(entries) = self.view_entries(&view, List::Tools, at) else { return Err(msg) };
+                let mut tools = self.own_tools_seen(&view);
+                match view.searching(self.cold.search, entries.entries().len()) {
                     true => tools.extend(self.search_tools(&entries)),
                     false => tools.extend(entries.entries().iter().map(|e| e.item.clone())),
                 }
                 reply(jsonrpc::result(id, json!({ "tools": tools })))
             }
             "tools/call" if msg.pointer("/params/name") == Some(&json!(FIND_TOOLS)) => {
-                let Some(entries) = self.entries(List::Tools, at) else { return Err(msg) };
+                let Some(entries) = self.view_entries(&view, List::Tools, at) else { return Err(msg) };
                 match find_tools(&entries, msg.pointer("/params/arguments")) {
                     Ok(result) => reply(jsonrpc::result(id, result)),
                     Err(why) => not_found(&why),
                 }
+            }
+            "tools/call" if own_hidden(&msg, &view) => {
+                let name = msg.pointer("/params/name").and_then(Value::as_str).unwrap_or("");
+                self.refused(&view, None, &format!("tool {name}"));
+                not_found(&format!("unknown tool \"{name}\""))
             }
             "tools/call" if msg.pointer("/params/name") == Some(&json!(ENHANCE_TOOL)) => {
                 // The local model takes seconds.
@@ -142,16 +150,19 @@ impl Gateway {
                 self.pipeline_call(&msg, sse)
             }
             "prompts/list" => {
-                let Some(entries) = self.entries(List::Prompts, at) else { return Err(msg) };
+                let Some(entries) = self.view_entries(&view, List::Prompts, at) else { return Err(msg) };
                 let prompts: Vec<Value> = entries.entries().iter().map(|e| e.item.clone()).collect();
                 reply(jsonrpc::result(id, json!({ "prompts": prompts })))
             }
             "tools/call" | "prompts/get" => {
                 let list = if method == "tools/call" { List::Tools } else { List::Prompts };
                 let name = msg.pointer("/params/name").and_then(Value::as_str).unwrap_or("").to_string();
-                let Some(found) = self.lookup(list, &name, at) else { return Err(msg) };
+                let Some(found) = self.lookup(&view, list, &name, at) else { return Err(msg) };
                 let Some(entry) = found else {
                     let what = if list == List::Tools { "tool" } else { "prompt" };
+                    if self.hides(&view, list, &name) {
+                        self.refused(&view, None, &format!("{what} {name}"));
+                    }
                     return Ok(not_found(&format!("unknown {what} \"{name}\"")));
                 };
                 if let Some(stop) = self.start_first(&entry.server, at, &id) {
@@ -192,11 +203,14 @@ impl Gateway {
                     return Err(msg);
                 }
                 let kind = if method == "resources/list" { Kind::Resources } else { Kind::Templates };
-                reply(jsonrpc::result(id, json!({ kind.key(): self.resources(kind) })))
+                reply(jsonrpc::result(
+                    id,
+                    json!({ kind.key(): self.resources(kind, |s| view.shows_server(s)) }),
+                ))
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 let uri = msg.pointer("/params/uri").and_then(Value::as_str).unwrap_or("").to_string();
-                if let Some((server, original)) = self.private_uri(&uri) {
+                if let Some((server, original)) = self.private_uri(&uri).filter(|(s, _)| !hidden(s)) {
                     // A listed URI names its server: no list needed to route it.
                     if let Some(stop) = self.start_first(&server, at, &id) {
                         return stop.ok_or(msg);
@@ -209,23 +223,33 @@ impl Gateway {
                 // A URI not from `/mcp`'s lists (a skill's file, a link in a tool's result).
                 match self.resource_owner(&uri, at) {
                     None => return Err(msg),
-                    Some(Some(server)) => match self.start_first(&server, at, &id) {
+                    Some(Some(server)) if !hidden(&server) => match self.start_first(&server, at, &id) {
                         Some(stop) => return stop.ok_or(msg),
                         None => self.relay(&server, session, msg, sse),
                     },
-                    Some(None) => reply(jsonrpc::error(id, -32002, &format!("resource not found: {uri}"))),
+                    Some(_) => reply(jsonrpc::error(id, -32002, &format!("resource not found: {uri}"))),
                 }
             }
             "skills/list" => {
                 if !own {
                     return Err(msg);
                 }
-                reply(jsonrpc::result(id, json!({ "skills": self.skills() })))
+                let mut skills = self.skills();
+                let c = self.catalog.lock();
+                skills.retain(|s| {
+                    let uri = s.get("uri").and_then(Value::as_str).unwrap_or("");
+                    c.skills.get(uri).is_none_or(|server| !hidden(server))
+                });
+                drop(c);
+                reply(jsonrpc::result(id, json!({ "skills": skills })))
             }
             "skills/get" | "resources/directory/read" => {
                 let uri = msg.pointer("/params/uri").and_then(Value::as_str).unwrap_or("").to_string();
                 let Some(found) = self.skill_owner(&uri, &method, at) else { return Err(msg) };
                 match found {
+                    Ok(server) if hidden(&server) => {
+                        reply(jsonrpc::error(id, -32002, &format!("resource not found: {uri}")))
+                    }
                     Ok(server) => self.relay(&server, session, msg, sse),
                     Err((code, why)) => reply(jsonrpc::error(id, code, &why)),
                 }
@@ -235,7 +259,9 @@ impl Gateway {
                 let owner = match r.get("type").and_then(Value::as_str) {
                     Some("ref/prompt") => {
                         let name = r.get("name").and_then(Value::as_str).unwrap_or("");
-                        let Some(found) = self.lookup(List::Prompts, name, at) else { return Err(msg) };
+                        let Some(found) = self.lookup(&view, List::Prompts, name, at) else {
+                            return Err(msg);
+                        };
                         found.map(|e| {
                             msg["params"]["ref"]["name"] = json!(e.original.as_str());
                             e.server.clone()
@@ -250,6 +276,7 @@ impl Gateway {
                             let Some(found) = self.resource_owner(uri, at) else { return Err(msg) };
                             found
                         }
+                        .filter(|s| !hidden(s))
                     }
                     _ => None,
                 };
@@ -265,7 +292,8 @@ impl Gateway {
                     return Err(msg);
                 }
                 let asked = msg.pointer("/params/level").and_then(Value::as_str);
-                let running = self.running();
+                let mut running = self.running();
+                running.retain(|s| !hidden(s));
                 let mut levels = Vec::new();
                 for s in &running {
                     match self.set_level(session, s, asked) {
@@ -443,11 +471,13 @@ impl Gateway {
 
     /// The entry with this public name (`Some(None)`: there is none); `None` when finding out
     /// needs the servers and `at` is the worker.
-    fn lookup(&self, list: List, public: &str, at: Place) -> Option<Option<Found>> {
+    fn lookup(&self, view: &View, list: List, public: &str, at: Place) -> Option<Option<Found>> {
         // A public name, else (tools only: an MCP app calls its tools by their own names) the
-        // one server's tool of that name when exactly one server has it.
+        // one server's tool of that name when exactly one server has it; in the view's list.
         let bare = list == List::Tools;
-        if let Some(e) = self.entries(list, Place::Worker).and_then(|i| Found::find(&i, public, bare)) {
+        if let Some(e) =
+            self.view_entries(view, list, Place::Worker).and_then(|i| Found::find(&i, public, bare))
+        {
             return Some(Some(e));
         }
         if at == Place::Worker {
@@ -459,12 +489,24 @@ impl Gateway {
         } else {
             "notifications/prompts/list_changed"
         }));
-        Some(self.entries(list, Place::Own).and_then(|i| Found::find(&i, public, bare)))
+        Some(self.view_entries(view, list, Place::Own).and_then(|i| Found::find(&i, public, bare)))
     }
 
-    fn resources(&self, kind: Kind) -> Vec<Value> {
+    /// Whether the whole catalog has this name where the view's list does not (a name the
+    /// profile hides, not one that does not exist).
+    fn hides(&self, view: &View, list: List, public: &str) -> bool {
+        !view.profile().shows_all()
+            && self
+                .entries(list, Place::Worker)
+                .is_some_and(|i| Found::find(&i, public, list == List::Tools).is_some())
+    }
+
+    /// A resource list of the servers `shows` keeps (a client's profile, or all of them).
+    fn resources(&self, kind: Kind, shows: impl Fn(&str) -> bool) -> Vec<Value> {
         let (method, mut out) = (kind.method(), Vec::new());
-        let live = self.fan_out(self.offering("resources"), |s| self.listed(s, kind));
+        let mut offering = self.offering("resources");
+        offering.retain(|s| shows(s));
+        let live = self.fan_out(offering, |s| self.listed(s, kind));
         for (server, got) in self.with_kept(live, kind) {
             match got {
                 Ok(items) => {
@@ -509,12 +551,20 @@ impl Gateway {
         if at == Place::Worker {
             return None;
         }
-        self.resources(Kind::Resources);
-        self.resources(Kind::Templates);
+        self.resources(Kind::Resources, |_| true);
+        self.resources(Kind::Templates, |_| true);
         // A skill's files are listed by skills/list, not resources/list.
         self.skills();
         Some(find(&self.catalog.lock()))
     }
+}
+
+/// A call of the hub's own tool (the enhancer's, a pipeline) that the view hides.
+fn own_hidden(msg: &Value, view: &View) -> bool {
+    msg.pointer("/params/name").and_then(Value::as_str).is_some_and(|n| {
+        (n == ENHANCE_TOOL || n.starts_with(PIPELINE_TOOL_PREFIX))
+            && !view.shows_tool(HUB, n.strip_prefix("agenthub__").unwrap_or(n))
+    })
 }
 
 /// `server__name`, kept to 64 characters of `[A-Za-z0-9_.-]`: longer or odd names are cut and

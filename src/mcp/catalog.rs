@@ -48,6 +48,11 @@ impl Index {
         entries.sort_by(|a, b| {
             (rank(&a.server), &a.server, &a.original).cmp(&(rank(&b.server), &b.server, &b.original))
         });
+        Index::from_sorted(entries)
+    }
+
+    /// `entries` already in order (a part of an index), indexed.
+    pub(super) fn from_sorted(entries: Vec<Entry>) -> Index {
         let mut public = HashMap::with_capacity(entries.len());
         let mut bare: HashMap<String, Option<usize>> = HashMap::with_capacity(entries.len());
         for (i, e) in entries.iter().enumerate() {
@@ -113,14 +118,22 @@ pub(super) struct Catalog {
     pub(super) resources: HashMap<String, String>,
     /// Skill URI → server (`skills/list`).
     pub(super) skills: HashMap<String, String>,
+    /// A profile's part of a list ((tools?, profile) → (the whole list it was cut from, the part)).
+    pub(super) views: HashMap<(bool, String), (Arc<Index>, Arc<Index>)>,
 }
 
 impl Catalog {
     /// A server's list changed (or a server came or went: `None`).
     pub(super) fn invalidate(&mut self, method: Option<&str>) {
         match method {
-            Some("notifications/tools/list_changed") => self.tools = None,
-            Some("notifications/prompts/list_changed") => self.prompts = None,
+            Some("notifications/tools/list_changed") => {
+                self.tools = None;
+                self.views.retain(|(tools, _), _| !tools);
+            }
+            Some("notifications/prompts/list_changed") => {
+                self.prompts = None;
+                self.views.retain(|(tools, _), _| *tools);
+            }
             Some(_) => {
                 self.resources.clear();
                 self.skills.clear();
@@ -158,7 +171,14 @@ impl Gateway {
                 json!({"name": name, "tool_count": tools.len(), "bytes": b, "tokens": t, "tools": tools})
             })
             .collect();
-        json!({"token_estimate": TOKEN_ESTIMATE, "servers": servers,
+        let profiles = self.profiles_info();
+        let profiles: Vec<Value> = profiles["profiles"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| json!({"name": p["name"], "tool_count": p["tool_count"], "bytes": p["bytes"], "tokens": p["tokens"]}))
+            .collect();
+        json!({"token_estimate": TOKEN_ESTIMATE, "servers": servers, "profiles": profiles,
                "total": {"tool_count": count, "bytes": bytes, "tokens": toks}})
     }
 }

@@ -6,6 +6,7 @@
 //! This module knows nothing of HTTP framing; `api` turns an `Answer` into a reply, and gives
 //! the gateway a `Sink` for answers that come later.
 
+mod accept;
 mod aggregate;
 mod catalog;
 mod cold;
@@ -20,6 +21,7 @@ mod shelf;
 mod sink;
 mod task_bridge;
 mod tool_search;
+mod views;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -33,6 +35,7 @@ use crate::exchange::{Relay, Relayed, StreamBody, relay, write_event};
 use crate::jsonrpc::{self, Kind, RpcError};
 use crate::queue::Delivery;
 use crate::servers::{Acquired, STATUS_NOTIFICATION, Servers, Status};
+use accept::accepts;
 use aggregate::Place;
 use catalog::Catalog;
 pub use cold::ColdStart;
@@ -41,6 +44,7 @@ pub use session::{Client, Session, Sessions, Target};
 use share::{Relaying, Share, caller_of};
 pub use sink::{Out, Sink};
 use sink::{blocking, settle};
+pub use views::View;
 
 /// Heartbeat on idle GET streams, to notice clients that went away.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -55,6 +59,8 @@ pub struct Request<'a> {
     pub accept: Option<&'a str>,
     /// `X-Client-Name`.
     pub client: Option<&'a str>,
+    /// The name of the tokens-file token the request presented (its profile applies).
+    pub token: Option<&'a str>,
     /// `Mcp-Method` and `Mcp-Name` (the 2026-07-28 revision's copies of the body's method and
     /// target).
     pub method_header: Option<&'a str>,
@@ -104,7 +110,12 @@ pub struct Gateway {
     /// sweeps them.
     parked: Mutex<lot::Lot>,
     sweeping: std::sync::atomic::AtomicBool,
+    /// What each client sees (`views`).
+    profiles: parking_lot::RwLock<Arc<crate::config::Profiles>>,
 }
+
+/// The lists a client is told changed when the servers it sees change.
+const STATUS_LISTS: [&str; 3] = ["tools", "prompts", "resources"];
 
 impl Gateway {
     pub fn new(
@@ -123,6 +134,7 @@ impl Gateway {
             owners: Arc::default(),
             parked: Mutex::default(),
             sweeping: std::sync::atomic::AtomicBool::new(false),
+            profiles: Default::default(),
         });
         let weak = Arc::downgrade(&gw);
         servers.set_listener(Arc::new(move |server: &str, msg: &Value| {
@@ -183,6 +195,7 @@ impl Gateway {
         }
         let (gw, target) = (self.clone(), target.clone());
         let (session, version) = (req.session.map(str::to_string), req.protocol_version.map(str::to_string));
+        let token = req.token.map(str::to_string);
         Answer::Then(Box::new(move |out| {
             let gone = out.gone();
             out.spawn(Box::new(move || {
@@ -192,6 +205,7 @@ impl Gateway {
                     protocol_version: version.as_deref(),
                     accept: None,
                     client: None,
+                    token: token.as_deref(),
                     method_header: None,
                     name_header: None,
                 };
@@ -224,7 +238,12 @@ impl Gateway {
         match jsonrpc::kind(&msg) {
             Kind::Request if modern::is_modern(req, &msg) => self.modern(target, req, msg, sse),
             Kind::Request if jsonrpc::method(&msg) == "initialize" => {
-                self.initialize(target, &msg, req.client.map(str::to_string))
+                let client = Client {
+                    header: req.client.map(str::to_string),
+                    token: req.token.map(str::to_string),
+                    ..Client::of(&msg)
+                };
+                self.initialize(target, &msg, client)
             }
             Kind::Request => match self.session(target, req) {
                 Ok(s) => {
@@ -259,7 +278,8 @@ impl Gateway {
             return Err(fault(400, -32000, "Bad Request: Mcp-Session-Id header is required"));
         };
         let s = match self.sessions.get(id, Instant::now()) {
-            Some(s) if s.target == *target => s,
+            // A session is its client's: another token cannot borrow it (and its profile).
+            Some(s) if s.target == *target && s.client.token.as_deref() == req.token => s,
             _ => return Err(fault(404, -32001, "Session not found")),
         };
         if let Some(v) = req.protocol_version {
@@ -270,18 +290,24 @@ impl Gateway {
         Ok(s)
     }
 
-    fn initialize(self: &Arc<Self>, target: &Target, msg: &Value, header: Option<String>) -> Answer {
+    fn initialize(self: &Arc<Self>, target: &Target, msg: &Value, client: Client) -> Answer {
         if let Target::Server(name) = target {
+            let view = self.view(&client);
+            if !view.shows_server(name) {
+                self.refused(&view, Some(name), &format!("a session on /mcp/{name}"));
+                let id = msg.get("id").cloned().unwrap_or(Value::Null);
+                return reply(rpc_error(id, &hidden_server(name)));
+            }
             if self.servers.get(name).is_some_and(|s| s.initialize.is_none()) {
                 // The server must start first (up to its handshake timeout): off the worker.
                 let (gw, target, msg) = (self.clone(), target.clone(), msg.clone());
-                return blocking(move || gw.initialize_now(&target, &msg, header));
+                return blocking(move || gw.initialize_now(&target, &msg, client));
             }
         }
-        self.initialize_now(target, msg, header)
+        self.initialize_now(target, msg, client)
     }
 
-    fn initialize_now(&self, target: &Target, msg: &Value, header: Option<String>) -> Answer {
+    fn initialize_now(&self, target: &Target, msg: &Value, client: Client) -> Answer {
         let id = msg.get("id").cloned().unwrap_or(Value::Null);
         let asked = msg.pointer("/params/protocolVersion").and_then(Value::as_str).unwrap_or(DEFAULT_VERSION);
         let version =
@@ -315,7 +341,6 @@ impl Gateway {
                 r
             }
         };
-        let client = Client { header, ..Client::of(msg) };
         let Some(session) =
             self.sessions.create_for(target.clone(), &version, client.clone(), Instant::now())
         else {
@@ -333,27 +358,6 @@ impl Gateway {
         self.record_client(target, &client);
         log::debug!("mcp session {} opened on {target:?} ({version})", session.id);
         Answer::Json { body: jsonrpc::result(id, result), session: Some(session.id.clone()) }
-    }
-
-    /// The rule name a session's client goes by: `X-Client-Name`, else its `clientInfo.name`,
-    /// mapped through the rules' `client_names`.
-    fn client_name(&self, client: &Client) -> Option<String> {
-        let (header, info) = (client.header.as_deref(), client.name.as_deref());
-        match &self.enhancer {
-            Some(e) => e.rules().client_name(header, info),
-            None => header.or(info).map(str::to_string),
-        }
-    }
-
-    /// A client's session in the activity feed, under the name its rules go by.
-    fn record_client(&self, target: &Target, client: &Client) {
-        let name = self.client_name(client).unwrap_or_else(|| "unnamed".into());
-        let info = client.name.as_deref().map(|n| format!(" (clientInfo {n:?})")).unwrap_or_default();
-        let (server, at) = match target {
-            Target::Server(s) => (Some(s.as_str()), format!("/mcp/{s}")),
-            Target::Aggregate => (None, "/mcp".to_string()),
-        };
-        self.servers.activity().record("client", server, format!("{name} connected to {at}{info}"));
     }
 
     /// The child's `initialize` result; a STOPPED or SLEEPING server is started for this use
@@ -378,7 +382,7 @@ impl Gateway {
             return reply(jsonrpc::result(id, json!({})));
         }
         match target {
-            Target::Server(name) => self.relay(name, session, msg, sse),
+            Target::Server(name) => self.server_request(name, session, msg, sse),
             Target::Aggregate => self.aggregate(session, msg, sse, Place::Worker),
         }
     }
@@ -462,10 +466,15 @@ impl Gateway {
     fn on_notification(&self, server: &str, msg: &Value) {
         let method = jsonrpc::method(msg);
         if method == STATUS_NOTIFICATION {
-            // A server came or went: the aggregated lists changed.
+            // A server came or went: the aggregated lists changed for the clients that see it.
             self.catalog.lock().invalidate(None);
-            for s in self.sessions.of(&Target::Aggregate) {
-                for m in ["tools", "prompts", "resources"] {
+            for s in self
+                .sessions
+                .of(&Target::Aggregate)
+                .iter()
+                .filter(|s| self.view(&s.client).shows_server(server))
+            {
+                for m in STATUS_LISTS {
                     s.deliver(jsonrpc::notification(&format!("notifications/{m}/list_changed"), None));
                 }
             }
@@ -558,6 +567,12 @@ fn answer_of(relayed: Relayed, id: Value) -> Answer {
     }
 }
 
+/// What a client whose profile hides a server is told of it: what a server that does not exist
+/// gets.
+fn hidden_server(name: &str) -> RpcError {
+    RpcError::new(jsonrpc::SERVER_UNAVAILABLE, format!("no server named \"{name}\""))
+}
+
 /// A request the hub could not send: -32000 with the server's state in the message.
 fn unavailable(id: Value, e: &crate::error::Error) -> Value {
     rpc_error(id, &RpcError::new(jsonrpc::SERVER_UNAVAILABLE, e.to_string()))
@@ -565,32 +580,4 @@ fn unavailable(id: Value, e: &crate::error::Error) -> Value {
 
 fn rpc_error(id: Value, e: &RpcError) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": e.to_value()})
-}
-
-/// Whether an Accept header takes `mime` (a missing header takes anything).
-fn accepts(accept: Option<&str>, mime: &str) -> bool {
-    let Some(a) = accept else { return true };
-    a.split(',').map(|p| p.split(';').next().unwrap_or("").trim()).any(|m| {
-        m.eq_ignore_ascii_case(mime)
-            || m == "*/*"
-            || m.eq_ignore_ascii_case(&format!("{}/*", mime.split('/').next().unwrap_or("")))
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accept_headers() {
-        fn check(h: Option<&str>, mime: &str, ok: bool) {
-            assert_eq!(accepts(h, mime), ok, "{h:?} {mime}");
-        }
-        check(None, "text/event-stream", true);
-        check(Some("application/json, text/event-stream"), "text/event-stream", true);
-        check(Some("application/json"), "text/event-stream", false);
-        check(Some("*/*"), "application/json", true);
-        check(Some("text/*;q=0.5"), "text/event-stream", true);
-        check(Some("text/html"), "application/json", false);
-    }
 }

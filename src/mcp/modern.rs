@@ -104,7 +104,7 @@ impl Gateway {
             );
             return Answer::Refused { status: 404, body };
         }
-        let client = envelope_client(&meta, req.client);
+        let client = Client { token: req.token.map(str::to_string), ..envelope_client(&meta, req.client) };
         strip_envelope(&mut msg);
         let server_info = self.server_info(target);
         let finish = move |result: Value| finish(&method, result, &server_info);
@@ -305,6 +305,7 @@ fn envelope_client(meta: &Value, header: Option<&str>) -> Client {
             .map(str::to_string),
         header: header.map(str::to_string),
         tasks_v2: caps.pointer("/extensions/io.modelcontextprotocol~1tasks").is_some(),
+        token: None,
     }
 }
 
@@ -457,6 +458,7 @@ mod tests {
             protocol_version: Some(MODERN_VERSION),
             accept: None,
             client: None,
+            token: None,
             method_header: method,
             name_header: name,
         }

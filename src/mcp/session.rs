@@ -49,6 +49,8 @@ pub struct Client {
     /// It opted in to tasks as servers may make them (the V2 extension,
     /// `extensions["io.modelcontextprotocol/tasks"]`).
     pub tasks_v2: bool,
+    /// The name of the tokens-file token it presented (its profile applies).
+    pub token: Option<String>,
 }
 
 impl Client {
@@ -58,7 +60,12 @@ impl Client {
         let name =
             params.and_then(|p| p.pointer("/clientInfo/name")).and_then(Value::as_str).map(str::to_string);
         let tasks_v2 = caps.pointer("/extensions/io.modelcontextprotocol~1tasks").is_some();
-        Client { can: Can::of(&caps), name, header: None, tasks_v2 }
+        Client { can: Can::of(&caps), name, header: None, tasks_v2, token: None }
+    }
+
+    /// A client that said nothing of itself (a REST caller).
+    pub fn none() -> Client {
+        Client::of(&Value::Null)
     }
 }
 

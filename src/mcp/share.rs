@@ -160,7 +160,9 @@ impl Gateway {
             "notifications/message" => {
                 let level = rank(param("level"));
                 let wants = |s: &Session| self.owners.lock().level(&s.id).is_some_and(|l| level >= l);
-                for s in self.sessions.of(&own).into_iter().chain(self.sessions.of(&Target::Aggregate)) {
+                let aggregated = self.sessions.of(&Target::Aggregate);
+                let seeing = aggregated.into_iter().filter(|s| self.view(&s.client).shows_server(server));
+                for s in self.sessions.of(&own).into_iter().chain(seeing) {
                     if wants(&s) {
                         s.deliver(msg.clone());
                     }
@@ -183,8 +185,11 @@ impl Gateway {
                     s.deliver(msg.clone());
                 }
                 if method.ends_with("/list_changed") {
+                    // Only to the clients whose profile shows the server.
                     for s in self.sessions.of(&Target::Aggregate) {
-                        s.deliver(msg.clone());
+                        if self.view(&s.client).shows_server(server) {
+                            s.deliver(msg.clone());
+                        }
                     }
                 }
             }

@@ -25,6 +25,7 @@ mod modern_upstream;
 mod npm_servers;
 mod parity;
 mod pipelines;
+mod profiles;
 mod raycast;
 mod reload;
 mod remote_sse;
