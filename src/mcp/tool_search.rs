@@ -29,7 +29,7 @@ impl Gateway {
             })
             .collect();
         let find = format!(
-            "Find the tools for a task among {} tools of these servers: {}. Describe what you want to \
+            "Find the tools for a task among {} tool(s) of these servers: {}. Describe what you want to \
              do; the answer lists the best matching tools with their input schemas. Then call one \
              with {CALL_TOOL}.",
             catalog.entries().len(),

@@ -86,3 +86,57 @@ fn auto_searches_only_past_its_cap_and_off_lists_everything() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("AGENTHUB_TOOL_SEARCH"), "{out:?}");
 }
+
+#[test]
+fn each_profile_chooses_its_tool_search_and_auto_follows_the_clients_cap() {
+    let profiles = json!({"profiles": {
+        "wide": {"servers": {"big": {}}, "tool_search": "auto"},
+        "narrow": {"servers": {"files": {"tools": ["echo"]}}, "tool_search": "on"}},
+        "clients": {"vscode": "wide", "cursor": "wide", "raycast": "narrow"}});
+    let hub = Hub::builder()
+        .fixtures(&[
+            ("files", json!({"auto_start": true})),
+            ("big", json!({"auto_start": true, "args": ["--many-tools", "50"]})),
+        ])
+        .file("profiles.json", &profiles.to_string())
+        .start();
+    hub.wait_status("files", "RUNNING", 10 * SEC);
+    hub.wait_status("big", "RUNNING", 10 * SEC);
+    let session = |client_info: &str| {
+        let mut body = initialize_body(MCP_VERSION);
+        body["params"]["clientInfo"]["name"] = json!(client_info);
+        let (c, _) = McpSession::initialize(&hub.addr, "/mcp", &body);
+        c.initialized();
+        c
+    };
+    // 60 tools: past Cursor's cap (40), within VS Code's (128).
+    let cursor = names(&session("cursor-vscode").call(json!(1), "tools/list", json!({})));
+    assert_eq!(cursor, ["agenthub__find_tools", "agenthub__call_tool"], "{cursor:?}");
+    let vscode = names(&session("Visual Studio Code").call(json!(1), "tools/list", json!({})));
+    assert_eq!(vscode.len(), 60, "{vscode:?}");
+    assert!(vscode.iter().all(|n| n.starts_with("big__")), "{vscode:?}");
+
+    // A search finds only what the profile shows, and says which servers it covers.
+    let raycast = session("Raycast");
+    let list = raycast.call(json!(1), "tools/list", json!({}));
+    let find =
+        list["result"]["tools"].as_array().unwrap().iter().find(|t| t["name"] == "agenthub__find_tools");
+    let described = find.unwrap()["description"].as_str().unwrap().to_string();
+    assert!(described.contains("among 1 tool(s)") && !described.contains("big"), "{described}");
+    let found = raycast.call(
+        json!(2),
+        "tools/call",
+        json!({"name": "agenthub__find_tools", "arguments": {"query": "many tool", "limit": 20}}),
+    );
+    let found: Vec<&str> = found["result"]["structuredContent"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(found.iter().all(|n| *n == "files__echo"), "{found:?}");
+    let call =
+        json!({"name": "agenthub__call_tool", "arguments": {"name": "big__many_0001", "arguments": {}}});
+    let r = raycast.call(json!(3), "tools/call", call);
+    assert!(r["error"]["message"].as_str().unwrap().contains("unknown tool"), "{r}");
+}
