@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::catalog::{Entry, Found, Index};
-use super::extensions::{public_contents, public_task_ids, public_ui_meta, public_uri_of};
+use super::extensions::{public_contents, public_links, public_task_ids, public_ui_meta, public_uri_of};
 use super::own_tools::enhance_tool;
 use super::shelf::Kind;
 use super::tool_search::{CALL_TOOL, FIND_TOOLS, find_tools, unwrap_call};
@@ -175,7 +175,9 @@ impl Gateway {
                 // A call made a task: its id names the server from now on; so do its app's URIs.
                 let server = entry.server.clone();
                 self.relay_then(&entry.server, session, msg, sse, move |how| {
-                    how.then(move |r| public_ui_meta(&server, public_task_ids(&server, r)))
+                    how.then(move |r| {
+                        public_links(&server, public_ui_meta(&server, public_task_ids(&server, r)))
+                    })
                 })
             }
             "tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/update" => {

@@ -215,6 +215,23 @@ pub(super) fn public_ui_meta(server: &str, mut v: Value) -> Value {
     v
 }
 
+/// A tool's result with the URIs of its resource links and embedded resources made public, so a
+/// read of one reaches the server that gave it.
+pub(super) fn public_links(server: &str, mut r: Value) -> Value {
+    for item in r.get_mut("content").and_then(Value::as_array_mut).into_iter().flatten() {
+        match item.get("type").and_then(Value::as_str) {
+            Some("resource_link") => *item = public_uri_of(server, item.take()),
+            Some("resource") => {
+                if let Some(res) = item.get_mut("resource") {
+                    *res = public_uri_of(server, res.take());
+                }
+            }
+            _ => {}
+        }
+    }
+    r
+}
+
 /// A listed resource or template (or a read's content) with its URI made public.
 pub(super) fn public_uri_of(server: &str, mut item: Value) -> Value {
     for key in ["uri", "uriTemplate"] {

@@ -127,3 +127,20 @@ fn catalog_gives_each_tools_bytes_and_tokens() {
     assert_eq!(cat["total"]["bytes"], sum("bytes"));
     assert_eq!(cat["total"]["tokens"], sum("tokens"));
 }
+
+#[test]
+fn a_link_in_a_tools_result_names_its_server_and_reads_from_it() {
+    let app = |_: &str| json!({"auto_start": true, "args": ["--app"]});
+    let hub = Hub::with_fixtures(&[("one", app("one")), ("two", app("two"))]);
+    hub.wait_status("one", "RUNNING", 10 * SEC);
+    hub.wait_status("two", "RUNNING", 10 * SEC);
+    let c = McpSession::connect(&hub, "/mcp");
+    let r = c.call(json!(1), "tools/call", json!({"name": "two__link", "arguments": {}}));
+    let content = &r["result"]["content"];
+    assert_eq!(content[0]["uri"], "fixture://two+one", "{r}");
+    assert_eq!(content[1]["resource"]["uri"], "fixture://two+one", "{r}");
+    let read = c.call(json!(2), "resources/read", json!({"uri": "fixture://two+one"}));
+    assert_eq!(read["result"]["contents"][0]["uri"], "fixture://two+one", "{read}");
+    hub.wait_stderr("two", "fixture: call link");
+    assert_eq!(hub.stderr_lines("one", "fixture: call"), 0);
+}
