@@ -16,8 +16,8 @@ use super::extensions::{public_contents, public_links, public_task_ids, public_u
 use super::own_tools::enhance_tool;
 use super::shelf::Kind;
 use super::tool_search::{CALL_TOOL, FIND_TOOLS, find_tools, unwrap_call};
+use super::views::own_hidden;
 use super::{Answer, Gateway, Session, View, reply};
-use crate::config::profiles::HUB;
 use crate::exchange::Request;
 use crate::jsonrpc::{self, RpcError};
 use crate::servers::Status;
@@ -559,14 +559,6 @@ impl Gateway {
         self.skills();
         Some(find(&self.catalog.lock()))
     }
-}
-
-/// A call of the hub's own tool (the enhancer's, a pipeline) that the view hides.
-fn own_hidden(msg: &Value, view: &View) -> bool {
-    msg.pointer("/params/name").and_then(Value::as_str).is_some_and(|n| {
-        (n == ENHANCE_TOOL || n.starts_with(PIPELINE_TOOL_PREFIX))
-            && !view.shows_tool(HUB, n.strip_prefix("agenthub__").unwrap_or(n))
-    })
 }
 
 /// `server__name`, kept to 64 characters of `[A-Za-z0-9_.-]`: longer or odd names are cut and

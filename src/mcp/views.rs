@@ -65,6 +65,14 @@ impl View {
     }
 }
 
+/// A call of the hub's own tool (the enhancer's, a pipeline) that the view hides.
+pub(super) fn own_hidden(msg: &Value, view: &View) -> bool {
+    msg.pointer("/params/name").and_then(Value::as_str).is_some_and(|n| {
+        (n == super::aggregate::ENHANCE_TOOL || n.starts_with(super::aggregate::PIPELINE_TOOL_PREFIX))
+            && !view.shows_tool(HUB, n.strip_prefix("agenthub__").unwrap_or(n))
+    })
+}
+
 /// A tool's definition with the profile's description and title for it.
 fn overridden(profile: &Profile, server: &str, tool: &str, item: &mut Value) {
     if let Some(o) = profile.override_of(server, tool) {

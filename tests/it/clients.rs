@@ -391,11 +391,12 @@ fn x_client_name_and_client_info_choose_different_rules() {
     }
     let feed = activity(&hub);
     assert!(
-        feed.iter().any(|m| m == "raycast connected to /mcp (clientInfo \"Visual Studio Code\")"),
+        feed.iter()
+            .any(|m| m == "raycast connected to /mcp (clientInfo \"Visual Studio Code\"), profile all"),
         "{feed:?}"
     );
     assert!(
-        feed.iter().any(|m| m == "vscode connected to /mcp (clientInfo \"Visual Studio Code\")"),
+        feed.iter().any(|m| m == "vscode connected to /mcp (clientInfo \"Visual Studio Code\"), profile all"),
         "{feed:?}"
     );
 }
