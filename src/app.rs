@@ -65,6 +65,7 @@ impl App {
                 timeout: settings.ollama_timeout,
                 cache_size: settings.cache_size,
                 max_generations: settings.max_generations,
+                embed_model: settings.embed_model.clone(),
             },
             breakers.clone(),
         ));

@@ -155,6 +155,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "/mcp tools: off (all), on (find_tools + call_tool), auto[:N] (search past the client's cap, or N)",
     },
     SettingSpec {
+        env: "AGENTHUB_EMBED_MODEL",
+        flag: None,
+        default: "(none: no reranking)",
+        help: "Ollama embedding model that reranks agenthub__find_tools' lexical results",
+    },
+    SettingSpec {
         env: "AGENTHUB_BREAKER_THRESHOLD",
         flag: None,
         default: "3",

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
+mod ollama;
+
 /// Non-whitespace characters a token needs when the hub listens beyond loopback.
 const MIN_REMOTE_TOKEN: usize = 16;
 
@@ -53,6 +55,8 @@ pub struct Settings {
     pub breaker_recovery: Duration,
     pub ollama_url: String,
     pub ollama_timeout: Duration,
+    /// The Ollama model whose embeddings rerank the tool search; None: the lexical order only.
+    pub embed_model: Option<String>,
 }
 
 /// Where a raw setting came from, so an error can name the flag or the variable.
@@ -214,7 +218,8 @@ impl Settings {
             tool_search: src.parse("AGENTHUB_TOOL_SEARCH", Default::default(), "off, on, auto or auto:N")?,
             breaker_threshold,
             breaker_recovery: src.seconds("AGENTHUB_BREAKER_RECOVERY_S", 30.0)?,
-            ollama_url: ollama_url(&src)?,
+            ollama_url: ollama::url(&src)?,
+            embed_model: ollama::embed_model(&src),
             ollama_timeout: src.seconds("OLLAMA_TIMEOUT_S", 30.0)?,
             host,
         };
@@ -265,50 +270,6 @@ pub fn is_loopback_host(host: &str) -> bool {
     h.eq_ignore_ascii_case("localhost") || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Ollama's own address forms: `OLLAMA_URL`, else `OLLAMA_HOST` as `host`, `host:port` or a URL,
-/// with `OLLAMA_PORT` filling a missing port. `0.0.0.0` (a bind address) means this machine.
-fn ollama_url(src: &Source) -> Result<String> {
-    if let Some((url, name)) = src.get("OLLAMA_URL") {
-        let url = url.trim().trim_end_matches('/').to_string();
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(Error::Config(format!("{name}: expected an http:// URL, got '{url}'")));
-        }
-        return Ok(url);
-    }
-    let port: u16 = src.parse("OLLAMA_PORT", 11434, "a port number")?;
-    let Some((raw, name)) = src.get("OLLAMA_HOST") else {
-        return Ok(format!("http://127.0.0.1:{port}"));
-    };
-    let raw = raw.trim().trim_end_matches('/');
-    let (scheme, rest) = match raw.split_once("://") {
-        Some((s @ ("http" | "https"), rest)) => (s, rest),
-        Some((s, _)) => return Err(Error::Config(format!("{name}: unsupported scheme '{s}' in '{raw}'"))),
-        None => ("http", raw),
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let has_port = match authority.rfind(':') {
-        Some(i) => !authority[i..].contains(']'),
-        None => false,
-    };
-    let authority = if authority.is_empty() {
-        "127.0.0.1".to_string()
-    } else if has_port {
-        authority.to_string()
-    } else {
-        format!("{authority}:{port}")
-    };
-    let authority = authority.replacen("0.0.0.0", "127.0.0.1", 1).replacen("[::]", "[::1]", 1);
-    if let Some(p) = authority.rsplit(':').next() {
-        if p.parse::<u16>().is_err() {
-            return Err(Error::Config(format!("{name}: bad port in '{raw}'")));
-        }
-    }
-    Ok(format!("{scheme}://{authority}{path}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,6 +294,14 @@ mod tests {
         assert!(s.workers >= 4);
         assert_eq!((s.max_pipeline_runs, s.max_generations), (16, 4));
         assert_eq!(s.vault_root, PathBuf::from("/home/u"));
+        assert_eq!(s.embed_model, None, "no reranking unless asked");
+    }
+
+    #[test]
+    fn the_embedding_model_is_trimmed_and_blank_is_none() {
+        let s = settings(&[("AGENTHUB_EMBED_MODEL", " nomic-embed-text ")]).unwrap();
+        assert_eq!(s.embed_model.as_deref(), Some("nomic-embed-text"));
+        assert_eq!(settings(&[("AGENTHUB_EMBED_MODEL", "   ")]).unwrap().embed_model, None);
     }
 
     #[test]

@@ -3,9 +3,13 @@
 //! the original prompt comes back with the reason: enhancement never fails a caller. Every
 //! generation (enhancement, pipelines' `llm` steps, sampling) holds one of a bounded number of
 //! `Slot`s while it asks Ollama; with none free it is refused at once (`Failure::Busy`).
+//! `rerank`: the tool search's ranking reordered by an embedding model, when one is configured.
 
 pub mod ollama;
+mod rerank;
 pub mod sampling;
+
+pub use rerank::Reranker;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -97,6 +101,8 @@ pub struct Service {
     /// Generations under way, at most `max_generations`.
     generating: Arc<AtomicUsize>,
     max_generations: usize,
+    /// The tool search's reranking, with `AGENTHUB_EMBED_MODEL`.
+    embeddings: Option<rerank::Embeddings>,
 }
 
 /// How the service reaches Ollama and how much it asks of it.
@@ -105,11 +111,13 @@ pub struct Limits {
     pub cache_size: usize,
     /// Generations at once.
     pub max_generations: usize,
+    /// The model that reranks the tool search (`AGENTHUB_EMBED_MODEL`); None: no reranking.
+    pub embed_model: Option<String>,
 }
 
 impl Service {
     pub fn new(rules: Rules, ollama_url: &str, limits: Limits, breakers: Arc<Breakers>) -> Service {
-        let Limits { timeout, cache_size, max_generations } = limits;
+        let Limits { timeout, cache_size, max_generations, embed_model } = limits;
         let client = Arc::new(ollama::Client::new(ollama_url, timeout));
         Service {
             rules: RwLock::new(Arc::new(rules)),
@@ -120,6 +128,7 @@ impl Service {
             stats: Mutex::new(BTreeMap::new()),
             generating: Arc::new(AtomicUsize::new(0)),
             max_generations: max_generations.max(1),
+            embeddings: embed_model.map(rerank::Embeddings::new),
         }
     }
 
@@ -290,17 +299,17 @@ impl Service {
         g: &ollama::Generation,
         slot: Slot,
     ) -> std::result::Result<ollama::Generated, ollama::Failure> {
-        self.guarded(g.model, false, slot, || self.client.generate_with(g), |r| r.tokens)
+        self.guarded(g.model, false, Some(slot), || self.client.generate_with(g), |r| r.tokens)
     }
 
-    /// A call to Ollama for `model` behind its breaker, in its slot (held until it ends),
-    /// counted in the model's stats (`sampling`: counted apart too), its outcome telling the
-    /// probe and the breaker.
+    /// A call to Ollama for `model` behind its breaker, in its slot when it takes one (held until
+    /// it ends; an embedding takes none), counted in the model's stats (`sampling`: counted
+    /// apart too), its outcome telling the probe and the breaker.
     fn guarded<T>(
         &self,
         model: &str,
         sampling: bool,
-        _slot: Slot,
+        _slot: Option<Slot>,
         call: impl FnOnce() -> std::result::Result<T, ollama::Failure>,
         tokens: impl Fn(&T) -> (u64, u64),
     ) -> std::result::Result<T, ollama::Failure> {

@@ -13,6 +13,9 @@ use crate::error::{Error, Result};
 
 /// How long a probe result counts as current.
 const PROBE_TTL: Duration = Duration::from_secs(3);
+/// Longest an `/api/embed` may take (less when `OLLAMA_TIMEOUT_S` is less): a tool search
+/// waits for it, and a model loading from disk still fits.
+const EMBED_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Client {
     base: String,
@@ -20,6 +23,8 @@ pub struct Client {
     quick: ureq::Agent,
     /// Generations: the configured deadline (`OLLAMA_TIMEOUT_S`).
     slow: ureq::Agent,
+    /// Embeddings: the quick connect (a dead Ollama costs half a second), `EMBED_TIMEOUT`.
+    embedding: ureq::Agent,
     timeout: Duration,
 }
 
@@ -143,6 +148,7 @@ impl Client {
             base: base_url.trim_end_matches('/').to_string(),
             quick: crate::http_agent(Duration::from_millis(500), Some(Duration::from_secs(2))),
             slow: crate::http_agent(Duration::from_secs(2), Some(timeout)),
+            embedding: crate::http_agent(Duration::from_millis(500), Some(timeout.min(EMBED_TIMEOUT))),
             timeout,
         }
     }
@@ -281,6 +287,27 @@ impl Client {
         self.chat_with(model, &fields).map(|c| c.text)
     }
 
+    /// `POST /api/embed`: one vector per input, in order (`truncate`: an input past the model's
+    /// context is cut, not refused).
+    pub fn embed(&self, model: &str, inputs: &[String]) -> std::result::Result<Vec<Vec<f32>>, Failure> {
+        #[derive(Deserialize)]
+        struct Embedded {
+            embeddings: Vec<Vec<f32>>,
+        }
+        let body = json!({"model": model, "input": inputs, "truncate": true});
+        let v = self.post_json_on(&self.embedding, "/api/embed", &body, model)?;
+        let e: Embedded =
+            serde_json::from_value(v).map_err(|e| Failure::BadAnswer(format!("/api/embed: {e}")))?;
+        if e.embeddings.len() != inputs.len() {
+            return Err(Failure::BadAnswer(format!(
+                "/api/embed: {} embeddings for {} inputs",
+                e.embeddings.len(),
+                inputs.len()
+            )));
+        }
+        Ok(e.embeddings)
+    }
+
     fn get_json(&self, agent: &ureq::Agent, path: &str) -> std::result::Result<Value, Failure> {
         let mut resp = agent.get(format!("{}{path}", self.base)).call().map_err(failure)?;
         let status = resp.status().as_u16();
@@ -292,8 +319,17 @@ impl Client {
     }
 
     fn post_json(&self, path: &str, body: &Value, model: &str) -> std::result::Result<Value, Failure> {
-        let mut resp = self
-            .slow
+        self.post_json_on(&self.slow, path, body, model)
+    }
+
+    fn post_json_on(
+        &self,
+        agent: &ureq::Agent,
+        path: &str,
+        body: &Value,
+        model: &str,
+    ) -> std::result::Result<Value, Failure> {
+        let mut resp = agent
             .post(format!("{}{path}", self.base))
             .header("Content-Type", "application/json")
             .send(body.to_string())

@@ -40,7 +40,7 @@ impl Service {
                 ));
             }
         }
-        match self.guarded(&model, true, slot, || self.client.chat_with(&model, &body), |c| c.tokens) {
+        match self.guarded(&model, true, Some(slot), || self.client.chat_with(&model, &body), |c| c.tokens) {
             Ok(chatted) => Ok(Sampled { result: answer(&chatted), model: chatted.model, why }),
             Err(f) => Err(format!("the local model {model} could not answer: {f} ({})", f.reason())),
         }

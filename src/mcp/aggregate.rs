@@ -120,7 +120,12 @@ impl Gateway {
             }
             "tools/call" if msg.pointer("/params/name") == Some(&json!(FIND_TOOLS)) => {
                 let Some(entries) = self.view_entries(&view, List::Tools, at) else { return Err(msg) };
-                match find_tools(&entries, msg.pointer("/params/arguments")) {
+                let rerank = self.enhancer.as_ref().and_then(|e| e.reranker());
+                // Reranking asks Ollama: never on the worker.
+                if rerank.is_some() && !own {
+                    return Err(msg);
+                }
+                match find_tools(&entries, msg.pointer("/params/arguments"), rerank.as_ref()) {
                     Ok(result) => reply(jsonrpc::result(id, result)),
                     Err(why) => not_found(&why),
                 }

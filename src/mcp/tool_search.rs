@@ -8,6 +8,8 @@ use serde_json::{Value, json};
 
 use super::Gateway;
 use super::catalog::Index;
+use crate::enhance::Reranker;
+use crate::search::Tool;
 
 pub const FIND_TOOLS: &str = "agenthub__find_tools";
 pub const CALL_TOOL: &str = "agenthub__call_tool";
@@ -50,8 +52,13 @@ impl Gateway {
     }
 }
 
-/// `agenthub__find_tools`' result over `catalog`, or what is wrong with its arguments.
-pub(super) fn find_tools(catalog: &Index, args: Option<&Value>) -> Result<Value, String> {
+/// `agenthub__find_tools`' result over `catalog` (the lexical ranking, reordered by `rerank`
+/// when there is one), or what is wrong with its arguments.
+pub(super) fn find_tools(
+    catalog: &Index,
+    args: Option<&Value>,
+    rerank: Option<&Reranker>,
+) -> Result<Value, String> {
     let query = args.and_then(|a| a.get("query")).and_then(Value::as_str).map(str::trim).unwrap_or("");
     if query.is_empty() {
         return Err(format!("{FIND_TOOLS}: \"query\" (what you want to do) is required"));
@@ -63,10 +70,15 @@ pub(super) fn find_tools(catalog: &Index, args: Option<&Value>) -> Result<Value,
             _ => return Err(format!("{FIND_TOOLS}: \"limit\" must be an integer from 1 to {MAX_LIMIT}")),
         },
     };
-    let found: Vec<Value> = catalog
-        .ranking()
-        .search(query, limit as usize)
+    let mut ranked =
+        catalog.ranking().search(query, rerank.map_or(limit as usize, |r| r.depth(limit as usize)));
+    if let Some(r) = rerank {
+        ranked =
+            r.rerank(query, ranked, |i| catalog.entries().get(i).map(|e| Tool::from_mcp(&e.public, &e.item)));
+    }
+    let found: Vec<Value> = ranked
         .into_iter()
+        .take(limit as usize)
         .filter_map(|(i, _)| catalog.entries().get(i))
         .map(|e| {
             json!({"name": e.public, "description": e.item.get("description").cloned().unwrap_or(json!("")),

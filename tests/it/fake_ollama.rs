@@ -1,8 +1,8 @@
 //! A fake Ollama on 127.0.0.1:0 speaking the real API shapes (`GET /`, `/api/version`,
-//! `/api/tags`, `POST /api/generate` with and without streaming, 404 `model 'X' not found`), and
-//! recording every request it received. Generations can be held (`hold`, `release`): they are
-//! recorded as they come and answered once released (at the latest after `HOLD_AT_MOST`). Stops
-//! when dropped.
+//! `/api/tags`, `POST /api/generate` with and without streaming, `/api/embed` with the
+//! deterministic `embedding`, 404 `model 'X' not found`), and recording every request it
+//! received. Generations and embeddings can be held (`hold`, `release`): they are recorded as
+//! they come and answered once released (at the latest after `HOLD_AT_MOST`). Stops when dropped.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -73,7 +73,7 @@ impl FakeOllama {
         FakeOllama { url: server.url.clone(), received, delay, tags_delay, gate, _server: server }
     }
 
-    /// Generations (`/api/generate`, `/api/chat`) from now on wait until `release`.
+    /// Generations (`/api/generate`, `/api/chat`) and embeddings from now on wait until `release`.
     pub fn hold(&self) {
         *self.gate.held.lock().unwrap() = true;
     }
@@ -87,6 +87,33 @@ impl FakeOllama {
     pub fn received(&self, path: &str) -> Vec<Received> {
         self.received.lock().unwrap().iter().filter(|r| r.path == path).cloned().collect()
     }
+
+    /// The `input` of each `/api/embed` request so far, in order.
+    pub fn embedded(&self) -> Vec<Vec<String>> {
+        let inputs = |r: &Received| match &r.body["input"] {
+            Value::String(s) => vec![s.clone()],
+            v => v.as_array().into_iter().flatten().map(|i| i.as_str().unwrap_or("").to_string()).collect(),
+        };
+        self.received("/api/embed").iter().map(inputs).collect()
+    }
+}
+
+/// The fake's embedding model's sense: one dimension per group of related words (a text has 1
+/// there when one of its words starts with one of the group's), and a last dimension every text
+/// has, so no vector is zero.
+pub const CONCEPTS: &[&[&str]] = &[
+    &["sleep", "wait", "pause", "delay", "millisecond"],
+    &["echo", "repeat"],
+    &["pid", "process"],
+    &["notification", "progress", "log"],
+];
+
+/// What the fake answers `/api/embed` with for `text`.
+pub fn embedding(text: &str) -> Vec<f64> {
+    let lower = text.to_lowercase();
+    let words: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
+    let has = |group: &[&str]| words.iter().any(|w| group.iter().any(|g| w.starts_with(g)));
+    CONCEPTS.iter().map(|group| if has(group) { 1.0 } else { 0.0 }).chain([1.0]).collect()
 }
 
 /// A model's size as its tag says (`:3b` → 3 GB), else about 2 GB.
@@ -140,7 +167,7 @@ fn answer(
             std::thread::sleep(delay);
             gate.pass();
         }
-        ("POST", "/api/chat") => gate.pass(),
+        ("POST", "/api/chat" | "/api/embed") => gate.pass(),
         ("GET", "/api/tags") => std::thread::sleep(tags_delay),
         _ => {}
     }
@@ -153,7 +180,7 @@ fn answer(
             json!({"models": models.iter().map(|m| json!({"name": m, "model": m, "size": size_of(m),
                 "digest": "a80c4f17acd5", "details": {"format": "gguf", "family": "llama"}})).collect::<Vec<_>>()}),
         ),
-        ("POST", "/api/generate" | "/api/chat") if !models.contains(&model) => {
+        ("POST", "/api/generate" | "/api/chat" | "/api/embed") if !models.contains(&model) => {
             json_resp(404, json!({"error": format!("model '{model}' not found")}))
         }
         ("POST", "/api/generate") => {
@@ -178,6 +205,18 @@ fn answer(
                     tiny_http::Header::from_bytes("Content-Type", "application/x-ndjson").unwrap(),
                 )
             }
+        }
+        ("POST", "/api/embed") => {
+            let inputs: Vec<String> = match &body["input"] {
+                Value::String(s) => vec![s.clone()],
+                Value::Array(a) => a.iter().map(|i| i.as_str().unwrap_or("").to_string()).collect(),
+                _ => Vec::new(),
+            };
+            json_resp(
+                200,
+                json!({"model": model, "embeddings": inputs.iter().map(|i| embedding(i)).collect::<Vec<_>>(),
+                "total_duration": 14_143_917u64, "load_duration": 1_019_500u64, "prompt_eval_count": 8 * inputs.len()}),
+            )
         }
         ("POST", "/api/show") if models.contains(&model) => {
             // Models named like qwen take tools here, the others do not.
