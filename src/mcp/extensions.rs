@@ -148,12 +148,14 @@ impl Gateway {
         caps
     }
 
-    /// The hub's instructions, then each running server's under its name.
-    pub(super) fn instructions(&self) -> String {
+    /// The hub's instructions, then each running server's the client's profile shows, under
+    /// its name.
+    pub(super) fn instructions(&self, view: &super::View) -> String {
         let mut text = String::from(
             "AgentHub: the tools, prompts and resources of every running MCP server behind this hub. Names are <server>__<name>.",
         );
-        for s in self.servers.list().into_iter().filter(|s| s.info.status == Status::Running) {
+        let running = self.servers.list().into_iter().filter(|s| s.info.status == Status::Running);
+        for s in running.filter(|s| view.shows_server(&s.name)) {
             let own = s.initialize.as_ref().and_then(|i| i.get("instructions")).and_then(Value::as_str);
             if let Some(i) = own.filter(|i| !i.trim().is_empty()) {
                 text.push_str(&format!("\n\n## {}\n\n{i}", s.name));

@@ -322,7 +322,7 @@ impl Gateway {
                     "protocolVersion": version,
                     "capabilities": self.capabilities(),
                     "serverInfo": {"name": "agenthub", "version": crate::VERSION},
-                    "instructions": self.instructions(),
+                    "instructions": self.instructions(&self.view(&client)),
                 })
             }
             Target::Server(name) => {

@@ -142,7 +142,7 @@ impl Gateway {
         let (capabilities, instructions) = match target {
             Target::Aggregate => {
                 self.start_uncached();
-                (self.capabilities(), Some(Value::String(self.instructions())))
+                (self.capabilities(), Some(Value::String(self.instructions(&self.view(client)))))
             }
             Target::Server(name) => {
                 let init = self.running_handshake(name)?;
