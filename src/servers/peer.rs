@@ -216,7 +216,7 @@ impl Peer for ChildPeer {
                         log::log!(hub_level, "[{server}] {level}: {}", for_log(&text, LOG_TEXT_BYTES));
                     }
                 }
-                self.activity.record("log", Some(server), text);
+                self.activity.record_log(level, server, text);
             }
             "notifications/cancelled" => {
                 log::debug!("[{server}] {method}");
