@@ -20,6 +20,9 @@ pub struct Event {
     pub kind: &'static str,
     pub server: Option<String>,
     pub message: String,
+    /// A server's log message's level (MCP's names), so a reader can leave out the chatter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<&'static str>,
     /// The HTTP request that caused it, when one did (`X-Request-Id`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
@@ -32,6 +35,21 @@ pub struct Activity {
 
 impl Activity {
     pub fn record(&self, kind: &'static str, server: Option<&str>, message: impl Into<String>) {
+        self.record_at(None, kind, server, message)
+    }
+
+    /// As `record`, for a server's log message at `level`.
+    pub fn record_log(&self, level: &'static str, server: &str, message: impl Into<String>) {
+        self.record_at(Some(level), "log", Some(server), message)
+    }
+
+    fn record_at(
+        &self,
+        level: Option<&'static str>,
+        kind: &'static str,
+        server: Option<&str>,
+        message: impl Into<String>,
+    ) {
         let at_ms =
             SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let mut message = message.into();
@@ -42,8 +60,15 @@ impl Activity {
         let request_id = crate::request_id::current();
         let mut inner = self.inner.lock();
         inner.0 += 1;
-        let event =
-            Event { seq: inner.0, at_ms, kind, server: server.map(str::to_string), message, request_id };
+        let event = Event {
+            seq: inner.0,
+            at_ms,
+            kind,
+            server: server.map(str::to_string),
+            message,
+            level,
+            request_id,
+        };
         if inner.1.len() == CAPACITY {
             inner.1.pop_front();
         }

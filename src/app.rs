@@ -54,6 +54,7 @@ impl App {
                 default_timeout: settings.request_timeout,
                 max_calls: settings.max_calls,
                 max_calls_total: settings.max_calls_total,
+                elicitation_wait: settings.elicitation_wait,
                 breakers: breakers.clone(),
                 activity: activity.clone(),
             },

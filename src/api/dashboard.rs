@@ -19,6 +19,8 @@ use crate::front::{Reply, Req};
 pub const PAGE: &str = include_str!("../../assets/dashboard.html");
 /// Events one poll carries at most (the page keeps the last 50).
 const EVENTS_PER_POLL: usize = 50;
+/// A session that sent nothing for this long, with no stream open, counts as idle.
+const IDLE_SESSION: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The page's policy: nothing but its own pinned script and style, requests to the hub only.
 pub fn csp() -> &'static str {
@@ -80,7 +82,8 @@ pub fn root(_: &App, _: &Req, _: &Params) -> Result<Reply> {
 }
 
 /// `GET /dashboard/state?since=SEQ`: hub, servers (breaker, tool count), cache, Ollama with
-/// per-model stats, sessions, and the activity after `since`. Only in-memory reads.
+/// per-model stats, MCP sessions (and how many are idle), the elicitations waiting for a
+/// person, and the activity after `since`. Only in-memory reads.
 pub fn state(app: &App, req: &Req, _: &Params) -> Result<Reply> {
     let since = query_param(&req.query, "since").and_then(|v| v.parse().ok()).unwrap_or(0);
     Ok(Reply::ok(&state_json(app, since, Instant::now())))
@@ -135,6 +138,9 @@ fn state_json(app: &App, since: u64, now: Instant) -> Value {
             "rules": rules,
         },
         "sessions": app.gateway.sessions.len(),
+        "sessions_idle": app.gateway.sessions.idle(now, IDLE_SESSION),
+        "session_idle_after_s": IDLE_SESSION.as_secs(),
+        "elicitations": app.servers.elicitations(now),
         "events": app.activity.since(since, EVENTS_PER_POLL),
     })
 }

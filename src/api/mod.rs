@@ -1,11 +1,12 @@
 //! The hub's HTTP API: the route table and its handlers, one file per area (`servers`, `calls`
 //! for the REST relay and prompt enhancement, `mcp` for the MCP endpoints, `dashboard`,
-//! `pipelines`, `metrics`), the guards every request passes (`guard`), and `Api`, which serves
+//! `pipelines`, `metrics`, `elicitations`), the guards every request passes (`guard`), and `Api`, which serves
 //! them through the front (`front::Service`). Only this layer knows URLs and status codes;
 //! `status_of` is the one mapping from `Error` to status and error code.
 
 mod calls;
 mod dashboard;
+mod elicitations;
 mod guard;
 mod mcp;
 mod metrics;

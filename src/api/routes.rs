@@ -3,7 +3,7 @@
 //! the REST relay), one given the request's `Responder`; `dispatch` finds it (404, 405 with
 //! `Allow`), and `template` names a path's route for the metrics without allocating.
 
-use super::{calls, dashboard, mcp, metrics, pipelines, servers};
+use super::{calls, dashboard, elicitations, mcp, metrics, pipelines, servers};
 use crate::app::App;
 use crate::error::Result;
 use crate::front::{Reply, Req, Responder};
@@ -83,6 +83,8 @@ const ROUTES: &[Route] = &[
     respond("POST", "/mcp/{server}/{*method}", calls::rest_call),
     route("GET", "/catalog", mcp::catalog),
     route("GET", "/activity", servers::activity),
+    route("GET", "/elicitations", elicitations::list),
+    route("POST", "/elicitations/{id}", elicitations::answer),
     route("POST", "/ollama/enhance", calls::enhance_prompt),
     route("GET", "/ollama/models", calls::ollama_models),
     route("POST", "/cache/clear", calls::clear_cache),

@@ -143,6 +143,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "seconds a new /mcp session's first list waits for servers with no cached catalog (0: none)",
     },
     SettingSpec {
+        env: "AGENTHUB_ELICITATION_WAIT_S",
+        flag: None,
+        default: "120",
+        help: "seconds a server's question no client can take waits for a person when its request's deadline is unknown (0: declined at once)",
+    },
+    SettingSpec {
         env: "AGENTHUB_TOKENS_FILE",
         flag: None,
         default: "",

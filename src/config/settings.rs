@@ -50,6 +50,8 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// How long a new `/mcp` session's first list may wait for servers it has no catalog of.
     pub cold_list_wait: Duration,
+    /// How long an elicitation waits for a person when its request's deadline is unknown.
+    pub elicitation_wait: Duration,
     pub tool_search: super::ToolSearch,
     pub breaker_threshold: u32,
     pub breaker_recovery: Duration,
@@ -215,6 +217,7 @@ impl Settings {
             read_timeout: src.seconds("AGENTHUB_READ_TIMEOUT_S", 30.0)?,
             request_timeout: src.seconds("AGENTHUB_REQUEST_TIMEOUT_S", 60.0)?,
             cold_list_wait: src.seconds_or_none("AGENTHUB_COLD_LIST_WAIT_S", 15.0)?,
+            elicitation_wait: src.seconds_or_none("AGENTHUB_ELICITATION_WAIT_S", 120.0)?,
             tool_search: src.parse("AGENTHUB_TOOL_SEARCH", Default::default(), "off, on, auto or auto:N")?,
             breaker_threshold,
             breaker_recovery: src.seconds("AGENTHUB_BREAKER_RECOVERY_S", 30.0)?,

@@ -135,6 +135,9 @@ impl Call {
             Err(e) => (Link::Failed(Some(Box::new(e))), None),
         };
         let Lease { server, breakers, deadline, latest, timeout, in_flight, labels } = lease;
+        if let Some(inbox) = &inbox {
+            inbox.set_deadline(deadline);
+        }
         Call {
             server,
             breakers,
@@ -205,6 +208,14 @@ impl Call {
         let until = until.unwrap_or(self.latest);
         self.latest = self.latest.max(until);
         self.deadline = self.deadline.max(until);
+        self.deadline_moved();
+    }
+
+    /// Tells the inbox, where the server's requests for the client see it.
+    fn deadline_moved(&self) {
+        if let Some(inbox) = &self.inbox {
+            inbox.set_deadline(self.deadline);
+        }
     }
 
     /// Runs `f` when the call ends, however it ends.
@@ -261,6 +272,7 @@ impl Call {
                     // Progress shows the server at work: the deadline starts again (as the SDKs'
                     // resetTimeoutOnProgress does), up to `max_request_timeout` from the start.
                     self.deadline = (Instant::now() + self.timeout).min(self.latest).max(self.deadline);
+                    self.deadline_moved();
                 }
                 Step::Message(m)
             }
@@ -382,6 +394,9 @@ impl Drop for Call {
             // trial riding on this call is given back, since it proved nothing either way.
             self.let_go("the caller gave up");
             self.breakers.record_abandoned(&self.server, Instant::now());
+        }
+        if let Some(inbox) = &self.inbox {
+            inbox.call_ended();
         }
         if let Some(f) = self.on_end.take() {
             f();

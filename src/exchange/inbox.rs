@@ -33,6 +33,19 @@ pub const UNREAD_BYTES: usize = 4 << 20;
 pub struct Inbox {
     events: Mutex<Events>,
     ready: Condvar,
+    /// The deadline of the call reading it, as the call last set it: what a request of the
+    /// server for that call's client may wait for (a person answering it on the dashboard).
+    term: Mutex<Term>,
+}
+
+/// The time left to the call an inbox belongs to, as a request of its server for its client
+/// sees it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Term {
+    /// The call's deadline (progress moves it); `None` until a call has set one.
+    pub deadline: Option<Instant>,
+    /// The call has ended (answered, timed out, cancelled, its caller gone).
+    pub ended: bool,
 }
 
 #[derive(Default)]
@@ -192,6 +205,20 @@ impl Inbox {
         }
         ev.parked = Some(then);
         Ok(())
+    }
+
+    /// The call's deadline, now or moved (by progress, or a task's life).
+    pub fn set_deadline(&self, at: Instant) {
+        self.term.lock().deadline = Some(at);
+    }
+
+    /// The call has ended: nothing for its client is waited for any more.
+    pub fn call_ended(&self) {
+        self.term.lock().ended = true;
+    }
+
+    pub fn term(&self) -> Term {
+        *self.term.lock()
     }
 
     /// Takes back what is parked, if it still is (its time has passed).

@@ -342,6 +342,13 @@ impl Sessions {
         self.map.lock().by_id.len()
     }
 
+    /// Sessions that sent nothing for `quiet` and hold no GET stream open (the dashboard's
+    /// "idle"): clients likely gone, kept until `IDLE_EXPIRY`.
+    pub fn idle(&self, now: Instant, quiet: Duration) -> usize {
+        let map = self.map.lock();
+        map.by_id.values().filter(|s| s.idle(now) >= quiet && !s.streaming()).count()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.map.lock().by_id.is_empty()
     }

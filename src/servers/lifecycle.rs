@@ -178,6 +178,7 @@ impl Servers {
                 self.listener.get().cloned(),
                 self.router.get().cloned(),
                 self.sampler.get().cloned(),
+                self.elicitations.clone(),
             ))
         };
         if cfg.transport != Transport::Stdio {

@@ -17,6 +17,7 @@
 
 mod calls;
 pub(crate) mod edits;
+mod elicitations;
 mod held;
 pub mod installer;
 mod lifecycle;
@@ -156,6 +157,8 @@ pub struct Context {
     pub max_calls: usize,
     /// Calls all servers together may have in flight at once; past it, 503.
     pub max_calls_total: usize,
+    /// How long an elicitation waits for a person when its call is not known (0: none waits).
+    pub elicitation_wait: Duration,
 }
 
 /// A live server: a child over stdio, or a remote one over HTTP.
@@ -294,6 +297,8 @@ pub struct Servers {
     packages: Arc<packages::Packages>,
     /// Puts the saves of `held.json` in order (guards no data of its own).
     held_saves: Mutex<()>,
+    /// The children's elicitations no client could take, waiting for a person.
+    elicitations: Arc<elicitations::Elicitations>,
 }
 
 impl Servers {
@@ -320,6 +325,7 @@ impl Servers {
             .collect();
         let packages = packages::Packages::new(ctx.installer.clone());
         Arc::new(Servers {
+            elicitations: Arc::new(elicitations::Elicitations::new(ctx.elicitation_wait)),
             packages,
             ctx,
             list: Mutex::new(list),
@@ -441,6 +447,9 @@ impl Servers {
                     let level = if to == Status::Failed { log::Level::Warn } else { log::Level::Info };
                     log::log!(level, "server {}: {} -> {}{why}", srv.name, from.as_str(), to.as_str());
                     self.ctx.activity.record("server", Some(&srv.name), format!("{}{why}", to.as_str()));
+                    if from == Status::Running && to != Status::Running {
+                        self.elicitations_gone(&srv.name);
+                    }
                     if (from == Status::Running) != (to == Status::Running) {
                         // What the server offers appears or goes: listeners (the aggregated view) hear of it.
                         if let Some(l) = self.listener.get() {
@@ -493,6 +502,7 @@ pub(super) mod testing {
                 default_timeout: Duration::from_secs(5),
                 max_calls: 64,
                 max_calls_total: 256,
+                elicitation_wait: Duration::from_secs(120),
                 breakers: Arc::new(Breakers::new(BreakerConfig::default())),
                 activity: Arc::new(Activity::default()),
             },

@@ -1,6 +1,7 @@
 //! The hub's answers to a child's own requests (`ping`; `roots/list`, sampling and
 //! elicitation when no client can take them, as a client without the capability would, or as
-//! the server's `sampling` and `elicitation` policies say: sampling by the local model) and what
+//! the server's `sampling` and `elicitation` policies say: sampling by the local model,
+//! elicitation held for a person until its deadline, `elicitations`) and what
 //! it does with the child's notifications (the log, the activity feed, the listeners). A child's
 //! log messages are logged at the hub's level for theirs, their text redacted, escaped and cut,
 //! within a budget of lines (`LogBudget`); an unknown level is logged as `UNKNOWN_LEVEL`.
@@ -13,12 +14,13 @@ use parking_lot::Mutex;
 
 use serde_json::{Value, json};
 
+use super::elicitations::Elicitations;
 use super::{Listener, Router, Sampler};
 use crate::activity::Activity;
 use crate::config::{Elicitation, Sampling, Secrets, ServerConfig};
 use crate::jsonrpc::{self, RpcError};
 use crate::text::{LogBudget, for_log};
-use crate::transport::Peer;
+use crate::transport::{Later, Peer};
 
 /// What a child's log message whose level is none of MCP's is logged as.
 const UNKNOWN_LEVEL: &str = "unknown-level";
@@ -39,6 +41,8 @@ pub(super) struct ChildPeer {
     router: Option<Router>,
     /// How many of the child's log messages reach the hub's log.
     log_budget: Mutex<LogBudget>,
+    /// Where an elicitation no client can take waits for a person.
+    held: Arc<Elicitations>,
 }
 
 impl ChildPeer {
@@ -49,6 +53,7 @@ impl ChildPeer {
         listener: Option<Listener>,
         router: Option<Router>,
         sampler: Option<Sampler>,
+        held: Arc<Elicitations>,
     ) -> ChildPeer {
         ChildPeer {
             roots: cfg.roots.clone(),
@@ -61,6 +66,37 @@ impl ChildPeer {
             listener,
             router,
             log_budget: Mutex::new(LogBudget::for_child()),
+            held,
+        }
+    }
+
+    /// An elicitation no client can take, held for a person (the dashboard, `POST
+    /// /elicitations/{id}`); false when it cannot wait (the bound, or no wait set), and then the
+    /// hub declines it at once.
+    fn hold_for_a_person(&self, server: &str, later: &Later<'_>) -> bool {
+        let asked = later.forward.pointer("/params/message").and_then(Value::as_str).unwrap_or("");
+        match self.held.hold(server, later, Instant::now()) {
+            Ok(kept) => {
+                let whose =
+                    if kept.of_request { "its request's deadline" } else { "AGENTHUB_ELICITATION_WAIT_S" };
+                let line = format!(
+                    "waiting for a person: \"{}\" (elicitation {}, {} s left by {whose}; {})",
+                    for_log(asked, 200),
+                    kept.id,
+                    kept.waits.as_secs(),
+                    for_log(later.why, 200)
+                );
+                log::info!("server {server}: elicitation {line}");
+                self.activity.record("elicitation", Some(server), line);
+                true
+            }
+            Err(why) => {
+                log::info!(
+                    "server {server}: elicitation \"{}\" not held for a person: {why}",
+                    for_log(asked, 200)
+                );
+                false
+            }
         }
     }
 }
@@ -134,11 +170,14 @@ impl Peer for ChildPeer {
         }
     }
 
-    fn answer_later(&self, server: &str, forward: &Value, why: &str) -> bool {
+    fn answer_later(&self, server: &str, later: Later<'_>) -> bool {
         let local = matches!(self.sampling, Sampling::Local | Sampling::ClientThenLocal);
-        match (&self.sampler, jsonrpc::method(forward)) {
+        match (&self.sampler, jsonrpc::method(later.forward)) {
             (Some(sample), "sampling/createMessage") if local => {
-                sample(server, forward, self.sampling_model.as_deref(), why)
+                sample(server, later.forward, self.sampling_model.as_deref(), later.why)
+            }
+            (_, "elicitation/create") if self.elicitation == Elicitation::Client => {
+                self.hold_for_a_person(server, &later)
             }
             _ => false,
         }
@@ -177,9 +216,18 @@ impl Peer for ChildPeer {
                         log::log!(hub_level, "[{server}] {level}: {}", for_log(&text, LOG_TEXT_BYTES));
                     }
                 }
-                self.activity.record("log", Some(server), text);
+                self.activity.record_log(level, server, text);
             }
-            "notifications/progress" | "notifications/cancelled" => log::debug!("[{server}] {method}"),
+            "notifications/cancelled" => {
+                log::debug!("[{server}] {method}");
+                let relay_id = msg.pointer("/params/requestId").and_then(Value::as_str).unwrap_or("");
+                if let Some(asked) = self.held.withdrawn(server, relay_id) {
+                    let line = format!("withdrawn by the server, unanswered: \"{}\"", for_log(&asked, 200));
+                    log::info!("server {server}: elicitation {line}");
+                    self.activity.record("elicitation", Some(server), line);
+                }
+            }
+            "notifications/progress" => log::debug!("[{server}] {method}"),
             _ => self.activity.record("notification", Some(server), self.secrets.redact(method).into_owned()),
         }
         if let Some(l) = &self.listener {

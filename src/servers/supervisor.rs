@@ -13,7 +13,9 @@
 //!    it is put to sleep on a thread of its own (SLEEPING: not a failure, no restart; its
 //!    next use starts it).
 //!
-//! And every `ORPHAN_SCAN`, the orphans re-parented to the hub that have exited are reaped.
+//! Then, once per turn, the elicitations held for a person past their deadline (or their
+//! call's end) are declined; and every `ORPHAN_SCAN`, the orphans re-parented to the hub that
+//! have exited are reaped.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -47,6 +49,7 @@ impl Servers {
                 }
                 self.check(&srv, Instant::now());
             }
+            self.expire_elicitations(Instant::now());
             if Instant::now() >= orphans_due {
                 process::reap_orphans();
                 orphans_due = Instant::now() + ORPHAN_SCAN;

@@ -4,10 +4,12 @@
 //! `Event::Message` under a relay id) when its client can answer, else to the hub. Both
 //! carriers keep the requests waiting for answers in a place of their own (`InputDesk`).
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
-use super::Peer;
-use crate::exchange::{Can, Event, capability, is_for_a_client};
+use super::{Later, Peer};
+use crate::exchange::{Can, Event, Inbox, capability, is_for_a_client};
 use crate::jsonrpc::{self, RpcError};
 
 /// Most requests of one server waiting for clients' answers at once: past it the hub answers.
@@ -24,6 +26,10 @@ pub trait InputDesk {
     fn drop_kept(&self, relay_id: &str);
     /// An event for the waiting request: a request for its caller, or an input's answer.
     fn push(&self, event: Event);
+    /// The waiting request's inbox, when it has one (a stdio slot's): its call's deadline.
+    fn call(&self) -> Option<Arc<Inbox>> {
+        None
+    }
 }
 
 /// A modern server's `inputRequests` for a waiting request whose caller's client can answer
@@ -62,7 +68,8 @@ pub fn ask_inputs(
             desk.push(Event::Message(msg));
             continue;
         }
-        if peer.answer_later(server, &msg, &why) {
+        let call = desk.call();
+        if peer.answer_later(server, Later { forward: &msg, why: &why, call: call.as_ref() }) {
             continue;
         }
         desk.drop_kept(&relay_id);

@@ -12,7 +12,7 @@ mod inputs;
 mod peer;
 pub mod stdio;
 
-pub use peer::Peer;
+pub use peer::{Later, Peer};
 
 /// Thread names are capped at 15 bytes by Linux; keep the server name's start.
 pub(crate) fn short(name: &str) -> &str {

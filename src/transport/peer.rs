@@ -2,10 +2,23 @@
 //! `roots/list`, ...) and notifications. The server table implements it (`servers::peer`).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::exchange::Inbox;
 use crate::jsonrpc::RpcError;
+
+/// A child's request for a client that the hub may take to answer later (`Peer::answer_later`).
+pub struct Later<'a> {
+    /// The request under its relay id (`s:<server>:<n>`), which its answer names.
+    pub forward: &'a Value,
+    /// Why no client takes it.
+    pub why: &'a str,
+    /// The inbox of the call it belongs to, when the hub can tell: that call's deadline is the
+    /// request's, and its end the request's end.
+    pub call: Option<&'a Arc<Inbox>>,
+}
 
 /// What the hub does with messages the child starts: its requests (`ping`, `roots/list`, ...)
 /// and notifications.
@@ -31,9 +44,10 @@ pub trait Peer: Send + Sync {
         false
     }
     /// Takes such a request, under its relay id, to answer it later through
-    /// `Transport::answer_child` (sampling by the local model); true when it took it.
-    fn answer_later(&self, server: &str, forward: &Value, why: &str) -> bool {
-        let _ = (server, forward, why);
+    /// `Transport::answer_child` (sampling by the local model, elicitation by a person on the
+    /// dashboard); true when it took it.
+    fn answer_later(&self, server: &str, later: Later<'_>) -> bool {
+        let _ = (server, later);
         false
     }
     /// Whether the hub's local model answers this server's sampling when no client does (what

@@ -1,15 +1,18 @@
 // Drives the dashboard in headless Chromium against a running hub (started by
-// tests/it/dashboard.rs). Usage: node dashboard.mjs <hub url> <mode> <screenshot|-> [token]
-// Modes: open (everything, then keyboard and a 375 px window; a second screenshot *-narrow.png),
-// token, offline (hidden tab, back-off while the hub does not answer), many (50 servers, the
-// DOM untouched while nothing changes).
+// tests/it/dashboard.rs). Usage: node dashboard.mjs <hub url> <mode> <screenshot|-> [token] [long server name]
+// Modes: open (everything, then keyboard and a 375 px window with long names, URLs and messages;
+// a second screenshot *-narrow.png), token (asked once, however many requests are refused at
+// once, and what was refused goes through afterwards), waiting (a server's question answered
+// in the page, the feed's grouping and chatter, a pipeline's result as text, the session
+// count explained), offline (hidden tab, back-off while the hub does not answer), many (50
+// servers, the DOM untouched while nothing changes).
 // Every wait has a deadline; any failure exits non-zero with the reason on stderr.
 import { createRequire } from "node:module";
 
 const require = createRequire(process.env.PLAYWRIGHT_CORE_DIR + "/");
 const { chromium } = require("playwright-core");
 
-const [url, mode, shot, token] = process.argv.slice(2);
+const [url, mode, shot, token, longName] = process.argv.slice(2);
 const T = 15000;
 const problems = [];
 let expectInstallError = false;
@@ -41,7 +44,8 @@ try {
   page.on("requestfinished", (r) => { const p = polls.find((p) => p.request === r); if (p) p.failed = false; });
   page.on("response", (r) => {
     const expected401 = mode === "token" && r.status() === 401;
-    if (r.status() >= 400 && !expected401 && !(expectInstallError && (r.url().endsWith("/servers/install") || r.url().endsWith("/pipelines/greet")))) problems.push("HTTP " + r.status() + " " + r.url());
+    const expected400 = expectInstallError && /\/servers\/install$|\/pipelines\/greet$|\/elicitations\//.test(r.url());
+    if (r.status() >= 400 && !expected401 && !expected400) problems.push("HTTP " + r.status() + " " + r.url());
     if (!r.url().startsWith(url)) problems.push("request off the hub: " + r.url());
   });
   // The page asks in the page itself, never with a native dialog.
@@ -71,6 +75,9 @@ try {
     if (stored !== token) throw new Error("token not kept in sessionStorage");
     await page.click("#clear-cache");
     await page.locator("#c-size", { hasText: "0" }).waitFor();
+    await checkTokenAskedOnce(page);
+  } else if (mode === "waiting") {
+    await checkWaiting(page);
   } else if (mode === "offline") {
     await checkHiddenAndBackOff(page);
   } else if (mode === "many") {
@@ -92,6 +99,11 @@ if (problems.length) { console.error(problems.join("\n")); failed = true; }
 console.log(failed ? "dashboard: failed" : "dashboard: ok");
 process.exit(failed ? 1 : 0);
 
+/// Runs one check of several in a row: its failure is recorded and the next still runs (each
+/// says on its own whether the page does what it should).
+async function part(name, f) {
+  try { await f(); } catch (e) { problems.push(name + ": " + (e && e.message || e)); } finally { expectInstallError = false; }
+}
 /// Waits until `cond()` (in this script) holds; throws `what` after `ms`.
 async function until(what, ms, cond) {
   const deadline = Date.now() + ms;
@@ -118,6 +130,120 @@ async function hub(method, path, body) {
   return r.json();
 }
 function notify(data) { return hub("POST", "/mcp/fx/tools/call", { name: "notify", arguments: { data } }); }
+
+/// The hub's token changes under the page: a poll and an action refused at the same moment
+/// ask for it once, and once it is given the action goes through without another click.
+async function checkTokenAskedOnce(page) {
+  await part("pipelines loaded behind the token's question", async () => {
+    await page.locator('#pl-name option[value="greet"]').waitFor({ state: "attached", timeout: 5000 });
+    if ((await page.textContent("#pl-err")).trim()) throw new Error("the pipelines panel kept an error: " + await page.textContent("#pl-err"));
+  });
+  await part("a poll and an action refused at once", () => askedOnce(page));
+}
+async function askedOnce(page) {
+  await page.evaluate(() => {
+    window.asked = 0; const box = document.getElementById("tokenbox");
+    new MutationObserver(() => { if (!box.hidden) window.asked++; }).observe(box, { attributes: true, attributeFilter: ["hidden"] });
+    sessionStorage.setItem("agenthub.token", "a-token-the-hub-no-longer-takes");
+  });
+  const clears = [];
+  page.on("response", (r) => { if (r.url().endsWith("/cache/clear")) clears.push(r.status()); });
+  await page.evaluate(() => { poll(); document.getElementById("clear-cache").click(); });
+  await page.locator("#tokenbox").waitFor({ state: "visible" });
+  await until("both refusals", 5000, () => clears.length >= 1);
+  await new Promise((r) => setTimeout(r, 500));
+  await page.fill("#token", token);
+  await page.keyboard.press("Enter");
+  await page.locator("#tokenbox").waitFor({ state: "hidden" });
+  await until("the clear to go through after the token", 5000, () => clears.includes(200));
+  await pollsDone(2, 8000);
+  const asked = await page.evaluate(() => window.asked);
+  if (asked !== 1) throw new Error("the token was asked for " + asked + " times");
+  if ((await page.textContent("#c-err")).trim()) throw new Error("the cache clear failed: " + await page.textContent("#c-err"));
+}
+
+/// Starts the fixture's `ask` of an elicitation through the REST relay (a caller that cannot
+/// answer it, so a person is asked); resolves to what the server heard back.
+function elicit(params) {
+  return hub("POST", "/mcp/fx/tools/call", { name: "ask", arguments: { method: "elicitation/create", params, wait_ms: 30000 } })
+    .then((r) => JSON.parse(r.content[0].text));
+}
+
+async function checkWaiting(page) {
+  await page.locator('.card[data-name="fx"] .status', { hasText: "RUNNING" }).waitFor();
+  if (!(await page.locator("#wait-box").isHidden())) throw new Error("the waiting panel shows with nothing waiting");
+  // A server's question: a form from its schema, the time left, Accept.
+  const schema = { type: "object", required: ["branch"], properties: {
+    branch: { type: "string", title: "Branch" }, depth: { type: "integer", minimum: 1 }, force: { type: "boolean" },
+    color: { type: "string", oneOf: [{ const: "r", title: "Red" }, { const: "g", title: "Green" }] } } };
+  const answered = elicit({ message: "Which branch should I use?", requestedSchema: schema });
+  answered.catch(() => {});
+  await part("the question answered in the page", () => answerInPage(page, answered));
+  await part("the feed's grouping and chatter", () => quietFeed(page));
+  await part("a pipeline's result as text", () => resultAsText(page));
+  await part("the session count explained", () => sessionsExplained(page));
+}
+async function answerInPage(page, answered) {
+  const ask = page.locator('#wait .ask[data-server="fx"]');
+  await ask.waitFor({ timeout: 5000 });
+  await ask.locator("p", { hasText: "Which branch should I use?" }).waitFor();
+  await ask.locator(".left", { hasText: /\d+s left/ }).waitFor();
+  if ((await ask.locator('input[data-arg="force"]').getAttribute("type")) !== "checkbox") throw new Error("a boolean is no checkbox");
+  if ((await ask.locator('select[data-arg="color"] option').allTextContents()).join() !== "—,Red,Green") throw new Error("the choices are not a select of their titles");
+  expectInstallError = true;
+  await ask.locator('input[data-arg="branch"]').fill("main");
+  await ask.locator('input[data-arg="depth"]').fill("0");
+  await ask.locator("button", { hasText: "Accept" }).click();
+  await ask.locator(".err", { hasText: "content.depth: at least 1" }).waitFor();
+  expectInstallError = false;
+  await ask.locator('input[data-arg="depth"]').fill("2");
+  await ask.locator('input[data-arg="force"]').check();
+  await ask.locator('select[data-arg="color"]').selectOption({ label: "Green" });
+  await ask.locator("button", { hasText: "Accept" }).click();
+  await page.locator("#wait-box").waitFor({ state: "hidden", timeout: 3000 });
+  const heard = await answered;
+  const want = { action: "accept", content: { branch: "main", depth: 2, force: true, color: "g" } };
+  if (JSON.stringify(heard.result) !== JSON.stringify(want)) throw new Error("the server heard " + JSON.stringify(heard));
+  await pollsDone(2, 6000);
+  if (await page.locator("#wait .ask").count()) throw new Error("an answered question came back");
+}
+async function quietFeed(page) {
+
+  // The feed: alike events in a row are one line, chatter (list_changed, debug) hidden until asked for.
+  for (let i = 0; i < 3; i++) await hub("POST", "/mcp/fx/tools/call", { name: "notify", arguments: { list_changed: true } });
+  await hub("POST", "/mcp/fx/tools/call", { name: "notify", arguments: { level: "debug", data: "debug chatter" } });
+  for (let i = 0; i < 4; i++) await notify("the same again");
+  const same = page.locator("#feed li", { hasText: "the same again" });
+  await same.locator(".x", { hasText: "×4" }).waitFor({ timeout: 5000 });
+  if ((await same.count()) !== 1) throw new Error("4 alike events took " + await same.count() + " lines");
+  const listed = page.locator("#feed li", { hasText: "notifications/tools/list_changed" });
+  const debug = page.locator("#feed li", { hasText: "debug chatter" });
+  if ((await listed.count()) !== 1 || await listed.isVisible() || await debug.isVisible()) throw new Error("chatter shows by default");
+  await page.check("#f-all");
+  await listed.locator(".x", { hasText: "×3" }).waitFor({ state: "visible" });
+  await debug.waitFor({ state: "visible" });
+  await page.uncheck("#f-all");
+  await debug.waitFor({ state: "hidden" });
+}
+async function resultAsText(page) {
+
+  // A pipeline's result, an MCP content array, is shown as its text.
+  await page.selectOption("#pl-name", "report");
+  await page.click("#pl-run");
+  await page.locator("#pl-status", { hasText: "ok" }).waitFor({ timeout: 10000 });
+  const result = await page.textContent("#pl-result");
+  if (result !== "first line\nsecond line") throw new Error("the result is shown as " + JSON.stringify(result));
+}
+async function sessionsExplained(page) {
+
+  // The session count says what it counts.
+  const init = { jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "browser-test", version: "1" } } };
+  const r = await fetch(url + "/mcp/fx", { method: "POST", headers: { "Content-Type": "application/json", Accept: "application/json, text/event-stream" }, body: JSON.stringify(init) });
+  if (!r.ok) throw new Error("initialize: HTTP " + r.status);
+  await page.locator("#h-sessions", { hasText: "1 MCP client session (0 idle)" }).waitFor({ timeout: 5000 });
+  const title = await page.getAttribute("#h-sessions", "title");
+  if (!/MCP client sessions/.test(title || "") || !/idle/i.test(title)) throw new Error("the session count does not explain itself: " + title);
+}
 
 async function checkEverything(page) {
   const card = (name) => page.locator(`.card[data-name="${name}"]`);
@@ -288,14 +414,24 @@ async function checkKeyboardAndNarrow(page) {
   await started;
   await card("idle").locator(".status", { hasText: "RUNNING" }).waitFor();
 
-  // A phone-sized window: nothing scrolls sideways; cards and controls are on screen and work.
+  // A phone-sized window: nothing scrolls sideways, with a 64-character server name, a long
+  // unbroken log line, a question with a long URL waiting; cards and controls are on screen and work.
   await page.setViewportSize({ width: 375, height: 800 });
+  const long = "https://example.com/" + "very-long-path-segment-".repeat(12) + "?q=" + "x".repeat(120);
+  const declined = elicit({ mode: "url", url: long, elicitationId: "narrow-1", message: "Please-open-" + "y".repeat(150) });
+  declined.catch(() => {});
+  await notify("a-log-line-without-spaces-" + "z".repeat(300));
+  await until("the question held", 5000, async () => (await hub("GET", "/elicitations")).elicitations.length === 1);
+  await page.locator("#feed li", { hasText: "a-log-line-without-spaces" }).waitFor({ timeout: 5000 });
+  await page.locator(`#f-server option[value="${longName}"]`).waitFor({ state: "attached" });
+  await pollsDone(1, 5000);
   await page.evaluate(() => window.scrollTo(0, 0));
-  const fit = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, width: innerWidth,
+  const fit = await page.evaluate(() => ({ scroll: document.scrollingElement.scrollWidth, width: innerWidth,
     wide: [...document.querySelectorAll("body *")].filter((e) => e.getBoundingClientRect().right > innerWidth + 0.5)
       .slice(0, 6).map((e) => e.tagName + (e.id ? "#" + e.id : "") + (e.className ? "." + e.className : "")) }));
   if (fit.scroll > fit.width) throw new Error("at 375 px the page scrolls sideways: " + JSON.stringify(fit));
-  for (const sel of ['.card[data-name="fx"]', '.card[data-name="fx2"]', '.card[data-name="idle"]', "#clear-cache", "#p-run", "#t-run", "#i-run", "#f-kind", "#f-server"]) {
+  await page.locator("#wait .ask a", { hasText: "very-long-path-segment" }).waitFor({ timeout: 5000 });
+  for (const sel of ['.card[data-name="fx"]', '.card[data-name="fx2"]', '.card[data-name="idle"]', `.card[data-name="${longName}"]`, "#wait .ask", "#clear-cache", "#p-run", "#t-run", "#i-run", "#f-kind", "#f-server"]) {
     const l = page.locator(sel);
     await l.scrollIntoViewIfNeeded();
     const box = await l.boundingBox();
@@ -305,6 +441,10 @@ async function checkKeyboardAndNarrow(page) {
   await card("fx2").locator(".status", { hasText: "RUNNING" }).waitFor();
   await page.evaluate(() => window.scrollTo(0, 0));
   if (shot !== "-") await page.screenshot({ path: shot.replace(/\.png$/, "-narrow.png"), fullPage: true });
+  // The URL question declined from the page.
+  await page.locator("#wait .ask button", { hasText: "Decline" }).click();
+  await page.locator("#wait-box").waitFor({ state: "hidden", timeout: 3000 });
+  if ((await declined).result.action !== "decline") throw new Error("the server heard " + JSON.stringify(await declined));
 }
 
 async function checkHiddenAndBackOff(page) {

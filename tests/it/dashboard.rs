@@ -14,6 +14,8 @@ const RULES: &str = r#"{
   "clients": {"vscode": {"model": "qwen2.5-coder:7b"}}
 }"#;
 const TOKEN: &str = "dashboard-test-token-0123456789";
+/// A server name as long as names go (64 characters, no break in it): the page must hold it.
+const LONG_NAME: &str = "a-server-with-a-very-long-name-that-keeps-going-and-going-012345";
 /// A pipeline over the fixture, its last step slow enough to watch the run on the page.
 const PIPELINES: &str = r#"{"pipelines": {"greet": {
   "description": "Greets through the fixture",
@@ -25,6 +27,15 @@ const PIPELINES: &str = r#"{"pipelines": {"greet": {
     {"id": "later", "tool": "fx/sleep", "args": {"ms": 1500}}
   ],
   "result": {"said": "${steps.echo.text}"}
+},
+"report": {
+  "description": "Answers an MCP content array of two lines",
+  "inputs": {},
+  "steps": [
+    {"id": "lines", "template": "first line\nsecond line"},
+    {"id": "echo", "tool": "fx/echo", "args": {"text": "${steps.lines.text}"}}
+  ],
+  "result": {"content": [{"type": "text", "text": "${steps.echo.text}"}]}
 }}}"#;
 
 fn dashboard_hub(ollama: &FakeOllama, token: Option<&str>) -> Hub {
@@ -32,6 +43,7 @@ fn dashboard_hub(ollama: &FakeOllama, token: Option<&str>) -> Hub {
         ("fx", json!({"auto_start": true, "args": ["--destructive-tool"]})),
         ("fx2", json!({"auto_start": true})),
         ("idle", json!({"auto_start": false})),
+        (LONG_NAME, json!({"auto_start": false})),
     ];
     let mut b = Hub::builder()
         .fixtures(&servers)
@@ -53,6 +65,7 @@ fn dashboard_hub(ollama: &FakeOllama, token: Option<&str>) -> Hub {
 
 /// Runs the browser script; panics with its output unless it passed within a minute.
 fn browse(hub: &Hub, mode: &str, screenshot: &str, token: &str) {
+    assert_eq!(LONG_NAME.len(), 64);
     assert!(
         std::path::Path::new("/usr/bin/chromium").exists(),
         "run `make test-deps` (make test does) first"
@@ -61,7 +74,7 @@ fn browse(hub: &Hub, mode: &str, screenshot: &str, token: &str) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/dashboard.mjs");
     let mut child = Command::new("node")
         .arg(script)
-        .args([&format!("http://{}", hub.addr), mode, screenshot, token])
+        .args([&format!("http://{}", hub.addr), mode, screenshot, token, LONG_NAME])
         .env("PLAYWRIGHT_CORE_DIR", modules.join("playwright-core"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -94,6 +107,16 @@ fn the_dashboard_shows_and_acts_in_a_real_browser() {
             "no screenshot at {shot}"
         );
     }
+}
+
+#[test]
+fn a_person_answers_a_servers_question_and_the_feed_keeps_quiet() {
+    // The pending form answers an elicitation end to end, consecutive alike events are one line
+    // (list_changed and debug lines hidden unless asked for), a pipeline's result is text, and
+    // the header's session count says what it counts.
+    let ollama = FakeOllama::start(&["llama3.2:3b"]);
+    let hub = dashboard_hub(&ollama, None);
+    browse(&hub, "waiting", "-", "");
 }
 
 #[test]
@@ -154,12 +177,13 @@ fn the_page_and_its_state() {
     let s = hub.get("/dashboard/state").json();
     let names: Vec<&str> =
         s["servers"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["fx", "fx2", "idle"]);
+    assert_eq!(names, ["fx", "fx2", "idle", LONG_NAME]);
     assert_eq!(
         (s["servers"][0]["status"].as_str(), s["servers"][0]["circuit"].as_str()),
         (Some("RUNNING"), Some("closed"))
     );
-    assert_eq!(s["sessions"], 0);
+    assert_eq!((s["sessions"].clone(), s["sessions_idle"].clone()), (json!(0), json!(0)));
+    assert_eq!(s["elicitations"], json!([]));
     assert_eq!(s["cache"]["size"], 0);
     assert_eq!(s["ollama"]["rules"], json!(["vscode"]));
     let last = s["events"].as_array().unwrap().last().unwrap()["seq"].as_u64().unwrap();

@@ -12,6 +12,7 @@ mod config_api;
 mod container;
 mod core;
 mod dashboard;
+mod elicitations;
 mod enhance;
 mod floods;
 mod front;

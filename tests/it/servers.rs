@@ -260,8 +260,12 @@ fn stderr_is_kept_in_a_bounded_tail() {
 
 #[test]
 fn child_requests_are_answered_by_the_hub() {
-    let hub =
-        Hub::with_fixtures(&[("rooted", json!({"roots": ["file:///tmp/project"]})), ("plain", json!({}))]);
+    // `plain` declines elicitation by policy: without it a person would be asked first
+    // (tests/it/elicitations.rs).
+    let hub = Hub::with_fixtures(&[
+        ("rooted", json!({"roots": ["file:///tmp/project"]})),
+        ("plain", json!({"elicitation": "decline"})),
+    ]);
     for name in ["rooted", "plain"] {
         assert_eq!(hub.post(&format!("/servers/{name}/start")).status, 200);
     }

@@ -32,10 +32,14 @@ fn sampled(text: &str) -> Value {
 
 #[test]
 fn a_client_without_the_capability_gets_the_fallback_answer() {
-    let hub = Hub::with_fixtures(&[
-        ("fx", json!({"auto_start": true})),
-        ("rooted", json!({"auto_start": true, "roots": ["file:///tmp/project"]})),
-    ]);
+    // No elicitation waits for a person here (tests/it/elicitations.rs has those): declined at once.
+    let hub = Hub::builder()
+        .fixtures(&[
+            ("fx", json!({"auto_start": true})),
+            ("rooted", json!({"auto_start": true, "roots": ["file:///tmp/project"]})),
+        ])
+        .env("AGENTHUB_ELICITATION_WAIT_S", "0")
+        .start();
     hub.wait_status("fx", "RUNNING", 10 * SEC);
     hub.wait_status("rooted", "RUNNING", 10 * SEC);
     let c = client(&hub, "/mcp/fx", json!({}));

@@ -14,6 +14,7 @@ use super::upstream::{Desk, Upstream, Wire};
 use crate::exchange::modern::{self, MODERN_VERSION};
 use crate::exchange::{Can, Event};
 use crate::jsonrpc::{self, Kind, RpcError};
+use crate::transport::Later;
 use crate::transport::inputs::{self, InputDesk, MAX_WAITING};
 
 impl Upstream {
@@ -100,7 +101,7 @@ impl Upstream {
             return;
         }
         let why = "the client's request that it belongs to does not take a stream";
-        if peer.answer_later(self.server(), msg, why) {
+        if peer.answer_later(self.server(), Later { forward: msg, why, call: None }) {
             return;
         }
         let answer = match peer.unrouted(self.server(), msg, why) {

@@ -87,7 +87,7 @@ impl Flight for Out {
     }
 
     fn refuse(&self, msg: &Value) {
-        self.bridge.refuse_relay(msg);
+        self.bridge.refuse_relay(msg, Some(&self.pending.slot.inbox));
     }
 
     fn ask_inputs(&mut self, requests: &Map<String, Value>) {

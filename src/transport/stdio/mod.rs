@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use super::{Peer, short};
-use crate::exchange::{Caller, Can, Event, Next, cancelled};
+use super::{Later, Peer, short};
+use crate::exchange::{Caller, Can, Event, Inbox, Next, cancelled};
 use crate::jsonrpc::{self, Kind, RpcError};
 use lines::drain_stderr;
 pub(crate) use lines::read_line_capped;
@@ -219,7 +219,7 @@ impl Bridge {
         loop {
             match self.next(&pending, deadline) {
                 Next::Event(Event::Response(msg)) => return Ok(msg),
-                Next::Event(Event::Message(m)) => self.refuse_relay(&m),
+                Next::Event(Event::Message(m)) => self.refuse_relay(&m, None),
                 Next::Event(Event::Input(..)) => {}
                 Next::Event(Event::Cancelled) => return Err(cancelled()),
                 Next::Gone(e) => return Err(e),
@@ -304,14 +304,15 @@ impl Bridge {
     }
 
     /// Answers a child request relayed to a caller that cannot take it (its answer is not a
-    /// stream) as a client without the capability would.
-    pub fn refuse_relay(&self, msg: &Value) {
+    /// stream) as a client without the capability would, or has the peer answer it later
+    /// (`call`: the inbox of the call it belongs to).
+    pub fn refuse_relay(&self, msg: &Value, call: Option<&Arc<Inbox>>) {
         if jsonrpc::kind(msg) != Kind::Request {
             return;
         }
         let Some(id) = msg.get("id").and_then(Value::as_str) else { return };
         let why = "the client's request that it belongs to does not take a stream";
-        if self.peer.answer_later(&self.shared.name, msg, why) {
+        if self.peer.answer_later(&self.shared.name, Later { forward: msg, why, call }) {
             return;
         }
         let answer = match self.peer.unrouted(&self.shared.name, msg, why) {

@@ -19,6 +19,24 @@ use crate::jsonrpc::{self, Kind};
 use crate::text::{LogBudget, for_log};
 use crate::transport::Peer;
 
+/// The child's cancellation of its own request that waits for a client's answer: the wait is
+/// forgotten, and the notification names the request by its relay id, the one name the hub's
+/// side knows it by (so whoever holds it, a person's dashboard too, lets it go).
+fn withdrawn(shared: &Shared, mut msg: Value) -> Value {
+    let Some(id) = msg.pointer("/params/requestId").cloned() else { return msg };
+    let mut waiting = shared.child_requests.lock();
+    let relay_id = waiting.iter().find_map(|(relay, w)| match w {
+        Waiting::Child(child) if *child == id => Some(relay.clone()),
+        _ => None,
+    });
+    if let Some(relay_id) = relay_id {
+        waiting.remove(&relay_id);
+        drop(waiting);
+        msg["params"]["requestId"] = json!(relay_id);
+    }
+    msg
+}
+
 pub(super) fn read_loop(
     stdout: impl Read,
     shared: &Shared,
@@ -113,6 +131,9 @@ pub(super) fn read_loop(
                     }
                     _ => log::debug!("{}: progress for no pending request", shared.name),
                 }
+            }
+            Kind::Notification if jsonrpc::method(&msg) == "notifications/cancelled" => {
+                peer.notification(&shared.name, &withdrawn(shared, msg))
             }
             Kind::Notification => peer.notification(&shared.name, &msg),
             Kind::Invalid => skipped("an invalid JSON-RPC message", text),

@@ -22,11 +22,11 @@ use serde_json::{Value, json};
 use super::slot::Slot;
 use super::stdin::Stdin;
 use super::{Shared, Waiting};
-use crate::exchange::{Event, RELATED_TASK, capability};
+use crate::exchange::{Event, Inbox, RELATED_TASK, capability};
 use crate::jsonrpc::{self, RpcError};
 use crate::text::for_log;
-use crate::transport::Peer;
 use crate::transport::inputs::{InputDesk, MAX_WAITING};
+use crate::transport::{Later, Peer};
 
 /// The slot a child's request goes to (with its hub id), or why there is none.
 pub(super) fn pick(
@@ -59,6 +59,25 @@ pub(super) fn pick(
             Err(format!("no client with a request in flight on {server} declared {what}"))
         }
         Some(_) => Ok((*id, one.clone())),
+    }
+}
+
+/// The call a child's request belongs to whoever its caller is (a REST or hub request too), for
+/// its deadline: the task's when it names one, else the one request in flight. `None` when the
+/// hub cannot tell.
+fn belongs_to(pending: &HashMap<u64, Arc<Slot>>, msg: &Value) -> Option<Arc<Inbox>> {
+    let task = msg.pointer(&format!("/params/_meta/{}/taskId", RELATED_TASK.replace('/', "~1")));
+    let mut of_task = pending.values().filter(|s| {
+        let named = task.and_then(Value::as_str);
+        named.is_some() && s.origin.as_ref().is_some_and(|o| o.task.as_deref() == named)
+    });
+    if let (Some(one), None) = (of_task.next(), of_task.next()) {
+        return Some(one.inbox.clone());
+    }
+    let mut busy = pending.values().filter(|s| !s.ping);
+    match (busy.next(), busy.next()) {
+        (Some(one), None) => Some(one.inbox.clone()),
+        _ => None,
     }
 }
 
@@ -101,10 +120,13 @@ pub(super) fn for_a_client(
 ) -> Option<Result<Value, RpcError>> {
     let id = msg.get("id").cloned().unwrap_or(Value::Null);
     let first = peer.answers_first(&shared.name, &msg);
-    let picked = match (first, shared.pending.lock().as_ref()) {
-        (true, _) => Err(format!("the configuration of {} has the hub answer it", shared.name)),
-        (false, Some(p)) => pick(&shared.name, p, &msg),
-        (false, None) => Err(format!("server {} is going away", shared.name)),
+    let (picked, call) = match (first, shared.pending.lock().as_ref()) {
+        (true, p) => (
+            Err(format!("the configuration of {} has the hub answer it", shared.name)),
+            p.and_then(|p| belongs_to(p, &msg)),
+        ),
+        (false, Some(p)) => (pick(&shared.name, p, &msg), belongs_to(p, &msg)),
+        (false, None) => (Err(format!("server {} is going away", shared.name)), None),
     };
     let n = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let relay_id = format!("s:{}:{n}", shared.name);
@@ -143,7 +165,7 @@ pub(super) fn for_a_client(
     if !first && peer.offer(&shared.name, &forward) {
         return None;
     }
-    if peer.answer_later(&shared.name, &forward, &why) {
+    if peer.answer_later(&shared.name, Later { forward: &forward, why: &why, call: call.as_ref() }) {
         return None;
     }
     shared.child_requests.lock().remove(&relay_id);
@@ -180,5 +202,9 @@ impl InputDesk for SlotDesk<'_> {
 
     fn push(&self, event: Event) {
         self.slot.push(event);
+    }
+
+    fn call(&self) -> Option<Arc<Inbox>> {
+        Some(self.slot.inbox.clone())
     }
 }
