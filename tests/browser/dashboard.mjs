@@ -395,6 +395,14 @@ async function checkEverything(page) {
   await page.locator("#snippet", { hasText: "streamable-http" }).waitFor();
   await page.click("#snippets .tab >> text=VS Code");
   await page.evaluate(() => window.scrollTo(0, 0));
+
+  // Profiles: each with its servers, its tools and what they cost a client's context.
+  const coding = page.locator("#p-rows tr", { hasText: "coding" });
+  await coding.locator("td", { hasText: "fx (1)" }).waitFor();
+  const cells = await coding.locator("td").allTextContents();
+  if (cells[2] !== "1" || !(Number(cells[3].replace(/\D/g, "")) > 0) || !cells[5].includes("cursor"))
+    throw new Error("the coding profile reads " + JSON.stringify(cells));
+  await page.locator("#p-rows tr", { hasText: "all (default)" }).waitFor();
 }
 
 async function checkKeyboardAndNarrow(page) {

@@ -49,6 +49,7 @@ fn dashboard_hub(ollama: &FakeOllama, token: Option<&str>) -> Hub {
         .fixtures(&servers)
         .file("enhancement-rules.json", RULES)
         .file("pipelines.json", PIPELINES)
+        .file("profiles.json", r#"{"profiles": {"coding": {"servers": {"fx": {"tools": ["echo"]}}}}, "clients": {"cursor": "coding"}}"#)
         .env("OLLAMA_URL", &ollama.url);
     if let Some(t) = token {
         b = b.env("AGENTHUB_TOKEN", t);
