@@ -4,8 +4,11 @@
 //! answer it (a few have two right answers, e.g. the same function on two servers):
 //! `queries.json`, the set the ranking was developed on, and `queries_unseen.json`, written
 //! before any change to the ranking and phrased differently (casual, indirect, long-winded), the
-//! judge of whether an idea generalizes. Recall@k: the share of requests with a right tool in the
-//! first k results.
+//! judge of whether an idea generalizes: an idea stayed only if it held there. (One hand wrote
+//! both the unseen set and `vocabulary.rs`, so its figures flatter the related words somewhat;
+//! slang seen there, "bounce" or "ack", was kept out of the table.) Recall@k: the share of
+//! requests with a right tool in the first k results. The test prints every setting of
+//! `settings()` on both sets, and the requests the default misses.
 
 use serde_json::Value;
 
@@ -69,14 +72,22 @@ fn recall(tools: &[Tool], index: &Index, cases: &[Case]) -> Recall {
     Recall { at1: at1 as f32 / n, at5: at5 as f32 / n, missed }
 }
 
-/// The settings compared; the first is `Weights::default()`.
+/// The settings compared; the first is `Weights::default()`, the others each leave out one
+/// idea of it, or all of them (field weights only), or use no weights at all (plain BM25 over
+/// the same words).
 fn settings() -> Vec<(&'static str, Weights)> {
-    let b = [0.5, 0.75, 0.75];
+    let default = Weights::default();
+    let weights_only = Weights { related: 0.0, asked: 0.0, reading: 0.0, ..default };
     vec![
-        ("name 3, description 1, params 0.5", Weights::default()),
-        ("all fields 1", Weights { field: [1.0, 1.0, 1.0], b, k1: 1.2 }),
-        ("name 2, description 1, params 1", Weights { field: [2.0, 1.0, 1.0], b, k1: 1.2 }),
-        ("name 5, description 1.5, params 0.3", Weights { field: [5.0, 1.5, 0.3], b, k1: 1.2 }),
+        ("default", default),
+        ("no related words", Weights { related: 0.0, ..default }),
+        ("no reading verbs for a question", Weights { asked: 0.0, ..default }),
+        ("no reading before writing", Weights { reading: 0.0, ..default }),
+        ("field weights only", weights_only),
+        ("name 2, description 1, params 1", Weights { field: [2.0, 1.0, 1.0], ..default }),
+        ("name 5, description 1.5, params 0.3", Weights { field: [5.0, 1.5, 0.3], ..default }),
+        ("k1 2", Weights { k1: 2.0, ..default }),
+        ("plain BM25", Weights { field: [1.0; 3], b: [0.75; 3], ..weights_only }),
     ]
 }
 
@@ -90,7 +101,7 @@ fn recall_on_the_evaluation_sets() {
     for (name, weights) in settings() {
         let index = Index::with_weights(&tools, weights);
         let (s, u) = (recall(&tools, &index, &seen), recall(&tools, &index, &unseen));
-        println!("{name}: recall@1/@5 {:.3} / {:.3}, unseen {:.3} / {:.3}", s.at1, s.at5, u.at1, u.at5);
+        println!("{name:<36} recall@1/@5 {:.3} / {:.3}, unseen {:.3} / {:.3}", s.at1, s.at5, u.at1, u.at5);
         default.get_or_insert((s, u));
     }
     let (s, u) = default.expect("the default setting measured");
@@ -100,6 +111,7 @@ fn recall_on_the_evaluation_sets() {
     for m in &u.missed {
         println!("unseen, missed at 5: {m}");
     }
-    assert!(s.at1 >= 0.78 && s.at5 >= 0.92, "default: recall@1 {:.3}, recall@5 {:.3}", s.at1, s.at5);
-    assert!(u.at1 >= 0.37 && u.at5 >= 0.65, "default, unseen: recall@1 {:.3}, recall@5 {:.3}", u.at1, u.at5);
+    // A little below what the default reaches (0.890 / 0.972, unseen 0.599 / 0.817).
+    assert!(s.at1 >= 0.87 && s.at5 >= 0.96, "default: recall@1 {:.3}, recall@5 {:.3}", s.at1, s.at5);
+    assert!(u.at1 >= 0.58 && u.at5 >= 0.80, "default, unseen: recall@1 {:.3}, recall@5 {:.3}", u.at1, u.at5);
 }
