@@ -1,8 +1,14 @@
 //! The ranking measured: `tests/search/tools.json` (the real tools of the npm reference servers
 //! and desktop-commander, as their `tools/list` gives them, and a pool of realistic tools across
-//! domains) against `tests/search/queries.json` (requests in a user's words, each with the tool
-//! or tools that answer it; a few requests have two right answers, e.g. the same tool on two
-//! servers). Recall@k: the share of requests with a right tool in the first k results.
+//! domains) against two sets of requests in a user's words, each with the tool or tools that
+//! answer it (a few have two right answers, e.g. the same function on two servers):
+//! `queries.json`, the set the ranking was developed on, and `queries_unseen.json`, written
+//! before any change to the ranking and phrased differently (casual, indirect, long-winded), the
+//! judge of whether an idea generalizes: an idea stayed only if it held there. (One hand wrote
+//! both the unseen set and `vocabulary.rs`, so its figures flatter the related words somewhat;
+//! slang seen there, "bounce" or "ack", was kept out of the table.) Recall@k: the share of
+//! requests with a right tool in the first k results. The test prints every setting of
+//! `settings()` on both sets, and the requests the default misses.
 
 use serde_json::Value;
 
@@ -10,6 +16,7 @@ use super::{Index, Tool, Weights};
 
 const TOOLS: &str = include_str!("../../tests/search/tools.json");
 const QUERIES: &str = include_str!("../../tests/search/queries.json");
+const UNSEEN: &str = include_str!("../../tests/search/queries_unseen.json");
 
 struct Case {
     query: String,
@@ -22,9 +29,9 @@ fn catalog() -> Vec<Tool> {
     tools.iter().map(|t| Tool::from_mcp(t["name"].as_str().expect("a tool has a name"), t)).collect()
 }
 
-fn cases() -> Vec<Case> {
-    let cases: Value = serde_json::from_str(QUERIES).expect("queries.json parses");
-    let cases = cases.as_array().expect("queries.json is an array");
+fn cases(json: &str) -> Vec<Case> {
+    let cases: Value = serde_json::from_str(json).expect("the requests parse");
+    let cases = cases.as_array().expect("the requests are an array");
     cases
         .iter()
         .map(|c| Case {
@@ -39,9 +46,14 @@ fn cases() -> Vec<Case> {
         .collect()
 }
 
-/// Recall@1 and recall@5 of `weights` over the set, and the requests missed at 5.
-fn recall(tools: &[Tool], cases: &[Case], weights: Weights) -> (f32, f32, Vec<String>) {
-    let index = Index::with_weights(tools, weights);
+/// Recall@1 and recall@5 over a set, and the requests missed at 5.
+struct Recall {
+    at1: f32,
+    at5: f32,
+    missed: Vec<String>,
+}
+
+fn recall(tools: &[Tool], index: &Index, cases: &[Case]) -> Recall {
     let (mut at1, mut at5, mut missed) = (0, 0, Vec::new());
     for case in cases {
         let found = index.search(&case.query, 5);
@@ -57,35 +69,49 @@ fn recall(tools: &[Tool], cases: &[Case], weights: Weights) -> (f32, f32, Vec<St
         }
     }
     let n = cases.len() as f32;
-    (at1 as f32 / n, at5 as f32 / n, missed)
+    Recall { at1: at1 as f32 / n, at5: at5 as f32 / n, missed }
 }
 
-/// The settings compared; the first is `Weights::default()`.
+/// The settings compared; the first is `Weights::default()`, the others each leave out one
+/// idea of it, or all of them (field weights only), or use no weights at all (plain BM25 over
+/// the same words).
 fn settings() -> Vec<(&'static str, Weights)> {
-    let b = [0.5, 0.75, 0.75];
+    let default = Weights::default();
+    let weights_only = Weights { related: 0.0, asked: 0.0, reading: 0.0, ..default };
     vec![
-        ("name 3, description 1, params 0.5", Weights::default()),
-        ("all fields 1", Weights { field: [1.0, 1.0, 1.0], b, k1: 1.2 }),
-        ("name 2, description 1, params 1", Weights { field: [2.0, 1.0, 1.0], b, k1: 1.2 }),
-        ("name 5, description 1.5, params 0.3", Weights { field: [5.0, 1.5, 0.3], b, k1: 1.2 }),
+        ("default", default),
+        ("no related words", Weights { related: 0.0, ..default }),
+        ("no reading verbs for a question", Weights { asked: 0.0, ..default }),
+        ("no reading before writing", Weights { reading: 0.0, ..default }),
+        ("field weights only", weights_only),
+        ("name 2, description 1, params 1", Weights { field: [2.0, 1.0, 1.0], ..default }),
+        ("name 5, description 1.5, params 0.3", Weights { field: [5.0, 1.5, 0.3], ..default }),
+        ("k1 2", Weights { k1: 2.0, ..default }),
+        ("plain BM25", Weights { field: [1.0; 3], b: [0.75; 3], ..weights_only }),
     ]
 }
 
 #[test]
-fn recall_on_the_evaluation_set() {
-    let (tools, cases) = (catalog(), cases());
-    assert!(tools.len() >= 200 && cases.len() >= 150, "{} tools, {} requests", tools.len(), cases.len());
-    println!("{} tools, {} requests", tools.len(), cases.len());
-    let mut results = Vec::new();
+fn recall_on_the_evaluation_sets() {
+    let (tools, seen, unseen) = (catalog(), cases(QUERIES), cases(UNSEEN));
+    assert!(tools.len() >= 300 && seen.len() >= 250 && unseen.len() >= 250);
+    println!("{} tools, {} requests, {} unseen requests", tools.len(), seen.len(), unseen.len());
+    assert_eq!(settings()[0].1, Weights::default());
+    let mut default = None;
     for (name, weights) in settings() {
-        let (r1, r5, missed) = recall(&tools, &cases, weights);
-        println!("{name}: recall@1 {r1:.3}, recall@5 {r5:.3}");
-        results.push((name, r1, r5, missed));
+        let index = Index::with_weights(&tools, weights);
+        let (s, u) = (recall(&tools, &index, &seen), recall(&tools, &index, &unseen));
+        println!("{name:<36} recall@1/@5 {:.3} / {:.3}, unseen {:.3} / {:.3}", s.at1, s.at5, u.at1, u.at5);
+        default.get_or_insert((s, u));
     }
-    let (_, r1, r5, missed) = &results[0];
-    for m in missed {
+    let (s, u) = default.expect("the default setting measured");
+    for m in &s.missed {
         println!("missed at 5: {m}");
     }
-    assert_eq!(settings()[0].1, Weights::default());
-    assert!(*r1 >= 0.78 && *r5 >= 0.92, "default: recall@1 {r1:.3}, recall@5 {r5:.3}");
+    for m in &u.missed {
+        println!("unseen, missed at 5: {m}");
+    }
+    // A little below what the default reaches (0.890 / 0.972, unseen 0.599 / 0.817).
+    assert!(s.at1 >= 0.87 && s.at5 >= 0.96, "default: recall@1 {:.3}, recall@5 {:.3}", s.at1, s.at5);
+    assert!(u.at1 >= 0.58 && u.at5 >= 0.80, "default, unseen: recall@1 {:.3}, recall@5 {:.3}", u.at1, u.at5);
 }

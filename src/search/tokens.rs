@@ -1,15 +1,23 @@
 //! Words for ranking: identifiers split at `_ - .` and camelCase, text split at anything not a
-//! letter or digit, lowercased, a short list of stop words dropped, and a light suffix stripper so
-//! "files", "listing" and "listed" meet "file" and "list". The same function serves tool text and
-//! the query, so whatever the stemmer does to a word it does on both sides.
+//! letter or digit, lowercased; stop words (function words and the boilerplate requests wrap
+//! themselves in), lone letters and numbers dropped; and a light suffix stripper so "files",
+//! "listing" and "listed" meet "file" and "list". The same function serves tool text, the query
+//! and the tables of `vocabulary.rs`, so whatever the stemmer does to a word it does everywhere.
 
-/// Words that carry no meaning for finding a tool (requests are full of them).
+/// Words that carry no meaning for finding a tool: function words, and the boilerplate requests
+/// wrap themselves in ("hey, can you just tell me...", "thanks"). Contractions arrive cut at the
+/// apostrophe ("don't" → "don"). Verbs a tool may be named for ("like", "help") stay.
+#[rustfmt::skip]
 const STOP_WORDS: &[&str] = &[
-    "a", "about", "all", "am", "an", "and", "any", "are", "as", "at", "be", "by", "can", "could", "do",
-    "does", "for", "from", "give", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "let",
-    "me", "my", "need", "of", "on", "or", "our", "please", "should", "so", "some", "that", "the", "their",
-    "them", "then", "there", "these", "this", "those", "to", "us", "want", "was", "we", "what", "when",
-    "where", "which", "who", "will", "with", "would", "you", "your",
+    "a", "able", "about", "actually", "again", "all", "also", "am", "an", "and", "any", "anything", "are",
+    "aren", "as", "at", "be", "been", "being", "by", "can", "could", "did", "didn", "do", "does", "doesn",
+    "don", "for", "from", "give", "gonna", "got", "has", "have", "here", "hey", "hi", "how", "i", "if",
+    "im", "in", "into", "is", "isn", "it", "its", "just", "kindly", "know", "let", "ll", "lot",
+    "many", "may", "maybe", "me", "might", "much", "must", "my", "myself", "need", "of", "okay", "on",
+    "or", "our", "please", "really", "should", "so", "some", "something", "tell", "thank", "thanks",
+    "that", "the", "their", "them", "then", "there", "these", "thing", "things", "this", "those", "to",
+    "up", "us", "ve", "very", "wanna", "want", "was", "wasn", "we", "were", "what", "when", "where",
+    "whether", "which", "who", "why", "will", "with", "won", "would", "you", "your",
 ];
 
 /// The words of `text`, in order: split, lowercased, stop words dropped, stemmed.
@@ -18,9 +26,10 @@ pub fn words(text: &str) -> Vec<String> {
     for piece in text.split(|c: char| !c.is_alphanumeric()) {
         for part in camel_parts(piece) {
             let lower = part.to_lowercase();
-            // A lone letter ("e-mail", "what's") says nothing; a lone digit may ("v2", "0").
-            let lone_letter = lower.chars().count() == 1 && !lower.chars().all(|c| c.is_numeric());
-            if !lower.is_empty() && !lone_letter && !STOP_WORDS.contains(&lower.as_str()) {
+            // A lone letter ("e-mail", "what's") says nothing, nor a number: in a request it is an
+            // argument ("issue 42", "at 3"), not what the tool does. Mixed ones stay ("s3", "v2").
+            let lone = lower.chars().count() == 1 || lower.chars().all(|c| c.is_numeric());
+            if !lower.is_empty() && !lone && !STOP_WORDS.contains(&lower.as_str()) {
                 out.push(stem(&lower));
             }
         }
@@ -50,8 +59,9 @@ fn camel_parts(piece: &str) -> Vec<&str> {
 }
 
 /// A small suffix stripper for lowercase English: plurals (`ies`, `es` after a sibilant, `s`),
-/// then one of `ing`, `ed`, `ly`, then a doubled final consonant undone (`stopp` → `stop`) and a
-/// final `e` dropped (`create` and `creating` both become `creat`). Short words stay whole.
+/// then one of `ing`, `ed`, `ly` when a stem with a vowel is left ("string" stays), then a
+/// doubled final consonant undone (`stopp` → `stop`) and a final `e` dropped (`create` and
+/// `creating` both become `creat`). Short words stay whole.
 pub fn stem(word: &str) -> String {
     if !word.is_ascii() || word.len() <= 3 && !word.ends_with('s') {
         return word.to_string();
@@ -70,7 +80,10 @@ pub fn stem(word: &str) -> String {
     let mut stripped = false;
     for suffix in ["ing", "ed", "ly"] {
         let keep = if suffix == "ly" { 4 } else { 3 };
-        if w.ends_with(suffix) && w.len() - suffix.len() >= keep && !w.ends_with("eed") {
+        let rest = w.len().saturating_sub(suffix.len());
+        // What is left must hold a vowel: "string" and "thing" are no verb plus "-ing".
+        let vowel = w.as_bytes()[..rest].iter().any(|c| b"aeiouy".contains(c));
+        if w.ends_with(suffix) && rest >= keep && !w.ends_with("eed") && vowel {
             w.truncate(w.len() - suffix.len());
             stripped = true;
             break;
@@ -103,7 +116,7 @@ mod tests {
         check("everything__get-tiny-image", &["everyth", "get", "tiny", "imag"]);
         check("createPullRequest", &["creat", "pull", "request"]);
         check("parseHTTPResponse", &["pars", "http", "respons"]);
-        check("utf8Text v2.0", &["utf8", "text", "v2", "0"]);
+        check("utf8Text v2.0 in 42 days", &["utf8", "text", "v2", "day"]);
         check("slack.post_message", &["slack", "post", "messag"]);
         check("Send an e-mail to my boss!", &["send", "mail", "boss"]);
         check("What's the weather in Paris?", &["weather", "paris"]);
@@ -143,8 +156,9 @@ mod tests {
             ("need", "need"),
             ("speed", "speed"),
             ("thing", "thing"),
-            ("string", "str"),
-            ("strings", "str"),
+            ("string", "string"),
+            ("strings", "string"),
+            ("bring", "bring"),
             ("pull", "pull"),
             ("calls", "call"),
             ("get", "get"),
