@@ -17,9 +17,12 @@ use crate::servers::Acquired;
 /// `POST /mcp/{server}/{method...}`: body = params, answer = result. JSON-RPC errors map to
 /// 400 (invalid request, method, params), 504 (timeout) or 502, with the error under `rpc`.
 pub fn rest_call(app: &App, req: &Req, p: &Params, res: Responder) {
-    let view = app.gateway.rest_view(req.client_name(), super::mcp::token_of(app, req).as_deref());
+    let view = match app.gateway.shows_everything() {
+        true => None,
+        false => Some(app.gateway.rest_view(req.client_name(), super::mcp::token_of(app, req).as_deref())),
+    };
     // A tool list is cut to what the caller's profile shows.
-    let cut = (p.get("method") == "tools/list" && !view.profile().shows_all()).then(|| view.clone());
+    let cut = view.clone().filter(|v| p.get("method") == "tools/list" && !v.profile().shows_all());
     let server = p.get("server").to_string();
     let seen = move |mut call: Call| {
         if let Some(view) = cut {
@@ -32,7 +35,7 @@ pub fn rest_call(app: &App, req: &Req, p: &Params, res: Responder) {
         }
         call
     };
-    match start_call(app, req, p, &view) {
+    match start_call(app, req, p, view.as_ref()) {
         Ok(Acquired::Ready(call)) => rest_relay(seen(call), res),
         Ok(Acquired::Starting(request)) => {
             // Waiting for the server to come up may take its whole handshake: off the worker.
@@ -64,7 +67,7 @@ const SESSION_OWNED: &[&str] = &[
 ];
 
 /// The request checked and sent (or given back while its server starts).
-fn start_call(app: &App, req: &Req, p: &Params, view: &crate::mcp::View) -> Result<Acquired> {
+fn start_call(app: &App, req: &Req, p: &Params, view: Option<&crate::mcp::View>) -> Result<Acquired> {
     if p.get("method") == "initialize" {
         // The child is shared and initialized once, by the hub: a second handshake would reset it.
         return Err(Error::BadRequest(format!(
@@ -93,6 +96,7 @@ fn start_call(app: &App, req: &Req, p: &Params, view: &crate::mcp::View) -> Resu
     };
     // What the caller's profile hides is unknown to it, as on the MCP endpoints.
     let (server, method) = (p.get("server"), p.get("method"));
+    let Some(view) = view else { return app.servers.try_acquire(server, Request::own(method, params)) };
     if !view.shows_server(server) {
         app.gateway.refused(view, Some(server), &format!("{method} on /mcp/{server}"));
         return Err(Error::NotFound(format!("no server named \"{server}\"")));

@@ -125,6 +125,12 @@ impl Profiles {
             .map_or(self.default.as_str(), String::as_str)
     }
 
+    /// Whether every profile shows every server and tool as it is (no profiles file, or one
+    /// that only chooses tool search): nothing to cut or check on a call.
+    pub fn show_everything(&self) -> bool {
+        self.profiles.values().all(Profile::shows_all)
+    }
+
     /// The token of this bearer value, if the tokens file has it.
     pub fn token(&self, bearer: &str) -> Option<&Token> {
         let digest: [u8; 32] = Sha256::digest(bearer.trim().as_bytes()).into();

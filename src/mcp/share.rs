@@ -161,7 +161,9 @@ impl Gateway {
                 let level = rank(param("level"));
                 let wants = |s: &Session| self.owners.lock().level(&s.id).is_some_and(|l| level >= l);
                 let aggregated = self.sessions.of(&Target::Aggregate);
-                let seeing = aggregated.into_iter().filter(|s| self.view(&s.client).shows_server(server));
+                let all = self.shows_everything();
+                let seeing =
+                    aggregated.into_iter().filter(|s| all || self.view(&s.client).shows_server(server));
                 for s in self.sessions.of(&own).into_iter().chain(seeing) {
                     if wants(&s) {
                         s.deliver(msg.clone());
@@ -186,8 +188,9 @@ impl Gateway {
                 }
                 if method.ends_with("/list_changed") {
                     // Only to the clients whose profile shows the server.
+                    let all = self.shows_everything();
                     for s in self.sessions.of(&Target::Aggregate) {
-                        if self.view(&s.client).shows_server(server) {
+                        if all || self.view(&s.client).shows_server(server) {
                             s.deliver(msg.clone());
                         }
                     }

@@ -136,6 +136,11 @@ impl Gateway {
         View { profiles, name: profile, client: name }
     }
 
+    /// Whether every client sees everything (nothing to check on a call).
+    pub fn shows_everything(&self) -> bool {
+        self.profiles.read().show_everything()
+    }
+
     /// The view of a REST caller: its `X-Client-Name` and the token it presented.
     pub fn rest_view(&self, header: Option<&str>, token: Option<&str>) -> View {
         let client =
@@ -298,6 +303,9 @@ impl Gateway {
         msg: Value,
         sse: bool,
     ) -> Answer {
+        if self.profiles.read().show_everything() {
+            return self.relay(server, session, msg, sse);
+        }
         let view = self.view(&session.client);
         if view.profile().shows_all() {
             return self.relay(server, session, msg, sse);
