@@ -25,8 +25,10 @@ COPY assets ./assets
 COPY configs ./configs
 COPY tests ./tests
 COPY benches ./benches
+# Built for size as `make release` builds it (the hub's own code at opt-level "s").
 RUN RUSTFLAGS='-C target-feature=+crt-static' \
-    cargo build --locked --release --bin agenthub --target x86_64-unknown-linux-gnu \
+    cargo build --locked --release --config 'profile.release.package.agenthub.opt-level="s"' \
+      --bin agenthub --target x86_64-unknown-linux-gnu \
  && strip target/x86_64-unknown-linux-gnu/release/agenthub \
  && cp target/x86_64-unknown-linux-gnu/release/agenthub /agenthub
 

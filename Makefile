@@ -120,8 +120,12 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
+# The static binary of the container images is built for size, the hub's own code too
+# (`SIZE_FIRST`: 5.5 MB against 6.3 MB at opt-level 3, for 4-10% more hub CPU per call, measured
+# side by side); the native build (`make run`, `make install`, the bench) stays at opt-level 3.
+SIZE_FIRST := --config 'profile.release.package.agenthub.opt-level="s"'
 release:
-	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --locked --release --bin agenthub --target $(TARGET)
+	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --locked --release $(SIZE_FIRST) --bin agenthub --target $(TARGET)
 	strip $(STATIC_BIN)
 	@ls -l $(STATIC_BIN)
 
