@@ -169,6 +169,7 @@ pub fn load(settings: &Settings, env: &dyn Fn(&str) -> Option<String>) -> Result
     }
     let names: Vec<String> = servers.iter().map(|s| s.name.clone()).collect();
     warnings.extend(profiles.unknown_servers(&names));
+    warnings.extend(settings.tokens_file.as_deref().and_then(profiles::loose_mode));
     Ok(Loaded {
         profiles,
         servers,

@@ -155,6 +155,15 @@ impl Profiles {
     }
 }
 
+/// What to warn of a tokens file others may read: tokens are secrets (0600).
+pub fn loose_mode(file: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(file).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!("{}: others may read it (mode {mode:o}); it holds tokens: chmod 600 it", file.display())
+    })
+}
+
 /// `*` any run of characters, `?` one; anything else itself.
 fn glob(pattern: &str, name: &str) -> bool {
     let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
@@ -366,6 +375,18 @@ mod tests {
         check(r#"{"profiles": {"a": {"tool_search": "maybe"}}}"#, "profiles.a.tool_search");
         check(r#"{"profiles": {"a": {"servers": {"s": {"tool": ["x"]}}}}}"#, "profiles.a.servers.s.tool");
         check(r#"{"profile": {}}"#, "$.profile: unknown field");
+    }
+
+    #[test]
+    fn a_tokens_file_others_may_read_is_warned_of() {
+        use std::os::unix::fs::PermissionsExt;
+        let file = std::env::temp_dir().join(format!("agenthub-tokens-{}.json", std::process::id()));
+        std::fs::write(&file, "{}").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(loose_mode(&file).is_some_and(|w| w.contains("mode 644") && w.contains("chmod 600")));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(loose_mode(&file), None);
+        let _ = std::fs::remove_file(&file);
     }
 
     #[test]

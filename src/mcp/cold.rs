@@ -79,10 +79,11 @@ impl Cold {
 impl Gateway {
     /// Starts, in the background, every usable STOPPED server with no catalog kept; returns
     /// the usable servers not running that have none (what a list waits for).
-    pub(super) fn start_uncached(&self) -> Vec<String> {
+    pub(super) fn start_uncached(&self, view: &super::View) -> Vec<String> {
         let mut pending = Vec::new();
         let mut start = Vec::new();
-        for s in self.servers.list().into_iter().filter(|s| self.cold.uncached(s)) {
+        let uncached = self.servers.list().into_iter().filter(|s| self.cold.uncached(s));
+        for s in uncached.filter(|s| view.shows_server(&s.name)) {
             if matches!(s.info.status, Status::Stopped | Status::Sleeping) {
                 start.push(s.name.clone());
             }
@@ -103,10 +104,11 @@ impl Gateway {
         }
         if at == Place::Worker {
             // Every aggregated request passes the worker first: servers are started here once.
-            return self.start_uncached().is_empty();
+            return self.start_uncached(&self.view(&session.client)).is_empty();
         }
-        let pending: Vec<String> =
-            self.servers.list().into_iter().filter(|s| self.cold.uncached(s)).map(|s| s.name).collect();
+        let view = self.view(&session.client);
+        let uncached = self.servers.list().into_iter().filter(|s| self.cold.uncached(s));
+        let pending: Vec<String> = uncached.filter(|s| view.shows_server(&s.name)).map(|s| s.name).collect();
         if !pending.is_empty() {
             log::debug!("a cold /mcp list waits for {}", pending.join(", "));
             self.servers.wait_up(&pending, until);

@@ -317,7 +317,7 @@ impl Gateway {
             Target::Aggregate => {
                 // Every server this client could use and has no catalog of comes up; each
                 // announces itself with `list_changed` when RUNNING, and none is waited for here.
-                self.start_uncached();
+                self.start_uncached(&self.view(&client));
                 json!({
                     "protocolVersion": version,
                     "capabilities": self.capabilities(),

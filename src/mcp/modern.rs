@@ -141,7 +141,7 @@ impl Gateway {
         let mut result = json!({"supportedVersions": versions});
         let (capabilities, instructions) = match target {
             Target::Aggregate => {
-                self.start_uncached();
+                self.start_uncached(&self.view(client));
                 (self.capabilities(), Some(Value::String(self.instructions(&self.view(client)))))
             }
             Target::Server(name) => {

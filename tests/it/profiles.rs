@@ -266,3 +266,25 @@ fn a_profile_change_is_live_and_told_only_to_the_sessions_whose_view_changed() {
     let still = cursor.call(json!(3), "tools/list", json!({}));
     assert_eq!(still["result"]["tools"].as_array().unwrap().len(), 2, "{still}");
 }
+
+#[test]
+fn a_client_starts_only_the_servers_its_profile_shows() {
+    let profiles =
+        r#"{"profiles": {"seen-only": {"servers": {"seen": {}}}}, "clients": {"cursor": "seen-only"}}"#;
+    let hub = Hub::builder()
+        .fixtures(&[("seen", json!({"auto_start": false})), ("hidden", json!({"auto_start": false}))])
+        .file("profiles.json", profiles)
+        .start();
+    let mut body = initialize_body(MCP_VERSION);
+    body["params"]["clientInfo"]["name"] = json!("cursor-vscode");
+    let (c, _) = McpSession::initialize(&hub.addr, "/mcp", &body);
+    c.initialized();
+    // The first list waits for the servers the client may use that have no catalog yet.
+    let listed = c.call(json!(1), "tools/list", json!({}));
+    assert!(
+        listed["result"]["tools"].as_array().unwrap().iter().any(|t| t["name"] == "seen__echo"),
+        "{listed}"
+    );
+    assert_eq!(hub.server("seen")["status"], "RUNNING");
+    assert_eq!(hub.server("hidden")["status"], "STOPPED", "nobody who sees it asked");
+}
