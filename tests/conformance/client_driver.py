@@ -1,0 +1,158 @@
+"""The hub as the client of the MCP conformance suite's client scenarios.
+
+usage: client_driver.py URL   (the suite appends the scenario server's URL)
+
+The suite runs this with MCP_CONFORMANCE_SCENARIO (the scenario's name) and, for some scenarios,
+MCP_CONFORMANCE_CONTEXT (JSON: a pre-registered client's id and secret). AGENTHUB_BIN names the
+hub binary. The driver starts a hub whose one server is URL, lets it connect, follows the
+authorization URL headlessly when the hub asks for a sign-in (the suite's authorization server
+redirects at once, to the hub's own callback), then lists the server's tools and calls each
+through the REST relay, as a person with curl would. It exits 0 when the hub did its part; the
+suite judges what reached its server.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+DEADLINE_S = 20
+NAME = "remote"
+
+
+def say(*args):
+    print("driver:", *args, file=sys.stderr, flush=True)
+
+
+def request(base, method, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        text = e.read()
+        try:
+            return e.code, json.loads(text)
+        except ValueError:
+            return e.code, {"error": text.decode(errors="replace")}
+
+
+def sample(schema):
+    """An argument value of the schema's type (the scenarios check what arrives, not its sense)."""
+    if not isinstance(schema, dict):
+        return "test"
+    if "default" in schema:
+        return schema["default"]
+    if "enum" in schema and schema["enum"]:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
+    return {
+        "integer": 1,
+        "number": 1,
+        "boolean": True,
+        "array": [],
+        "object": {},
+        "null": None,
+    }.get(kind, "test")
+
+
+def arguments(tool):
+    schema = tool.get("inputSchema") or {}
+    props = schema.get("properties") or {}
+    return {name: sample(p) for name, p in props.items()}
+
+
+def wait_status(base, wanted, deadline):
+    status = None
+    while time.monotonic() < deadline:
+        code, server = request(base, "GET", f"/servers/{NAME}")
+        status = server.get("status") if code == 200 else None
+        if status in wanted:
+            return server
+        time.sleep(0.05)
+    return {"status": status}
+
+
+def main():
+    url = sys.argv[-1]
+    scenario = os.environ.get("MCP_CONFORMANCE_SCENARIO", "")
+    context = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
+    hub_bin = os.environ["AGENTHUB_BIN"]
+    entry = {"type": "http", "url": url, "auto_start": True}
+    oauth = {k: context[k] for k in ("client_id", "client_secret") if k in context}
+    if oauth:
+        entry["oauth"] = oauth
+    with tempfile.TemporaryDirectory(prefix="agenthub-conformance-") as home:
+        config = os.path.join(home, "config")
+        os.makedirs(config)
+        with open(os.path.join(config, "mcp-servers.json"), "w") as f:
+            json.dump({"servers": {NAME: entry}}, f)
+        env = dict(os.environ, AGENTHUB_LOG_LEVEL=os.environ.get("AGENTHUB_LOG_LEVEL", "debug"))
+        hub = subprocess.Popen(
+            [hub_bin, "serve", "--port", "0", "--config-dir", config, "--data-dir", os.path.join(home, "data")],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        try:
+            base = None
+            for line in hub.stderr:
+                sys.stderr.write(line)
+                m = re.search(r"listening on (http://\S+)", line)
+                if m:
+                    base = m.group(1)
+                    break
+            if not base:
+                say("the hub did not start")
+                return 1
+            # The rest of the hub's log goes on to the suite's output.
+            import threading
+
+            threading.Thread(target=lambda: [sys.stderr.write(l) for l in hub.stderr], daemon=True).start()
+            deadline = time.monotonic() + DEADLINE_S
+            server = wait_status(base, {"RUNNING", "AUTH_REQUIRED", "FAILED"}, deadline)
+            say(scenario, "server", server.get("status"), server.get("last_error") or "")
+            if server.get("status") == "AUTH_REQUIRED":
+                code, auth = request(base, "GET", f"/servers/{NAME}/auth")
+                if code != 200:
+                    say("no authorization URL:", code, auth)
+                    return 1
+                # The suite's authorization server redirects at once, to the hub's callback.
+                try:
+                    with urllib.request.urlopen(auth["authorization_url"], timeout=30) as r:
+                        say("signed in:", r.status)
+                except urllib.error.HTTPError as e:
+                    say("the sign-in ended with", e.code, e.read()[:300])
+                server = wait_status(base, {"RUNNING", "FAILED"}, deadline)
+                say("after sign-in", server.get("status"), server.get("last_error") or "")
+            if server.get("status") != "RUNNING":
+                return 1
+            code, listed = request(base, "POST", f"/mcp/{NAME}/tools/list", {})
+            say("tools/list", code)
+            for tool in (listed or {}).get("tools", []) if code == 200 else []:
+                code, result = request(
+                    base, "POST", f"/mcp/{NAME}/tools/call", {"name": tool["name"], "arguments": arguments(tool)}
+                )
+                say("tools/call", tool["name"], code)
+            return 0
+        finally:
+            hub.send_signal(signal.SIGTERM)
+            try:
+                hub.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                hub.kill()
+
+
+sys.exit(main())
