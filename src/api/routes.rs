@@ -62,6 +62,7 @@ const fn respond(
 
 const ROUTES: &[Route] = &[
     route("GET", "/health", servers::health),
+    route("GET", "/health/ready", servers::ready),
     route("GET", "/health/{name}", servers::server_health),
     route("GET", "/servers", servers::list),
     route("POST", "/servers", servers::add),

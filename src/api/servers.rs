@@ -39,6 +39,29 @@ pub fn health(app: &App, _: &Req, _: &Params) -> Result<Reply> {
     })))
 }
 
+/// `GET /health/ready`, for an orchestrator's readiness probe: 503 until every auto-start server
+/// has been tried once (RUNNING or its launch failed) and the aggregated catalog is built, then
+/// 200. `/health` stays the liveness answer.
+pub fn ready(app: &App, _: &Req, _: &Params) -> Result<Reply> {
+    if !app.servers.first_starts_over() {
+        let starting: Vec<String> = app
+            .servers
+            .list()
+            .into_iter()
+            .filter(|s| matches!(s.info.status, Status::Starting | Status::Stopped))
+            .filter(|s| s.config.auto_start && s.config.enabled && !s.config.on_demand)
+            .map(|s| s.name)
+            .collect();
+        return Ok(Reply::json(503, &json!({"status": "starting", "starting": starting})));
+    }
+    // The catalog is built (listing the running servers) off the worker, once.
+    let gateway = app.gateway.clone();
+    Ok(Reply::spawn(move || {
+        let tools: usize = gateway.warm_catalog();
+        Reply::ok(&json!({"status": "ready", "tools": tools}))
+    }))
+}
+
 pub fn server_health(app: &App, _: &Req, p: &Params) -> Result<Reply> {
     let s = find(app, p.get("name"))?;
     let mut body = server_health_json(app, &s, Instant::now());

@@ -144,6 +144,12 @@ impl Catalog {
 }
 
 impl Gateway {
+    /// The aggregated tool list built (the servers asked when it is cold; never on a worker):
+    /// how many tools it has.
+    pub fn warm_catalog(&self) -> usize {
+        self.entries(List::Tools, Place::Own).map_or(0, |i| i.entries().len())
+    }
+
     /// What each tool on `/mcp` costs a client's context: per server and tool the bytes of its
     /// definition as listed, an estimate of its tokens, per server and in all. Lists the
     /// servers when the aggregated list is cold (never on a worker).

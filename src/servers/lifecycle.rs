@@ -46,11 +46,18 @@ impl Servers {
         let me = self.clone();
         self.spawn_thread("supervisor".into(), move || me.supervise());
         // An on-demand server waits for its first use, whatever `auto_start` says.
-        self.start_each_background(|config| config.auto_start && !config.on_demand, "auto-start");
+        let first = Some(self.first_starts.clone());
+        self.start_each_background(|config| config.auto_start && !config.on_demand, "auto-start", first);
     }
 
-    /// Starts each server `wanted` says, for use (a server a person holds stopped is skipped).
-    fn start_each_background(self: &Arc<Self>, wanted: impl Fn(&ServerConfig) -> bool, what: &'static str) {
+    /// Starts each server `wanted` says, for use (a server a person holds stopped is skipped);
+    /// with `first`, the auto-start servers' first starts are counted there (`/health/ready`).
+    fn start_each_background(
+        self: &Arc<Self>,
+        wanted: impl Fn(&ServerConfig) -> bool,
+        what: &'static str,
+        first: Option<Arc<std::sync::atomic::AtomicIsize>>,
+    ) {
         // A copy: the list's lock is not held while threads start (a `for` over `lock().clone()`
         // would keep the guard to the loop's end).
         let list = self.list.lock().clone();
@@ -66,7 +73,10 @@ impl Servers {
             })
             .map(|srv| srv.name.clone())
             .collect();
-        self.start_for_use_on_threads(&names, what);
+        if let Some(first) = &first {
+            first.store(names.len() as isize, std::sync::atomic::Ordering::Release);
+        }
+        self.start_counted(&names, what, first);
     }
 
     /// A person's start (the API, the dashboard, the CLI): starts a server and waits until it
@@ -455,6 +465,7 @@ mod tests {
                 false
             },
             "test",
+            None,
         );
         assert_eq!(asked.load(Ordering::SeqCst), 2);
         assert!(free.load(Ordering::SeqCst), "the server list was locked while starts were handed out");

@@ -299,6 +299,8 @@ pub struct Servers {
     held_saves: Mutex<()>,
     /// The children's elicitations no client could take, waiting for a person.
     elicitations: Arc<elicitations::Elicitations>,
+    /// The auto-start servers' first starts not yet over; -1 before they begin (`ready`).
+    first_starts: Arc<std::sync::atomic::AtomicIsize>,
 }
 
 impl Servers {
@@ -326,6 +328,7 @@ impl Servers {
         let packages = packages::Packages::new(ctx.installer.clone());
         Arc::new(Servers {
             elicitations: Arc::new(elicitations::Elicitations::new(ctx.elicitation_wait)),
+            first_starts: Arc::new(std::sync::atomic::AtomicIsize::new(-1)),
             packages,
             ctx,
             list: Mutex::new(list),

@@ -16,11 +16,25 @@ impl Servers {
     /// `start_for_use` of each server on a `start-*` thread of its own; a failure is logged as
     /// `what` of that server.
     pub(super) fn start_for_use_on_threads(self: &Arc<Self>, names: &[String], what: &'static str) {
+        self.start_counted(names, what, None);
+    }
+
+    /// As `start_for_use_on_threads`, each start counted down in `over` when it is over (its
+    /// server RUNNING, or its launch failed).
+    pub(super) fn start_counted(
+        self: &Arc<Self>,
+        names: &[String],
+        what: &'static str,
+        over: Option<Arc<std::sync::atomic::AtomicIsize>>,
+    ) {
         for name in names {
-            let (me, name) = (self.clone(), name.clone());
+            let (me, name, over) = (self.clone(), name.clone(), over.clone());
             self.spawn_thread(format!("start-{}", short(&name)), move || {
                 if let Err(e) = me.start_for_use(&name) {
                     log::warn!("{what} of {name} failed: {e}");
+                }
+                if let Some(over) = over {
+                    over.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
                 }
             });
         }
@@ -38,5 +52,10 @@ impl Servers {
                 srv.changed.wait_until(&mut st, until);
             }
         }
+    }
+
+    /// Whether every auto-start server has been tried once since the hub started (`/health/ready`).
+    pub fn first_starts_over(&self) -> bool {
+        self.first_starts.load(std::sync::atomic::Ordering::Acquire) == 0
     }
 }

@@ -28,6 +28,7 @@ mod parity;
 mod pipelines;
 mod profiles;
 mod raycast;
+mod ready;
 mod reload;
 mod remote_sse;
 mod request_id;
