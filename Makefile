@@ -33,8 +33,8 @@ chromium:
 # Continue's YAML in the client tests.
 container-tools:
 	command -v podman >/dev/null && command -v runc >/dev/null && command -v docker-compose >/dev/null \
-		&& /usr/bin/python3 -c 'import yaml' 2>/dev/null \
-		|| (apt-get update && apt-get install -y --no-install-recommends podman runc docker-compose python3-yaml)
+		&& command -v catatonit >/dev/null && /usr/bin/python3 -c 'import yaml' 2>/dev/null \
+		|| (apt-get update && apt-get install -y --no-install-recommends podman runc catatonit docker-compose python3-yaml)
 
 # Prometheus's promtool checks /metrics (tests/it/metrics.rs).
 promtool:

@@ -203,9 +203,11 @@ fn strip_scheme(s: &str) -> &str {
 }
 
 /// What answers without the token: the dashboard's page (it holds no data and asks for the
-/// token itself) and the redirect to it. A browser cannot send a bearer header on navigation.
+/// token itself) and the redirect to it (a browser cannot send a bearer header on navigation),
+/// and `/health/ready`, which says only "starting" or "ready" (an orchestrator's HTTP probe
+/// carries no token).
 pub fn is_public(method: &str, path: &str) -> bool {
-    matches!(method, "GET" | "HEAD") && matches!(path, "/" | "/dashboard")
+    matches!(method, "GET" | "HEAD") && matches!(path, "/" | "/dashboard" | "/health/ready")
 }
 
 /// Compares without an early exit, so timing does not reveal a matching prefix.
@@ -408,6 +410,8 @@ mod tests {
         check("POST", "/dashboard", false);
         check("GET", "/dashboard/", false);
         check("GET", "/health", false);
+        check("GET", "/health/ready", true);
+        check("POST", "/health/ready", false);
     }
 
     #[test]

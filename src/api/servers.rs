@@ -39,26 +39,19 @@ pub fn health(app: &App, _: &Req, _: &Params) -> Result<Reply> {
     })))
 }
 
-/// `GET /health/ready`, for an orchestrator's readiness probe: 503 until every auto-start server
-/// has been tried once (RUNNING or its launch failed) and the aggregated catalog is built, then
-/// 200. `/health` stays the liveness answer.
+/// `GET /health/ready`, for an orchestrator's readiness probe (answered without the token, so it
+/// says no more than that): 503 until every auto-start server has been tried once (RUNNING or
+/// its launch failed) and the aggregated catalog is built, then 200. `/health` stays the
+/// liveness answer.
 pub fn ready(app: &App, _: &Req, _: &Params) -> Result<Reply> {
     if !app.servers.first_starts_over() {
-        let starting: Vec<String> = app
-            .servers
-            .list()
-            .into_iter()
-            .filter(|s| matches!(s.info.status, Status::Starting | Status::Stopped))
-            .filter(|s| s.config.auto_start && s.config.enabled && !s.config.on_demand)
-            .map(|s| s.name)
-            .collect();
-        return Ok(Reply::json(503, &json!({"status": "starting", "starting": starting})));
+        return Ok(Reply::json(503, &json!({"status": "starting"})));
     }
     // The catalog is built (listing the running servers) off the worker, once.
     let gateway = app.gateway.clone();
     Ok(Reply::spawn(move || {
-        let tools: usize = gateway.warm_catalog();
-        Reply::ok(&json!({"status": "ready", "tools": tools}))
+        gateway.warm_catalog();
+        Reply::ok(&json!({"status": "ready"}))
     }))
 }
 

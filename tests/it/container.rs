@@ -14,7 +14,7 @@ use crate::harness::*;
 
 const TOKEN: &str = "container-test-token-0123456789";
 
-fn root() -> PathBuf {
+pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -151,7 +151,7 @@ fn as_pid_1_the_hub_reaps_the_orphans_it_inherits() {
     assert!(log.lock().unwrap().contains("stopped"), "{}", log.lock().unwrap());
 }
 
-fn run(cmd: &mut Command) -> (bool, String) {
+pub fn run(cmd: &mut Command) -> (bool, String) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     (
         out.status.success(),
@@ -208,7 +208,7 @@ impl Drop for Podman {
 }
 
 /// The static binary, built by `make release` (once: a no-op when it is up to date).
-fn static_binary() -> PathBuf {
+pub fn static_binary() -> PathBuf {
     let mut make = Command::new("make");
     // Without what cargo sets for a test, or the release build's fingerprint changes and the
     // next `make release` outside builds it all again.

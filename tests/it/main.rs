@@ -18,6 +18,7 @@ mod floods;
 mod front;
 mod gateway;
 mod imports;
+mod kube;
 mod layers;
 mod life;
 mod metrics;
