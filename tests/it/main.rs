@@ -32,6 +32,7 @@ mod raycast;
 mod ready;
 mod reload;
 mod remote_sse;
+mod replicas;
 mod request_id;
 mod sampling;
 mod saves;
