@@ -93,6 +93,11 @@ impl App {
             },
         );
         gateway.set_profiles(loaded.profiles);
+        crate::audit::global().configure(match settings.audit.as_str() {
+            "off" => crate::audit::Sink::Off,
+            "stdout" => crate::audit::Sink::Stdout,
+            _ => crate::audit::Sink::File(settings.data_dir.join("audit.jsonl")),
+        });
         Arc::new(App {
             gateway,
             pipelines,

@@ -6,6 +6,7 @@
 mod activity;
 mod api;
 mod app;
+mod audit;
 mod cache;
 mod check;
 mod clients;

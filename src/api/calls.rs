@@ -24,7 +24,19 @@ pub fn rest_call(app: &App, req: &Req, p: &Params, res: Responder) {
     // A tool list is cut to what the caller's profile shows.
     let cut = view.clone().filter(|v| p.get("method") == "tools/list" && !v.profile().shows_all());
     let server = p.get("server").to_string();
+    let who = (p.get("method") == "tools/call").then(|| {
+        let token = super::mcp::token_of(app, req);
+        let client = crate::mcp::Client {
+            header: req.client_name().map(str::to_string),
+            token,
+            ..crate::mcp::Client::none()
+        };
+        app.gateway.who(&client)
+    });
     let seen = move |mut call: Call| {
+        if let Some(who) = who {
+            call.attribute(who);
+        }
         if let Some(view) = cut {
             call.on_result(move |mut r| {
                 if let Some(Value::Array(tools)) = r.get_mut("tools").map(Value::take) {

@@ -149,6 +149,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "seconds a server's question no client can take waits for a person when its request's deadline is unknown (0: declined at once)",
     },
     SettingSpec {
+        env: "AGENTHUB_AUDIT",
+        flag: None,
+        default: "file",
+        help: "one JSON line per tool call: file (<data dir>/audit.jsonl, rotated at 10 MB, 3 kept), stdout or off",
+    },
+    SettingSpec {
         env: "AGENTHUB_TOKENS_FILE",
         flag: None,
         default: "",

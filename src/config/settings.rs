@@ -29,6 +29,8 @@ pub struct Settings {
     pub log_level: log::LevelFilter,
     pub workers: usize,
     pub token: Option<String>,
+    /// Where the audit trail goes (`AGENTHUB_AUDIT`): `file`, `stdout` or `off`.
+    pub audit: String,
     /// `AGENTHUB_TOKENS_FILE`: inbound tokens naming profiles.
     pub tokens_file: Option<PathBuf>,
     pub allowed_origins: Vec<String>,
@@ -205,6 +207,13 @@ impl Settings {
             workers,
             token,
             tokens_file: src.get("AGENTHUB_TOKENS_FILE").map(|(v, _)| PathBuf::from(v)),
+            audit: match src.get("AGENTHUB_AUDIT") {
+                None => "file".into(),
+                Some((v, _)) if ["file", "stdout", "off"].contains(&v.trim()) => v.trim().to_string(),
+                Some((v, name)) => {
+                    return Err(Error::Config(format!("{name}: expected file, stdout or off, got '{v}'")));
+                }
+            },
             allowed_origins,
             cache_size: src.parse("AGENTHUB_CACHE_SIZE", 1000usize, "a number of entries")?,
             max_body_bytes,

@@ -120,6 +120,8 @@ pub struct Call {
     result_blocks: bool,
     _in_flight: [InFlight; 2],
     labels: (String, String),
+    /// Who made the call, for the audit trail (a `tools/call` is written there as it ends).
+    who: Option<std::sync::Arc<crate::audit::Who>>,
     started: Instant,
 }
 
@@ -154,6 +156,7 @@ impl Call {
             result_blocks: false,
             _in_flight: in_flight,
             labels,
+            who: None,
             started: Instant::now(),
         }
     }
@@ -219,6 +222,25 @@ impl Call {
     }
 
     /// Runs `f` when the call ends, however it ends.
+    /// Names who made the call in the audit trail.
+    pub fn attribute(&mut self, who: std::sync::Arc<crate::audit::Who>) {
+        self.who = Some(who);
+    }
+
+    /// A `tools/call`'s line in the audit trail.
+    fn audited(&self, outcome: &str) {
+        let (method, tool) = &self.labels;
+        if method == "tools/call" {
+            crate::audit::global().tool_call(
+                self.who.as_deref(),
+                &self.server,
+                tool,
+                outcome,
+                self.started.elapsed(),
+            );
+        }
+    }
+
     pub fn on_end(&mut self, f: impl FnOnce() + Send + 'static) {
         self.on_end = Some(Box::new(f));
     }
@@ -318,6 +340,7 @@ impl Call {
         self.finished = true;
         self.let_go("the caller gave up");
         self.breakers.record_abandoned(&self.server, Instant::now());
+        self.audited("cancelled");
         Step::Done(Err(why))
     }
 
@@ -338,6 +361,7 @@ impl Call {
         let (method, tool) = &self.labels;
         let metric = outcome.metric();
         crate::metrics::global().server_call(&self.server, method, tool, metric, self.started.elapsed());
+        self.audited(if metric == crate::metrics::Outcome::IsError { "tool_error" } else { metric.as_str() });
         match (outcome.into_result(), self.on_result.take()) {
             (Ok(v), Some(f)) => Step::Done(Ok(f(v))),
             (outcome, _) => Step::Done(outcome),

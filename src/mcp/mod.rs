@@ -403,10 +403,13 @@ impl Gateway {
         then: impl FnOnce(Relaying) -> Relaying,
     ) -> Answer {
         let id = msg.get("id").cloned().unwrap_or(Value::Null);
-        let how = match self.share(server, session, &mut msg) {
+        let mut how = match self.share(server, session, &mut msg) {
             Share::Answer(body) => return reply(body),
             Share::Relay(how) => then(how),
         };
+        if jsonrpc::method(&msg) == "tools/call" {
+            how.who = Some(self.who(&session.client));
+        }
         let park = self.parker(session);
         match self.servers.try_acquire(server, Outgoing::Relay(msg, caller_of(session))) {
             Ok(Acquired::Ready(call)) => relay_call(call, session, id, sse, how, park),
@@ -550,6 +553,9 @@ fn relay_call(
     }
     if let Some(until) = how.task_life {
         call.last_until(until);
+    }
+    if let Some(who) = how.who {
+        call.attribute(who);
     }
     session.track(&id, call.server(), call.hub_id());
     let (s, tracked) = (session.clone(), id.clone());

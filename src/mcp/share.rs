@@ -36,6 +36,8 @@ pub(super) struct Relaying {
     /// Waiting on a task (`tasks/result`): the call lasts as long as the task may, until this
     /// (`None`: the server gave no ttl, so the server's `max_request_timeout`).
     pub task_life: Option<Option<Instant>>,
+    /// Who calls, for the audit trail (a `tools/call`).
+    pub who: Option<std::sync::Arc<crate::audit::Who>>,
 }
 
 impl Relaying {
@@ -74,7 +76,7 @@ impl Gateway {
                 drop(o);
                 let hook = (method == "tasks/get" && self.bridges_tasks(server, session))
                     .then(|| super::task_bridge::bridged_get(self.servers.clone(), srv.clone()));
-                Share::Relay(Relaying { hook_blocks: hook.is_some(), hook, task_life })
+                Share::Relay(Relaying { hook_blocks: hook.is_some(), hook, task_life, who: None })
             }
             "tools/call" if self.bridges_tasks(server, session) => Share::Relay(Relaying {
                 hook: self.bridged_call(server, session, msg),

@@ -141,6 +141,16 @@ impl Gateway {
         self.profiles.read().show_everything()
     }
 
+    /// Who a client is in the audit trail: its name, its profile, its token's name.
+    pub fn who(&self, client: &Client) -> Arc<crate::audit::Who> {
+        let view = self.view(client);
+        Arc::new(crate::audit::Who {
+            client: view.client,
+            profile: Some(view.name),
+            token: client.token.clone(),
+        })
+    }
+
     /// The view of a REST caller: its `X-Client-Name` and the token it presented.
     pub fn rest_view(&self, header: Option<&str>, token: Option<&str>) -> View {
         let client =

@@ -288,3 +288,107 @@ fn a_client_starts_only_the_servers_its_profile_shows() {
     assert_eq!(hub.server("seen")["status"], "RUNNING");
     assert_eq!(hub.server("hidden")["status"], "STOPPED", "nobody who sees it asked");
 }
+
+/// The audit trail's lines.
+fn audit_lines(hub: &Hub) -> Vec<Value> {
+    let text =
+        std::fs::read_to_string(hub.dir.path().join("xdg-data/agenthub/audit.jsonl")).unwrap_or_default();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn every_tool_call_is_one_audit_line_naming_who_and_never_what() {
+    let hub = hub();
+    let secret = "an-argument-nobody-should-read";
+    // By MCP on /mcp (cursor), on /mcp/files (by token), and by REST (by name).
+    let mut body = initialize_body(MCP_VERSION);
+    body["params"]["clientInfo"]["name"] = json!("cursor-vscode");
+    let (c, _) = McpSession::initialize(&hub.addr, "/mcp", &body);
+    c.initialized();
+    let r = c.call(json!(1), "tools/call", json!({"name": "files__echo", "arguments": {"text": secret}}));
+    assert_eq!(r["result"]["content"][0]["text"], secret, "{r}");
+    let auth = format!("Bearer {ALICE}");
+    let call = json!({"name": "sleep", "arguments": {"ms": 1, "note": secret}}).to_string();
+    let r = hub.request("POST", "/mcp/files/tools/call", &[JSON, ("Authorization", &auth)], call.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let call = json!({"name": "echo", "arguments": {"text": secret}}).to_string();
+    let r = hub.request("POST", "/mcp/notes/tools/call", &[JSON, ("X-Client-Name", "zed")], call.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let lines = wait_for("three audit lines", 10 * SEC, || Some(audit_lines(&hub)).filter(|l| l.len() >= 3));
+    let said: Vec<(Value, Value, Value, Value, Value, Value)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["client"].clone(),
+                l["profile"].clone(),
+                l["token"].clone(),
+                l["server"].clone(),
+                l["tool"].clone(),
+                l["outcome"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        said,
+        [
+            (json!("cursor"), json!("coding"), json!(null), json!("files"), json!("echo"), json!("ok")),
+            (json!(null), json!("coding"), json!("alice"), json!("files"), json!("sleep"), json!("ok")),
+            (json!("zed"), json!("notes-only"), json!(null), json!("notes"), json!("echo"), json!("ok")),
+        ],
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["time"].as_str().is_some_and(|t| t.ends_with('Z')) && l["duration_ms"].is_number())
+    );
+    let text = std::fs::read_to_string(hub.dir.path().join("xdg-data/agenthub/audit.jsonl")).unwrap();
+    assert!(!text.contains(secret) && !text.contains(ALICE), "never the arguments, the result or a token");
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        std::fs::metadata(hub.dir.path().join("xdg-data/agenthub/audit.jsonl")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn with_audit_on_stdout_the_lines_go_there_for_a_clusters_log_shipping() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = TempDir::new("audit-stdout");
+    dir.write("mcp-servers.json", &fixture_servers(&[("fx", json!({"auto_start": true}))]));
+    let mut child = hub_command(dir.path())
+        .args(["serve", "--port", "0", "--config-dir"])
+        .arg(dir.path())
+        .env("AGENTHUB_AUDIT", "stdout")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let addr = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "the hub ended before listening");
+        if let Some(at) = line.find("listening on http://") {
+            break line[at + 20..].split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    wait_for("fx to run", 10 * SEC, || {
+        let r = raw_request(&addr, "GET", "/servers/fx", &[], b"");
+        (r.json()["status"] == "RUNNING").then_some(())
+    });
+    let call = json!({"name": "echo", "arguments": {"text": "x"}}).to_string();
+    assert_eq!(raw_request(&addr, "POST", "/mcp/fx/tools/call", &[JSON], call.as_bytes()).status, 200);
+    // SAFETY: the hub this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let _ = child.wait();
+    let line: Value =
+        serde_json::from_str(out.lines().next().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    assert_eq!(
+        (line["server"].as_str(), line["tool"].as_str(), line["outcome"].as_str()),
+        (Some("fx"), Some("echo"), Some("ok"))
+    );
+    assert!(!dir.path().join("xdg-data/agenthub/audit.jsonl").exists(), "not to the file as well");
+}
