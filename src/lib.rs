@@ -18,6 +18,7 @@ mod error;
 mod exchange;
 mod front;
 mod jsonrpc;
+mod kube;
 mod mcp;
 mod metrics;
 mod pipelines;
@@ -44,9 +45,10 @@ pub use connect::{Outcome as ConnectOutcome, connected, expand as expand_path, w
 pub use control::{command as server_command, healthcheck};
 pub use error::{Error, Result};
 pub use front::{Server as Front, start as start_front};
+pub use kube::command as kube_command;
 pub use reload::{Baseline as ConfigBaseline, Watcher as ConfigWatcher};
 pub use service::{command as service_command, in_build_dir, own_binary};
-pub use shim::{Options as ShimOptions, Shim, endpoint as shim_endpoint};
+pub use shim::{Options as ShimOptions, Shim, endpoint as shim_endpoint, wait as shim_wait};
 pub use sys::{raise_fd_limit, set_child_subreaper};
 
 // What the tests use besides: the bridge and a child process without the hub around them,

@@ -38,6 +38,8 @@ enum Command {
     Server(Vec<String>),
     /// `service install|uninstall|status` and what follows, for `agenthub::service_command`.
     Service(Vec<String>),
+    /// `kube export`: the manifests for this configuration.
+    Kube(Vec<String>),
     Help,
     Version,
 }
@@ -97,16 +99,13 @@ fn main() -> ExitCode {
             env("AGENTHUB_TOKEN").as_deref(),
         ),
         Command::Service(args) => service_command(&args, &env),
+        Command::Kube(args) => agenthub::kube_command(&args, &cli.flags, &env),
         Command::Stdio { server, url, client, wait } => {
             init_logging(log::LevelFilter::Warn);
             let base = hub_url(url, &cli.flags, &env);
-            let wait = match wait.as_deref().map(str::parse::<f64>) {
-                None => Duration::from_secs(30),
-                Some(Ok(s)) if s.is_finite() && s >= 0.0 => Duration::from_secs_f64(s),
-                Some(_) => {
-                    eprintln!("agenthub: --wait: expected a number of seconds");
-                    return ExitCode::from(2);
-                }
+            let Some(wait) = agenthub::shim_wait(wait.as_deref()) else {
+                eprintln!("agenthub: --wait: expected a number of seconds");
+                return ExitCode::from(2);
             };
             let shim = Arc::new(Shim::new(ShimOptions {
                 endpoint: shim_endpoint(&base, server.as_deref()),
@@ -170,6 +169,9 @@ fn parse_args(args: &[String]) -> std::result::Result<Cli, String> {
             }
             "server" if command.is_none() => {
                 return Ok(Cli { command: Command::Server(args[i..].to_vec()), flags });
+            }
+            "kube" if command.is_none() => {
+                return Ok(Cli { command: Command::Kube(args[i..].to_vec()), flags });
             }
             "service" if command.is_none() => {
                 return Ok(Cli { command: Command::Service(args[i..].to_vec()), flags });
@@ -254,6 +256,7 @@ fn usage() -> String {
      agenthub healthcheck [--url URL] [--strict]\n       \
      agenthub server start|stop|restart NAME | status [NAME] [--url URL]\n       \
      agenthub service install [--force] [-- SERVE-FLAGS] | uninstall | status\n       \
+     agenthub kube export [--image IMAGE]\n       \
      agenthub --help | --version"
         .to_string()
 }
@@ -274,7 +277,8 @@ fn help() -> String {
          server         start, stop or restart a running hub's server as the dashboard does (a stop holds it\n                 \
          until a start); status shows one or all\n  \
          service        run `serve` as your service at login (systemd user unit, launchd agent); flags after\n                 \
-         -- go to serve; never the token (~/.config/agenthub/env); uninstall; status\n\n\
+         -- go to serve; never the token (~/.config/agenthub/env); uninstall; status\n  \
+         kube export    Kubernetes manifests for this configuration, secrets as Secret references\n\n\
          settings (flag, then environment variable, default):\n",
         usage()
     );
@@ -288,7 +292,8 @@ fn help() -> String {
     out.push_str(
         "\nfiles in the config dir: mcp-servers.json ({\"servers\": {...}}; Claude Desktop's and \
          Cursor's {\"mcpServers\": ...} and VS Code's {\"servers\": ...} are read as they are),\n\
-         enhancement-rules.json ({\"default\": rule, \"clients\": {name: rule}, \"client_names\": {clientInfo.name: name}}).\n",
+         enhancement-rules.json ({\"default\": rule, \"clients\": {name: rule}, \"client_names\": {clientInfo.name: name}}),\n\
+         pipelines.json, profiles.json (what each client sees).\n",
     );
     out
 }

@@ -379,6 +379,15 @@ fn modern_headers(msg: &Value) -> Vec<(&'static str, String)> {
     h
 }
 
+/// `--wait SECONDS` (30 when not given); `None` when it is not a number of seconds.
+pub fn wait(arg: Option<&str>) -> Option<Duration> {
+    match arg.map(str::parse::<f64>) {
+        None => Some(Duration::from_secs(30)),
+        Some(Ok(s)) if s.is_finite() && s >= 0.0 => Some(Duration::from_secs_f64(s)),
+        Some(_) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -191,3 +191,61 @@ fn base64(s: &str) -> String {
     }
     out
 }
+
+#[test]
+fn kube_export_gives_the_manifests_with_secrets_as_references_only() {
+    let dir = TempDir::new("kube-export");
+    let servers = json!({"servers": {
+        "github": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-github"],
+                   "env": {"GITHUB_PERSONAL_ACCESS_TOKEN": "ghp_exported_secret_1"}},
+        "remote": {"type": "http", "url": "https://example.com/mcp", "headers": {"Authorization": "Bearer exported_secret_2"}}}});
+    dir.write("mcp-servers.json", &servers.to_string());
+    let out = hub_command(dir.path())
+        .args(["kube", "export", "--image", "registry.example/agenthub:1", "--config-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let yaml = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{yaml}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!yaml.contains("exported_secret"), "never a value:\n{yaml}");
+    // Valid YAML, four documents; the ConfigMap's servers file is valid JSON that names the
+    // variables the Deployment takes from the Secret.
+    let script = "import sys, yaml, json\n\
+        docs = [d for d in yaml.safe_load_all(sys.stdin) if d]\n\
+        kinds = [d['kind'] for d in docs]\n\
+        cm = next(d for d in docs if d['kind'] == 'ConfigMap')\n\
+        servers = json.loads(cm['data']['mcp-servers.json'])\n\
+        dep = next(d for d in docs if d['kind'] == 'Deployment')\n\
+        env = dep['spec']['template']['spec']['containers'][0]['env']\n\
+        refs = {e['name']: e['valueFrom']['secretKeyRef'] for e in env if 'valueFrom' in e}\n\
+        print(json.dumps({'kinds': kinds, 'servers': servers, 'refs': refs, 'image': dep['spec']['template']['spec']['containers'][0]['image']}))";
+    let mut py = Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    py.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
+    let parsed = py.wait_with_output().unwrap();
+    let seen: Value = serde_json::from_slice(&parsed.stdout).unwrap_or_else(|e| panic!("{e}: {yaml}"));
+    assert_eq!(seen["kinds"], json!(["ConfigMap", "Deployment", "Service"]), "{seen}");
+    assert_eq!(seen["image"], "registry.example/agenthub:1");
+    let var = "AGENTHUB_S_GITHUB_ENV_GITHUB_PERSONAL_ACCESS_TOKEN";
+    assert_eq!(
+        seen["servers"]["servers"]["github"]["env"]["GITHUB_PERSONAL_ACCESS_TOKEN"],
+        format!("${{{var}}}"),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["refs"][var],
+        json!({"name": "agenthub-servers", "key": "github.env.GITHUB_PERSONAL_ACCESS_TOKEN"}),
+        "{seen}"
+    );
+    assert_eq!(seen["refs"]["AGENTHUB_TOKEN"], json!({"name": "agenthub", "key": "token"}), "{seen}");
+    assert!(seen["refs"]["AGENTHUB_S_REMOTE_HEADERS_AUTHORIZATION"].is_object(), "{seen}");
+    assert!(
+        yaml.contains("--from-literal=github.env.GITHUB_PERSONAL_ACCESS_TOKEN=..."),
+        "how to make the Secret: {yaml}"
+    );
+}
