@@ -306,3 +306,35 @@ fn an_api_change_never_overwrites_an_edit_on_disk_not_yet_reloaded() {
     let saved = hub.saved();
     assert!(saved["servers"].get("mine").is_some() && saved["servers"].get("api").is_some(), "{saved}");
 }
+
+/// A ConfigMap as Kubernetes mounts one: the file a symlink through `..data`, a symlink to a
+/// timestamped directory that an update replaces (a new directory, then `..data` renamed over).
+fn configmap_version(dir: &std::path::Path, version: &str, servers: &str) {
+    let data = dir.join(version);
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("mcp-servers.json"), servers).unwrap();
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(version, &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+}
+
+#[test]
+fn a_configmaps_update_by_symlink_swap_is_followed() {
+    let mount = TempDir::new("configmap");
+    configmap_version(
+        mount.path(),
+        "..2026_12_07_a",
+        &fixture_servers(&[("one", json!({"auto_start": true}))]),
+    );
+    let file = mount.path().join("mcp-servers.json");
+    std::os::unix::fs::symlink("..data/mcp-servers.json", &file).unwrap();
+    let hub = Hub::builder().servers(NO_SERVERS).env("AGENTHUB_SERVERS_FILE", file.to_str().unwrap()).start();
+    hub.wait_status("one", "RUNNING", 10 * SEC);
+    let two = fixture_servers(&[("one", json!({"auto_start": true})), ("two", json!({"auto_start": true}))]);
+    configmap_version(mount.path(), "..2026_12_07_b", &two);
+    hub.wait_status("two", "RUNNING", 10 * SEC);
+    // Imported: read-only to the API.
+    let r = hub.request("DELETE", "/servers/two", &[], b"");
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (409, Some("read_only")), "{}", r.text());
+}
