@@ -23,7 +23,7 @@ PYTHON ?= python3
 # and the MCP Inspector's CLI (tests/inspector).
 test-deps: .deps/npm/node_modules/.installed .deps/venv/.installed .deps/conformance/node_modules/.installed \
 	.deps/ts-sdk/node_modules/.installed .deps/browser/node_modules/.installed .deps/inspector/node_modules/.installed \
-	chromium container-tools promtool
+	chromium container-tools .deps/container/bookworm.tar promtool
 
 chromium:
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
@@ -33,8 +33,17 @@ chromium:
 # Continue's YAML in the client tests.
 container-tools:
 	command -v podman >/dev/null && command -v runc >/dev/null && command -v docker-compose >/dev/null \
-		&& command -v catatonit >/dev/null && /usr/bin/python3 -c 'import yaml' 2>/dev/null \
-		|| (apt-get update && apt-get install -y --no-install-recommends podman runc catatonit docker-compose python3-yaml)
+		&& command -v catatonit >/dev/null && command -v mmdebstrap >/dev/null && test -x /usr/lib/cni/dnsname \
+		&& /usr/bin/python3 -c 'import yaml' 2>/dev/null \
+		|| (apt-get update && apt-get install -y --no-install-recommends podman runc catatonit docker-compose \
+			python3-yaml mmdebstrap golang-github-containernetworking-plugin-dnsname)
+
+# A minimal Debian bookworm root made with Debian's own mmdebstrap: the base of the compose
+# test's stand-ins for node:22-bookworm-slim and ollama/ollama (no registry here).
+.deps/container/bookworm.tar: | container-tools
+	mkdir -p .deps/container
+	mmdebstrap --variant=minbase --include=ca-certificates,python3 bookworm $@.part
+	mv $@.part $@
 
 # Prometheus's promtool checks /metrics (tests/it/metrics.rs).
 promtool:

@@ -37,6 +37,7 @@ impl Drop for Played {
     fn drop(&mut self) {
         let _ = podman(&self.conf).args(["kube", "down"]).arg(&self.manifest).output();
         let _ = podman(&self.conf).args(["secret", "rm", &self.secret]).output();
+        let _ = podman(&self.conf).args(["volume", "rm", "-f", &format!("{}-servers", self.secret)]).output();
         let _ = podman(&self.conf).args(["rmi", "-f", &self.image]).output();
     }
 }
@@ -47,6 +48,8 @@ impl Drop for Played {
 fn for_podman(manifest: &str, image: &str, secret: &str, servers: &Value, port: u16) -> String {
     let servers = serde_json::to_string(servers).unwrap();
     manifest
+        // The ConfigMap becomes a podman volume of its name: one of this test's own.
+        .replace("name: agenthub-servers", &format!("name: {secret}-servers"))
         .replace("image: localhost/agenthub:slim", &format!("image: {image}"))
         .replace(
             "secretKeyRef: {name: agenthub, key: token}",

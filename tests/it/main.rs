@@ -8,6 +8,7 @@ mod catalog;
 mod children;
 mod clients;
 mod cold;
+mod compose;
 mod config_api;
 mod container;
 mod core;
