@@ -9,6 +9,7 @@ mod children;
 mod clients;
 mod cold;
 mod config_api;
+mod conformance_client;
 mod container;
 mod core;
 mod dashboard;

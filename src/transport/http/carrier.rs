@@ -143,6 +143,8 @@ impl Flight for Remote {
     fn resend(&mut self, method: &str, params: Value) -> Result<(), RpcError> {
         // Every input request was answered: its channel goes.
         self.inputs = None;
+        // SEP-2322: the retry is a new request, under a new JSON-RPC id.
+        self.id = self.upstream.fresh_u64();
         let msg = jsonrpc::request(0, method, Some(params));
         self.request = Some(self.upstream.with_envelope(msg, self.can));
         Ok(())
