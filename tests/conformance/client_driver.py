@@ -158,10 +158,12 @@ def main():
             code, listed = request(base, "POST", f"/mcp/{NAME}/tools/list", {})
             say("tools/list", code)
             tools = (listed or {}).get("tools", []) if code == 200 else []
-            for tool in tools:
-                args = arguments(tool, tools)
-                code, result = request(base, "POST", f"/mcp/{NAME}/tools/call", {"name": tool["name"], "arguments": args})
-                say("tools/call", tool["name"], code)
+            # A scenario may say which calls to make (its context's toolCalls): those, as given.
+            calls = [(c["name"], c.get("arguments", {})) for c in context.get("toolCalls", [])]
+            calls = calls or [(tool["name"], arguments(tool, tools)) for tool in tools]
+            for name, args in calls:
+                code, result = request(base, "POST", f"/mcp/{NAME}/tools/call", {"name": name, "arguments": args})
+                say("tools/call", name, code)
             return 0
         finally:
             hub.send_signal(signal.SIGTERM)

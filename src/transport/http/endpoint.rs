@@ -259,6 +259,41 @@ impl Endpoint {
         }
     }
 
+    /// Resumes a POST's event stream that ended before its response (SEP-1699): a GET naming
+    /// the last event id it gave; `None` when the server offers no stream.
+    pub fn resume(&self, last_id: &str, timeout: Duration) -> Option<Body> {
+        let mut req = self
+            .agent
+            .get(&self.url)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .header("Accept", "text/event-stream")
+            .header("Last-Event-ID", last_id);
+        if let Some(s) = self.session.lock().clone() {
+            req = req.header("Mcp-Session-Id", s);
+        }
+        if let Some(v) = self.version.lock().clone() {
+            req = req.header("MCP-Protocol-Version", v);
+        }
+        for (k, v) in self.headers.lock().iter() {
+            req = req.header(k, v);
+        }
+        match req.call() {
+            Ok(resp) if resp.status().as_u16() == 200 => {
+                Some(Body::Events(Events::new(Box::new(BufReader::new(resp.into_body().into_reader())))))
+            }
+            Ok(resp) => {
+                log::debug!("{}: the stream cannot be resumed ({})", self.name, resp.status());
+                None
+            }
+            Err(e) => {
+                log::debug!("{}: the stream cannot be resumed: {e}", self.name);
+                None
+            }
+        }
+    }
+
     /// Ends the session (DELETE), if there is one.
     pub fn close(&self) {
         // The session is taken out first: no lock is held across the DELETE.

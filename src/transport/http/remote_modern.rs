@@ -168,3 +168,36 @@ fn offers_modern_after_refusal(response: &Value) -> bool {
     let supported = error.and_then(|e| e.pointer("/data/supported")).and_then(Value::as_array);
     code == Some(-32022) && supported.is_some_and(|v| v.iter().any(|v| v.as_str() == Some(MODERN_VERSION)))
 }
+
+impl Upstream {
+    /// The `Mcp-Param-*` headers of a `tools/call` (SEP-2243); none for anything else.
+    pub(super) fn param_headers(&self, msg: &Value) -> Vec<(String, String)> {
+        if jsonrpc::method(msg) != "tools/call" {
+            return Vec::new();
+        }
+        self.declared.lock().headers_for(msg).unwrap_or_default()
+    }
+
+    /// A `tools/list` response: the tools' header declarations kept, the invalid ones taken out.
+    pub(super) fn learn_tools(&self, response: &mut Value) {
+        let Some(result) = response.get_mut("result") else { return };
+        let refused = self.declared.lock().learn(result);
+        for (tool, why) in refused {
+            log::warn!("{}: tool {tool} left out: {why}", self.name);
+        }
+    }
+
+    /// A `tools/call` of a tool refused for its header declarations, answered here as an error.
+    pub(super) fn refused_here(&self, request: &Value) -> Option<super::upstream::Pieces> {
+        if jsonrpc::method(request) != "tools/call" {
+            return None;
+        }
+        let why = self.declared.lock().headers_for(request).err()?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let id = request.get("id").cloned().unwrap_or(Value::Null);
+        let error = RpcError::new(jsonrpc::INVALID_PARAMS, why);
+        let answer = serde_json::json!({"jsonrpc": "2.0", "id": id, "error": error.to_value()});
+        let _ = tx.send(super::answers::Piece { message: Ok(answer), last: true });
+        Some(super::upstream::Pieces { rx, _ticket: None })
+    }
+}
