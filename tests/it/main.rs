@@ -31,6 +31,7 @@ mod profiles;
 mod raycast;
 mod reload;
 mod remote_sse;
+mod remote_url;
 mod request_id;
 mod sampling;
 mod saves;

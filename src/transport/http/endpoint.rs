@@ -71,10 +71,21 @@ pub(crate) fn unreachable(name: &str, e: impl std::fmt::Display) -> RpcError {
     RpcError::new(jsonrpc::SERVER_UNAVAILABLE, format!("{name} is unreachable: {e}"))
 }
 
-/// An HTTP error status from `name`, with the start of what it said.
+/// An HTTP error status from `name`, with the gist of what it said (`gist`).
 pub(crate) fn refused(name: &str, status: u16, text: &str) -> RpcError {
-    let said: String = text.chars().take(200).collect();
-    RpcError::new(jsonrpc::SERVER_UNAVAILABLE, format!("{name} answered HTTP {status}: {said}"))
+    RpcError::new(jsonrpc::SERVER_UNAVAILABLE, format!("{name} answered HTTP {status}: {}", gist(text)))
+}
+
+/// One line of an error body, for a log line: an HTML page's `<title>`, else its first
+/// non-blank line, at most 200 characters.
+pub(crate) fn gist(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let title = lower.find("<title>").and_then(|start| {
+        let end = lower[start..].find("</title>")?;
+        text.get(start + 7..start + end)
+    });
+    let line = title.or_else(|| text.lines().map(str::trim).find(|l| !l.is_empty())).unwrap_or("");
+    line.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(200).collect()
 }
 
 /// A request to `name` that got no answer: timed out (after `timeout`), or unreachable.
