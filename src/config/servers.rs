@@ -19,8 +19,7 @@ pub enum Transport {
     Http,
     /// The legacy HTTP+SSE transport (`"type": "sse"`, MCP 2024-11-05): `servers::legacy_sse`.
     Sse,
-    /// A `url` (or `serverUrl`) with no `type` (Cursor's and Windsurf's shape): Streamable HTTP,
-    /// else legacy SSE, as clients try them.
+    /// A bare `url`/`serverUrl` (Cursor, Windsurf): Streamable HTTP, else legacy SSE.
     Url,
 }
 
@@ -357,7 +356,6 @@ impl ServerConfig {
                 .into()
         };
         if self.transport != Transport::Url {
-            // A bare `url` stays bare: it is what the user wrote, and it keeps the fallback.
             m.insert("transport".into(), self.transport.as_str().into());
         }
         if let Some(c) = &self.command {
