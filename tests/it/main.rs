@@ -30,6 +30,7 @@ mod pipelines;
 mod profiles;
 mod raycast;
 mod reload;
+mod remote_requests;
 mod remote_sse;
 mod remote_url;
 mod request_id;

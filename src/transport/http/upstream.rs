@@ -139,9 +139,15 @@ impl Upstream {
 
     /// The handshake: `initialize`, then `notifications/initialized`. Returns the result.
     pub fn initialize(&self, timeout: Duration) -> Result<Value, RpcError> {
+        // With a peer to answer them, the server may ask what a client would be asked (its
+        // requests are answered by the hub: `own_requests`).
+        let capabilities = match self.peer {
+            Some(_) => json!({"roots": {"listChanged": true}, "sampling": {}, "elicitation": {"form": {}}}),
+            None => json!({}),
+        };
         let params = json!({
             "protocolVersion": PROTOCOL_VERSION,
-            "capabilities": {},
+            "capabilities": capabilities,
             "clientInfo": {"name": "agenthub", "version": crate::VERSION},
         });
         let (ids, request) = Ids::outgoing(self.fresh_id(), &jsonrpc::request(0, "initialize", Some(params)));
@@ -258,6 +264,7 @@ impl Upstream {
                 while let Some(reply) = piece.as_mut() {
                     let next = match reply.next_message() {
                         Some(Err(_)) if upstream.resume(endpoint, reply, deadline, &mut resumed) => continue,
+                        Some(Ok(m)) if upstream.answer_own_request(endpoint, &m) => continue,
                         Some(Ok(mut m)) if lists_tools && reply.is_done() => {
                             upstream.learn_tools(&mut m);
                             Piece { last: true, message: Ok(m) }
