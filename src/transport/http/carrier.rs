@@ -95,7 +95,7 @@ impl Flight for Remote {
         }
         if let Some(msg) = self.request.take() {
             let remaining = latest.saturating_duration_since(Instant::now());
-            match self.upstream.send(json!(self.id), msg, remaining) {
+            match self.upstream.send(json!(self.id), msg, remaining, self.can) {
                 Ok(rx) => self.answer = Some(rx),
                 Err(e) => return Next::Gone(e),
             }

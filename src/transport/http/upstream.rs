@@ -229,6 +229,7 @@ impl Upstream {
         id: Value,
         request: Value,
         timeout: Duration,
+        can: Option<crate::exchange::Can>,
     ) -> Result<Pieces, RpcError> {
         if let Some(answered) = self.answered_here(&request).or_else(|| self.refused_here(&request)) {
             return Ok(answered);
@@ -264,7 +265,7 @@ impl Upstream {
                 while let Some(reply) = piece.as_mut() {
                     let next = match reply.next_message() {
                         Some(Err(_)) if upstream.resume(endpoint, reply, deadline, &mut resumed) => continue,
-                        Some(Ok(m)) if upstream.answer_own_request(endpoint, &m) => continue,
+                        Some(Ok(m)) if upstream.answer_own_request(endpoint, &m, can, &tx) => continue,
                         Some(Ok(mut m)) if lists_tools && reply.is_done() => {
                             upstream.learn_tools(&mut m);
                             Piece { last: true, message: Ok(m) }
