@@ -251,7 +251,7 @@ mod tests {
         let f = read(claude, "c.json", Scope::default()).unwrap();
         assert_eq!(f.entries[0].name, "fs");
         assert_eq!(f.entries[0].config.args, ["-y", "x"]);
-        assert_eq!(f.entries[1].config.transport, Transport::Http);
+        assert_eq!(f.entries[1].config.transport, Transport::Url);
         let vscode = "{\"inputs\": [{\"id\": \"key\", \"type\": \"promptString\", \"default\": \"d\"}],\n // c\n \"servers\": {\"gh\": {\"type\": \"http\", \"url\": \"https://api/mcp\",}, \"local\": {\"type\": \"stdio\", \"command\": \"node\", \"args\": [\"s.js\"]}}}";
         let f = read(vscode, "v.json", Scope::default()).unwrap();
         assert_eq!(

@@ -19,6 +19,8 @@ pub enum Transport {
     Http,
     /// The legacy HTTP+SSE transport (`"type": "sse"`, MCP 2024-11-05): `servers::legacy_sse`.
     Sse,
+    /// A bare `url`/`serverUrl` (Cursor, Windsurf): Streamable HTTP, else legacy SSE.
+    Url,
 }
 
 impl Transport {
@@ -27,6 +29,7 @@ impl Transport {
             Transport::Stdio => "stdio",
             Transport::Http => "http",
             Transport::Sse => "sse",
+            Transport::Url => "url",
         }
     }
 }
@@ -84,6 +87,7 @@ const KNOWN_FIELDS: &[&str] = &[
     "package",
     "ignore_scripts",
     "url",
+    "serverUrl",
     "headers",
     "auto_start",
     "on_demand",
@@ -239,8 +243,10 @@ impl ServerConfig {
             .collect();
         let transport = match f.str("transport")?.or(f.str("type")?).as_deref() {
             None => {
-                if f.map.contains_key("url") && !f.map.contains_key("command") {
-                    Transport::Http
+                if (f.map.contains_key("url") || f.map.contains_key("serverUrl"))
+                    && !f.map.contains_key("command")
+                {
+                    Transport::Url
                 } else {
                     Transport::Stdio
                 }
@@ -263,7 +269,7 @@ impl ServerConfig {
             cwd: f.str("cwd")?,
             package: f.str("package")?,
             ignore_scripts: f.bool("ignore_scripts")?.unwrap_or(d.ignore_scripts),
-            url: f.str("url")?,
+            url: f.str("url")?.or(f.str("serverUrl")?),
             headers: f.str_map("headers")?.unwrap_or_default(),
             auto_start: f.bool("auto_start")?.unwrap_or(d.auto_start),
             on_demand: f.bool("on_demand")?.unwrap_or(d.on_demand),
@@ -305,7 +311,7 @@ impl ServerConfig {
                     return Err(f.err("command", "a stdio server needs \"command\" or \"package\""));
                 }
             }
-            Transport::Http | Transport::Sse => match cfg.url.as_deref() {
+            Transport::Http | Transport::Sse | Transport::Url => match cfg.url.as_deref() {
                 None => return Err(f.err("url", "an http server needs \"url\"")),
                 Some(u)
                     if !(u.starts_with("http://") || u.starts_with("https://") || u.starts_with("${")) =>
@@ -349,7 +355,9 @@ impl ServerConfig {
                 .collect::<Map<_, _>>()
                 .into()
         };
-        m.insert("transport".into(), self.transport.as_str().into());
+        if self.transport != Transport::Url {
+            m.insert("transport".into(), self.transport.as_str().into());
+        }
         if let Some(c) = &self.command {
             m.insert("command".into(), c.clone().into());
         }
@@ -528,7 +536,9 @@ mod tests {
         let (c, _) = parse(r#"{"type": "sse", "url": "https://h/sse"}"#).unwrap();
         assert_eq!(c.transport, Transport::Sse);
         let (c, _) = parse(r#"{"url": "https://h/mcp"}"#).unwrap();
-        assert_eq!(c.transport, Transport::Http);
+        assert_eq!(c.transport, Transport::Url);
+        let (c, _) = parse(r#"{"serverUrl": "https://h/sse"}"#).unwrap();
+        assert_eq!((c.transport, c.url.as_deref()), (Transport::Url, Some("https://h/sse")));
     }
 
     #[test]

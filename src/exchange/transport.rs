@@ -64,8 +64,9 @@ pub trait Flight: Send {
     /// A modern server's `inputRequests` for this request: each relayed to the caller (an
     /// `Event::Message`) or answered by the hub; every answer comes as an `Event::Input`.
     fn ask_inputs(&mut self, requests: &Map<String, Value>);
-    /// Sends the request again under the same hub id (a modern server's, with its inputs'
-    /// answers in `params`); its caller, progress and routing stay as they were.
+    /// Sends the request again (a modern server's, with its inputs' answers in `params`): over
+    /// HTTP under a new hub id (SEP-2322), over stdio under the same; its caller, progress and
+    /// routing stay as they were.
     fn resend(&mut self, method: &str, params: Value) -> Result<(), RpcError>;
     /// Forgets what still waits for answers to this request's input requests.
     fn forget_inputs(&mut self);

@@ -28,7 +28,6 @@ use crate::error::{Error, Result};
 use crate::exchange::modern::{self, Era};
 use crate::exchange::{PROTOCOL_VERSION, SUPPORTED_VERSIONS};
 use crate::jsonrpc;
-use crate::transport::http::Upstream;
 use crate::transport::stdio::Bridge;
 
 /// How long a stop waits for a launch it voided to finish.
@@ -194,24 +193,10 @@ impl Servers {
         if cfg.transport != Transport::Stdio {
             let url = cfg.url.clone().unwrap_or_default();
             let deadline = Instant::now() + cfg.handshake_timeout;
-            let upstream = match cfg.transport {
-                Transport::Sse => Upstream::legacy(&srv.name, &url, cfg.headers.clone(), peer(), deadline)
-                    .map_err(|e| (e.message, true))?,
-                _ => Upstream::new(&srv.name, &url, cfg.headers.clone(), Some(peer())),
-            };
-            let left = deadline.saturating_duration_since(Instant::now());
-            // A Streamable HTTP server is asked `server/discover` first (a modern one has no
-            // `initialize`; a legacy one answers it with an error, which changes nothing).
-            // Half the handshake's time at most: a legacy server that sits on it leaves the
-            // rest to `initialize`.
-            let (init, era) = match upstream.discover(left / 2) {
-                Some(init) => (init, Era::Modern),
-                None => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    // Dropped on failure, a legacy stream is closed and its reader joined.
-                    (upstream.initialize(left).map_err(|e| (e.message, true))?, Era::Legacy)
-                }
-            };
+            let peer: &dyn Fn() -> Arc<ChildPeer> = &peer;
+            let super::remote::Connected { upstream, init, era } =
+                super::remote::connect(&srv.name, cfg.transport, &url, &cfg.headers, peer, deadline)
+                    .map_err(|why| (why, true))?;
             let version = init.get("protocolVersion").and_then(Value::as_str).unwrap_or("");
             log::info!("server {}: protocol {version} ({} era)", srv.name, era.as_str());
             let transport = Arc::new(upstream);

@@ -6,7 +6,7 @@
 //! restarts crashed or hung children and puts idle ones to sleep), `edits`
 //! (add, replace, remove, atomic saves), `calls` (whether a server may take a request now; the
 //! request itself is an `exchange::Call` over the server's transport), `peer` (answers to a
-//! child's own requests), `process` (spawning and signalling), `installer` (npm), `packages`
+//! child's own requests), `remote` (a remote server's connection at launch), `process` (spawning and signalling), `installer` (npm), `packages`
 //! (npm entries installed once and run as `node <bin>`).
 //!
 //! Locks: each `Server` has its own mutex (state) and condvar (status changes); the table has
@@ -26,6 +26,7 @@ mod peer;
 mod phase;
 pub mod process;
 mod reload;
+mod remote;
 mod supervisor;
 mod uses;
 

@@ -66,10 +66,20 @@ def sample(schema):
     }.get(kind, "test")
 
 
-def arguments(tool):
+def arguments(tool, listed):
+    """What a model would pass: a value of each parameter's type, or, where the parameter asks
+    for another listed tool's inputSchema, that schema as the hub listed it."""
     schema = tool.get("inputSchema") or {}
     props = schema.get("properties") or {}
-    return {name: sample(p) for name, p in props.items()}
+    schemas = {t.get("name"): t.get("inputSchema") for t in listed}
+    args = {}
+    for name, p in props.items():
+        asked = re.search(r"inputSchema\b.* for (\S+?)[,.]? ", str(p.get("description", "")) + " ")
+        if asked and asked.group(1) in schemas:
+            args[name] = schemas[asked.group(1)]
+        else:
+            args[name] = sample(p)
+    return args
 
 
 def wait_status(base, wanted, deadline):
@@ -97,7 +107,13 @@ def main():
         os.makedirs(config)
         with open(os.path.join(config, "mcp-servers.json"), "w") as f:
             json.dump({"servers": {NAME: entry}}, f)
-        env = dict(os.environ, AGENTHUB_LOG_LEVEL=os.environ.get("AGENTHUB_LOG_LEVEL", "debug"))
+        # Nobody watches the dashboard here: a server's question to a person goes unanswered
+        # after a second (the hub declines it), not after the suite's deadline.
+        env = dict(
+            os.environ,
+            AGENTHUB_LOG_LEVEL=os.environ.get("AGENTHUB_LOG_LEVEL", "debug"),
+            AGENTHUB_ELICITATION_WAIT_S=os.environ.get("AGENTHUB_ELICITATION_WAIT_S", "1"),
+        )
         hub = subprocess.Popen(
             [hub_bin, "serve", "--port", "0", "--config-dir", config, "--data-dir", os.path.join(home, "data")],
             stdin=subprocess.DEVNULL,
@@ -141,11 +157,13 @@ def main():
                 return 1
             code, listed = request(base, "POST", f"/mcp/{NAME}/tools/list", {})
             say("tools/list", code)
-            for tool in (listed or {}).get("tools", []) if code == 200 else []:
-                code, result = request(
-                    base, "POST", f"/mcp/{NAME}/tools/call", {"name": tool["name"], "arguments": arguments(tool)}
-                )
-                say("tools/call", tool["name"], code)
+            tools = (listed or {}).get("tools", []) if code == 200 else []
+            # A scenario may say which calls to make (its context's toolCalls): those, as given.
+            calls = [(c["name"], c.get("arguments", {})) for c in context.get("toolCalls", [])]
+            calls = calls or [(tool["name"], arguments(tool, tools)) for tool in tools]
+            for name, args in calls:
+                code, result = request(base, "POST", f"/mcp/{NAME}/tools/call", {"name": name, "arguments": args})
+                say("tools/call", name, code)
             return 0
         finally:
             hub.send_signal(signal.SIGTERM)

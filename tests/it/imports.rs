@@ -95,7 +95,7 @@ const CLAUDE: Case = Case {
 const CURSOR: Case = Case {
     file: "cursor.json",
     servers: &[
-        stopped("remote", "http"),
+        stopped("remote", "url"),
         Server {
             runs: Some((&[], &["FROM_FILE=file-value", "FROM_JSON=json", "QUOTED=a b"])),
             ..stopped("with-env-file", "stdio")

@@ -65,6 +65,13 @@ pub(super) struct Reply {
     pub(super) done: bool,
 }
 
+/// Where an event stream that ended before its response may be resumed: the last event id it
+/// gave, and how long the server asked to wait first.
+pub(super) struct Resume {
+    pub last_id: String,
+    pub retry: Option<std::time::Duration>,
+}
+
 impl Reply {
     pub(super) fn next_message(&mut self) -> Option<Result<Value, RpcError>> {
         if self.done {
@@ -87,6 +94,23 @@ impl Reply {
         let (msg, response) = self.ids.incoming(msg);
         self.done = response;
         Some(Ok(msg))
+    }
+
+    /// After the answer's event stream ended without the response: where it may be resumed
+    /// (it gave an event id), if anywhere.
+    pub(super) fn resume(&self) -> Option<Resume> {
+        match &self.body {
+            Body::Events(events) => {
+                Some(Resume { last_id: events.last_id()?.to_string(), retry: events.retry() })
+            }
+            _ => None,
+        }
+    }
+
+    /// Reads on from `body` (a resumed stream) as from the answer's own.
+    pub(super) fn resumed(&mut self, body: Body) {
+        self.body = body;
+        self.done = false;
     }
 
     /// Whether the last message returned was the response.

@@ -95,7 +95,7 @@ impl Flight for Remote {
         }
         if let Some(msg) = self.request.take() {
             let remaining = latest.saturating_duration_since(Instant::now());
-            match self.upstream.send(json!(self.id), msg, remaining) {
+            match self.upstream.send(json!(self.id), msg, remaining, self.can) {
                 Ok(rx) => self.answer = Some(rx),
                 Err(e) => return Next::Gone(e),
             }
@@ -143,6 +143,8 @@ impl Flight for Remote {
     fn resend(&mut self, method: &str, params: Value) -> Result<(), RpcError> {
         // Every input request was answered: its channel goes.
         self.inputs = None;
+        // SEP-2322: the retry is a new request, under a new JSON-RPC id.
+        self.id = self.upstream.fresh_u64();
         let msg = jsonrpc::request(0, method, Some(params));
         self.request = Some(self.upstream.with_envelope(msg, self.can));
         Ok(())

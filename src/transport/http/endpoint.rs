@@ -71,10 +71,21 @@ pub(crate) fn unreachable(name: &str, e: impl std::fmt::Display) -> RpcError {
     RpcError::new(jsonrpc::SERVER_UNAVAILABLE, format!("{name} is unreachable: {e}"))
 }
 
-/// An HTTP error status from `name`, with the start of what it said.
+/// An HTTP error status from `name`, with the gist of what it said (`gist`).
 pub(crate) fn refused(name: &str, status: u16, text: &str) -> RpcError {
-    let said: String = text.chars().take(200).collect();
-    RpcError::new(jsonrpc::SERVER_UNAVAILABLE, format!("{name} answered HTTP {status}: {said}"))
+    RpcError::new(jsonrpc::SERVER_UNAVAILABLE, format!("{name} answered HTTP {status}: {}", gist(text)))
+}
+
+/// One line of an error body, for a log line: an HTML page's `<title>`, else its first
+/// non-blank line, at most 200 characters.
+pub(crate) fn gist(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let title = lower.find("<title>").and_then(|start| {
+        let end = lower[start..].find("</title>")?;
+        text.get(start + 7..start + end)
+    });
+    let line = title.or_else(|| text.lines().map(str::trim).find(|l| !l.is_empty())).unwrap_or("");
+    line.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(200).collect()
 }
 
 /// A request to `name` that got no answer: timed out (after `timeout`), or unreachable.
@@ -254,6 +265,41 @@ impl Endpoint {
             }
             Err(e) => {
                 log::debug!("{}: no GET stream: {e}", self.name);
+                None
+            }
+        }
+    }
+
+    /// Resumes a POST's event stream that ended before its response (SEP-1699): a GET naming
+    /// the last event id it gave; `None` when the server offers no stream.
+    pub fn resume(&self, last_id: &str, timeout: Duration) -> Option<Body> {
+        let mut req = self
+            .agent
+            .get(&self.url)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .header("Accept", "text/event-stream")
+            .header("Last-Event-ID", last_id);
+        if let Some(s) = self.session.lock().clone() {
+            req = req.header("Mcp-Session-Id", s);
+        }
+        if let Some(v) = self.version.lock().clone() {
+            req = req.header("MCP-Protocol-Version", v);
+        }
+        for (k, v) in self.headers.lock().iter() {
+            req = req.header(k, v);
+        }
+        match req.call() {
+            Ok(resp) if resp.status().as_u16() == 200 => {
+                Some(Body::Events(Events::new(Box::new(BufReader::new(resp.into_body().into_reader())))))
+            }
+            Ok(resp) => {
+                log::debug!("{}: the stream cannot be resumed ({})", self.name, resp.status());
+                None
+            }
+            Err(e) => {
+                log::debug!("{}: the stream cannot be resumed: {e}", self.name);
                 None
             }
         }

@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use super::answers::{Ids, Piece};
-use super::endpoint::{failed, refused, unreachable};
+use super::endpoint::{failed, gist, refused, unreachable};
 use super::sse::Events;
 use crate::jsonrpc::{self, Kind, RpcError};
 use crate::transport::Peer;
@@ -316,11 +316,13 @@ impl Shared {
         for (k, v) in &self.headers {
             req = req.header(k, v);
         }
-        let resp = req.call().map_err(|e| format!("cannot open its event stream: {e}"))?;
+        let mut resp = req.call().map_err(|e| format!("cannot open its event stream: {e}"))?;
         let status = resp.status().as_u16();
-        let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let content_type =
+            resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         if status != 200 || !content_type.starts_with("text/event-stream") {
-            return Err(format!("its event stream answered HTTP {status} ({content_type})"));
+            let text = resp.body_mut().with_config().limit(64 * 1024).read_to_string().unwrap_or_default();
+            return Err(format!("its event stream answered HTTP {status} ({content_type}): {}", gist(&text)));
         }
         let mut events = Events::new(std::io::BufReader::new(resp.into_body().into_reader()));
         while let Some(event) = events.next_event() {

@@ -26,19 +26,14 @@ impl Upstream {
         endpoint.forget_session();
         endpoint.set_version(MODERN_VERSION);
         endpoint.name_methods(true);
-        let request = jsonrpc::request(0, "server/discover", Some(modern::discover_params()));
-        let (ids, request) = Ids::outgoing(self.fresh_id(), &request);
-        let found = endpoint.post(&request, Some(timeout)).ok().and_then(|answer| {
-            let mut reply = self.reply(ids, answer);
-            let mut last = None;
-            while let Some(Ok(m)) = reply.next_message() {
-                if jsonrpc::kind(&m) == Kind::Response {
-                    last = Some(m);
-                    break;
-                }
-            }
-            last
-        });
+        let deadline = std::time::Instant::now() + timeout;
+        let mut found = self.ask_discover(endpoint, timeout);
+        // A server that refuses the version it then lists as supported (-32022) is asked
+        // again, once, as clients retry with a version the server names.
+        if found.as_ref().is_some_and(offers_modern_after_refusal) {
+            found =
+                self.ask_discover(endpoint, deadline.saturating_duration_since(std::time::Instant::now()));
+        }
         // A server that speaks the initialize era too is spoken to in it, as over stdio: what
         // the hub relays there (subscriptions, the server's requests, its stream) is fuller.
         let handshake = found
@@ -53,6 +48,21 @@ impl Upstream {
             }
         }
         handshake
+    }
+
+    /// One `server/discover` POST: the response, if one came.
+    fn ask_discover(&self, endpoint: &super::endpoint::Endpoint, timeout: Duration) -> Option<Value> {
+        let request = jsonrpc::request(0, "server/discover", Some(modern::discover_params()));
+        let (ids, request) = Ids::outgoing(self.fresh_id(), &request);
+        endpoint.post(&request, Some(timeout)).ok().and_then(|answer| {
+            let mut reply = self.reply(ids, answer);
+            while let Some(Ok(m)) = reply.next_message() {
+                if jsonrpc::kind(&m) == Kind::Response {
+                    return Some(m);
+                }
+            }
+            None
+        })
     }
 
     /// A request as a modern server gets it: the envelope in its params, the capabilities
@@ -147,5 +157,47 @@ impl InputDesk for RemoteDesk<'_> {
 
     fn push(&self, event: Event) {
         let _ = self.desk.send(event);
+    }
+}
+
+/// A `server/discover` refused as an unsupported version (-32022) by a server whose `supported`
+/// list names the version the hub asked for.
+fn offers_modern_after_refusal(response: &Value) -> bool {
+    let error = response.get("error");
+    let code = error.and_then(|e| e.get("code")).and_then(Value::as_i64);
+    let supported = error.and_then(|e| e.pointer("/data/supported")).and_then(Value::as_array);
+    code == Some(-32022) && supported.is_some_and(|v| v.iter().any(|v| v.as_str() == Some(MODERN_VERSION)))
+}
+
+impl Upstream {
+    /// The `Mcp-Param-*` headers of a `tools/call` (SEP-2243); none for anything else.
+    pub(super) fn param_headers(&self, msg: &Value) -> Vec<(String, String)> {
+        if jsonrpc::method(msg) != "tools/call" {
+            return Vec::new();
+        }
+        self.declared.lock().headers_for(msg).unwrap_or_default()
+    }
+
+    /// A `tools/list` response: the tools' header declarations kept, the invalid ones taken out.
+    pub(super) fn learn_tools(&self, response: &mut Value) {
+        let Some(result) = response.get_mut("result") else { return };
+        let refused = self.declared.lock().learn(result);
+        for (tool, why) in refused {
+            log::warn!("{}: tool {tool} left out: {why}", self.name);
+        }
+    }
+
+    /// A `tools/call` of a tool refused for its header declarations, answered here as an error.
+    pub(super) fn refused_here(&self, request: &Value) -> Option<super::upstream::Pieces> {
+        if jsonrpc::method(request) != "tools/call" {
+            return None;
+        }
+        let why = self.declared.lock().headers_for(request).err()?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let id = request.get("id").cloned().unwrap_or(Value::Null);
+        let error = RpcError::new(jsonrpc::INVALID_PARAMS, why);
+        let answer = serde_json::json!({"jsonrpc": "2.0", "id": id, "error": error.to_value()});
+        let _ = tx.send(super::answers::Piece { message: Ok(answer), last: true });
+        Some(super::upstream::Pieces { rx, _ticket: None })
     }
 }

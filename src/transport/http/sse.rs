@@ -17,11 +17,24 @@ pub struct Event {
 /// a child's stdout message may: past it the stream counts as broken.
 pub struct Events<R> {
     reader: R,
+    /// The last `id:` the stream gave (where a reconnection resumes), and its last `retry:`.
+    last_id: Option<String>,
+    retry: Option<std::time::Duration>,
 }
 
 impl<R: BufRead> Events<R> {
     pub fn new(reader: R) -> Events<R> {
-        Events { reader }
+        Events { reader, last_id: None, retry: None }
+    }
+
+    /// The last event id the stream gave, if any: a stream that ends after one may be resumed.
+    pub fn last_id(&self) -> Option<&str> {
+        self.last_id.as_deref()
+    }
+
+    /// How long the server asked a client to wait before it reconnects (`retry:`).
+    pub fn retry(&self) -> Option<std::time::Duration> {
+        self.retry
     }
 
     /// The next event; `None` at the end of the stream (an unfinished event is dropped).
@@ -58,7 +71,13 @@ impl<R: BufRead> Events<R> {
                     data.push_str(value);
                     data.push('\n');
                 }
-                // Comments (`: ping`), `id`, `retry` and unknown fields: nothing the hub uses.
+                "id" if !value.contains('\0') => self.last_id = Some(value.to_string()),
+                "retry" => {
+                    if let Ok(ms) = value.trim().parse::<u64>() {
+                        self.retry = Some(std::time::Duration::from_millis(ms));
+                    }
+                }
+                // Comments (`: ping`) and unknown fields: nothing the hub uses.
                 _ => {}
             }
         }

@@ -55,6 +55,8 @@ pub struct Upstream {
     /// Over Streamable HTTP, where each call's answer is handed over, by hub id (as JSON
     /// text): a client's cancellation ends its call there at once.
     calls: Mutex<HashMap<String, Sender<Piece>>>,
+    /// Its tools' SEP-2243 header declarations, from its `tools/list` answers.
+    pub(super) declared: Mutex<super::param_headers::Declared>,
 }
 
 /// How requests reach a remote server and where their answers come from.
@@ -103,6 +105,7 @@ impl Upstream {
             inputs: Default::default(),
             log_level: Default::default(),
             calls: Default::default(),
+            declared: Default::default(),
         }
     }
 
@@ -136,9 +139,15 @@ impl Upstream {
 
     /// The handshake: `initialize`, then `notifications/initialized`. Returns the result.
     pub fn initialize(&self, timeout: Duration) -> Result<Value, RpcError> {
+        // With a peer to answer them, the server may ask what a client would be asked (its
+        // requests are answered by the hub: `own_requests`).
+        let capabilities = match self.peer {
+            Some(_) => json!({"roots": {"listChanged": true}, "sampling": {}, "elicitation": {"form": {}}}),
+            None => json!({}),
+        };
         let params = json!({
             "protocolVersion": PROTOCOL_VERSION,
-            "capabilities": {},
+            "capabilities": capabilities,
             "clientInfo": {"name": "agenthub", "version": crate::VERSION},
         });
         let (ids, request) = Ids::outgoing(self.fresh_id(), &jsonrpc::request(0, "initialize", Some(params)));
@@ -198,12 +207,14 @@ impl Upstream {
 
     /// POSTs `msg` (under the hub's ids already) and returns its answer as it arrives.
     fn open(&self, endpoint: &Endpoint, ids: Ids, msg: &Value, timeout: Duration) -> Result<Reply, RpcError> {
-        let mut answer = endpoint.post(msg, Some(timeout))?;
+        let extra = self.param_headers(msg);
+        let extra: Vec<(&str, String)> = extra.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let mut answer = endpoint.post_with(msg, Some(timeout), &extra)?;
         if answer.session_lost {
             // The upstream forgot the session (it restarted): start a new one, once.
             log::info!("{}: upstream session expired; initializing again", self.name);
             self.initialize(timeout)?;
-            answer = endpoint.post(msg, Some(timeout))?;
+            answer = endpoint.post_with(msg, Some(timeout), &extra)?;
         }
         Ok(self.reply(ids, answer))
     }
@@ -218,8 +229,9 @@ impl Upstream {
         id: Value,
         request: Value,
         timeout: Duration,
+        can: Option<crate::exchange::Can>,
     ) -> Result<Pieces, RpcError> {
-        if let Some(answered) = self.answered_here(&request) {
+        if let Some(answered) = self.answered_here(&request).or_else(|| self.refused_here(&request)) {
             return Ok(answered);
         }
         let (ids, msg) = Ids::outgoing(id, &request);
@@ -228,6 +240,7 @@ impl Upstream {
             conn.post_in_background(msg, &ticket, timeout)?;
             return Ok(Pieces { rx, _ticket: Some(ticket) });
         }
+        let lists_tools = jsonrpc::method(&msg) == "tools/list";
         let (tx, rx) = crossbeam_channel::bounded(16);
         let key = ids.hub.to_string();
         self.calls.lock().insert(key.clone(), tx.clone());
@@ -248,8 +261,15 @@ impl Upstream {
                         return;
                     }
                 };
+                let (deadline, mut resumed) = (Instant::now() + timeout, 0);
                 while let Some(reply) = piece.as_mut() {
                     let next = match reply.next_message() {
+                        Some(Err(_)) if upstream.resume(endpoint, reply, deadline, &mut resumed) => continue,
+                        Some(Ok(m)) if upstream.answer_own_request(endpoint, &m, can, &tx) => continue,
+                        Some(Ok(mut m)) if lists_tools && reply.is_done() => {
+                            upstream.learn_tools(&mut m);
+                            Piece { last: true, message: Ok(m) }
+                        }
                         Some(m) => Piece { last: reply.is_done() || m.is_err(), message: m },
                         None => Piece {
                             message: Err(unreachable(&upstream.name, "the answer ended without a response")),
@@ -264,6 +284,29 @@ impl Upstream {
             })
             .map_err(|e| unreachable(&self.name, format!("cannot start a thread: {e}")))?;
         Ok(Pieces { rx, _ticket: None })
+    }
+
+    /// An answer's event stream ended before the response after giving an event id: waits as
+    /// long as the server asked (`retry`, 1 s when it did not say), then reads on from a GET
+    /// naming that id (SEP-1699). At most `MAX_RESUMES` times per answer, within `deadline`.
+    fn resume(&self, endpoint: &Endpoint, reply: &mut Reply, deadline: Instant, resumed: &mut u32) -> bool {
+        const MAX_RESUMES: u32 = 3;
+        let Some(at) = reply.resume() else { return false };
+        let wait = at.retry.unwrap_or(Duration::from_secs(1)).min(Duration::from_secs(30));
+        let left = deadline.saturating_duration_since(Instant::now());
+        if *resumed >= MAX_RESUMES || left <= wait {
+            return false;
+        }
+        *resumed += 1;
+        log::debug!("{}: the answer's stream ended early; resuming after {} ms", self.name, wait.as_millis());
+        std::thread::sleep(wait);
+        match endpoint.resume(&at.last_id, left - wait) {
+            Some(body) => {
+                reply.resumed(body);
+                true
+            }
+            None => false,
+        }
     }
 
     pub(super) fn reply(&self, ids: Ids, answer: Answer) -> Reply {
