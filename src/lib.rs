@@ -19,6 +19,7 @@ mod front;
 mod jsonrpc;
 mod mcp;
 mod metrics;
+mod oauth;
 mod pipelines;
 mod queue;
 mod reload;

@@ -493,6 +493,7 @@ fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()>
     let front = start_front(api, limits, fatal_tx).map_err(|(what, e)| Error::io(what, e))?;
     log::info!("agenthub {VERSION}: {} server(s) configured", app.servers.len());
     log::info!("listening on http://{}", front.addr());
+    app.oauth.set_address(front.addr());
     app.servers.start_background();
     // After `start_background`, which killed what an earlier hub's npm left running.
     app.installer.clean_stale();

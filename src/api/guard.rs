@@ -203,9 +203,10 @@ fn strip_scheme(s: &str) -> &str {
 }
 
 /// What answers without the token: the dashboard's page (it holds no data and asks for the
-/// token itself) and the redirect to it. A browser cannot send a bearer header on navigation.
+/// token itself), the redirect to it, and a sign-in's callback (its `state` is the check). A
+/// browser cannot send a bearer header on navigation.
 pub fn is_public(method: &str, path: &str) -> bool {
-    matches!(method, "GET" | "HEAD") && matches!(path, "/" | "/dashboard")
+    matches!(method, "GET" | "HEAD") && matches!(path, "/" | "/dashboard" | "/oauth/callback")
 }
 
 /// Compares without an early exit, so timing does not reveal a matching prefix.

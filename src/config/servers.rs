@@ -85,6 +85,7 @@ const KNOWN_FIELDS: &[&str] = &[
     "ignore_scripts",
     "url",
     "headers",
+    "oauth",
     "auto_start",
     "on_demand",
     "idle_timeout",
@@ -120,6 +121,8 @@ pub struct ServerConfig {
     pub ignore_scripts: bool,
     pub url: Option<String>,
     pub headers: BTreeMap<String, String>,
+    /// A pre-registered OAuth client (remote servers).
+    pub oauth: Option<super::OAuthClient>,
     pub auto_start: bool,
     /// Started at its first use (a call, a session, a pipeline step), not before.
     pub on_demand: bool,
@@ -162,6 +165,7 @@ impl Default for ServerConfig {
             ignore_scripts: true,
             url: None,
             headers: BTreeMap::new(),
+            oauth: None,
             auto_start: false,
             on_demand: false,
             idle_timeout: Duration::ZERO,
@@ -265,6 +269,11 @@ impl ServerConfig {
             ignore_scripts: f.bool("ignore_scripts")?.unwrap_or(d.ignore_scripts),
             url: f.str("url")?,
             headers: f.str_map("headers")?.unwrap_or_default(),
+            oauth: f
+                .get("oauth")
+                .map(super::OAuthClient::parse)
+                .transpose()
+                .map_err(|e| f.err("oauth", &e))?,
             auto_start: f.bool("auto_start")?.unwrap_or(d.auto_start),
             on_demand: f.bool("on_demand")?.unwrap_or(d.on_demand),
             idle_timeout: f.secs("idle_timeout")?.unwrap_or(d.idle_timeout),
@@ -378,6 +387,9 @@ impl ServerConfig {
         }
         if !self.headers.is_empty() {
             m.insert("headers".into(), mask(&self.headers));
+        }
+        if let Some(o) = &self.oauth {
+            m.insert("oauth".into(), o.to_json(masked));
         }
         m.insert("auto_start".into(), self.auto_start.into());
         // Shown always; saved only when set (a file that never named them keeps not naming them).

@@ -144,6 +144,18 @@ impl Servers {
     /// Runs a launch `begin_launch` allowed, on the calling thread: spawn, bridge, handshake.
     pub(super) fn launch(&self, srv: &Arc<Server>, ticket: Ticket) {
         let outcome = self.package_ready(srv, &ticket).and_then(|()| self.spawn_and_handshake(srv, &ticket));
+        let sign_in = match &outcome {
+            Err(_) if ticket.config.transport != Transport::Stdio => self.ctx.oauth.sign_in_needed(&srv.name),
+            _ => None,
+        };
+        let outcome = match sign_in {
+            Some(Ok(reason)) => {
+                let fx = srv.state.lock().needs_sign_in(ticket.generation, reason);
+                return self.fire(srv, fx);
+            }
+            Some(Err(why)) => Err((format!("sign-in required, but {why}"), false)),
+            None => outcome,
+        };
         let (fx, voided) =
             srv.state.lock().launch_ended(ticket.generation, outcome, (SystemTime::now(), Instant::now()));
         if let Some(mut run) = voided {
@@ -189,6 +201,10 @@ impl Servers {
                     .map_err(|e| (e.message, true))?,
                 _ => Upstream::new(&srv.name, &url, cfg.headers.clone(), Some(peer())),
             };
+            let own_header = cfg.headers.keys().any(|k| k.eq_ignore_ascii_case("authorization"));
+            if cfg.transport == Transport::Http && !own_header {
+                upstream.set_credentials(self.ctx.oauth.link(&srv.name, &url, cfg.oauth.as_ref()));
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             // A Streamable HTTP server is asked `server/discover` first (a modern one has no
             // `initialize`; a legacy one answers it with an error, which changes nothing).

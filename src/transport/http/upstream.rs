@@ -106,6 +106,13 @@ impl Upstream {
         }
     }
 
+    /// Where its `Authorization` comes from (a server that asks for OAuth; Streamable HTTP).
+    pub fn set_credentials(&self, credentials: Arc<dyn super::endpoint::Credentials>) {
+        if let Wire::Streamable(endpoint) = &self.wire {
+            endpoint.set_credentials(credentials);
+        }
+    }
+
     pub fn is_modern(&self) -> bool {
         self.modern.load(Ordering::SeqCst)
     }
