@@ -134,7 +134,9 @@ def main():
                     with urllib.request.urlopen(auth["authorization_url"], timeout=30) as r:
                         say("signed in:", r.status)
                 except urllib.error.HTTPError as e:
+                    # The hub refused the callback (a wrong or missing iss, say): nothing to wait for.
                     say("the sign-in ended with", e.code, e.read()[:300])
+                    return 1
                 server = wait_status(base, {"RUNNING", "FAILED"}, deadline)
                 say("after sign-in", server.get("status"), server.get("last_error") or "")
             if server.get("status") != "RUNNING":
