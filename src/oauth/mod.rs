@@ -131,13 +131,15 @@ impl OAuth {
             })
             .clone();
         let mut st = link.state.lock();
+        // A refusal stays until a sign-in (or a new configuration): a server that lets the hub
+        // initialize but refuses its calls waits for a person, not a loop of restarts.
         if st.url != url || st.pre.as_ref() != pre {
             st.found = None;
             st.client = None;
+            st.refused = None;
         }
         st.url = url.to_string();
         st.pre = pre.cloned();
-        st.refused = None;
         drop(st);
         link
     }
@@ -470,6 +472,11 @@ impl Credentials for Link {
         st.tokens = None;
         st.refused = Some(challenge);
         false
+    }
+
+    fn lapsed(&self) -> Option<String> {
+        let st = self.state.lock();
+        (st.refused.is_some() && st.tokens.is_none()).then(|| "the sign-in lapsed; sign in again".to_string())
     }
 }
 

@@ -144,17 +144,22 @@ impl Servers {
     /// Runs a launch `begin_launch` allowed, on the calling thread: spawn, bridge, handshake.
     pub(super) fn launch(&self, srv: &Arc<Server>, ticket: Ticket) {
         let outcome = self.package_ready(srv, &ticket).and_then(|()| self.spawn_and_handshake(srv, &ticket));
-        let sign_in = match &outcome {
-            Err(_) if ticket.config.transport != Transport::Stdio => self.ctx.oauth.sign_in_needed(&srv.name),
+        // A remote server that refused the hub (at the handshake, or at a call since) waits for
+        // a person's sign-in: AUTH_REQUIRED, no restarts.
+        let sign_in = match ticket.config.transport {
+            Transport::Http => self.ctx.oauth.sign_in_needed(&srv.name),
             _ => None,
         };
-        let outcome = match sign_in {
-            Some(Ok(reason)) => {
+        let outcome = match (sign_in, outcome) {
+            (Some(Ok(reason)), outcome) => {
+                if let Ok(mut run) = outcome {
+                    run.kill(Duration::from_millis(500));
+                }
                 let fx = srv.state.lock().needs_sign_in(ticket.generation, reason);
                 return self.fire(srv, fx);
             }
-            Some(Err(why)) => Err((format!("sign-in required, but {why}"), false)),
-            None => outcome,
+            (Some(Err(why)), Err(_)) => Err((format!("sign-in required, but {why}"), false)),
+            (_, outcome) => outcome,
         };
         let (fx, voided) =
             srv.state.lock().launch_ended(ticket.generation, outcome, (SystemTime::now(), Instant::now()));

@@ -22,6 +22,9 @@ pub trait Credentials: Send + Sync {
     fn authorization(&self) -> Option<String>;
     /// A 401 or 403 with its `WWW-Authenticate`; true when sending again may pass (a refresh).
     fn refused(&self, status: u16, challenge: Option<&str>) -> bool;
+    /// Why the server no longer takes the hub's requests (a refresh refused, more scope
+    /// asked): a running server is then lost, and its relaunch waits for a person.
+    fn lapsed(&self) -> Option<String>;
 }
 
 /// One Streamable HTTP endpoint and the session the hub holds with it.
@@ -118,6 +121,11 @@ impl Endpoint {
     pub fn set_credentials(&self, credentials: std::sync::Arc<dyn Credentials>) {
         self.headers.lock().retain(|k, _| !k.eq_ignore_ascii_case("authorization"));
         *self.credentials.lock() = Some(credentials);
+    }
+
+    /// Why the server stopped taking the hub's credentials, if it did.
+    pub fn lapsed(&self) -> Option<String> {
+        self.credentials.lock().clone().and_then(|c| c.lapsed())
     }
 
     /// Adds a header to every later request, unless it is set already.

@@ -335,10 +335,10 @@ impl Upstream {
     }
 
     /// Why the server is gone, once it is (a legacy stream that ended); a Streamable HTTP server
-    /// is never known gone: its calls fail, and its breaker opens.
+    /// only when its sign-in lapsed (else its calls fail, and its breaker opens).
     pub fn lost(&self) -> Option<String> {
         match &self.wire {
-            Wire::Streamable(_) => None,
+            Wire::Streamable(endpoint) => endpoint.lapsed(),
             Wire::Legacy(conn) => conn.ended(),
         }
     }
