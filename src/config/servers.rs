@@ -121,7 +121,6 @@ pub struct ServerConfig {
     pub ignore_scripts: bool,
     pub url: Option<String>,
     pub headers: BTreeMap<String, String>,
-    /// A pre-registered OAuth client (remote servers).
     pub oauth: Option<super::OAuthClient>,
     pub auto_start: bool,
     /// Started at its first use (a call, a session, a pipeline step), not before.
@@ -388,9 +387,7 @@ impl ServerConfig {
         if !self.headers.is_empty() {
             m.insert("headers".into(), mask(&self.headers));
         }
-        if let Some(o) = &self.oauth {
-            m.insert("oauth".into(), o.to_json(masked));
-        }
+        m.extend(self.oauth.as_ref().map(|o| ("oauth".to_string(), o.to_json(masked))));
         m.insert("auto_start".into(), self.auto_start.into());
         // Shown always; saved only when set (a file that never named them keeps not naming them).
         if masked || self.on_demand {

@@ -288,6 +288,9 @@ impl<R: Live> State<R> {
     /// restart (a person's sign-in starts it).
     pub fn needs_sign_in(&mut self, generation: u64, reason: String) -> Effects {
         let mut fx = Effects::new();
+        // Counted as an attempt that failed, so a start waiting for it answers at once.
+        self.attempts += 1;
+        self.last_attempt = Some(Err(reason.clone()));
         if generation == self.generation && !self.removed && self.is_launching() {
             self.last_error = Some(reason.clone());
             self.set(Phase::AuthRequired, &reason, &mut fx);
