@@ -168,8 +168,11 @@ fn parse_args(args: &[String]) -> std::result::Result<Cli, String> {
                     }
                 }
             }
-            "server" if command.is_none() => {
-                return Ok(Cli { command: Command::Server(args[i..].to_vec()), flags });
+            "server" | "auth" if command.is_none() => {
+                // `auth NAME` is `server auth NAME`.
+                let rest =
+                    (arg == "auth").then(|| arg.to_string()).into_iter().chain(args[i..].iter().cloned());
+                return Ok(Cli { command: Command::Server(rest.collect()), flags });
             }
             "service" if command.is_none() => {
                 return Ok(Cli { command: Command::Service(args[i..].to_vec()), flags });
@@ -252,7 +255,7 @@ fn usage() -> String {
      [--servers-file F]\n       agenthub stdio [SERVER] [--url http://127.0.0.1:9090] [--client NAME] [--wait SECONDS]\n       \
      agenthub connect CLIENT [--write] [--file PATH] [--url URL] | connect --list\n       \
      agenthub healthcheck [--url URL] [--strict]\n       \
-     agenthub server start|stop|restart NAME | status [NAME] [--url URL]\n       \
+     agenthub server start|stop|restart NAME | status [NAME] [--url URL] | agenthub auth NAME\n       \
      agenthub service install [--force] [-- SERVE-FLAGS] | uninstall | status\n       \
      agenthub --help | --version"
         .to_string()

@@ -306,3 +306,27 @@ fn tokens_refresh_ahead_of_expiry_and_a_revoked_refresh_waits_for_a_person() {
     assert_eq!(again["status"], "AUTH_REQUIRED", "{again}");
     assert_eq!(again["restart_count"], s["restart_count"], "no restarts while it waits");
 }
+
+#[test]
+fn agenthub_auth_prints_the_url_and_waits_until_the_server_runs() {
+    use std::io::BufRead;
+    let fake = Fake::start(3600);
+    let hub = hub_for(&fake);
+    wait_status(&hub, "AUTH_REQUIRED");
+    let mut cli = std::process::Command::new(crate::harness::BIN)
+        .args(["auth", "remote", "--url", &format!("http://{}", hub.addr)])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(cli.stdout.take().unwrap()).lines();
+    let url = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.trim().starts_with("http").then(|| l.trim().to_string()))
+        .expect("the authorization URL");
+    let resp = ureq::get(&url).call().unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let done = wait_for("agenthub auth to exit", Duration::from_secs(20), || cli.try_wait().unwrap());
+    assert!(done.success());
+    assert!(lines.map_while(Result::ok).any(|l| l.contains("remote: RUNNING")));
+}
