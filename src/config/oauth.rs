@@ -33,6 +33,15 @@ impl OAuthClient {
         Ok(OAuthClient { client_id: text("client_id")?, client_secret: text("client_secret")?, scopes })
     }
 
+    /// With `${...}` expanded in the id and the secret (`x`: `ServerConfig::expanded`'s).
+    pub(super) fn expanded(&self, x: &mut impl FnMut(&str) -> String) -> OAuthClient {
+        OAuthClient {
+            client_id: self.client_id.as_deref().map(&mut *x),
+            client_secret: self.client_secret.as_deref().map(&mut *x),
+            scopes: self.scopes.clone(),
+        }
+    }
+
     /// As saved (`masked`: the secret shown as `***`).
     pub(super) fn to_json(&self, masked: bool) -> Value {
         let mut m = Map::new();
@@ -46,5 +55,24 @@ impl OAuthClient {
             m.insert("scopes".into(), self.scopes.clone().into());
         }
         Value::Object(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parsed_masked_and_expanded() {
+        let o =
+            OAuthClient::parse(&json!({"client_id": "c", "client_secret": "${S}", "scopes": "a b"})).unwrap();
+        assert_eq!(o.scopes, ["a", "b"]);
+        assert_eq!(o.to_json(true), json!({"client_id": "c", "client_secret": "***", "scopes": ["a", "b"]}));
+        assert_eq!(o.to_json(false)["client_secret"], "${S}");
+        let x = o.expanded(&mut |s: &str| s.replace("${S}", "shh"));
+        assert_eq!(x.client_secret.as_deref(), Some("shh"));
+        assert!(OAuthClient::parse(&json!({"scopes": 3})).unwrap_err().contains("scopes"));
+        assert!(OAuthClient::parse(&json!("x")).is_err());
     }
 }

@@ -470,6 +470,7 @@ impl ServerConfig {
         out.env = self.env.iter().map(|(k, v)| (k.clone(), x(v))).collect();
         out.cwd = self.cwd.as_deref().map(&mut x);
         out.url = self.url.as_deref().map(&mut x);
+        out.oauth = self.oauth.as_ref().map(|o| o.expanded(&mut x));
         out.headers = self.headers.iter().map(|(k, v)| (k.clone(), x(v))).collect();
         if let Some(what) = missing {
             return Err(format!("missing {what}"));
