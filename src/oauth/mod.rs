@@ -46,13 +46,13 @@ struct Shared {
     store: Store,
     agent: ureq::Agent,
     clock: Clock,
+    /// `http://127.0.0.1:<port>`, once the hub listens.
+    base: Mutex<Option<String>>,
 }
 
 /// The hub's sign-ins, one per remote server that asked for one.
 pub struct OAuth {
     shared: Arc<Shared>,
-    /// `http://127.0.0.1:<port>`, once the hub listens.
-    base: Mutex<Option<String>>,
     links: Mutex<HashMap<String, Arc<Link>>>,
     flows: Mutex<HashMap<String, Flow>>,
 }
@@ -97,8 +97,7 @@ impl OAuth {
     pub fn with_clock(dir: PathBuf, clock: Clock) -> OAuth {
         let agent = crate::http_agent(Duration::from_secs(5), Some(Duration::from_secs(30)));
         OAuth {
-            shared: Arc::new(Shared { store: Store::new(dir), agent, clock }),
-            base: Mutex::new(None),
+            shared: Arc::new(Shared { store: Store::new(dir), agent, clock, base: Mutex::new(None) }),
             links: Mutex::default(),
             flows: Mutex::default(),
         }
@@ -106,13 +105,7 @@ impl OAuth {
 
     /// Where the hub listens (`127.0.0.1:<port>`): the redirect URI is made of it.
     pub fn set_address(&self, addr: std::net::SocketAddr) {
-        *self.base.lock() = Some(format!("http://127.0.0.1:{}", addr.port()));
-    }
-
-    fn redirect_uri(&self) -> Result<String> {
-        let base = self.base.lock().clone();
-        base.map(|b| format!("{b}{CALLBACK_PATH}"))
-            .ok_or_else(|| Error::Unavailable("the hub is not listening yet".into()))
+        *self.shared.base.lock() = Some(format!("http://127.0.0.1:{}", addr.port()));
     }
 
     /// The sign-in of server `name` at `url` (made, or brought up to date), for its transport.
@@ -154,60 +147,9 @@ impl OAuth {
     pub fn sign_in_needed(&self, name: &str) -> Option<std::result::Result<String, String>> {
         let link = self.find(name)?;
         let challenge = link.state.lock().refused.clone()?;
-        Some(self.prepare(&link, &challenge).map(|()| {
+        Some(self.shared.prepare(&link, &challenge).map(|()| {
             format!("sign-in required: open GET /servers/{name}/auth (or run `agenthub auth {name}`)")
         }))
-    }
-
-    /// Discovery and the client, kept on the link.
-    fn prepare(&self, link: &Link, challenge: &Challenge) -> std::result::Result<(), String> {
-        let (url, pre, known) = {
-            let st = link.state.lock();
-            (st.url.clone(), st.pre.clone(), st.found.clone())
-        };
-        let found = match known {
-            Some(f) => f,
-            None => {
-                let agent = &self.shared.agent;
-                discovery::discover(&url, challenge, &|u| fetch_json(agent, u))?
-            }
-        };
-        let client = self.client_for(&link.name, &found, pre.as_ref(), challenge)?;
-        let mut st = link.state.lock();
-        st.found = Some(found);
-        st.client = Some(client);
-        Ok(())
-    }
-
-    /// The client for this issuer: pre-registered, a metadata document, kept, or registered now.
-    fn client_for(
-        &self,
-        name: &str,
-        found: &Found,
-        pre: Option<&OAuthClient>,
-        challenge: &Challenge,
-    ) -> std::result::Result<Client, String> {
-        let server = &found.server;
-        if let Some(id) = pre.and_then(|p| p.client_id.clone()) {
-            let secret = pre.and_then(|p| p.client_secret.clone());
-            let method = requests::auth_method(server, secret.is_some());
-            let is_document = id.starts_with("https://");
-            if !is_document || server.client_id_documents || secret.is_some() {
-                return Ok(Client { client_id: id, client_secret: secret, method });
-            }
-        }
-        let mut record = self.shared.store.load(name);
-        if let Some(c) = record.clients.get(&server.issuer) {
-            return Ok(c.clone());
-        }
-        let redirect = self.redirect_uri().map_err(|e| e.to_string())?;
-        let scope = scope_for(found, pre, challenge, None);
-        let client = requests::register(&self.shared.agent, server, &redirect, scope.as_deref())?;
-        record.clients.insert(server.issuer.clone(), client.clone());
-        if let Err(e) = self.shared.store.save(name, &record) {
-            log::warn!("server {name}: cannot keep its client registration: {e}");
-        }
-        Ok(client)
     }
 
     /// `GET /servers/{name}/auth`: a new flow's authorization URL.
@@ -216,7 +158,7 @@ impl OAuth {
             .find(name)
             .ok_or_else(|| Error::Conflict(format!("server {name} has not asked for a sign-in")))?;
         let challenge = link.state.lock().refused.clone().unwrap_or_default();
-        self.prepare(&link, &challenge).map_err(Error::Upstream)?;
+        self.shared.prepare(&link, &challenge).map_err(Error::Upstream)?;
         let st = link.state.lock();
         let (Some(found), Some(client)) = (st.found.clone(), st.client.clone()) else {
             return Err(Error::Conflict(format!("server {name} has not asked for a sign-in")));
@@ -226,7 +168,7 @@ impl OAuth {
         let random =
             |what| encoding::random_token().map_err(|e| Error::Internal(format!("no random {what}: {e}")));
         let (state, verifier) = (random("state")?, random("verifier")?);
-        let redirect_uri = self.redirect_uri()?;
+        let redirect_uri = self.shared.redirect_uri()?;
         let mut pairs = vec![
             ("response_type", "code"),
             ("client_id", client.client_id.as_str()),
@@ -328,6 +270,65 @@ impl OAuth {
     /// Whether the hub holds tokens for the server (the API's `signed_in`).
     pub fn signed_in(&self, name: &str) -> bool {
         self.find(name).is_some_and(|l| l.state.lock().tokens.is_some())
+    }
+}
+
+impl Shared {
+    fn redirect_uri(&self) -> Result<String> {
+        let base = self.base.lock().clone();
+        base.map(|b| format!("{b}{CALLBACK_PATH}"))
+            .ok_or_else(|| Error::Unavailable("the hub is not listening yet".into()))
+    }
+
+    /// Discovery and the client, kept on the link.
+    fn prepare(&self, link: &Link, challenge: &Challenge) -> std::result::Result<(), String> {
+        let (url, pre, known) = {
+            let st = link.state.lock();
+            (st.url.clone(), st.pre.clone(), st.found.clone())
+        };
+        let found = match known {
+            Some(f) => f,
+            None => {
+                let agent = &self.agent;
+                discovery::discover(&url, challenge, &|u| fetch_json(agent, u))?
+            }
+        };
+        let client = self.client_for(&link.name, &found, pre.as_ref(), challenge)?;
+        let mut st = link.state.lock();
+        st.found = Some(found);
+        st.client = Some(client);
+        Ok(())
+    }
+
+    /// The client for this issuer: pre-registered, a metadata document, kept, or registered now.
+    fn client_for(
+        &self,
+        name: &str,
+        found: &Found,
+        pre: Option<&OAuthClient>,
+        challenge: &Challenge,
+    ) -> std::result::Result<Client, String> {
+        let server = &found.server;
+        if let Some(id) = pre.and_then(|p| p.client_id.clone()) {
+            let secret = pre.and_then(|p| p.client_secret.clone());
+            let method = requests::auth_method(server, secret.is_some());
+            let is_document = id.starts_with("https://");
+            if !is_document || server.client_id_documents || secret.is_some() {
+                return Ok(Client { client_id: id, client_secret: secret, method });
+            }
+        }
+        let mut record = self.store.load(name);
+        if let Some(c) = record.clients.get(&server.issuer) {
+            return Ok(c.clone());
+        }
+        let redirect = self.redirect_uri().map_err(|e| e.to_string())?;
+        let scope = scope_for(found, pre, challenge, None);
+        let client = requests::register(&self.agent, server, &redirect, scope.as_deref())?;
+        record.clients.insert(server.issuer.clone(), client.clone());
+        if let Err(e) = self.store.save(name, &record) {
+            log::warn!("server {name}: cannot keep its client registration: {e}");
+        }
+        Ok(client)
     }
 }
 
@@ -468,9 +469,22 @@ impl Credentials for Link {
         if has_token && self.refresh() {
             return true;
         }
-        let mut st = self.state.lock();
-        st.tokens = None;
-        st.refused = Some(challenge);
+        {
+            let mut st = self.state.lock();
+            st.tokens = None;
+            st.refused = Some(challenge.clone());
+            if has_token {
+                st.found = None;
+                st.client = None;
+            }
+        }
+        if has_token {
+            // The token no longer serves: the resource may name another authorization server
+            // now (SEP-2352), found and registered with before a person is asked.
+            if let Err(e) = self.shared.prepare(self, &challenge) {
+                log::warn!("server {}: sign-in lapsed, and {e}", self.name);
+            }
+        }
         false
     }
 
