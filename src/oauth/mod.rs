@@ -83,8 +83,11 @@ struct Sign {
     found: Option<Found>,
     client: Option<Client>,
     tokens: Option<Tokens>,
-    /// Scope the server asked for beyond what was granted (`insufficient_scope`).
+    /// Scope the server asked for beyond what was granted (`insufficient_scope`), with what
+    /// was asked before (SEP-2350: the union).
     step_up: Option<String>,
+    /// The scope of the last flow begun.
+    asked: Option<String>,
     step_ups: u32,
 }
 
@@ -165,6 +168,7 @@ impl OAuth {
         };
         let scope = scope_for(&found, st.pre.as_ref(), &challenge, st.step_up.as_deref());
         drop(st);
+        link.state.lock().asked = scope.clone();
         let random =
             |what| encoding::random_token().map_err(|e| Error::Internal(format!("no random {what}: {e}")));
         let (state, verifier) = (random("state")?, random("verifier")?);
@@ -457,7 +461,13 @@ impl Credentials for Link {
                 );
                 return false;
             }
-            st.step_up = challenge.scope.clone();
+            let mut union: Vec<&str> = st.asked.as_deref().unwrap_or("").split_whitespace().collect();
+            for s in challenge.scope.as_deref().unwrap_or("").split_whitespace() {
+                if !union.contains(&s) {
+                    union.push(s);
+                }
+            }
+            st.step_up = (!union.is_empty()).then(|| union.join(" "));
             st.tokens = None;
             st.refused = Some(challenge);
             return false;
