@@ -44,6 +44,7 @@ impl App {
         let npm_prefix = settings.data_dir.join("npm");
         let import_origin = settings.servers_file.as_ref().map(|p| p.display().to_string());
         let oauth = Arc::new(crate::oauth::OAuth::new(settings.data_dir.join("oauth")));
+        oauth.set_client_document(settings.oauth_client_id_url.clone());
         let installer = Arc::new(Installer::new(npm_prefix.clone(), settings.data_dir.join("pids")));
         let servers = Servers::new(
             loaded.servers,

@@ -31,6 +31,8 @@ pub struct Settings {
     pub token: Option<String>,
     /// `AGENTHUB_TOKENS_FILE`: inbound tokens naming profiles.
     pub tokens_file: Option<PathBuf>,
+    /// The hub's own Client ID Metadata Document (an https URL), for sign-ins.
+    pub oauth_client_id_url: Option<String>,
     pub allowed_origins: Vec<String>,
     pub cache_size: usize,
     pub max_body_bytes: usize,
@@ -205,6 +207,10 @@ impl Settings {
             workers,
             token,
             tokens_file: src.get("AGENTHUB_TOKENS_FILE").map(|(v, _)| PathBuf::from(v)),
+            oauth_client_id_url: src
+                .get("AGENTHUB_OAUTH_CLIENT_ID_URL")
+                .map(|(v, _)| v.to_string())
+                .filter(|v| v.starts_with("https://")),
             allowed_origins,
             cache_size: src.parse("AGENTHUB_CACHE_SIZE", 1000usize, "a number of entries")?,
             max_body_bytes,

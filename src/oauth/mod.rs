@@ -48,6 +48,8 @@ struct Shared {
     clock: Clock,
     /// `http://127.0.0.1:<port>`, once the hub listens.
     base: Mutex<Option<String>>,
+    /// The hub's own Client ID Metadata Document (`AGENTHUB_OAUTH_CLIENT_ID_URL`).
+    document: Mutex<Option<String>>,
 }
 
 /// The hub's sign-ins, one per remote server that asked for one.
@@ -100,10 +102,22 @@ impl OAuth {
     pub fn with_clock(dir: PathBuf, clock: Clock) -> OAuth {
         let agent = crate::http_agent(Duration::from_secs(5), Some(Duration::from_secs(30)));
         OAuth {
-            shared: Arc::new(Shared { store: Store::new(dir), agent, clock, base: Mutex::new(None) }),
+            shared: Arc::new(Shared {
+                store: Store::new(dir),
+                agent,
+                clock,
+                base: Mutex::new(None),
+                document: Mutex::new(None),
+            }),
             links: Mutex::default(),
             flows: Mutex::default(),
         }
+    }
+
+    /// The hub's own Client ID Metadata Document, used as its `client_id` where an
+    /// authorization server takes such documents (before dynamic registration).
+    pub fn set_client_document(&self, url: Option<String>) {
+        *self.shared.document.lock() = url;
     }
 
     /// Where the hub listens (`127.0.0.1:<port>`): the redirect URI is made of it.
@@ -320,6 +334,10 @@ impl Shared {
             if !is_document || server.client_id_documents || secret.is_some() {
                 return Ok(Client { client_id: id, client_secret: secret, method });
             }
+        }
+        let document = self.document.lock().clone();
+        if let Some(url) = document.filter(|_| server.client_id_documents) {
+            return Ok(Client { client_id: url, client_secret: None, method: "none".into() });
         }
         let mut record = self.store.load(name);
         if let Some(c) = record.clients.get(&server.issuer) {

@@ -130,6 +130,8 @@ def main():
         with open(os.path.join(config, "mcp-servers.json"), "w") as f:
             json.dump({"servers": {NAME: entry}}, f)
         env = dict(os.environ, AGENTHUB_LOG_LEVEL=os.environ.get("AGENTHUB_LOG_LEVEL", "debug"))
+        # The suite's own Client ID Metadata Document stands for the one a user would publish.
+        env.setdefault("AGENTHUB_OAUTH_CLIENT_ID_URL", "https://conformance-test.local/client-metadata.json")
         hub = subprocess.Popen(
             [hub_bin, "serve", "--port", "0", "--config-dir", config, "--data-dir", os.path.join(home, "data")],
             stdin=subprocess.DEVNULL,
