@@ -49,7 +49,10 @@ impl OAuthClient {
             m.insert("client_id".into(), id.clone().into());
         }
         if let Some(s) = &self.client_secret {
-            m.insert("client_secret".into(), if masked { "***".into() } else { s.clone().into() });
+            m.insert(
+                "client_secret".into(),
+                if masked { super::secrets::MASK.into() } else { s.clone().into() },
+            );
         }
         if !self.scopes.is_empty() {
             m.insert("scopes".into(), self.scopes.clone().into());
