@@ -26,6 +26,8 @@ struct Issued {
     challenge: String,
     resources: Vec<String>,
     every_token: Vec<String>,
+    /// Every `Authorization` the MCP endpoint received.
+    authorizations: Vec<String>,
 }
 
 struct Fake {
@@ -152,6 +154,7 @@ fn answer(
             )
         }
         ("POST", "/mcp") => {
+            st.authorizations.extend(auth.clone());
             let ok = matches!((&auth, &st.access), (Some(a), Some(t)) if *a == format!("Bearer {t}"));
             if !ok {
                 let challenge =
@@ -243,8 +246,13 @@ fn a_person_signs_in_once_and_the_tokens_stay_out_of_sight() {
     let r = hub.post_json("/mcp/remote/tools/list", &json!({}));
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["tools"][0]["name"], "echo");
-    let r = hub.post_json("/mcp/remote/tools/call", &json!({"name": "echo", "arguments": {}}));
+    // A client's own Authorization never goes upstream: the server sees the hub's token only.
+    let body = json!({"name": "echo", "arguments": {}}).to_string();
+    let own = [("Authorization", "Bearer client-own-token"), ("Content-Type", "application/json")];
+    let r = hub.request("POST", "/mcp/remote/tools/call", &own, body.as_bytes());
     assert_eq!(r.status, 200, "{}", r.text());
+    let seen = fake.state.lock().unwrap().authorizations.clone();
+    assert!(!seen.is_empty() && seen.iter().all(|a| a.starts_with("Bearer AT-sekrit-")), "{seen:?}");
     let resources = fake.state.lock().unwrap().resources.clone();
     assert!(resources.iter().all(|r| *r == fake.url), "{resources:?}");
 
@@ -329,4 +337,24 @@ fn agenthub_auth_prints_the_url_and_waits_until_the_server_runs() {
     let done = wait_for("agenthub auth to exit", Duration::from_secs(20), || cli.try_wait().unwrap());
     assert!(done.success());
     assert!(lines.map_while(Result::ok).any(|l| l.contains("remote: RUNNING")));
+}
+
+#[test]
+fn a_sign_in_survives_a_restart_of_the_hub() {
+    let fake = Fake::start(3600);
+    let data = crate::harness::TempDir::new("oauth-data");
+    let data_dir = data.path().to_str().unwrap().to_string();
+    let servers =
+        json!({"servers": {"remote": {"type": "http", "url": fake.url, "auto_start": true}}}).to_string();
+    let hub = Hub::builder().servers(&servers).env("AGENTHUB_DATA_DIR", &data_dir).start();
+    wait_status(&hub, "AUTH_REQUIRED");
+    assert_eq!(sign_in(&hub).0, 200);
+    wait_status(&hub, "RUNNING");
+    drop(hub);
+
+    let hub = Hub::builder().servers(&servers).env("AGENTHUB_DATA_DIR", &data_dir).start();
+    wait_status(&hub, "RUNNING");
+    let r = hub.post_json("/mcp/remote/tools/list", &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(fake.state.lock().unwrap().serial, 1, "no second sign-in");
 }
