@@ -201,7 +201,8 @@ fn base64url(bytes: &[u8]) -> String {
 fn hub_for(fake: &Fake) -> Hub {
     let servers = json!({"servers": {"remote": {"type": "http", "url": fake.url, "auto_start": true,
         "restart_backoff": 0.1}}});
-    Hub::builder().servers(&servers.to_string()).start()
+    // At trace level, so that no log line, however detailed, may carry a token.
+    Hub::builder().servers(&servers.to_string()).env("AGENTHUB_LOG_LEVEL", "trace").start()
 }
 
 fn wait_status(hub: &Hub, status: &str) -> Value {
@@ -265,7 +266,9 @@ fn a_person_signs_in_once_and_the_tokens_stay_out_of_sight() {
     {
         seen.push_str(&hub.get(path).text());
     }
-    seen.push_str(&hub.log());
+    let log = hub.log();
+    assert!(log.contains("remote: signed in at"), "{log}");
+    seen.push_str(&log);
     let data = hub.dir.path().join("data");
     let mut files = Vec::new();
     files_under(hub.dir.path(), &mut files);
