@@ -74,6 +74,9 @@ pub struct Link {
     name: String,
     shared: Arc<Shared>,
     state: Mutex<Sign>,
+    /// One refresh at a time (held across the token request, guarding no state): a rotated
+    /// refresh token is good once, so concurrent calls must not each spend it.
+    refreshing: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -137,6 +140,7 @@ impl OAuth {
                     name: name.to_string(),
                     shared: self.shared.clone(),
                     state: Mutex::new(Sign { tokens: record.tokens, ..Sign::default() }),
+                    refreshing: Mutex::new(()),
                 })
             })
             .clone();
@@ -404,10 +408,13 @@ impl Link {
 
     /// Refreshes the tokens (rotation kept). False when there is no refresh token or the
     /// server refused it (then the tokens are forgotten: a person signs in again).
-    fn refresh(&self) -> bool {
+    fn refresh(&self, stale: &str) -> bool {
+        let _one = self.refreshing.lock();
         let (tokens, found, client) = {
             let st = self.state.lock();
             match (&st.tokens, &st.found, &st.client) {
+                // Another call refreshed them meanwhile.
+                (Some(t), _, _) if t.access_token != stale => return true,
                 (Some(t), found, client) if t.refresh_token.is_some() => {
                     (t.clone(), found.clone(), client.clone())
                 }
@@ -458,9 +465,11 @@ impl Link {
 
 impl Credentials for Link {
     fn authorization(&self) -> Option<String> {
-        let due = self.state.lock().tokens.as_ref().is_some_and(|t| t.refresh_due((self.shared.clock)()));
-        if due {
-            self.refresh();
+        let now = (self.shared.clock)();
+        let due =
+            self.state.lock().tokens.as_ref().filter(|t| t.refresh_due(now)).map(|t| t.access_token.clone());
+        if let Some(stale) = due {
+            self.refresh(&stale);
         }
         self.state.lock().tokens.as_ref().map(|t| format!("Bearer {}", t.access_token))
     }
@@ -493,8 +502,9 @@ impl Credentials for Link {
         if status != 401 {
             return false;
         }
-        let has_token = self.state.lock().tokens.is_some();
-        if has_token && self.refresh() {
+        let sent = self.state.lock().tokens.as_ref().map(|t| t.access_token.clone());
+        let has_token = sent.is_some();
+        if sent.is_some_and(|stale| self.refresh(&stale)) {
             return true;
         }
         {

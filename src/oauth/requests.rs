@@ -134,6 +134,7 @@ pub fn token(
             refresh_token: v.get("refresh_token").and_then(Value::as_str).map(str::to_string),
             expires_at: v.get("expires_in").and_then(Value::as_u64).map(|s| now + s),
             scope: v.get("scope").and_then(Value::as_str).map(str::to_string),
+            lifetime: v.get("expires_in").and_then(Value::as_u64),
         }),
         _ => {
             let error = v.get("error").and_then(Value::as_str).unwrap_or("");

@@ -33,6 +33,9 @@ pub struct Tokens {
     pub expires_at: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// `expires_in` as issued (seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime: Option<u64>,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -41,13 +44,15 @@ impl std::fmt::Debug for Tokens {
     }
 }
 
-/// Refreshed this long before they expire.
+/// Refreshed this long before they expire (or half their lifetime, when that is shorter: a
+/// token that lives less than two minutes is not refreshed at every use).
 pub const REFRESH_AHEAD_S: u64 = 60;
 
 impl Tokens {
     /// Whether it is time to refresh (`now` in unix seconds).
     pub fn refresh_due(&self, now: u64) -> bool {
-        self.refresh_token.is_some() && self.expires_at.is_some_and(|at| now + REFRESH_AHEAD_S >= at)
+        let ahead = self.lifetime.map_or(REFRESH_AHEAD_S, |l| REFRESH_AHEAD_S.min(l / 2));
+        self.refresh_token.is_some() && self.expires_at.is_some_and(|at| now + ahead >= at)
     }
 }
 
@@ -130,6 +135,7 @@ mod tests {
             refresh_token: Some("secret-refresh".into()),
             expires_at: Some(1000),
             scope: None,
+            lifetime: Some(3600),
         });
         store.save("s", &r).unwrap();
         let mode = std::fs::metadata(dir.join("oauth/s.json")).unwrap().permissions().mode();
@@ -145,19 +151,25 @@ mod tests {
     }
 
     #[test]
-    fn refresh_is_due_a_minute_ahead() {
-        let t = |expires_at, refresh: bool| Tokens {
+    fn refresh_is_due_a_minute_ahead_or_at_half_life() {
+        let t = |expires_at, refresh: bool, lifetime| Tokens {
             issuer: String::new(),
             resource: String::new(),
             access_token: String::new(),
             refresh_token: refresh.then(|| "r".into()),
             expires_at,
             scope: None,
+            lifetime,
         };
-        assert!(!t(Some(1000), true).refresh_due(900));
-        assert!(t(Some(1000), true).refresh_due(940));
-        assert!(t(Some(1000), true).refresh_due(2000));
-        assert!(!t(Some(1000), false).refresh_due(2000));
-        assert!(!t(None, true).refresh_due(2000));
+        // The clock is a parameter: unix seconds.
+        assert!(!t(Some(1000), true, None).refresh_due(900));
+        assert!(t(Some(1000), true, None).refresh_due(940));
+        assert!(t(Some(1000), true, Some(3600)).refresh_due(940));
+        assert!(t(Some(1000), true, None).refresh_due(2000));
+        assert!(!t(Some(1000), false, None).refresh_due(2000));
+        assert!(!t(None, true, None).refresh_due(2000));
+        // A 30 s token: at 15 s left, not at once.
+        assert!(!t(Some(1000), true, Some(30)).refresh_due(970));
+        assert!(t(Some(1000), true, Some(30)).refresh_due(985));
     }
 }

@@ -293,13 +293,15 @@ fn a_person_signs_in_once_and_the_tokens_stay_out_of_sight() {
 
 #[test]
 fn tokens_refresh_ahead_of_expiry_and_a_revoked_refresh_waits_for_a_person() {
-    // Tokens that expire within the minute are refreshed before they are used.
-    let fake = Fake::start(30);
+    // Tokens that expire (here within a second, so at half their life) are refreshed before
+    // they are used.
+    let fake = Fake::start(1);
     let hub = hub_for(&fake);
     wait_status(&hub, "AUTH_REQUIRED");
     let (status, page) = sign_in(&hub);
     assert_eq!(status, 200, "{page}");
     wait_status(&hub, "RUNNING");
+    std::thread::sleep(Duration::from_millis(1100));
     let r = hub.post_json("/mcp/remote/tools/list", &json!({}));
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(fake.state.lock().unwrap().refreshes >= 1, "a refresh ahead of expiry");
