@@ -28,6 +28,8 @@ pub struct App {
     pub gateway: Arc<Gateway>,
     pub enhancer: Arc<enhance::Service>,
     pub pipelines: Arc<Pipelines>,
+    /// Remote servers' sign-ins.
+    pub oauth: Arc<crate::oauth::OAuth>,
 }
 
 impl App {
@@ -41,6 +43,8 @@ impl App {
         let activity = Arc::new(Activity::default());
         let npm_prefix = settings.data_dir.join("npm");
         let import_origin = settings.servers_file.as_ref().map(|p| p.display().to_string());
+        let oauth = Arc::new(crate::oauth::OAuth::new(settings.data_dir.join("oauth")));
+        oauth.set_client_document(settings.oauth_client_id_url.clone());
         let installer = Arc::new(Installer::new(npm_prefix.clone(), settings.data_dir.join("pids")));
         let servers = Servers::new(
             loaded.servers,
@@ -57,6 +61,7 @@ impl App {
                 elicitation_wait: settings.elicitation_wait,
                 breakers: breakers.clone(),
                 activity: activity.clone(),
+                oauth: oauth.clone(),
             },
         );
         let enhancer = Arc::new(enhance::Service::new(
@@ -106,6 +111,7 @@ impl App {
             installer,
             breakers,
             activity,
+            oauth,
             started: Instant::now(),
             settings,
         })

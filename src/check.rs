@@ -4,7 +4,9 @@
 //! line quotes it); a command that is not on PATH, a missing variable or a bad entry is an
 //! error; every warning is named.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::process::ExitCode;
 
 use crate::config::{Loaded, Secrets, ServerEntry, Settings, Transport, mask_args, mask_url};
 use crate::servers::process;
@@ -112,4 +114,44 @@ fn on_path(program: &str, env: &dyn Fn(&str) -> Option<String>) -> bool {
         .split(':')
         .filter(|d| !d.is_empty())
         .any(|d| executable(&Path::new(d).join(program)))
+}
+
+/// `agenthub check-config`: what was loaded, each problem, and the exit status.
+pub fn command(flags: &HashMap<&'static str, String>, env: &dyn Fn(&str) -> Option<String>) -> ExitCode {
+    let settings = match Settings::resolve(flags, env) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("agenthub: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let loaded = match crate::config::load(&settings, env) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("invalid: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (lines, problems) = report(&settings, &loaded, env);
+    for line in lines {
+        println!("{line}");
+    }
+    let rules = &loaded.rules;
+    println!(
+        "enhancement: default model {}; client rules: {}",
+        rules.default.model,
+        if rules.clients.is_empty() {
+            "(none)".to_string()
+        } else {
+            rules.clients.keys().cloned().collect::<Vec<_>>().join(", ")
+        }
+    );
+    if problems > 0 {
+        eprintln!(
+            "invalid: {problems} problem(s): servers that cannot start as configured, pipelines without their servers"
+        );
+        return ExitCode::FAILURE;
+    }
+    println!("valid");
+    ExitCode::SUCCESS
 }

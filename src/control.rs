@@ -12,8 +12,11 @@ use serde_json::Value;
 /// npm server's first install may make long.
 const START_WAIT: Duration = Duration::from_secs(600);
 
-pub const USAGE: &str =
-    "usage: agenthub server start|stop|restart NAME [--url URL] | status [NAME] [--url URL]";
+pub const USAGE: &str = "usage: agenthub server start|stop|restart NAME [--url URL] | status [NAME] [--url URL] \
+     | auth NAME [--url URL]";
+
+/// How long `agenthub auth` waits for the person to finish signing in.
+const SIGN_IN_WAIT: Duration = Duration::from_secs(600);
 
 /// `agenthub server ARGS` against the hub at `--url` (else `url`): 0 done, 1 refused or unreachable, 2 usage.
 pub fn command(args: &[String], url: &str, token: Option<&str>) -> ExitCode {
@@ -36,6 +39,7 @@ pub fn command(args: &[String], url: &str, token: Option<&str>) -> ExitCode {
         }
         [verb, name] if verb == "status" => ("GET", format!("/servers/{}", encode(name))),
         [verb] if verb == "status" => ("GET", "/servers".to_string()),
+        [verb, name] if verb == "auth" => return sign_in(url, token, name),
         _ => {
             eprintln!("agenthub server: {USAGE}");
             return ExitCode::from(2);
@@ -59,6 +63,37 @@ pub fn command(args: &[String], url: &str, token: Option<&str>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `agenthub auth NAME`: the authorization URL printed, then a wait until the server runs (the
+/// person signs in in a browser; the hub's callback starts the server).
+fn sign_in(url: &str, token: Option<&str>, name: &str) -> ExitCode {
+    let path = format!("/servers/{}/auth", encode(name));
+    let link = match call(url, token, "GET", &path) {
+        Ok((200, body)) => body["authorization_url"].as_str().unwrap_or_default().to_string(),
+        Ok((code, body)) => {
+            let why = body.pointer("/error/message").and_then(Value::as_str).unwrap_or("no reason given");
+            eprintln!("agenthub auth: GET {path}: {code}: {why}");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("agenthub auth: no hub at {url}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("Open this URL in a browser to sign in to {name}:\n\n  {link}\n\nWaiting for the sign-in...");
+    let until = std::time::Instant::now() + SIGN_IN_WAIT;
+    while std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(500));
+        if let Ok((200, s)) = call(url, token, "GET", &format!("/servers/{}", encode(name))) {
+            if s["status"] == "RUNNING" {
+                println!("{}", line(&s));
+                return ExitCode::SUCCESS;
+            }
+        }
+    }
+    eprintln!("agenthub auth: {name} is not running after {}s", SIGN_IN_WAIT.as_secs());
+    ExitCode::FAILURE
 }
 
 /// One server as a line: `name: STATUS` and what goes with it.

@@ -21,6 +21,7 @@ mod jsonrpc;
 mod kube;
 mod mcp;
 mod metrics;
+mod oauth;
 mod pipelines;
 mod queue;
 mod reload;
@@ -38,7 +39,7 @@ mod transport;
 // What the binary uses.
 pub use api::Api;
 pub use app::App;
-pub use check::report as check_report;
+pub use check::{command as check_command, report as check_report};
 pub use clients::{Hub as ClientHub, RECIPES, Recipe, find as find_client, markdown as clients_markdown};
 pub use config::{SETTINGS, Settings, Transport, load as load_config};
 pub use connect::{Outcome as ConnectOutcome, connected, expand as expand_path, write as connect_write};

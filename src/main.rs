@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agenthub::{Api, App, Shim, ShimOptions, VERSION, check_report, shim_endpoint, start_front};
+use agenthub::{Api, App, Shim, ShimOptions, VERSION, shim_endpoint, start_front};
 use agenthub::{
     ClientHub, ConnectOutcome, RECIPES, clients_markdown, connect_write, connected, expand_path, find_client,
 };
@@ -79,7 +79,7 @@ fn main() -> ExitCode {
             println!("agenthub {VERSION}");
             ExitCode::SUCCESS
         }
-        Command::CheckConfig => check_config(&cli.flags, &env),
+        Command::CheckConfig => agenthub::check_command(&cli.flags, &env),
         Command::Connect(c) => {
             let url = hub_url(c.url.clone(), &cli.flags, &env);
             match connect(&c, &url, &env) {
@@ -167,8 +167,11 @@ fn parse_args(args: &[String]) -> std::result::Result<Cli, String> {
                     }
                 }
             }
-            "server" if command.is_none() => {
-                return Ok(Cli { command: Command::Server(args[i..].to_vec()), flags });
+            "server" | "auth" if command.is_none() => {
+                // `auth NAME` is `server auth NAME`.
+                let rest =
+                    (arg == "auth").then(|| arg.to_string()).into_iter().chain(args[i..].iter().cloned());
+                return Ok(Cli { command: Command::Server(rest.collect()), flags });
             }
             "kube" if command.is_none() => {
                 return Ok(Cli { command: Command::Kube(args[i..].to_vec()), flags });
@@ -254,7 +257,7 @@ fn usage() -> String {
      [--servers-file F]\n       agenthub stdio [SERVER] [--url http://127.0.0.1:9090] [--client NAME] [--wait SECONDS]\n       \
      agenthub connect CLIENT [--write] [--file PATH] [--url URL] | connect --list\n       \
      agenthub healthcheck [--url URL] [--strict]\n       \
-     agenthub server start|stop|restart NAME | status [NAME] [--url URL]\n       \
+     agenthub server start|stop|restart NAME | status [NAME] [--url URL] | agenthub auth NAME\n       \
      agenthub service install [--force] [-- SERVE-FLAGS] | uninstall | status\n       \
      agenthub kube export [--image IMAGE]\n       \
      agenthub --help | --version"
@@ -296,45 +299,6 @@ fn help() -> String {
          pipelines.json, profiles.json (what each client sees).\n",
     );
     out
-}
-
-fn check_config(flags: &HashMap<&'static str, String>, env: &dyn Fn(&str) -> Option<String>) -> ExitCode {
-    let settings = match Settings::resolve(flags, env) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("agenthub: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let loaded = match load_config(&settings, env) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("invalid: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let (lines, problems) = check_report(&settings, &loaded, env);
-    for line in lines {
-        println!("{line}");
-    }
-    let rules = &loaded.rules;
-    println!(
-        "enhancement: default model {}; client rules: {}",
-        rules.default.model,
-        if rules.clients.is_empty() {
-            "(none)".to_string()
-        } else {
-            rules.clients.keys().cloned().collect::<Vec<_>>().join(", ")
-        }
-    );
-    if problems > 0 {
-        eprintln!(
-            "invalid: {problems} problem(s): servers that cannot start as configured, pipelines without their servers"
-        );
-        return ExitCode::FAILURE;
-    }
-    println!("valid");
-    ExitCode::SUCCESS
 }
 
 /// The hub's address for a client on this machine: `--url`, `AGENTHUB_URL`, else loopback on
@@ -498,6 +462,7 @@ fn serve(settings: Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<()>
     let front = start_front(api, limits, fatal_tx).map_err(|(what, e)| Error::io(what, e))?;
     log::info!("agenthub {VERSION}: {} server(s) configured", app.servers.len());
     log::info!("listening on http://{}", front.addr());
+    app.oauth.set_address(front.addr());
     app.servers.start_background();
     // After `start_background`, which killed what an earlier hub's npm left running.
     app.installer.clean_stale();

@@ -107,6 +107,7 @@ fn state_json(app: &App, since: u64, now: Instant) -> Value {
             let mut v = super::servers::server_status_json(s, now);
             v["circuit"] = json!(app.breakers.state(&s.name, now).as_str());
             v["tools"] = json!(tools.as_ref().and_then(|t| t.get(&s.name)));
+            v["signed_in"] = json!(app.oauth.signed_in(&s.name));
             v
         })
         .collect();

@@ -203,11 +203,12 @@ fn strip_scheme(s: &str) -> &str {
 }
 
 /// What answers without the token: the dashboard's page (it holds no data and asks for the
-/// token itself) and the redirect to it (a browser cannot send a bearer header on navigation),
-/// and `/health/ready`, which says only "starting" or "ready" (an orchestrator's HTTP probe
-/// carries no token).
+/// token itself), the redirect to it, and a sign-in's callback (its `state` is the check): a
+/// browser cannot send a bearer header on navigation; and `/health/ready`, which says only
+/// "starting" or "ready" (an orchestrator's HTTP probe carries no token).
 pub fn is_public(method: &str, path: &str) -> bool {
-    matches!(method, "GET" | "HEAD") && matches!(path, "/" | "/dashboard" | "/health/ready")
+    matches!(method, "GET" | "HEAD")
+        && matches!(path, "/" | "/dashboard" | "/oauth/callback" | "/health/ready")
 }
 
 /// Compares without an early exit, so timing does not reveal a matching prefix.

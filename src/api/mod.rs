@@ -4,6 +4,7 @@
 //! them through the front (`front::Service`). Only this layer knows URLs and status codes;
 //! `status_of` is the one mapping from `Error` to status and error code.
 
+mod auth;
 mod calls;
 mod dashboard;
 mod elicitations;

@@ -3,7 +3,7 @@
 //! the REST relay), one given the request's `Responder`; `dispatch` finds it (404, 405 with
 //! `Allow`), and `template` names a path's route for the metrics without allocating.
 
-use super::{calls, dashboard, elicitations, mcp, metrics, pipelines, servers};
+use super::{auth, calls, dashboard, elicitations, mcp, metrics, pipelines, servers};
 use crate::app::App;
 use crate::error::Result;
 use crate::front::{Reply, Req, Responder};
@@ -74,6 +74,9 @@ const ROUTES: &[Route] = &[
     route("POST", "/servers/{name}/stop", servers::stop),
     route("POST", "/servers/{name}/restart", servers::restart),
     route("GET", "/servers/{name}/logs", servers::logs),
+    route("GET", "/servers/{name}/auth", auth::begin),
+    route("DELETE", "/servers/{name}/auth", auth::sign_out),
+    route("GET", "/oauth/callback", auth::callback),
     route("GET", "/profiles", mcp::profiles),
     respond("POST", "/mcp", mcp::post),
     respond("GET", "/mcp", mcp::get),

@@ -11,11 +11,13 @@
 mod file;
 pub(crate) mod jsonc;
 mod names;
+mod oauth;
 pub mod pipelines;
 pub mod profiles;
 pub mod refs;
 mod rules;
 mod secrets;
+mod server_fields;
 mod servers;
 mod setting_specs;
 mod settings;
@@ -33,6 +35,7 @@ use crate::error::{Error, Result};
 
 pub use file::Document;
 pub use names::validate_server_name;
+pub use oauth::OAuthClient;
 pub use profiles::{PROFILES_FILE_NAME, Profiles};
 pub use rules::{Rules, parse_rules};
 pub use secrets::{Secrets, mask_args, mask_url};

@@ -145,6 +145,11 @@ impl ServerConfig {
                 url.clone_from(real);
             }
         }
+        if let (Some(new), Some(old)) = (&mut self.oauth, &current.oauth) {
+            if new.client_secret.as_deref() == Some(MASK) {
+                new.client_secret.clone_from(&old.client_secret);
+            }
+        }
         self
     }
 

@@ -75,40 +75,6 @@ pub enum Elicitation {
     Decline,
 }
 
-/// Every field a server object may have; anything else is a warning.
-const KNOWN_FIELDS: &[&str] = &[
-    "transport",
-    "type",
-    "command",
-    "args",
-    "env",
-    "envFile",
-    "cwd",
-    "package",
-    "ignore_scripts",
-    "url",
-    "serverUrl",
-    "headers",
-    "auto_start",
-    "on_demand",
-    "idle_timeout",
-    "restart_on_failure",
-    "max_restarts",
-    "restart_backoff",
-    "restart_backoff_max",
-    "handshake_timeout",
-    "health_check_interval",
-    "request_timeout",
-    "max_request_timeout",
-    "sampling",
-    "sampling_model",
-    "elicitation",
-    "roots",
-    "description",
-    "enabled",
-    "disabled",
-];
-
 /// One MCP server as configured. Text fields keep `${VAR}` unexpanded; see `expanded`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
@@ -124,6 +90,7 @@ pub struct ServerConfig {
     pub ignore_scripts: bool,
     pub url: Option<String>,
     pub headers: BTreeMap<String, String>,
+    pub oauth: Option<super::OAuthClient>,
     pub auto_start: bool,
     /// Started at its first use (a call, a session, a pipeline step), not before.
     pub on_demand: bool,
@@ -166,6 +133,7 @@ impl Default for ServerConfig {
             ignore_scripts: true,
             url: None,
             headers: BTreeMap::new(),
+            oauth: None,
             auto_start: false,
             on_demand: false,
             idle_timeout: Duration::ZERO,
@@ -202,33 +170,6 @@ pub struct ServerEntry {
     pub problem: Option<String>,
 }
 
-/// A field name that is not known, with the known one it most likely meant.
-fn unknown_field(key: &str) -> String {
-    let squash = |s: &str| s.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_lowercase();
-    let k = squash(key);
-    let near = |f: &&&str| squash(f) == k || (k.len() > 4 && edits(&squash(f), &k) <= 2);
-    match KNOWN_FIELDS.iter().find(near) {
-        Some(f) => format!("unknown field (did you mean \"{f}\"?); ignored"),
-        None => "unknown field; ignored".to_string(),
-    }
-}
-
-/// The edit distance between two short words.
-fn edits(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
-}
-
 impl ServerConfig {
     /// Parses one server object; `at` is its JSON path for errors and warnings (one per
     /// unknown field, naming its path).
@@ -238,8 +179,8 @@ impl ServerConfig {
         let warnings = f
             .map
             .keys()
-            .filter(|k| !KNOWN_FIELDS.contains(&k.as_str()))
-            .map(|k| format!("{file}: {at}.{k}: {}", unknown_field(k)))
+            .filter(|k| !super::server_fields::KNOWN_FIELDS.contains(&k.as_str()))
+            .map(|k| format!("{file}: {at}.{k}: {}", super::server_fields::unknown_field(k)))
             .collect();
         let transport = match f.str("transport")?.or(f.str("type")?).as_deref() {
             None => {
@@ -271,6 +212,11 @@ impl ServerConfig {
             ignore_scripts: f.bool("ignore_scripts")?.unwrap_or(d.ignore_scripts),
             url: f.str("url")?.or(f.str("serverUrl")?),
             headers: f.str_map("headers")?.unwrap_or_default(),
+            oauth: f
+                .get("oauth")
+                .map(super::OAuthClient::parse)
+                .transpose()
+                .map_err(|e| f.err("oauth", &e))?,
             auto_start: f.bool("auto_start")?.unwrap_or(d.auto_start),
             on_demand: f.bool("on_demand")?.unwrap_or(d.on_demand),
             idle_timeout: f.secs("idle_timeout")?.unwrap_or(d.idle_timeout),
@@ -387,6 +333,7 @@ impl ServerConfig {
         if !self.headers.is_empty() {
             m.insert("headers".into(), mask(&self.headers));
         }
+        m.extend(self.oauth.as_ref().map(|o| ("oauth".to_string(), o.to_json(masked))));
         m.insert("auto_start".into(), self.auto_start.into());
         // Shown always; saved only when set (a file that never named them keeps not naming them).
         if masked || self.on_demand {
@@ -469,6 +416,7 @@ impl ServerConfig {
         out.env = self.env.iter().map(|(k, v)| (k.clone(), x(v))).collect();
         out.cwd = self.cwd.as_deref().map(&mut x);
         out.url = self.url.as_deref().map(&mut x);
+        out.oauth = self.oauth.as_ref().map(|o| o.expanded(&mut x));
         out.headers = self.headers.iter().map(|(k, v)| (k.clone(), x(v))).collect();
         if let Some(what) = missing {
             return Err(format!("missing {what}"));

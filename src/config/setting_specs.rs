@@ -161,6 +161,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         help: "JSON file of inbound tokens for a team, each naming a profile (see profiles.json)",
     },
     SettingSpec {
+        env: "AGENTHUB_OAUTH_CLIENT_ID_URL",
+        flag: None,
+        default: "",
+        help: "https URL of the hub's Client ID Metadata Document (redirect_uris naming http://127.0.0.1/oauth/callback), used as its client_id where an authorization server supports such documents",
+    },
+    SettingSpec {
         env: "AGENTHUB_TOOL_SEARCH",
         flag: None,
         default: "off",

@@ -33,6 +33,8 @@ pub struct Settings {
     pub audit: String,
     /// `AGENTHUB_TOKENS_FILE`: inbound tokens naming profiles.
     pub tokens_file: Option<PathBuf>,
+    /// The hub's own Client ID Metadata Document (an https URL), for sign-ins.
+    pub oauth_client_id_url: Option<String>,
     pub allowed_origins: Vec<String>,
     pub cache_size: usize,
     pub max_body_bytes: usize,
@@ -214,6 +216,10 @@ impl Settings {
                     return Err(Error::Config(format!("{name}: expected file, stdout or off, got '{v}'")));
                 }
             },
+            oauth_client_id_url: src
+                .get("AGENTHUB_OAUTH_CLIENT_ID_URL")
+                .map(|(v, _)| v.to_string())
+                .filter(|v| v.starts_with("https://")),
             allowed_origins,
             cache_size: src.parse("AGENTHUB_CACHE_SIZE", 1000usize, "a number of entries")?,
             max_body_bytes,

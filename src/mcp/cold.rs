@@ -64,7 +64,7 @@ impl Cold {
             && match s.info.status {
                 Status::Running | Status::Starting => true,
                 Status::Stopped | Status::Sleeping => !s.info.held,
-                Status::Failed | Status::Stopping => false,
+                Status::Failed | Status::Stopping | Status::AuthRequired => false,
             }
     }
 

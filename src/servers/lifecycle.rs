@@ -153,6 +153,23 @@ impl Servers {
     /// Runs a launch `begin_launch` allowed, on the calling thread: spawn, bridge, handshake.
     pub(super) fn launch(&self, srv: &Arc<Server>, ticket: Ticket) {
         let outcome = self.package_ready(srv, &ticket).and_then(|()| self.spawn_and_handshake(srv, &ticket));
+        // A remote server that refused the hub (at the handshake, or at a call since) waits for
+        // a person's sign-in: AUTH_REQUIRED, no restarts.
+        let sign_in = match ticket.config.transport {
+            Transport::Http => self.ctx.oauth.sign_in_needed(&srv.name),
+            _ => None,
+        };
+        let outcome = match (sign_in, outcome) {
+            (Some(Ok(reason)), outcome) => {
+                if let Ok(mut run) = outcome {
+                    run.kill(Duration::from_millis(500));
+                }
+                let fx = srv.state.lock().needs_sign_in(ticket.generation, reason);
+                return self.fire(srv, fx);
+            }
+            (Some(Err(why)), Err(_)) => Err((format!("sign-in required, but {why}"), false)),
+            (_, outcome) => outcome,
+        };
         let (fx, voided) =
             srv.state.lock().launch_ended(ticket.generation, outcome, (SystemTime::now(), Instant::now()));
         if let Some(mut run) = voided {
@@ -194,9 +211,23 @@ impl Servers {
             let url = cfg.url.clone().unwrap_or_default();
             let deadline = Instant::now() + cfg.handshake_timeout;
             let peer: &dyn Fn() -> Arc<ChildPeer> = &peer;
-            let super::remote::Connected { upstream, init, era } =
-                super::remote::connect(&srv.name, cfg.transport, &url, &cfg.headers, peer, deadline)
-                    .map_err(|why| (why, true))?;
+            // A server entry with its own `Authorization` header keeps it; any other signs in.
+            let own_header = cfg.headers.keys().any(|k| k.eq_ignore_ascii_case("authorization"));
+            let credentials = |u: &crate::transport::http::Upstream| {
+                if !own_header {
+                    u.set_credentials(self.ctx.oauth.link(&srv.name, &url, cfg.oauth.as_ref()));
+                }
+            };
+            let super::remote::Connected { upstream, init, era } = super::remote::connect(
+                &srv.name,
+                cfg.transport,
+                &url,
+                &cfg.headers,
+                peer,
+                &credentials,
+                deadline,
+            )
+            .map_err(|why| (why, true))?;
             let version = init.get("protocolVersion").and_then(Value::as_str).unwrap_or("");
             log::info!("server {}: protocol {version} ({} era)", srv.name, era.as_str());
             let transport = Arc::new(upstream);

@@ -65,6 +65,8 @@ pub enum Status {
     Stopping,
     /// Stopped for want of calls (`idle_timeout`): its next use starts it again.
     Sleeping,
+    /// A remote server waits for a person to sign in (OAuth).
+    AuthRequired,
 }
 
 impl Status {
@@ -76,6 +78,7 @@ impl Status {
             Status::Failed => "FAILED",
             Status::Stopping => "STOPPING",
             Status::Sleeping => "SLEEPING",
+            Status::AuthRequired => "AUTH_REQUIRED",
         }
     }
 }
@@ -160,6 +163,8 @@ pub struct Context {
     pub max_calls_total: usize,
     /// How long an elicitation waits for a person when its call is not known (0: none waits).
     pub elicitation_wait: Duration,
+    /// Remote servers' sign-ins (`<data dir>/oauth`).
+    pub oauth: Arc<crate::oauth::OAuth>,
 }
 
 /// A live server: a child over stdio, or a remote one over HTTP.
@@ -509,6 +514,7 @@ pub(super) mod testing {
                 elicitation_wait: Duration::from_secs(120),
                 breakers: Arc::new(Breakers::new(BreakerConfig::default())),
                 activity: Arc::new(Activity::default()),
+                oauth: Arc::new(crate::oauth::OAuth::new(dir.join("oauth"))),
             },
         )
     }

@@ -28,6 +28,7 @@ pub(super) fn connect(
     url: &str,
     headers: &BTreeMap<String, String>,
     peer: &dyn Fn() -> Arc<ChildPeer>,
+    credentials: &dyn Fn(&Upstream),
     deadline: Instant,
 ) -> Result<Connected, String> {
     match transport {
@@ -35,7 +36,7 @@ pub(super) fn connect(
         Transport::Url => {
             // Half the time for Streamable HTTP: the legacy transport gets the rest.
             let half = Instant::now() + deadline.saturating_duration_since(Instant::now()) / 2;
-            let streamable = match streamable(name, url, headers, peer, half) {
+            let streamable = match streamable(name, url, headers, peer, credentials, half) {
                 Ok(c) => return Ok(c),
                 Err(e) => e,
             };
@@ -43,7 +44,7 @@ pub(super) fn connect(
                 format!("neither Streamable HTTP nor legacy SSE answered at {url}: {streamable}; {sse}")
             })
         }
-        _ => streamable(name, url, headers, peer, deadline),
+        _ => streamable(name, url, headers, peer, credentials, deadline),
     }
 }
 
@@ -66,9 +67,12 @@ fn streamable(
     url: &str,
     headers: &BTreeMap<String, String>,
     peer: &dyn Fn() -> Arc<ChildPeer>,
+    credentials: &dyn Fn(&Upstream),
     deadline: Instant,
 ) -> Result<Connected, String> {
     let upstream = Upstream::new(name, url, headers.clone(), Some(peer()));
+    // A server behind OAuth: its bearer token, and a sign-in when it asks for one.
+    credentials(&upstream);
     let left = deadline.saturating_duration_since(Instant::now());
     // Asked `server/discover` first (a modern server has no `initialize`; a legacy one answers
     // it with an error, which changes nothing). Half the time at most: a legacy server that

@@ -93,6 +93,42 @@ def wait_status(base, wanted, deadline):
     return {"status": status}
 
 
+MAX_SIGN_INS = 4
+
+
+def sign_in(base):
+    """Follows the hub's authorization URL; False when there is none or the hub refused the callback."""
+    code, auth = request(base, "GET", f"/servers/{NAME}/auth")
+    if code != 200:
+        say("no authorization URL:", code, auth)
+        return False
+    # The suite's authorization server redirects at once, to the hub's callback.
+    try:
+        with urllib.request.urlopen(auth["authorization_url"], timeout=30) as r:
+            say("signed in:", r.status)
+            return True
+    except urllib.error.HTTPError as e:
+        # The hub refused the callback (a wrong or missing iss, say): nothing to wait for.
+        say("the sign-in ended with", e.code, e.read()[:300])
+        return False
+
+
+def use_tools(base, context):
+    """Lists the tools and calls them (the scenario's own `toolCalls` when its context gives
+    them, else each tool listed); True when every request succeeded."""
+    code, listed = request(base, "POST", f"/mcp/{NAME}/tools/list", {})
+    say("tools/list", code)
+    ok = code == 200
+    tools = (listed or {}).get("tools", []) if code == 200 else []
+    calls = [(c["name"], c.get("arguments", {})) for c in context.get("toolCalls", [])]
+    calls = calls or [(tool["name"], arguments(tool, tools)) for tool in tools]
+    for name, args in calls:
+        code, _ = request(base, "POST", f"/mcp/{NAME}/tools/call", {"name": name, "arguments": args})
+        say("tools/call", name, code)
+        ok = ok and code == 200
+    return ok
+
+
 def main():
     url = sys.argv[-1]
     scenario = os.environ.get("MCP_CONFORMANCE_SCENARIO", "")
@@ -114,6 +150,8 @@ def main():
             AGENTHUB_LOG_LEVEL=os.environ.get("AGENTHUB_LOG_LEVEL", "debug"),
             AGENTHUB_ELICITATION_WAIT_S=os.environ.get("AGENTHUB_ELICITATION_WAIT_S", "1"),
         )
+        # The suite's own Client ID Metadata Document stands for the one a user would publish.
+        env.setdefault("AGENTHUB_OAUTH_CLIENT_ID_URL", "https://conformance-test.local/client-metadata.json")
         hub = subprocess.Popen(
             [hub_bin, "serve", "--port", "0", "--config-dir", config, "--data-dir", os.path.join(home, "data")],
             stdin=subprocess.DEVNULL,
@@ -140,30 +178,21 @@ def main():
             deadline = time.monotonic() + DEADLINE_S
             server = wait_status(base, {"RUNNING", "AUTH_REQUIRED", "FAILED"}, deadline)
             say(scenario, "server", server.get("status"), server.get("last_error") or "")
-            if server.get("status") == "AUTH_REQUIRED":
-                code, auth = request(base, "GET", f"/servers/{NAME}/auth")
-                if code != 200:
-                    say("no authorization URL:", code, auth)
+            # A server may ask again later (a call refused for want of scope): a person signs in
+            # again, a bounded number of times, as they would on the dashboard.
+            for _ in range(MAX_SIGN_INS):
+                if server.get("status") == "AUTH_REQUIRED" and not sign_in(base):
                     return 1
-                # The suite's authorization server redirects at once, to the hub's callback.
-                try:
-                    with urllib.request.urlopen(auth["authorization_url"], timeout=30) as r:
-                        say("signed in:", r.status)
-                except urllib.error.HTTPError as e:
-                    say("the sign-in ended with", e.code, e.read()[:300])
-                server = wait_status(base, {"RUNNING", "FAILED"}, deadline)
-                say("after sign-in", server.get("status"), server.get("last_error") or "")
-            if server.get("status") != "RUNNING":
-                return 1
-            code, listed = request(base, "POST", f"/mcp/{NAME}/tools/list", {})
-            say("tools/list", code)
-            tools = (listed or {}).get("tools", []) if code == 200 else []
-            # A scenario may say which calls to make (its context's toolCalls): those, as given.
-            calls = [(c["name"], c.get("arguments", {})) for c in context.get("toolCalls", [])]
-            calls = calls or [(tool["name"], arguments(tool, tools)) for tool in tools]
-            for name, args in calls:
-                code, result = request(base, "POST", f"/mcp/{NAME}/tools/call", {"name": name, "arguments": args})
-                say("tools/call", name, code)
+                server = wait_status(base, {"RUNNING", "FAILED", "AUTH_REQUIRED"}, deadline)
+                say("server", server.get("status"), server.get("last_error") or "")
+                if server.get("status") != "RUNNING":
+                    return 1
+                if use_tools(base, context):
+                    return 0
+                # A refused call: the hub takes the server back to AUTH_REQUIRED when it must.
+                server = wait_status(base, {"AUTH_REQUIRED"}, time.monotonic() + 3)
+                if server.get("status") != "AUTH_REQUIRED":
+                    return 0
             return 0
         finally:
             hub.send_signal(signal.SIGTERM)

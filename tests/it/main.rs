@@ -27,6 +27,7 @@ mod metrics;
 mod modern;
 mod modern_upstream;
 mod npm_servers;
+mod oauth;
 mod parity;
 mod pipelines;
 mod profiles;

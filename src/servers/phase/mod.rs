@@ -18,6 +18,8 @@ pub(super) enum Phase<R> {
     /// Stopped for want of calls (`idle_timeout`); its next use starts it again.
     Sleeping,
     Failed,
+    /// A remote server refused the hub until a person signs in (`oauth`); no retries.
+    AuthRequired,
     /// Waiting to relaunch after a failure (reported STARTING).
     Backoff {
         until: Instant,
@@ -138,6 +140,7 @@ impl<R: Live> State<R> {
             Phase::Stopped => Status::Stopped,
             Phase::Sleeping => Status::Sleeping,
             Phase::Failed => Status::Failed,
+            Phase::AuthRequired => Status::AuthRequired,
             Phase::Backoff { .. } | Phase::Launching { .. } => Status::Starting,
             Phase::Running { .. } => Status::Running,
             Phase::Stopping { .. } => Status::Stopping,
@@ -218,8 +221,10 @@ impl<R: Live> State<R> {
 
     /// A launch may begin unless one is under way, the server runs, stops, or is gone.
     pub fn begin_launch(&mut self) -> Option<(Ticket, Effects)> {
-        let idle =
-            matches!(self.phase, Phase::Stopped | Phase::Sleeping | Phase::Failed | Phase::Backoff { .. });
+        let idle = matches!(
+            self.phase,
+            Phase::Stopped | Phase::Sleeping | Phase::Failed | Phase::AuthRequired | Phase::Backoff { .. }
+        );
         if !idle || self.removed || self.problem.is_some() {
             return None;
         }
@@ -277,6 +282,20 @@ impl<R: Live> State<R> {
             }
         }
         (fx, None)
+    }
+
+    /// The launch was refused until a person signs in: AUTH_REQUIRED with the reason, no
+    /// restart (a person's sign-in starts it).
+    pub fn needs_sign_in(&mut self, generation: u64, reason: String) -> Effects {
+        let mut fx = Effects::new();
+        // Counted as an attempt that failed, so a start waiting for it answers at once.
+        self.attempts += 1;
+        self.last_attempt = Some(Err(reason.clone()));
+        if generation == self.generation && !self.removed && self.is_launching() {
+            self.last_error = Some(reason.clone());
+            self.set(Phase::AuthRequired, &reason, &mut fx);
+        }
+        fx
     }
 
     /// The running child exited or hung: its run comes back to be taken down; a restart is
@@ -368,9 +387,11 @@ impl<R: Live> State<R> {
                 Phase::Running { run, .. } => (Some(run), None, false),
                 Phase::Launching { pgid } => (None, pgid, true),
                 Phase::Stopping { launch, .. } => (None, None, launch),
-                Phase::Stopped | Phase::Sleeping | Phase::Failed | Phase::Backoff { .. } => {
-                    (None, None, false)
-                }
+                Phase::Stopped
+                | Phase::Sleeping
+                | Phase::Failed
+                | Phase::AuthRequired
+                | Phase::Backoff { .. } => (None, None, false),
             };
         self.phase = Phase::Stopping { launch, sleep: false };
         if from != Status::Stopping {

@@ -15,6 +15,18 @@ use serde_json::Value;
 use super::sse::Events;
 use crate::jsonrpc::{self, RpcError};
 
+/// Where a remote server's `Authorization` comes from when it asks for OAuth (the `oauth`
+/// module's): the header for each request, and what the server said when it refused one.
+pub trait Credentials: Send + Sync {
+    /// `Bearer ...`, when there is a token.
+    fn authorization(&self) -> Option<String>;
+    /// A 401 or 403 with its `WWW-Authenticate`; true when sending again may pass (a refresh).
+    fn refused(&self, status: u16, challenge: Option<&str>) -> bool;
+    /// Why the server no longer takes the hub's requests (a refresh refused, more scope
+    /// asked): a running server is then lost, and its relaunch waits for a person.
+    fn lapsed(&self) -> Option<String>;
+}
+
 /// One Streamable HTTP endpoint and the session the hub holds with it.
 pub struct Endpoint {
     /// Who is at the other end, for messages.
@@ -28,6 +40,7 @@ pub struct Endpoint {
     /// Each POST names its method (`Mcp-Method`) and, where the revision asks, its target
     /// (`Mcp-Name`): 2026-07-28.
     named: std::sync::atomic::AtomicBool,
+    credentials: Mutex<Option<std::sync::Arc<dyn Credentials>>>,
 }
 
 /// What came back for one POST.
@@ -111,7 +124,19 @@ impl Endpoint {
             session: Mutex::new(None),
             version: Mutex::new(None),
             named: std::sync::atomic::AtomicBool::new(false),
+            credentials: Mutex::new(None),
         }
+    }
+
+    /// Supplies `Authorization` to every later request (a configured one is dropped).
+    pub fn set_credentials(&self, credentials: std::sync::Arc<dyn Credentials>) {
+        self.headers.lock().retain(|k, _| !k.eq_ignore_ascii_case("authorization"));
+        *self.credentials.lock() = Some(credentials);
+    }
+
+    /// Why the server stopped taking the hub's credentials, if it did.
+    pub fn lapsed(&self) -> Option<String> {
+        self.credentials.lock().clone().and_then(|c| c.lapsed())
     }
 
     /// Adds a header to every later request, unless it is set already.
@@ -187,6 +212,33 @@ impl Endpoint {
         session: Option<String>,
         version: Option<String>,
     ) -> Result<Answer, RpcError> {
+        let credentials = self.credentials.lock().clone();
+        let mut tries = 0;
+        loop {
+            let mut resp = self.send_once(msg, timeout, extra, &session, &version, credentials.as_deref())?;
+            let status = resp.status().as_u16();
+            if let (401 | 403, Some(c)) = (status, &credentials) {
+                let challenge = resp.headers().get("www-authenticate").and_then(|v| v.to_str().ok());
+                tries += 1;
+                if c.refused(status, challenge) && tries < 3 {
+                    continue;
+                }
+                let _ = resp.body_mut().read_to_string();
+                return Err(refused(&self.name, status, "authorization required"));
+            }
+            return self.answer(resp, session.is_some());
+        }
+    }
+
+    fn send_once(
+        &self,
+        msg: &Value,
+        timeout: Option<Duration>,
+        extra: &[(&str, String)],
+        session: &Option<String>,
+        version: &Option<String>,
+        credentials: Option<&dyn Credentials>,
+    ) -> Result<ureq::http::Response<ureq::Body>, RpcError> {
         let mut req = self
             .agent
             .post(&self.url)
@@ -195,10 +247,13 @@ impl Endpoint {
             .build()
             .header("Accept", "application/json, text/event-stream")
             .header("Content-Type", "application/json");
-        if let Some(s) = &session {
+        if let Some(s) = session {
             req = req.header("Mcp-Session-Id", s);
         }
-        if let Some(v) = &version {
+        if let Some(a) = credentials.and_then(|c| c.authorization()) {
+            req = req.header("Authorization", a);
+        }
+        if let Some(v) = version {
             req = req.header("MCP-Protocol-Version", v);
         }
         for (k, v) in self.headers.lock().iter() {
@@ -215,12 +270,20 @@ impl Endpoint {
         if let Some(id) = crate::request_id::current() {
             req = req.header("X-Request-Id", id);
         }
-        let mut resp = req.send(msg.to_string()).map_err(|e| failed(&self.name, timeout, e))?;
+        req.send(msg.to_string()).map_err(|e| failed(&self.name, timeout, e))
+    }
+
+    /// What one POST's answer says.
+    fn answer(
+        &self,
+        mut resp: ureq::http::Response<ureq::Body>,
+        had_session: bool,
+    ) -> Result<Answer, RpcError> {
         if let Some(s) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
             *self.session.lock() = Some(s.to_string());
         }
         let status = resp.status().as_u16();
-        let session_lost = (status == 404 || status == 400) && session.is_some();
+        let session_lost = (status == 404 || status == 400) && had_session;
         let answer = |body| Ok(Answer { session_lost, body });
         if status == 202 {
             return answer(Body::Empty);
@@ -254,6 +317,9 @@ impl Endpoint {
             .header("Mcp-Session-Id", &session);
         for (k, v) in self.headers.lock().iter() {
             req = req.header(k, v);
+        }
+        if let Some(a) = self.credentials.lock().clone().and_then(|c| c.authorization()) {
+            req = req.header("Authorization", a);
         }
         match req.call() {
             Ok(resp) if resp.status().as_u16() == 200 => {

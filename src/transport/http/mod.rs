@@ -18,5 +18,5 @@ mod remote_modern;
 mod sse;
 mod upstream;
 
-pub use endpoint::{Answer, Endpoint};
+pub use endpoint::{Answer, Credentials, Endpoint};
 pub use upstream::Upstream;

@@ -109,6 +109,13 @@ impl Upstream {
         }
     }
 
+    /// Where its `Authorization` comes from (a server that asks for OAuth; Streamable HTTP).
+    pub fn set_credentials(&self, credentials: Arc<dyn super::endpoint::Credentials>) {
+        if let Wire::Streamable(endpoint) = &self.wire {
+            endpoint.set_credentials(credentials);
+        }
+    }
+
     pub fn is_modern(&self) -> bool {
         self.modern.load(Ordering::SeqCst)
     }
@@ -371,10 +378,10 @@ impl Upstream {
     }
 
     /// Why the server is gone, once it is (a legacy stream that ended); a Streamable HTTP server
-    /// is never known gone: its calls fail, and its breaker opens.
+    /// only when its sign-in lapsed (else its calls fail, and its breaker opens).
     pub fn lost(&self) -> Option<String> {
         match &self.wire {
-            Wire::Streamable(_) => None,
+            Wire::Streamable(endpoint) => endpoint.lapsed(),
             Wire::Legacy(conn) => conn.ended(),
         }
     }
