@@ -1,7 +1,8 @@
 //! `agenthub kube export`: Kubernetes manifests for this configuration, ready for `kubectl
 //! apply -f -`. The servers (the hub's own file and the imported one, as `check-config` reads
 //! them) go into the ConfigMap in the hub's shape; every value that is a secret there (each
-//! `env` and `headers` value, a secret-looking argument, a URL with credentials) becomes a
+//! `env` and `headers` value, a secret-looking argument, a URL with credentials, an OAuth
+//! client's secret) becomes a
 //! `${AGENTHUB_S_...}` reference that the Deployment fills from the Secret `agenthub-servers`,
 //! and the comment on top says how to create it — never a value. The rest is
 //! `deploy/kubernetes/agenthub.yaml` as shipped.
@@ -146,6 +147,10 @@ fn referenced(server: &str, mut entry: Value, refs: &mut Vec<Ref>) -> Value {
             .collect();
         entry["args"] = json!(args);
     }
+    // A pre-registered OAuth client's secret (its id is no secret).
+    if let Some(secret) = entry.pointer_mut("/oauth/client_secret") {
+        *secret = json!(refer("oauth.client_secret"));
+    }
     if let Some(url) = entry.get("url").and_then(Value::as_str).map(str::to_string) {
         if mask_url(&url) != url {
             entry["url"] = json!(refer("url"));
@@ -161,17 +166,19 @@ mod tests {
     #[test]
     fn secrets_become_references_to_a_secret_and_never_appear() {
         let file = json!({"servers": {
-            "github": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-github", "--token", "ghp_SECRET1"],
-                       "env": {"GITHUB_PERSONAL_ACCESS_TOKEN": "ghp_SECRET2"}},
-            "remote": {"type": "http", "url": "https://user:pw-SECRET3@example.com/mcp", "headers": {"Authorization": "Bearer SECRET4"}},
+            "github": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-github", "--token", "ghp_s3kr1t1"],
+                       "env": {"GITHUB_PERSONAL_ACCESS_TOKEN": "ghp_s3kr1t2"}},
+            "remote": {"type": "http", "url": "https://user:pw-s3kr1t3@example.com/mcp", "headers": {"Authorization": "Bearer s3kr1t4"}},
+            "signed": {"type": "http", "url": "https://example.com/mcp", "oauth": {"client_id": "hub", "client_secret": "s3kr1t5"}},
             "plain": {"command": "mcp-server-memory"}}});
         let yaml = export(&file, Some("registry.example/agenthub:1"));
-        assert!(!yaml.contains("SECRET"), "{yaml}");
+        assert!(!yaml.contains("s3kr1t"), "{yaml}");
         for needle in [
             "${AGENTHUB_S_GITHUB_ENV_GITHUB_PERSONAL_ACCESS_TOKEN}",
             "${AGENTHUB_S_GITHUB_ARGS_3}",
             "${AGENTHUB_S_REMOTE_URL}",
             "${AGENTHUB_S_REMOTE_HEADERS_AUTHORIZATION}",
+            "${AGENTHUB_S_SIGNED_OAUTH_CLIENT_SECRET}",
             "secretKeyRef: {name: agenthub-servers, key: github.env.GITHUB_PERSONAL_ACCESS_TOKEN}",
             "--from-literal=remote.headers.Authorization=...",
             "image: registry.example/agenthub:1",
