@@ -42,7 +42,8 @@ container-tools:
 # test's stand-ins for node:22-bookworm-slim and ollama/ollama (no registry here).
 .deps/container/bookworm.tar: | container-tools
 	mkdir -p .deps/container
-	mmdebstrap --variant=minbase --include=ca-certificates,python3 bookworm $@.part
+	rm -rf $@.part
+	mmdebstrap --format=tar --variant=minbase --include=ca-certificates,python3 bookworm $@.part
 	mv $@.part $@
 
 # Prometheus's promtool checks /metrics (tests/it/metrics.rs).

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Hub, Stub, wait_for};
+use crate::harness::{Hub, Stub, dep, wait_for};
 
 #[derive(Default)]
 struct Issued {
@@ -362,4 +362,20 @@ fn a_sign_in_survives_a_restart_of_the_hub() {
     let r = hub.post_json("/mcp/remote/tools/list", &json!({}));
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(fake.state.lock().unwrap().serial, 1, "no second sign-in");
+}
+
+#[test]
+fn a_person_signs_in_from_the_dashboard_in_a_browser() {
+    let fake = Fake::start(3600);
+    let hub = hub_for(&fake);
+    wait_status(&hub, "AUTH_REQUIRED");
+    let out = std::process::Command::new("node")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/signin.mjs"))
+        .arg(format!("http://{}", hub.addr))
+        .env("PLAYWRIGHT_CORE_DIR", dep("browser/node_modules").join("playwright-core"))
+        .output()
+        .expect("node");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && text.contains("signin: ok"), "{text}\n--- hub log ---\n{}", hub.log());
+    assert_eq!(hub.get("/servers/remote").json()["status"], "RUNNING");
 }
