@@ -224,15 +224,10 @@ pub fn static_binary() -> PathBuf {
     bin
 }
 
-#[test]
-fn the_slim_image_runs_under_podman_healthy_small_and_not_root() {
-    let bin = static_binary();
-    let tag = std::process::id();
-    let p = Podman {
-        container: format!("agenthub-it-slim-{tag}"),
-        image: format!("localhost/agenthub-it-slim:{tag}"),
-    };
-    let (ok, out) = run(Command::new("podman").current_dir(root()).args([
+/// Builds the slim image from the static binary under `tag` (`podman`: the command, with any
+/// environment it needs).
+pub fn build_slim(podman: &mut Command, tag: &str) {
+    let (ok, out) = run(podman.current_dir(root()).args([
         "build",
         // The Docker image format: OCI images have no HEALTHCHECK.
         "--format",
@@ -244,10 +239,21 @@ fn the_slim_image_runs_under_podman_healthy_small_and_not_root() {
         "--build-arg",
         "BINARY=prebuilt",
         "-t",
-        &p.image,
+        tag,
         ".",
     ]));
     assert!(ok, "podman build --target slim: {out}");
+}
+
+#[test]
+fn the_slim_image_runs_under_podman_healthy_small_and_not_root() {
+    let bin = static_binary();
+    let tag = std::process::id();
+    let p = Podman {
+        container: format!("agenthub-it-slim-{tag}"),
+        image: format!("localhost/agenthub-it-slim:{tag}"),
+    };
+    build_slim(&mut Command::new("podman"), &p.image);
     let (ok, size) =
         run(Command::new("podman").args(["image", "inspect", "--format", "{{.Size}}", &p.image]));
     let size: u64 = size.trim().parse().unwrap_or_else(|_| panic!("image size: {size}"));

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::container::{root, run, static_binary};
+use crate::container::{build_slim, root, run, static_binary};
 use crate::harness::*;
 
 const TOKEN: &str = "kube-test-token-0123456789";
@@ -99,21 +99,7 @@ fn the_kubernetes_manifest_runs_under_podman_kube_play() {
         secret: format!("agenthub-it-{tag}"),
         conf: conf.clone(),
     };
-    let (ok, out) = run(podman(&conf).current_dir(root()).args([
-        "build",
-        "--format",
-        "docker",
-        "-f",
-        "Dockerfile",
-        "--target",
-        "slim",
-        "--build-arg",
-        "BINARY=prebuilt",
-        "-t",
-        &played.image,
-        ".",
-    ]));
-    assert!(ok, "podman build: {out}");
+    build_slim(&mut podman(&conf), &played.image);
     // podman 4.3 takes no Secret kind: the secret is made as podman keeps one (its keys'
     // values in base64), under the name the manifest refers to.
     let secret = dir.write("secret.json", &json!({"token": base64(TOKEN)}).to_string());
