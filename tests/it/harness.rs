@@ -945,3 +945,28 @@ pub fn spawn_lines(mut cmd: Command) -> (Child, ChildStdin, mpsc::Receiver<Strin
     let stdin = child.stdin.take().expect("piped stdin");
     (child, stdin, lines)
 }
+
+/// A request of the 2026-07-28 revision on `/mcp`: no session, the `_meta` envelope, the
+/// revision's headers (`name` for `Mcp-Name`), and any `extra` headers (`X-Client-Name`).
+pub fn modern_request(
+    hub: &Hub,
+    id: u64,
+    method: &str,
+    mut params: Value,
+    name: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Resp {
+    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "modern-test", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {}});
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    let mut headers = vec![
+        JSON,
+        ("Accept", "application/json, text/event-stream"),
+        ("MCP-Protocol-Version", "2026-07-28"),
+        ("Mcp-Method", method),
+    ];
+    headers.extend(name.map(|n| ("Mcp-Name", n)));
+    headers.extend_from_slice(extra);
+    hub.request("POST", "/mcp", &headers, body.to_string().as_bytes())
+}

@@ -181,22 +181,7 @@ fn a_profile_decides_what_a_client_sees_and_calls_on_every_endpoint() {
 
 /// A modern request (2026-07-28: no session, the envelope in `_meta`) from a named client.
 fn modern(hub: &Hub, client: &str, method: &str, params: Value, name: Option<&str>) -> Value {
-    let mut params = params;
-    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientInfo": {"name": "modern", "version": "1"},
-        "io.modelcontextprotocol/clientCapabilities": {}});
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let mut headers = vec![
-        JSON,
-        ("Accept", "application/json, text/event-stream"),
-        ("MCP-Protocol-Version", "2026-07-28"),
-        ("Mcp-Method", method),
-        ("X-Client-Name", client),
-    ];
-    if let Some(n) = name {
-        headers.push(("Mcp-Name", n));
-    }
-    hub.request("POST", "/mcp", &headers, body.to_string().as_bytes()).json()
+    modern_request(hub, 1, method, params, name, &[("X-Client-Name", client)]).json()
 }
 
 #[test]

@@ -7,22 +7,9 @@ use serde_json::{Value, json};
 
 use crate::harness::*;
 
-/// A modern request: no session, the envelope in `_meta`, the revision's headers.
-fn modern(hub: &Hub, id: u64, method: &str, mut params: Value, name: Option<&str>) -> Value {
-    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientInfo": {"name": "replica-test", "version": "1"},
-        "io.modelcontextprotocol/clientCapabilities": {}});
-    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-    let mut headers = vec![
-        JSON,
-        ("Accept", "application/json, text/event-stream"),
-        ("MCP-Protocol-Version", "2026-07-28"),
-        ("Mcp-Method", method),
-    ];
-    if let Some(n) = name {
-        headers.push(("Mcp-Name", n));
-    }
-    let r = hub.request("POST", "/mcp", &headers, body.to_string().as_bytes());
+/// A modern request, answered 200.
+fn modern(hub: &Hub, id: u64, method: &str, params: Value, name: Option<&str>) -> Value {
+    let r = modern_request(hub, id, method, params, name, &[]);
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()
 }
