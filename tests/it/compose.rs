@@ -167,7 +167,7 @@ fn compose_brings_the_whole_stack_up_healthy_and_keeps_its_data() {
     let stack = Stack {
         project: format!("agenthubit{}", std::process::id()),
         socket: format!("unix://{}", socket_path.display()),
-        port: free_port(),
+        port: unshared_port(),
         conf: conf.clone(),
         service,
         dir,

@@ -78,6 +78,17 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// A free port below the kernel's ephemeral range (32768 up), for a server that binds it only
+/// later (a container publishing it): a port from `free_port` may meanwhile be handed to
+/// another test's hub binding port 0.
+pub fn unshared_port() -> u16 {
+    let start = 20000 + (std::process::id() % 10000) as u16;
+    (start..32768)
+        .chain(20000..start)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port below 32768")
+}
+
 /// A command line for the hub with a hermetic environment.
 pub fn hub_command(dir: &Path) -> Command {
     hub_environment(Command::new(BIN), dir)

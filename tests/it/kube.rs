@@ -107,7 +107,7 @@ fn the_kubernetes_manifest_runs_under_podman_kube_play() {
     assert!(ok, "podman secret create: {out}");
 
     // The remote server the ConfigMap names, on this machine's loopback.
-    let remote_port = free_port();
+    let remote_port = unshared_port();
     let _remote = ServerProcess::start(
         Command::new(npm_bin("mcp-server-everything"))
             .arg("streamableHttp")
@@ -116,7 +116,7 @@ fn the_kubernetes_manifest_runs_under_podman_kube_play() {
         20 * SEC,
     );
     let servers = json!({"servers": {"everything": {"type": "http", "url": format!("http://127.0.0.1:{remote_port}/mcp"), "auto_start": true}}});
-    let port = free_port();
+    let port = unshared_port();
     std::fs::write(&played.manifest, for_podman(&manifest, &played.image, &played.secret, &servers, port))
         .unwrap();
     let (ok, out) = run(podman(&conf).args(["kube", "play", "--network", "host"]).arg(&played.manifest));
